@@ -1,0 +1,64 @@
+"""Sync activities: thin adapters from Temporal to `orchestrator.sync_runs`.
+
+They bind log context, heartbeat, and translate errors in one place: terminal errors (a script
+bug, a bad config) become non-retryable ApplicationErrors, everything else is retried.
+"""
+
+from __future__ import annotations
+
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from orchestrator import sync_runs
+from orchestrator.errors import OrchestratorError
+from orchestrator.temporal.types import FinalizeInput, PreparedSync, RunSyncInput, RunSyncResult, SyncInput, SyncSummary
+
+
+def _translate(exc: OrchestratorError) -> BaseException:
+    if exc.terminal:
+        return ApplicationError(exc.message, exc.fields.get("traceback", ""), type=type(exc).__name__,
+                                non_retryable=True)
+    return ApplicationError(exc.message, type=type(exc).__name__)
+
+
+class SyncActivities:
+    def __init__(self, deps: sync_runs.RunDeps) -> None:
+        self.deps = deps
+
+    def _bind(self, sync: SyncInput) -> None:
+        info = activity.info()
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            activity=info.activity_type, workflow_id=info.workflow_id, environment=sync.environment,
+            integration=sync.integration, connection=sync.connection_id, sync=sync.sync_name)
+
+    @activity.defn(name="prepare_sync")
+    async def prepare_sync(self, sync: SyncInput) -> PreparedSync:
+        self._bind(sync)
+        info = activity.info()
+        try:
+            return await sync_runs.prepare(self.deps, sync, workflow_id=info.workflow_id,
+                                           run_id=info.workflow_run_id)
+        except OrchestratorError as exc:
+            raise _translate(exc) from exc
+
+    @activity.defn(name="run_sync_script")
+    async def run_sync_script(self, inp: RunSyncInput) -> RunSyncResult:
+        self._bind(inp.sync)
+        structlog.contextvars.bind_contextvars(job_id=inp.prepared.job_id)
+        try:
+            return await sync_runs.run(self.deps, inp.sync, inp.prepared, heartbeat=activity.heartbeat)
+        except OrchestratorError as exc:
+            raise _translate(exc) from exc
+
+    @activity.defn(name="finalize_sync")
+    async def finalize_sync(self, inp: FinalizeInput) -> SyncSummary:
+        self._bind(inp.sync)
+        try:
+            return await sync_runs.finalize(self.deps, inp)
+        except OrchestratorError as exc:
+            raise _translate(exc) from exc
+
+    def all(self) -> list[object]:
+        return [self.prepare_sync, self.run_sync_script, self.finalize_sync]

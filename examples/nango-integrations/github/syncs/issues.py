@@ -1,0 +1,37 @@
+"""Sync every issue of a GitHub repository (pull requests excluded), incrementally by `since`."""
+
+from models import GithubIssue
+
+from orchestrator.sdk import NangoSync
+
+
+def to_issue(raw: dict) -> GithubIssue:
+    return GithubIssue(
+        id=str(raw["id"]),
+        number=raw["number"],
+        title=raw["title"],
+        body=raw.get("body"),
+        state=raw["state"],
+        url=raw["html_url"],
+        author=(raw.get("user") or {}).get("login"),
+        labels=[label["name"] for label in raw.get("labels", [])],
+        created_at=raw["created_at"],
+        updated_at=raw["updated_at"],
+        closed_at=raw.get("closed_at"),
+    )
+
+
+async def fetch_data(nango: NangoSync) -> None:
+    metadata = await nango.get_metadata()
+    repo = metadata.get("repo")
+    if not repo:
+        raise ValueError("set the connection's metadata 'repo' (owner/name) to choose the repository")
+    params = {"state": "all", "sort": "updated", "direction": "asc"}
+    if nango.last_sync_date:
+        params["since"] = nango.last_sync_date.isoformat()
+    saved = 0
+    async for page in nango.paginate(f"/repos/{repo}/issues", params=params, limit=100, retries=5):
+        issues = [to_issue(raw) for raw in page if "pull_request" not in raw]
+        await nango.batch_save(issues, "GithubIssue")
+        saved += len(issues)
+    await nango.log(f"saved {saved} issues from {repo}")

@@ -1,0 +1,39 @@
+"""The API server: `create_app(settings)`; resources live in cleanup contexts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from temporalio.client import Client
+
+from orchestrator.api import connections, deploy, health, integrations, records
+from orchestrator.api.keys import BUNDLES, HTTP, POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.api.middleware import auth_middleware, context_middleware, error_middleware
+from orchestrator.bundles.store import store_from_settings
+from orchestrator.config.settings import Settings
+from orchestrator.crypto import Sealer
+from orchestrator.store.pool import create_pool
+from orchestrator.temporal.client import connect
+
+
+def create_app(settings: Settings, *, temporal: Client | None = None) -> web.Application:
+    app = web.Application(middlewares=[context_middleware, error_middleware, auth_middleware],
+                          client_max_size=64 * 1024 * 1024)
+    app[SETTINGS] = settings
+    app[SEALER] = Sealer(settings.encryption_key_bytes())
+    app[BUNDLES] = store_from_settings(settings)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        app[POOL] = await create_pool(settings)
+        app[TEMPORAL] = temporal or await connect(settings)
+        app[HTTP] = aiohttp.ClientSession()
+        yield
+        await app[HTTP].close()
+        await app[POOL].close()
+
+    app.cleanup_ctx.append(resources)
+    for module in (health, records, connections, integrations, deploy):
+        app.add_routes(module.routes)
+    return app

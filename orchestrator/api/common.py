@@ -1,0 +1,51 @@
+"""Helpers every route module uses: the caller's environment and the connection it names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from orchestrator.api.errors import raise_error
+from orchestrator.api.keys import ENVIRONMENT, POOL, SEALER
+from orchestrator.store import connections as connections_repo
+from orchestrator.store.types import Connection, Environment
+
+
+def environment(request: web.Request) -> Environment:
+    return request[ENVIRONMENT]
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status=status,
+                        content_type="application/json")
+
+
+async def json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw:
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise_error(400, "invalid_json", f"request body is not JSON: {exc}")
+
+
+def connection_headers(request: web.Request) -> tuple[str, str]:
+    connection_id = request.headers.get("Connection-Id", "").strip()
+    integration = request.headers.get("Provider-Config-Key", "").strip()
+    missing = [h for h, v in (("Connection-Id", connection_id), ("Provider-Config-Key", integration)) if not v]
+    if missing:
+        raise_error(400, "missing_headers", f"missing header(s): {', '.join(missing)}")
+    return integration, connection_id
+
+
+async def load_connection(request: web.Request, integration: str, connection_id: str) -> Connection:
+    env = environment(request)
+    async with request.app[POOL].acquire() as conn:
+        found = await connections_repo.get(conn, request.app[SEALER], env.id, integration, connection_id)
+    if found is None:
+        raise_error(404, "unknown_connection",
+                    f"no connection '{connection_id}' for integration '{integration}' in environment '{env.name}'")
+    return found

@@ -1,0 +1,43 @@
+"""POST /deploy: what `nango deploy` sends (multipart: one zip bundle per integration)."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import BodyPartReader, web
+
+from orchestrator.api.common import environment, json_response
+from orchestrator.api.errors import raise_error
+from orchestrator.api.keys import BUNDLES, POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.deploy import UploadedBundle, deploy
+
+routes = web.RouteTableDef()
+MAX_BUNDLE = 50 * 1024 * 1024
+
+
+@routes.post("/deploy")
+async def post_deploy(request: web.Request) -> web.Response:
+    if not request.content_type.startswith("multipart/"):
+        raise_error(400, "invalid_body", "deploy expects multipart/form-data with one 'bundle' part per integration")
+    reader = await request.multipart()
+    bundles: list[UploadedBundle] = []
+    options: dict[str, object] = {}
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        data = await part.read(decode=False)
+        if len(data) > MAX_BUNDLE:
+            raise_error(413, "bundle_too_large", f"a bundle is larger than {MAX_BUNDLE} bytes")
+        if part.name == "bundle":
+            bundles.append(UploadedBundle.parse(bytes(data)))
+        elif part.name == "options":
+            try:
+                options = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise_error(400, "invalid_body", "the 'options' part is not JSON")
+    if not bundles:
+        raise_error(400, "invalid_body", "no 'bundle' part in the deploy request")
+    app = request.app
+    result = await deploy(app[POOL], app[SEALER], app[BUNDLES], app[TEMPORAL], environment(request), bundles,
+                          allow_removal=bool(options.get("allow_removal")),
+                          task_queue_prefix=app[SETTINGS].task_queue_prefix)
+    return json_response(result.as_dict(), status=409 if result.needs_confirmation else 200)

@@ -1,0 +1,37 @@
+"""Health: liveness answers while the process serves; readiness checks PostgreSQL and Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from orchestrator.api.common import json_response
+from orchestrator.api.keys import POOL, TEMPORAL
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(3):
+            async with request.app[POOL].acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        checks["postgres"] = "ok"
+    except Exception as exc:
+        checks["postgres"] = f"error: {type(exc).__name__}"
+    try:
+        async with asyncio.timeout(3):
+            await request.app[TEMPORAL].service_client.check_health()
+        checks["temporal"] = "ok"
+    except Exception as exc:
+        checks["temporal"] = f"error: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return json_response({"status": "ok" if ok else "degraded", "checks": checks}, status=200 if ok else 503)
+
+
+@routes.get("/health/live")
+async def live(_: web.Request) -> web.Response:
+    return json_response({"status": "ok"})

@@ -1,0 +1,78 @@
+"""Request context, authentication and the one place errors become JSON."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pydantic
+import structlog
+from aiohttp import web
+
+from orchestrator.api.errors import error_body, raise_error
+from orchestrator.api.keys import ENVIRONMENT, POOL
+from orchestrator.errors import InvalidInputError, NotFoundError, OrchestratorError
+from orchestrator.store import environments as environments_repo
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PUBLIC_PREFIXES = ("/health", "/webhook/", "/oauth/", "/static/", "/dashboard", "/favicon.ico")
+
+
+def _is_public(request: web.Request) -> bool:
+    path = request.path
+    return path == "/" or any(path.startswith(p) for p in PUBLIC_PREFIXES) or path == "/openapi.json"
+
+
+@web.middleware
+async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request.headers.get("X-Request-Id") or uuid.uuid4().hex[:12],
+                                           method=request.method, path=request.path)
+    return await handler(request)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type != "application/json" and exc.status >= 400:
+            code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status, "http_error")
+            raise type(exc)(text=error_body(code, exc.reason or code), content_type="application/json",
+                            headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"}) from None
+        raise
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise_error(400, "invalid_body", f"{where}: {first.get('msg')}",
+                    errors=[{"path": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg")}
+                            for e in exc.errors()[:20]])
+    except NotFoundError as exc:
+        raise_error(404, exc.code, exc.message)
+    except InvalidInputError as exc:
+        raise_error(400, exc.code, exc.message)
+    except OrchestratorError as exc:
+        log.warning("request_failed", error=exc.message, code=exc.code)
+        raise_error(500 if exc.terminal else 503, exc.code, exc.message)
+    except Exception as exc:
+        log.exception("unhandled_error")
+        raise_error(500, "server_error", f"internal error ({type(exc).__name__}); see the server log")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if _is_public(request):
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise_error(401, "missing_auth_header", "Authentication failed: send 'Authorization: Bearer <secret key>'")
+    async with request.app[POOL].acquire() as conn:
+        env = await environments_repo.by_secret_key(conn, key.strip())
+    if env is None:
+        raise_error(401, "unknown_account", "Authentication failed: the secret key is not valid")
+    request[ENVIRONMENT] = env
+    structlog.contextvars.bind_contextvars(environment=env.name)
+    return await handler(request)

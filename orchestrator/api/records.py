@@ -1,0 +1,74 @@
+"""GET /records: the records cache, paged by an opaque cursor (Nango's wire format)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aiohttp import web
+
+from orchestrator.api.common import connection_headers, environment, load_connection
+from orchestrator.api.errors import raise_error
+from orchestrator.api.keys import POOL
+from orchestrator.store import records as records_repo
+
+routes = web.RouteTableDef()
+
+MAX_LIMIT = 10_000
+MAX_IDS = 100
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 100
+    try:
+        value = int(raw)
+    except ValueError:
+        raise_error(400, "invalid_query_params", f"limit must be an integer from 1 to {MAX_LIMIT}, got {raw!r}")
+    if not 1 <= value <= MAX_LIMIT:
+        raise_error(400, "invalid_query_params", f"limit must be from 1 to {MAX_LIMIT}, got {value}")
+    return value
+
+
+def _modified_after(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise_error(400, "invalid_query_params", f"modified_after must be an ISO 8601 date-time, got {raw!r}")
+    if value.tzinfo is None:
+        raise_error(400, "invalid_query_params", f"modified_after needs a time zone (e.g. Z), got {raw!r}")
+    return value
+
+
+def _filter(raw: str | None) -> list[str] | None:
+    if not raw:
+        return None
+    parts = [p.strip().lower() for p in raw.split(",") if p.strip()]
+    bad = [p for p in parts if p not in records_repo.ACTIONS]
+    if bad:
+        raise_error(400, "invalid_query_params",
+                    f"filter accepts added, updated, deleted (comma-separated); got {', '.join(bad)}")
+    return parts
+
+
+@routes.get("/records")
+@routes.get("/records/")
+async def list_records(request: web.Request) -> web.Response:
+    q = request.query
+    model = q.get("model", "").strip()
+    if not model:
+        raise_error(400, "invalid_query_params", "model is required")
+    ids = q.getall("ids", [])
+    if len(ids) > MAX_IDS:
+        raise_error(400, "invalid_query_params", f"ids accepts at most {MAX_IDS} values, got {len(ids)}")
+    limit = _limit(q.get("limit"))
+    modified_after = _modified_after(q.get("modified_after") or q.get("delta"))
+    actions = _filter(q.get("filter"))
+    integration, connection_id = connection_headers(request)
+    connection = await load_connection(request, integration, connection_id)
+    scope = records_repo.Scope(environment(request).id, connection.id, model, q.get("variant") or "base")
+    async with request.app[POOL].acquire() as conn:
+        page = await records_repo.read_page(conn, scope, cursor=q.get("cursor") or None, limit=limit,
+                                            modified_after=modified_after, actions=actions, ids=ids or None)
+    return web.Response(body=page.to_json(), content_type="application/json")

@@ -1,0 +1,5 @@
+"""A typed async client for the platform's API, for apps written in Python and for the CLI."""
+
+from orchestrator.client.api import ApiError, NangoClient
+
+__all__ = ["ApiError", "NangoClient"]

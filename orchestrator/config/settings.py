@@ -1,0 +1,78 @@
+"""Process settings, read from the environment (and a Kubernetes secrets dir).
+
+Flat on purpose: every field is one environment variable of the same name in upper case
+(`database_url` <- `DATABASE_URL`), so the Helm chart and this model can be checked against
+each other name by name. Build once at the entry point and pass it down.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, secrets_dir=None)
+
+    # PostgreSQL
+    database_url: SecretStr = Field(
+        SecretStr("postgresql://postgres@127.0.0.1:5432/postgres"),
+        description="asyncpg DSN of the platform database.")
+    database_pool_min: int = Field(1, description="Minimum connections in the asyncpg pool.")
+    database_pool_max: int = Field(10, description="Maximum connections in the asyncpg pool.")
+
+    # Temporal
+    temporal_address: str = Field("127.0.0.1:7233", description="Temporal frontend host:port.")
+    temporal_namespace: str = Field("default", description="Temporal namespace for schedules and workflows.")
+    temporal_tls: bool = Field(False, description="Use TLS to reach Temporal.")
+    task_queue_prefix: str = Field("", description="Prefix of task queue names (several stacks on one namespace).")
+    temporal_ui_url: str = Field("", description="Temporal UI base URL, for links from the dashboard.")
+
+    # Bundle store: MinIO/S3 when MINIO_ENDPOINT is set, a local directory otherwise.
+    minio_endpoint: str = Field("", description="host:port of the S3/MinIO service; empty uses BUNDLE_DIR.")
+    minio_access_key: SecretStr = Field(SecretStr(""), description="S3 access key.")
+    minio_secret_key: SecretStr = Field(SecretStr(""), description="S3 secret key.")
+    minio_bucket: str = Field("nango-bundles", description="Bucket that holds script bundles.")
+    minio_secure: bool = Field(False, description="Use HTTPS to reach MinIO.")
+    minio_region: str = Field("us-east-1", description="S3 region name.")
+    bundle_dir: Path = Field(Path(".nango/bundles"), description="Local bundle store when MINIO_ENDPOINT is empty.")
+    bundle_cache_dir: Path = Field(Path(".nango/cache"), description="Worker-side cache of fetched bundles.")
+
+    # Secrets
+    encryption_key: SecretStr = Field(
+        SecretStr(""), description="base64 of 32 random bytes; encrypts credentials at rest.")
+
+    # API server
+    api_host: str = Field("127.0.0.1", description="Address the API server binds.")
+    api_port: int = Field(3003, description="Port the API server binds.")
+    public_url: str = Field("", description="Public base URL of the API (OAuth callbacks, webhook URLs).")
+
+    # Worker and runner
+    worker_task_queues: str = Field("syncs,actions,webhooks,events", description="Task queue kinds this worker polls.")
+    worker_max_concurrent_syncs: int = Field(10, description="Concurrent sync activities per worker.")
+    worker_max_concurrent_actions: int = Field(20, description="Concurrent action activities per worker.")
+    runner_memory_mb: int = Field(512, description="Address-space limit of a script's process.")
+    runner_sync_timeout_s: int = Field(24 * 3600, description="Wall-clock limit of a sync run.")
+    runner_action_timeout_s: int = Field(15 * 60, description="Wall-clock limit of an action run.")
+    runner_webhook_timeout_s: int = Field(15 * 60, description="Wall-clock limit of a webhook script run.")
+    runner_event_timeout_s: int = Field(5 * 60, description="Wall-clock limit of an event script run.")
+    runner_require_isolation: bool = Field(False, description="Refuse to start without namespace isolation.")
+
+    log_level: str = Field("INFO", description="Log level.")
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _key_is_32_bytes(cls, v: SecretStr) -> SecretStr:
+        raw = v.get_secret_value()
+        if raw and len(base64.b64decode(raw)) != 32:
+            raise ValueError("ENCRYPTION_KEY must be base64 of exactly 32 bytes")
+        return v
+
+    def encryption_key_bytes(self) -> bytes:
+        raw = self.encryption_key.get_secret_value()
+        if not raw:
+            raise ValueError("ENCRYPTION_KEY is not set; generate one with `nango admin gen-key`")
+        return base64.b64decode(raw)

@@ -1,0 +1,183 @@
+"""Requests to a connection's API with its credentials injected: used by scripts and `/proxy`.
+
+Retries (network errors, 5xx, 429 and any extra statuses asked for) back off exponentially with
+jitter; `Retry-After` and the provider's reset header set the wait when present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import orjson
+import structlog
+
+from orchestrator.providers.catalog import Provider
+from orchestrator.store.types import ApiKeyCredentials, BasicCredentials, Connection, OAuth2Credentials
+
+log = structlog.get_logger(__name__)
+
+MAX_WAIT_S = 300.0
+BASE_BACKOFF_S = 0.5
+
+
+@dataclass
+class ProxyRequest:
+    method: str
+    endpoint: str
+    params: dict[str, Any] | str | None = None
+    data: Any = None
+    headers: dict[str, str] | None = None
+    retries: int = 0
+    retry_on: Sequence[int] = ()
+    base_url_override: str | None = None
+    absolute_url: str | None = None
+    response_type: str = "json"
+
+
+@dataclass
+class ProxyResult:
+    status: int
+    headers: dict[str, str]
+    data: Any
+    raw: bytes
+    url: str
+
+
+class UpstreamError(Exception):
+    """The API could not be reached (after retries)."""
+
+
+def auth_headers_and_query(connection: Connection, provider: Provider) -> tuple[dict[str, str], dict[str, str]]:
+    creds = connection.credentials
+    headers: dict[str, str] = {}
+    query: dict[str, str] = {}
+    if isinstance(creds, OAuth2Credentials):
+        headers["Authorization"] = f"Bearer {creds.access_token.get_secret_value()}"
+    elif isinstance(creds, ApiKeyCredentials):
+        key = creds.api_key.get_secret_value()
+        if provider.api_key_query:
+            query[provider.api_key_query] = key
+        else:
+            headers[provider.api_key_header or "Authorization"] = provider.api_key_template.replace("${apiKey}", key)
+    elif isinstance(creds, BasicCredentials):
+        token = base64.b64encode(f"{creds.username}:{creds.password.get_secret_value()}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    return headers, query
+
+
+def build_url(connection: Connection, provider: Provider, req: ProxyRequest) -> str:
+    if req.absolute_url:
+        return req.absolute_url
+    base = (req.base_url_override or provider.resolve_base_url(connection.connection_config)).rstrip("/")
+    endpoint = req.endpoint if req.endpoint.startswith("/") else "/" + req.endpoint
+    url = base + endpoint
+    if isinstance(req.params, str) and req.params:
+        url += ("&" if "?" in url else "?") + req.params.lstrip("?")
+    elif isinstance(req.params, dict) and req.params:
+        flat = {k: ("true" if v is True else "false" if v is False else v) for k, v in req.params.items()
+                if v is not None}
+        url += ("&" if "?" in url else "?") + urlencode(flat, doseq=True)
+    return url
+
+
+def _wait_from_headers(headers: dict[str, str], provider: Provider) -> float | None:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    retry_after = lowered.get("retry-after")
+    if retry_after:
+        try:
+            return float(retry_after)
+        except ValueError:
+            try:
+                return max(0.0, (parsedate_to_datetime(retry_after) - datetime.now(UTC)).total_seconds())
+            except (TypeError, ValueError):
+                pass
+    reset_header = provider.rate_limit.reset_header
+    if reset_header and lowered.get(reset_header.lower()) and lowered.get("x-ratelimit-remaining", "1") == "0":
+        value = lowered[reset_header.lower()]
+        try:
+            if provider.rate_limit.reset_format == "epoch_seconds":
+                return max(0.0, float(value) - time.time())
+            if provider.rate_limit.reset_format == "seconds":
+                return float(value)
+            return max(0.0, (datetime.fromisoformat(value) - datetime.now(UTC)).total_seconds())
+        except ValueError:
+            return None
+    return None
+
+
+def _decode(raw: bytes, content_type: str, response_type: str) -> Any:
+    if response_type == "text":
+        return raw.decode(errors="replace")
+    if not raw:
+        return None
+    if "json" in content_type or response_type == "json":
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return raw.decode(errors="replace")
+    return raw.decode(errors="replace")
+
+
+async def send(
+    session: aiohttp.ClientSession, connection: Connection, provider: Provider, req: ProxyRequest,
+    *, refresh: Callable[[], Awaitable[Connection]] | None = None, timeout_s: float = 120.0,
+) -> ProxyResult:
+    """One logical request, retried as asked; a 401 on OAuth2 refreshes the token once."""
+    attempt = 0
+    refreshed = False
+    while True:
+        auth_headers, auth_query = auth_headers_and_query(connection, provider)
+        headers = {**provider.headers, **(req.headers or {}), **auth_headers}
+        url = build_url(connection, provider, req)
+        if auth_query and not req.absolute_url:
+            url += ("&" if "?" in url else "?") + urlencode(auth_query)
+        body: bytes | None = None
+        if req.data is not None and req.method not in ("GET", "HEAD"):
+            if isinstance(req.data, bytes | str):
+                body = req.data.encode() if isinstance(req.data, str) else req.data
+            else:
+                body = orjson.dumps(req.data)
+                headers.setdefault("Content-Type", "application/json")
+        try:
+            async with session.request(req.method, url, data=body, headers=headers,
+                                       timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+                raw = await resp.read()
+                result = ProxyResult(resp.status, dict(resp.headers), _decode(
+                    raw, resp.headers.get("Content-Type", ""), req.response_type), raw, url)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if attempt < req.retries:
+                attempt += 1
+                await asyncio.sleep(_backoff(attempt))
+                continue
+            raise UpstreamError(f"{req.method} {_safe(url)} failed: {type(exc).__name__}: {exc}") from None
+        if (result.status == 401 and refresh is not None and not refreshed
+                and isinstance(connection.credentials, OAuth2Credentials)):
+            refreshed = True
+            connection = await refresh()
+            continue
+        retryable = result.status >= 500 or result.status == 429 or result.status in req.retry_on
+        if retryable and attempt < req.retries:
+            attempt += 1
+            wait = _wait_from_headers(result.headers, provider)
+            await asyncio.sleep(min(MAX_WAIT_S, wait if wait is not None else _backoff(attempt)))
+            continue
+        return result
+
+
+def _backoff(attempt: int) -> float:
+    return min(MAX_WAIT_S, BASE_BACKOFF_S * (2 ** (attempt - 1))) * (0.5 + random.random() / 2)
+
+
+def _safe(url: str) -> str:
+    """URL for logs and errors without its query (API keys may travel there)."""
+    return url.split("?", 1)[0]

@@ -1,0 +1,293 @@
+"""What a script's RPC calls do on the trusted side: HTTP with credentials, records, logs, state.
+
+One `ScriptHost` per run. It holds the pool, the connection (with its credentials) and the job;
+the child sees only the answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import asyncpg
+import structlog
+
+from orchestrator import proxy
+from orchestrator.errors import OrchestratorError
+from orchestrator.providers.catalog import Provider
+from orchestrator.runner.host import RpcFailure
+from orchestrator.store import jobs as jobs_repo
+from orchestrator.store import records as records_repo
+from orchestrator.store.types import Connection, OAuth2Credentials, credentials_to_json
+
+log = structlog.get_logger(__name__)
+
+MAX_BUFFERED_LOGS = 200
+
+
+@dataclass
+class Progress:
+    """Running totals, reported as heartbeat details and by the `progress` query."""
+
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    calls: int = 0
+    models: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, model: str, result: records_repo.WriteResult) -> None:
+        self.added += result.added
+        self.updated += result.updated
+        self.deleted += result.deleted
+        per = self.models.setdefault(model, {"added": 0, "updated": 0, "deleted": 0})
+        per["added"] += result.added
+        per["updated"] += result.updated
+        per["deleted"] += result.deleted
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"added": self.added, "updated": self.updated, "deleted": self.deleted, "calls": self.calls,
+                "models": self.models}
+
+
+class ScriptHost:
+    def __init__(
+        self, *, pool: asyncpg.Pool, session: aiohttp.ClientSession, connection: Connection, provider: Provider,
+        environment_name: str, job_id: int | None, sync_name: str | None = None, variant: str = "base",
+        track_deletes: bool = False, dry_run: bool = False,
+        refresh_credentials: Callable[[bool], Awaitable[Connection]] | None = None,
+        environment_variables: list[dict[str, str]] | None = None,
+        metadata_writer: Callable[[dict[str, Any], bool], Awaitable[dict[str, Any]]] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.session = session
+        self.connection = connection
+        self.provider = provider
+        self.environment_name = environment_name
+        self.job_id = job_id
+        self.sync_name = sync_name
+        self.variant = variant
+        self.track_deletes = track_deletes
+        self.tracked_models: set[str] = set()
+        self.dry_run = dry_run
+        self.dry_records: dict[str, dict[str, list[Any]]] = {}
+        self.progress = Progress()
+        self.logs: list[tuple[str, str, dict[str, Any] | None]] = []
+        self.all_logs: list[tuple[str, str, dict[str, Any] | None]] = []
+        self._refresh_credentials = refresh_credentials
+        self._environment_variables = environment_variables or []
+        self._metadata_writer = metadata_writer
+        self._flush_lock = asyncio.Lock()
+
+    # ---- logs ---------------------------------------------------------------------------------
+    def _secrets(self) -> list[str]:
+        creds = credentials_to_json(self.connection.credentials)
+        values = [str(v) for k, v in creds.items() if k in ("access_token", "refresh_token", "apiKey", "password")
+                  and v]
+        values += [v["value"] for v in self._environment_variables if v.get("value")]
+        return [v for v in values if len(v) >= 4]
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets():
+            text = text.replace(secret, "***")
+        return text
+
+    def log(self, level: str, message: str, fields: dict[str, Any] | None) -> None:
+        entry = (level, self.redact(message), fields)
+        self.logs.append(entry)
+        if self.dry_run:
+            self.all_logs.append(entry)
+
+    async def flush_logs(self) -> None:
+        if self.job_id is None or self.dry_run:
+            self.logs.clear()
+            return
+        async with self._flush_lock:
+            entries, self.logs = self.logs, []
+            if entries:
+                async with self.pool.acquire() as conn:
+                    await jobs_repo.add_logs(conn, self.job_id, entries)
+
+    # ---- dispatch -----------------------------------------------------------------------------
+    async def call(self, method: str, params: dict[str, Any]) -> Any:
+        handler = getattr(self, f"rpc_{method}", None)
+        if handler is None:
+            raise RpcFailure("unknown_method", f"unknown platform call '{method}'")
+        self.progress.calls += 1
+        try:
+            result = await handler(**params)
+        except RpcFailure:
+            raise
+        except TypeError as exc:
+            raise RpcFailure("invalid_arguments", f"{method}: {exc}") from None
+        except OrchestratorError as exc:
+            raise RpcFailure(exc.code, exc.message) from None
+        if len(self.logs) >= MAX_BUFFERED_LOGS:
+            await self.flush_logs()
+        return result
+
+    # ---- HTTP ---------------------------------------------------------------------------------
+    async def rpc_http(self, method: str, endpoint: str, params: Any = None, data: Any = None,
+                       headers: dict[str, str] | None = None, retries: int = 0, retry_on: list[int] | None = None,
+                       base_url_override: str | None = None, absolute_url: str | None = None,
+                       response_type: str = "json") -> dict[str, Any]:
+        req = proxy.ProxyRequest(method=method, endpoint=endpoint, params=params, data=data, headers=headers,
+                                 retries=max(0, min(int(retries or 0), 10)), retry_on=retry_on or [],
+                                 base_url_override=base_url_override, absolute_url=absolute_url,
+                                 response_type=response_type)
+        try:
+            result = await proxy.send(self.session, self.connection, self.provider, req, refresh=self._refresh)
+        except proxy.UpstreamError as exc:
+            raise RpcFailure("network_error", self.redact(str(exc))) from None
+        if result.status >= 400:
+            raise RpcFailure("http_error", f"{method} {endpoint} answered {result.status}", status=result.status,
+                             data=result.data, headers=result.headers)
+        return {"status": result.status, "headers": result.headers, "data": result.data}
+
+    async def _refresh(self) -> Connection:
+        if self._refresh_credentials is None:
+            return self.connection
+        self.connection = await self._refresh_credentials(True)
+        return self.connection
+
+    # ---- records ------------------------------------------------------------------------------
+    def _scope(self, model: str) -> records_repo.Scope:
+        if not isinstance(model, str) or not model:
+            raise RpcFailure("invalid_arguments", "a model name is required")
+        return records_repo.Scope(self.connection.environment_id, self.connection.id, model, self.variant)
+
+    def _dry(self, kind: str, model: str, records: list[Any]) -> bool:
+        self.dry_records.setdefault(model, {}).setdefault(kind, []).extend(records)
+        return True
+
+    async def rpc_batch_save(self, model: str, records: list[Any]) -> bool:
+        scope = self._scope(model)
+        if self.dry_run:
+            records_repo.prepare(records, model)
+            return self._dry("save", model, records)
+        track = self.track_deletes or model in self.tracked_models
+        async with self.pool.acquire() as conn:
+            result = await records_repo.batch_save(conn, scope, records, job_id=self.job_id, track_seen=track)
+        if result.duplicate_ids:
+            shown = ", ".join(result.duplicate_ids[:20])
+            more = f" and {len(result.duplicate_ids) - 20} more" if len(result.duplicate_ids) > 20 else ""
+            self.log("warn", f"batch_save({model}): duplicate ids in one batch, the last record of each was kept: "
+                             f"{shown}{more}", None)
+        self.progress.add(model, result)
+        return True
+
+    async def rpc_batch_delete(self, model: str, records: list[Any]) -> bool:
+        scope = self._scope(model)
+        if self.dry_run:
+            return self._dry("delete", model, records)
+        async with self.pool.acquire() as conn:
+            result = await records_repo.batch_delete(conn, scope, records, job_id=self.job_id)
+        self.progress.add(model, result)
+        return True
+
+    async def rpc_batch_update(self, model: str, records: list[Any]) -> bool:
+        scope = self._scope(model)
+        if self.dry_run:
+            return self._dry("update", model, records)
+        async with self.pool.acquire() as conn:
+            result = await records_repo.batch_update(conn, scope, records, job_id=self.job_id)
+        if result.missing_ids:
+            self.log("warn", f"batch_update({model}): no stored record with id "
+                             f"{', '.join(result.missing_ids[:20])}; nothing updated for them", None)
+        self.progress.add(model, result)
+        return True
+
+    async def rpc_get_records_by_id(self, model: str, ids: list[str]) -> dict[str, Any]:
+        async with self.pool.acquire() as conn:
+            return await records_repo.get_by_ids(conn, self._scope(model), ids)
+
+    async def rpc_track_deletes_start(self, model: str) -> None:
+        self._scope(model)
+        self.tracked_models.add(model)
+
+    async def rpc_track_deletes_end(self, model: str) -> None:
+        if model not in self.tracked_models:
+            raise RpcFailure("invalid_arguments", f"track_deletes_end('{model}') without track_deletes_start")
+        self.tracked_models.discard(model)
+        if self.dry_run or self.job_id is None:
+            return
+        async with self.pool.acquire() as conn:
+            deleted = await records_repo.delete_unseen(conn, self._scope(model), self.job_id)
+        self.progress.add(model, records_repo.WriteResult(deleted=deleted))
+
+    # ---- connection, metadata, state -----------------------------------------------------------
+    async def rpc_get_connection(self, force_refresh: bool = False, include_refresh_token: bool = False
+                                 ) -> dict[str, Any]:
+        if force_refresh or self._expires_soon():
+            await self._refresh_maybe(force_refresh)
+        creds = credentials_to_json(self.connection.credentials)
+        if not include_refresh_token:
+            creds.pop("refresh_token", None)
+            if isinstance(creds.get("raw"), dict):
+                creds["raw"] = {k: v for k, v in creds["raw"].items() if k != "refresh_token"}
+        return {"connection_id": self.connection.connection_id,
+                "provider_config_key": self.connection.integration_key, "provider": self.connection.provider,
+                "connection_config": self.connection.connection_config, "metadata": self.connection.metadata,
+                "credentials": creds}
+
+    async def rpc_get_token(self, force_refresh: bool = False) -> Any:
+        conn = await self.rpc_get_connection(force_refresh=force_refresh)
+        creds = conn["credentials"]
+        if creds["type"] == "OAUTH2":
+            return creds["access_token"]
+        if creds["type"] == "API_KEY":
+            return creds["apiKey"]
+        return {"username": creds.get("username"), "password": creds.get("password")}
+
+    def _expires_soon(self) -> bool:
+        creds = self.connection.credentials
+        if not isinstance(creds, OAuth2Credentials) or creds.expires_at is None:
+            return False
+        return (creds.expires_at - datetime.now(UTC)).total_seconds() < 15 * 60
+
+    async def _refresh_maybe(self, force: bool) -> None:
+        if self._refresh_credentials is not None:
+            self.connection = await self._refresh_credentials(force)
+
+    async def rpc_get_metadata(self) -> dict[str, Any]:
+        return self.connection.metadata
+
+    async def _write_metadata(self, metadata: Any, merge: bool) -> None:
+        if not isinstance(metadata, dict):
+            raise RpcFailure("invalid_arguments", "metadata must be an object")
+        if self.dry_run or self._metadata_writer is None:
+            self.connection.metadata = {**self.connection.metadata, **metadata} if merge else metadata
+            return
+        self.connection.metadata = await self._metadata_writer(metadata, merge)
+
+    async def rpc_set_metadata(self, metadata: Any) -> None:
+        await self._write_metadata(metadata, merge=False)
+
+    async def rpc_update_metadata(self, metadata: Any) -> None:
+        await self._write_metadata(metadata, merge=True)
+
+    async def rpc_get_environment_variables(self) -> list[dict[str, str]]:
+        return list(self._environment_variables)
+
+    async def rpc_get_checkpoint(self) -> Any:
+        if self.sync_name is None:
+            return None
+        async with self.pool.acquire() as conn:
+            return (await jobs_repo.get_state(conn, self.connection.id, self.sync_name, self.variant))["checkpoint"]
+
+    async def rpc_save_checkpoint(self, checkpoint: Any) -> None:
+        if not isinstance(checkpoint, dict):
+            raise RpcFailure("invalid_arguments", "a checkpoint must be an object")
+        if self.sync_name is None or self.dry_run:
+            return
+        async with self.pool.acquire() as conn:
+            await jobs_repo.set_checkpoint(conn, self.connection.id, self.sync_name, self.variant, checkpoint)
+
+    async def rpc_clear_checkpoint(self) -> None:
+        if self.sync_name is None or self.dry_run:
+            return
+        async with self.pool.acquire() as conn:
+            await jobs_repo.set_checkpoint(conn, self.connection.id, self.sync_name, self.variant, None)

@@ -1,0 +1,84 @@
+"""Connections: credentials sealed at rest, opened only when a run or the API needs them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from orchestrator.crypto import Sealer
+from orchestrator.store.types import Connection, Credentials, CredentialsEnvelope, credentials_to_json
+
+_SELECT = (
+    "SELECT c.id, c.environment_id, c.integration_id, i.unique_key AS integration_key, i.provider,"
+    " c.connection_id, c.credentials, c.connection_config, c.metadata, c.created_at, c.updated_at"
+    " FROM connections c JOIN integrations i ON i.id = c.integration_id"
+)
+
+
+def _expiry(creds: Credentials) -> datetime | None:
+    return getattr(creds, "expires_at", None)
+
+
+def _row_to_connection(row: asyncpg.Record, sealer: Sealer) -> Connection:
+    data = dict(row)
+    data["credentials"] = CredentialsEnvelope(credentials=sealer.open(data["credentials"])).credentials
+    return Connection(**data)
+
+
+async def create(
+    conn: asyncpg.Connection, sealer: Sealer, *, environment_id: int, integration_id: int,
+    connection_id: str, credentials: Credentials, connection_config: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> tuple[int, bool]:
+    """Insert or replace the credentials of a connection; returns (pk, created)."""
+    row = await conn.fetchrow(
+        "INSERT INTO connections (environment_id, integration_id, connection_id, credentials,"
+        " credentials_expires_at, connection_config, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (integration_id, connection_id) DO UPDATE SET credentials = EXCLUDED.credentials,"
+        " credentials_expires_at = EXCLUDED.credentials_expires_at, updated_at = now()"
+        " RETURNING id, (xmax = 0) AS created",
+        environment_id, integration_id, connection_id, sealer.seal(credentials_to_json(credentials)),
+        _expiry(credentials), connection_config or {}, metadata or {})
+    return row["id"], row["created"]
+
+
+async def update_credentials(conn: asyncpg.Connection, sealer: Sealer, pk: int, credentials: Credentials) -> None:
+    await conn.execute(
+        "UPDATE connections SET credentials = $2, credentials_expires_at = $3, updated_at = now() WHERE id = $1",
+        pk, sealer.seal(credentials_to_json(credentials)), _expiry(credentials))
+
+
+async def get(
+    conn: asyncpg.Connection, sealer: Sealer, environment_id: int, integration_key: str, connection_id: str,
+) -> Connection | None:
+    row = await conn.fetchrow(
+        _SELECT + " WHERE c.environment_id = $1 AND i.unique_key = $2 AND c.connection_id = $3",
+        environment_id, integration_key, connection_id)
+    return _row_to_connection(row, sealer) if row else None
+
+
+async def get_by_pk(conn: asyncpg.Connection, sealer: Sealer, pk: int) -> Connection | None:
+    row = await conn.fetchrow(_SELECT + " WHERE c.id = $1", pk)
+    return _row_to_connection(row, sealer) if row else None
+
+
+async def list_for_environment(
+    conn: asyncpg.Connection, sealer: Sealer, environment_id: int, *, integration_key: str | None = None,
+    connection_id: str | None = None, limit: int = 1000, offset: int = 0,
+) -> list[Connection]:
+    rows = await conn.fetch(
+        _SELECT + " WHERE c.environment_id = $1 AND ($2::text IS NULL OR i.unique_key = $2)"
+        " AND ($3::text IS NULL OR c.connection_id = $3) ORDER BY c.id LIMIT $4 OFFSET $5",
+        environment_id, integration_key, connection_id, limit, offset)
+    return [_row_to_connection(r, sealer) for r in rows]
+
+
+async def list_for_integration(conn: asyncpg.Connection, sealer: Sealer, integration_id: int) -> list[Connection]:
+    rows = await conn.fetch(_SELECT + " WHERE c.integration_id = $1 ORDER BY c.id", integration_id)
+    return [_row_to_connection(r, sealer) for r in rows]
+
+
+async def delete(conn: asyncpg.Connection, pk: int) -> None:
+    await conn.execute("DELETE FROM connections WHERE id = $1", pk)

@@ -1,0 +1,107 @@
+"""Rows as the rest of the platform sees them: typed, credentials already opened."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class Environment(BaseModel):
+    id: int
+    name: str
+    webhook_url: str | None = None
+
+
+class Integration(BaseModel):
+    id: int
+    environment_id: int
+    unique_key: str
+    provider: str
+    display_name: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OAuth2Credentials(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["OAUTH2"] = "OAUTH2"
+    access_token: SecretStr
+    refresh_token: SecretStr | None = None
+    expires_at: datetime | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApiKeyCredentials(BaseModel):
+    type: Literal["API_KEY"] = "API_KEY"
+    api_key: SecretStr = Field(alias="apiKey")
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class BasicCredentials(BaseModel):
+    type: Literal["BASIC"] = "BASIC"
+    username: str
+    password: SecretStr
+
+
+Credentials = OAuth2Credentials | ApiKeyCredentials | BasicCredentials
+
+
+class CredentialsEnvelope(BaseModel):
+    credentials: OAuth2Credentials | ApiKeyCredentials | BasicCredentials = Field(discriminator="type")
+
+
+def credentials_to_json(creds: Credentials) -> dict[str, Any]:
+    """Plain JSON with the secrets revealed: only for sealing and for the connection API."""
+    out: dict[str, Any] = {}
+    for key, value in creds.model_dump(by_alias=True, mode="python").items():
+        out[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if isinstance(out.get("expires_at"), datetime):
+        out["expires_at"] = out["expires_at"].isoformat()
+    return out
+
+
+class Connection(BaseModel):
+    id: int
+    environment_id: int
+    integration_id: int
+    integration_key: str
+    provider: str
+    connection_id: str
+    credentials: OAuth2Credentials | ApiKeyCredentials | BasicCredentials = Field(discriminator="type")
+    connection_config: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeployedScript(BaseModel):
+    id: int
+    environment_id: int
+    integration_id: int
+    integration_key: str
+    name: str
+    kind: Literal["sync", "action", "event"]
+    bundle_sha256: str
+    bundle_key: str
+    module_path: str
+    config: dict[str, Any]
+    enabled: bool
+    version: int
+    deployed_at: datetime
+
+
+class Job(BaseModel):
+    id: int
+    environment_id: int
+    connection_pk: int
+    sync_name: str
+    variant: str
+    kind: str
+    status: str
+    full_resync: bool
+    started_at: datetime
+    ended_at: datetime | None
+    counts: dict[str, dict[str, int]]
+    error: str | None

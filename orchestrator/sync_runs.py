@@ -1,0 +1,171 @@
+"""The three steps of a sync run, called by the Temporal activities.
+
+prepare: load the connection and the deployed script, refresh a token that expires soon, open
+(or re-open, on a retried activity) the job. run: fetch the bundle, run the script in its
+child, stream records to PostgreSQL. finalize: deletion detection on success only, close the
+job with its counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import structlog
+
+from orchestrator import credentials
+from orchestrator.bundles.cache import BundleCache
+from orchestrator.config.settings import Settings
+from orchestrator.crypto import Sealer
+from orchestrator.errors import NotFoundError, OrchestratorError, ScriptError
+from orchestrator.providers.catalog import get_provider
+from orchestrator.runner.host import Limits, RunSpec, run_script
+from orchestrator.runner.host_api import ScriptHost
+from orchestrator.store import connections as connections_repo
+from orchestrator.store import environments as environments_repo
+from orchestrator.store import integrations as integrations_repo
+from orchestrator.store import jobs as jobs_repo
+from orchestrator.store import records as records_repo
+from orchestrator.store import scripts as scripts_repo
+from orchestrator.temporal.types import FinalizeInput, PreparedSync, RunSyncResult, SyncInput, SyncSummary
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class RunDeps:
+    """Everything a run needs, built once per worker process."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    sealer: Sealer
+    bundles: BundleCache
+    session: aiohttp.ClientSession
+
+    def limits(self) -> Limits:
+        return Limits(memory_mb=self.settings.runner_memory_mb)
+
+
+async def prepare(deps: RunDeps, sync: SyncInput, *, workflow_id: str, run_id: str) -> PreparedSync:
+    async with deps.pool.acquire() as conn:
+        integration = await integrations_repo.get(conn, sync.environment_id, sync.integration)
+        if integration is None:
+            return _skip(f"integration '{sync.integration}' no longer exists")
+        script = await scripts_repo.get(conn, integration.id, "sync", sync.sync_name)
+        if script is None or not script.enabled:
+            return _skip(f"sync '{sync.sync_name}' is not deployed or is disabled")
+        connection = await connections_repo.get(conn, deps.sealer, sync.environment_id, sync.integration,
+                                                sync.connection_id)
+        if connection is None:
+            return _skip(f"connection '{sync.connection_id}' no longer exists")
+        full_resync = await jobs_repo.take_reset(conn, connection.id, sync.sync_name, sync.variant)
+        state = await jobs_repo.get_state(conn, connection.id, sync.sync_name, sync.variant)
+        job_id, _ = await jobs_repo.open_job(
+            conn, environment_id=sync.environment_id, connection_pk=connection.id, sync_name=sync.sync_name,
+            variant=sync.variant, kind="sync", full_resync=full_resync, workflow_id=workflow_id, run_id=run_id)
+    if credentials.expires_soon(connection):
+        await credentials.refresh(deps.pool, deps.sealer, deps.session, connection)
+    cfg = script.config
+    last = state["last_success_at"]
+    return PreparedSync(
+        job_id=job_id, connection_pk=connection.id, bundle_key=script.bundle_key,
+        bundle_sha256=script.bundle_sha256, module_path=script.module_path,
+        started_at=datetime.now(UTC).isoformat(), timeout_s=deps.settings.runner_sync_timeout_s,
+        last_sync_date=last.isoformat() if last else None, full_resync=full_resync,
+        track_deletes=bool(cfg.get("track_deletes")) and cfg.get("sync_type", "full") == "full",
+        models=list(cfg.get("output") or []),
+    )
+
+
+def _skip(reason: str) -> PreparedSync:
+    return PreparedSync(job_id=0, connection_pk=0, bundle_key="", bundle_sha256="", module_path="",
+                        started_at=datetime.now(UTC).isoformat(), timeout_s=0, skip_reason=reason)
+
+
+async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
+              heartbeat: Callable[[dict[str, Any]], None] | None = None) -> RunSyncResult:
+    """Run the script; a script failure raises ScriptError (terminal), infra faults anything else."""
+    async with deps.pool.acquire() as conn:
+        connection = await connections_repo.get_by_pk(conn, deps.sealer, prepared.connection_pk)
+        env = await environments_repo.by_id(conn, sync.environment_id)
+    if connection is None or env is None:
+        raise NotFoundError(f"connection '{sync.connection_id}' was deleted during the run")
+    bundle_dir: Path = await deps.bundles.fetch(prepared.bundle_key, prepared.bundle_sha256)
+    provider = get_provider(connection.provider)
+
+    async def refresh(force: bool) -> Any:
+        return await credentials.refresh(deps.pool, deps.sealer, deps.session, connection, force=force)
+
+    async def write_metadata(metadata: dict[str, Any], merge: bool) -> dict[str, Any]:
+        async with deps.pool.acquire() as conn:
+            return await conn.fetchval(
+                "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2 ELSE $2 END,"
+                " updated_at = now() WHERE id = $1 RETURNING metadata", connection.id, metadata, merge)
+
+    host = ScriptHost(pool=deps.pool, session=deps.session, connection=connection, provider=provider,
+                      environment_name=env.name, job_id=prepared.job_id, sync_name=sync.sync_name,
+                      variant=sync.variant, track_deletes=prepared.track_deletes, refresh_credentials=refresh,
+                      metadata_writer=write_metadata)
+    spec = RunSpec(kind="sync", bundle_dir=bundle_dir, module_path=prepared.module_path,
+                   timeout_s=prepared.timeout_s, limits=deps.limits(), context={
+                       "connection_id": connection.connection_id, "provider_config_key": sync.integration,
+                       "provider": connection.provider, "environment": env.name, "variant": sync.variant,
+                       "job_id": prepared.job_id, "last_sync_date": prepared.last_sync_date,
+                       "pagination": provider.pagination, "script_name": sync.sync_name,
+                       "full_resync": prepared.full_resync})
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(5)
+            await host.flush_logs()
+            if heartbeat:
+                heartbeat(host.progress.as_dict())
+
+    beater = asyncio.create_task(beat())
+    try:
+        outcome = await run_script(spec, host)
+    finally:
+        beater.cancel()
+        await asyncio.gather(beater, return_exceptions=True)
+        await host.flush_logs()
+    if not outcome.ok:
+        err = outcome.error or {}
+        raise ScriptError(f"{err.get('type', 'Error')}: {err.get('message', 'script failed')}",
+                          traceback=err.get("traceback", ""))
+    return RunSyncResult(counts=host.progress.models)
+
+
+async def finalize(deps: RunDeps, inp: FinalizeInput) -> SyncSummary:
+    prepared = inp.prepared
+    async with deps.pool.acquire() as conn:
+        job = await jobs_repo.get(conn, prepared.job_id)
+        if job is None:
+            raise NotFoundError(f"job {prepared.job_id} vanished")
+        if job.status != "running":  # finalize retried after it already closed the job
+            return SyncSummary(job.id, job.status, job.counts, job.error)
+        if inp.success:
+            if prepared.track_deletes:
+                for model in prepared.models:
+                    scope = records_repo.Scope(job.environment_id, prepared.connection_pk, model,
+                                               inp.sync.variant)
+                    await records_repo.delete_unseen(conn, scope, job.id)
+            async with conn.transaction():
+                await jobs_repo.mark_success(conn, prepared.connection_pk, inp.sync.sync_name, inp.sync.variant,
+                                             datetime.fromisoformat(prepared.started_at), job.id)
+                await jobs_repo.close_job(conn, job.id, "success")
+        else:
+            await jobs_repo.close_job(conn, job.id, "cancelled" if inp.cancelled else "failed",
+                                      error=inp.error, error_details=inp.error_details)
+        job = await jobs_repo.get(conn, prepared.job_id)
+    assert job is not None
+    log.info("sync_finished", job_id=job.id, status=job.status, counts=job.counts)
+    return SyncSummary(job.id, job.status, job.counts, job.error)
+
+
+def is_terminal(exc: BaseException) -> bool:
+    return isinstance(exc, OrchestratorError) and exc.terminal

