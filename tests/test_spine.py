@@ -10,12 +10,13 @@ from tests.conftest import EXAMPLES, Stack, eventually
 
 async def test_sync_from_nango_yaml_to_records_api(stack: Stack) -> None:
     env, key = await stack.new_environment()
+    repo = stack.demo.add_repo(f"spine/{env}", 25)
     async with stack.api(key) as api:
         result = await api.deploy(compile_project(EXAMPLES))
         assert result["applied"] and result["integrations"][0]["added"] == ["sync:issues"]
         await api.create_connection("github", "conn-1", {"type": "OAUTH2", "access_token": "demo-token"},
                                     connection_config={"base_url": stack.provider_url},
-                                    metadata={"repo": "demo/hello-world"})
+                                    metadata={"repo": repo})
         sid = names.sync_schedule_id(env, "github", "conn-1", "issues")
         view = await schedules.describe(stack.client, sid)
         assert view is not None and view.interval_s == 300 and not view.paused
@@ -33,7 +34,7 @@ async def test_sync_from_nango_yaml_to_records_api(stack: Stack) -> None:
         # records come in cursor order; the last one's cursor resumes after everything seen so far
         cursor_before = records[-1]["_nango_metadata"]["cursor"]
 
-        stack.demo.update_issue("demo/hello-world", 3, title="Issue 3, renamed upstream")
+        stack.demo.update_issue(repo, 3, title="Issue 3, renamed upstream")
         await schedules.trigger(stack.client, sid)
 
         async def one_update() -> list[dict]:

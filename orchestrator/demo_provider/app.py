@@ -241,6 +241,26 @@ class DemoState:
                 )
             repo.next_number = count + 1
 
+    def add_repo(self, full_name: str, issues: int = 25) -> str:
+        """A new seeded repository, so each test can sync data no other test touches."""
+        owner, _, name = full_name.partition("/")
+        if not owner or not name:
+            raise ValueError(f"repository names are 'owner/name', got {full_name!r}")
+        if full_name in self.repos:
+            raise ValueError(f"repository {full_name!r} exists")
+        self.repo_seeds[full_name] = issues
+        repo = Repo(id=100_001 + len(self.repos), owner=owner, name=name)
+        self.repos[full_name] = repo
+        for n in range(1, issues + 1):
+            at = SEED_START + timedelta(hours=n - 1)
+            repo.issues[n] = Issue(
+                id=self._take_issue_id(), number=n, title=f"Issue {n}", body=f"Body of issue {n}.",
+                user=DEFAULT_LOGIN, created_at=at, updated_at=at,
+                labels=["bug" if n % 2 == 0 else "enhancement"],
+            )
+        repo.next_number = issues + 1
+        return full_name
+
     def reset(self) -> None:
         """Back to the seeded data; forget requests, deliveries, pending failures, codes and rate usage.
 
