@@ -37,6 +37,32 @@ async def run_deps(settings: Settings) -> AsyncIterator[RunDeps]:
         await pool.close()
 
 
+@contextlib.asynccontextmanager
+async def health_server(settings: Settings, deps: RunDeps) -> AsyncIterator[None]:
+    """GET /health/live for Kubernetes probes: the process serves and its pool answers."""
+    from aiohttp import web
+
+    async def live(_: web.Request) -> web.Response:
+        try:
+            async with asyncio.timeout(3):
+                async with deps.pool.acquire() as conn:
+                    await conn.fetchval("SELECT 1")
+        except Exception as exc:
+            return web.json_response({"status": "error", "postgres": type(exc).__name__}, status=503)
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/health/live", live)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.api_host if settings.api_host != "127.0.0.1" else "0.0.0.0",
+                      settings.worker_health_port).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
 def build_workers(client: Client, deps: RunDeps, prefix: str = "") -> list[Worker]:
     from activities.sync import SyncActivities
     from workflows.sync import SyncWorkflow
@@ -59,6 +85,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, client: Client 
         log.info("worker_started", task_queues=[w.task_queue for w in workers],
                  isolation="process (no namespaces yet)")
         async with contextlib.AsyncExitStack() as stack:
+            if settings.worker_health_port:
+                await stack.enter_async_context(health_server(settings, deps))
             for worker in workers:
                 await stack.enter_async_context(worker)
             await stop.wait()

@@ -156,7 +156,8 @@ async def stack(db_ready: str, temporal_env: WorkflowEnvironment, s3_endpoint: s
         minio_endpoint=s3_endpoint, minio_access_key=SecretStr("testing"), minio_secret_key=SecretStr("testing"),
         minio_bucket="bundles-" + uuid.uuid4().hex[:6], bundle_cache_dir=tmp_root / "cache",
         encryption_key=SecretStr(base64.b64encode(os.urandom(32)).decode()), api_port=port,
-        task_queue_prefix=f"t{uuid.uuid4().hex[:6]}-", runner_sync_timeout_s=120, runner_action_timeout_s=60,
+        task_queue_prefix=f"t{uuid.uuid4().hex[:6]}-", worker_health_port=0,
+        runner_sync_timeout_s=120, runner_action_timeout_s=60,
     )
     client = temporal_env.client
     runner = web.AppRunner(create_app(settings, temporal=client), access_log=None)

@@ -106,7 +106,8 @@ def migrate() -> None:
     _logging(settings.log_level)
 
     async def main() -> None:
-        conn = await asyncpg.connect(settings.database_url.get_secret_value())
+        conn = await asyncpg.connect(settings.database_url.get_secret_value(),
+                                     password=settings.database_password.get_secret_value() or None)
         try:
             applied = await apply(conn)
         finally:

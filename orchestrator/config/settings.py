@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     database_url: SecretStr = Field(
         SecretStr("postgresql://postgres@127.0.0.1:5432/postgres"),
         description="asyncpg DSN of the platform database.")
+    database_password: SecretStr = Field(
+        SecretStr(""), description="Password of the DATABASE_URL user; overrides the one in the URL (so the URL can "
+        "live in a ConfigMap and the password in a Secret).")
     database_pool_min: int = Field(1, description="Minimum connections in the asyncpg pool.")
     database_pool_max: int = Field(10, description="Maximum connections in the asyncpg pool.")
 
@@ -54,6 +57,7 @@ class Settings(BaseSettings):
     worker_task_queues: str = Field("syncs,actions,webhooks,events", description="Task queue kinds this worker polls.")
     worker_max_concurrent_syncs: int = Field(10, description="Concurrent sync activities per worker.")
     worker_max_concurrent_actions: int = Field(20, description="Concurrent action activities per worker.")
+    worker_health_port: int = Field(8081, description="Port of the worker's GET /health/live (0 disables it).")
     runner_memory_mb: int = Field(512, description="Address-space limit of a script's process.")
     runner_sync_timeout_s: int = Field(24 * 3600, description="Wall-clock limit of a sync run.")
     runner_action_timeout_s: int = Field(15 * 60, description="Wall-clock limit of an action run.")

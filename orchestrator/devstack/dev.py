@@ -107,7 +107,7 @@ async def run_dev(opts: DevOptions) -> None:
             database_url=SecretStr(database_url), temporal_address=temporal_address, temporal_ui_url=temporal_ui,
             bundle_dir=home / "bundles", bundle_cache_dir=home / "cache",
             encryption_key=SecretStr(keys["encryption_key"]), api_host=opts.host, api_port=opts.api_port,
-            public_url=f"http://{opts.host}:{opts.api_port}", **opts.extra_env)  # type: ignore[arg-type]
+            public_url=f"http://{opts.host}:{opts.api_port}", worker_health_port=0, **opts.extra_env)  # type: ignore[arg-type]
         conn = await asyncpg.connect(database_url)
         try:
             await init_connection(conn)

@@ -20,6 +20,7 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         settings.database_url.get_secret_value(),
+        password=settings.database_password.get_secret_value() or None,
         min_size=settings.database_pool_min,
         max_size=settings.database_pool_max,
         init=init_connection,

@@ -1,0 +1,62 @@
+# syntax=docker/dockerfile:1
+# One image for every role of nango-orchestrator:
+#   nango server   API + dashboard (port 3003)
+#   nango worker   Temporal worker; runs scripts in a bubblewrap sandbox (health on 8081)
+#   nango migrate  SQL migrations + Temporal search attributes (idempotent, exits)
+# Build: docker build -t REGISTRY/nango-orchestrator:0.1.0 .
+# Run:   docker run --rm -e DATABASE_URL=... REGISTRY/nango-orchestrator:0.1.0 worker
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# --- builder: the project's wheel and the wheels of its dependencies ---------------------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+# Sources only (see .dockerignore); README.md is optional for the build.
+COPY pyproject.toml README.md* ./
+COPY orchestrator ./orchestrator
+COPY workflows ./workflows
+COPY activities ./activities
+# Every dependency ships manylinux wheels for CPython 3.11, so no compiler is needed here.
+RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
+ && python -m pip wheel --wheel-dir /wheels /wheels/nango_orchestrator-*.whl
+
+# --- runtime ------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="nango-orchestrator" \
+      org.opencontainers.image.description="Self-hosted platform for Nango-style integration scripts on Temporal"
+
+# bubblewrap: the sandbox of script runs (unprivileged user namespaces; not setuid in Debian).
+# libseccomp2: the runner's seccomp filter for the sandboxed child.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends bubblewrap libseccomp2 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+# A fixed uid/gid so Kubernetes can check runAsNonRoot and the Helm chart can use runAsUser 10001.
+RUN groupadd --system --gid 10001 nango \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /home/nango --create-home \
+      --shell /usr/sbin/nologin nango \
+ && mkdir -p /var/cache/nango/bundles \
+ && chown -R 10001:10001 /var/cache/nango
+
+# Installed from the wheels only: what runs is exactly what was built, no network at this step.
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    python -m pip install --no-cache-dir --no-index --find-links=/wheels nango-orchestrator \
+ && nango --help > /dev/null
+
+# The root filesystem may be read-only (the Helm chart mounts emptyDirs at /tmp and the bundle
+# cache): nothing writes bytecode, and caches go to /tmp.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/home/nango \
+    XDG_CACHE_HOME=/tmp/.cache \
+    BUNDLE_CACHE_DIR=/var/cache/nango/bundles \
+    API_HOST=0.0.0.0
+WORKDIR /home/nango
+USER 10001:10001
+EXPOSE 3003 8081
+
+ENTRYPOINT ["nango"]
+CMD ["server"]

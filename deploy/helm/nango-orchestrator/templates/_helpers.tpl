@@ -1,0 +1,328 @@
+{{/* Names ------------------------------------------------------------------------------------ */}}
+
+{{- define "nango.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "nango.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "<fullname>-<component>", kept within 63 characters. Call with (list $ "api"). */}}
+{{- define "nango.componentName" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- printf "%s-%s" (include "nango.fullname" $root | trunc (sub 62 (len $component) | int) | trimSuffix "-") $component -}}
+{{- end -}}
+
+{{- define "nango.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "nango.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "nango.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "nango.labels" -}}
+helm.sh/chart: {{ include "nango.chart" . }}
+{{ include "nango.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: nango-orchestrator
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels of one component. Call with (list $ "api"). */}}
+{{- define "nango.componentLabels" -}}
+{{- $root := index . 0 -}}
+{{ include "nango.labels" $root }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{- define "nango.componentSelectorLabels" -}}
+{{- $root := index . 0 -}}
+{{ include "nango.selectorLabels" $root }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{/* metadata.annotations (indented for metadata, with its own leading newline): (list $ $extra). */}}
+{{- define "nango.annotations" -}}
+{{- $root := index . 0 -}}
+{{- $all := merge (dict) (index . 1 | default dict) ($root.Values.commonAnnotations | default dict) -}}
+{{- with $all }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+{{- end }}
+{{- end -}}
+
+{{- define "nango.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "nango.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "nango.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Full name a dependency chart gives its objects, with the same rule the three subcharts use
+(temporal, bitnami postgresql and minio all follow Helm's scaffold): fullnameOverride, else the
+release name when it contains the chart name, else "<release>-<chart name>".
+Call with (list $ "temporal").
+*/}}
+{{- define "nango.dependencyFullname" -}}
+{{- $root := index . 0 -}}
+{{- $chart := index . 1 -}}
+{{- $values := index $root.Values $chart | default dict -}}
+{{- if $values.fullnameOverride -}}
+{{- $values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default $chart $values.nameOverride -}}
+{{- if contains $name $root.Release.Name -}}
+{{- $root.Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" $root.Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Addresses: the bundled subchart's service when it is enabled, the configured one otherwise. */}}
+
+{{- define "nango.temporalAddress" -}}
+{{- if .Values.temporal.enabled -}}
+{{- $fullname := include "nango.dependencyFullname" (list . "temporal") -}}
+{{- printf "%s-frontend:7233" ($fullname | trunc 54 | trimSuffix "-") -}}
+{{- else -}}
+{{- required "config.temporal.address is required (or temporal.enabled=true)" .Values.config.temporal.address -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "nango.minioEndpoint" -}}
+{{- if .Values.minio.enabled -}}
+{{- printf "%s:9000" (include "nango.dependencyFullname" (list . "minio")) -}}
+{{- else -}}
+{{- required "config.minio.endpoint is required (or minio.enabled=true)" .Values.config.minio.endpoint -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "url" when the DSN comes whole from a Secret, "parts" when the chart builds it. */}}
+{{- define "nango.databaseMode" -}}
+{{- if .Values.postgresql.enabled -}}
+parts
+{{- else if and .Values.existingSecret .Values.existingSecretKeys.databaseUrl -}}
+url
+{{- else if and (not .Values.existingSecret) .Values.config.database.url -}}
+url
+{{- else -}}
+parts
+{{- end -}}
+{{- end -}}
+
+{{/* DATABASE_URL built from the parts, without the password (that is DATABASE_PASSWORD). */}}
+{{- define "nango.databaseUrl" -}}
+{{- $db := .Values.config.database -}}
+{{- $host := $db.host -}}
+{{- $port := $db.port | int -}}
+{{- $user := $db.user -}}
+{{- $name := $db.name -}}
+{{- if .Values.postgresql.enabled -}}
+{{- $host = include "nango.dependencyFullname" (list . "postgresql") -}}
+{{- $port = 5432 -}}
+{{- $user = dig "auth" "username" "nango" .Values.postgresql -}}
+{{- $name = dig "auth" "database" "nango" .Values.postgresql -}}
+{{- end -}}
+{{- $url := printf "postgresql://%s@%s:%d/%s" (urlquery $user) (required "config.database.host is required" $host) $port (urlquery $name) -}}
+{{- if and $db.sslmode (not .Values.postgresql.enabled) -}}
+{{- $url = printf "%s?sslmode=%s" $url $db.sslmode -}}
+{{- end -}}
+{{- $url -}}
+{{- end -}}
+
+{{- define "nango.publicUrl" -}}
+{{- if .Values.config.publicUrl -}}
+{{- .Values.config.publicUrl -}}
+{{- else if and .Values.ingress.enabled .Values.ingress.hosts -}}
+{{- $host := (first .Values.ingress.hosts).host -}}
+{{- printf "%s://%s" (ternary "https" "http" (gt (len .Values.ingress.tls) 0)) $host -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Non-secret settings: the ConfigMap's data (shared by the migrations' hook copy). */}}
+{{- define "nango.configData" -}}
+{{- $c := .Values.config -}}
+LOG_LEVEL: {{ $c.logLevel | quote }}
+PUBLIC_URL: {{ include "nango.publicUrl" . | quote }}
+TEMPORAL_ADDRESS: {{ include "nango.temporalAddress" . | quote }}
+TEMPORAL_NAMESPACE: {{ $c.temporal.namespace | quote }}
+TEMPORAL_TLS: {{ $c.temporal.tls | toString | quote }}
+TASK_QUEUE_PREFIX: {{ $c.temporal.taskQueuePrefix | quote }}
+TEMPORAL_UI_URL: {{ $c.temporal.uiUrl | quote }}
+{{- if eq (include "nango.databaseMode" .) "parts" }}
+DATABASE_URL: {{ include "nango.databaseUrl" . | quote }}
+{{- end }}
+DATABASE_POOL_MIN: {{ $c.database.poolMin | toString | quote }}
+DATABASE_POOL_MAX: {{ $c.database.poolMax | toString | quote }}
+MINIO_ENDPOINT: {{ include "nango.minioEndpoint" . | quote }}
+MINIO_BUCKET: {{ $c.minio.bucket | quote }}
+MINIO_SECURE: {{ and $c.minio.secure (not .Values.minio.enabled) | toString | quote }}
+MINIO_REGION: {{ $c.minio.region | quote }}
+BUNDLE_CACHE_DIR: {{ $c.bundleCacheDir | quote }}
+API_HOST: "0.0.0.0"
+API_PORT: {{ $c.api.port | toString | quote }}
+WORKER_HEALTH_PORT: {{ $c.worker.healthPort | toString | quote }}
+WORKER_TASK_QUEUES: {{ $c.worker.taskQueues | quote }}
+WORKER_MAX_CONCURRENT_SYNCS: {{ $c.worker.maxConcurrentSyncs | toString | quote }}
+WORKER_MAX_CONCURRENT_ACTIONS: {{ $c.worker.maxConcurrentActions | toString | quote }}
+RUNNER_MEMORY_MB: {{ $c.runner.memoryMb | toString | quote }}
+RUNNER_SYNC_TIMEOUT_S: {{ $c.runner.syncTimeoutSeconds | toString | quote }}
+RUNNER_ACTION_TIMEOUT_S: {{ $c.runner.actionTimeoutSeconds | toString | quote }}
+RUNNER_WEBHOOK_TIMEOUT_S: {{ $c.runner.webhookTimeoutSeconds | toString | quote }}
+RUNNER_EVENT_TIMEOUT_S: {{ $c.runner.eventTimeoutSeconds | toString | quote }}
+RUNNER_REQUIRE_ISOLATION: {{ $c.runner.requireIsolation | toString | quote }}
+{{- end -}}
+
+{{/* The encryption key: from values, else the one already in the release's Secret, else new. */}}
+{{- define "nango.encryptionKey" -}}
+{{- if .Values.encryptionKey -}}
+{{- .Values.encryptionKey -}}
+{{- else -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "nango.fullname" .) -}}
+{{- if and $existing $existing.data (hasKey $existing.data "ENCRYPTION_KEY") -}}
+{{- index $existing.data "ENCRYPTION_KEY" | b64dec -}}
+{{- else -}}
+{{- randBytes 32 -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Secret settings as EnvVar entries with secretKeyRef. Each one names its Secret: the chart's,
+existingSecret, or the bundled subchart's. Call with
+(dict "root" $ "secret" "<chart secret name>" "only" (list "DATABASE_URL" ...)) — "only" limits the
+list (the migrations need the database only); omit it for all.
+*/}}
+{{- define "nango.secretEnv" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+{{- $own := .secret -}}
+{{- $only := .only | default (list "ENCRYPTION_KEY" "DATABASE_URL" "DATABASE_PASSWORD" "MINIO_ACCESS_KEY" "MINIO_SECRET_KEY") -}}
+{{- $refs := list -}}
+{{- /* ENCRYPTION_KEY */ -}}
+{{- if $v.existingSecret -}}
+{{- $refs = append $refs (list "ENCRYPTION_KEY" $v.existingSecret $v.existingSecretKeys.encryptionKey) -}}
+{{- else -}}
+{{- $refs = append $refs (list "ENCRYPTION_KEY" $own "ENCRYPTION_KEY") -}}
+{{- end -}}
+{{- /* DATABASE_URL (url mode) or DATABASE_PASSWORD (parts mode) */ -}}
+{{- if $v.postgresql.enabled -}}
+{{- $pgSecret := dig "auth" "existingSecret" "" $v.postgresql | default (include "nango.dependencyFullname" (list $root "postgresql")) -}}
+{{- $pgKey := dig "auth" "secretKeys" "userPasswordKey" "password" $v.postgresql -}}
+{{- $refs = append $refs (list "DATABASE_PASSWORD" $pgSecret $pgKey) -}}
+{{- else if eq (include "nango.databaseMode" $root) "url" -}}
+{{- if $v.existingSecret -}}
+{{- $refs = append $refs (list "DATABASE_URL" $v.existingSecret $v.existingSecretKeys.databaseUrl) -}}
+{{- else -}}
+{{- $refs = append $refs (list "DATABASE_URL" $own "DATABASE_URL") -}}
+{{- end -}}
+{{- else if $v.existingSecret -}}
+{{- $refs = append $refs (list "DATABASE_PASSWORD" $v.existingSecret $v.existingSecretKeys.databasePassword) -}}
+{{- else if $v.config.database.password -}}
+{{- $refs = append $refs (list "DATABASE_PASSWORD" $own "DATABASE_PASSWORD") -}}
+{{- end -}}
+{{- /* MINIO_ACCESS_KEY / MINIO_SECRET_KEY */ -}}
+{{- if $v.minio.enabled -}}
+{{- $minioSecret := $v.minio.existingSecret | default (include "nango.dependencyFullname" (list $root "minio")) -}}
+{{- $refs = append $refs (list "MINIO_ACCESS_KEY" $minioSecret "rootUser") -}}
+{{- $refs = append $refs (list "MINIO_SECRET_KEY" $minioSecret "rootPassword") -}}
+{{- else if $v.existingSecret -}}
+{{- $refs = append $refs (list "MINIO_ACCESS_KEY" $v.existingSecret $v.existingSecretKeys.minioAccessKey) -}}
+{{- $refs = append $refs (list "MINIO_SECRET_KEY" $v.existingSecret $v.existingSecretKeys.minioSecretKey) -}}
+{{- else -}}
+{{- if $v.config.minio.accessKey -}}
+{{- $refs = append $refs (list "MINIO_ACCESS_KEY" $own "MINIO_ACCESS_KEY") -}}
+{{- end -}}
+{{- if $v.config.minio.secretKey -}}
+{{- $refs = append $refs (list "MINIO_SECRET_KEY" $own "MINIO_SECRET_KEY") -}}
+{{- end -}}
+{{- end -}}
+{{- range $refs }}
+{{- if has (index . 0) $only }}
+- name: {{ index . 0 }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ index . 1 | quote }}
+      key: {{ index . 2 | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* stringData of the chart's own Secret (not rendered with existingSecret). */}}
+{{- define "nango.secretData" -}}
+{{- $v := .Values -}}
+{{- if eq (include "nango.databaseMode" .) "url" }}
+DATABASE_URL: {{ $v.config.database.url | quote }}
+{{- else if and $v.config.database.password (not $v.postgresql.enabled) }}
+DATABASE_PASSWORD: {{ $v.config.database.password | quote }}
+{{- end }}
+{{- if not $v.minio.enabled }}
+{{- with $v.config.minio.accessKey }}
+MINIO_ACCESS_KEY: {{ . | quote }}
+{{- end }}
+{{- with $v.config.minio.secretKey }}
+MINIO_SECRET_KEY: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Volumes every pod mounts: the root filesystem is read-only. */}}
+{{- define "nango.volumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.config.tmpSizeLimit }}
+- name: bundle-cache
+  emptyDir:
+    sizeLimit: {{ .Values.config.bundleCacheSizeLimit }}
+{{- end -}}
+
+{{- define "nango.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: bundle-cache
+  mountPath: {{ .Values.config.bundleCacheDir }}
+{{- end -}}
+
+{{/* Pod template annotations that roll the pods when the configuration changes. */}}
+{{- define "nango.checksums" -}}
+checksum/config: {{ include "nango.configData" . | sha256sum }}
+{{- if not .Values.existingSecret }}
+checksum/secret: {{ print (include "nango.secretData" .) .Values.encryptionKey | sha256sum }}
+{{- end }}
+{{- end -}}
+
+{{/* Where the migrations hook runs: after install when a bundled dependency must come up first. */}}
+{{- define "nango.migrationsHook" -}}
+{{- if or .Values.postgresql.enabled .Values.temporal.enabled -}}
+post-install,pre-upgrade
+{{- else -}}
+pre-install,pre-upgrade
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,424 @@
+"""The Helm chart and the container image, checked offline.
+
+The chart is rendered with Helm's own engine (helm-python-sdk binds the Helm SDK; no helm binary,
+no cluster) for the default values and the value sets in deploy/helm/nango-orchestrator/ci/,
+linted strict, and every rendered object is validated against the Kubernetes schemas
+(kubernetes-validate, schemas bundled). The environment the chart gives the pods is checked name
+by name against orchestrator.config.settings.Settings.
+
+The bundled dependencies (Temporal, PostgreSQL, MinIO subcharts) cannot be downloaded here: Helm
+renders only the parent chart's templates when a declared dependency is absent from charts/, which
+is what these tests check for the "bundled" value set (the parent's addresses and secret
+references switch to the subcharts' in-cluster names).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestrator.config.settings import Settings
+
+helm = pytest.importorskip("helm_python", reason="helm-python-sdk is not installed")
+kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "deploy" / "helm" / "nango-orchestrator"
+RELEASE = "nango"
+NAMESPACE = "nango"
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest bundled schema.
+KUBE_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+
+VALUE_SETS: dict[str, dict[str, Any]] = {"default": {}} | {
+    path.stem.removesuffix("-values"): yaml.safe_load(path.read_text())
+    for path in sorted((CHART / "ci").glob("*-values.yaml"))
+}
+
+SETTINGS = {name.upper() for name in Settings.model_fields}
+# Settings the chart leaves to the application's default on purpose, each with its reason.
+LEFT_TO_DEFAULTS = {
+    "BUNDLE_DIR": "the chart always uses MinIO/S3; a local directory store cannot be shared by pods",
+}
+# Secret settings: they must never appear in the ConfigMap.
+SECRET_SETTINGS = {"DATABASE_PASSWORD", "ENCRYPTION_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"}
+
+_rendered: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def render(value_set: str, release: str = RELEASE) -> dict[str, str]:
+    key = (value_set, release)
+    if key not in _rendered:
+        with helm.Chart.load(str(CHART)) as chart:
+            _rendered[key] = chart.render(VALUE_SETS[value_set], name=release, namespace=NAMESPACE,
+                                          is_install=True)
+    return _rendered[key]
+
+
+def objects(value_set: str, release: str = RELEASE) -> list[dict[str, Any]]:
+    docs = []
+    for name, text in render(value_set, release).items():
+        if name.endswith("NOTES.txt"):
+            continue
+        docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return docs
+
+
+def find(docs: list[dict[str, Any]], kind: str, suffix: str = "") -> dict[str, Any]:
+    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix)
+               and "helm.sh/hook" not in (d["metadata"].get("annotations") or {})]
+    assert len(matches) == 1, f"expected one {kind} *{suffix}, got {[d['metadata']['name'] for d in matches]}"
+    return matches[0]
+
+
+def hook(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    matches = [d for d in docs if d["kind"] == kind and "helm.sh/hook" in (d["metadata"].get("annotations") or {})]
+    assert len(matches) == 1, f"expected one {kind} hook"
+    return matches[0]
+
+
+def container_env(docs: list[dict[str, Any]], pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """Every environment variable of the pod's first container: name -> value or valueFrom."""
+    container = pod_spec["containers"][0]
+    env: dict[str, Any] = {}
+    for source in container.get("envFrom", []):
+        cm_name = source["configMapRef"]["name"]
+        cms = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == cm_name]
+        assert cms, f"envFrom names ConfigMap {cm_name}, which the chart does not render"
+        env.update(cms[0]["data"])
+    for var in container.get("env", []):
+        assert var["name"] not in env, f"{var['name']} is set twice"
+        env[var["name"]] = var.get("value", var.get("valueFrom"))
+    return env
+
+
+def workload(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    if component == "migrations":
+        return hook(docs, "Job")["spec"]["template"]["spec"]
+    return find(docs, "Deployment", f"-{component}")["spec"]["template"]["spec"]
+
+
+# --- rendering, schema, lint, Kubernetes schemas --------------------------------------------------
+
+def test_value_sets_cover_the_issue() -> None:
+    assert {"default", "external", "bundled", "existing-secret", "ingress-hpa"} <= set(VALUE_SETS)
+
+
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+def test_values_match_the_schema(value_set: str) -> None:
+    with helm.Chart.load(str(CHART)) as chart:
+        chart.validate_schema(VALUE_SETS[value_set])
+
+
+@pytest.mark.parametrize("bad", [
+    {"api": {"replicaCount": "three"}},
+    {"unknownTopLevel": True},
+    {"config": {"database": {"sslmode": "sometimes"}}},
+    {"encryptionKey": "not-32-bytes"},
+    {"image": {"pullPolicy": "Sometimes"}},
+])
+def test_schema_rejects_bad_values(bad: dict[str, Any]) -> None:
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmValuesError):
+        chart.validate_schema(bad)
+
+
+def test_lint_strict(tmp_path: Path) -> None:
+    # The declared subcharts are not downloaded (no network): lint says so and nothing else.
+    report = helm.lint(str(CHART), strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
+    assert set(report["errors"]) <= {"chart directory is missing these dependencies: temporal,postgresql,minio"}
+    # A copy without the dependency list lints clean, strict, for every value set.
+    copy = tmp_path / CHART.name
+    shutil.copytree(CHART, copy)
+    meta = yaml.safe_load((copy / "Chart.yaml").read_text())
+    meta.pop("dependencies")
+    (copy / "Chart.yaml").write_text(yaml.safe_dump(meta))
+    for name, values in VALUE_SETS.items():
+        report = helm.lint(str(copy), values, strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
+        assert report["errors"] == [], (name, report)
+        assert all(m["severity"] < 2 for m in report["messages"]), (name, report["messages"])
+
+
+def test_dependencies_are_optional_and_off() -> None:
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    deps = {d["name"]: d for d in meta["dependencies"]}
+    assert deps["temporal"]["repository"] == "https://go.temporal.io/helm-charts"
+    assert deps["minio"]["repository"] == "https://charts.min.io/"
+    assert "bitnami" in deps["postgresql"]["repository"]
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    for name, dep in deps.items():
+        assert dep["condition"] == f"{name}.enabled"
+        assert defaults[name]["enabled"] is False
+
+
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+def test_manifests_are_valid_kubernetes(value_set: str) -> None:
+    docs = objects(value_set)
+    assert docs
+    for doc in docs:
+        assert doc["metadata"].get("namespace") == NAMESPACE, doc["metadata"]["name"]
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                path = ".".join(str(p) for p in exc.path)
+                pytest.fail(f"{value_set}: {doc['kind']}/{doc['metadata']['name']} invalid for {version} at "
+                            f"{path}: {exc.message}")
+
+
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+def test_expected_objects(value_set: str) -> None:
+    docs = objects(value_set)
+    kinds = sorted(d["kind"] for d in docs)
+    for kind in ("Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy", "Job"):
+        assert kind in kinds, (value_set, kind)
+    assert kinds.count("Deployment") == 2
+    find(docs, "Service", "-api")
+    values = VALUE_SETS[value_set]
+    ingress_on = values.get("ingress", {}).get("enabled", False)
+    hpa_on = values.get("worker", {}).get("autoscaling", {}).get("enabled", False)
+    assert ("Ingress" in kinds) == ingress_on
+    assert ("HorizontalPodAutoscaler" in kinds) == hpa_on
+    worker = find(docs, "Deployment", "-worker")
+    assert ("replicas" in worker["spec"]) != hpa_on, "replicas belong to the HPA when it is on"
+    assert ("ServiceAccount" in kinds) == values.get("serviceAccount", {}).get("create", True)
+    own_secrets = [d for d in docs if d["kind"] == "Secret" and "helm.sh/hook" not in d["metadata"].get(
+        "annotations", {})]
+    assert len(own_secrets) == (0 if values.get("existingSecret") else 1)
+
+
+# --- environment: chart vs Settings ---------------------------------------------------------------
+
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+def test_every_variable_the_chart_sets_is_a_setting(value_set: str) -> None:
+    docs = objects(value_set)
+    for component in ("api", "worker", "migrations"):
+        unknown = set(container_env(docs, workload(docs, component))) - SETTINGS
+        assert not unknown, f"{value_set}/{component} sets variables Settings does not read: {sorted(unknown)}"
+    for cm in (d for d in docs if d["kind"] == "ConfigMap"):
+        assert not set(cm["data"]) & SECRET_SETTINGS, f"secret settings in ConfigMap {cm['metadata']['name']}"
+
+
+@pytest.mark.parametrize("value_set", ["external", "bundled", "existing-secret"])
+def test_every_setting_reaches_api_and_worker(value_set: str) -> None:
+    assert set(LEFT_TO_DEFAULTS) <= SETTINGS, "the allowlist names a setting that no longer exists"
+    docs = objects(value_set)
+    # One DSN source: a whole URL from a Secret, or a URL without password plus DATABASE_PASSWORD.
+    url_mode = value_set == "existing-secret"
+    expected = SETTINGS - set(LEFT_TO_DEFAULTS) - ({"DATABASE_PASSWORD"} if url_mode else set())
+    for component in ("api", "worker"):
+        missing = expected - set(container_env(docs, workload(docs, component)))
+        assert not missing, f"{value_set}/{component} leaves settings unset: {sorted(missing)}"
+
+
+def test_migrations_get_database_and_temporal() -> None:
+    for value_set in VALUE_SETS:
+        env = container_env(objects(value_set), workload(objects(value_set), "migrations"))
+        assert {"DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TLS"} <= set(env), value_set
+        assert "ENCRYPTION_KEY" not in env, "migrations need no encryption key"
+
+
+def test_external_settings_are_passed_through() -> None:
+    docs = objects("external")
+    env = container_env(docs, workload(docs, "worker"))
+    assert env["TEMPORAL_ADDRESS"] == "temporal-frontend.temporal.svc.cluster.local:7233"
+    assert env["TEMPORAL_NAMESPACE"] == "nango-prod"
+    assert env["TEMPORAL_TLS"] == "true"
+    assert env["TASK_QUEUE_PREFIX"] == "prod-"
+    assert env["DATABASE_URL"] == "postgresql://nango@nango-db.abc123.eu-west-1.rds.amazonaws.com:5432/nango" \
+        "?sslmode=require"
+    assert env["MINIO_ENDPOINT"] == "s3.eu-west-1.amazonaws.com"
+    assert env["MINIO_SECURE"] == "true"
+    assert env["PUBLIC_URL"] == "https://nango.example.com"
+    secret = find(docs, "Secret")
+    assert secret["stringData"]["DATABASE_PASSWORD"] == "s3cr3t/p@ss"
+    assert env["DATABASE_PASSWORD"] == {"secretKeyRef": {"name": secret["metadata"]["name"],
+                                                         "key": "DATABASE_PASSWORD"}}
+    # The migrations hook gets its own copy of the password, created before it.
+    migration_secret = hook(docs, "Secret")
+    assert migration_secret["stringData"] == {"DATABASE_PASSWORD": "s3cr3t/p@ss"}
+    # Restricted egress still allows DNS.
+    policy = find(docs, "NetworkPolicy", "-worker")
+    assert "Egress" in policy["spec"]["policyTypes"]
+    assert any(p.get("port") == 53 for rule in policy["spec"]["egress"] for p in rule.get("ports", []))
+
+
+@pytest.mark.parametrize("release", ["nango", "temporal-prod"])
+def test_bundled_dependencies_use_in_cluster_names(release: str) -> None:
+    docs = objects("bundled", release)
+    env = container_env(docs, workload(docs, "api"))
+    # The subcharts name their objects "<release>-<chart>", or "<release>" when it contains the name.
+    temporal = release if "temporal" in release else f"{release}-temporal"
+    assert env["TEMPORAL_ADDRESS"] == f"{temporal}-frontend:7233"
+    assert env["DATABASE_URL"] == f"postgresql://nango@{release}-postgresql:5432/nango"
+    assert env["DATABASE_PASSWORD"] == {"secretKeyRef": {"name": f"{release}-postgresql", "key": "password"}}
+    assert env["MINIO_ENDPOINT"] == f"{release}-minio:9000"
+    assert env["MINIO_ACCESS_KEY"] == {"secretKeyRef": {"name": f"{release}-minio", "key": "rootUser"}}
+    assert env["MINIO_SECRET_KEY"] == {"secretKeyRef": {"name": f"{release}-minio", "key": "rootPassword"}}
+    # Bundled services do not exist before install: the migrations run after it.
+    assert hook(docs, "Job")["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
+
+
+def test_existing_secret_is_used_for_every_secret() -> None:
+    docs = objects("existing-secret")
+    keys = VALUE_SETS["existing-secret"]["existingSecretKeys"]
+    for component in ("api", "worker"):
+        env = container_env(docs, workload(docs, component))
+        refs = {name: v["secretKeyRef"] for name, v in env.items() if isinstance(v, dict)}
+        assert refs == {
+            "ENCRYPTION_KEY": {"name": "nango-platform", "key": keys["encryptionKey"]},
+            "DATABASE_URL": {"name": "nango-platform", "key": keys["databaseUrl"]},
+            "MINIO_ACCESS_KEY": {"name": "nango-platform", "key": keys["minioAccessKey"]},
+            "MINIO_SECRET_KEY": {"name": "nango-platform", "key": keys["minioSecretKey"]},
+        }
+        assert workload(docs, component)["serviceAccountName"] == "nango-platform"
+    env = container_env(docs, workload(docs, "migrations"))
+    assert env["DATABASE_URL"] == {"secretKeyRef": {"name": "nango-platform", "key": "database-url"}}
+    assert not [d for d in docs if d["kind"] == "Secret"]
+
+
+def test_default_values_generate_a_kept_encryption_key() -> None:
+    docs = objects("default")
+    secret = find(docs, "Secret")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert len(base64.b64decode(secret["stringData"]["ENCRYPTION_KEY"])) == 32
+    given = VALUE_SETS["external"]["encryptionKey"]
+    assert find(objects("external"), "Secret")["stringData"]["ENCRYPTION_KEY"] == given
+
+
+def test_migrations_run_before_install_against_external_services() -> None:
+    docs = objects("external")
+    job = hook(docs, "Job")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    # What the Job references exists as hooks created before it (lower weight).
+    spec = job["spec"]["template"]["spec"]
+    for kind, name in (("ConfigMap", spec["containers"][0]["envFrom"][0]["configMapRef"]["name"]),
+                       ("ServiceAccount", spec["serviceAccountName"])):
+        dep = hook(docs, kind)
+        assert dep["metadata"]["name"] == name
+        assert dep["metadata"]["annotations"]["helm.sh/hook"] == annotations["helm.sh/hook"]
+        assert int(dep["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(annotations["helm.sh/hook-weight"])
+
+
+# --- pods: commands, probes, security -------------------------------------------------------------
+
+@pytest.mark.parametrize("value_set", list(VALUE_SETS))
+def test_pods_are_non_root_read_only_and_drop_all(value_set: str) -> None:
+    docs = objects(value_set)
+    for component in ("api", "worker", "migrations"):
+        spec = workload(docs, component)
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] == 10001
+        assert spec["automountServiceAccountToken"] is False
+        for container in spec["containers"]:
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert not sc.get("privileged")
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            volumes = {v["name"]: v for v in spec["volumes"]}
+            assert "emptyDir" in volumes[mounts["/tmp"]]
+            if component != "migrations":
+                cache_dir = container_env(docs, spec)["BUNDLE_CACHE_DIR"]
+                assert "emptyDir" in volumes[mounts[cache_dir]]
+            assert "resources" in container and container["resources"]["requests"]
+
+
+def test_worker_sandbox_settings() -> None:
+    docs = objects("default")
+    spec = workload(docs, "worker")
+    env = container_env(docs, spec)
+    assert env["RUNNER_REQUIRE_ISOLATION"] == "true"
+    sc = spec["containers"][0]["securityContext"]
+    # bubblewrap's unprivileged user namespaces: allowed by seccomp/AppArmor, no capability added.
+    assert sc["seccompProfile"] == {"type": "Unconfined"}
+    assert sc["appArmorProfile"] == {"type": "Unconfined"}
+    assert "add" not in sc["capabilities"]
+    # The API keeps the runtime's default seccomp profile.
+    api = workload(docs, "api")
+    assert api["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "seccompProfile" not in api["containers"][0]["securityContext"]
+
+
+def test_commands_and_probes() -> None:
+    docs = objects("default")
+    api, worker = workload(docs, "api"), workload(docs, "worker")
+    api_c, worker_c = api["containers"][0], worker["containers"][0]
+    assert api_c["args"] == ["server"] and worker_c["args"] == ["worker"]
+    env = container_env(docs, api)
+    assert {p["name"]: p["containerPort"] for p in api_c["ports"]} == {"http": int(env["API_PORT"])}
+    assert env["API_HOST"] == "0.0.0.0"
+    assert api_c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert api_c["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
+    # /health checks PostgreSQL then Temporal with 3 s each: the probe must wait for both.
+    assert api_c["readinessProbe"]["timeoutSeconds"] > 6
+    health_port = int(container_env(docs, worker)["WORKER_HEALTH_PORT"])
+    assert {p["name"]: p["containerPort"] for p in worker_c["ports"]} == {"health": health_port}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert worker_c[probe]["httpGet"] == {"path": "/health/live", "port": "health"}
+    service = find(docs, "Service", "-api")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_ingress_and_hpa() -> None:
+    docs = objects("ingress-hpa")
+    ingress = find(docs, "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"] == [{"hosts": ["nango.example.com"], "secretName": "nango-tls"}]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == find(docs, "Service", "-api")["metadata"]["name"]
+    hpa = find(docs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == find(docs, "Deployment", "-worker")["metadata"]["name"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 20)
+    assert {m["resource"]["name"] for m in hpa["spec"]["metrics"]} == {"cpu", "memory"}
+    assert container_env(docs, workload(docs, "api"))["PUBLIC_URL"] == "https://nango.example.com"
+    assert find(docs, "PodDisruptionBudget", "-api")["spec"]["minAvailable"] == 1
+
+
+def test_pods_roll_when_the_configuration_changes() -> None:
+    def checksum(value_set: str) -> str:
+        docs = objects(value_set)
+        return find(docs, "Deployment", "-api")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    assert checksum("default") != checksum("external")
+
+
+def test_notes_tell_how_to_reach_and_deploy() -> None:
+    notes = render("external")["nango-orchestrator/templates/NOTES.txt"]
+    assert "https://nango.example.com" in notes
+    assert "https://temporal.example.com" in notes
+    assert "nango deploy --server https://nango.example.com" in notes
+    assert "NANGO_SECRET_KEY" in notes
+    default_notes = render("default")["nango-orchestrator/templates/NOTES.txt"]
+    assert "port-forward svc/nango-nango-orchestrator-api 3003:3003" in default_notes
+    assert "ENCRYPTION_KEY was generated" in default_notes
+    bundled_notes = render("bundled")["nango-orchestrator/templates/NOTES.txt"]
+    assert "http://127.0.0.1:8080" in bundled_notes
+
+
+# --- Dockerfile -----------------------------------------------------------------------------------
+
+def test_dockerfile() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    instructions = [line.strip() for line in re.sub(r"\\\n", " ", text).splitlines()
+                    if line.strip() and not line.lstrip().startswith("#")]
+    froms = [i for i in instructions if i.upper().startswith("FROM ")]
+    assert re.fullmatch(r"FROM \$\{PYTHON_IMAGE\} AS builder", froms[0])
+    assert "ARG PYTHON_IMAGE=python:3.11-slim" in instructions
+    assert len(froms) == 2, "multi-stage: builder and runtime"
+    runtime = instructions[instructions.index(froms[1]):]
+    assert any("pip wheel" in i for i in instructions[:instructions.index(froms[1])])
+    assert any("--no-index" in i and "pip install" in i for i in runtime), "runtime installs the built wheels"
+    assert any("apt-get install" in i and "bubblewrap" in i for i in runtime)
+    users = [i for i in runtime if i.upper().startswith("USER ")]
+    assert users and users[-1].split()[1].split(":")[0] == "10001"
+    assert 'ENTRYPOINT ["nango"]' in runtime
+    assert 'CMD ["server"]' in runtime
+    dockerignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "!orchestrator/" in dockerignore and "!pyproject.toml" in dockerignore
