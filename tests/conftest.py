@@ -174,3 +174,46 @@ async def stack(db_ready: str, temporal_env: WorkflowEnvironment, s3_endpoint: s
             await asyncio.wait_for(worker, 30)
         await pool.close()
         await runner.cleanup()
+
+
+@dataclass
+class GithubSetup:
+    env: str
+    key: str
+    repo: str
+    connection_id: str
+
+    def schedule_id(self, sync: str = "issues") -> str:
+        from orchestrator.temporal.names import sync_schedule_id
+
+        return sync_schedule_id(self.env, "github", self.connection_id, sync)
+
+
+async def setup_github(stack: Stack, *, issues: int = 10, folder: Path = EXAMPLES,
+                       connection_id: str = "conn-1") -> GithubSetup:
+    """A fresh environment with the example integration deployed and one connection on its own repo."""
+    from orchestrator.compile import compile_project
+
+    env, key = await stack.new_environment()
+    repo = stack.demo.add_repo(f"{env}/repo", issues)
+    async with stack.api(key) as api:
+        await api.deploy(await asyncio.to_thread(compile_project, folder))
+        await api.create_connection("github", connection_id, {"type": "OAUTH2", "access_token": "demo-token"},
+                                    connection_config={"base_url": stack.provider_url}, metadata={"repo": repo})
+    return GithubSetup(env, key, repo, connection_id)
+
+
+async def wait_for_job(stack: Stack, setup: GithubSetup, *, count: int = 1, status: str | None = "success",
+                       timeout: float = 60) -> list[dict[str, Any]]:
+    """Poll until `count` finished jobs exist for the connection's sync; return them, newest first."""
+    async def check() -> list[dict[str, Any]]:
+        async with stack.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT j.id, j.status, j.error FROM sync_jobs j JOIN connections c ON c.id = j.connection_pk"
+                " JOIN environments e ON e.id = c.environment_id WHERE e.name = $1 AND j.kind = 'sync'"
+                " AND j.status <> 'running' ORDER BY j.id DESC", setup.env)
+        assert len(rows) >= count, rows
+        if status:
+            assert rows[0]["status"] == status, dict(rows[0])
+        return [dict(r) for r in rows]
+    return await eventually(check, timeout=timeout)

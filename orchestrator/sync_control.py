@@ -1,0 +1,233 @@
+"""Per-sync controls, shared by the API, `nango admin` and the dashboard: one code path each.
+
+Between runs everything is the schedule (pause with a note, unpause, trigger, interval); during
+a run it is the run workflow's `cancel` signal. A full resync marks the sync's state "reset
+requested", cancels a running run and triggers; `prepare_sync` reads and clears the mark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import structlog
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from orchestrator.config.schedule import format_interval, parse_schedule
+from orchestrator.crypto import Sealer
+from orchestrator.errors import InvalidInputError, NotFoundError
+from orchestrator.store import connections as connections_repo
+from orchestrator.store import integrations as integrations_repo
+from orchestrator.store import jobs as jobs_repo
+from orchestrator.store import records as records_repo
+from orchestrator.store import scripts as scripts_repo
+from orchestrator.store.types import Connection, DeployedScript, Environment
+from orchestrator.temporal import names, schedules
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One (connection, sync) pair a control applies to."""
+
+    connection: Connection
+    script: DeployedScript
+    variant: str = "base"
+
+    def schedule_id(self, env: Environment) -> str:
+        return names.sync_schedule_id(env.name, self.connection.integration_key, self.connection.connection_id,
+                                      self.script.name, self.variant)
+
+
+@dataclass
+class SyncStatus:
+    """One line of GET /sync/status, as Nango reports it."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+async def targets(pool: asyncpg.Pool, sealer: Sealer, env: Environment, integration_key: str,
+                  syncs: list[str] | None, connection_id: str | None, variant: str = "base") -> list[Target]:
+    """Resolve syncs x connections; unknown names are errors naming them."""
+    async with pool.acquire() as conn:
+        integration = await integrations_repo.get(conn, env.id, integration_key)
+        if integration is None:
+            raise NotFoundError(f"no integration '{integration_key}' in environment '{env.name}'")
+        deployed = {s.name: s for s in await scripts_repo.list_for_integration(conn, integration.id)
+                    if s.kind == "sync"}
+        wanted = list(deployed) if not syncs or syncs == ["*"] else syncs
+        unknown = [s for s in wanted if s not in deployed]
+        if unknown:
+            raise NotFoundError(f"unknown sync(s) {', '.join(unknown)} for integration '{integration_key}'; "
+                                f"deployed: {', '.join(sorted(deployed)) or 'none'}")
+        if connection_id:
+            found = await connections_repo.get(conn, sealer, env.id, integration_key, connection_id)
+            if found is None:
+                raise NotFoundError(f"no connection '{connection_id}' for integration '{integration_key}'")
+            conns = [found]
+        else:
+            conns = await connections_repo.list_for_integration(conn, sealer, integration.id)
+    return [Target(c, deployed[name], variant) for c in conns for name in wanted]
+
+
+async def _handle_missing(fn: Any, *args: Any) -> bool:
+    try:
+        await fn(*args)
+        return True
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+
+
+async def pause(client: Client, env: Environment, items: list[Target], note: str = "paused") -> int:
+    done = 0
+    for t in items:
+        done += await _handle_missing(schedules.pause, client, t.schedule_id(env), note)
+    return done
+
+
+async def resume(client: Client, env: Environment, items: list[Target], note: str = "resumed") -> int:
+    done = 0
+    for t in items:
+        done += await _handle_missing(schedules.unpause, client, t.schedule_id(env), note)
+    return done
+
+
+async def cancel(client: Client, env: Environment, items: list[Target], reason: str = "cancelled") -> int:
+    """Signal every running run of these syncs to stop; returns how many were running."""
+    stopped = 0
+    for t in items:
+        view = await schedules.describe(client, t.schedule_id(env))
+        for wf_id in view.running_workflow_ids if view else []:
+            try:
+                await client.get_workflow_handle(wf_id).signal("cancel", reason)
+                stopped += 1
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+    return stopped
+
+
+async def trigger(pool: asyncpg.Pool, client: Client, env: Environment, items: list[Target], *,
+                  full: bool = False) -> int:
+    """Run now (obeying the overlap policy); a full resync resets state and stops a running run first."""
+    if full:
+        async with pool.acquire() as conn:
+            for t in items:
+                await jobs_repo.request_reset(conn, t.connection.id, t.script.name, t.variant)
+        await cancel(client, env, items, "cancelled by a full resync")
+    done = 0
+    for t in items:
+        done += await _handle_missing(schedules.trigger, client, t.schedule_id(env))
+    return done
+
+
+async def set_frequency(pool: asyncpg.Pool, client: Client, env: Environment, items: list[Target],
+                        frequency: str | None) -> str:
+    """Per-connection interval; None goes back to the deployed `runs`. Returns the interval now in force."""
+    interval = parse_schedule(frequency) if frequency else None
+    text = frequency
+    for t in items:
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO sync_state (connection_pk, sync_name, variant, frequency_override) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (connection_pk, sync_name, variant) DO UPDATE SET frequency_override = $4",
+                t.connection.id, t.script.name, t.variant, frequency)
+        default = t.script.config.get("runs") or "every 1d"
+        every = interval or parse_schedule(default)
+        text = frequency or default
+        try:
+            await schedules.set_interval(client, t.schedule_id(env), every,
+                                         source="override" if interval else "default")
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise NotFoundError(f"no schedule for sync '{t.script.name}' of connection "
+                                    f"'{t.connection.connection_id}'") from None
+            raise
+    return text or ""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+async def status(pool: asyncpg.Pool, client: Client, env: Environment, items: list[Target]) -> list[dict[str, Any]]:
+    """What the schedules say plus each sync's last job: Nango's SyncStatus shape."""
+    out: list[dict[str, Any]] = []
+    for t in items:
+        view = await schedules.describe(client, t.schedule_id(env))
+        async with pool.acquire() as conn:
+            jobs = await jobs_repo.latest(conn, t.connection.id, t.script.name, t.variant, limit=1)
+            state = await jobs_repo.get_state(conn, t.connection.id, t.script.name, t.variant)
+            counts = {m: await records_repo.count(conn, records_repo.Scope(
+                env.id, t.connection.id, m, t.variant)) for m in t.script.config.get("output") or []}
+        job = jobs[0] if jobs else None
+        running = bool(view and view.running_workflow_ids) or (job is not None and job.status == "running")
+        if view is None:
+            state_name = "STOPPED"
+        elif running:
+            state_name = "RUNNING"
+        elif view.paused:
+            state_name = "PAUSED"
+        elif job is not None and job.status == "failed":
+            state_name = "ERROR"
+        else:
+            state_name = "SUCCESS"
+        interval = view.interval_s if view else None
+        out.append({
+            "id": f"{t.connection.id}:{t.script.name}:{t.variant}",
+            "connection_id": t.connection.connection_id,
+            "name": t.script.name,
+            "variant": t.variant,
+            "type": "INCREMENTAL" if state["last_success_at"] else "INITIAL",
+            "status": state_name,
+            "paused": bool(view and view.paused),
+            "note": view.note if view else None,
+            "frequency": format_interval_s(interval),
+            "frequency_source": ("ui" if view and view.edited_elsewhere else view.interval_source) if view else None,
+            "finishedAt": _iso(job.ended_at) if job else None,
+            "nextScheduledSyncAt": _iso(view.next_run) if view and not view.paused else None,
+            "latestResult": job.counts if job else {},
+            "latestExecutionStatus": job.status.upper() if job else None,
+            "jobStatus": job.status.upper() if job else None,
+            "error": job.error if job and job.status == "failed" else None,
+            "recordCount": counts,
+            "checkpoint": state["checkpoint"],
+            "schedule_id": t.schedule_id(env),
+        })
+    return out
+
+
+def format_interval_s(seconds: int | None) -> str | None:
+    if seconds is None:
+        return None
+    from datetime import timedelta
+
+    return format_interval(timedelta(seconds=seconds))
+
+
+def parse_syncs(raw: Any) -> tuple[list[str], str]:
+    """Nango sends syncs as names, `name::variant` strings, or {name, variant} objects."""
+    names_: list[str] = []
+    variant = "base"
+    items = raw if isinstance(raw, list) else [raw] if raw else []
+    for item in items:
+        if isinstance(item, dict):
+            if not item.get("name"):
+                raise InvalidInputError("each sync object needs a 'name'")
+            names_.append(str(item["name"]))
+            variant = str(item.get("variant") or variant)
+        elif isinstance(item, str):
+            name, _, var = item.partition("::")
+            if name:
+                names_.append(name)
+            if var:
+                variant = var
+        else:
+            raise InvalidInputError(f"syncs must be names or {{name, variant}} objects, got {item!r}")
+    return names_, variant
