@@ -10,12 +10,20 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from orchestrator import sync_runs
+from orchestrator import notify, sync_runs
 from orchestrator.errors import OrchestratorError
-from orchestrator.temporal.types import FinalizeInput, PreparedSync, RunSyncInput, RunSyncResult, SyncInput, SyncSummary
+from orchestrator.temporal.types import (
+    FinalizeInput,
+    NotifyInput,
+    PreparedSync,
+    RunSyncInput,
+    RunSyncResult,
+    SyncInput,
+    SyncSummary,
+)
 
 
-def _translate(exc: OrchestratorError) -> BaseException:
+def translate(exc: OrchestratorError) -> BaseException:
     if exc.terminal:
         return ApplicationError(exc.message, exc.fields.get("traceback", ""), type=type(exc).__name__,
                                 non_retryable=True)
@@ -41,7 +49,7 @@ class SyncActivities:
             return await sync_runs.prepare(self.deps, sync, workflow_id=info.workflow_id,
                                            run_id=info.workflow_run_id)
         except OrchestratorError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     @activity.defn(name="run_sync_script")
     async def run_sync_script(self, inp: RunSyncInput) -> RunSyncResult:
@@ -50,7 +58,7 @@ class SyncActivities:
         try:
             return await sync_runs.run(self.deps, inp.sync, inp.prepared, heartbeat=activity.heartbeat)
         except OrchestratorError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     @activity.defn(name="finalize_sync")
     async def finalize_sync(self, inp: FinalizeInput) -> SyncSummary:
@@ -58,7 +66,12 @@ class SyncActivities:
         try:
             return await sync_runs.finalize(self.deps, inp)
         except OrchestratorError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
+
+    @activity.defn(name="notify_sync")
+    async def notify_sync(self, inp: NotifyInput) -> int:
+        self._bind(inp.finalize.sync)
+        return await notify.notify_sync(self.deps, inp.finalize, inp.summary)
 
     def all(self) -> list[object]:
-        return [self.prepare_sync, self.run_sync_script, self.finalize_sync]
+        return [self.prepare_sync, self.run_sync_script, self.finalize_sync, self.notify_sync]

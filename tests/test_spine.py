@@ -13,7 +13,8 @@ async def test_sync_from_nango_yaml_to_records_api(stack: Stack) -> None:
     repo = stack.demo.add_repo(f"spine/{env}", 25)
     async with stack.api(key) as api:
         result = await api.deploy(compile_project(EXAMPLES))
-        assert result["applied"] and result["integrations"][0]["added"] == ["sync:issues"]
+        assert result["applied"]
+        assert sorted(result["integrations"][0]["added"]) == ["action:create-issue", "sync:issues"]
         await api.create_connection("github", "conn-1", {"type": "OAUTH2", "access_token": "demo-token"},
                                     connection_config={"base_url": stack.provider_url},
                                     metadata={"repo": repo})

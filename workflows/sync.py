@@ -15,6 +15,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from orchestrator.temporal.types import (
         FinalizeInput,
+        NotifyInput,
         PreparedSync,
         RunSyncInput,
         RunSyncResult,
@@ -87,6 +88,11 @@ class SyncWorkflow:
                                            error_details=details, cancelled=cancelled),
             result_type=SyncSummary, start_to_close_timeout=timedelta(minutes=10), retry_policy=INFRA_RETRY)
         self._progress.phase = summary.status
+        await workflow.execute_activity(
+            "notify_sync", NotifyInput(FinalizeInput(sync, prepared, success=error is None, error=error,
+                                                     error_details=details, cancelled=cancelled), summary),
+            result_type=int, start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RetryPolicy(maximum_attempts=3))
         if error is not None and not cancelled:
             raise ApplicationError(f"sync '{sync.sync_name}' failed: {error}", details, type="ScriptError",
                                    non_retryable=True)

@@ -14,6 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 _config = ConfigDict(extra="allow", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True, protected_namespaces=())
 
 
+class CreateIssue(BaseModel):
+    model_config = _config
+
+    title: str
+    body: str | None = None
+
+
 class GithubIssue(BaseModel):
     model_config = _config
 
@@ -32,8 +39,9 @@ class GithubIssue(BaseModel):
 
 # References between models are resolved once every class exists.
 for _model in (
+    CreateIssue,
     GithubIssue,
 ):
     _model.model_rebuild()
 
-__all__ = ['GithubIssue']
+__all__ = ['CreateIssue', 'GithubIssue']

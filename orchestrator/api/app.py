@@ -8,7 +8,17 @@ import aiohttp
 from aiohttp import web
 from temporalio.client import Client
 
-from orchestrator.api import connections, deploy, health, integrations, records, syncs
+from orchestrator.api import (
+    actions,
+    connections,
+    deploy,
+    environment,
+    health,
+    integrations,
+    records,
+    syncs,
+    webhooks,
+)
 from orchestrator.api.keys import BUNDLES, HTTP, POOL, SEALER, SETTINGS, TEMPORAL
 from orchestrator.api.middleware import auth_middleware, context_middleware, error_middleware
 from orchestrator.bundles.store import store_from_settings
@@ -34,6 +44,6 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> web.App
         await app[POOL].close()
 
     app.cleanup_ctx.append(resources)
-    for module in (health, records, connections, integrations, deploy, syncs):
+    for module in (health, records, connections, integrations, deploy, syncs, actions, webhooks, environment):
         app.add_routes(module.routes)
     return app

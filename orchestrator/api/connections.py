@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator import credentials as credentials_mod
+from orchestrator import events
 from orchestrator.api.common import environment, json_body, json_response, load_connection
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import HTTP, POOL, SEALER, SETTINGS, TEMPORAL
@@ -151,8 +152,22 @@ async def create_connection(request: web.Request) -> web.Response:
             metadata=body.metadata)
         connection = await connections_repo.get_by_pk(conn, app[SEALER], pk)
     assert connection is not None
+    settings = app[SETTINGS]
+    if created:
+        failures = [r for r in await events.fire(app[POOL], app[TEMPORAL], env, connection, events.VALIDATE,
+                                                 timeout_s=settings.runner_event_timeout_s,
+                                                 prefix=settings.task_queue_prefix) if not r.ok]
+        if failures:
+            async with app[POOL].acquire() as conn:
+                await connections_repo.delete(conn, connection.id)
+            raise_error(400, "connection_validation_failed",
+                        "validate-connection rejected the connection: "
+                        + "; ".join(f.error_message or "failed" for f in failures))
     await reconcile_integration(app[POOL], app[SEALER], app[TEMPORAL], integration,
-                                task_queue_prefix=app[SETTINGS].task_queue_prefix)
+                                task_queue_prefix=settings.task_queue_prefix)
+    if created:
+        await events.fire(app[POOL], app[TEMPORAL], env, connection, events.POST_CREATION,
+                          timeout_s=settings.runner_event_timeout_s, prefix=settings.task_queue_prefix, wait=False)
     log.info("connection_saved", connection=body.connection_id, created=created)
     return json_response(full(connection), status=201 if created else 200)
 
@@ -165,6 +180,11 @@ async def delete_connection(request: web.Request) -> web.Response:
         raise_error(400, "missing_provider_config_key", "provider_config_key is required")
     connection = await load_connection(request, integration_key, request.match_info["connection_id"])
     app = request.app
+    settings = app[SETTINGS]
+    for failure in [r for r in await events.fire(app[POOL], app[TEMPORAL], env, connection, events.PRE_DELETION,
+                                                 timeout_s=settings.runner_event_timeout_s,
+                                                 prefix=settings.task_queue_prefix) if not r.ok]:
+        log.warning("pre_deletion_script_failed", connection=connection.connection_id, error=failure.error_message)
     async with app[POOL].acquire() as conn:
         syncs = [s for s in await scripts_repo.list_for_integration(conn, connection.integration_id)
                  if s.kind == "sync"]

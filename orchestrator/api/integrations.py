@@ -1,30 +1,151 @@
-"""Integrations: the provider config keys of an environment."""
+"""Integrations: the provider config keys of an environment (Nango's /integrations API)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.api.common import environment, json_response
-from orchestrator.api.keys import POOL
+from orchestrator.api.common import environment, json_body, json_response
+from orchestrator.api.errors import raise_error
+from orchestrator.api.keys import POOL, SEALER, TEMPORAL
 from orchestrator.providers.catalog import builtin_providers
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store.types import Integration
+from orchestrator.temporal import names, schedules
 
 routes = web.RouteTableDef()
 
 
-def public(i: Integration) -> dict[str, Any]:
+class OAuthCredentials(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str = "OAUTH2"
+    client_id: str | None = None
+    client_secret: str | None = None
+    scopes: str | list[str] | None = None
+    webhook_secret: str | None = None
+
+
+class WebhookRouting(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    body_path: str = Field(min_length=1)
+    metadata_key: str | None = None
+    match: str | None = Field(None, pattern="^(metadata|connection_id)$")
+
+
+class IntegrationBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    unique_key: str | None = Field(None, min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.\-]+$")
+    provider: str | None = None
+    display_name: str | None = None
+    credentials: OAuthCredentials | None = None
+    webhook_secret: str | None = None
+    webhook_routing: WebhookRouting | None = None
+
+
+async def public(conn: Any, i: Integration, *, include: set[str] | None = None) -> dict[str, Any]:
     provider = builtin_providers().get(i.provider)
-    return {"unique_key": i.unique_key, "provider": i.provider,
-            "display_name": i.display_name or (provider.display_name if provider else i.provider),
-            "logo": "", "forward_webhooks": True, "created_at": i.created_at.isoformat(),
-            "updated_at": i.updated_at.isoformat()}
+    out: dict[str, Any] = {
+        "unique_key": i.unique_key, "provider": i.provider,
+        "display_name": i.display_name or (provider.display_name if provider else i.provider),
+        "logo": "", "forward_webhooks": True, "created_at": i.created_at.isoformat(),
+        "updated_at": i.updated_at.isoformat()}
+    if include:
+        row = await conn.fetchrow("SELECT oauth_client_id, webhook_routing, webhook_secret IS NOT NULL AS has_secret"
+                                  " FROM integrations WHERE id = $1", i.id)
+        if "webhook" in include:
+            out["webhook_url"] = None
+            out["webhook_routing"] = row["webhook_routing"] or None
+            out["has_webhook_secret"] = row["has_secret"]
+        if "credentials" in include:
+            out["credentials"] = {"type": provider.auth_mode if provider else None, "client_id": row["oauth_client_id"]}
+    return out
 
 
 @routes.get("/integrations")
 async def list_integrations(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         found = await integrations_repo.list_all(conn, environment(request).id)
-    return json_response({"data": [public(i) for i in found]})
+        return json_response({"data": [await public(conn, i) for i in found]})
+
+
+async def _get(request: web.Request, conn: Any) -> Integration:
+    env = environment(request)
+    found = await integrations_repo.get(conn, env.id, request.match_info["unique_key"])
+    if found is None:
+        raise_error(404, "not_found", f"no integration '{request.match_info['unique_key']}' in environment "
+                                      f"'{env.name}'")
+    return found
+
+
+@routes.get("/integrations/{unique_key}")
+async def get_integration(request: web.Request) -> web.Response:
+    include = {p.strip() for v in request.query.getall("include", []) for p in v.split(",") if p.strip()}
+    async with request.app[POOL].acquire() as conn:
+        integration = await _get(request, conn)
+        return json_response({"data": await public(conn, integration, include=include)})
+
+
+async def _apply(request: web.Request, conn: Any, integration: Integration, body: IntegrationBody) -> None:
+    sealer = request.app[SEALER]
+    creds = body.credentials
+    secret = body.webhook_secret or (creds.webhook_secret if creds else None)
+    await conn.execute(
+        "UPDATE integrations SET display_name = COALESCE($2, display_name),"
+        " oauth_client_id = COALESCE($3, oauth_client_id),"
+        " oauth_client_secret = COALESCE($4, oauth_client_secret),"
+        " webhook_secret = COALESCE($5, webhook_secret),"
+        " webhook_routing = COALESCE($6, webhook_routing), updated_at = now() WHERE id = $1",
+        integration.id, body.display_name, creds.client_id if creds else None,
+        sealer.seal(creds.client_secret) if creds and creds.client_secret else None,
+        sealer.seal(secret) if secret else None,
+        body.webhook_routing.model_dump(exclude_none=True) if body.webhook_routing else None)
+
+
+@routes.post("/integrations")
+async def create_integration(request: web.Request) -> web.Response:
+    body = IntegrationBody.model_validate(await json_body(request))
+    if not body.unique_key or not body.provider:
+        raise_error(400, "invalid_body", "unique_key and provider are required")
+    if body.provider not in builtin_providers():
+        raise_error(400, "invalid_body", f"unknown provider '{body.provider}'")
+    env = environment(request)
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        if await integrations_repo.get(conn, env.id, body.unique_key):
+            raise_error(409, "duplicate_integration", f"integration '{body.unique_key}' exists")
+        integration = await integrations_repo.upsert(conn, env.id, body.unique_key, body.provider)
+        await _apply(request, conn, integration, body)
+        integration = await integrations_repo.get(conn, env.id, body.unique_key)
+        assert integration is not None
+        return json_response({"data": await public(conn, integration)}, status=201)
+
+
+@routes.patch("/integrations/{unique_key}")
+async def patch_integration(request: web.Request) -> web.Response:
+    body = IntegrationBody.model_validate(await json_body(request))
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        integration = await _get(request, conn)
+        if body.provider and body.provider != integration.provider:
+            raise_error(400, "invalid_body", "the provider of an integration cannot change; create a new one")
+        if body.unique_key and body.unique_key != integration.unique_key:
+            await conn.execute("UPDATE integrations SET unique_key = $2 WHERE id = $1", integration.id,
+                               body.unique_key)
+        await _apply(request, conn, integration, body)
+        integration = await integrations_repo.get(conn, integration.environment_id,
+                                                  body.unique_key or integration.unique_key)
+        assert integration is not None
+        return json_response({"data": await public(conn, integration)})
+
+
+@routes.delete("/integrations/{unique_key}")
+async def delete_integration(request: web.Request) -> web.Response:
+    env = environment(request)
+    async with request.app[POOL].acquire() as conn:
+        integration = await _get(request, conn)
+    client = request.app[TEMPORAL]
+    for sid in await schedules.list_ids(client, names.schedule_prefix(env.name, integration.unique_key)):
+        await schedules.delete(client, sid)
+    async with request.app[POOL].acquire() as conn:
+        await conn.execute("DELETE FROM integrations WHERE id = $1", integration.id)
+    return json_response({"success": True})

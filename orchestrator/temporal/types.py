@@ -65,6 +65,12 @@ class SyncSummary:
 
 
 @dataclass
+class NotifyInput:
+    finalize: FinalizeInput
+    summary: SyncSummary
+
+
+@dataclass
 class SyncProgress:
     phase: str = "starting"
     job_id: int | None = None
@@ -72,3 +78,52 @@ class SyncProgress:
     updated: int = 0
     deleted: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ScriptJobInput:
+    """An action, webhook or event script run for one connection; the job row exists already."""
+
+    environment_id: int
+    environment: str
+    integration: str
+    connection_id: str
+    script_name: str
+    kind: str  # action | webhook | event
+    job_id: int
+    input: Any = None
+    event: str | None = None
+    webhook_payload_id: int | None = None
+
+
+@dataclass
+class ScriptJobResult:
+    ok: bool
+    output: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_payload: Any = None
+
+
+@dataclass
+class WebhookInput:
+    environment_id: int
+    environment: str
+    integration: str
+    payload_id: int
+
+
+@dataclass
+class WebhookTargets:
+    jobs: list[ScriptJobInput] = field(default_factory=list)
+    ignored_reason: str | None = None
+
+
+@dataclass
+class EventInput:
+    environment_id: int
+    environment: str
+    integration: str
+    connection_id: str
+    event: str
+    jobs: list[ScriptJobInput] = field(default_factory=list)

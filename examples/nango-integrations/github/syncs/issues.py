@@ -35,3 +35,14 @@ async def fetch_data(nango: NangoSync) -> None:
         await nango.batch_save(issues, "GithubIssue")
         saved += len(issues)
     await nango.log(f"saved {saved} issues from {repo}")
+
+
+async def on_webhook(nango: NangoSync, payload: dict) -> None:
+    """GitHub `issues` events: apply the changed issue at once instead of waiting for the next run."""
+    issue = payload.get("issue") if isinstance(payload, dict) else None
+    if not issue or "pull_request" in issue:
+        return
+    if payload.get("action") == "deleted":
+        await nango.batch_delete([{"id": str(issue["id"])}], "GithubIssue")
+        return
+    await nango.batch_save([to_issue(issue)], "GithubIssue")

@@ -1,0 +1,115 @@
+"""POST /action/trigger and GET /action/{id}: actions run as ActionWorkflows, awaited or async."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import WorkflowFailureError
+
+from orchestrator.api.common import connection_headers, environment, json_body, json_response, load_connection
+from orchestrator.api.errors import raise_error
+from orchestrator.api.keys import POOL, SETTINGS, TEMPORAL
+from orchestrator.script_runs import open_job
+from orchestrator.store import scripts as scripts_repo
+from orchestrator.temporal.starter import start_action
+from orchestrator.temporal.types import ScriptJobInput
+
+routes = web.RouteTableDef()
+
+
+class TriggerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action_name: str = Field(min_length=1)
+    input: Any = None
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() == "true"
+
+
+def _max_retries(raw: str | None) -> int:
+    if raw is None or raw.strip() == "":
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 5:
+        raise_error(400, "invalid_headers", f"X-Max-Retries must be an integer from 0 to 5, got {raw!r}")
+    return value
+
+
+def answer(row: Any) -> web.Response:
+    """The caller's view of a finished action job."""
+    if row["status"] == "success":
+        return web.Response(body=orjson.dumps(row["output"]), content_type="application/json")
+    error = row["error"] or "action failed"
+    if row["error_payload"] is not None or error.startswith("action_error"):
+        return json_response({"error": {"code": "action_script_failure", "payload": row["error_payload"],
+                                        "message": error.partition(": ")[2] or error}}, status=400)
+    if error.startswith(("invalid_input", "InputValidationError")):
+        return json_response({"error": {"code": "invalid_action_input", "message": error.partition(": ")[2],
+                                        "job_id": str(row["public_id"])}}, status=400)
+    return json_response({"error": {"code": "action_script_failure", "message": error,
+                                    "job_id": str(row["public_id"])}}, status=500)
+
+
+async def _job_row(request: web.Request, public_id: str) -> Any:
+    async with request.app[POOL].acquire() as conn:
+        return await conn.fetchrow(
+            "SELECT id, public_id, status, output, error, error_payload FROM sync_jobs WHERE public_id = $1"
+            " AND environment_id = $2 AND kind = 'action'", public_id, environment(request).id)
+
+
+@routes.post("/action/trigger")
+async def trigger(request: web.Request) -> web.StreamResponse:
+    env = environment(request)
+    body = TriggerBody.model_validate(await json_body(request))
+    integration, connection_id = connection_headers(request)
+    max_retries = _max_retries(request.headers.get("X-Max-Retries"))
+    connection = await load_connection(request, integration, connection_id)
+    async with request.app[POOL].acquire() as conn:
+        script = await scripts_repo.get(conn, connection.integration_id, "action", body.action_name)
+        if script is None or not script.enabled:
+            deployed = [s.name for s in await scripts_repo.list_for_integration(conn, connection.integration_id)
+                        if s.kind == "action" and s.enabled]
+            raise_error(404, "unknown_action", f"no action '{body.action_name}' is deployed for integration "
+                        f"'{integration}'; deployed: {', '.join(deployed) or 'none'}")
+        public_id = str(uuid.uuid4())
+        job_id = await open_job(conn, environment_id=env.id, connection_pk=connection.id, name=body.action_name,
+                                kind="action", public_id=public_id, input=body.input)
+    settings = request.app[SETTINGS]
+    job = ScriptJobInput(environment_id=env.id, environment=env.name, integration=integration,
+                         connection_id=connection_id, script_name=body.action_name, kind="action", job_id=job_id,
+                         input=body.input)
+    handle = await start_action(request.app[TEMPORAL], job, public_id=public_id,
+                                timeout_s=settings.runner_action_timeout_s, max_retries=max_retries,
+                                prefix=settings.task_queue_prefix)
+    if _flag(request.headers.get("X-Async")):
+        status_url = f"/action/{public_id}"
+        return web.Response(body=orjson.dumps({"id": public_id, "statusUrl": status_url}), status=202,
+                            content_type="application/json", headers={"Location": status_url})
+    try:
+        await handle.result()
+    except WorkflowFailureError:
+        pass  # the job row holds what happened
+    return answer(await _job_row(request, public_id))
+
+
+@routes.get("/action/{id}")
+async def result(request: web.Request) -> web.Response:
+    public_id = request.match_info["id"]
+    try:
+        uuid.UUID(public_id)
+    except ValueError:
+        raise_error(400, "invalid_uri_params", f"action id must be a UUID, got {public_id!r}")
+    row = await _job_row(request, public_id)
+    if row is None:
+        raise_error(404, "not_found", f"no action run {public_id}")
+    if row["status"] == "running":
+        raise_error(404, "not_found", f"action run {public_id} has not finished yet")
+    return answer(row)

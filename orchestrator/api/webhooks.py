@@ -1,0 +1,39 @@
+"""POST /webhook/{environment}/{integration}: provider webhooks, stored before the 200."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from orchestrator.api.common import json_response
+from orchestrator.api.errors import raise_error
+from orchestrator.api.keys import POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.store import environments as environments_repo
+from orchestrator.store import integrations as integrations_repo
+from orchestrator.temporal.starter import start_webhook
+from orchestrator.temporal.types import WebhookInput
+from orchestrator.webhooks import SignatureError, store
+
+routes = web.RouteTableDef()
+MAX_BODY = 10 * 1024 * 1024
+
+
+@routes.post("/webhook/{environment}/{integration}")
+async def receive(request: web.Request) -> web.Response:
+    body = await request.read()
+    if len(body) > MAX_BODY:
+        raise_error(413, "payload_too_large", f"webhook payload over {MAX_BODY} bytes")
+    async with request.app[POOL].acquire() as conn:
+        env = await environments_repo.by_name(conn, request.match_info["environment"])
+        integration = await integrations_repo.get(conn, env.id, request.match_info["integration"]) if env else None
+        if env is None or integration is None:
+            raise_error(404, "unknown_provider_config", "no such environment or integration for this webhook URL")
+        try:
+            headers = {str(k): v for k, v in request.headers.items()}
+            payload_id, public_id = await store(conn, request.app[SEALER], integration, headers, body)
+        except SignatureError as exc:
+            raise_error(401, exc.code, exc.message)
+    settings = request.app[SETTINGS]
+    await start_webhook(request.app[TEMPORAL], WebhookInput(env.id, env.name, integration.unique_key, payload_id),
+                        public_id=public_id, timeout_s=settings.runner_webhook_timeout_s,
+                        prefix=settings.task_queue_prefix)
+    return json_response({"success": True, "id": public_id})

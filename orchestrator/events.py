@@ -1,0 +1,56 @@
+"""Event scripts around a connection's life: validate-connection, post-connection-creation,
+pre-connection-deletion. Each script run is a job; the EventWorkflow runs them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import structlog
+from temporalio.client import Client
+
+from orchestrator.script_runs import open_job
+from orchestrator.store import scripts as scripts_repo
+from orchestrator.store.types import Connection, Environment
+from orchestrator.temporal.starter import run_event
+from orchestrator.temporal.types import EventInput, ScriptJobInput, ScriptJobResult
+
+log = structlog.get_logger(__name__)
+
+VALIDATE = "validate-connection"
+POST_CREATION = "post-connection-creation"
+PRE_DELETION = "pre-connection-deletion"
+
+
+async def _scripts_for(conn: asyncpg.Connection, connection: Connection, event: str) -> list[str]:
+    return [s.name for s in await scripts_repo.list_for_integration(conn, connection.integration_id)
+            if s.kind == "event" and s.enabled and s.config.get("event") == event]
+
+
+async def fire(pool: asyncpg.Pool, client: Client, env: Environment, connection: Connection, event: str, *,
+               timeout_s: int, prefix: str = "", wait: bool = True) -> list[ScriptJobResult]:
+    """Run the integration's scripts for `event`; with wait, return their results (empty if none)."""
+    async with pool.acquire() as conn:
+        names = await _scripts_for(conn, connection, event)
+        if not names:
+            return []
+        jobs = []
+        for name in names:
+            job_id = await open_job(conn, environment_id=env.id, connection_pk=connection.id, name=name, kind="event",
+                                    public_id=str(uuid.uuid4()), input={"event": event})
+            jobs.append(ScriptJobInput(environment_id=env.id, environment=env.name,
+                                       integration=connection.integration_key, connection_id=connection.connection_id,
+                                       script_name=name, kind="event", job_id=job_id, event=event))
+    inp = EventInput(env.id, env.name, connection.integration_key, connection.connection_id, event, jobs)
+    if not wait:
+        await run_event(client, inp, timeout_s=timeout_s, prefix=prefix, wait=False)
+        return []
+    try:
+        async with asyncio.timeout(timeout_s + 60):
+            results = await run_event(client, inp, timeout_s=timeout_s, prefix=prefix)
+    except TimeoutError:
+        log.warning("event_timed_out", event=event, connection=connection.connection_id)
+        return [ScriptJobResult(False, error_type="TimeoutError",
+                                error_message=f"{event} scripts did not finish within {timeout_s} s")]
+    return results or []

@@ -1,0 +1,145 @@
+"""Runs of actions, webhook scripts and event scripts: one connection, one script, one job.
+
+Shares the sync's building blocks (bundle cache, ScriptHost, run_script). The outcome is stored
+on the job row (output or error), so the API can answer from it whatever happened to the
+workflow around it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import structlog
+
+from orchestrator import credentials
+from orchestrator.errors import NotFoundError, OrchestratorError, TransientError
+from orchestrator.providers.catalog import get_provider
+from orchestrator.runner.host import RunSpec, run_script
+from orchestrator.runner.host_api import ScriptHost
+from orchestrator.store import connections as connections_repo
+from orchestrator.store import environments as environments_repo
+from orchestrator.store import integrations as integrations_repo
+from orchestrator.store import jobs as jobs_repo
+from orchestrator.store import scripts as scripts_repo
+from orchestrator.sync_runs import RunDeps
+from orchestrator.temporal.types import ScriptJobInput, ScriptJobResult
+
+log = structlog.get_logger(__name__)
+
+MAX_ACTION_OUTPUT = 2 * 1024 * 1024
+_SCRIPT_KIND = {"action": "action", "webhook": "sync", "event": "event"}
+_PLATFORM_ERRORS = {"ProtocolError", "platform_error"}
+
+
+def _model_name(expr: str | None) -> str | None:
+    """A plain model name ('Issue'), not an expression ('Issue[]', 'string', 'A | B')."""
+    if expr and expr.isidentifier() and expr[0].isupper():
+        return expr
+    return None
+
+
+def timeout_for(deps: RunDeps, kind: str) -> int:
+    s = deps.settings
+    return {"action": s.runner_action_timeout_s, "webhook": s.runner_webhook_timeout_s,
+            "event": s.runner_event_timeout_s}.get(kind, s.runner_action_timeout_s)
+
+
+async def run_job(deps: RunDeps, inp: ScriptJobInput) -> ScriptJobResult:
+    async with deps.pool.acquire() as conn:
+        job = await jobs_repo.get(conn, inp.job_id)
+        if job is None:
+            raise NotFoundError(f"job {inp.job_id} does not exist")
+        if job.status != "running":  # a retried activity after the job already closed
+            row = await conn.fetchrow("SELECT output, error, error_payload FROM sync_jobs WHERE id = $1", job.id)
+            return ScriptJobResult(ok=job.status == "success", output=row["output"], error_message=row["error"],
+                                   error_payload=row["error_payload"])
+        await conn.execute("UPDATE sync_jobs SET attempts = attempts + 1 WHERE id = $1", job.id)
+        env = await environments_repo.by_id(conn, inp.environment_id)
+        integration = await integrations_repo.get(conn, inp.environment_id, inp.integration)
+        connection = await connections_repo.get(conn, deps.sealer, inp.environment_id, inp.integration,
+                                                inp.connection_id)
+        script = (await scripts_repo.get(conn, integration.id, _SCRIPT_KIND[inp.kind], inp.script_name)
+                  if integration else None)
+    if env is None or connection is None or script is None or not script.enabled:
+        what = "connection" if connection is None else "script"
+        result = ScriptJobResult(False, error_type="not_found",
+                                 error_message=f"{inp.kind} '{inp.script_name}': the {what} no longer exists")
+        await _close(deps, inp.job_id, result)
+        return result
+    if credentials.expires_soon(connection):
+        connection = await credentials.refresh(deps.pool, deps.sealer, deps.session, connection)
+    provider = get_provider(connection.provider)
+    bundle_dir = await deps.bundles.fetch(script.bundle_key, script.bundle_sha256)
+
+    async def refresh(force: bool) -> Any:
+        return await credentials.refresh(deps.pool, deps.sealer, deps.session, connection, force=force)
+
+    async def write_metadata(metadata: dict[str, Any], merge: bool) -> dict[str, Any]:
+        async with deps.pool.acquire() as conn:
+            return await conn.fetchval(
+                "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2 ELSE $2 END,"
+                " updated_at = now() WHERE id = $1 RETURNING metadata", connection.id, metadata, merge)
+
+    host = ScriptHost(pool=deps.pool, session=deps.session, connection=connection, provider=provider,
+                      environment_name=env.name, job_id=inp.job_id,
+                      sync_name=inp.script_name if inp.kind == "webhook" else None,
+                      refresh_credentials=refresh, metadata_writer=write_metadata)
+    cfg = script.config
+    spec = RunSpec(kind=inp.kind, bundle_dir=bundle_dir, module_path=script.module_path,  # type: ignore[arg-type]
+                   timeout_s=timeout_for(deps, inp.kind), limits=deps.limits(), context={
+                       "connection_id": connection.connection_id, "provider_config_key": inp.integration,
+                       "provider": connection.provider, "environment": env.name, "job_id": inp.job_id,
+                       "pagination": provider.pagination, "script_name": inp.script_name, "input": inp.input,
+                       "input_model": _model_name(cfg.get("input")) if inp.kind == "action" else None,
+                       "output_model": _model_name(cfg.get("output")) if inp.kind == "action" else None})
+    try:
+        outcome = await run_script(spec, host, runner=deps.runner)
+    finally:
+        await host.flush_logs()
+    if outcome.ok:
+        size = len(orjson.dumps(outcome.output))
+        if inp.kind == "action" and size > MAX_ACTION_OUTPUT:
+            result = ScriptJobResult(False, error_type="output_too_large", error_message=(
+                f"action output is {size} bytes; the limit is {MAX_ACTION_OUTPUT} bytes (2 MB)"))
+        else:
+            result = ScriptJobResult(True, output=outcome.output)
+    else:
+        err = outcome.error or {}
+        if err.get("type") in _PLATFORM_ERRORS:
+            raise TransientError(f"{inp.kind} run failed inside the platform: {err.get('message')}")
+        result = ScriptJobResult(False, error_type=str(err.get("type", "Error")),
+                                 error_message=str(err.get("message", "script failed")),
+                                 error_payload=err.get("payload") if err.get("type") == "action_error" else None)
+        if err.get("traceback"):
+            async with deps.pool.acquire() as conn:
+                await conn.execute("UPDATE sync_jobs SET error_details = $2 WHERE id = $1", inp.job_id,
+                                   err["traceback"])
+    await _close(deps, inp.job_id, result)
+    return result
+
+
+async def _close(deps: RunDeps, job_id: int, result: ScriptJobResult) -> None:
+    async with deps.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE sync_jobs SET status = $2, ended_at = now(), output = $3, error = $4, error_payload = $5"
+            " WHERE id = $1 AND status = 'running'",
+            job_id, "success" if result.ok else "failed", result.output,
+            None if result.ok else f"{result.error_type}: {result.error_message}", result.error_payload)
+
+
+async def fail_job(deps: RunDeps, job_id: int, message: str) -> None:
+    """Close a job whose run could not happen at all (retries exhausted on an infrastructure fault)."""
+    await _close(deps, job_id, ScriptJobResult(False, error_type="platform_error", error_message=message))
+
+
+async def open_job(conn: Any, *, environment_id: int, connection_pk: int, name: str, kind: str,
+                   public_id: str, input: Any) -> int:
+    return await conn.fetchval(
+        "INSERT INTO sync_jobs (environment_id, connection_pk, sync_name, kind, status, public_id, input)"
+        " VALUES ($1, $2, $3, $4, 'running', $5, $6) RETURNING id",
+        environment_id, connection_pk, name, kind, public_id, input)
+
+
+def is_platform_error(exc: BaseException) -> bool:
+    return isinstance(exc, OrchestratorError) and not exc.terminal
