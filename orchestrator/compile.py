@@ -1,22 +1,18 @@
-"""`nango compile`: validate nango.yaml, then build one bundle per integration."""
+"""`nango compile`: validate nango.yaml, check the scripts, then build one bundle per integration."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from orchestrator.bundles.build import Bundle, ScriptEntry, build_bundle
-from orchestrator.config.nango_yaml import IntegrationConfig, NangoConfig, load_config, script_module_path
+from orchestrator.checks import declared_scripts, raise_on_problems
+from orchestrator.config.nango_yaml import IntegrationConfig, ModelDef, NangoConfig, load_config, parse_type
 
 
-def script_entries(key: str, integration: IntegrationConfig) -> list[ScriptEntry]:
-    entries = [ScriptEntry(name, "sync", script_module_path(key, "syncs", name)) for name in integration.syncs]
-    entries += [ScriptEntry(name, "action", script_module_path(key, "actions", name))
-                for name in integration.actions]
-    for event, scripts in integration.on_events.items():
-        entries += [ScriptEntry(name, "event", script_module_path(key, "on-events", name)) for name in scripts
-                    if event]
-    return entries
+def script_entries(config: NangoConfig, key: str) -> list[ScriptEntry]:
+    return [ScriptEntry(s.name, s.kind, s.module_path) for s in declared_scripts(config, [key])]
 
 
 def manifest_config(config: NangoConfig, key: str) -> dict[str, Any]:
@@ -29,25 +25,63 @@ def manifest_config(config: NangoConfig, key: str) -> dict[str, Any]:
     for event, names in integration.on_events.items():
         for name in names:
             scripts[f"event:{name}"] = {"name": name, "event": event}
-    used = _models_used(integration)
-    return {"scripts": scripts, "models": {m: config.models[m].raw for m in sorted(used) if m in config.models}}
+    used = models_used(config, integration)
+    return {"scripts": scripts, "models": {m: config.models[m].raw for m in sorted(used)}}
 
 
-def _models_used(integration: IntegrationConfig) -> set[str]:
+def models_used(config: NangoConfig, integration: IntegrationConfig) -> set[str]:
+    """Models an integration's syncs and actions name as input or output (not their references)."""
     used: set[str] = set()
     for sync in integration.syncs.values():
         used.update(sync.output)
         if sync.input:
-            used.add(sync.input)
+            used.update(_names(sync.input))
     for action in integration.actions.values():
         for expr in (action.input, action.output):
             if expr:
-                used.update(p.strip().removesuffix("[]") for p in expr.split("|"))
-    return used
+                used.update(_names(expr))
+    return _closure(config, {m for m in used if m in config.models})
 
 
-def compile_project(root: Path, config: NangoConfig | None = None) -> list[Bundle]:
+def _closure(config: NangoConfig, names: set[str]) -> set[str]:
+    """The models plus every model they extend or reference, transitively."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in config.models:
+            continue
+        seen.add(name)
+        todo.extend(_references(config, config.models[name]))
+    return seen
+
+
+def _references(config: NangoConfig, mdef: ModelDef) -> list[str]:
+    refs = list(mdef.extends)
+    fields = [*mdef.fields, *([mdef.string_map] if mdef.string_map else [])]
+    for fdef in fields:
+        if fdef.nested_model is not None:
+            refs.extend(_references(config, fdef.nested_model))
+        else:
+            refs.extend(str(a.value) for a in parse_type(fdef.type, config.models) if a.kind == "model")
+    return refs
+
+
+def _names(expr: str) -> set[str]:
+    out: set[str] = set()
+    for part in expr.split("|"):
+        base = part.strip()
+        while base.endswith("[]"):
+            base = base[:-2].rstrip()
+        out.add(base)
+    return out
+
+
+def compile_project(root: Path, config: NangoConfig | None = None, *,
+                    integrations: Iterable[str] | None = None) -> list[Bundle]:
+    """Check every script (raising ScriptCheckError with all problems) and build the bundles."""
     root = root.resolve()
     config = config or load_config(root / "nango.yaml")
-    return [build_bundle(root, key, script_entries(key, integration), manifest_config(config, key))
-            for key, integration in config.integrations.items()]
+    keys = list(integrations) if integrations is not None else list(config.integrations)
+    raise_on_problems(root, config, keys)
+    return [build_bundle(root, key, script_entries(config, key), manifest_config(config, key)) for key in keys]

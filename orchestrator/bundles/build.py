@@ -37,17 +37,8 @@ class Bundle:
     manifest: dict[str, Any]
 
 
-def _resolve_relative(root: Path, module_file: Path, level: int, module: str | None) -> list[Path]:
-    pkg = module_file.parent
-    for _ in range(level - 1):
-        pkg = pkg.parent
-    if not pkg.is_relative_to(root):
-        raise BundleError(f"{module_file.relative_to(root)}: relative import goes above the integrations folder")
-    target = pkg.joinpath(*module.split(".")) if module else pkg
-    return [target]
-
-
-def _module_file(target: Path) -> Path | None:
+def module_file(target: Path) -> Path | None:
+    """The file of a module path without suffix: `x.py` or the package `x/__init__.py`."""
     if target.with_suffix(".py").is_file():
         return target.with_suffix(".py")
     if (target / "__init__.py").is_file():
@@ -55,35 +46,83 @@ def _module_file(target: Path) -> Path | None:
     return None
 
 
-def imported_files(root: Path, module_file: Path) -> set[Path]:
+@dataclass
+class RelativeImport:
+    """Where a relative import lands in the integrations folder.
+
+    `files`: modules it loads; `missing`: module paths (relative to the folder, without suffix)
+    that do not exist; `escapes`: it climbs above the integrations folder."""
+
+    files: list[Path]
+    missing: list[str]
+    escapes: bool = False
+
+
+def resolve_relative(root: Path, source: Path, level: int, module: str | None, names: list[str]
+                     ) -> RelativeImport:
+    """Resolve `from <dots><module> import <names>` written in `source`. The integrations
+    folder is the import root and a folder needs no `__init__.py` (a namespace package)."""
+    pkg = source.parent
+    for _ in range(level - 1):
+        pkg = pkg.parent
+    if not pkg.is_relative_to(root):
+        return RelativeImport([], [], escapes=True)
+    files: list[Path] = []
+    missing: list[str] = []
+    base = pkg.joinpath(*module.split(".")) if module else pkg
+    if module:
+        found = module_file(base)
+        if found is not None:
+            files.append(found)
+        elif not base.is_dir():
+            return RelativeImport([], [base.relative_to(root).as_posix()])
+    elif (base / "__init__.py").is_file():
+        found = base / "__init__.py"
+        files.append(found)
+    else:
+        found = None
+    for name in names:
+        if name == "*":
+            continue
+        sub = module_file(base / name)
+        if sub is not None:
+            files.append(sub)
+        elif found is None:  # a namespace package has no attributes, only submodules
+            missing.append((base / name).relative_to(root).as_posix())
+    return RelativeImport(files, missing)
+
+
+def imported_files(root: Path, source: Path) -> set[Path]:
     """Files of the integrations folder that a module imports: relative imports and `models`."""
     try:
-        tree = ast.parse(module_file.read_text(), filename=str(module_file))
-    except SyntaxError as exc:
-        raise BundleError(f"{module_file.relative_to(root)}:{exc.lineno}: syntax error: {exc.msg}") from None
+        tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
+    except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
+        line = getattr(exc, "lineno", None) or 1
+        raise BundleError(f"{source.relative_to(root)}:{line}: cannot parse: {exc}") from None
     found: set[Path] = set()
     for node in ast.walk(tree):
-        targets: list[Path] = []
+        files: list[Path] = []
         if isinstance(node, ast.ImportFrom):
             if node.level:
-                bases = _resolve_relative(root, module_file, node.level, node.module)
-                for base in bases:
-                    targets.append(base)
-                    targets.extend(base / alias.name for alias in node.names)
+                resolved = resolve_relative(root, source, node.level, node.module,
+                                            [alias.name for alias in node.names])
+                if resolved.escapes:
+                    raise BundleError(f"{source.relative_to(root)}:{node.lineno}: relative import goes "
+                                      "above the integrations folder")
+                files = resolved.files
             elif node.module and node.module.split(".")[0] == "models":
-                targets.append(root / "models")
+                files = [f for f in [module_file(root / "models")] if f]
         elif isinstance(node, ast.Import):
-            targets.extend(root / "models" for alias in node.names if alias.name.split(".")[0] == "models")
-        for target in targets:
-            file = _module_file(target)
-            if file is not None:
-                found.add(file)
-                # packages on the way need their __init__ too
-                for parent in file.parents:
-                    if parent == root or not parent.is_relative_to(root):
-                        break
-                    if (parent / "__init__.py").is_file():
-                        found.add(parent / "__init__.py")
+            if any(alias.name.split(".")[0] == "models" for alias in node.names):
+                files = [f for f in [module_file(root / "models")] if f]
+        for file in files:
+            found.add(file)
+            # packages on the way need their __init__ too
+            for parent in file.parents:
+                if parent == root or not parent.is_relative_to(root):
+                    break
+                if (parent / "__init__.py").is_file():
+                    found.add(parent / "__init__.py")
     return found
 
 
@@ -112,10 +151,20 @@ def build_bundle(root: Path, integration: str, scripts: list[ScriptEntry], confi
                               f"expected {script.module_path}")
         entries.append(path)
     files = collect(root, entries)
+    contents = {file: file.read_bytes() for file in files}
+    digests = {file.relative_to(root).as_posix(): hashlib.sha256(data).hexdigest() for file, data in contents.items()}
+
+    def script_sha256(entry: Path) -> str:
+        """What one script's code is: the files it loads, transitively (a deploy can tell which changed)."""
+        used = sorted(f.relative_to(root).as_posix() for f in collect(root, [entry]))
+        return hashlib.sha256(orjson.dumps({rel: digests[rel] for rel in used}, option=orjson.OPT_SORT_KEYS)
+                              ).hexdigest()
+
     manifest: dict[str, Any] = {
         "format": 1,
         "integration": integration,
-        "scripts": [{"name": s.name, "kind": s.kind, "module_path": s.module_path} for s in scripts],
+        "scripts": [{"name": s.name, "kind": s.kind, "module_path": s.module_path, "sha256": script_sha256(entry)}
+                    for s, entry in zip(scripts, entries, strict=True)],
         "config": config,
         "files": {},
     }
@@ -123,8 +172,8 @@ def build_bundle(root: Path, integration: str, scripts: list[ScriptEntry], confi
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for file in files:
             rel = file.relative_to(root).as_posix()
-            data = file.read_bytes()
-            manifest["files"][rel] = hashlib.sha256(data).hexdigest()
+            data = contents[file]
+            manifest["files"][rel] = digests[rel]
             info = zipfile.ZipInfo(rel, _EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, data)

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from orchestrator.cli import authoring
+from orchestrator.cli.admin import admin_app
+from orchestrator.cli.common import fail
 from orchestrator.errors import OrchestratorError
 
 app = typer.Typer(help="Python-native integration scripts on Temporal (Nango-compatible).",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-
-
-def fail(message: str) -> None:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    raise typer.Exit(1)
 
 
 def _settings():  # type: ignore[no-untyped-def]
@@ -120,81 +116,14 @@ def migrate() -> None:
     asyncio.run(main())
 
 
-def _load(path: Path):  # type: ignore[no-untyped-def]
-    from orchestrator.config.nango_yaml import ConfigError, load_config
-
-    file = path / "nango.yaml" if path.is_dir() else path
-    if not file.exists():
-        fail(f"no nango.yaml at {file}")
-    try:
-        return load_config(file)
-    except ConfigError as exc:
-        fail(str(exc))
-
-
-@app.command()
-def validate(path: Annotated[Path, typer.Argument(help="nango.yaml or its folder")] = Path("."),
-             as_json: Annotated[bool, typer.Option("--json", help="Print the parsed configuration.")] = False) -> None:
-    """Parse and check nango.yaml."""
-    config = _load(path)
-    if as_json:
-        typer.echo(config.model_dump_json(indent=2))
-        return
-    for key, integration in config.integrations.items():
-        typer.echo(f"{key}: {len(integration.syncs)} sync(s), {len(integration.actions)} action(s)")
-    typer.echo(f"{len(config.models)} model(s)")
-
-
-@app.command()
-def compile(path: Annotated[Path, typer.Argument(help="the integrations folder")] = Path(".")) -> None:
-    """Validate, check scripts and build one bundle per integration into dist/."""
-    from orchestrator.compile import compile_project
-
-    config = _load(path)
-    try:
-        bundles = compile_project(path, config)
-    except OrchestratorError as exc:
-        fail(exc.message)
-    out = path / "dist"
-    out.mkdir(exist_ok=True)
-    for bundle in bundles:
-        (out / f"{bundle.integration}.zip").write_bytes(bundle.data)
-        typer.echo(f"{bundle.integration}: {len(bundle.manifest['files'])} file(s), sha256 {bundle.sha256[:12]}")
-
-
-@app.command()
-def deploy(
-    path: Annotated[Path, typer.Argument(help="the integrations folder")] = Path("."),
-    server: Annotated[str, typer.Option(envvar="NANGO_HOSTPORT", help="API base URL.")] = "http://127.0.0.1:3003",
-    secret_key: Annotated[str, typer.Option(envvar="NANGO_SECRET_KEY", help="The environment's secret key.")] = "",
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove scripts without asking.")] = False,
-) -> None:
-    """Compile and upload the integrations to a server."""
-    from orchestrator.client import ApiError, NangoClient
-    from orchestrator.compile import compile_project
-
-    if not secret_key:
-        fail("no secret key: set NANGO_SECRET_KEY or pass --secret-key")
-    config = _load(path)
-    bundles = compile_project(path, config)
-
-    async def send(allow_removal: bool) -> dict:  # type: ignore[type-arg]
-        async with NangoClient(server, secret_key) as api:
-            return await api.deploy(bundles, allow_removal=allow_removal)
-
-    try:
-        result = asyncio.run(send(yes))
-        if result.get("needs_confirmation"):
-            removed = [f"{p['integration']}/{r}" for p in result["integrations"] for r in p["removed"]]
-            typer.echo("this deploy removes: " + ", ".join(removed))
-            if not sys.stdin.isatty() or not typer.confirm("remove them?"):
-                fail("nothing deployed (pass --yes to remove them)")
-            result = asyncio.run(send(True))
-    except ApiError as exc:
-        fail(f"deploy failed: {exc.message}")
-    for plan in result["integrations"]:
-        changes = {k: plan[k] for k in ("added", "updated", "removed") if plan[k]}
-        typer.echo(f"{plan['integration']}: " + (json.dumps(changes) if changes else "unchanged"))
+# The authoring commands live in orchestrator/cli/authoring.py.
+app.command()(authoring.init)
+app.command()(authoring.validate)
+app.command()(authoring.generate)
+app.command(name="compile")(authoring.compile_)
+app.command()(authoring.dryrun)
+app.command()(authoring.deploy)
+app.add_typer(admin_app, name="admin")
 
 
 def main() -> None:

@@ -1,0 +1,203 @@
+"""`nango admin`: operators' controls, straight through PostgreSQL and the Temporal client.
+
+Same code path as the API and the dashboard (orchestrator.sync_control). Settings come from the
+environment (DATABASE_URL, TEMPORAL_ADDRESS, ENCRYPTION_KEY...) or, on a dev machine, from the
+running `nango dev` stack's `.nango/dev.json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+admin_app = typer.Typer(help="Operate a running platform: syncs, environments, keys.", no_args_is_help=True)
+syncs_app = typer.Typer(help="Pause, resume, trigger, cancel and re-time syncs.", no_args_is_help=True)
+admin_app.add_typer(syncs_app, name="syncs")
+
+T = TypeVar("T")
+
+EnvOpt = Annotated[str, typer.Option("--environment", "-e", envvar="NANGO_ENVIRONMENT", help="Environment name.")]
+ConnOpt = Annotated[str | None, typer.Option("--connection", "-c", help="One connection (default: all).")]
+SyncsArg = Annotated[list[str] | None, typer.Argument(help="Sync names (default: all syncs).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _fail(message: str) -> None:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    raise typer.Exit(1)
+
+
+def load_settings() -> Any:
+    """Settings from the environment, completed from a running dev stack when present."""
+    from orchestrator.config.settings import Settings
+
+    dev = Path(".nango/dev.json")
+    overrides: dict[str, Any] = {}
+    if dev.exists():
+        info = json.loads(dev.read_text())
+        if "DATABASE_URL" not in os.environ and info.get("database_url"):
+            overrides["database_url"] = info["database_url"]
+        if "TEMPORAL_ADDRESS" not in os.environ and info.get("temporal_address"):
+            overrides["temporal_address"] = info["temporal_address"]
+        secrets = Path(".nango/dev-secrets.json")
+        if "ENCRYPTION_KEY" not in os.environ and secrets.exists():
+            overrides["encryption_key"] = json.loads(secrets.read_text())["encryption_key"]
+    try:
+        return Settings(**overrides)
+    except Exception as exc:  # settings errors are user errors
+        _fail(f"invalid settings: {exc}")
+
+
+async def _with_context(env_name: str, fn: Callable[..., Awaitable[T]]) -> T:
+    from orchestrator.crypto import Sealer
+    from orchestrator.store import environments as environments_repo
+    from orchestrator.store.pool import create_pool
+    from orchestrator.temporal.client import connect
+
+    settings = load_settings()
+    pool = await create_pool(settings)
+    try:
+        async with pool.acquire() as conn:
+            env = await environments_repo.by_name(conn, env_name)
+        if env is None:
+            _fail(f"no environment '{env_name}'")
+        client = await connect(settings)
+        return await fn(pool, Sealer(settings.encryption_key_bytes()), client, env)
+    finally:
+        await pool.close()
+
+
+def _run(env_name: str, fn: Callable[..., Awaitable[T]]) -> T:
+    from orchestrator.errors import OrchestratorError
+
+    try:
+        return asyncio.run(_with_context(env_name, fn))
+    except OrchestratorError as exc:
+        _fail(exc.message)
+        raise
+
+
+def _targets(integration: str, syncs: list[str] | None, connection: str | None) -> Callable[..., Awaitable[Any]]:
+    from orchestrator import sync_control
+
+    async def resolve(pool: Any, sealer: Any, env: Any) -> list[Any]:
+        return await sync_control.targets(pool, sealer, env, integration, syncs or None, connection)
+    return resolve
+
+
+@syncs_app.command("list")
+def list_syncs(env_name: EnvOpt = "dev", integration: Annotated[str | None, typer.Option(help="Filter.")] = None,
+               as_json: JsonOpt = False) -> None:
+    """Every sync schedule of the environment, as Temporal reports it."""
+    from orchestrator.temporal import names, schedules
+
+    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> list[dict[str, Any]]:
+        rows = []
+        for sid in await schedules.list_ids(client, names.schedule_prefix(env.name, integration)):
+            view = await schedules.describe(client, sid)
+            if view is None:
+                continue
+            parts = names.parse_schedule_id(sid) or {}
+            rows.append({"schedule_id": sid, "integration": parts.get("integration"),
+                         "connection": parts.get("connection_id"), "sync": parts.get("sync"),
+                         "interval_s": view.interval_s, "paused": view.paused, "note": view.note,
+                         "next_run": view.next_run.isoformat() if view.next_run else None,
+                         "running": len(view.running_workflow_ids)})
+        return rows
+
+    rows = _run(env_name, run)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        state = "paused" if r["paused"] else ("running" if r["running"] else "scheduled")
+        typer.echo(f"{r['schedule_id']}  every {r['interval_s']}s  {state}  next={r['next_run'] or '-'}"
+                   + (f"  note={r['note']!r}" if r["note"] else ""))
+
+
+@syncs_app.command()
+def pause(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None, env_name: EnvOpt = "dev",
+          note: Annotated[str, typer.Option(help="Shown in the Temporal UI.")] = "paused by nango admin") -> None:
+    """Pause the schedules (a running run finishes)."""
+    from orchestrator import sync_control
+
+    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> int:
+        items = await _targets(integration, syncs, connection)(pool, sealer, env)
+        return await sync_control.pause(client, env, items, note)
+    typer.echo(f"paused {_run(env_name, run)} schedule(s)")
+
+
+@syncs_app.command()
+def resume(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None, env_name: EnvOpt = "dev",
+           note: Annotated[str, typer.Option(help="Shown in the Temporal UI.")] = "resumed by nango admin") -> None:
+    """Unpause the schedules."""
+    from orchestrator import sync_control
+
+    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> int:
+        items = await _targets(integration, syncs, connection)(pool, sealer, env)
+        return await sync_control.resume(client, env, items, note)
+    typer.echo(f"resumed {_run(env_name, run)} schedule(s)")
+
+
+@syncs_app.command()
+def trigger(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None, env_name: EnvOpt = "dev",
+            full: Annotated[bool, typer.Option("--full", help="Full resync: reset state, cancel a running run.")]
+            = False) -> None:
+    """Run now (a paused sync runs once and stays paused)."""
+    from orchestrator import sync_control
+
+    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> int:
+        items = await _targets(integration, syncs, connection)(pool, sealer, env)
+        return await sync_control.trigger(pool, client, env, items, full=full)
+    typer.echo(f"triggered {_run(env_name, run)} sync(s){' (full resync)' if full else ''}")
+
+
+@syncs_app.command()
+def cancel(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None, env_name: EnvOpt = "dev",
+           reason: Annotated[str, typer.Option(help="Recorded on the job.")] = "cancelled by nango admin") -> None:
+    """Cancel running runs (the schedule goes on)."""
+    from orchestrator import sync_control
+
+    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> int:
+        items = await _targets(integration, syncs, connection)(pool, sealer, env)
+        return await sync_control.cancel(client, env, items, reason)
+    typer.echo(f"cancelled {_run(env_name, run)} running run(s)")
+
+
+@syncs_app.command()
+def frequency(integration: str, sync: str,
+              every: Annotated[str, typer.Argument(help="e.g. 'every 2h', or 'default' to follow nango.yaml.")],
+              connection: ConnOpt = None, env_name: EnvOpt = "dev") -> None:
+    """Set a per-connection interval (or 'default')."""
+    from orchestrator import sync_control
+
+    value = None if every.strip().lower() in ("default", "reset", "null", "none") else every
+
+    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> str:
+        items = await _targets(integration, [sync], connection)(pool, sealer, env)
+        return await sync_control.set_frequency(pool, client, env, items, value)
+    typer.echo(f"frequency: {_run(env_name, run)}")
+
+
+@syncs_app.command()
+def status(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None, env_name: EnvOpt = "dev",
+           as_json: JsonOpt = False) -> None:
+    """Status of each sync: schedule state, last run, counts."""
+    from orchestrator import sync_control
+
+    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> list[dict[str, Any]]:
+        items = await _targets(integration, syncs, connection)(pool, sealer, env)
+        return await sync_control.status(pool, client, env, items)
+    rows = _run(env_name, run)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for r in rows:
+        typer.echo(f"{r['connection_id']}/{r['name']}: {r['status']} {r['frequency']}"
+                   f" next={r['nextScheduledSyncAt'] or '-'} last={r['latestResult']}")

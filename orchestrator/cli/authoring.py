@@ -1,0 +1,273 @@
+"""The authoring commands: init, validate, generate, compile, dryrun, deploy.
+
+Each is a plain function that `main.py` registers on the typer app. User errors end with the
+message on stderr and exit code 1 (`common.fail`), never with a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from orchestrator.cli.common import (
+    Folder,
+    fail,
+    fail_on_problems,
+    find_folder,
+    load,
+    note,
+    resolve_target,
+    shown,
+    writing,
+)
+
+if TYPE_CHECKING:
+    from orchestrator.bundles.build import Bundle
+    from orchestrator.config.nango_yaml import NangoConfig
+
+PathArg = Annotated[Path, typer.Argument(help="The integrations folder (or its nango.yaml).", show_default=True)]
+ServerOpt = Annotated[str | None, typer.Option(
+    "--server", help="API base URL (else NANGO_HOSTPORT from the environment or .env; default "
+    "http://127.0.0.1:3003).",
+    show_default=False)]
+KeyOpt = Annotated[str | None, typer.Option(
+    "--secret-key", help="The environment's secret key (else NANGO_SECRET_KEY_<ENVIRONMENT> or NANGO_SECRET_KEY "
+    "from the environment or .env).", show_default=False)]
+EnvOpt = Annotated[str | None, typer.Option(
+    "--environment", "-e", help="Environment name: picks NANGO_SECRET_KEY_<NAME> when set.", show_default=False)]
+
+
+def init(path: Annotated[Path, typer.Argument(help="Folder to create.")] = Path("nango-integrations")) -> None:
+    """Create an integrations folder with an example sync and action, ready for `nango compile`."""
+    from orchestrator.cli.scaffold import FilesExist, init_folder, write_models
+    from orchestrator.config.nango_yaml import load_config
+
+    if path.exists() and not path.is_dir():
+        fail(f"{shown(path)} exists and is not a folder")
+    try:
+        with writing(path):
+            written = init_folder(path)
+            write_models(path, load_config(path / "nango.yaml"))
+    except FilesExist as exc:
+        fail(f"{shown(path)} already has {exc}; nothing written (choose an empty or new folder)")
+    for rel in [*written, "models.py"]:
+        typer.echo(f"created {shown(path / rel)}")
+    typer.echo(f"\nnext: cd {shown(path)} && nango compile   (then `nango dryrun issues <connection-id>`)")
+
+
+def validate(
+    file: Annotated[Path, typer.Argument(help="nango.yaml or its folder.")] = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the parsed configuration as JSON.")] = False,
+) -> None:
+    """Parse and check nango.yaml; all problems at once as FILE:LINE:COL: message."""
+    from orchestrator.compile import models_used
+
+    folder = find_folder(file)
+    config = load(folder, warnings=not as_json)
+    if as_json:
+        typer.echo(config.model_dump_json(indent=2))
+        return
+    for key, integration in config.integrations.items():
+        events = sum(len(names) for names in integration.on_events.values())
+        parts = [_count(len(integration.syncs), "sync"), _count(len(integration.actions), "action")]
+        if events:
+            parts.append(_count(events, "event script"))
+        parts.append(_count(len(models_used(config, integration)), "model"))
+        typer.echo(f"{key}: {', '.join(parts)}")
+    typer.echo(f"{shown(folder.yaml)} is valid: {_count(len(config.integrations), 'integration')}, "
+               f"{_count(len(config.models), 'model')}")
+
+
+def generate(path: PathArg = Path(".")) -> None:
+    """Write models.py from nango.yaml and a stub for each script that has none (never overwrites one)."""
+    from orchestrator.cli.scaffold import generate_stubs, write_models
+
+    folder = find_folder(path)
+    config = load(folder)
+    with writing(folder.path):
+        changed = write_models(folder.path, config)
+        typer.echo(f"{'wrote' if changed else 'kept (up to date)'} {shown(folder.path / 'models.py')}: "
+                   f"{_count(len(config.models), 'model')}")
+        for rel in generate_stubs(folder.path, config):
+            typer.echo(f"created {shown(folder.path / rel)}")
+
+
+def compile_(path: PathArg = Path(".")) -> None:
+    """Validate, check every script (entry points, imports, syntax) and build dist/<integration>.zip."""
+    folder = find_folder(path)
+    bundles = _compile(folder, load(folder))
+    out = folder.path / "dist"
+    for bundle in bundles:
+        target = out / f"{bundle.integration}.zip"
+        with writing(target):
+            out.mkdir(exist_ok=True)
+            target.write_bytes(bundle.data)
+        typer.echo(f"{bundle.integration}: {_count(len(bundle.manifest['scripts']), 'script')}, "
+                   f"{_count(len(bundle.manifest['files']), 'file')} -> {shown(target)} "
+                   f"(sha256 {bundle.sha256[:12]})")
+
+
+def _compile(folder: Folder, config: NangoConfig, integrations: list[str] | None = None) -> list[Bundle]:
+    """models.py brought up to date (it is generated), scripts checked, bundles built."""
+    from orchestrator.checks import ScriptCheckError
+    from orchestrator.cli.scaffold import write_models
+    from orchestrator.compile import compile_project
+    from orchestrator.errors import BundleError
+
+    with writing(folder.path / "models.py"):
+        changed = write_models(folder.path, config)
+    if changed:
+        note(f"{shown(folder.path / 'models.py')} regenerated from nango.yaml")
+    try:
+        return compile_project(folder.path, config, integrations=integrations)
+    except ScriptCheckError as exc:
+        fail_on_problems(folder, exc)
+    except BundleError as exc:
+        fail(exc.message)
+
+
+def dryrun(
+    name: Annotated[str, typer.Argument(help="The sync, action or event script to run.")],
+    connection_id: Annotated[str, typer.Argument(help="The connection whose API and credentials to use.")],
+    input: Annotated[str | None, typer.Option(
+        "--input", help="Action input: JSON, or @file.json.", show_default=False)] = None,
+    metadata: Annotated[str | None, typer.Option(
+        "--metadata", help="Metadata to use instead of the connection's: JSON, or @file.json.",
+        show_default=False)] = None,
+    last_sync_date: Annotated[str | None, typer.Option(
+        "--last-sync-date", help="ISO date-time the sync sees as nango.last_sync_date.", show_default=False)] = None,
+    integration: Annotated[str | None, typer.Option(
+        "--integration", help="The integration, when several have a script of that name.", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document (records, output, logs).")] = False,
+    server: ServerOpt = None,
+    secret_key: KeyOpt = None,
+    environment: EnvOpt = None,
+    path: Annotated[Path, typer.Option("--path", help="The integrations folder.")] = Path("."),
+) -> None:
+    """Run a sync or action locally in the worker's runner against the connection's real API; save nothing."""
+    from orchestrator.cli import dryrun as dr
+    from orchestrator.errors import OrchestratorError
+
+    folder = find_folder(path)
+    config = load(folder, warnings=not as_json)
+    try:
+        script = dr.find_script(config, name, integration)
+        run = dr.DryRun(script=script, connection_id=connection_id, server="", secret_key="",
+                        environment=environment)
+        if input is not None:
+            if script.kind != "action":
+                raise dr.DryRunError(f"--input is for actions; {script.kind} {name!r} takes none "
+                                     "(a sync reads its connection's metadata: --metadata)")
+            run.input = dr.parse_json_arg(input, "--input")
+        if metadata is not None:
+            run.metadata = dr.parse_json_arg(metadata, "--metadata")
+            if not isinstance(run.metadata, dict):
+                raise dr.DryRunError("--metadata must be a JSON object")
+        if last_sync_date is not None:
+            if script.kind != "sync":
+                raise dr.DryRunError(f"--last-sync-date is for syncs; {name!r} is an {script.kind}")
+            run.last_sync_date = dr.parse_date(last_sync_date)
+        if script.kind == "action":
+            action = config.integrations[script.integration].actions[script.name]
+            if action.input and input is None:
+                raise dr.DryRunError(f"action {name!r} takes input ({action.input}): pass --input JSON or @file")
+            run.input_model = action.input if action.input in config.models else None
+            run.output_model = action.output if action.output in config.models else None
+    except OrchestratorError as exc:
+        fail(exc.message)
+    target = resolve_target(folder.path, server, secret_key, environment)
+    run.server, run.secret_key = target.server, target.secret_key
+    (bundle,) = _compile(folder, config, [script.integration])
+
+    def echo_log(entry: dict[str, Any]) -> None:
+        typer.echo(dr.format_log(entry))
+
+    try:
+        result = asyncio.run(dr.execute(run, bundle.data, None if as_json else echo_log))
+    except OrchestratorError as exc:
+        fail(exc.message)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2, default=str, ensure_ascii=False))
+        if not result.ok:
+            raise typer.Exit(1)
+        return
+    for line in dr.format_result(result):
+        typer.echo(line)
+    if not result.ok:
+        fail(dr.format_error(result))
+
+
+def deploy(
+    path: PathArg = Path("."),
+    environment: EnvOpt = None,
+    server: ServerOpt = None,
+    secret_key: KeyOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove syncs and actions without asking.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the server's answer as JSON.")] = False,
+) -> None:
+    """Compile and upload every integration to the server; asks before removing a sync or action."""
+    from orchestrator.client import ApiError, NangoClient
+
+    folder = find_folder(path)
+    config = load(folder)
+    target = resolve_target(folder.path, server, secret_key, environment)
+    bundles = _compile(folder, config)
+    if not bundles:
+        fail(f"{shown(folder.yaml)} declares no integration: nothing to deploy")
+
+    async def send(allow_removal: bool) -> dict[str, Any]:
+        async with NangoClient(target.server, target.secret_key) as api:
+            return await api.deploy(bundles, allow_removal=allow_removal)
+
+    def upload(allow_removal: bool) -> dict[str, Any]:
+        import aiohttp
+
+        try:
+            return asyncio.run(send(allow_removal))
+        except ApiError as exc:
+            if exc.status == 401:
+                fail(f"deploy failed: {target.server} refused the secret key ({exc.message})")
+            fail(f"deploy failed: {exc.status} {exc.message}")
+        except aiohttp.ClientConnectionError as exc:
+            fail(f"deploy failed: cannot reach {target.server}: {exc}")
+
+    result = upload(yes)
+    if result.get("needs_confirmation"):
+        typer.echo("this deploy removes:")
+        for plan in result["integrations"]:
+            for label in plan["removed"]:
+                typer.echo(f"  {plan['integration']}: {_label(label)}")
+        try:
+            confirmed = typer.confirm("Remove them?", default=False)
+        except typer.Abort:  # no answer (stdin closed)
+            confirmed = False
+        if not confirmed:
+            fail("nothing deployed (pass --yes to remove them)")
+        result = upload(True)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    where = f" ({target.environment})" if target.environment else ""
+    typer.echo(f"deployed to {target.server}{where}")
+    for plan in result["integrations"]:
+        changes = [(kind, plan.get(kind) or []) for kind in ("added", "updated", "removed")]
+        if not any(labels for _, labels in changes):
+            typer.echo(f"{plan['integration']}: no changes")
+            continue
+        typer.echo(f"{plan['integration']}:")
+        for kind, labels in changes:
+            for label in labels:
+                typer.echo(f"  {kind:<8} {_label(label)}")
+
+
+def _label(label: str) -> str:
+    kind, _, name = label.partition(":")
+    return f"{kind} {name}" if name else label
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -1,0 +1,136 @@
+"""Helpers shared by the authoring commands: errors, the integrations folder, server settings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from orchestrator.checks import ScriptCheckError
+    from orchestrator.config.nango_yaml import NangoConfig
+
+DEFAULT_SERVER = "http://127.0.0.1:3003"
+
+
+def fail(message: str) -> NoReturn:
+    """A user error: the message on stderr, exit code 1, no traceback."""
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    raise typer.Exit(1)
+
+
+def note(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def shown(path: Path) -> str:
+    """A path as the user wrote it, without a leading './'."""
+    return path.as_posix()
+
+
+@dataclass(frozen=True)
+class Folder:
+    """The integrations folder (as given, for messages) and its nango.yaml."""
+
+    path: Path
+    yaml: Path
+
+
+def find_folder(path: Path) -> Folder:
+    """`path` is the integrations folder or its nango.yaml."""
+    if path.is_dir():
+        folder = Folder(path, path / "nango.yaml")
+    elif path.is_file():
+        folder = Folder(path.parent, path)
+    else:
+        fail(f"no such file or folder: {shown(path)}")
+    if not folder.yaml.is_file():
+        fail(f"no nango.yaml in {shown(folder.path.resolve())} (create one with `nango init`)")
+    return folder
+
+
+def load(folder: Folder, *, warnings: bool = True) -> NangoConfig:
+    """Parse and validate nango.yaml; every problem at once, exit 1 on any."""
+    from orchestrator.config.nango_yaml import ConfigError, load_config
+
+    try:
+        config = load_config(folder.yaml)
+    except ConfigError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot read {shown(folder.yaml)}: {exc.strerror or exc}")
+    if warnings:
+        for issue in config.warnings:
+            note(f"{issue.file}:{issue.line}:{issue.col}: warning: {issue.message}")
+    return config
+
+
+@contextmanager
+def writing(what: Path) -> Iterator[None]:
+    """File system errors while writing become a user error naming the file."""
+    try:
+        yield
+    except OSError as exc:
+        where = Path(exc.filename) if exc.filename else what
+        fail(f"cannot write {shown(where)}: {exc.strerror or exc}")
+
+
+def fail_on_problems(folder: Folder, exc: ScriptCheckError) -> NoReturn:
+    fail(exc.render(folder.path))
+
+
+# --------------------------------------------------------------------------- server settings
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a .env file (comments, `export ` and quotes allowed); {} when absent."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        return {}
+    except OSError as exc:
+        fail(f"cannot read {shown(path)}: {exc.strerror or exc}")
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key.strip()] = value
+    return values
+
+
+@dataclass(frozen=True)
+class Target:
+    server: str
+    secret_key: str
+    environment: str | None
+
+
+def resolve_target(folder: Path, server: str | None, secret_key: str | None, environment: str | None) -> Target:
+    """Where to talk to and with which key. Each setting comes from, in order: the flag, the process
+    environment, the folder's `.env`. With `--environment NAME`, `NANGO_SECRET_KEY_NAME` (upper case)
+    is preferred over `NANGO_SECRET_KEY`."""
+    dotenv = read_dotenv(folder / ".env")
+    sources = (os.environ, dotenv)
+    names = ["NANGO_SECRET_KEY"]
+    if environment:
+        names.insert(0, "NANGO_SECRET_KEY_" + environment.upper().replace("-", "_"))
+    key = secret_key or next((src[n] for src in sources for n in names if src.get(n)), "")
+    if not key:
+        fail(f"no secret key: pass --secret-key, or set {' or '.join(names)} in the environment or in "
+             f"{shown(folder / '.env')}")
+    url = server or next((src["NANGO_HOSTPORT"] for src in sources if src.get("NANGO_HOSTPORT")), DEFAULT_SERVER)
+    if not url.startswith(("http://", "https://")):
+        url = "http://" + url
+    return Target(url.rstrip("/"), key, environment)

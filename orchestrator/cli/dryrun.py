@@ -1,0 +1,248 @@
+"""`nango dryrun`: run one script locally, in the worker's runner, against the real API; save nothing.
+
+The script runs from the bundle `nango compile` would build (so a module missing from the bundle
+fails here too), in the same sandboxed child the worker uses (`orchestrator.runner.host.run_script`
+with a dry-run `ScriptHost`). Credentials come from the server. The host keeps what the script
+saves, deletes and logs in memory and nothing reaches the database: the run needs none.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import json
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp
+
+from orchestrator.checks import Script, declared_scripts
+from orchestrator.config.nango_yaml import NangoConfig
+from orchestrator.errors import InvalidInputError, NotFoundError
+from orchestrator.runner.host import Limits, RunSpec, ScriptKind, run_script
+from orchestrator.runner.host_api import ScriptHost
+from orchestrator.store.types import Connection
+
+LogSink = Callable[[dict[str, Any]], None]
+
+
+class DryRunError(InvalidInputError):
+    code = "dryrun_error"
+
+
+@dataclass
+class DryRun:
+    """What to run and how; `metadata` replaces the connection's metadata when given."""
+
+    script: Script
+    connection_id: str
+    server: str
+    secret_key: str
+    environment: str | None = None
+    input: Any = None
+    metadata: dict[str, Any] | None = None
+    last_sync_date: datetime | None = None
+    input_model: str | None = None
+    output_model: str | None = None
+
+
+@dataclass
+class DryRunResult:
+    script: Script
+    connection_id: str
+    ok: bool
+    records: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    output: Any = None
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    duration_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"integration": self.script.integration, "kind": self.script.kind, "name": self.script.name,
+                "connection_id": self.connection_id, "ok": self.ok, "records": self.records,
+                "output": self.output, "logs": self.logs, "error": self.error,
+                "duration_s": round(self.duration_s, 3)}
+
+
+def find_script(config: NangoConfig, name: str, integration: str | None) -> Script:
+    """The sync, action or event script called `name` (in `integration` when given)."""
+    if integration is not None and integration not in config.integrations:
+        hint = difflib.get_close_matches(integration, list(config.integrations), n=1)
+        raise DryRunError(f"no integration {integration!r} in nango.yaml"
+                          + (f"; did you mean {hint[0]!r}?" if hint else ""))
+    scripts = declared_scripts(config, [integration] if integration else None)
+    found = [s for s in scripts if s.name == name]
+    if not found:
+        where = f" of integration {integration!r}" if integration else " in nango.yaml"
+        hint = difflib.get_close_matches(name, sorted({s.name for s in scripts}), n=1)
+        raise DryRunError(f"no sync, action or event script named {name!r}{where}"
+                          + (f"; did you mean {hint[0]!r}?" if hint else ""))
+    owners = sorted({s.integration for s in found})
+    if len(owners) > 1:
+        raise DryRunError(f"{name!r} exists in integrations {', '.join(owners)}: choose one with --integration")
+    order = {"sync": 0, "action": 1, "event": 2}
+    return sorted(found, key=lambda s: order[s.kind])[0]
+
+
+def unpack(bundle: bytes, target: Path) -> None:
+    with zipfile.ZipFile(io.BytesIO(bundle)) as zf:
+        zf.extractall(target)
+
+
+def to_connection(data: dict[str, Any], metadata: dict[str, Any] | None) -> Connection:
+    """A store `Connection` from `GET /connections/{id}` (ids the server keeps to itself are 0)."""
+    now = datetime.now(UTC).isoformat()
+    return Connection.model_validate({
+        "id": 0, "environment_id": 0, "integration_id": 0,
+        "integration_key": data["provider_config_key"], "provider": data["provider"],
+        "connection_id": data["connection_id"], "credentials": data["credentials"],
+        "connection_config": data.get("connection_config") or {},
+        "metadata": metadata if metadata is not None else (data.get("metadata") or {}),
+        "created_at": data.get("created_at") or now, "updated_at": data.get("updated_at") or now,
+    })
+
+
+def _timeout(kind: str) -> float:
+    from orchestrator.config.settings import Settings
+
+    name = {"sync": "runner_sync_timeout_s", "action": "runner_action_timeout_s",
+            "event": "runner_event_timeout_s"}[kind]
+    return float(Settings.model_fields[name].default)
+
+
+class _DryHost(ScriptHost):
+    """A dry-run host that also hands each log line to the CLI as it happens."""
+
+    def __init__(self, *, sink: LogSink | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sink = sink
+
+    def log(self, level: str, message: str, fields: dict[str, Any] | None) -> None:
+        super().log(level, message, fields)
+        if self._sink is not None:
+            level_, text, extra = self.all_logs[-1]
+            self._sink({"level": level_, "message": text, "fields": extra})
+
+
+async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None) -> DryRunResult:
+    """Fetch the connection from the server and run the script from `bundle`; nothing is saved."""
+    from orchestrator.client import ApiError, NangoClient
+    from orchestrator.providers.catalog import get_provider
+
+    script = run.script
+    try:
+        async with NangoClient(run.server, run.secret_key) as api:
+            try:
+                data = await api.get_connection(script.integration, run.connection_id)
+            except ApiError as exc:
+                if exc.status == 404:
+                    raise DryRunError(f"no connection {run.connection_id!r} for integration "
+                                      f"{script.integration!r} on {run.server}: {exc.message}") from None
+                if exc.status == 401:
+                    raise DryRunError(f"{run.server} refused the secret key: {exc.message}") from None
+                raise DryRunError(f"cannot read connection {run.connection_id!r}: {exc.message}") from None
+            connection = to_connection(data, run.metadata)
+            try:
+                provider = get_provider(connection.provider)
+            except NotFoundError as exc:
+                raise DryRunError(exc.message) from None
+
+            async def refresh(force: bool) -> Connection:
+                fresh = await api.request("GET", f"/connections/{run.connection_id}", params={
+                    "provider_config_key": script.integration, "force_refresh": "true" if force else "false"})
+                return to_connection(fresh, host.connection.metadata)
+
+            async with aiohttp.ClientSession() as session:
+                host = _DryHost(sink=sink, pool=None, session=session, connection=connection, provider=provider,
+                                environment_name=run.environment or "", job_id=None,
+                                sync_name=script.name if script.kind == "sync" else None, dry_run=True,
+                                refresh_credentials=refresh)
+                context: dict[str, Any] = {
+                    "connection_id": connection.connection_id, "provider_config_key": script.integration,
+                    "provider": connection.provider, "environment": run.environment or "", "variant": "base",
+                    "job_id": None, "pagination": provider.pagination, "script_name": script.name,
+                    "last_sync_date": run.last_sync_date.isoformat() if run.last_sync_date else None,
+                    "full_resync": False,
+                }
+                if script.kind == "action":
+                    context.update(input=run.input, input_model=run.input_model, output_model=run.output_model)
+                with tempfile.TemporaryDirectory(prefix="nango-dryrun-") as tmp:
+                    unpack(bundle, Path(tmp))
+                    spec = RunSpec(kind=cast(ScriptKind, script.kind), bundle_dir=Path(tmp),
+                                   module_path=script.module_path, timeout_s=_timeout(script.kind),
+                                   limits=Limits(), context=context)
+                    outcome = await run_script(spec, host)
+    except aiohttp.ClientConnectionError as exc:
+        raise DryRunError(f"cannot reach {run.server}: {exc}") from None
+    logs = [{"level": level, "message": message, "fields": fields} for level, message, fields in host.all_logs]
+    return DryRunResult(script=script, connection_id=run.connection_id, ok=outcome.ok, records=host.dry_records,
+                        output=outcome.output, logs=logs, error=outcome.error, duration_s=outcome.duration_s)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def parse_json_arg(value: str, flag: str) -> Any:
+    """`--input '{"a": 1}'` or `--input @file.json`."""
+    source = value
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            source = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DryRunError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise DryRunError(f"{flag}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+
+
+def parse_date(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise DryRunError(f"--last-sync-date: {value!r} is not an ISO 8601 date or date-time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_log(entry: dict[str, Any]) -> str:
+    extra = f" {json.dumps(entry['fields'], default=str)}" if entry.get("fields") else ""
+    return f"[{entry['level']}] {entry['message']}{extra}"
+
+
+_VERBS = {"save": "to save", "update": "to update", "delete": "to delete"}
+
+
+def format_result(result: DryRunResult) -> list[str]:
+    """The human form: records per model (or the action's output), then a closing line."""
+    lines: list[str] = []
+    for model, kinds in result.records.items():
+        for kind, records in kinds.items():
+            lines.append(f"{model}: {len(records)} {_VERBS.get(kind, kind)}")
+            lines.extend("  " + json.dumps(record, default=str, ensure_ascii=False) for record in records)
+    script = result.script
+    if script.kind == "action" and result.ok:
+        lines.append("output:")
+        lines.append(json.dumps(result.output, indent=2, default=str, ensure_ascii=False))
+    if script.kind == "sync" and result.ok and not result.records:
+        lines.append("no records")
+    status = "finished" if result.ok else "failed"
+    lines.append(f"dry run of {script.kind} {script.name!r} ({script.integration}) on connection "
+                 f"{result.connection_id!r} {status} in {result.duration_s:.1f} s; nothing was saved")
+    return lines
+
+
+def format_error(result: DryRunResult) -> str:
+    err = result.error or {}
+    script = result.script
+    if err.get("type") == "action_error":
+        payload = json.dumps(err.get("payload"), default=str, ensure_ascii=False)
+        return f"{script.kind} {script.name!r} raised ActionError: {payload}"
+    text = f"{script.kind} {script.name!r} failed: {err.get('type', 'Error')}: {err.get('message', '')}"
+    trace = (err.get("traceback") or "").rstrip()
+    return f"{text}\n{trace}" if trace else text
