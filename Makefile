@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench venv clean sandbox-tools
+.PHONY: run test lint bench venv clean sandbox-tools browser-tools
 
 venv: $(STAMP)
 
@@ -21,11 +21,20 @@ sandbox-tools:
 	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 		&& (apt-get install -y -q bubblewrap >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 \
 		&& apt-get install -y -q bubblewrap >/dev/null 2>&1)) || echo "bubblewrap not installed: scripts run without namespace isolation"; }
+	@{ /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -q 'libseccomp\.so\.2' || { [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null 2>&1 && apt-get install -y -q libseccomp2 >/dev/null 2>&1 \
+		|| echo "libseccomp2 not installed: scripts run without a seccomp filter"; }
+
+# Debian's chromium drives the dashboard tests (Playwright with executable_path; never a browser download).
+browser-tools:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 \
+		&& apt-get install -y -q chromium >/dev/null 2>&1)) || echo "chromium not installed: the dashboard browser test is skipped"; }
 
 run: venv sandbox-tools
 	$(BIN)/nango dev
 
-test: venv sandbox-tools
+test: venv sandbox-tools browser-tools
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

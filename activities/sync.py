@@ -19,6 +19,7 @@ from orchestrator.temporal.types import (
     RunSyncInput,
     RunSyncResult,
     SyncInput,
+    SyncProgress,
     SyncSummary,
 )
 
@@ -56,7 +57,8 @@ class SyncActivities:
         self._bind(inp.sync)
         structlog.contextvars.bind_contextvars(job_id=inp.prepared.job_id)
         try:
-            return await sync_runs.run(self.deps, inp.sync, inp.prepared, heartbeat=activity.heartbeat)
+            return await sync_runs.run(self.deps, inp.sync, inp.prepared, heartbeat=activity.heartbeat,
+                                       on_progress=self._reporter(inp))
         except OrchestratorError as exc:
             raise translate(exc) from exc
 
@@ -72,6 +74,20 @@ class SyncActivities:
     async def notify_sync(self, inp: NotifyInput) -> int:
         self._bind(inp.finalize.sync)
         return await notify.notify_sync(self.deps, inp.finalize, inp.summary)
+
+    def _reporter(self, inp: RunSyncInput):  # type: ignore[no-untyped-def]
+        """Send progress to the run workflow so its `progress` query answers with live counts."""
+        client = self.deps.temporal
+        if client is None:
+            return None
+        handle = client.get_workflow_handle(activity.info().workflow_id, run_id=activity.info().workflow_run_id)
+
+        async def report(progress: dict) -> None:  # type: ignore[type-arg]
+            await handle.signal("report_progress", SyncProgress(
+                phase="running", job_id=inp.prepared.job_id, added=progress.get("added", 0),
+                updated=progress.get("updated", 0), deleted=progress.get("deleted", 0),
+                extra={"models": progress.get("models", {})}))
+        return report
 
     def all(self) -> list[object]:
         return [self.prepare_sync, self.run_sync_script, self.finalize_sync, self.notify_sync]

@@ -12,7 +12,7 @@ import structlog
 
 from orchestrator.crypto import Sealer
 from orchestrator.errors import OrchestratorError, TransientError
-from orchestrator.providers.catalog import get_provider
+from orchestrator.providers.catalog import fill, resolve_provider
 from orchestrator.store import connections as connections_repo
 from orchestrator.store.types import Connection, OAuth2Credentials
 
@@ -51,8 +51,9 @@ async def refresh(pool: asyncpg.Pool, sealer: Sealer, session: aiohttp.ClientSes
             return current  # somebody refreshed while we waited
         row = await conn.fetchrow("SELECT oauth_client_id, oauth_client_secret FROM integrations WHERE id = $1",
                                   connection.integration_id)
-        provider = get_provider(connection.provider)
-        token_url = connection.connection_config.get("token_url") or provider.token_url
+        provider = await resolve_provider(conn, connection.environment_id, connection.provider)
+        token_url = connection.connection_config.get("token_url") or (
+            provider.token_url and fill(provider.token_url, connection.connection_config))
         if not token_url or row is None or not row["oauth_client_id"]:
             raise RefreshError(f"cannot refresh the token of connection '{connection.connection_id}': the "
                                f"integration '{connection.integration_key}' has no OAuth client credentials")

@@ -19,7 +19,8 @@ from orchestrator.bundles.build import read_manifest
 from orchestrator.bundles.store import BundleStore, bundle_key
 from orchestrator.crypto import Sealer
 from orchestrator.errors import InvalidInputError
-from orchestrator.providers.catalog import builtin_providers
+from orchestrator.providers import store as providers_repo
+from orchestrator.providers.catalog import Provider, find_provider
 from orchestrator.reconcile import reconcile_integration
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import scripts as scripts_repo
@@ -46,10 +47,11 @@ class DeployResult:
     applied: bool
     plans: list[IntegrationPlan]
     needs_confirmation: bool = False
+    providers: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"applied": self.applied, "needs_confirmation": self.needs_confirmation,
-                "integrations": [p.as_dict() for p in self.plans]}
+                "integrations": [p.as_dict() for p in self.plans], "providers": self.providers}
 
 
 @dataclass
@@ -96,19 +98,26 @@ async def plan(conn: asyncpg.Connection, env: Environment, bundle: UploadedBundl
 async def deploy(
     pool: asyncpg.Pool, sealer: Sealer, store: BundleStore, client: Client, env: Environment,
     bundles: list[UploadedBundle], *, allow_removal: bool = False, task_queue_prefix: str = "",
+    providers: dict[str, Provider] | None = None,
 ) -> DeployResult:
     async with pool.acquire() as conn:
         plans = [await plan(conn, env, b) for b in bundles]
     if any(p.removed for p in plans) and not allow_removal:
         return DeployResult(applied=False, plans=plans, needs_confirmation=True)
+    if providers:  # custom providers (the folder's providers.yaml) first: the integrations may use them
+        async with pool.acquire() as conn, conn.transaction():
+            for custom in providers.values():
+                await providers_repo.upsert(conn, env.id, custom)
+        log.info("providers_deployed", providers=sorted(providers))
     for bundle, integration_plan in zip(bundles, plans, strict=True):
         manifest = bundle.manifest
         key = manifest["integration"]
         provider = manifest.get("config", {}).get("provider")
         async with pool.acquire() as conn:
             integration = await integrations_repo.get(conn, env.id, key)
+            known_key = integration is None and await find_provider(conn, env.id, key) is not None
         if integration is None:
-            provider = provider or (key if key in builtin_providers() else None)
+            provider = provider or (key if known_key else None)
             if provider is None:
                 raise InvalidInputError(
                     f"integration '{key}' does not exist in environment '{env.name}' and '{key}' is not a known "
@@ -133,4 +142,4 @@ async def deploy(
         await reconcile_integration(pool, sealer, client, integration, task_queue_prefix=task_queue_prefix)
         changes = {k: v for k, v in integration_plan.as_dict().items() if k != "integration"}
         log.info("deployed", integration=key, sha256=bundle.sha256, **changes)
-    return DeployResult(applied=True, plans=plans)
+    return DeployResult(applied=True, plans=plans, providers=sorted(providers or {}))

@@ -31,7 +31,9 @@ def configure_logging(level: str = "INFO", fmt: str | None = None) -> None:
     ]
     renderer: Any
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        # tracebacks without local variables: locals can hold request headers and secret keys
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback)
     else:
         shared.append(structlog.processors.dict_tracebacks)
         renderer = structlog.processors.JSONRenderer()

@@ -24,6 +24,7 @@ log = structlog.get_logger(__name__)
 
 ATTEMPTS = 4
 BACKOFF_S = 1.0
+TIMEOUT_S = 15.0  # per attempt
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -51,9 +52,10 @@ async def notify_sync(deps: RunDeps, inp: FinalizeInput, summary: SyncSummary) -
     if summary.job_id is None or summary.status == "cancelled":
         return 0
     async with deps.pool.acquire() as conn:
-        env = await conn.fetchrow("SELECT webhook_url, webhook_secret, notify_on_empty FROM environments"
-                                  " WHERE id = $1", inp.sync.environment_id)
-    if env is None or not env["webhook_url"]:
+        env = await conn.fetchrow("SELECT webhook_url, webhook_url_secondary, webhook_secret, notify_on_empty"
+                                  " FROM environments WHERE id = $1", inp.sync.environment_id)
+    urls = [u for u in dict.fromkeys((env["webhook_url"], env["webhook_url_secondary"])) if u] if env else []
+    if env is None or not urls:
         return 0
     secret = str(deps.sealer.open(env["webhook_secret"])) if env["webhook_secret"] else ""
     delivered = 0
@@ -61,7 +63,8 @@ async def notify_sync(deps: RunDeps, inp: FinalizeInput, summary: SyncSummary) -
         results = payload.get("responseResults")
         if results is not None and not any(results.values()) and not env["notify_on_empty"]:
             continue
-        delivered += await _deliver(deps, summary.job_id, env["webhook_url"], secret, payload)
+        for url in urls:
+            delivered += await _deliver(deps, summary.job_id, url, secret, payload)
     return delivered
 
 
@@ -75,7 +78,7 @@ async def _deliver(deps: RunDeps, job_id: int, url: str, secret: str, payload: d
         error: str | None = None
         try:
             async with deps.session.post(url, data=body, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=15)) as resp:
+                                         timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as resp:
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}"

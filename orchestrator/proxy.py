@@ -92,7 +92,7 @@ def build_url(connection: Connection, provider: Provider, req: ProxyRequest) -> 
 
 def _wait_from_headers(headers: dict[str, str], provider: Provider) -> float | None:
     lowered = {k.lower(): v for k, v in headers.items()}
-    retry_after = lowered.get("retry-after")
+    retry_after = lowered.get(provider.rate_limit.retry_after_header.lower())
     if retry_after:
         try:
             return float(retry_after)
@@ -102,11 +102,14 @@ def _wait_from_headers(headers: dict[str, str], provider: Provider) -> float | N
             except (TypeError, ValueError):
                 pass
     reset_header = provider.rate_limit.reset_header
-    if reset_header and lowered.get(reset_header.lower()) and lowered.get("x-ratelimit-remaining", "1") == "0":
+    remaining = lowered.get(provider.rate_limit.remaining_header.lower(), "1")
+    if reset_header and lowered.get(reset_header.lower()) and remaining == "0":
         value = lowered[reset_header.lower()]
         try:
             if provider.rate_limit.reset_format == "epoch_seconds":
                 return max(0.0, float(value) - time.time())
+            if provider.rate_limit.reset_format == "epoch_ms":
+                return max(0.0, float(value) / 1000 - time.time())
             if provider.rate_limit.reset_format == "seconds":
                 return float(value)
             return max(0.0, (datetime.fromisoformat(value) - datetime.now(UTC)).total_seconds())

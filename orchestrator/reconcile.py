@@ -19,7 +19,6 @@ from orchestrator.config.schedule import parse_schedule
 from orchestrator.crypto import Sealer
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environments as environments_repo
-from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store.types import Integration
 from orchestrator.temporal import names, schedules
@@ -44,36 +43,47 @@ async def reconcile_integration(pool: asyncpg.Pool, sealer: Sealer, client: Clie
             async with pool.acquire() as conn:
                 env = await environments_repo.by_id(conn, integration.environment_id)
                 assert env is not None
-                syncs = [s for s in await scripts_repo.list_for_integration(conn, integration.id)
-                         if s.kind == "sync" and s.enabled]
-                conns = await connections_repo.list_for_integration(conn, sealer, integration.id)
-                overrides = {}
-                for c in conns:
-                    for s in syncs:
-                        state = await jobs_repo.get_state(conn, c.id, s.name)
-                        overrides[(c.id, s.name)] = state["frequency_override"]
+                syncs = {s.name: s for s in await scripts_repo.list_for_integration(conn, integration.id)
+                         if s.kind == "sync" and s.enabled}
+                conns = await connections_repo.ids_for_integration(conn, integration.id)
+                pairs = [(c_pk, name, "base") for c_pk in conns for name in syncs]
+                pairs += [(r["connection_pk"], r["sync_name"], r["variant"]) for r in await conn.fetch(
+                    "SELECT v.connection_pk, v.sync_name, v.variant FROM sync_variants v JOIN connections c"
+                    " ON c.id = v.connection_pk WHERE c.integration_id = $1", integration.id)
+                    if r["sync_name"] in syncs]
+                overrides = {(r["connection_pk"], r["sync_name"], r["variant"]): r["frequency_override"]
+                             for r in await conn.fetch(
+                                 "SELECT connection_pk, sync_name, variant, frequency_override FROM sync_state"
+                                 " WHERE connection_pk = any($1::bigint[]) AND frequency_override IS NOT NULL",
+                                 list(conns))}
+            existing = await schedules.list_intervals(client, names.schedule_prefix(env.name, integration.unique_key))
             desired: set[str] = set()
-            for c in conns:
-                for s in syncs:
-                    sync = SyncInput(env.id, env.name, integration.unique_key, c.connection_id, s.name)
-                    sid = names.sync_schedule_id(env.name, integration.unique_key, c.connection_id, s.name)
-                    desired.add(sid)
-                    override = overrides[(c.id, s.name)]
-                    interval = parse_schedule(override or s.config.get("runs") or "every 1d")
-                    source = "override" if override else "default"
-                    created = await schedules.ensure(
-                        client, sync, interval=interval, source=source,
-                        task_queue=names.queue(task_queue_prefix, names.SYNC_QUEUE),
-                        paused=not s.config.get("auto_start", True))
-                    if created:
-                        report.created.append(sid)
-                    elif not override and await schedules.set_interval(
-                            client, sid, interval, source="default", only_if_following_default=True):
+            for c_pk, name, variant in pairs:
+                connection_id, s = conns[c_pk], syncs[name]
+                sync = SyncInput(env.id, env.name, integration.unique_key, connection_id, name, variant)
+                sid = names.sync_schedule_id(env.name, integration.unique_key, connection_id, name, variant)
+                desired.add(sid)
+                override = overrides.get((c_pk, name, variant))
+                interval = parse_schedule(override or s.config.get("runs") or "every 1d")
+                if sid in existing:
+                    # only a schedule whose spec differs can need re-timing; set_interval keeps UI edits
+                    if (not override and existing[sid] != int(interval.total_seconds())
+                            and await schedules.set_interval(client, sid, interval, source="default",
+                                                             only_if_following_default=True)):
                         report.retimed.append(sid)
-            for sid in await schedules.list_ids(client, names.schedule_prefix(env.name, integration.unique_key)):
-                if sid not in desired and (names.parse_schedule_id(sid) or {}).get("variant", "base") == "base":
-                    if await schedules.delete(client, sid):
-                        report.deleted.append(sid)
+                    continue
+                created = await schedules.ensure(
+                    client, sync, interval=interval, source="override" if override else "default",
+                    task_queue=names.queue(task_queue_prefix, names.SYNC_QUEUE),
+                    paused=not s.config.get("auto_start", True))
+                if created:
+                    report.created.append(sid)
+                elif not override and await schedules.set_interval(
+                        client, sid, interval, source="default", only_if_following_default=True):
+                    report.retimed.append(sid)
+            for sid in existing:
+                if sid not in desired and await schedules.delete(client, sid):
+                    report.deleted.append(sid)
         finally:
             await lock_conn.execute("SELECT pg_advisory_unlock(hashtextextended('reconcile', $1))", integration.id)
     if report.created or report.retimed or report.deleted:

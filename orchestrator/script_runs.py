@@ -14,15 +14,16 @@ import structlog
 
 from orchestrator import credentials
 from orchestrator.errors import NotFoundError, OrchestratorError, TransientError
-from orchestrator.providers.catalog import get_provider
+from orchestrator.providers.catalog import resolve_provider
 from orchestrator.runner.host import RunSpec, run_script
 from orchestrator.runner.host_api import ScriptHost
 from orchestrator.store import connections as connections_repo
+from orchestrator.store import environment_variables as environment_variables_repo
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
-from orchestrator.sync_runs import RunDeps
+from orchestrator.sync_runs import InfraWatch, RunDeps
 from orchestrator.temporal.types import ScriptJobInput, ScriptJobResult
 
 log = structlog.get_logger(__name__)
@@ -56,6 +57,7 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput) -> ScriptJobResult:
                                    error_payload=row["error_payload"])
         await conn.execute("UPDATE sync_jobs SET attempts = attempts + 1 WHERE id = $1", job.id)
         env = await environments_repo.by_id(conn, inp.environment_id)
+        env_vars = await environment_variables_repo.list_all(conn, deps.sealer, inp.environment_id)
         integration = await integrations_repo.get(conn, inp.environment_id, inp.integration)
         connection = await connections_repo.get(conn, deps.sealer, inp.environment_id, inp.integration,
                                                 inp.connection_id)
@@ -69,7 +71,7 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput) -> ScriptJobResult:
         return result
     if credentials.expires_soon(connection):
         connection = await credentials.refresh(deps.pool, deps.sealer, deps.session, connection)
-    provider = get_provider(connection.provider)
+    provider = await resolve_provider(deps.pool, connection.environment_id, connection.provider)
     bundle_dir = await deps.bundles.fetch(script.bundle_key, script.bundle_sha256)
 
     async def refresh(force: bool) -> Any:
@@ -84,7 +86,8 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput) -> ScriptJobResult:
     host = ScriptHost(pool=deps.pool, session=deps.session, connection=connection, provider=provider,
                       environment_name=env.name, job_id=inp.job_id,
                       sync_name=inp.script_name if inp.kind == "webhook" else None,
-                      refresh_credentials=refresh, metadata_writer=write_metadata)
+                      refresh_credentials=refresh, metadata_writer=write_metadata,
+                      environment_variables=env_vars)
     cfg = script.config
     spec = RunSpec(kind=inp.kind, bundle_dir=bundle_dir, module_path=script.module_path,  # type: ignore[arg-type]
                    timeout_s=timeout_for(deps, inp.kind), limits=deps.limits(), context={
@@ -93,10 +96,14 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput) -> ScriptJobResult:
                        "pagination": provider.pagination, "script_name": inp.script_name, "input": inp.input,
                        "input_model": _model_name(cfg.get("input")) if inp.kind == "action" else None,
                        "output_model": _model_name(cfg.get("output")) if inp.kind == "action" else None})
+    watched = InfraWatch(host)
     try:
-        outcome = await run_script(spec, host, runner=deps.runner)
+        async with deps.limiter.slot(inp.environment_id):
+            outcome = await run_script(spec, watched, runner=deps.runner)
     finally:
         await host.flush_logs()
+    if not outcome.ok and watched.faults:
+        raise TransientError(f"{inp.kind} run hit an infrastructure fault and will be retried: {watched.faults[-1]}")
     if outcome.ok:
         size = len(orjson.dumps(outcome.output))
         if inp.kind == "action" and size > MAX_ACTION_OUTPUT:

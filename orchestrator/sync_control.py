@@ -170,10 +170,10 @@ async def status(pool: asyncpg.Pool, client: Client, env: Environment, items: li
         running = bool(view and view.running_workflow_ids) or (job is not None and job.status == "running")
         if view is None:
             state_name = "STOPPED"
+        elif view.paused:  # what operators asked for wins over a run still finishing
+            state_name = "PAUSED"
         elif running:
             state_name = "RUNNING"
-        elif view.paused:
-            state_name = "PAUSED"
         elif job is not None and job.status == "failed":
             state_name = "ERROR"
         else:
@@ -231,3 +231,36 @@ def parse_syncs(raw: Any) -> tuple[list[str], str]:
         else:
             raise InvalidInputError(f"syncs must be names or {{name, variant}} objects, got {item!r}")
     return names_, variant
+
+
+async def create_variant(pool: asyncpg.Pool, sealer: Sealer, client: Client, settings: Any, target: Target) -> None:
+    """A variant of a sync for one connection: its own schedule, state and records."""
+    from orchestrator.reconcile import reconcile_integration
+    from orchestrator.store import integrations as integrations_repo
+
+    async with pool.acquire() as conn:
+        await conn.execute("INSERT INTO sync_variants (connection_pk, sync_name, variant) VALUES ($1, $2, $3)"
+                           " ON CONFLICT DO NOTHING", target.connection.id, target.script.name, target.variant)
+        rows = await integrations_repo.list_all(conn, target.connection.environment_id)
+    integration = next(i for i in rows if i.id == target.connection.integration_id)
+    await reconcile_integration(pool, sealer, client, integration, task_queue_prefix=settings.task_queue_prefix)
+
+
+async def delete_variant(pool: asyncpg.Pool, client: Client, env: Environment, target: Target) -> None:
+    """Remove the variant's schedule, state and records."""
+    async with pool.acquire() as conn:
+        existed = await conn.fetchval(
+            "DELETE FROM sync_variants WHERE connection_pk = $1 AND sync_name = $2 AND variant = $3 RETURNING true",
+            target.connection.id, target.script.name, target.variant)
+        if not existed:
+            raise NotFoundError(f"no variant '{target.variant}' of sync '{target.script.name}' for connection "
+                                f"'{target.connection.connection_id}'")
+    await cancel(client, env, [target], "variant deleted")
+    await schedules.delete(client, target.schedule_id(env))
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM sync_state WHERE connection_pk = $1 AND sync_name = $2 AND variant = $3",
+                           target.connection.id, target.script.name, target.variant)
+        # deleting the record scopes deletes their records (trigger, migration 0002)
+        await conn.execute("DELETE FROM record_scopes WHERE connection_pk = $1 AND model = any($2::text[])"
+                           " AND variant = $3", target.connection.id,
+                           list(target.script.config.get("output") or []), target.variant)

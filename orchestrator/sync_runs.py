@@ -9,25 +9,28 @@ job with its counts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
 import structlog
+from temporalio.client import Client
 
 from orchestrator import credentials
 from orchestrator.bundles.cache import BundleCache
 from orchestrator.config.settings import Settings
 from orchestrator.crypto import Sealer
-from orchestrator.errors import NotFoundError, OrchestratorError, ScriptError
-from orchestrator.providers.catalog import get_provider
-from orchestrator.runner.host import Limits, RunSpec, run_script
+from orchestrator.errors import NotFoundError, OrchestratorError, ScriptError, TransientError
+from orchestrator.limits import EnvironmentLimiter
+from orchestrator.providers.catalog import resolve_provider
+from orchestrator.runner.host import Limits, RpcFailure, Runner, RunSpec, run_script
 from orchestrator.runner.host_api import ScriptHost
 from orchestrator.store import connections as connections_repo
+from orchestrator.store import environment_variables as environment_variables_repo
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
@@ -36,6 +39,7 @@ from orchestrator.store import scripts as scripts_repo
 from orchestrator.temporal.types import FinalizeInput, PreparedSync, RunSyncResult, SyncInput, SyncSummary
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -47,9 +51,12 @@ class RunDeps:
     sealer: Sealer
     bundles: BundleCache
     session: aiohttp.ClientSession
+    runner: Runner | None = None  # sandbox tier + warm children; None starts cold children
+    temporal: Client | None = None  # to report progress to the run workflow
+    limiter: EnvironmentLimiter = field(default_factory=lambda: EnvironmentLimiter(0))
 
     def limits(self) -> Limits:
-        return Limits(memory_mb=self.settings.runner_memory_mb)
+        return Limits(memory_mb=self.settings.runner_memory_mb, cpu_seconds=self.settings.runner_cpu_seconds)
 
 
 async def prepare(deps: RunDeps, sync: SyncInput, *, workflow_id: str, run_id: str) -> PreparedSync:
@@ -77,6 +84,7 @@ async def prepare(deps: RunDeps, sync: SyncInput, *, workflow_id: str, run_id: s
         job_id=job_id, connection_pk=connection.id, bundle_key=script.bundle_key,
         bundle_sha256=script.bundle_sha256, module_path=script.module_path,
         started_at=datetime.now(UTC).isoformat(), timeout_s=deps.settings.runner_sync_timeout_s,
+        heartbeat_timeout_s=deps.settings.runner_heartbeat_timeout_s,
         last_sync_date=last.isoformat() if last else None, full_resync=full_resync,
         track_deletes=bool(cfg.get("track_deletes")) and cfg.get("sync_type", "full") == "full",
         models=list(cfg.get("output") or []),
@@ -89,15 +97,19 @@ def _skip(reason: str) -> PreparedSync:
 
 
 async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
-              heartbeat: Callable[[dict[str, Any]], None] | None = None) -> RunSyncResult:
+              heartbeat: Callable[[dict[str, Any]], None] | None = None,
+              on_progress: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> RunSyncResult:
     """Run the script; a script failure raises ScriptError (terminal), infra faults anything else."""
     async with deps.pool.acquire() as conn:
         connection = await connections_repo.get_by_pk(conn, deps.sealer, prepared.connection_pk)
         env = await environments_repo.by_id(conn, sync.environment_id)
+        env_vars = await environment_variables_repo.list_all(conn, deps.sealer, sync.environment_id)
     if connection is None or env is None:
         raise NotFoundError(f"connection '{sync.connection_id}' was deleted during the run")
-    bundle_dir: Path = await deps.bundles.fetch(prepared.bundle_key, prepared.bundle_sha256)
-    provider = get_provider(connection.provider)
+    every = max(1.0, min(5.0, deps.settings.runner_heartbeat_timeout_s / 3))
+    bundle_dir: Path = await with_heartbeat(deps.bundles.fetch(prepared.bundle_key, prepared.bundle_sha256),
+                                            heartbeat, every)
+    provider = await resolve_provider(deps.pool, connection.environment_id, connection.provider)
 
     async def refresh(force: bool) -> Any:
         return await credentials.refresh(deps.pool, deps.sealer, deps.session, connection, force=force)
@@ -111,7 +123,7 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
     host = ScriptHost(pool=deps.pool, session=deps.session, connection=connection, provider=provider,
                       environment_name=env.name, job_id=prepared.job_id, sync_name=sync.sync_name,
                       variant=sync.variant, track_deletes=prepared.track_deletes, refresh_credentials=refresh,
-                      metadata_writer=write_metadata)
+                      metadata_writer=write_metadata, environment_variables=env_vars)
     spec = RunSpec(kind="sync", bundle_dir=bundle_dir, module_path=prepared.module_path,
                    timeout_s=prepared.timeout_s, limits=deps.limits(), context={
                        "connection_id": connection.connection_id, "provider_config_key": sync.integration,
@@ -119,25 +131,79 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
                        "job_id": prepared.job_id, "last_sync_date": prepared.last_sync_date,
                        "pagination": provider.pagination, "script_name": sync.sync_name,
                        "full_resync": prepared.full_resync})
+    watched = InfraWatch(host)
+
     async def beat() -> None:
+        last: dict[str, Any] | None = None
         while True:
-            await asyncio.sleep(5)
+            await asyncio.sleep(every)
             await host.flush_logs()
+            current = host.progress.as_dict()
             if heartbeat:
-                heartbeat(host.progress.as_dict())
+                heartbeat(current)
+            if on_progress and current != last:
+                last = current
+                try:
+                    await on_progress(current)
+                except Exception as exc:  # progress is best effort; the run goes on
+                    log.debug("progress_report_failed", error=str(exc))
 
     beater = asyncio.create_task(beat())
     try:
-        outcome = await run_script(spec, host)
+        async with deps.limiter.slot(sync.environment_id):
+            outcome = await run_script(spec, watched, runner=deps.runner)
     finally:
         beater.cancel()
         await asyncio.gather(beater, return_exceptions=True)
         await host.flush_logs()
     if not outcome.ok:
         err = outcome.error or {}
+        if watched.faults:
+            raise TransientError(f"the run hit an infrastructure fault and will be retried: {watched.faults[-1]}")
         raise ScriptError(f"{err.get('type', 'Error')}: {err.get('message', 'script failed')}",
                           traceback=err.get("traceback", ""))
     return RunSyncResult(counts=host.progress.models)
+
+
+async def with_heartbeat(work: Awaitable[T], heartbeat: Callable[[dict[str, Any]], None] | None,
+                         every: float) -> T:
+    """Await slow preparation (a bundle download) while still heartbeating, so only a dead worker times out."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every)
+            if done:
+                return task.result()
+            if heartbeat:
+                heartbeat({"phase": "preparing"})
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+class InfraWatch:
+    """Wraps a ScriptHost to notice platform faults (database down, ...) behind a script's failure.
+
+    A script that fails because `batch_save` could not reach PostgreSQL did not fail on its own:
+    the run is retried (from its checkpoint) instead of being recorded as a script error.
+    """
+
+    def __init__(self, host: ScriptHost) -> None:
+        self.host = host
+        self.faults: list[str] = []
+
+    async def call(self, method: str, params: dict[str, Any]) -> Any:
+        try:
+            return await self.host.call(method, params)
+        except RpcFailure:
+            raise
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TransientError,
+                asyncpg.exceptions.CannotConnectNowError) as exc:
+            self.faults.append(f"{method}: {type(exc).__name__}: {exc}")
+            raise
+
+    def log(self, level: str, message: str, fields: dict[str, Any] | None) -> None:
+        self.host.log(level, message, fields)
 
 
 async def finalize(deps: RunDeps, inp: FinalizeInput) -> SyncSummary:

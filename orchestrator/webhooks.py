@@ -10,6 +10,7 @@ routing, every connection of the integration receives the payload.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import uuid
@@ -20,7 +21,7 @@ import structlog
 
 from orchestrator.crypto import Sealer
 from orchestrator.errors import InvalidInputError
-from orchestrator.providers.catalog import builtin_providers
+from orchestrator.providers.catalog import Provider, find_provider
 from orchestrator.script_runs import open_job
 from orchestrator.sdk.pagination import dig
 from orchestrator.store import connections as connections_repo
@@ -36,11 +37,11 @@ class SignatureError(InvalidInputError):
     code = "invalid_signature"
 
 
-def verify_signature(integration: Integration, secret: str | None, headers: dict[str, str], body: bytes) -> None:
+def verify_signature(integration: Integration, secret: str | None, headers: dict[str, str], body: bytes,
+                     provider: Provider | None = None) -> None:
     """Check the provider's HMAC header when the integration has a webhook secret."""
     if not secret:
         return
-    provider = builtin_providers().get(integration.provider)
     scheme = provider.webhook if provider else None
     header_name = scheme.signature_header if scheme else "X-Signature-256"
     algorithm = hashlib.sha1 if scheme and scheme.algorithm == "hmac-sha1" else hashlib.sha256
@@ -49,13 +50,16 @@ def verify_signature(integration: Integration, secret: str | None, headers: dict
     given = lowered.get(header_name.lower())
     if not given:
         raise SignatureError(f"missing webhook signature header {header_name}")
-    expected = prefix + hmac.new(secret.encode(), body, algorithm).hexdigest()
+    digest = hmac.new(secret.encode(), body, algorithm)
+    base64_encoded = scheme is not None and scheme.encoding == "base64"
+    encoded = base64.b64encode(digest.digest()).decode() if base64_encoded else digest.hexdigest()
+    expected = prefix + encoded
     if not hmac.compare_digest(given.strip(), expected):
         raise SignatureError(f"webhook signature in {header_name} does not match the integration's secret")
 
 
-def event_type(integration: Integration, headers: dict[str, str], body: Any) -> str | None:
-    provider = builtin_providers().get(integration.provider)
+def event_type(integration: Integration, headers: dict[str, str], body: Any,
+               provider: Provider | None = None) -> str | None:
     path = provider.webhook.event_type_path if provider and provider.webhook else None
     if path and path.startswith("header:"):
         return {k.lower(): v for k, v in headers.items()}.get(path[7:].lower())
@@ -73,12 +77,13 @@ async def store(conn: Any, sealer: Sealer, integration: Integration, headers: di
     """Verify and persist; returns (payload id, public id)."""
     row = await conn.fetchrow("SELECT webhook_secret FROM integrations WHERE id = $1", integration.id)
     secret = str(sealer.open(row["webhook_secret"])) if row and row["webhook_secret"] else None
-    verify_signature(integration, secret, headers, body)
+    provider = await find_provider(conn, integration.environment_id, integration.provider)
+    verify_signature(integration, secret, headers, body, provider)
     try:
         parsed = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         parsed = None
-    kind = event_type(integration, headers, parsed)
+    kind = event_type(integration, headers, parsed, provider)
     public_id = str(uuid.uuid4())
     safe_headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
     payload_id = await conn.fetchval(

@@ -16,6 +16,9 @@ from orchestrator.bundles.cache import BundleCache
 from orchestrator.bundles.store import store_from_settings
 from orchestrator.config.settings import Settings
 from orchestrator.crypto import Sealer
+from orchestrator.errors import OrchestratorError
+from orchestrator.limits import EnvironmentLimiter
+from orchestrator.runner.host import Runner
 from orchestrator.store.pool import create_pool
 from orchestrator.sync_runs import RunDeps
 from orchestrator.temporal import names
@@ -24,15 +27,41 @@ from orchestrator.temporal.client import connect
 log = structlog.get_logger(__name__)
 
 
+class IsolationUnavailableError(OrchestratorError):
+    code = "isolation_unavailable"
+    terminal = True
+
+
+async def start_runner(settings: Settings) -> Runner:
+    """Probe the sandbox, say which tier is active, and refuse to go on without namespaces if asked."""
+    runner = await Runner.create(tier=settings.runner_isolation or None, warm=settings.runner_warm_children)
+    info = runner.sandbox.describe()
+    if not runner.sandbox.namespaces:
+        if settings.runner_require_isolation:
+            await runner.close()
+            raise IsolationUnavailableError(
+                "RUNNER_REQUIRE_ISOLATION is set but neither bubblewrap nor unshare can create namespaces here "
+                f"(active tier: {runner.sandbox.tier}); install bubblewrap or allow user namespaces")
+        log.warning("runner_isolation", **info, note="scripts run as plain processes: no namespace isolation")
+    else:
+        log.info("runner_isolation", **info)
+    return runner
+
+
 @contextlib.asynccontextmanager
-async def run_deps(settings: Settings) -> AsyncIterator[RunDeps]:
+async def run_deps(settings: Settings, client: Client | None = None) -> AsyncIterator[RunDeps]:
+    runner = await start_runner(settings)
     pool = await create_pool(settings)
     session = aiohttp.ClientSession()
     try:
-        yield RunDeps(settings=settings, pool=pool, sealer=Sealer(settings.encryption_key_bytes()),
-                      bundles=BundleCache(store_from_settings(settings), settings.bundle_cache_dir),
-                      session=session)
+        deps = RunDeps(settings=settings, pool=pool, sealer=Sealer(settings.encryption_key_bytes()),
+                       bundles=BundleCache(store_from_settings(settings), settings.bundle_cache_dir),
+                       session=session, runner=runner, temporal=client,
+                       limiter=EnvironmentLimiter(settings.worker_max_concurrent_per_environment))
+        runner.prewarm(deps.limits())
+        yield deps
     finally:
+        await runner.close()
         await session.close()
         await pool.close()
 
@@ -64,9 +93,12 @@ async def health_server(settings: Settings, deps: RunDeps) -> AsyncIterator[None
 
 
 def build_workers(client: Client, deps: RunDeps, prefix: str = "") -> list[Worker]:
+    from activities.scripts import ScriptActivities
     from activities.sync import SyncActivities
+    from workflows.scripts import ActionWorkflow, EventWorkflow, WebhookWorkflow
     from workflows.sync import SyncWorkflow
 
+    grace = timedelta(seconds=deps.settings.worker_shutdown_grace_s)
     kinds = {k.strip() for k in deps.settings.worker_task_queues.split(",") if k.strip()}
     workers: list[Worker] = []
     if "syncs" in kinds:
@@ -74,20 +106,38 @@ def build_workers(client: Client, deps: RunDeps, prefix: str = "") -> list[Worke
             client, task_queue=names.queue(prefix, names.SYNC_QUEUE), workflows=[SyncWorkflow],
             activities=SyncActivities(deps).all(),
             max_concurrent_activities=deps.settings.worker_max_concurrent_syncs,
-            graceful_shutdown_timeout=timedelta(seconds=10)))
+            graceful_shutdown_timeout=grace))
+    scripts = ScriptActivities(deps).all()
+    per_kind = {
+        "actions": (names.ACTION_QUEUE, ActionWorkflow, deps.settings.worker_max_concurrent_actions),
+        "webhooks": (names.WEBHOOK_QUEUE, WebhookWorkflow, deps.settings.worker_max_concurrent_actions),
+        "events": (names.EVENT_QUEUE, EventWorkflow, deps.settings.worker_max_concurrent_actions),
+    }
+    for kind, (queue, workflow, limit) in per_kind.items():
+        if kind in kinds:
+            workers.append(Worker(
+                client, task_queue=names.queue(prefix, queue), workflows=[workflow], activities=scripts,
+                max_concurrent_activities=limit, graceful_shutdown_timeout=grace))
     return workers
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, *, client: Client | None = None) -> None:
     client = client or await connect(settings)
-    async with run_deps(settings) as deps:
+    async with run_deps(settings, client) as deps:
         workers = build_workers(client, deps, settings.task_queue_prefix)
         log.info("worker_started", task_queues=[w.task_queue for w in workers],
-                 isolation="process (no namespaces yet)")
+                 isolation=deps.runner.sandbox.tier if deps.runner else "process")
         async with contextlib.AsyncExitStack() as stack:
             if settings.worker_health_port:
                 await stack.enter_async_context(health_server(settings, deps))
-            for worker in workers:
-                await stack.enter_async_context(worker)
-            await stop.wait()
+            running = [asyncio.create_task(worker.run()) for worker in workers]
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({stopping, *running}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            # every queue drains at once, so the whole drain fits in one WORKER_SHUTDOWN_GRACE_S
+            await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+            results = await asyncio.gather(*running, return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed and not stop.is_set():
+                raise failed[0]
         log.info("worker_stopped")

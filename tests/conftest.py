@@ -65,17 +65,22 @@ def tmp_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-async def database_url(tmp_root: Path) -> AsyncIterator[str]:
-    external = os.environ.get("DATABASE_URL")
-    if external:
-        yield external
+async def pg_server(tmp_root: Path) -> AsyncIterator[EmbeddedPostgres | None]:
+    """The embedded server (None when DATABASE_URL points elsewhere); fault tests stop and start it."""
+    if os.environ.get("DATABASE_URL"):
+        yield None
         return
     pg = EmbeddedPostgres(tmp_root / "pgdata", free_port(), durable=False)
-    dsn = await pg.start()
+    await pg.start()
     try:
-        yield dsn
+        yield pg
     finally:
         await pg.stop()
+
+
+@pytest.fixture(scope="session")
+async def database_url(pg_server: EmbeddedPostgres | None) -> str:
+    return pg_server.dsn if pg_server else os.environ["DATABASE_URL"]
 
 
 @pytest.fixture(scope="session")
@@ -157,7 +162,8 @@ async def stack(db_ready: str, temporal_env: WorkflowEnvironment, s3_endpoint: s
         minio_bucket="bundles-" + uuid.uuid4().hex[:6], bundle_cache_dir=tmp_root / "cache",
         encryption_key=SecretStr(base64.b64encode(os.urandom(32)).decode()), api_port=port,
         task_queue_prefix=f"t{uuid.uuid4().hex[:6]}-", worker_health_port=0,
-        runner_sync_timeout_s=120, runner_action_timeout_s=60,
+        runner_sync_timeout_s=120, runner_action_timeout_s=60, runner_heartbeat_timeout_s=6,
+        worker_shutdown_grace_s=5, reconcile_interval_s=0,
     )
     client = temporal_env.client
     runner = web.AppRunner(create_app(settings, temporal=client), access_log=None)

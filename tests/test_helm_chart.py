@@ -46,7 +46,11 @@ LEFT_TO_DEFAULTS = {
     "BUNDLE_DIR": "the chart always uses MinIO/S3; a local directory store cannot be shared by pods",
 }
 # Secret settings: they must never appear in the ConfigMap.
-SECRET_SETTINGS = {"DATABASE_PASSWORD", "ENCRYPTION_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"}
+SECRET_SETTINGS = {"DATABASE_PASSWORD", "ENCRYPTION_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY",
+                   "DASHBOARD_PASSWORD", "ADMIN_SECRET_KEY"}
+# Secret settings only the API reads (dashboard login, admin API): the worker, which runs user
+# scripts, must not hold them. Optional: a Secret without the key leaves the feature off.
+API_ONLY_SECRETS = {"DASHBOARD_PASSWORD", "ADMIN_SECRET_KEY"}
 
 _rendered: dict[tuple[str, str], dict[str, str]] = {}
 
@@ -121,6 +125,10 @@ def test_values_match_the_schema(value_set: str) -> None:
     {"config": {"database": {"sslmode": "sometimes"}}},
     {"encryptionKey": "not-32-bytes"},
     {"image": {"pullPolicy": "Sometimes"}},
+    {"config": {"runner": {"isolation": "gvisor"}}},
+    {"config": {"api": {"adminSecretKey": "short"}}},
+    {"config": {"api": {"secretKeyGraceSeconds": 31 * 86400}}},
+    {"config": {"worker": {"maxConcurrentPerEnvironment": -1}}},
 ])
 def test_schema_rejects_bad_values(bad: dict[str, Any]) -> None:
     with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmValuesError):
@@ -206,13 +214,55 @@ def test_every_variable_the_chart_sets_is_a_setting(value_set: str) -> None:
 @pytest.mark.parametrize("value_set", ["external", "bundled", "existing-secret"])
 def test_every_setting_reaches_api_and_worker(value_set: str) -> None:
     assert set(LEFT_TO_DEFAULTS) <= SETTINGS, "the allowlist names a setting that no longer exists"
+    assert API_ONLY_SECRETS <= SECRET_SETTINGS <= SETTINGS, "a secret setting that no longer exists"
     docs = objects(value_set)
     # One DSN source: a whole URL from a Secret, or a URL without password plus DATABASE_PASSWORD.
     url_mode = value_set == "existing-secret"
     expected = SETTINGS - set(LEFT_TO_DEFAULTS) - ({"DATABASE_PASSWORD"} if url_mode else set())
     for component in ("api", "worker"):
-        missing = expected - set(container_env(docs, workload(docs, component)))
+        env = container_env(docs, workload(docs, component))
+        wanted = expected - (API_ONLY_SECRETS if component == "worker" else set())
+        missing = wanted - set(env)
         assert not missing, f"{value_set}/{component} leaves settings unset: {sorted(missing)}"
+        if component == "worker":
+            assert not API_ONLY_SECRETS & set(env), "the worker gets API-only secrets"
+        for name in API_ONLY_SECRETS & set(env):
+            assert env[name]["secretKeyRef"]["optional"] is True, f"{name} must be optional"
+
+
+def test_new_settings_are_passed_through() -> None:
+    docs = objects("external")
+    api_env = container_env(docs, workload(docs, "api"))
+    worker = workload(docs, "worker")
+    env = container_env(docs, worker)
+    assert (env["SECRET_KEY_GRACE_S"], env["RECONCILE_INTERVAL_S"]) == ("3600", "120")
+    assert (env["WORKER_MAX_CONCURRENT_PER_ENVIRONMENT"], env["WORKER_SHUTDOWN_GRACE_S"]) == ("8", "90")
+    assert (env["RUNNER_HEARTBEAT_TIMEOUT_S"], env["RUNNER_CPU_SECONDS"]) == ("60", "3600")
+    assert (env["RUNNER_WARM_CHILDREN"], env["RUNNER_ISOLATION"]) == ("4", "bwrap")
+    secret = find(docs, "Secret")
+    assert secret["stringData"]["DASHBOARD_PASSWORD"] == "d4shb0ard-pass"
+    assert secret["stringData"]["ADMIN_SECRET_KEY"] == "0123456789abcdef0123456789abcdef"
+    assert api_env["ADMIN_SECRET_KEY"] == {"secretKeyRef": {"name": secret["metadata"]["name"],
+                                                            "key": "ADMIN_SECRET_KEY", "optional": True}}
+    # The worker drains for WORKER_SHUTDOWN_GRACE_S; Kubernetes must not kill it before.
+    for value_set in VALUE_SETS:
+        docs = objects(value_set)
+        worker = workload(docs, "worker")
+        grace = int(container_env(docs, worker)["WORKER_SHUTDOWN_GRACE_S"])
+        assert worker["terminationGracePeriodSeconds"] > grace, value_set
+    # Defaults: empty optional secrets stay out of the chart's Secret (the features are off).
+    default_secret = find(objects("default"), "Secret")["stringData"]
+    assert not API_ONLY_SECRETS & set(default_secret)
+    assert container_env(objects("default"), workload(objects("default"), "api"))["RUNNER_ISOLATION"] == ""
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"worker": {"terminationGracePeriodSeconds": 30}}, "must exceed config.worker.shutdownGraceSeconds"),
+    ({"config": {"runner": {"isolation": "process"}}}, "requireIsolation"),
+])
+def test_inconsistent_values_are_refused(values: dict[str, Any], message: str) -> None:
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmRenderError, match=message):
+        chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
 
 
 def test_migrations_get_database_and_temporal() -> None:
@@ -269,12 +319,18 @@ def test_existing_secret_is_used_for_every_secret() -> None:
     for component in ("api", "worker"):
         env = container_env(docs, workload(docs, component))
         refs = {name: v["secretKeyRef"] for name, v in env.items() if isinstance(v, dict)}
-        assert refs == {
+        expected = {
             "ENCRYPTION_KEY": {"name": "nango-platform", "key": keys["encryptionKey"]},
             "DATABASE_URL": {"name": "nango-platform", "key": keys["databaseUrl"]},
             "MINIO_ACCESS_KEY": {"name": "nango-platform", "key": keys["minioAccessKey"]},
             "MINIO_SECRET_KEY": {"name": "nango-platform", "key": keys["minioSecretKey"]},
         }
+        if component == "api":
+            expected |= {
+                "DASHBOARD_PASSWORD": {"name": "nango-platform", "key": keys["dashboardPassword"], "optional": True},
+                "ADMIN_SECRET_KEY": {"name": "nango-platform", "key": keys["adminSecretKey"], "optional": True},
+            }
+        assert refs == expected
         assert workload(docs, component)["serviceAccountName"] == "nango-platform"
     env = container_env(docs, workload(docs, "migrations"))
     assert env["DATABASE_URL"] == {"secretKeyRef": {"name": "nango-platform", "key": "database-url"}}
@@ -395,6 +451,12 @@ def test_notes_tell_how_to_reach_and_deploy() -> None:
     assert "https://temporal.example.com" in notes
     assert "nango deploy --server https://nango.example.com" in notes
     assert "NANGO_SECRET_KEY" in notes
+    api = "deploy/nango-nango-orchestrator-api"
+    assert f"kubectl -n nango exec {api} -- nango admin env create prod" in notes
+    assert f"kubectl -n nango exec {api} -- nango admin env rotate-key prod" in notes
+    # The admin API is offered only when ADMIN_SECRET_KEY can be set.
+    assert "curl -X POST https://nango.example.com/admin/environments" in notes
+    assert "/admin/environments -H" not in render("default")["nango-orchestrator/templates/NOTES.txt"]
     default_notes = render("default")["nango-orchestrator/templates/NOTES.txt"]
     assert "port-forward svc/nango-nango-orchestrator-api 3003:3003" in default_notes
     assert "ENCRYPTION_KEY was generated" in default_notes

@@ -110,3 +110,123 @@ async def test_unknown_sync_and_bad_bodies_get_clear_errors(stack: Stack) -> Non
     async def gone() -> None:
         assert await schedules.describe(stack.client, gh.schedule_id()) is not None
     await eventually(gone)
+
+
+async def test_a_script_that_raises_fails_the_job_with_its_traceback_and_the_schedule_goes_on(
+        stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from tests.conftest import EXAMPLES
+
+    folder = tmp_path / "ints"
+    shutil.copytree(EXAMPLES, folder)
+    (folder / "github/syncs/issues.py").write_text(
+        "def helper():\n    raise KeyError('missing upstream field')\n\n"
+        "async def fetch_data(nango):\n    await nango.log('starting')\n    helper()\n\n"
+        "async def on_webhook(nango, payload):\n    pass\n")
+    gh = await setup_github(stack, issues=1, folder=folder)
+    jobs = await wait_for_job(stack, gh, status="failed")
+    assert "missing upstream field" in jobs[0]["error"]
+    async with stack.pool.acquire() as conn:
+        details = await conn.fetchval("SELECT error_details FROM sync_jobs WHERE id = $1", jobs[0]["id"])
+        logs = await conn.fetch("SELECT message FROM script_logs WHERE job_id = $1", jobs[0]["id"])
+    assert "in helper" in details and "KeyError" in details
+    assert [r["message"] for r in logs] == ["starting"]
+    st = await _status(stack, gh.key)
+    assert st["status"] == "ERROR" and not st["paused"] and st["nextScheduledSyncAt"]
+    view = await schedules.describe(stack.client, gh.schedule_id())
+    assert view is not None and not view.paused
+
+
+async def test_progress_query_and_cancel_of_a_running_sync(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from tests.conftest import EXAMPLES
+
+    folder = tmp_path / "ints"
+    shutil.copytree(EXAMPLES, folder)
+    (folder / "github/syncs/issues.py").write_text(
+        "import asyncio\n\nasync def fetch_data(nango):\n"
+        "    for i in range(600):\n"
+        "        await nango.batch_save([{'id': str(i), 'number': i, 'title': 't', 'body': None, 'state': 'open',"
+        " 'url': 'u', 'author': None, 'labels': [], 'created_at': 'c', 'updated_at': 'u', 'closed_at': None}],"
+        " 'GithubIssue')\n"
+        "        await asyncio.sleep(0.05)\n\n"
+        "async def on_webhook(nango, payload):\n    pass\n")
+    gh = await setup_github(stack, issues=1, folder=folder)
+    view = await eventually(lambda: _running(stack, gh.schedule_id()), timeout=30)
+    handle = stack.client.get_workflow_handle(view.running_workflow_ids[0])
+
+    async def progressing() -> None:
+        progress = await handle.query("progress")
+        assert progress["phase"] == "running" and progress["added"] > 0, progress
+    await eventually(progressing, timeout=30)
+
+    from orchestrator import sync_control
+
+    async with stack.pool.acquire() as conn:
+        from orchestrator.store import environments as environments_repo
+        env = await environments_repo.by_name(conn, gh.env)
+    items = await sync_control.targets(stack.pool, _sealer(stack), env, "github", ["issues"], "conn-1")
+    assert await sync_control.cancel(stack.client, env, items, "stop it") == 1
+    jobs = await wait_for_job(stack, gh, status="cancelled")
+    assert jobs[0]["error"] == "stop it"
+
+
+async def _running(stack: Stack, sid: str):  # type: ignore[no-untyped-def]
+    view = await schedules.describe(stack.client, sid)
+    assert view is not None and view.running_workflow_ids
+    return view
+
+
+def _sealer(stack: Stack):  # type: ignore[no-untyped-def]
+    from orchestrator.crypto import Sealer
+
+    return Sealer(stack.settings.encryption_key_bytes())
+
+
+async def test_reconciler_recreates_a_lost_schedule_and_keeps_overrides(stack: Stack) -> None:
+    from orchestrator import maintenance
+
+    gh = await setup_github(stack, issues=1)
+    other = await setup_github(stack, issues=1)
+    async with stack.api(other.key) as api:
+        await api.request("PUT", "/sync/update-connection-frequency", json={
+            "sync_name": "issues", "provider_config_key": "github", "connection_id": "conn-1",
+            "frequency": "every 3h"})
+    await schedules.delete(stack.client, gh.schedule_id())
+    assert await schedules.describe(stack.client, gh.schedule_id()) is None
+    await maintenance.reconcile_all(stack.pool, _sealer(stack), stack.client, stack.settings)
+    view = await schedules.describe(stack.client, gh.schedule_id())
+    assert view is not None and view.interval_s == 300
+    kept = await schedules.describe(stack.client, other.schedule_id())
+    assert kept is not None and kept.interval_s == 3 * 3600 and kept.interval_source == "override"
+
+
+async def test_the_temporal_cli_sees_and_edits_our_schedules(stack: Stack) -> None:
+    """The README's admin commands, run with the real `temporal` binary."""
+    import asyncio
+
+    from orchestrator.devstack.temporal import temporal_cli
+
+    gh = await setup_github(stack, issues=2)
+    await wait_for_job(stack, gh)
+
+    async def cli(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            temporal_cli(), *args, "--address", stack.settings.temporal_address,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0, out.decode()
+        return out.decode()
+
+    assert gh.schedule_id() in await cli("schedule", "list")
+    await cli("schedule", "toggle", "--schedule-id", gh.schedule_id(), "--pause", "--reason", "paused from the CLI")
+    st = await _status(stack, gh.key)
+    assert st["status"] == "PAUSED" and st["note"] == "paused from the CLI"
+    await cli("schedule", "trigger", "--schedule-id", gh.schedule_id())
+    await wait_for_job(stack, gh, count=2)
+    listed = await cli("workflow", "list", "--query", f'NangoEnvironment="{gh.env}" AND NangoConnection="conn-1"')
+    assert listed.count("SyncWorkflow") == 2
+    await cli("schedule", "toggle", "--schedule-id", gh.schedule_id(), "--unpause", "--reason", "back")
+    assert (await _status(stack, gh.key))["paused"] is False

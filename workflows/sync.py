@@ -68,7 +68,7 @@ class SyncWorkflow:
             self._run = workflow.start_activity(
                 "run_sync_script", RunSyncInput(sync, prepared), result_type=RunSyncResult,
                 start_to_close_timeout=timedelta(seconds=prepared.timeout_s) + SCRIPT_MARGIN,
-                heartbeat_timeout=timedelta(seconds=30), retry_policy=INFRA_RETRY,
+                heartbeat_timeout=timedelta(seconds=prepared.heartbeat_timeout_s), retry_policy=INFRA_RETRY,
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
             try:
                 await self._run

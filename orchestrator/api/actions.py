@@ -67,25 +67,33 @@ async def _job_row(request: web.Request, public_id: str) -> Any:
 
 @routes.post("/action/trigger")
 async def trigger(request: web.Request) -> web.StreamResponse:
-    env = environment(request)
     body = TriggerBody.model_validate(await json_body(request))
     integration, connection_id = connection_headers(request)
+    return await run_action(request, integration, connection_id, body.action_name, body.input)
+
+
+async def run_action(request: web.Request, integration: str, connection_id: str, action_name: str,
+                     action_input: Any) -> web.StreamResponse:
+    """Run a deployed, enabled action for the connection and answer with its output (or, with
+    `X-Async: true`, 202 and where to fetch it); `X-Max-Retries` is read from the request.
+    Shared by POST /action/trigger and the unified endpoints (/v1/...)."""
+    env = environment(request)
     max_retries = _max_retries(request.headers.get("X-Max-Retries"))
     connection = await load_connection(request, integration, connection_id)
     async with request.app[POOL].acquire() as conn:
-        script = await scripts_repo.get(conn, connection.integration_id, "action", body.action_name)
+        script = await scripts_repo.get(conn, connection.integration_id, "action", action_name)
         if script is None or not script.enabled:
             deployed = [s.name for s in await scripts_repo.list_for_integration(conn, connection.integration_id)
                         if s.kind == "action" and s.enabled]
-            raise_error(404, "unknown_action", f"no action '{body.action_name}' is deployed for integration "
+            raise_error(404, "unknown_action", f"no action '{action_name}' is deployed for integration "
                         f"'{integration}'; deployed: {', '.join(deployed) or 'none'}")
         public_id = str(uuid.uuid4())
-        job_id = await open_job(conn, environment_id=env.id, connection_pk=connection.id, name=body.action_name,
-                                kind="action", public_id=public_id, input=body.input)
+        job_id = await open_job(conn, environment_id=env.id, connection_pk=connection.id, name=action_name,
+                                kind="action", public_id=public_id, input=action_input)
     settings = request.app[SETTINGS]
     job = ScriptJobInput(environment_id=env.id, environment=env.name, integration=integration,
-                         connection_id=connection_id, script_name=body.action_name, kind="action", job_id=job_id,
-                         input=body.input)
+                         connection_id=connection_id, script_name=action_name, kind="action", job_id=job_id,
+                         input=action_input)
     handle = await start_action(request.app[TEMPORAL], job, public_id=public_id,
                                 timeout_s=settings.runner_action_timeout_s, max_retries=max_retries,
                                 prefix=settings.task_queue_prefix)

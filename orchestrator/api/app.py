@@ -8,15 +8,25 @@ import aiohttp
 from aiohttp import web
 from temporalio.client import Client
 
+from orchestrator import dashboard, maintenance
 from orchestrator.api import (
     actions,
     connections,
     deploy,
     environment,
+    environments,
+    envvars,
     health,
     integrations,
+    jobs,
+    oauth,
+    openapi,
+    providers,
+    proxy,
     records,
+    scripts,
     syncs,
+    unified,
     webhooks,
 )
 from orchestrator.api.keys import BUNDLES, HTTP, POOL, SEALER, SETTINGS, TEMPORAL
@@ -39,11 +49,16 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> web.App
         app[POOL] = await create_pool(settings)
         app[TEMPORAL] = temporal or await connect(settings)
         app[HTTP] = aiohttp.ClientSession()
-        yield
+        async with maintenance.running(app[POOL], app[SEALER], app[TEMPORAL], settings):
+            yield
         await app[HTTP].close()
         await app[POOL].close()
 
     app.cleanup_ctx.append(resources)
-    for module in (health, records, connections, integrations, deploy, syncs, actions, webhooks, environment):
+    for module in (health, records, connections, integrations, deploy, syncs, actions, webhooks, environment,
+                   envvars, proxy, oauth, jobs, openapi):
         app.add_routes(module.routes)
+    app.add_routes(providers.routes)  # issue 11: provider catalog and custom providers
+    app.add_routes([*environments.routes, *scripts.routes, *unified.routes])  # issue 11; /v1/* last
+    dashboard.setup(app)
     return app

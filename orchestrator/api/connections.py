@@ -1,4 +1,9 @@
-"""Connections: list, read (with credentials), create with credentials, delete."""
+"""Connections: list, read (with credentials), create with credentials, delete, metadata.
+
+Shapes follow Nango's public API as its Node client reads them: the list says `created` and has
+no credentials; `GET /connections/{id}` answers the full connection unwrapped, with
+`credentials` (the refresh token only when `refresh_token=true` is asked for).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from orchestrator import events
 from orchestrator.api.common import environment, json_body, json_response, load_connection
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import HTTP, POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.errors import TransientError
 from orchestrator.reconcile import reconcile_integration
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import integrations as integrations_repo
@@ -23,6 +29,8 @@ from orchestrator.store.types import (
     BasicCredentials,
     Connection,
     Credentials,
+    Environment,
+    Integration,
     OAuth2Credentials,
     credentials_to_json,
 )
@@ -31,73 +39,116 @@ from orchestrator.temporal import names, schedules
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
+CONNECTION_ID_PATTERN = r"^[A-Za-z0-9_.@\-:]+$"
+
 
 def _flag(value: str | None) -> bool:
-    return (value or "").lower() in ("true", "1", "yes")
+    return (value or "").strip().lower() in ("true", "1", "yes")
 
 
 def summary(c: Connection) -> dict[str, Any]:
     return {"id": c.id, "connection_id": c.connection_id, "provider_config_key": c.integration_key,
-            "provider": c.provider, "created": c.created_at.isoformat(), "metadata": c.metadata, "errors": [],
-            "end_user": None, "tags": {}}
+            "provider": c.provider, "created": c.created_at.isoformat(), "metadata": c.metadata or None,
+            "errors": [], "end_user": None, "tags": {}}
 
 
-def full(c: Connection) -> dict[str, Any]:
+def public_credentials(creds: Credentials, *, include_refresh_token: bool) -> dict[str, Any]:
+    out = credentials_to_json(creds)
+    if out.get("type") == "OAUTH2" and not include_refresh_token:
+        out.pop("refresh_token", None)
+        if isinstance(out.get("raw"), dict):
+            out["raw"] = {k: v for k, v in out["raw"].items() if k != "refresh_token"}
+    return out
+
+
+def full(c: Connection, *, include_refresh_token: bool = True) -> dict[str, Any]:
     return {"id": c.id, "connection_id": c.connection_id, "provider_config_key": c.integration_key,
             "provider": c.provider, "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat(),
             "last_fetched_at": datetime.now(UTC).isoformat(), "connection_config": c.connection_config,
-            "metadata": c.metadata or None, "errors": [], "end_user": None, "tags": {},
-            "credentials": credentials_to_json(c.credentials)}
+            "webhook_url_override": None, "metadata": c.metadata or None, "errors": [], "end_user": None,
+            "tags": {}, "credentials": public_credentials(c.credentials, include_refresh_token=include_refresh_token)}
+
+
+def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise_error(400, "invalid_query_params", f"{name} must be an integer, got {raw!r}")
+    if not low <= value <= high:
+        raise_error(400, "invalid_query_params", f"{name} must be from {low} to {high}, got {value}")
+    return value
 
 
 @routes.get("/connections")
 async def list_connections(request: web.Request) -> web.Response:
+    """Nango's legacy and object forms: connectionId, search, integrationId (comma list), endUserId,
+    endUserOrganizationId, tags[...], limit, page. Connections here have no end user and no tags,
+    so filtering by them matches nothing."""
     env = environment(request)
     q = request.query
-    try:
-        limit = min(int(q.get("limit", "1000")), 10_000)
-        page = max(int(q.get("page", "0")), 0)
-    except ValueError:
-        raise_error(400, "invalid_query_params", "limit and page must be integers")
+    limit = _int_query(request, "limit", 1000, 1, 10_000)
+    page = _int_query(request, "page", 0, 0, 1_000_000)
+    if q.get("endUserId") or q.get("endUserOrganizationId") or any(k.startswith("tags[") and v for k, v in q.items()):
+        return json_response({"connections": []})
+    integrations = [i.strip() for i in (q.get("integrationId") or "").split(",") if i.strip()]
     async with request.app[POOL].acquire() as conn:
         found = await connections_repo.list_for_environment(
-            conn, request.app[SEALER], env.id, integration_key=q.get("integrationId") or None,
-            connection_id=q.get("connectionId") or None, limit=limit, offset=page * limit)
+            conn, request.app[SEALER], env.id, integration_key=integrations[0] if len(integrations) == 1 else None,
+            connection_id=q.get("connectionId") or None,
+            limit=limit if len(integrations) <= 1 and not q.get("search") else 100_000,
+            offset=page * limit if len(integrations) <= 1 and not q.get("search") else 0)
+    if len(integrations) > 1:
+        found = [c for c in found if c.integration_key in integrations]
     search = (q.get("search") or "").lower()
     if search:
         found = [c for c in found if search in c.connection_id.lower()]
+    if len(integrations) > 1 or search:
+        found = found[page * limit:(page + 1) * limit]
     return json_response({"connections": [summary(c) for c in found]})
+
+
+def _provider_config_key(request: web.Request) -> str:
+    integration = request.query.get("provider_config_key", "").strip()
+    if not integration:
+        raise_error(400, "missing_provider_config_key", "provider_config_key is required")
+    return integration
 
 
 @routes.get("/connections/{connection_id}")
 async def get_connection(request: web.Request) -> web.Response:
-    integration = request.query.get("provider_config_key", "").strip()
-    if not integration:
-        raise_error(400, "missing_provider_config_key", "provider_config_key is required")
-    connection = await load_connection(request, integration, request.match_info["connection_id"])
+    connection = await load_connection(request, _provider_config_key(request), request.match_info["connection_id"])
     force = _flag(request.query.get("force_refresh"))
     if force or credentials_mod.expires_soon(connection):
-        connection = await credentials_mod.refresh(request.app[POOL], request.app[SEALER], request.app[HTTP],
-                                                   connection, force=force)
-    return json_response(full(connection))
+        try:
+            connection = await credentials_mod.refresh(request.app[POOL], request.app[SEALER], request.app[HTTP],
+                                                       connection, force=force)
+        except credentials_mod.RefreshError as exc:
+            raise_error(400, "refresh_token_external_error", exc.message)
+        except TransientError as exc:
+            raise_error(502, "refresh_token_external_error", exc.message)
+    return json_response(full(connection, include_refresh_token=_flag(request.query.get("refresh_token"))))
 
 
 class OAuth2Body(BaseModel):
     type: Literal["OAUTH2"] = "OAUTH2"
-    access_token: str
+    access_token: str = Field(min_length=1)
     refresh_token: str | None = None
     expires_at: datetime | None = None
-    expires_in: int | None = None
+    expires_in: int | None = Field(None, ge=0, le=10 * 365 * 24 * 3600)
     raw: dict[str, Any] = Field(default_factory=dict)
 
 
 class CreateConnectionBody(BaseModel):
+    """A connection with credentials: `credentials` ({type: OAUTH2|API_KEY|BASIC, ...}) or Nango's flat
+    import fields (access_token, refresh_token, expires_at, api_key, username, password)."""
     model_config = ConfigDict(extra="forbid")
 
     provider_config_key: str = Field(min_length=1)
-    connection_id: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.@\-:]+$")
+    connection_id: str = Field(min_length=1, max_length=255, pattern=CONNECTION_ID_PATTERN)
     credentials: dict[str, Any] | None = None
-    # Nango's flat import form
     access_token: str | None = None
     refresh_token: str | None = None
     expires_at: datetime | None = None
@@ -115,41 +166,44 @@ class CreateConnectionBody(BaseModel):
                     "expires_at": self.expires_at}
             body = OAuth2Body(**{**c, "type": "OAUTH2", **{k: v for k, v in flat.items() if v}})
             expires = body.expires_at
+            if expires is not None and expires.tzinfo is None:
+                expires = expires.replace(tzinfo=UTC)
             if expires is None and body.expires_in:
                 expires = datetime.now(UTC) + timedelta(seconds=body.expires_in)
             return OAuth2Credentials(access_token=body.access_token, refresh_token=body.refresh_token,
                                      expires_at=expires, raw=body.raw)
         if kind == "API_KEY" or (not kind and (self.api_key or c.get("apiKey") or c.get("api_key"))):
             key = self.api_key or c.get("apiKey") or c.get("api_key")
-            if not key:
+            if not key or not isinstance(key, str):
                 raise_error(400, "invalid_body", "credentials.apiKey is required for API_KEY")
             return ApiKeyCredentials(apiKey=key)
         if kind == "BASIC" or (not kind and (self.username or c.get("username"))):
             username = self.username or c.get("username")
-            if not username:
-                raise_error(400, "invalid_body", "credentials.username is required for BASIC")
-            return BasicCredentials(username=username, password=self.password or c.get("password") or "")
+            password = self.password or c.get("password") or ""
+            if not username or not isinstance(username, str) or not isinstance(password, str):
+                raise_error(400, "invalid_body", "credentials.username (and password) are required for BASIC")
+            return BasicCredentials(username=username, password=password)
         raise_error(400, "invalid_body",
                     "credentials are required: {type: OAUTH2, access_token, refresh_token?, expires_at?} or "
                     "{type: API_KEY, apiKey} or {type: BASIC, username, password}")
 
 
-@routes.post("/connections")
-@routes.post("/connection")
-async def create_connection(request: web.Request) -> web.Response:
-    env = environment(request)
-    body = CreateConnectionBody.model_validate(await json_body(request))
-    creds = body.to_credentials()
-    app = request.app
+class ConnectionValidationError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+async def save_connection(app: web.Application, env: Environment, integration: Integration, connection_id: str,
+                          creds: Credentials, *, connection_config: dict[str, Any] | None = None,
+                          metadata: dict[str, Any] | None = None) -> tuple[Connection, bool]:
+    """Store a connection (new, or new credentials for an existing one) and run what follows:
+    validate-connection (a new connection it rejects is removed), schedules, post-connection-creation.
+    The one code path behind POST /connections and the OAuth callback."""
     async with app[POOL].acquire() as conn:
-        integration = await integrations_repo.get(conn, env.id, body.provider_config_key)
-        if integration is None:
-            raise_error(404, "unknown_provider_config",
-                        f"no integration '{body.provider_config_key}' in environment '{env.name}'")
         pk, created = await connections_repo.create(
-            conn, app[SEALER], environment_id=env.id, integration_id=integration.id,
-            connection_id=body.connection_id, credentials=creds, connection_config=body.connection_config,
-            metadata=body.metadata)
+            conn, app[SEALER], environment_id=env.id, integration_id=integration.id, connection_id=connection_id,
+            credentials=creds, connection_config=connection_config, metadata=metadata)
         connection = await connections_repo.get_by_pk(conn, app[SEALER], pk)
     assert connection is not None
     settings = app[SETTINGS]
@@ -160,24 +214,41 @@ async def create_connection(request: web.Request) -> web.Response:
         if failures:
             async with app[POOL].acquire() as conn:
                 await connections_repo.delete(conn, connection.id)
-            raise_error(400, "connection_validation_failed",
-                        "validate-connection rejected the connection: "
-                        + "; ".join(f.error_message or "failed" for f in failures))
+            raise ConnectionValidationError("validate-connection rejected the connection: "
+                                            + "; ".join(f.error_message or "failed" for f in failures))
     await reconcile_integration(app[POOL], app[SEALER], app[TEMPORAL], integration,
                                 task_queue_prefix=settings.task_queue_prefix)
     if created:
         await events.fire(app[POOL], app[TEMPORAL], env, connection, events.POST_CREATION,
                           timeout_s=settings.runner_event_timeout_s, prefix=settings.task_queue_prefix, wait=False)
-    log.info("connection_saved", connection=body.connection_id, created=created)
+    log.info("connection_saved", connection=connection_id, integration=integration.unique_key, created=created)
+    return connection, created
+
+
+@routes.post("/connections")
+@routes.post("/connection")
+async def create_connection(request: web.Request) -> web.Response:
+    env = environment(request)
+    body = CreateConnectionBody.model_validate(await json_body(request))
+    creds = body.to_credentials()
+    async with request.app[POOL].acquire() as conn:
+        integration = await integrations_repo.get(conn, env.id, body.provider_config_key)
+    if integration is None:
+        raise_error(404, "unknown_provider_config",
+                    f"no integration '{body.provider_config_key}' in environment '{env.name}'")
+    try:
+        connection, created = await save_connection(request.app, env, integration, body.connection_id, creds,
+                                                    connection_config=body.connection_config,
+                                                    metadata=body.metadata)
+    except ConnectionValidationError as exc:
+        raise_error(400, "connection_validation_failed", exc.message)
     return json_response(full(connection), status=201 if created else 200)
 
 
 @routes.delete("/connections/{connection_id}")
 async def delete_connection(request: web.Request) -> web.Response:
     env = environment(request)
-    integration_key = request.query.get("provider_config_key", "").strip()
-    if not integration_key:
-        raise_error(400, "missing_provider_config_key", "provider_config_key is required")
+    integration_key = _provider_config_key(request)
     connection = await load_connection(request, integration_key, request.match_info["connection_id"])
     app = request.app
     settings = app[SETTINGS]
@@ -194,3 +265,44 @@ async def delete_connection(request: web.Request) -> web.Response:
     async with app[POOL].acquire() as conn:
         await connections_repo.delete(conn, connection.id)
     return json_response({"success": True})
+
+
+class MetadataBody(BaseModel):
+    """POST replaces the metadata of each named connection; PATCH merges it (shallow, top-level keys)."""
+    model_config = ConfigDict(extra="forbid")
+    metadata: dict[str, Any]
+    connection_id: str | list[str] = Field(min_length=1)
+    provider_config_key: str = Field(min_length=1)
+
+
+async def _write_metadata(request: web.Request, *, merge: bool) -> web.Response:
+    env = environment(request)
+    raw = await json_body(request)
+    body = MetadataBody.model_validate(raw)
+    ids = [body.connection_id] if isinstance(body.connection_id, str) else list(dict.fromkeys(body.connection_id))
+    if not ids or any(not i for i in ids):
+        raise_error(400, "invalid_body", "connection_id must be a non-empty string or a list of them")
+    async with request.app[POOL].acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT c.id, c.connection_id FROM connections c JOIN integrations i ON i.id = c.integration_id"
+            " WHERE c.environment_id = $1 AND i.unique_key = $2 AND c.connection_id = any($3::text[])"
+            " FOR UPDATE OF c", env.id, body.provider_config_key, ids)
+        missing = sorted(set(ids) - {r["connection_id"] for r in rows})
+        if missing:
+            raise_error(404, "unknown_connection",
+                        f"no connection {', '.join(repr(m) for m in missing)} for integration "
+                        f"'{body.provider_config_key}' in environment '{env.name}'")
+        await conn.execute(
+            "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2::jsonb ELSE $2::jsonb END,"
+            " updated_at = now() WHERE id = any($1::bigint[])", [r["id"] for r in rows], body.metadata, merge)
+    return json_response(raw)
+
+
+@routes.post("/connections/metadata")
+async def set_metadata(request: web.Request) -> web.Response:
+    return await _write_metadata(request, merge=False)
+
+
+@routes.patch("/connections/metadata")
+async def update_metadata(request: web.Request) -> web.Response:
+    return await _write_metadata(request, merge=True)

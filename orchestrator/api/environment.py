@@ -1,41 +1,77 @@
-"""The caller's environment settings: where sync results are sent and how they are signed."""
+"""The caller's environment settings: where sync results are sent and how they are signed, and its
+secret key (rotated with a grace period during which the previous key keeps working)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator import environments as environments_service
 from orchestrator.api.common import environment, json_body, json_response
-from orchestrator.api.keys import POOL, SEALER
+from orchestrator.api.keys import POOL, SEALER, SETTINGS
 
 routes = web.RouteTableDef()
+
+URL_PATTERN = r"^(https?://.+)?$"
 
 
 class EnvironmentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    webhook_url: str | None = Field(None, pattern=r"^(https?://.+)?$")
+    webhook_url: str | None = Field(None, pattern=URL_PATTERN, max_length=2048)
+    webhook_url_secondary: str | None = Field(None, pattern=URL_PATTERN, max_length=2048,
+                                              description="a second URL that gets every webhook too")
     webhook_secret: str | None = None
     notify_on_empty: bool | None = None
+
+
+class RotateOwnKeyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grace_period_s: float | None = Field(None, ge=0, description="how long the current key keeps working "
+                                         "(default: SECRET_KEY_GRACE_S)")
+
+
+def _iso(value: object) -> str | None:
+    return value.isoformat() if value is not None else None  # type: ignore[attr-defined]
 
 
 @routes.get("/environment")
 async def get_environment(request: web.Request) -> web.Response:
     env = environment(request)
     async with request.app[POOL].acquire() as conn:
-        row = await conn.fetchrow("SELECT name, webhook_url, webhook_secret IS NOT NULL AS has_secret,"
-                                  " notify_on_empty FROM environments WHERE id = $1", env.id)
+        row = await conn.fetchrow(
+            "SELECT name, webhook_url, webhook_url_secondary, webhook_secret IS NOT NULL AS has_secret,"
+            " notify_on_empty, secret_key_rotated_at,"
+            " CASE WHEN previous_key_expires_at > now() THEN previous_key_expires_at END AS previous_key_expires_at"
+            " FROM environments WHERE id = $1", env.id)
     return json_response({"name": row["name"], "webhook_url": row["webhook_url"],
-                          "has_webhook_secret": row["has_secret"], "notify_on_empty": row["notify_on_empty"]})
+                          "webhook_url_secondary": row["webhook_url_secondary"],
+                          "has_webhook_secret": row["has_secret"], "notify_on_empty": row["notify_on_empty"],
+                          "secret_key_rotated_at": _iso(row["secret_key_rotated_at"]),
+                          "previous_key_expires_at": _iso(row["previous_key_expires_at"])})
 
 
 @routes.patch("/environment")
 async def patch_environment(request: web.Request) -> web.Response:
     body = EnvironmentBody.model_validate(await json_body(request))
     env = environment(request)
+    given = body.model_fields_set
     async with request.app[POOL].acquire() as conn:
         await conn.execute(
             "UPDATE environments SET webhook_url = CASE WHEN $2 THEN NULLIF($3, '') ELSE webhook_url END,"
-            " webhook_secret = COALESCE($4, webhook_secret), notify_on_empty = COALESCE($5, notify_on_empty)"
-            " WHERE id = $1", env.id, "webhook_url" in body.model_fields_set, body.webhook_url,
-            request.app[SEALER].seal(body.webhook_secret) if body.webhook_secret else None, body.notify_on_empty)
+            " webhook_secret = COALESCE($4, webhook_secret), notify_on_empty = COALESCE($5, notify_on_empty),"
+            " webhook_url_secondary = CASE WHEN $6 THEN NULLIF($7, '') ELSE webhook_url_secondary END"
+            " WHERE id = $1", env.id, "webhook_url" in given, body.webhook_url,
+            request.app[SEALER].seal(body.webhook_secret) if body.webhook_secret else None, body.notify_on_empty,
+            "webhook_url_secondary" in given, body.webhook_url_secondary)
     return await get_environment(request)
+
+
+@routes.post("/environment/rotate-key")
+async def rotate_own_key(request: web.Request) -> web.Response:
+    """A new secret key for the caller's environment; the key used for this call keeps working for the
+    grace period (0 ends it now)."""
+    body = RotateOwnKeyBody.model_validate(await json_body(request))
+    seconds = body.grace_period_s if body.grace_period_s is not None else request.app[SETTINGS].secret_key_grace_s
+    grace = environments_service.check_grace(seconds)
+    rotated = await environments_service.rotate_key(request.app[POOL], environment(request).name, grace)
+    return json_response(rotated.as_dict())

@@ -9,13 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import POOL, SEALER, TEMPORAL
-from orchestrator.providers.catalog import builtin_providers
+from orchestrator.api.keys import POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.providers.catalog import find_provider
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store.types import Integration
 from orchestrator.temporal import names, schedules
 
 routes = web.RouteTableDef()
+URL_PATTERN = r"^https?://[^\s]+$"
 
 
 class OAuthCredentials(BaseModel):
@@ -25,6 +26,8 @@ class OAuthCredentials(BaseModel):
     client_secret: str | None = None
     scopes: str | list[str] | None = None
     webhook_secret: str | None = None
+    authorization_url: str | None = Field(None, pattern=URL_PATTERN)
+    token_url: str | None = Field(None, pattern=URL_PATTERN)
 
 
 class WebhookRouting(BaseModel):
@@ -42,24 +45,41 @@ class IntegrationBody(BaseModel):
     credentials: OAuthCredentials | None = None
     webhook_secret: str | None = None
     webhook_routing: WebhookRouting | None = None
+    # override the provider catalog's OAuth endpoints (an enterprise host, the demo provider)
+    oauth_authorization_url: str | None = Field(None, pattern=URL_PATTERN)
+    oauth_token_url: str | None = Field(None, pattern=URL_PATTERN)
 
 
-async def public(conn: Any, i: Integration, *, include: set[str] | None = None) -> dict[str, Any]:
-    provider = builtin_providers().get(i.provider)
+def webhook_url(request: web.Request, environment_name: str, unique_key: str) -> str:
+    base = request.app[SETTINGS].public_url.rstrip("/") or f"{request.scheme}://{request.host}"
+    return f"{base}/webhook/{environment_name}/{unique_key}"
+
+
+async def public(conn: Any, i: Integration, *, include: set[str] | None = None,
+                 request: web.Request | None = None) -> dict[str, Any]:
+    """ApiPublicIntegration; `include` adds `webhook` and/or `credentials` (the OAuth app, secret included:
+    the caller holds the environment's secret key)."""
+    provider = await find_provider(conn, i.environment_id, i.provider)
     out: dict[str, Any] = {
         "unique_key": i.unique_key, "provider": i.provider,
         "display_name": i.display_name or (provider.display_name if provider else i.provider),
         "logo": "", "forward_webhooks": True, "created_at": i.created_at.isoformat(),
         "updated_at": i.updated_at.isoformat()}
     if include:
-        row = await conn.fetchrow("SELECT oauth_client_id, webhook_routing, webhook_secret IS NOT NULL AS has_secret"
-                                  " FROM integrations WHERE id = $1", i.id)
+        row = await conn.fetchrow(
+            "SELECT oauth_client_id, oauth_client_secret, oauth_scopes, oauth_authorization_url, oauth_token_url,"
+            " webhook_routing, webhook_secret IS NOT NULL AS has_secret FROM integrations WHERE id = $1", i.id)
         if "webhook" in include:
-            out["webhook_url"] = None
+            out["webhook_url"] = webhook_url(request, environment(request).name, i.unique_key) if request else None
             out["webhook_routing"] = row["webhook_routing"] or None
             out["has_webhook_secret"] = row["has_secret"]
         if "credentials" in include:
-            out["credentials"] = {"type": provider.auth_mode if provider else None, "client_id": row["oauth_client_id"]}
+            secret = row["oauth_client_secret"]
+            out["credentials"] = {
+                "type": provider.auth_mode if provider else None, "client_id": row["oauth_client_id"],
+                "client_secret": str(request.app[SEALER].open(secret)) if secret and request else None,
+                "scopes": row["oauth_scopes"], "authorization_url": row["oauth_authorization_url"],
+                "token_url": row["oauth_token_url"]}
     return out
 
 
@@ -84,23 +104,31 @@ async def get_integration(request: web.Request) -> web.Response:
     include = {p.strip() for v in request.query.getall("include", []) for p in v.split(",") if p.strip()}
     async with request.app[POOL].acquire() as conn:
         integration = await _get(request, conn)
-        return json_response({"data": await public(conn, integration, include=include)})
+        return json_response({"data": await public(conn, integration, include=include, request=request)})
 
 
 async def _apply(request: web.Request, conn: Any, integration: Integration, body: IntegrationBody) -> None:
     sealer = request.app[SEALER]
     creds = body.credentials
     secret = body.webhook_secret or (creds.webhook_secret if creds else None)
+    scopes = creds.scopes if creds else None
+    if isinstance(scopes, list):
+        scopes = ",".join(str(s).strip() for s in scopes if str(s).strip())
     await conn.execute(
         "UPDATE integrations SET display_name = COALESCE($2, display_name),"
         " oauth_client_id = COALESCE($3, oauth_client_id),"
         " oauth_client_secret = COALESCE($4, oauth_client_secret),"
         " webhook_secret = COALESCE($5, webhook_secret),"
-        " webhook_routing = COALESCE($6, webhook_routing), updated_at = now() WHERE id = $1",
+        " webhook_routing = COALESCE($6, webhook_routing),"
+        " oauth_scopes = COALESCE($7, oauth_scopes),"
+        " oauth_authorization_url = COALESCE($8, oauth_authorization_url),"
+        " oauth_token_url = COALESCE($9, oauth_token_url), updated_at = now() WHERE id = $1",
         integration.id, body.display_name, creds.client_id if creds else None,
         sealer.seal(creds.client_secret) if creds and creds.client_secret else None,
         sealer.seal(secret) if secret else None,
-        body.webhook_routing.model_dump(exclude_none=True) if body.webhook_routing else None)
+        body.webhook_routing.model_dump(exclude_none=True) if body.webhook_routing else None,
+        scopes, body.oauth_authorization_url or (creds.authorization_url if creds else None),
+        body.oauth_token_url or (creds.token_url if creds else None))
 
 
 @routes.post("/integrations")
@@ -108,10 +136,10 @@ async def create_integration(request: web.Request) -> web.Response:
     body = IntegrationBody.model_validate(await json_body(request))
     if not body.unique_key or not body.provider:
         raise_error(400, "invalid_body", "unique_key and provider are required")
-    if body.provider not in builtin_providers():
-        raise_error(400, "invalid_body", f"unknown provider '{body.provider}'")
     env = environment(request)
     async with request.app[POOL].acquire() as conn, conn.transaction():
+        if await find_provider(conn, env.id, body.provider) is None:
+            raise_error(400, "invalid_body", f"unknown provider '{body.provider}'")
         if await integrations_repo.get(conn, env.id, body.unique_key):
             raise_error(409, "duplicate_integration", f"integration '{body.unique_key}' exists")
         integration = await integrations_repo.upsert(conn, env.id, body.unique_key, body.provider)
@@ -129,6 +157,8 @@ async def patch_integration(request: web.Request) -> web.Response:
         if body.provider and body.provider != integration.provider:
             raise_error(400, "invalid_body", "the provider of an integration cannot change; create a new one")
         if body.unique_key and body.unique_key != integration.unique_key:
+            if await integrations_repo.get(conn, integration.environment_id, body.unique_key):
+                raise_error(409, "duplicate_integration", f"integration '{body.unique_key}' exists")
             await conn.execute("UPDATE integrations SET unique_key = $2 WHERE id = $1", integration.id,
                                body.unique_key)
         await _apply(request, conn, integration, body)

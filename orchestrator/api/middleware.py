@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 
+import aiohttp.http_exceptions
+import asyncpg
 import pydantic
 import structlog
 from aiohttp import web
@@ -17,7 +19,8 @@ from orchestrator.store import environments as environments_repo
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PUBLIC_PREFIXES = ("/health", "/webhook/", "/oauth/", "/static/", "/dashboard", "/favicon.ico")
+# /admin/ is authorized by the admin key, in orchestrator/api/environments.py.
+PUBLIC_PREFIXES = ("/health", "/webhook/", "/oauth/", "/static/", "/dashboard", "/favicon.ico", "/admin/")
 
 
 def _is_public(request: web.Request) -> bool:
@@ -40,8 +43,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.content_type != "application/json" and exc.status >= 400:
             code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status, "http_error")
-            raise type(exc)(text=error_body(code, exc.reason or code), content_type="application/json",
-                            headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"}) from None
+            # a Response, not type(exc)(...): some exceptions' constructors need more (405: method and allowed
+            # methods; 413: sizes)
+            return web.Response(status=exc.status, text=error_body(code, exc.reason or code),
+                                content_type="application/json",
+                                headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"})
         raise
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
@@ -49,6 +55,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise_error(400, "invalid_body", f"{where}: {first.get('msg')}",
                     errors=[{"path": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg")}
                             for e in exc.errors()[:20]])
+    except aiohttp.http_exceptions.HttpProcessingError as exc:
+        # a malformed body the handler tried to parse (multipart part headers, chunking, ...)
+        raise_error(400, "invalid_request", f"malformed request: {exc.message or type(exc).__name__}")
+    except asyncpg.DataError as exc:
+        # a value PostgreSQL cannot store or compare (NUL in text or JSON, out-of-range number): the caller's input
+        raise_error(400, "invalid_request", f"a value in the request cannot be used: {type(exc).__name__}")
     except NotFoundError as exc:
         raise_error(404, exc.code, exc.message)
     except InvalidInputError as exc:

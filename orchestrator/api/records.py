@@ -9,12 +9,14 @@ from aiohttp import web
 from orchestrator.api.common import connection_headers, environment, load_connection
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import POOL
+from orchestrator.errors import InvalidInputError
 from orchestrator.store import records as records_repo
 
 routes = web.RouteTableDef()
 
 MAX_LIMIT = 10_000
 MAX_IDS = 100
+MAX_NAME_LENGTH = 255
 
 
 def _limit(raw: str | None) -> int:
@@ -46,10 +48,27 @@ def _filter(raw: str | None) -> list[str] | None:
         return None
     parts = [p.strip().lower() for p in raw.split(",") if p.strip()]
     bad = [p for p in parts if p not in records_repo.ACTIONS]
-    if bad:
+    if bad or not parts:
         raise_error(400, "invalid_query_params",
-                    f"filter accepts added, updated, deleted (comma-separated); got {', '.join(bad)}")
+                    f"filter accepts added, updated, deleted (comma-separated); got {raw!r}")
     return parts
+
+
+def _ids(raw: list[str]) -> list[str] | None:
+    if len(raw) > MAX_IDS:
+        raise_error(400, "invalid_query_params", f"ids accepts at most {MAX_IDS} values, got {len(raw)}")
+    if any(not i or len(i) > records_repo.MAX_ID_LENGTH for i in raw):
+        raise_error(400, "invalid_query_params",
+                    f"ids must be non-empty and at most {records_repo.MAX_ID_LENGTH} characters each")
+    return raw or None
+
+
+def _variant(raw: str | None) -> str:
+    if raw is None or raw.strip() == "":
+        return "base"
+    if len(raw) > MAX_NAME_LENGTH:
+        raise_error(400, "invalid_query_params", f"variant must be at most {MAX_NAME_LENGTH} characters")
+    return raw
 
 
 @routes.get("/records")
@@ -59,16 +78,24 @@ async def list_records(request: web.Request) -> web.Response:
     model = q.get("model", "").strip()
     if not model:
         raise_error(400, "invalid_query_params", "model is required")
-    ids = q.getall("ids", [])
-    if len(ids) > MAX_IDS:
-        raise_error(400, "invalid_query_params", f"ids accepts at most {MAX_IDS} values, got {len(ids)}")
+    if len(model) > MAX_NAME_LENGTH:
+        raise_error(400, "invalid_query_params", f"model must be at most {MAX_NAME_LENGTH} characters")
+    ids = _ids(q.getall("ids", []))
     limit = _limit(q.get("limit"))
     modified_after = _modified_after(q.get("modified_after") or q.get("delta"))
     actions = _filter(q.get("filter"))
+    variant = _variant(q.get("variant"))
+    cursor = q.get("cursor") or None
+    if cursor is not None:
+        try:
+            records_repo.decode_cursor(cursor)
+        except InvalidInputError:
+            raise_error(400, "invalid_query_params",
+                        f"cursor is not valid ({cursor[:40]!r}): pass back a next_cursor value unchanged")
     integration, connection_id = connection_headers(request)
     connection = await load_connection(request, integration, connection_id)
-    scope = records_repo.Scope(environment(request).id, connection.id, model, q.get("variant") or "base")
+    scope = records_repo.Scope(environment(request).id, connection.id, model, variant)
     async with request.app[POOL].acquire() as conn:
-        page = await records_repo.read_page(conn, scope, cursor=q.get("cursor") or None, limit=limit,
-                                            modified_after=modified_after, actions=actions, ids=ids or None)
+        page = await records_repo.read_page(conn, scope, cursor=cursor, limit=limit, modified_after=modified_after,
+                                            actions=actions, ids=ids)
     return web.Response(body=page.to_json(), content_type="application/json")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator import sync_control
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import POOL, SEALER, TEMPORAL
+from orchestrator.api.keys import POOL, SEALER, SETTINGS, TEMPORAL
 
 routes = web.RouteTableDef()
 
@@ -102,3 +102,34 @@ async def update_frequency(request: web.Request) -> web.Response:
     text = await sync_control.set_frequency(request.app[POOL], request.app[TEMPORAL], environment(request), items,
                                             body.frequency)
     return json_response({"frequency": text})
+
+
+class VariantBody(BaseModel):
+    provider_config_key: str = Field(min_length=1)
+    connection_id: str = Field(min_length=1)
+
+
+async def _variant_target(request: web.Request) -> tuple[sync_control.Target, str]:
+    body = VariantBody.model_validate(await json_body(request))
+    name, variant = request.match_info["name"], request.match_info["variant"]
+    if variant == "base" or not variant.strip() or len(variant) > 255:
+        raise_error(400, "invalid_variant", "variant must be 1-255 characters and not 'base'")
+    items = await sync_control.targets(request.app[POOL], request.app[SEALER], environment(request),
+                                       body.provider_config_key, [name], body.connection_id, variant)
+    return items[0], variant
+
+
+@routes.post("/sync/{name}/variant/{variant}")
+async def create_variant(request: web.Request) -> web.Response:
+    target, variant = await _variant_target(request)
+    await sync_control.create_variant(request.app[POOL], request.app[SEALER], request.app[TEMPORAL],
+                                      request.app[SETTINGS], target)
+    return json_response({"id": f"{target.connection.id}:{target.script.name}:{variant}",
+                          "name": target.script.name, "variant": variant})
+
+
+@routes.delete("/sync/{name}/variant/{variant}")
+async def delete_variant(request: web.Request) -> web.Response:
+    target, _ = await _variant_target(request)
+    await sync_control.delete_variant(request.app[POOL], request.app[TEMPORAL], environment(request), target)
+    return json_response({"success": True})

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+import urllib3
 from minio import Minio
 from minio.error import S3Error
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -73,7 +74,12 @@ class S3Store:
                  region: str = "us-east-1") -> None:
         self.endpoint = endpoint
         self.bucket = bucket
-        self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
+        # Fail fast (a few quick retries, short timeouts): Temporal retries the activity with backoff.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5, read=60), maxsize=10,
+            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]))
+        self._client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region,
+                             http_client=http)
         self._bucket_ready = False
 
     async def _ensure_bucket(self) -> None:

@@ -8,8 +8,10 @@ running `nango dev` stack's `.nango/dev.json`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -201,3 +203,153 @@ def status(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None,
     for r in rows:
         typer.echo(f"{r['connection_id']}/{r['name']}: {r['status']} {r['frequency']}"
                    f" next={r['nextScheduledSyncAt'] or '-'} last={r['latestResult']}")
+
+
+# --------------------------------------------------------------------------- environments and script switches
+
+env_admin_app = typer.Typer(help="Create, list and delete environments; rotate their secret keys.",
+                            no_args_is_help=True)
+scripts_app = typer.Typer(help="Switch deployed syncs and actions on and off.", no_args_is_help=True)
+admin_app.add_typer(env_admin_app, name="env")
+admin_app.add_typer(scripts_app, name="scripts")
+
+KindOpt = Annotated[str | None, typer.Option("--kind", help="sync or action (needed only when both share the name).")]
+
+
+def _run_platform(fn: Callable[..., Awaitable[T]], *, temporal: bool = False) -> T:
+    """Run `fn(pool, client)` with the platform's database (and Temporal when asked); errors end the command."""
+    from orchestrator.errors import OrchestratorError
+    from orchestrator.store.pool import create_pool
+    from orchestrator.temporal.client import connect
+
+    async def main() -> T:
+        settings = load_settings()
+        pool = await create_pool(settings)
+        try:
+            client = await connect(settings) if temporal else None
+            return await fn(pool, client)
+        finally:
+            await pool.close()
+
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # log lines must not mix with --json output
+            return asyncio.run(main())
+    except OrchestratorError as exc:
+        _fail(exc.message)
+        raise
+
+
+@env_admin_app.command("create")
+def env_create(name: Annotated[str, typer.Argument(help="Environment name (letters, digits, '-', '_').")],
+               as_json: JsonOpt = False) -> None:
+    """Create an environment; prints its secret key (shown once, only its hash is stored)."""
+    from orchestrator import environments
+
+    async def run(pool: Any, client: Any) -> tuple[Any, str]:
+        return await environments.create(pool, name)
+    env, key = _run_platform(run)
+    if as_json:
+        typer.echo(json.dumps({"name": env.name, "secret_key": key}))
+        return
+    typer.echo(f"created environment '{env.name}'\nsecret key: {key}")
+
+
+@env_admin_app.command("list")
+def env_list(as_json: JsonOpt = False) -> None:
+    """Every environment, with its counts and key rotation state."""
+    from orchestrator import environments
+
+    async def run(pool: Any, client: Any) -> list[dict[str, Any]]:
+        return await environments.list_all(pool)
+    rows = _run_platform(run)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for r in rows:
+        grace = f"  previous key valid until {r['previous_key_expires_at']}" if r["previous_key_expires_at"] else ""
+        typer.echo(f"{r['name']}  integrations={r['integrations']} connections={r['connections']}"
+                   f"  webhook={r['webhook_url'] or '-'}{grace}")
+
+
+@env_admin_app.command("delete")
+def env_delete(name: str,
+               force: Annotated[bool, typer.Option("--force", help="Delete even with integrations and "
+                                                                   "connections (and their records).")] = False
+               ) -> None:
+    """Delete an environment with its schedules (its integrations and connections need --force)."""
+    from orchestrator import environments
+
+    async def run(pool: Any, client: Any) -> dict[str, Any]:
+        return await environments.delete(pool, client, name, force=force)
+    result = _run_platform(run, temporal=True)
+    typer.echo(f"deleted environment '{name}' ({result['integrations']} integration(s), "
+               f"{result['connections']} connection(s), {len(result['schedules_deleted'])} schedule(s))")
+
+
+@env_admin_app.command("rotate-key")
+def env_rotate_key(
+    name: str,
+    grace: Annotated[float | None, typer.Option("--grace", help="Seconds the current key keeps working (default: "
+                                                "SECRET_KEY_GRACE_S, 24 h; 0 ends it now).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A new secret key that works at once; the current one keeps working for the grace period."""
+    from orchestrator import environments
+
+    seconds = grace if grace is not None else load_settings().secret_key_grace_s
+
+    async def run(pool: Any, client: Any) -> Any:
+        return await environments.rotate_key(pool, name, environments.check_grace(seconds))
+    rotated = _run_platform(run)
+    if as_json:
+        typer.echo(json.dumps(rotated.as_dict()))
+        return
+    until = rotated.previous_key_expires_at
+    typer.echo(f"new secret key for '{name}': {rotated.secret_key}\n"
+               + (f"the previous key works until {until.isoformat()}" if until else "the previous key no longer works"))
+
+
+def _switch(integration: str, name: str, enabled: bool, kind: str | None, env_name: str) -> None:
+    from orchestrator import scripts_control
+
+    prefix = load_settings().task_queue_prefix
+
+    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> Any:
+        return await scripts_control.switch(pool, sealer, client, env, integration, name, enabled, kind,
+                                            task_queue_prefix=prefix)
+    result = _run(env_name, run)
+    state = "enabled" if enabled else "disabled"
+    if not result.changed:
+        typer.echo(f"{result.kind} '{name}' of {integration} was already {state}")
+    touched = result.schedules_created if enabled else result.schedules_deleted
+    typer.echo(f"{state} {result.kind} '{name}' of {integration}"
+               + (f": {len(touched)} schedule(s) {'created' if enabled else 'removed'}" if result.kind == "sync"
+                  else ""))
+
+
+@scripts_app.command("enable")
+def scripts_enable(integration: str, name: str, kind: KindOpt = None, env_name: EnvOpt = "dev") -> None:
+    """Switch a sync or action on (a sync's schedules are recreated for every connection)."""
+    _switch(integration, name, True, kind, env_name)
+
+
+@scripts_app.command("disable")
+def scripts_disable(integration: str, name: str, kind: KindOpt = None, env_name: EnvOpt = "dev") -> None:
+    """Switch a sync or action off (schedules paused then removed; its endpoint answers 404)."""
+    _switch(integration, name, False, kind, env_name)
+
+
+@scripts_app.command("list")
+def scripts_list(env_name: EnvOpt = "dev", integration: Annotated[str | None, typer.Option(help="Filter.")] = None,
+                 as_json: JsonOpt = False) -> None:
+    """Deployed syncs and actions with their switch."""
+    from orchestrator import scripts_control
+
+    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> list[dict[str, Any]]:
+        return await scripts_control.list_scripts(pool, env, integration)
+    rows = _run(env_name, run)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['integration']}  {r['kind']:<6} {r['name']}  {'enabled' if r['enabled'] else 'disabled'}")

@@ -41,13 +41,27 @@ EnvOpt = Annotated[str | None, typer.Option(
     "--environment", "-e", help="Environment name: picks NANGO_SECRET_KEY_<NAME> when set.", show_default=False)]
 
 
-def init(path: Annotated[Path, typer.Argument(help="Folder to create.")] = Path("nango-integrations")) -> None:
+def init(
+    path: Annotated[Path, typer.Argument(help="Folder to create.")] = Path("nango-integrations"),
+    template: Annotated[str | None, typer.Option(
+        "--template", help="Start from a template (see `nango templates`).", show_default=False)] = None,
+) -> None:
     """Create an integrations folder with an example sync and action, ready for `nango compile`."""
     from orchestrator.cli.scaffold import FilesExist, init_folder, write_models
     from orchestrator.config.nango_yaml import load_config
 
     if path.exists() and not path.is_dir():
         fail(f"{shown(path)} exists and is not a folder")
+    if template is not None:
+        from orchestrator.cli.templates_cmd import init_from_template
+
+        with writing(path):
+            written = init_from_template(path, template)
+            write_models(path, load_config(path / "nango.yaml"))
+        for rel in [*written, "models.py"]:
+            typer.echo(f"created {shown(path / rel)}")
+        typer.echo(f"\nnext: cd {shown(path)} && nango test   (offline, against the saved responses)")
+        return
     try:
         with writing(path):
             written = init_folder(path)
@@ -146,13 +160,19 @@ def dryrun(
     server: ServerOpt = None,
     secret_key: KeyOpt = None,
     environment: EnvOpt = None,
-    path: Annotated[Path, typer.Option("--path", help="The integrations folder.")] = Path("."),
+    path: Annotated[Path | None, typer.Option(
+        "--path", help="The integrations folder (default: found from the current folder upwards).",
+        show_default=False)] = None,
+    save_responses: Annotated[bool, typer.Option(
+        "--save-responses", help="Save every HTTP exchange and the records/output under "
+        "<integration>/mocks/<script>/ for `nango test` (credentials redacted).")] = False,
 ) -> None:
     """Run a sync or action locally in the worker's runner against the connection's real API; save nothing."""
     from orchestrator.cli import dryrun as dr
+    from orchestrator.cli.common import discover_folder
     from orchestrator.errors import OrchestratorError
 
-    folder = find_folder(path)
+    folder = discover_folder(path)
     config = load(folder, warnings=not as_json)
     try:
         script = dr.find_script(config, name, integration)
@@ -186,10 +206,19 @@ def dryrun(
     def echo_log(entry: dict[str, Any]) -> None:
         typer.echo(dr.format_log(entry))
 
+    recorder = None
+    if save_responses:
+        from orchestrator.testing.mocks import HttpRecorder
+
+        recorder = HttpRecorder()
     try:
-        result = asyncio.run(dr.execute(run, bundle.data, None if as_json else echo_log))
+        result = asyncio.run(dr.execute(run, bundle.data, None if as_json else echo_log, recorder))
     except OrchestratorError as exc:
         fail(exc.message)
+    if recorder is not None and result.ok:
+        _save_responses(folder, run, result, recorder, quiet=as_json)
+    elif recorder is not None:
+        note("the run failed: no responses saved")
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2, default=str, ensure_ascii=False))
         if not result.ok:
@@ -199,6 +228,26 @@ def dryrun(
         typer.echo(line)
     if not result.ok:
         fail(dr.format_error(result))
+
+
+def _save_responses(folder: Folder, run: Any, result: Any, recorder: Any, *, quiet: bool) -> None:
+    from orchestrator.testing.mocks import mocks_dir, save_run
+
+    script = run.script
+    target = mocks_dir(folder.path, script.integration, script.name)
+    context = recorder.context
+    info = {"kind": script.kind, "integration": script.integration, "script": script.name,
+            "provider": context.get("provider"), "connection_id": run.connection_id,
+            "metadata": run.metadata if run.metadata is not None else context.get("metadata"),
+            "connection_config": context.get("connection_config") or {},
+            "last_sync_date": run.last_sync_date.isoformat() if run.last_sync_date else None,
+            "input": run.input}
+    with writing(target):
+        save_run(target, exchanges=recorder.exchanges, run=recorder.redact(info),
+                 records=recorder.redact(result.records), output=recorder.redact(result.output), kind=script.kind)
+    if not quiet:
+        note(f"saved {len(recorder.exchanges)} response(s) and the {'output' if script.kind == 'action' else 'records'}"
+             f" to {shown(target)} (replay with `nango test {script.name}`)")
 
 
 def deploy(
@@ -218,10 +267,13 @@ def deploy(
     bundles = _compile(folder, config)
     if not bundles:
         fail(f"{shown(folder.yaml)} declares no integration: nothing to deploy")
+    from orchestrator.cli.providers import read_folder_providers
+
+    providers = read_folder_providers(folder.path)  # the folder's providers.yaml (custom providers), if any
 
     async def send(allow_removal: bool) -> dict[str, Any]:
         async with NangoClient(target.server, target.secret_key) as api:
-            return await api.deploy(bundles, allow_removal=allow_removal)
+            return await api.deploy(bundles, allow_removal=allow_removal, providers=providers)
 
     def upload(allow_removal: bool) -> dict[str, Any]:
         import aiohttp

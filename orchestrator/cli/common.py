@@ -54,6 +54,18 @@ def find_folder(path: Path) -> Folder:
     return folder
 
 
+def discover_folder(path: Path | None) -> Folder:
+    """`--path` when given, else the folder holding nango.yaml: the current folder or one of its parents."""
+    if path is not None:
+        return find_folder(path)
+    here = Path.cwd()
+    for candidate in (here, *here.parents):
+        if (candidate / "nango.yaml").is_file():
+            return Folder(candidate if candidate != here else Path("."), candidate / "nango.yaml")
+    fail(f"no nango.yaml in {here} or its parents: run this inside an integrations folder, pass --path, "
+         "or create one with `nango init`")
+
+
 def load(folder: Folder, *, warnings: bool = True) -> NangoConfig:
     """Parse and validate nango.yaml; every problem at once, exit 1 on any."""
     from orchestrator.config.nango_yaml import ConfigError, load_config

@@ -8,6 +8,7 @@ saves, deletes and logs in memory and nothing reaches the database: the run need
 
 from __future__ import annotations
 
+import copy
 import difflib
 import io
 import json
@@ -129,7 +130,7 @@ class _DryHost(ScriptHost):
             self._sink({"level": level_, "message": text, "fields": extra})
 
 
-async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None) -> DryRunResult:
+async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recorder: Any = None) -> DryRunResult:
     """Fetch the connection from the server and run the script from `bundle`; nothing is saved."""
     from orchestrator.client import ApiError, NangoClient
     from orchestrator.providers.catalog import get_provider
@@ -161,7 +162,12 @@ async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None) -> Dr
                 host = _DryHost(sink=sink, pool=None, session=session, connection=connection, provider=provider,
                                 environment_name=run.environment or "", job_id=None,
                                 sync_name=script.name if script.kind == "sync" else None, dry_run=True,
-                                refresh_credentials=refresh)
+                                refresh_credentials=refresh, http_hook=recorder)
+                if recorder is not None:  # `--save-responses`: redact with this host's credentials
+                    recorder.redactor = host.redact
+                    recorder.context = {"provider": connection.provider,
+                                        "metadata": copy.deepcopy(connection.metadata),
+                                        "connection_config": copy.deepcopy(connection.connection_config)}
                 context: dict[str, Any] = {
                     "connection_id": connection.connection_id, "provider_config_key": script.integration,
                     "provider": connection.provider, "environment": run.environment or "", "variant": "base",

@@ -10,9 +10,11 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli import authoring
+from orchestrator.cli import authoring, templates_cmd, testing_cmd
 from orchestrator.cli.admin import admin_app
 from orchestrator.cli.common import fail
+from orchestrator.cli.env import env_app
+from orchestrator.cli.providers import providers_app
 from orchestrator.errors import OrchestratorError
 
 app = typer.Typer(help="Python-native integration scripts on Temporal (Nango-compatible).",
@@ -123,7 +125,12 @@ app.command()(authoring.generate)
 app.command(name="compile")(authoring.compile_)
 app.command()(authoring.dryrun)
 app.command()(authoring.deploy)
+app.command(name="test")(testing_cmd.test)
+app.command()(templates_cmd.templates)
+app.command()(templates_cmd.add)
 app.add_typer(admin_app, name="admin")
+app.add_typer(env_app, name="env")
+app.add_typer(providers_app, name="providers")
 
 
 def main() -> None:

@@ -52,18 +52,36 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="Address the API server binds.")
     api_port: int = Field(3003, description="Port the API server binds.")
     public_url: str = Field("", description="Public base URL of the API (OAuth callbacks, webhook URLs).")
+    dashboard_password: SecretStr = Field(
+        SecretStr(""), description="Dashboard login that may pick any environment (empty: log in with an "
+        "environment's secret key only).")
+    admin_secret_key: SecretStr = Field(
+        SecretStr(""), description="Bearer key of the admin API (/admin/environments: create, list, delete "
+        "environments, rotate their keys); empty disables it.")
+    secret_key_grace_s: int = Field(24 * 3600, description="After a key rotation, how long the previous secret "
+                                    "key keeps working (seconds).")
 
     # Worker and runner
     worker_task_queues: str = Field("syncs,actions,webhooks,events", description="Task queue kinds this worker polls.")
     worker_max_concurrent_syncs: int = Field(10, description="Concurrent sync activities per worker.")
     worker_max_concurrent_actions: int = Field(20, description="Concurrent action activities per worker.")
+    worker_max_concurrent_per_environment: int = Field(
+        0, description="Concurrent script runs of one environment per worker (0: no per-environment limit).")
+    worker_shutdown_grace_s: int = Field(30, description="On SIGTERM, how long running scripts may finish first.")
+    reconcile_interval_s: int = Field(300, description="How often the API repairs schedules and stuck webhooks "
+                                                        "(0 disables).")
     worker_health_port: int = Field(8081, description="Port of the worker's GET /health/live (0 disables it).")
     runner_memory_mb: int = Field(512, description="Address-space limit of a script's process.")
     runner_sync_timeout_s: int = Field(24 * 3600, description="Wall-clock limit of a sync run.")
     runner_action_timeout_s: int = Field(15 * 60, description="Wall-clock limit of an action run.")
     runner_webhook_timeout_s: int = Field(15 * 60, description="Wall-clock limit of a webhook script run.")
     runner_event_timeout_s: int = Field(5 * 60, description="Wall-clock limit of an event script run.")
+    runner_heartbeat_timeout_s: int = Field(30, description="A sync whose worker stops heartbeating this long is "
+                                            "retried on another worker.")
     runner_require_isolation: bool = Field(False, description="Refuse to start without namespace isolation.")
+    runner_cpu_seconds: int = Field(7200, description="CPU-time limit (RLIMIT_CPU) of a script's process; 0 = none.")
+    runner_warm_children: int = Field(2, description="Pre-started script processes kept ready per worker.")
+    runner_isolation: str = Field("", description="Force an isolation tier (bwrap, unshare, process); empty = best.")
 
     log_level: str = Field("INFO", description="Log level.")
 

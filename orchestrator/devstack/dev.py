@@ -30,6 +30,7 @@ from orchestrator.compile import compile_project
 from orchestrator.config.settings import Settings
 from orchestrator.demo_provider import DemoState
 from orchestrator.demo_provider import serve as serve_demo
+from orchestrator.devstack import reload
 from orchestrator.devstack.postgres import EmbeddedPostgres
 from orchestrator.devstack.processes import ensure_port_free
 from orchestrator.devstack.temporal import TemporalDevServer
@@ -138,6 +139,14 @@ async def run_dev(opts: DevOptions) -> None:
         stack.push_async_callback(stop_worker)
 
         await deploy_example(api_url, keys["secret_key"], opts.integrations, provider_url)
+        watcher = asyncio.create_task(reload.watch(opts.integrations, api_url, keys["secret_key"],
+                                                   report=lambda line: print(line, flush=True)))
+
+        async def stop_watcher() -> None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        stack.push_async_callback(stop_watcher)
         info: dict[str, Any] = {
             "api_url": api_url, "dashboard_url": api_url + "/", "temporal_address": temporal_address,
             "temporal_ui_url": temporal_ui, "database_url": database_url, "provider_url": provider_url,

@@ -1,13 +1,16 @@
 """The sandboxed child: load one script from its bundle and call its entry point.
 
-Runs as `python -I -m orchestrator.runner.child` with the RPC socket on fd 3. It imports only
-the standard library, `orchestrator.sdk` and this module; what the script may import is
-checked by an import guard (the bundle's own modules, `models`, the SDK, the standard library).
+Started as `python -I -S -c <boot> <fd> <import paths...>` (see sandbox.py), with the RPC socket
+on <fd>. It imports the SDK (and pydantic, for generated models) first, then waits for its init
+frame, so a pre-started "warm" child answers a run in a few milliseconds. After the init frame it
+applies the limits, loads the seccomp filter itself when bwrap did not, writes the bundle sent by
+the host under its private /tmp, installs the import guard and calls the script's entry point.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import builtins
 import importlib
 import importlib.util
@@ -17,6 +20,7 @@ import sys
 import traceback
 import types
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from orchestrator.runner import child_wire
@@ -24,10 +28,19 @@ from orchestrator.runner import child_wire
 RPC_FD = 3
 BUNDLE_PACKAGE = "_bundle"
 ENTRY_POINTS = {"sync": "fetch_data", "action": "run_action", "webhook": "on_webhook", "event": "on_event"}
-ALLOWED_THIRD_PARTY = {"pydantic", "typing_extensions"}  # models.py is generated pydantic code
+ALLOWED_THIRD_PARTY = {"pydantic", "typing_extensions", "pydantic_core", "annotated_types", "typing_inspection"}
+PRIVATE_BUNDLE_DIR = "/tmp/bundle"
 
 
 class ScriptImportError(ImportError):
+    pass
+
+
+class InputValidationError(ValueError):
+    pass
+
+
+class OutputValidationError(ValueError):
     pass
 
 
@@ -38,12 +51,13 @@ def _install_import_guard() -> None:
 
     def guarded(name: str, globals: dict[str, Any] | None = None, locals: Any = None,
                 fromlist: Any = (), level: int = 0) -> types.ModuleType:
-        importer = (globals or {}).get("__name__", "")
-        from_script = importer == "models" or importer.startswith(BUNDLE_PACKAGE) or importer == "__main__"
+        importer = (globals or {}).get("__name__", "") or ""
+        from_script = (importer == "models" or importer.startswith(BUNDLE_PACKAGE) or importer == "__main__"
+                       or importer.split(".")[0] in _bundle_modules)
         if from_script and level == 0:
             top = name.split(".")[0]
             allowed = (
-                top in stdlib or top == "models" or top == BUNDLE_PACKAGE
+                top in stdlib or top == "models" or top == BUNDLE_PACKAGE or top in _bundle_modules
                 or (name == "orchestrator" and all(str(f).startswith("sdk") for f in (fromlist or ())))
                 or name == "orchestrator.sdk" or name.startswith("orchestrator.sdk.")
                 or (top in ALLOWED_THIRD_PARTY and importer in ("models", BUNDLE_PACKAGE + ".models"))
@@ -57,12 +71,30 @@ def _install_import_guard() -> None:
     builtins.__import__ = guarded
 
 
+_bundle_modules: set[str] = set()
+
+
+def _write_bundle(files: dict[str, str], target: str) -> str:
+    root = Path(target)
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, text in files.items():
+        dest = (root / rel).resolve()
+        if not dest.is_relative_to(root.resolve()):
+            raise ValueError(f"bundle entry {rel!r} escapes the bundle folder")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(text)
+    return str(root)
+
+
 def _load_script(bundle_dir: str, module_path: str) -> types.ModuleType:
     package = types.ModuleType(BUNDLE_PACKAGE)
     package.__path__ = [bundle_dir]  # type: ignore[attr-defined]
     package.__package__ = BUNDLE_PACKAGE
     sys.modules[BUNDLE_PACKAGE] = package
     sys.path.insert(0, bundle_dir)
+    for entry in Path(bundle_dir).iterdir():
+        if entry.suffix == ".py" or entry.is_dir():
+            _bundle_modules.add(entry.stem if entry.suffix == ".py" else entry.name)
     module_name = BUNDLE_PACKAGE + "." + module_path.removesuffix(".py").replace("/", ".")
     return importlib.import_module(module_name)
 
@@ -84,7 +116,7 @@ def _jsonable(value: Any) -> Any:
     return dump(mode="json", by_alias=True) if callable(dump) else value
 
 
-async def _run(init: dict[str, Any], channel: Any) -> dict[str, Any]:
+async def _run(init: dict[str, Any], channel: Any, bundle_dir: str) -> dict[str, Any]:
     from orchestrator.sdk.nango import NangoAction, NangoSync, RunContext
 
     kind = init["kind"]
@@ -94,11 +126,11 @@ async def _run(init: dict[str, Any], channel: Any) -> dict[str, Any]:
         variant=init.get("variant", "base"), job_id=init.get("job_id"),
         last_sync_date=datetime.fromisoformat(init["last_sync_date"]) if init.get("last_sync_date") else None,
         pagination=init.get("pagination") or {}, sync_name=init.get("script_name"),
-        full_resync=bool(init.get("full_resync")),
+        full_resync=bool(init.get("full_resync")), action_name=init.get("script_name") if kind == "action" else None,
     )
     nango = NangoSync(channel, ctx) if kind in ("sync", "webhook") else NangoAction(channel, ctx)
     try:
-        module = _load_script(init["bundle_dir"], init["module_path"])
+        module = _load_script(bundle_dir, init["module_path"])
     except BaseException as exc:
         return {"ok": False, "error": _error(exc, "ScriptLoadError")}
     entry_name = ENTRY_POINTS[kind]
@@ -107,6 +139,7 @@ async def _run(init: dict[str, Any], channel: Any) -> dict[str, Any]:
         return {"ok": False, "error": {"type": "ScriptLoadError", "traceback": "",
                                        "message": f"{init['module_path']} has no function {entry_name}()"}}
     try:
+        channel.notify("entry", {})
         if kind == "sync":
             result = entry(nango)
         elif kind == "action":
@@ -135,48 +168,99 @@ def _model(name: str | None) -> Any:
     return getattr(models, name, None)
 
 
+def _describe_validation(exc: Exception, what: str, model_name: str) -> str:
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return f"{what} does not match model {model_name}: {exc}"
+    parts = []
+    for err in errors()[:10]:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(root)"
+        parts.append(f"field '{loc}': {err.get('msg')}")
+    return f"{what} does not match model {model_name}: " + "; ".join(parts)
+
+
 def _action_input(init: dict[str, Any]) -> Any:
     model = _model(init.get("input_model"))
     raw = init.get("input")
-    if model is not None and raw is not None:
-        return model.model_validate(raw)
+    if model is not None:
+        try:
+            return model.model_validate(raw)
+        except Exception as exc:
+            raise InputValidationError(_describe_validation(exc, "action input", model.__name__)) from None
     return raw
 
 
 def _action_output(init: dict[str, Any], result: Any) -> Any:
     model = _model(init.get("output_model"))
-    if model is not None and result is not None and not isinstance(result, model):
-        result = model.model_validate(result)
+    if model is not None and not isinstance(result, model):
+        try:
+            result = model.model_validate(_jsonable(result))
+        except Exception as exc:
+            raise OutputValidationError(_describe_validation(exc, "action output", model.__name__)) from None
     return _jsonable(result)
 
 
 def _apply_limits(limits: dict[str, int]) -> None:
-    """rlimits set before any user code runs; the host enforces the wall clock itself."""
+    """rlimits again from inside (lowering only: prlimit set them at launch); the host owns the wall clock."""
     import resource
 
     table = {"memory_bytes": resource.RLIMIT_AS, "cpu_seconds": resource.RLIMIT_CPU,
              "open_files": resource.RLIMIT_NOFILE, "file_size_bytes": resource.RLIMIT_FSIZE}
     for key, which in table.items():
         value = limits.get(key)
-        if value:
-            resource.setrlimit(which, (value, value))
+        if not value:
+            continue
+        _soft, hard = resource.getrlimit(which)
+        if key == "cpu_seconds":  # CPU already used by the imports counts against the limit
+            value += int(resource.getrusage(resource.RUSAGE_SELF).ru_utime + 1)
+            new_hard = hard if hard != resource.RLIM_INFINITY else value + 1
+        else:
+            new_hard = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard - 1 if key == "cpu_seconds" else hard)
+        try:
+            resource.setrlimit(which, (value, new_hard))
+        except (ValueError, OSError):
+            pass
 
 
-async def main() -> int:
-    fd = int(sys.argv[1]) if len(sys.argv) > 1 else RPC_FD
+def _warm_imports() -> None:
+    """What every run needs, imported before the init frame arrives (that is what makes a child warm)."""
+    import orchestrator.sdk  # noqa: F401
+    from orchestrator.sdk import channel  # noqa: F401
+
+    try:
+        import pydantic  # noqa: F401
+    except ImportError:
+        pass
+
+
+async def main(fd: int) -> int:
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=child_wire.MAX_FRAME)
     init = await child_wire.read_frame(reader)
     if not isinstance(init, dict):
         return 2
     _apply_limits(init.get("limits") or {})
+    if init.get("seccomp"):
+        from orchestrator.runner import seccomp_child
+
+        seccomp_child.load(base64.b64decode(init["seccomp"]))
     from orchestrator.sdk.channel import Channel
 
     channel = Channel(reader, writer)
     channel.start()
-    _install_import_guard()
-    os.chdir(init["bundle_dir"])
-    outcome = await _run(init, channel)
+    try:
+        if init.get("bundle_files") is not None:
+            bundle_dir = _write_bundle(init["bundle_files"], init.get("bundle_target") or PRIVATE_BUNDLE_DIR)
+        else:
+            bundle_dir = init["bundle_dir"]
+        os.chdir(bundle_dir)
+    except (OSError, ValueError) as exc:
+        outcome: dict[str, Any] = {"ok": False, "error": _error(exc, "ScriptLoadError")}
+    else:
+        _install_import_guard()
+        outcome = await _run(init, channel, bundle_dir)
     try:
         encoded = child_wire.encode({"method": "done", "params": outcome})
     except (TypeError, ValueError, child_wire.FrameError) as exc:
@@ -186,8 +270,17 @@ async def main() -> int:
     await writer.drain()
     await channel.close()
     writer.close()
+    try:  # close() flushes what is still buffered; exiting before that would lose the done frame
+        await asyncio.wait_for(writer.wait_closed(), 30)
+    except (OSError, TimeoutError):
+        pass
     return 0
 
 
+def entry(fd: int = RPC_FD) -> None:
+    _warm_imports()
+    sys.exit(asyncio.run(main(fd)))
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    entry(int(sys.argv[1]) if len(sys.argv) > 1 else RPC_FD)

@@ -9,10 +9,10 @@ crash), the child's whole process group is killed in `finally`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,12 +22,15 @@ from typing import Any, Literal, Protocol
 import structlog
 
 from orchestrator.runner import child_wire
+from orchestrator.runner.sandbox import PIDS_MAX, PidsCgroup, Sandbox, SandboxLimits, detect, seccomp_pipe
 
 log = structlog.get_logger(__name__)
 
 ScriptKind = Literal["sync", "action", "webhook", "event"]
 MAX_OUTPUT_LINES = 1000
 MAX_LINE = 10_000
+MAX_OUTPUT_BYTES = 10 * 1024 * 1024
+MAX_BUNDLE_CHARS = 32 * 1024 * 1024
 
 
 class RpcHandler(Protocol):
@@ -35,7 +38,7 @@ class RpcHandler(Protocol):
     def log(self, level: str, message: str, fields: dict[str, Any] | None) -> None: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class Limits:
     memory_mb: int = 512
     cpu_seconds: int = 0
@@ -45,6 +48,10 @@ class Limits:
     def as_init(self) -> dict[str, int]:
         return {"memory_bytes": self.memory_mb * 1024 * 1024, "cpu_seconds": self.cpu_seconds,
                 "open_files": self.open_files, "file_size_bytes": self.file_size_mb * 1024 * 1024}
+
+    def sandbox(self) -> SandboxLimits:
+        init = self.as_init()
+        return SandboxLimits(init["memory_bytes"], init["cpu_seconds"], init["open_files"], init["file_size_bytes"])
 
 
 @dataclass
@@ -74,20 +81,163 @@ class RpcFailure(Exception):
         self.payload = {"type": type, "message": message, **details}
 
 
-def child_command(fd: int) -> list[str]:
-    return [sys.executable, "-I", "-m", "orchestrator.runner.child", str(fd)]
-
-
 def child_env() -> dict[str, str]:
     """Built, not inherited: the child sees no database URL, key or token."""
     return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1", "HOME": "/tmp", "TMPDIR": "/tmp"}
 
 
-async def _pump(stream: asyncio.StreamReader | None, level: str, handler: RpcHandler) -> None:
+@dataclass
+class Child:
+    """A started child process waiting for its init frame."""
+
+    proc: asyncio.subprocess.Process
+    sock: socket.socket
+    cgroup: PidsCgroup | None
+    limits: Limits
+
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    def kill(self) -> None:
+        _kill_group(self.proc.pid)
+        if self.cgroup is not None:
+            self.cgroup.kill()
+
+    async def release(self) -> None:
+        """Kill everything the child started, reap it and drop its cgroup."""
+        self.kill()
+        try:
+            async with asyncio.timeout(10):
+                await self.proc.wait()
+        except (ProcessLookupError, TimeoutError):
+            log.warning("child_not_reaped", pid=self.proc.pid)
+        self.sock.close()
+        if self.cgroup is not None:
+            for _ in range(50):
+                self.cgroup.kill()
+                if self.cgroup.remove():
+                    break
+                await asyncio.sleep(0.02)
+
+
+class Runner:
+    """Starts children for the isolation tier that works here, keeping `warm` of them pre-started.
+
+    A warm child has already paid for the interpreter start and the SDK/pydantic imports and
+    sits blocked on its init frame; its bundle arrives in that frame. One runner per worker.
+    """
+
+    def __init__(self, sandbox: Sandbox, *, warm: int = 0) -> None:
+        self.sandbox = sandbox
+        self.warm = warm
+        self._idle: dict[Limits, list[Child]] = {}
+        self._refills: set[asyncio.Task[None]] = set()
+        self._bundles: dict[Path, dict[str, str]] = {}
+        self._closed = False
+
+    @classmethod
+    async def create(cls, *, tier: str | None = None, warm: int = 0) -> Runner:
+        return cls(await asyncio.to_thread(detect, tier), warm=warm)
+
+    async def spawn(self, limits: Limits) -> Child:
+        host_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        cgroup = PidsCgroup.create(PIDS_MAX) if self.sandbox.pids_cgroup else None
+        seccomp_fd = None
+        if self.sandbox.tier == "bwrap" and self.sandbox.bpf:
+            seccomp_fd = seccomp_pipe(self.sandbox.bpf)
+        fds = (child_sock.fileno(),) + ((seccomp_fd,) if seccomp_fd is not None else ())
+        try:
+            cmd = self.sandbox.command(child_sock.fileno(), limits.sandbox(), seccomp_fd=seccomp_fd, cgroup=cgroup)
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, pass_fds=fds, env=child_env(), cwd="/", stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+                limit=MAX_LINE * 2)
+        except BaseException:
+            host_sock.close()
+            if cgroup is not None:
+                cgroup.remove()
+            raise
+        finally:
+            child_sock.close()
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
+        return Child(proc, host_sock, cgroup, limits)
+
+    async def acquire(self, limits: Limits) -> Child:
+        idle = self._idle.setdefault(limits, [])
+        child: Child | None = None
+        while idle:
+            candidate = idle.pop()
+            if candidate.alive():
+                child = candidate
+                break
+            await candidate.release()
+        if self.warm and not self._closed:
+            self._schedule_refill(limits)
+        return child if child is not None else await self.spawn(limits)
+
+    def prewarm(self, limits: Limits) -> None:
+        if self.warm:
+            self._schedule_refill(limits)
+
+    def _schedule_refill(self, limits: Limits) -> None:
+        if any(not t.done() for t in self._refills):
+            return
+        task = asyncio.get_running_loop().create_task(self._refill(limits))
+        self._refills.add(task)
+        task.add_done_callback(self._refills.discard)
+
+    async def _refill(self, limits: Limits) -> None:
+        idle = self._idle.setdefault(limits, [])
+        while not self._closed and len(idle) < self.warm:
+            try:
+                idle.append(await self.spawn(limits))
+            except OSError:
+                log.exception("warm_spawn_failed")
+                return
+
+    async def bundle_files(self, bundle_dir: Path) -> dict[str, str]:
+        """The bundle's files, sent in the init frame (bundle folders never change once unpacked)."""
+        cached = self._bundles.get(bundle_dir)
+        if cached is None:
+            cached = await asyncio.to_thread(_read_bundle, bundle_dir)
+            if len(self._bundles) > 64:
+                self._bundles.clear()
+            self._bundles[bundle_dir] = cached
+        return cached
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._refills):
+            task.cancel()
+        await asyncio.gather(*self._refills, return_exceptions=True)
+        children = [c for idle in self._idle.values() for c in idle]
+        self._idle.clear()
+        await asyncio.gather(*(c.release() for c in children), return_exceptions=True)
+
+
+def _read_bundle(bundle_dir: Path) -> dict[str, str]:
+    files: dict[str, str] = {}
+    total = 0
+    for path in sorted(bundle_dir.rglob("*")):
+        rel = path.relative_to(bundle_dir)
+        if not path.is_file() or any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+            continue
+        text = path.read_text(errors="replace")
+        total += len(text)
+        if total > MAX_BUNDLE_CHARS:
+            raise RpcFailure("bundle_too_large", f"bundle {bundle_dir.name} exceeds {MAX_BUNDLE_CHARS} characters")
+        files[rel.as_posix()] = text
+    return files
+
+
+async def _pump(stream: asyncio.StreamReader | None, level: str, handler: RpcHandler,
+                overflow: asyncio.Future[str]) -> None:
     if stream is None:
         return
     lines = 0
+    size = 0
     while True:
         try:
             raw = await stream.readline()
@@ -96,6 +246,14 @@ async def _pump(stream: asyncio.StreamReader | None, level: str, handler: RpcHan
         if not raw:
             return
         lines += 1
+        size += len(raw)
+        if size > MAX_OUTPUT_BYTES:
+            # the run ends; keep draining (and dropping) until EOF, or the pipe never closes and
+            # asyncio's Process.wait() never returns
+            if not overflow.done():
+                overflow.set_result(f"script wrote more than {MAX_OUTPUT_BYTES // (1024 * 1024)} MiB to "
+                                    f"{'stdout' if level == 'info' else 'stderr'}; use nango.log()")
+            continue
         if lines <= MAX_OUTPUT_LINES:
             handler.log(level, raw.decode(errors="replace").rstrip("\n")[:MAX_LINE], {"stream": level})
         elif lines == MAX_OUTPUT_LINES + 1:
@@ -103,22 +261,34 @@ async def _pump(stream: asyncio.StreamReader | None, level: str, handler: RpcHan
 
 
 async def run_script(spec: RunSpec, handler: RpcHandler,
-                     on_start: Callable[[], Awaitable[None]] | None = None) -> RunOutcome:
+                     on_start: Callable[[], Awaitable[None]] | None = None, *,
+                     runner: Runner | None = None) -> RunOutcome:
     started = time.monotonic()
-    host_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    if runner is None:
+        runner = Runner(await asyncio.to_thread(detect, None))
+    init: dict[str, Any] = {"kind": spec.kind, "module_path": spec.module_path, "limits": spec.limits.as_init(),
+                            **spec.context}
+    if runner.sandbox.private_fs:
+        init["bundle_files"] = await runner.bundle_files(spec.bundle_dir)
+    else:
+        init["bundle_dir"] = str(spec.bundle_dir)
+        if runner.sandbox.bpf:
+            init["seccomp"] = base64.b64encode(runner.sandbox.bpf).decode()
+    child = await runner.acquire(spec.limits)
+    proc = child.proc
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *child_command(child_sock.fileno()), pass_fds=(child_sock.fileno(),), env=child_env(),
-            cwd=str(spec.bundle_dir), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=MAX_LINE * 2)
-    finally:
-        child_sock.close()
-    reader, writer = await asyncio.open_unix_connection(sock=host_sock, limit=child_wire.MAX_FRAME)
-    pumps = [asyncio.create_task(_pump(proc.stdout, "info", handler)),
-             asyncio.create_task(_pump(proc.stderr, "warn", handler))]
+        reader, writer = await asyncio.open_unix_connection(sock=child.sock, limit=child_wire.MAX_FRAME)
+    except BaseException:
+        await child.release()
+        raise
+    loop = asyncio.get_running_loop()
+    overflow: asyncio.Future[str] = loop.create_future()
+    pumps = [asyncio.create_task(_pump(proc.stdout, "info", handler, overflow)),
+             asyncio.create_task(_pump(proc.stderr, "warn", handler, overflow))]
     calls: set[asyncio.Task[None]] = set()
     write_lock = asyncio.Lock()
     outcome: RunOutcome | None = None
+    entered: list[float] = []
 
     async def respond(msg_id: Any, method: str, params: dict[str, Any]) -> None:
         try:
@@ -134,12 +304,13 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
         except (TypeError, child_wire.FrameError) as exc:
             data = child_wire.encode({"id": msg_id, "error": {"type": "rpc_error", "message": str(exc)}})
         async with write_lock:
-            writer.write(data)
-            await writer.drain()
+            try:
+                writer.write(data)
+                await writer.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the child already ended (its script raised); its outcome is read elsewhere
 
     async def serve() -> RunOutcome:
-        init = {"kind": spec.kind, "bundle_dir": str(spec.bundle_dir), "module_path": spec.module_path,
-                "limits": spec.limits.as_init(), **spec.context}
         writer.write(child_wire.encode(init))
         await writer.drain()
         if on_start:
@@ -162,33 +333,44 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
                     await asyncio.gather(*calls, return_exceptions=True)
                 return RunOutcome(bool(params.get("ok")), output=params.get("output"), error=params.get("error"))
             if method == "log":
-                handler.log(str(params.get("level", "info")), str(params.get("message", ""))[:MAX_LINE],
+                handler.log(str(params.get("level", "info")), str(params.get("message", "")),
                             params.get("fields") if isinstance(params.get("fields"), dict) else None)
+                continue
+            if method == "entry":
+                entered.append(time.monotonic())
                 continue
             if "id" in msg:
                 task = asyncio.create_task(respond(msg["id"], method, params))
                 calls.add(task)
                 task.add_done_callback(calls.discard)
 
+    serving = asyncio.create_task(serve())
     try:
         async with asyncio.timeout(spec.timeout_s):
-            outcome = await serve()
-        # let the child exit by itself after it said done
-        try:
-            async with asyncio.timeout(5):
-                await proc.wait()
-        except TimeoutError:
-            pass
+            await asyncio.wait({serving, overflow}, return_when=asyncio.FIRST_COMPLETED)
+            if serving.done():
+                outcome = serving.result()
+            else:
+                outcome = RunOutcome(False, error={"type": "OutputLimitExceeded", "message": overflow.result()})
+        if outcome.ok or outcome.error is None or outcome.error.get("type") not in ("ProtocolError",
+                                                                                   "OutputLimitExceeded"):
+            # let the child exit by itself after it said done
+            try:
+                async with asyncio.timeout(5):
+                    await proc.wait()
+            except TimeoutError:
+                pass
     except TimeoutError:
         limit = f"{spec.kind} script exceeded its wall-clock limit of {spec.timeout_s:g} s"
         outcome = RunOutcome(False, error={"type": "TimeoutError", "message": limit})
     finally:
-        _kill_group(proc.pid)
+        child.kill()
+        serving.cancel()
         for task in calls:
             task.cancel()
         writer.close()
-        await asyncio.gather(*calls, return_exceptions=True)
-        await proc.wait()
+        await asyncio.gather(serving, *calls, return_exceptions=True)
+        await child.release()
         for pump in pumps:
             try:
                 async with asyncio.timeout(2):
@@ -196,6 +378,8 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
             except TimeoutError:
                 pump.cancel()
     outcome.duration_s = time.monotonic() - started
+    if entered:
+        outcome.spawn_to_entry_s = entered[0] - started
     return outcome
 
 
@@ -207,6 +391,8 @@ def _kill_group(pid: int) -> None:
 
 
 def _exit_reason(code: int, spec: RunSpec) -> str:
+    if code > 128 and code - 128 in signal.valid_signals():  # bwrap reports a signalled child as 128+N
+        code = 128 - code
     if code < 0:
         sig = signal.Signals(-code).name
         if sig == "SIGXCPU":

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import orjson
 import structlog
 
 from orchestrator import proxy
@@ -27,6 +28,8 @@ from orchestrator.store.types import Connection, OAuth2Credentials, credentials_
 log = structlog.get_logger(__name__)
 
 MAX_BUFFERED_LOGS = 200
+MAX_LOG_CHARS = 10_000
+LEVELS = ("debug", "info", "warn", "error")
 
 
 @dataclass
@@ -55,12 +58,15 @@ class Progress:
 
 class ScriptHost:
     def __init__(
-        self, *, pool: asyncpg.Pool, session: aiohttp.ClientSession, connection: Connection, provider: Provider,
+        self, *, pool: asyncpg.Pool | None, session: aiohttp.ClientSession, connection: Connection, provider: Provider,
         environment_name: str, job_id: int | None, sync_name: str | None = None, variant: str = "base",
         track_deletes: bool = False, dry_run: bool = False,
         refresh_credentials: Callable[[bool], Awaitable[Connection]] | None = None,
         environment_variables: list[dict[str, str]] | None = None,
         metadata_writer: Callable[[dict[str, Any], bool], Awaitable[dict[str, Any]]] | None = None,
+        action_trigger: Callable[[str, str, str, Any], Awaitable[Any]] | None = None,
+        http_hook: Callable[[proxy.ProxyRequest, Callable[[], Awaitable[proxy.ProxyResult]]],
+                            Awaitable[proxy.ProxyResult]] | None = None,
     ) -> None:
         self.pool = pool
         self.session = session
@@ -80,7 +86,13 @@ class ScriptHost:
         self._refresh_credentials = refresh_credentials
         self._environment_variables = environment_variables or []
         self._metadata_writer = metadata_writer
+        self._action_trigger = action_trigger
+        # `http_hook(request, send)` wraps each script request: `nango dryrun --save-responses` records
+        # the exchanges through it (it must call `send()` or answer itself).
+        self._http_hook = http_hook
         self._flush_lock = asyncio.Lock()
+        self._write_locks: dict[str, asyncio.Lock] = {}
+        self._failed_batches: set[str] = set()
 
     # ---- logs ---------------------------------------------------------------------------------
     def _secrets(self) -> list[str]:
@@ -96,6 +108,16 @@ class ScriptHost:
         return text
 
     def log(self, level: str, message: str, fields: dict[str, Any] | None) -> None:
+        level = level if level in LEVELS else "info"
+        if len(message) > MAX_LOG_CHARS + 64:  # the SDK's own truncation marker fits in the slack
+            message = message[:MAX_LOG_CHARS] + f"... [truncated {len(message) - MAX_LOG_CHARS} characters]"
+        if fields:
+            encoded = orjson.dumps(fields, default=str).decode()
+            redacted = self.redact(encoded)
+            if len(redacted) > MAX_LOG_CHARS:
+                fields = {"truncated_fields": redacted[:MAX_LOG_CHARS]}
+            elif redacted != encoded:
+                fields = orjson.loads(redacted)
         entry = (level, self.redact(message), fields)
         self.logs.append(entry)
         if self.dry_run:
@@ -138,8 +160,11 @@ class ScriptHost:
                                  retries=max(0, min(int(retries or 0), 10)), retry_on=retry_on or [],
                                  base_url_override=base_url_override, absolute_url=absolute_url,
                                  response_type=response_type)
+        async def send() -> proxy.ProxyResult:
+            return await proxy.send(self.session, self.connection, self.provider, req, refresh=self._refresh)
+
         try:
-            result = await proxy.send(self.session, self.connection, self.provider, req, refresh=self._refresh)
+            result = await (send() if self._http_hook is None else self._http_hook(req, send))
         except proxy.UpstreamError as exc:
             raise RpcFailure("network_error", self.redact(str(exc))) from None
         if result.status >= 400:
@@ -163,37 +188,71 @@ class ScriptHost:
         self.dry_records.setdefault(model, {}).setdefault(kind, []).extend(records)
         return True
 
-    async def rpc_batch_save(self, model: str, records: list[Any]) -> bool:
+    def _model_lock(self, model: str) -> asyncio.Lock:
+        return self._write_locks.setdefault(model, asyncio.Lock())
+
+    def _check_batch(self, batch: str | None) -> None:
+        if batch is not None and batch in self._failed_batches:
+            raise RpcFailure("batch_aborted", "an earlier chunk of this call failed; this chunk was not written")
+
+    async def _ordered(self, model: str, batch: str | None, write: Callable[[], Awaitable[Any]]) -> Any:
+        """Writes of one model run one at a time in arrival order (asyncio.Lock is FIFO)."""
+        async with self._model_lock(model):
+            self._check_batch(batch)
+            try:
+                return await write()
+            except BaseException:
+                if batch is not None:
+                    self._failed_batches.add(batch)
+                raise
+
+    async def rpc_batch_save(self, model: str, records: list[Any], batch: str | None = None,
+                             part: int | None = None) -> bool:
         scope = self._scope(model)
         if self.dry_run:
             records_repo.prepare(records, model)
+            self._check_batch(batch)
             return self._dry("save", model, records)
         track = self.track_deletes or model in self.tracked_models
-        async with self.pool.acquire() as conn:
-            result = await records_repo.batch_save(conn, scope, records, job_id=self.job_id, track_seen=track)
-        if result.duplicate_ids:
-            shown = ", ".join(result.duplicate_ids[:20])
-            more = f" and {len(result.duplicate_ids) - 20} more" if len(result.duplicate_ids) > 20 else ""
+
+        async def write() -> records_repo.WriteResult:
+            async with self.pool.acquire() as conn:
+                return await records_repo.batch_save(conn, scope, records, job_id=self.job_id, track_seen=track)
+
+        result = await self._ordered(model, batch, write)
+        dupes = result.duplicate_ids
+        if dupes:
+            shown = ", ".join(dupes[:20])
+            more = f" and {len(dupes) - 20} more" if len(dupes) > 20 else ""
             self.log("warn", f"batch_save({model}): duplicate ids in one batch, the last record of each was kept: "
                              f"{shown}{more}", None)
         self.progress.add(model, result)
         return True
 
-    async def rpc_batch_delete(self, model: str, records: list[Any]) -> bool:
+    async def rpc_batch_delete(self, model: str, records: list[Any], batch: str | None = None,
+                               part: int | None = None) -> bool:
         scope = self._scope(model)
         if self.dry_run:
             return self._dry("delete", model, records)
-        async with self.pool.acquire() as conn:
-            result = await records_repo.batch_delete(conn, scope, records, job_id=self.job_id)
-        self.progress.add(model, result)
+
+        async def write() -> records_repo.WriteResult:
+            async with self.pool.acquire() as conn:
+                return await records_repo.batch_delete(conn, scope, records, job_id=self.job_id)
+
+        self.progress.add(model, await self._ordered(model, batch, write))
         return True
 
-    async def rpc_batch_update(self, model: str, records: list[Any]) -> bool:
+    async def rpc_batch_update(self, model: str, records: list[Any], batch: str | None = None,
+                               part: int | None = None) -> bool:
         scope = self._scope(model)
         if self.dry_run:
             return self._dry("update", model, records)
-        async with self.pool.acquire() as conn:
-            result = await records_repo.batch_update(conn, scope, records, job_id=self.job_id)
+
+        async def write() -> records_repo.WriteResult:
+            async with self.pool.acquire() as conn:
+                return await records_repo.batch_update(conn, scope, records, job_id=self.job_id)
+
+        result = await self._ordered(model, batch, write)
         if result.missing_ids:
             self.log("warn", f"batch_update({model}): no stored record with id "
                              f"{', '.join(result.missing_ids[:20])}; nothing updated for them", None)
@@ -201,6 +260,9 @@ class ScriptHost:
         return True
 
     async def rpc_get_records_by_id(self, model: str, ids: list[str]) -> dict[str, Any]:
+        if self.pool is None:  # a dry run without a database (`nango dryrun`): nothing is stored
+            self._scope(model)
+            return {}
         async with self.pool.acquire() as conn:
             return await records_repo.get_by_ids(conn, self._scope(model), ids)
 
@@ -273,7 +335,7 @@ class ScriptHost:
         return list(self._environment_variables)
 
     async def rpc_get_checkpoint(self) -> Any:
-        if self.sync_name is None:
+        if self.sync_name is None or self.pool is None:
             return None
         async with self.pool.acquire() as conn:
             return (await jobs_repo.get_state(conn, self.connection.id, self.sync_name, self.variant))["checkpoint"]
@@ -291,3 +353,12 @@ class ScriptHost:
             return
         async with self.pool.acquire() as conn:
             await jobs_repo.set_checkpoint(conn, self.connection.id, self.sync_name, self.variant, None)
+
+    async def rpc_trigger_action(self, provider_config_key: str, connection_id: str, action_name: str,
+                                 input: Any = None) -> Any:
+        if self._action_trigger is None:
+            raise RpcFailure("not_implemented", "trigger_action is not available on this platform yet: actions are "
+                                                "started by the API (POST /action/trigger), not from scripts")
+        if self.dry_run:
+            raise RpcFailure("not_implemented", "trigger_action is not available in a dry run")
+        return await self._action_trigger(provider_config_key, connection_id, action_name, input)

@@ -7,7 +7,8 @@ and writes no record itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Generator, Sequence
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,8 @@ from orchestrator.sdk.pagination import PaginationConfig, Paginator, Request
 
 MAX_LOG_LENGTH = 10_000
 RECORDS_PER_CALL = 5_000
+RECORDS_IN_FLIGHT = 3
+_batch_ids = itertools.count(1)
 _LEVELS = {"debug", "info", "warn", "warning", "error"}
 
 
@@ -59,6 +62,7 @@ class RunContext:
     pagination: dict[str, Any] = field(default_factory=dict)
     sync_name: str | None = None
     full_resync: bool = False
+    action_name: str | None = None
 
 
 class NangoAction:
@@ -73,49 +77,95 @@ class NangoAction:
 
     # ---- HTTP --------------------------------------------------------------------------------
     async def proxy(
-        self, method: str = "GET", endpoint: str = "/", *, params: dict[str, Any] | str | None = None,
-        data: Any = None, headers: dict[str, str] | None = None, retries: int = 0,
-        retry_on: Sequence[int] | None = None, base_url_override: str | None = None,
+        self, method: str | dict[str, Any] = "GET", endpoint: str | None = None, *,
+        params: dict[str, Any] | str | None = None, data: Any = None, headers: dict[str, str] | None = None,
+        retries: int = 0, retry_on: Sequence[int] | None = None, base_url_override: str | None = None,
         absolute_url: str | None = None, response_type: str = "json",
     ) -> ProxyResponse:
+        """One request to the connection's API; the platform adds the credentials.
+
+        Either keyword arguments or one config dict (`nango.proxy({"method": "GET", "endpoint": ...})`).
+        `retries` retries network errors, 5xx and 429 (plus `retry_on` statuses) with backoff.
+        """
+        if isinstance(method, dict):
+            config = _normalise_config(method)
+            return await self.proxy(config.pop("method", "GET"), config.pop("endpoint", "/"), **config)
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
         result = await self._channel.call("http", {
-            "method": method.upper(), "endpoint": endpoint, "params": params, "data": _jsonable(data),
-            "headers": headers or {}, "retries": retries, "retry_on": list(retry_on or []),
+            "method": str(method).upper(), "endpoint": endpoint or "/", "params": params, "data": _jsonable(data),
+            "headers": headers or {}, "retries": retries, "retry_on": [int(c) for c in retry_on or []],
             "base_url_override": base_url_override, "absolute_url": absolute_url,
             "response_type": response_type,
         })
         return ProxyResponse(result["status"], result["headers"], result["data"])
 
-    async def get(self, endpoint: str = "/", **kwargs: Any) -> ProxyResponse:
-        return await self.proxy("GET", endpoint, **kwargs)
+    async def _verb(self, verb: str, endpoint: str | dict[str, Any] | None, kwargs: dict[str, Any]
+                    ) -> ProxyResponse:
+        if isinstance(endpoint, dict):
+            config = {**_normalise_config(endpoint), **kwargs}
+            config.pop("method", None)
+            return await self.proxy(verb, config.pop("endpoint", "/"), **config)
+        return await self.proxy(verb, endpoint if endpoint is not None else kwargs.pop("endpoint", "/"), **kwargs)
 
-    async def post(self, endpoint: str = "/", **kwargs: Any) -> ProxyResponse:
-        return await self.proxy("POST", endpoint, **kwargs)
+    async def get(self, endpoint: str | dict[str, Any] | None = None, **kwargs: Any) -> ProxyResponse:
+        return await self._verb("GET", endpoint, kwargs)
 
-    async def put(self, endpoint: str = "/", **kwargs: Any) -> ProxyResponse:
-        return await self.proxy("PUT", endpoint, **kwargs)
+    async def post(self, endpoint: str | dict[str, Any] | None = None, **kwargs: Any) -> ProxyResponse:
+        return await self._verb("POST", endpoint, kwargs)
 
-    async def patch(self, endpoint: str = "/", **kwargs: Any) -> ProxyResponse:
-        return await self.proxy("PATCH", endpoint, **kwargs)
+    async def put(self, endpoint: str | dict[str, Any] | None = None, **kwargs: Any) -> ProxyResponse:
+        return await self._verb("PUT", endpoint, kwargs)
 
-    async def delete(self, endpoint: str = "/", **kwargs: Any) -> ProxyResponse:
-        return await self.proxy("DELETE", endpoint, **kwargs)
+    async def patch(self, endpoint: str | dict[str, Any] | None = None, **kwargs: Any) -> ProxyResponse:
+        return await self._verb("PATCH", endpoint, kwargs)
+
+    async def delete(self, endpoint: str | dict[str, Any] | None = None, **kwargs: Any) -> ProxyResponse:
+        return await self._verb("DELETE", endpoint, kwargs)
 
     async def paginate(
-        self, endpoint: str, *, method: str = "GET", params: dict[str, Any] | None = None, data: Any = None,
-        headers: dict[str, str] | None = None, retries: int = 0, retry_on: Sequence[int] | None = None,
-        base_url_override: str | None = None, paginate: dict[str, Any] | PaginationConfig | None = None,
-        **overrides: Any,
+        self, endpoint: str | dict[str, Any], *, method: str = "GET", params: dict[str, Any] | None = None,
+        data: Any = None, headers: dict[str, str] | None = None, retries: int = 0,
+        retry_on: Sequence[int] | None = None, base_url_override: str | None = None,
+        paginate: dict[str, Any] | PaginationConfig | None = None,
+        on_page: Callable[[Any, ProxyResponse], Any] | None = None, **overrides: Any,
     ) -> AsyncIterator[list[Any]]:
-        """Async generator of pages; fetches one page at a time, only when the caller asks."""
-        raw = dict(self._ctx.pagination)
+        """Async generator of pages (`async for page in nango.paginate(...)`), fetched lazily.
+
+        The provider's defaults (catalog) apply; `paginate={...}` and keyword arguments override
+        them per call (`type`, `limit`, `limit_name_in_request`, `response_path`, `cursor_*`,
+        `link_*`, `offset_*`, `page_*`, `in_body`). `on_page(next_page_param, response)` runs after
+        each fetched page (sync or async). Stops on an empty page, a missing or repeated cursor or
+        link, and, with `limit`, on a page shorter than it.
+        """
+        if isinstance(endpoint, dict):
+            config = _normalise_config(endpoint)
+            endpoint = config.pop("endpoint", "/")
+            method = config.pop("method", method)
+            params = config.pop("params", params)
+            data = config.pop("data", data)
+            headers = config.pop("headers", headers)
+            retries = config.pop("retries", retries)
+            retry_on = config.pop("retry_on", retry_on)
+            base_url_override = config.pop("base_url_override", base_url_override)
+            paginate = config.pop("paginate", paginate)
+            overrides = {**config, **overrides}
+        explicit: dict[str, Any] = {}
         if isinstance(paginate, PaginationConfig):
-            raw.update({k: v for k, v in paginate.__dict__.items() if v is not None})
+            explicit.update({k: v for k, v in paginate.__dict__.items() if v is not None})
         elif paginate:
-            raw.update(paginate)
-        raw.update(overrides)
+            explicit.update(_normalise_config(paginate))
+        explicit.update(_normalise_config(overrides))
+        unknown = set(explicit) - PaginationConfig.field_names()
+        if unknown:
+            raise TypeError(f"paginate() got unknown option(s): {', '.join(sorted(unknown))}")
+        defaults = dict(self._ctx.pagination)
+        if "type" in explicit and explicit["type"] != defaults.get("type"):
+            # another strategy than the provider's: only its strategy-neutral defaults still apply
+            defaults = {k: v for k, v in defaults.items() if k in _COMMON}
+        raw = {**defaults, **explicit}
         config = PaginationConfig.from_dict(raw)
-        walker = Paginator(config, endpoint, params, data, method)
+        walker = Paginator(config, str(endpoint), params, _jsonable(data), method)
         request: Request | None = walker.first_request()
         while request is not None:
             resp = await self.proxy(
@@ -123,9 +173,14 @@ class NangoAction:
                 retries=retries, retry_on=retry_on, base_url_override=base_url_override,
                 absolute_url=request.absolute_url)
             items = walker.page_items(resp.data)
+            next_request = walker.next_request(request, resp.data, resp.headers, items)
+            if on_page is not None:
+                maybe = on_page(walker.last_param if next_request is not None else None, resp)
+                if asyncio.iscoroutine(maybe):
+                    await maybe
             if items:
                 yield items
-            request = walker.next_request(request, resp.data, resp.headers, items)
+            request = next_request
 
     # ---- logs, connection, metadata -----------------------------------------------------------
     def log(self, *args: Any, level: str = "info", **fields: Any) -> Awaitable[None]:
@@ -159,6 +214,7 @@ class NangoAction:
 
     async def trigger_action(self, provider_config_key: str, connection_id: str, action_name: str,
                              input: Any = None) -> Any:
+        """Run another action of this environment and return its output (platform permitting)."""
         return await self._channel.call("trigger_action", {
             "provider_config_key": provider_config_key, "connection_id": connection_id,
             "action_name": action_name, "input": _jsonable(input)})
@@ -172,16 +228,32 @@ class NangoSync(NangoAction):
         self.sync_name = ctx.sync_name
 
     async def _records(self, method: str, records: Sequence[Any], model: str) -> bool:
+        """Send records in chunks, a few in flight (the host writes them in order, per model).
+
+        Pipelining lets the host decode and hash chunk k+1 while PostgreSQL writes chunk k. When a
+        chunk fails, the host refuses the later chunks of the same call, and the first error is raised.
+        """
         if not isinstance(model, str) or not model:
             raise TypeError(f"{method}: model must be a model name, got {model!r}")
-        items = [_jsonable(r) for r in records]
-        sends = [
-            self._channel.call(method, {"model": model, "records": items[i:i + RECORDS_PER_CALL]})
-            for i in range(0, len(items), RECORDS_PER_CALL)
-        ]
-        # Chunks go in order: the host serialises writes per model anyway.
-        for send in sends:
-            await send
+        if isinstance(records, dict) or not isinstance(records, Sequence):
+            raise TypeError(f"{method}: records must be a list, got {type(records).__name__}")
+        batch = f"{method}-{next(_batch_ids)}"
+        in_flight: list[asyncio.Task[Any]] = []
+        try:
+            for part, i in enumerate(range(0, len(records), RECORDS_PER_CALL)):
+                items = [_jsonable(r) for r in records[i:i + RECORDS_PER_CALL]]
+                in_flight.append(asyncio.ensure_future(self._channel.call(
+                    method, {"model": model, "records": items, "batch": batch, "part": part})))
+                await asyncio.sleep(0)  # let the task write its frame now, in order
+                if len(in_flight) >= RECORDS_IN_FLIGHT:
+                    await in_flight.pop(0)
+            while in_flight:
+                await in_flight.pop(0)
+        finally:
+            for task in in_flight:
+                task.cancel()
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
         return True
 
     async def batch_save(self, records: Sequence[Any], model: str) -> bool:
@@ -212,5 +284,19 @@ class NangoSync(NangoAction):
         await self._channel.call("clear_checkpoint", {})
 
 
-async def _gather(*aws: Awaitable[Any]) -> list[Any]:
-    return list(await asyncio.gather(*aws))
+_COMMON = {"type", "limit", "limit_name_in_request", "response_path", "in_body"}
+
+
+def _snake(name: str) -> str:
+    out = []
+    for ch in name:
+        if ch.isupper():
+            out.append("_" + ch.lower())
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _normalise_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Accept Nango's camelCase keys too (`baseUrlOverride`, `retryOn`, `cursorPathInResponse`...)."""
+    return {_snake(k): v for k, v in config.items()}

@@ -29,9 +29,24 @@ class PaginationConfig:
     in_body: bool = False
 
     @classmethod
+    def field_names(cls) -> set[str]:
+        return set(cls.__dataclass_fields__)
+
+    @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PaginationConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        known = cls.field_names()
+        config = cls(**{k: v for k, v in raw.items() if k in known})
+        if config.type not in ("cursor", "link", "offset", "page"):
+            raise ValueError(f"unknown pagination type {config.type!r}: use cursor, link, offset or page")
+        if config.limit is not None and (not isinstance(config.limit, int) or config.limit <= 0):
+            raise ValueError(f"pagination limit must be a positive integer, got {config.limit!r}")
+        if config.type == "cursor" and not (config.cursor_path_in_response and config.cursor_name_in_request):
+            raise ValueError("cursor pagination needs cursor_path_in_response and cursor_name_in_request")
+        if config.type == "offset" and not config.offset_name_in_request:
+            raise ValueError("offset pagination needs offset_name_in_request")
+        if config.type == "page" and not config.page_name_in_request:
+            raise ValueError("page pagination needs page_name_in_request")
+        return config
 
 
 @dataclass
@@ -88,6 +103,7 @@ class Paginator:
         self._seen_cursors: set[str] = set()
         self._offset = config.offset_start_value
         self._page = config.page_start_value
+        self.last_param: Any = None  # what the next request sends: cursor, link, offset or page
 
     def _with(self, request: Request, name: str | None, value: Any) -> Request:
         if not name:
@@ -128,6 +144,7 @@ class Paginator:
             if cursor in (None, "") or str(cursor) in self._seen_cursors:
                 return None
             self._seen_cursors.add(str(cursor))
+            self.last_param = cursor
             return self._with(current, self.config.cursor_name_in_request, cursor)
         if kind == "link":
             url: str | None = None
@@ -141,6 +158,7 @@ class Paginator:
             if not url or url in self._seen_cursors:
                 return None
             self._seen_cursors.add(url)
+            self.last_param = url
             if url.startswith(("http://", "https://")):
                 return Request(current.endpoint, {}, current.data, absolute_url=url)
             parts = urlsplit(url)
@@ -150,8 +168,10 @@ class Paginator:
                 self._offset += 1
             else:
                 self._offset += len(items)
+            self.last_param = self._offset
             return self._with(current, self.config.offset_name_in_request, self._offset)
         if kind == "page":
             self._page += 1
+            self.last_param = self._page
             return self._with(current, self.config.page_name_in_request, self._page)
         return None

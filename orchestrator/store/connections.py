@@ -82,3 +82,10 @@ async def list_for_integration(conn: asyncpg.Connection, sealer: Sealer, integra
 
 async def delete(conn: asyncpg.Connection, pk: int) -> None:
     await conn.execute("DELETE FROM connections WHERE id = $1", pk)
+
+
+async def ids_for_integration(conn: asyncpg.Connection, integration_id: int) -> dict[int, str]:
+    """pk -> connection id, without opening credentials (schedule reconciliation needs no secret)."""
+    rows = await conn.fetch("SELECT id, connection_id FROM connections WHERE integration_id = $1 ORDER BY id",
+                            integration_id)
+    return {r["id"]: r["connection_id"] for r in rows}

@@ -196,6 +196,17 @@ async def delete(client: Client, schedule_id: str) -> bool:
         raise
 
 
+async def list_intervals(client: Client, prefix: str) -> dict[str, int | None]:
+    """Schedule id -> interval in seconds, for every schedule whose id starts with prefix (one listing)."""
+    out: dict[str, int | None] = {}
+    async for entry in await client.list_schedules():
+        if entry.id.startswith(prefix):
+            spec = entry.schedule.spec if entry.schedule else None
+            intervals = spec.intervals if spec else []
+            out[entry.id] = int(intervals[0].every.total_seconds()) if intervals else None
+    return out
+
+
 async def list_ids(client: Client, prefix: str) -> list[str]:
     ids: list[str] = []
     async for entry in await client.list_schedules():

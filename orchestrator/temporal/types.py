@@ -33,6 +33,7 @@ class PreparedSync:
     track_deletes: bool = False
     models: list[str] = field(default_factory=list)
     skip_reason: str | None = None
+    heartbeat_timeout_s: int = 30
 
 
 @dataclass

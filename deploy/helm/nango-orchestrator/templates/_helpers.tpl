@@ -188,15 +188,23 @@ MINIO_REGION: {{ $c.minio.region | quote }}
 BUNDLE_CACHE_DIR: {{ $c.bundleCacheDir | quote }}
 API_HOST: "0.0.0.0"
 API_PORT: {{ $c.api.port | toString | quote }}
+SECRET_KEY_GRACE_S: {{ $c.api.secretKeyGraceSeconds | toString | quote }}
+RECONCILE_INTERVAL_S: {{ $c.api.reconcileIntervalSeconds | toString | quote }}
 WORKER_HEALTH_PORT: {{ $c.worker.healthPort | toString | quote }}
 WORKER_TASK_QUEUES: {{ $c.worker.taskQueues | quote }}
 WORKER_MAX_CONCURRENT_SYNCS: {{ $c.worker.maxConcurrentSyncs | toString | quote }}
 WORKER_MAX_CONCURRENT_ACTIONS: {{ $c.worker.maxConcurrentActions | toString | quote }}
+WORKER_MAX_CONCURRENT_PER_ENVIRONMENT: {{ $c.worker.maxConcurrentPerEnvironment | toString | quote }}
+WORKER_SHUTDOWN_GRACE_S: {{ $c.worker.shutdownGraceSeconds | toString | quote }}
 RUNNER_MEMORY_MB: {{ $c.runner.memoryMb | toString | quote }}
 RUNNER_SYNC_TIMEOUT_S: {{ $c.runner.syncTimeoutSeconds | toString | quote }}
 RUNNER_ACTION_TIMEOUT_S: {{ $c.runner.actionTimeoutSeconds | toString | quote }}
 RUNNER_WEBHOOK_TIMEOUT_S: {{ $c.runner.webhookTimeoutSeconds | toString | quote }}
 RUNNER_EVENT_TIMEOUT_S: {{ $c.runner.eventTimeoutSeconds | toString | quote }}
+RUNNER_HEARTBEAT_TIMEOUT_S: {{ $c.runner.heartbeatTimeoutSeconds | toString | quote }}
+RUNNER_CPU_SECONDS: {{ $c.runner.cpuSeconds | toString | quote }}
+RUNNER_WARM_CHILDREN: {{ $c.runner.warmChildren | toString | quote }}
+RUNNER_ISOLATION: {{ $c.runner.isolation | quote }}
 RUNNER_REQUIRE_ISOLATION: {{ $c.runner.requireIsolation | toString | quote }}
 {{- end -}}
 
@@ -218,13 +226,15 @@ RUNNER_REQUIRE_ISOLATION: {{ $c.runner.requireIsolation | toString | quote }}
 Secret settings as EnvVar entries with secretKeyRef. Each one names its Secret: the chart's,
 existingSecret, or the bundled subchart's. Call with
 (dict "root" $ "secret" "<chart secret name>" "only" (list "DATABASE_URL" ...)) — "only" limits the
-list (the migrations need the database only); omit it for all.
+list (the migrations need the database only, the worker no API-only secret); omit it for all.
+The optional ones (DASHBOARD_PASSWORD, ADMIN_SECRET_KEY: empty disables their feature) are
+referenced with optional: true, so a Secret without the key leaves the setting at its default.
 */}}
 {{- define "nango.secretEnv" -}}
 {{- $root := .root -}}
 {{- $v := $root.Values -}}
 {{- $own := .secret -}}
-{{- $only := .only | default (list "ENCRYPTION_KEY" "DATABASE_URL" "DATABASE_PASSWORD" "MINIO_ACCESS_KEY" "MINIO_SECRET_KEY") -}}
+{{- $only := .only | default (concat (include "nango.workerSecretNames" $root | fromJsonArray) (include "nango.apiOnlySecretNames" $root | fromJsonArray)) -}}
 {{- $refs := list -}}
 {{- /* ENCRYPTION_KEY */ -}}
 {{- if $v.existingSecret -}}
@@ -264,6 +274,18 @@ list (the migrations need the database only); omit it for all.
 {{- $refs = append $refs (list "MINIO_SECRET_KEY" $own "MINIO_SECRET_KEY") -}}
 {{- end -}}
 {{- end -}}
+{{- /* DASHBOARD_PASSWORD / ADMIN_SECRET_KEY: optional */ -}}
+{{- if $v.existingSecret -}}
+{{- with $v.existingSecretKeys.dashboardPassword -}}
+{{- $refs = append $refs (list "DASHBOARD_PASSWORD" $v.existingSecret . true) -}}
+{{- end -}}
+{{- with $v.existingSecretKeys.adminSecretKey -}}
+{{- $refs = append $refs (list "ADMIN_SECRET_KEY" $v.existingSecret . true) -}}
+{{- end -}}
+{{- else -}}
+{{- $refs = append $refs (list "DASHBOARD_PASSWORD" $own "DASHBOARD_PASSWORD" true) -}}
+{{- $refs = append $refs (list "ADMIN_SECRET_KEY" $own "ADMIN_SECRET_KEY" true) -}}
+{{- end -}}
 {{- range $refs }}
 {{- if has (index . 0) $only }}
 - name: {{ index . 0 }}
@@ -271,8 +293,21 @@ list (the migrations need the database only); omit it for all.
     secretKeyRef:
       name: {{ index . 1 | quote }}
       key: {{ index . 2 | quote }}
+      {{- if gt (len .) 3 }}
+      optional: true
+      {{- end }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* Secret settings every pod of the platform reads (a JSON list, for nango.secretEnv's "only"). */}}
+{{- define "nango.workerSecretNames" -}}
+{{- list "ENCRYPTION_KEY" "DATABASE_URL" "DATABASE_PASSWORD" "MINIO_ACCESS_KEY" "MINIO_SECRET_KEY" | toJson -}}
+{{- end -}}
+
+{{/* Secret settings only the API reads: the dashboard login and the admin API. */}}
+{{- define "nango.apiOnlySecretNames" -}}
+{{- list "DASHBOARD_PASSWORD" "ADMIN_SECRET_KEY" | toJson -}}
 {{- end -}}
 
 {{/* stringData of the chart's own Secret (not rendered with existingSecret). */}}
@@ -291,6 +326,23 @@ MINIO_ACCESS_KEY: {{ . | quote }}
 MINIO_SECRET_KEY: {{ . | quote }}
 {{- end }}
 {{- end }}
+{{- with $v.config.api.dashboardPassword }}
+DASHBOARD_PASSWORD: {{ . | quote }}
+{{- end }}
+{{- with $v.config.api.adminSecretKey }}
+ADMIN_SECRET_KEY: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Value combinations the schema cannot express; included by the ConfigMap. */}}
+{{- define "nango.validate" -}}
+{{- $c := .Values.config -}}
+{{- if le (int .Values.worker.terminationGracePeriodSeconds) (int $c.worker.shutdownGraceSeconds) -}}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%d) must exceed config.worker.shutdownGraceSeconds (%d): Kubernetes would kill the worker while it drains" (int .Values.worker.terminationGracePeriodSeconds) (int $c.worker.shutdownGraceSeconds)) -}}
+{{- end -}}
+{{- if and $c.runner.requireIsolation (eq $c.runner.isolation "process") -}}
+{{- fail "config.runner.isolation=process has no namespace isolation, which config.runner.requireIsolation=true refuses: the workers would not start" -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Volumes every pod mounts: the root filesystem is read-only. */}}

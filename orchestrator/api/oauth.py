@@ -1,0 +1,327 @@
+"""The OAuth2 authorization-code flow: connect session -> provider -> callback -> connection.
+
+Who may start a flow: the browser that opens `/oauth/connect/{integration}` holds no secret key,
+so the app's backend first creates a **connect session** with its secret key
+(`POST /connect/sessions`, Nango's name and shape: `{data: {token, expires_at}}`). The token is
+random, stored hashed, valid 30 minutes by default and limited to the integrations (and, if set,
+the connection id) the backend allowed. A server-side caller may instead send its secret key as
+`Authorization: Bearer` to `/oauth/connect/...` directly.
+
+1. `GET /oauth/connect/{integration}?connection_id=...&connect_session_token=...` stores a
+   one-time `state` (random, 10 minutes) and redirects (302) to the provider's authorization URL
+   (the integration's `oauth_authorization_url` override, else the provider catalog's) with
+   `client_id`, `redirect_uri` (= `{PUBLIC_URL}/oauth/callback`), `scope`, `state`.
+2. `GET /oauth/callback?code=...&state=...` consumes the state, exchanges the code at the token
+   URL with the integration's client id and secret (sealed at rest), and saves the connection
+   through the same code path as `POST /connections` (validate-connection, schedules,
+   post-connection-creation). `expires_at` comes from `expires_in`. An integration-level token
+   URL override is kept in the connection's `connection_config.token_url` so refreshes use it.
+3. The answer: a redirect to the session's `return_url` with `connection_id`,
+   `provider_config_key` (or `error`, `error_description`) in the query when one was given;
+   otherwise JSON (`{"success": true, ...}` or the error envelope), or a small HTML page for a
+   browser (`Accept: text/html`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import aiohttp
+import orjson
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.api.common import environment, json_body, json_response
+from orchestrator.api.connections import CONNECTION_ID_PATTERN, ConnectionValidationError, save_connection
+from orchestrator.api.errors import error_body, raise_error
+from orchestrator.api.keys import HTTP, POOL, SEALER, SETTINGS
+from orchestrator.errors import InvalidInputError
+from orchestrator.providers.catalog import fill, find_provider
+from orchestrator.store import environments as environments_repo
+from orchestrator.store import integrations as integrations_repo
+from orchestrator.store.types import Environment, OAuth2Credentials
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+
+STATE_TTL = timedelta(minutes=10)
+URL_PATTERN = r"^https?://[^\s]+$"
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ConnectSessionBody(BaseModel):
+    """Nango's `end_user`, `organization`, `integrations_config_defaults` and `tags` are accepted and ignored
+    (connections here have no end users); `connection_id`, `connection_config`, `metadata`, `return_url` and
+    `ttl_seconds` are ours."""
+    model_config = ConfigDict(extra="forbid")
+    allowed_integrations: list[str] | None = Field(None, max_length=100)
+    connection_id: str | None = Field(None, min_length=1, max_length=255, pattern=CONNECTION_ID_PATTERN)
+    connection_config: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    return_url: str | None = Field(None, max_length=2000, pattern=URL_PATTERN)
+    ttl_seconds: int = Field(1800, ge=60, le=24 * 3600)
+    end_user: dict[str, Any] | None = None
+    organization: dict[str, Any] | None = None
+    integrations_config_defaults: dict[str, Any] | None = None
+    tags: dict[str, str] | None = None
+
+
+class ConnectSessionData(BaseModel):
+    token: str
+    expires_at: datetime
+    connect_url: str | None = None
+
+
+class ConnectSessionResponse(BaseModel):
+    data: ConnectSessionData
+
+
+def _public_base(request: web.Request) -> str:
+    return request.app[SETTINGS].public_url.rstrip("/") or f"{request.scheme}://{request.host}"
+
+
+@routes.post("/connect/sessions")
+async def create_session(request: web.Request) -> web.Response:
+    env = environment(request)
+    body = ConnectSessionBody.model_validate(await json_body(request))
+    allowed = list(dict.fromkeys(body.allowed_integrations)) if body.allowed_integrations is not None else None
+    async with request.app[POOL].acquire() as conn:
+        if allowed:
+            known = {i.unique_key for i in await integrations_repo.list_all(conn, env.id)}
+            unknown = [a for a in allowed if a not in known]
+            if unknown:
+                raise_error(400, "invalid_body", f"unknown integration(s) in allowed_integrations: "
+                            f"{', '.join(unknown)}")
+        token = "nango_connect_session_" + secrets.token_urlsafe(32)
+        expires_at = datetime.now(UTC) + timedelta(seconds=body.ttl_seconds)
+        await conn.execute("DELETE FROM connect_sessions WHERE expires_at < now() - interval '1 day'")
+        await conn.execute(
+            "INSERT INTO connect_sessions (environment_id, token_hash, allowed_integrations, connection_id,"
+            " connection_config, metadata, return_url, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            env.id, _hash(token), allowed, body.connection_id, body.connection_config, body.metadata,
+            body.return_url, expires_at)
+    connect_url = None
+    if allowed and len(allowed) == 1:
+        query = {"connect_session_token": token}
+        if body.connection_id:
+            query["connection_id"] = body.connection_id
+        connect_url = f"{_public_base(request)}/oauth/connect/{allowed[0]}?{urlencode(query)}"
+    return json_response({"data": {"token": token, "expires_at": expires_at.isoformat(),
+                                    "connect_url": connect_url}}, status=201)
+
+
+async def _caller(request: web.Request) -> tuple[Environment, dict[str, Any]]:
+    """The environment starting the flow, and what its connect session fixes (empty for a secret key)."""
+    token = request.query.get("connect_session_token", "").strip()
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    async with request.app[POOL].acquire() as conn:
+        if token:
+            row = await conn.fetchrow(
+                "SELECT environment_id, allowed_integrations, connection_id, connection_config, metadata,"
+                " return_url, expires_at > now() AS live FROM connect_sessions WHERE token_hash = $1", _hash(token))
+            if row is None or not row["live"]:
+                raise_error(401, "invalid_connect_session_token", "the connect session token is unknown or expired")
+            env = await environments_repo.by_id(conn, row["environment_id"])
+            assert env is not None
+            return env, dict(row)
+        if scheme.lower() == "bearer" and key.strip():
+            env = await environments_repo.by_secret_key(conn, key.strip())
+            if env is None:
+                raise_error(401, "unknown_account", "Authentication failed: the secret key is not valid")
+            return env, {}
+    raise_error(401, "missing_connect_session_token",
+                "starting an OAuth flow needs ?connect_session_token= (POST /connect/sessions) or a secret key")
+
+
+@routes.get("/oauth/connect/{integration}")
+async def connect(request: web.Request) -> web.Response:
+    env, session = await _caller(request)
+    key = request.match_info["integration"]
+    allowed = session.get("allowed_integrations")
+    if allowed is not None and key not in allowed:
+        raise_error(403, "integration_not_allowed", f"this connect session does not allow integration '{key}'")
+    connection_id = session.get("connection_id") or request.query.get("connection_id", "").strip()
+    asked = request.query.get("connection_id", "").strip()
+    if session.get("connection_id") and asked and asked != session["connection_id"]:
+        raise_error(403, "connection_id_not_allowed",
+                    f"this connect session is for connection '{session['connection_id']}'")
+    if not connection_id:
+        raise_error(400, "missing_connection_id", "connection_id is required")
+    if len(connection_id) > 255 or not re.fullmatch(CONNECTION_ID_PATTERN, connection_id):
+        raise_error(400, "invalid_connection_id", "connection_id may hold letters, digits and _ . @ - : (max 255)")
+    async with request.app[POOL].acquire() as conn:
+        integration = await integrations_repo.get(conn, env.id, key)
+        if integration is None:
+            raise_error(404, "unknown_provider_config", f"no integration '{key}' in environment '{env.name}'")
+        row = await conn.fetchrow("SELECT oauth_client_id, oauth_scopes, oauth_authorization_url FROM integrations"
+                                  " WHERE id = $1", integration.id)
+    provider = await find_provider(request.app[POOL], env.id, integration.provider)
+    if provider is None or provider.auth_mode != "OAUTH2":
+        raise_error(400, "not_oauth2", f"integration '{key}' does not use OAuth2")
+    if not row["oauth_client_id"]:
+        raise_error(400, "missing_oauth_client", f"integration '{key}' has no OAuth client id; set "
+                    "credentials.client_id and client_secret with PATCH /integrations/{key}")
+    connection_config: dict[str, Any] = dict(session.get("connection_config") or {})
+    template = row["oauth_authorization_url"] or provider.authorization_url
+    if not template:
+        raise_error(400, "missing_authorization_url", f"provider '{provider.name}' has no authorization URL")
+    try:
+        authorization_url = fill(template, connection_config)
+    except InvalidInputError as exc:
+        raise_error(400, "invalid_connection_config", exc.message)
+    scopes = row["oauth_scopes"] if row["oauth_scopes"] is not None else ",".join(provider.default_scopes)
+    state = secrets.token_urlsafe(32)
+    redirect_uri = f"{_public_base(request)}/oauth/callback"
+    async with request.app[POOL].acquire() as conn:
+        await conn.execute("DELETE FROM oauth_states WHERE expires_at < now() - interval '1 day'")
+        await conn.execute(
+            "INSERT INTO oauth_states (state, environment_id, integration_id, connection_id, connection_config,"
+            " metadata, redirect_uri, return_url, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            state, env.id, integration.id, connection_id, connection_config, session.get("metadata") or {},
+            redirect_uri, session.get("return_url"), datetime.now(UTC) + STATE_TTL)
+    params = {**provider.authorization_params, "response_type": "code", "client_id": row["oauth_client_id"],
+              "redirect_uri": redirect_uri,
+              "state": state}
+    scope_list = [s for s in scopes.replace(",", " ").split() if s]
+    if scope_list:
+        params["scope"] = provider.scope_separator.join(scope_list)
+    parts = urlsplit(authorization_url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    log.info("oauth_started", integration=key, connection=connection_id)
+    raise web.HTTPFound(urlunsplit(parts._replace(query=urlencode(query))))
+
+
+class _Failure(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+async def _exchange(request: web.Request, integration_id: int, code: str, redirect_uri: str,
+                    connection_config: dict[str, Any], provider_token_url: str | None
+                    ) -> tuple[OAuth2Credentials, str | None]:
+    async with request.app[POOL].acquire() as conn:
+        row = await conn.fetchrow("SELECT oauth_client_id, oauth_client_secret, oauth_token_url FROM integrations"
+                                  " WHERE id = $1", integration_id)
+    template = row["oauth_token_url"] or provider_token_url
+    if not template or not row["oauth_client_id"]:
+        raise _Failure(400, "missing_oauth_client", "the integration has no token URL or OAuth client")
+    try:
+        token_url = fill(template, connection_config)
+    except InvalidInputError as exc:
+        raise _Failure(400, "invalid_connection_config", exc.message) from None
+    secret = str(request.app[SEALER].open(row["oauth_client_secret"])) if row["oauth_client_secret"] else ""
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+            "client_id": row["oauth_client_id"], "client_secret": secret}
+    try:
+        async with request.app[HTTP].post(token_url, data=form, headers={"Accept": "application/json"},
+                                          timeout=aiohttp.ClientTimeout(total=30)) as resp:
+            raw = await resp.read()
+            status = resp.status
+            content_type = resp.headers.get("Content-Type", "")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _Failure(502, "token_exchange_failed", f"token endpoint unreachable: {type(exc).__name__}") from None
+    body: dict[str, Any]
+    try:
+        body = orjson.loads(raw) if "json" in content_type or raw[:1] == b"{" else dict(parse_qsl(raw.decode()))
+    except (orjson.JSONDecodeError, UnicodeDecodeError):
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    if status >= 400 or body.get("error") or not body.get("access_token"):
+        detail = body.get("error_description") or body.get("error") or f"HTTP {status}"
+        raise _Failure(400, "token_exchange_failed", f"the provider refused the authorization code: {detail}")
+    expires_at = None
+    if body.get("expires_in"):
+        try:
+            expires_at = datetime.now(UTC) + timedelta(seconds=int(body["expires_in"]))
+        except (TypeError, ValueError):
+            expires_at = None
+    creds = OAuth2Credentials(access_token=str(body["access_token"]),
+                              refresh_token=str(body["refresh_token"]) if body.get("refresh_token") else None,
+                              expires_at=expires_at, raw=body)
+    return creds, token_url if row["oauth_token_url"] else None
+
+
+def _answer(request: web.Request, return_url: str | None, status: int, payload: dict[str, Any]) -> web.Response:
+    if return_url:
+        flat = ({"connection_id": payload["connection_id"], "provider_config_key": payload["provider_config_key"]}
+                if payload.get("success") else {"error": payload["error"]["code"],
+                                                "error_description": payload["error"]["message"]})
+        parts = urlsplit(return_url)
+        query = parse_qsl(parts.query, keep_blank_values=True) + list(flat.items())
+        raise web.HTTPFound(urlunsplit(parts._replace(query=urlencode(query))))
+    if "text/html" in request.headers.get("Accept", ""):
+        if payload.get("success"):
+            text = (f"Connection <b>{html.escape(payload['connection_id'])}</b> to "
+                    f"<b>{html.escape(payload['provider_config_key'])}</b> is ready. You can close this window.")
+        else:
+            text = f"Authorization failed: {html.escape(payload['error']['message'])}"
+        page = f"<!doctype html><html><head><title>Nango</title></head><body><p>{text}</p></body></html>"
+        return web.Response(status=status, text=page, content_type="text/html")
+    return json_response(payload, status=status)
+
+
+def _failure_payload(code: str, message: str) -> dict[str, Any]:
+    return orjson.loads(error_body(code, message))
+
+
+@routes.get("/oauth/callback")
+async def callback(request: web.Request) -> web.Response:
+    q = request.query
+    state = q.get("state", "")
+    if not state:
+        raise_error(400, "invalid_state", "the callback has no state")
+    async with request.app[POOL].acquire() as conn:
+        row = await conn.fetchrow(
+            "UPDATE oauth_states SET used_at = now() WHERE state = $1 AND used_at IS NULL AND expires_at > now()"
+            " RETURNING environment_id, integration_id, connection_id, connection_config, metadata, redirect_uri,"
+            " return_url", state)
+        if row is None:
+            raise_error(400, "invalid_state", "the OAuth state is unknown, expired or already used; start again")
+        env = await environments_repo.by_id(conn, row["environment_id"])
+        integration = await conn.fetchrow("SELECT unique_key FROM integrations WHERE id = $1", row["integration_id"])
+        integration_obj = (await integrations_repo.get(conn, row["environment_id"], integration["unique_key"])
+                           if integration else None)
+    return_url = row["return_url"]
+    if env is None or integration_obj is None:
+        return _answer(request, return_url, 404, _failure_payload("unknown_provider_config",
+                                                                   "the integration no longer exists"))
+    if q.get("error"):
+        message = q.get("error_description") or q["error"]
+        log.info("oauth_denied", integration=integration_obj.unique_key, error=q["error"])
+        return _answer(request, return_url, 400, _failure_payload("authorization_failed",
+                                                                   f"the provider said: {message}"))
+    code = q.get("code", "")
+    if not code:
+        return _answer(request, return_url, 400, _failure_payload("invalid_callback", "the callback has no code"))
+    provider = await find_provider(request.app[POOL], row["environment_id"], integration_obj.provider)
+    connection_config = dict(row["connection_config"] or {})
+    try:
+        creds, token_url_override = await _exchange(request, integration_obj.id, code, row["redirect_uri"],
+                                                     connection_config, provider.token_url if provider else None)
+    except _Failure as exc:
+        return _answer(request, return_url, exc.status, _failure_payload(exc.code, exc.message))
+    if token_url_override:
+        connection_config["token_url"] = token_url_override
+    try:
+        connection, created = await save_connection(request.app, env, integration_obj, row["connection_id"], creds,
+                                                    connection_config=connection_config, metadata=row["metadata"])
+    except ConnectionValidationError as exc:
+        return _answer(request, return_url, 400, _failure_payload("connection_validation_failed", exc.message))
+    log.info("oauth_connected", integration=integration_obj.unique_key, connection=connection.connection_id,
+             created=created)
+    return _answer(request, return_url, 200, {"success": True, "connection_id": connection.connection_id,
+                                              "provider_config_key": integration_obj.unique_key,
+                                              "created": created})

@@ -1,0 +1,110 @@
+"""`/proxy/*`: a request to the connection's API with its credentials injected (Nango's proxy).
+
+Headers (as Nango's Node client sends them): `Connection-Id`, `Provider-Config-Key` (required),
+`Base-Url-Override` (empty = the provider's / connection's base URL), `Retries` (0-10, network
+errors, 5xx and 429 retried with backoff honouring Retry-After), `Retry-On` (extra statuses,
+comma-separated), `Decompress` (accepted; responses are always decoded), and `Nango-Proxy-<Name>`
+forwarded upstream as `<Name>`. A `Content-Type` is forwarded too. The query string is passed on
+as is, the body byte for byte. The upstream status, headers (minus hop-by-hop ones) and body come
+back unchanged; a 502 JSON error says when the upstream could not be reached at all.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from orchestrator import credentials as credentials_mod
+from orchestrator.api.common import connection_headers, load_connection
+from orchestrator.api.errors import raise_error
+from orchestrator.api.keys import HTTP, POOL, SEALER
+from orchestrator.errors import TransientError
+from orchestrator.providers.catalog import resolve_provider
+from orchestrator.proxy import ProxyRequest, UpstreamError, send
+from orchestrator.store.types import Connection
+
+routes = web.RouteTableDef()
+
+PREFIX = "nango-proxy-"
+MAX_RETRIES = 10
+MAX_BODY = 64 * 1024 * 1024
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
+              "transfer-encoding", "upgrade", "content-length", "content-encoding"}
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # GET adds HEAD
+
+
+def _retries(raw: str | None) -> int:
+    if raw is None or raw.strip() == "":
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_RETRIES:
+        raise_error(400, "invalid_headers", f"Retries must be an integer from 0 to {MAX_RETRIES}, got {raw!r}")
+    return value
+
+
+def _retry_on(raw: str | None) -> list[int]:
+    out: list[int] = []
+    for part in (raw or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or not 100 <= int(part) <= 599:
+            raise_error(400, "invalid_headers", f"Retry-On takes HTTP statuses separated by commas, got {raw!r}")
+        out.append(int(part))
+    return out
+
+
+def _base_url_override(raw: str | None) -> str | None:
+    value = (raw or "").strip()
+    if not value:
+        return None
+    if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
+        raise_error(400, "invalid_headers", f"Base-Url-Override must be an http(s) URL, got {value!r}")
+    return value
+
+
+def _forwarded_headers(request: web.Request) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in request.headers.items():
+        if name.lower().startswith(PREFIX) and len(name) > len(PREFIX):
+            out[name[len(PREFIX):]] = value
+    if "Content-Type" in request.headers and not any(k.lower() == "content-type" for k in out):
+        out["Content-Type"] = request.headers["Content-Type"]
+    return out
+
+
+async def proxy(request: web.Request) -> web.StreamResponse:
+    integration, connection_id = connection_headers(request)
+    retries = _retries(request.headers.get("Retries"))
+    retry_on = _retry_on(request.headers.get("Retry-On"))
+    base_url = _base_url_override(request.headers.get("Base-Url-Override"))
+    connection = await load_connection(request, integration, connection_id)
+    async with request.app[POOL].acquire() as conn:
+        provider = await resolve_provider(conn, connection.environment_id, connection.provider)
+    body = await request.read() if request.can_read_body else b""
+    if len(body) > MAX_BODY:
+        raise_error(413, "payload_too_large", f"proxy bodies are limited to {MAX_BODY} bytes")
+    app = request.app
+    try:
+        if credentials_mod.expires_soon(connection):
+            connection = await credentials_mod.refresh(app[POOL], app[SEALER], app[HTTP], connection)
+
+        async def refresh() -> Connection:
+            return await credentials_mod.refresh(app[POOL], app[SEALER], app[HTTP], connection, force=True)
+
+        result = await send(app[HTTP], connection, provider, ProxyRequest(
+            method=request.method, endpoint="/" + request.match_info["path"],
+            params=request.rel_url.raw_query_string or None, data=body or None, headers=_forwarded_headers(request),
+            retries=retries, retry_on=retry_on, base_url_override=base_url, response_type="text"), refresh=refresh)
+    except credentials_mod.RefreshError as exc:
+        raise_error(400, "refresh_token_external_error", exc.message)
+    except (UpstreamError, TransientError) as exc:
+        raise_error(502, "upstream_unreachable", str(exc))
+    headers = {k: v for k, v in result.headers.items() if k.lower() not in HOP_BY_HOP}
+    return web.Response(status=result.status, body=result.raw, headers=headers)
+
+
+for _method in METHODS:
+    routes.route(_method, "/proxy/{path:.*}")(proxy)

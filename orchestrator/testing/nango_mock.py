@@ -1,0 +1,304 @@
+"""`NangoMock`: a real `NangoSync`/`NangoAction` (the SDK scripts use) backed by in-memory answers.
+
+The SDK object is the one the sandboxed child builds; only its channel is replaced: each platform
+call is answered here, in-process. HTTP comes from saved exchanges or responses given inline (a request
+with neither fails, naming it); records, logs, metadata and checkpoints are kept in memory for
+assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator.sdk.channel import _to_exception
+from orchestrator.sdk.nango import NangoAction, NangoSync, RunContext
+from orchestrator.testing.mocks import ResponseBook, UnexpectedRequest
+
+
+class _Failure(Exception):
+    def __init__(self, type: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.payload = {"type": type, "message": message, **details}
+
+
+def _record_id(record: Any) -> str:
+    if isinstance(record, dict) and record.get("id") not in (None, ""):
+        return str(record["id"])
+    raise _Failure("invalid_record", f"record has no id: {json.dumps(record, default=str)[:200]}")
+
+
+def _deep_merge(base: Any, patch: Any) -> Any:
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for key, value in patch.items():
+            out[key] = _deep_merge(base.get(key), value)
+        return out
+    return patch
+
+
+def _pagination_defaults(provider: str) -> dict[str, Any]:
+    try:
+        from orchestrator.providers.catalog import get_provider
+
+        return dict(get_provider(provider).pagination or {})
+    except Exception:  # an unknown provider has no defaults: scripts pass their own
+        return {}
+
+
+class _LocalChannel:
+    """The child's `Channel` API, answered in-process by a `NangoMock`."""
+
+    def __init__(self, mock: NangoMock) -> None:
+        self._mock = mock
+
+    async def call(self, method: str, params: dict[str, Any]) -> Any:
+        handler = getattr(self._mock, f"_rpc_{method}", None)
+        if handler is None:
+            raise _to_exception({"type": "unknown_method", "message": f"unknown platform call '{method}'"})
+        params = copy.deepcopy(params)  # as over the real channel: the script keeps no reference to what it sent
+        self._mock.calls.append((method, params))
+        try:
+            return copy.deepcopy(await handler(**copy.deepcopy(params)))
+        except _Failure as exc:
+            raise _to_exception(exc.payload) from None
+
+    def notify(self, method: str, params: dict[str, Any]) -> None:
+        if method == "log":
+            self._mock.logs.append({"level": params.get("level", "info"), "message": params.get("message", ""),
+                                    "fields": params.get("fields")})
+
+    async def drain(self) -> None:
+        return None
+
+
+class NangoMock:
+    """The platform side of a script run, in memory. `mock.nango` is what the script receives.
+
+    >>> mock = NangoMock(metadata={"repo": "o/r"})
+    >>> mock.respond("GET", "/repos/o/r/issues", [{"id": 1}])
+    >>> await fetch_data(mock.nango); mock.assert_saved("Issue", count=1)
+    """
+
+    def __init__(
+        self, responses: ResponseBook | Path | str | None = None, *, kind: str = "sync", provider: str = "",
+        provider_config_key: str = "", connection_id: str = "test-connection", metadata: dict[str, Any] | None = None,
+        last_sync_date: datetime | None = None, connection_config: dict[str, Any] | None = None,
+        credentials: dict[str, Any] | None = None, environment_variables: dict[str, str] | None = None,
+        records: dict[str, list[dict[str, Any]]] | None = None, checkpoint: dict[str, Any] | None = None,
+        pagination: dict[str, Any] | None = None, script_name: str | None = None,
+        actions: dict[str, Callable[[Any], Any]] | None = None,
+    ) -> None:
+        if isinstance(responses, (str, Path)):
+            responses = ResponseBook.load(Path(responses))
+        self.book = responses or ResponseBook()
+        self.kind = kind
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.connection_config = dict(connection_config or {})
+        self.credentials = credentials or {"type": "OAUTH2", "access_token": "test-token"}
+        self.environment_variables = dict(environment_variables or {})
+        self.stored: dict[str, dict[str, Any]] = {
+            model: {_record_id(r): copy.deepcopy(r) for r in rows} for model, rows in (records or {}).items()}
+        self.checkpoint = checkpoint
+        self.records: dict[str, dict[str, list[Any]]] = {}
+        self.logs: list[dict[str, Any]] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.actions = dict(actions or {})
+        self.context = RunContext(
+            connection_id=connection_id, provider_config_key=provider_config_key or provider, provider=provider,
+            environment="test", last_sync_date=last_sync_date,
+            pagination=pagination if pagination is not None else _pagination_defaults(provider),
+            sync_name=script_name if kind in ("sync", "webhook") else None,
+            action_name=script_name if kind == "action" else None)
+        channel = _LocalChannel(self)
+        self.nango: NangoSync | NangoAction = (
+            NangoSync(channel, self.context) if kind in ("sync", "webhook") else NangoAction(channel, self.context))
+
+    # ---- arranging --------------------------------------------------------------------------
+    def respond(self, method: str, path: str, json: Any = None, *, status: int = 200,
+                headers: dict[str, str] | None = None, query: dict[str, Any] | None = None,
+                body: Any = None) -> NangoMock:
+        """Answer `method path` with `json`; without `query`/`body` any query and body match."""
+        self.book.add(method, path, response=json, status=status, headers=headers, query=query, body=body)
+        return self
+
+    # ---- platform calls ---------------------------------------------------------------------
+    async def _rpc_http(self, method: str, endpoint: str, params: Any = None, data: Any = None,
+                        headers: dict[str, str] | None = None, retries: int = 0, retry_on: Any = None,
+                        base_url_override: str | None = None, absolute_url: str | None = None,
+                        response_type: str = "json") -> dict[str, Any]:
+        try:
+            exchange = self.book.answer(method, endpoint, params, data, absolute_url)
+        except UnexpectedRequest as exc:
+            raise _Failure("unexpected_request", str(exc)) from None
+        if exchange.status >= 400:
+            raise _Failure("http_error", f"{method} {endpoint} answered {exchange.status}", status=exchange.status,
+                           data=exchange.response, headers=exchange.headers)
+        return {"status": exchange.status, "headers": dict(exchange.headers), "data": exchange.response}
+
+    def _keep(self, kind: str, model: str, records: list[Any]) -> bool:
+        if not isinstance(model, str) or not model:
+            raise _Failure("invalid_arguments", "a model name is required")
+        for record in records:
+            _record_id(record)
+        self.records.setdefault(model, {}).setdefault(kind, []).extend(copy.deepcopy(records))
+        stored = self.stored.setdefault(model, {})
+        for record in records:
+            rid = _record_id(record)
+            if kind == "save":
+                stored[rid] = copy.deepcopy(record)
+            elif kind == "update":
+                stored[rid] = _deep_merge(stored.get(rid, {}), record)
+            else:
+                stored.pop(rid, None)
+        return True
+
+    async def _rpc_batch_save(self, model: str, records: list[Any], **_: Any) -> bool:
+        return self._keep("save", model, records)
+
+    async def _rpc_batch_update(self, model: str, records: list[Any], **_: Any) -> bool:
+        return self._keep("update", model, records)
+
+    async def _rpc_batch_delete(self, model: str, records: list[Any], **_: Any) -> bool:
+        return self._keep("delete", model, records)
+
+    async def _rpc_get_records_by_id(self, model: str, ids: list[str]) -> dict[str, Any]:
+        stored = self.stored.get(model, {})
+        return {i: stored[i] for i in ids if i in stored}
+
+    async def _rpc_track_deletes_start(self, model: str) -> None:
+        return None
+
+    async def _rpc_track_deletes_end(self, model: str) -> None:
+        return None
+
+    async def _rpc_get_connection(self, force_refresh: bool = False, include_refresh_token: bool = False
+                                  ) -> dict[str, Any]:
+        creds = dict(self.credentials)
+        if not include_refresh_token:
+            creds.pop("refresh_token", None)
+        return {"connection_id": self.context.connection_id, "provider_config_key": self.context.provider_config_key,
+                "provider": self.context.provider, "connection_config": self.connection_config,
+                "metadata": self.metadata, "credentials": creds}
+
+    async def _rpc_get_token(self, force_refresh: bool = False) -> Any:
+        creds = self.credentials
+        if creds.get("type") == "API_KEY":
+            return creds.get("apiKey")
+        if creds.get("type") == "BASIC":
+            return {"username": creds.get("username"), "password": creds.get("password")}
+        return creds.get("access_token")
+
+    async def _rpc_get_metadata(self) -> dict[str, Any]:
+        return self.metadata
+
+    async def _rpc_set_metadata(self, metadata: Any) -> None:
+        if not isinstance(metadata, dict):
+            raise _Failure("invalid_arguments", "metadata must be an object")
+        self.metadata = dict(metadata)
+
+    async def _rpc_update_metadata(self, metadata: Any) -> None:
+        if not isinstance(metadata, dict):
+            raise _Failure("invalid_arguments", "metadata must be an object")
+        self.metadata = {**self.metadata, **metadata}
+
+    async def _rpc_get_environment_variables(self) -> list[dict[str, str]]:
+        return [{"name": k, "value": v} for k, v in self.environment_variables.items()]
+
+    async def _rpc_get_checkpoint(self) -> Any:
+        return self.checkpoint
+
+    async def _rpc_save_checkpoint(self, checkpoint: Any) -> None:
+        if not isinstance(checkpoint, dict):
+            raise _Failure("invalid_arguments", "a checkpoint must be an object")
+        self.checkpoint = checkpoint
+
+    async def _rpc_clear_checkpoint(self) -> None:
+        self.checkpoint = None
+
+    async def _rpc_trigger_action(self, provider_config_key: str, connection_id: str, action_name: str,
+                                  input: Any = None) -> Any:
+        handler = self.actions.get(action_name)
+        if handler is None:
+            raise _Failure("not_implemented", f"trigger_action({action_name!r}): give a stand-in with "
+                                              f"NangoMock(actions={{{action_name!r}: fn}})")
+        result = handler(input)
+        return await result if asyncio.iscoroutine(result) else result
+
+    # ---- reading back -----------------------------------------------------------------------
+    def saved(self, model: str) -> list[Any]:
+        return self.records.get(model, {}).get("save", [])
+
+    def updated(self, model: str) -> list[Any]:
+        return self.records.get(model, {}).get("update", [])
+
+    def deleted(self, model: str) -> list[Any]:
+        return self.records.get(model, {}).get("delete", [])
+
+    @property
+    def requests(self) -> list[Any]:
+        return self.book.requests
+
+    # ---- assertions -------------------------------------------------------------------------
+    def _assert_records(self, kind: str, model: str, records: list[Any], expected: tuple[dict[str, Any], ...],
+                        count: int | None) -> None:
+        if count is not None and len(records) != count:
+            raise AssertionError(f"expected {count} record(s) {kind}d for {model}, got {len(records)}"
+                                 + _listing(records))
+        for want in expected:
+            if not any(_contains(have, want) for have in records):
+                raise AssertionError(f"no record {kind}d for {model} matches {json.dumps(want, default=str)}"
+                                     + _listing(records))
+
+    def assert_saved(self, model: str, *records: dict[str, Any], count: int | None = None) -> None:
+        """Each given record (a subset of fields) was saved; `count` checks how many were."""
+        self._assert_records("save", model, self.saved(model), records, count)
+
+    def assert_updated(self, model: str, *records: dict[str, Any], count: int | None = None) -> None:
+        self._assert_records("update", model, self.updated(model), records, count)
+
+    def assert_deleted(self, model: str, *records: dict[str, Any], count: int | None = None) -> None:
+        self._assert_records("delete", model, self.deleted(model), records, count)
+
+    def assert_logged(self, text: str, *, level: str | None = None) -> None:
+        """A log line containing `text` (at `level` when given) was written."""
+        for entry in self.logs:
+            if text in entry["message"] and (level is None or entry["level"] == level):
+                return
+        shown = "\n".join(f"  [{e['level']}] {e['message']}" for e in self.logs) or "  (no logs)"
+        raise AssertionError(f"no log{' at ' + level if level else ''} containing {text!r}; logs:\n{shown}")
+
+    def assert_requested(self, method: str, path: str) -> None:
+        for req in self.book.requests:
+            if req.method == method.upper() and req.path.rstrip("/") == path.rstrip("/"):
+                return
+        shown = "\n".join(f"  {r.describe()}" for r in self.book.requests) or "  (no requests)"
+        raise AssertionError(f"no request {method.upper()} {path}; requests:\n{shown}")
+
+    def assert_all_responses_used(self) -> None:
+        unused = self.book.unused()
+        if unused:
+            raise AssertionError("responses never requested:\n" + "\n".join(f"  {e.describe()}" for e in unused))
+
+    def assert_no_unexpected_requests(self) -> None:
+        if self.book.unexpected:
+            raise self.book.unexpected[0]
+
+
+def _contains(have: Any, want: Any) -> bool:
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(k in have and _contains(have[k], v) for k, v in want.items())
+    return have == want
+
+
+def _listing(records: list[Any]) -> str:
+    if not records:
+        return " (none)"
+    lines = [json.dumps(r, default=str, ensure_ascii=False)[:300] for r in records[:10]]
+    more = f"\n  ... and {len(records) - 10} more" if len(records) > 10 else ""
+    return ":\n  " + "\n  ".join(lines) + more

@@ -1,0 +1,104 @@
+"""The pytest plugin (entry point `pytest11: nango`): fixtures for testing integration scripts offline.
+
+    def test_issues(nango_mock):
+        result = nango_mock.run("issues")            # saved responses of github/mocks/issues/
+        result.assert_ok().assert_saved("GithubIssue", {"number": 1}, count=2)
+        nango_mock.assert_matches_saved("issues")   # what `nango test issues` checks
+
+    async def test_inline(nango_mock):
+        mock = nango_mock.mock(metadata={"repo": "o/r"}).respond("GET", "/repos/o/r/issues", [{"id": 1}])
+        await fetch_data(mock.nango)
+        mock.assert_saved("GithubIssue", count=1)
+
+The integrations folder is found from the test file's folder upwards (or `--nango-path`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.testing.mocks import ResponseBook
+from orchestrator.testing.nango_mock import NangoMock
+from orchestrator.testing.runs import (
+    SavedCheck,
+    ScriptResult,
+    check_saved,
+    check_saved_async,
+    find_integrations_folder,
+    make_mock,
+    resolve,
+    run,
+    run_async,
+)
+
+
+class NangoTesting:
+    """What the `nango_mock` fixture gives: mocks to hand to scripts, and runs of the folder's scripts."""
+
+    def __init__(self, start: Path, folder: Path | None = None) -> None:
+        self._start = start
+        self._folder = folder
+
+    @property
+    def folder(self) -> Path:
+        if self._folder is None:
+            found = find_integrations_folder(self._start)
+            if found is None:
+                raise pytest.UsageError(f"no nango.yaml in {self._start} or its parents (pass --nango-path)")
+            self._folder = found
+        return self._folder
+
+    def mock(self, responses: ResponseBook | Path | str | None = None, **kwargs: Any) -> NangoMock:
+        """A fresh `NangoMock` (`responses`: a saved mocks folder, or none and `.respond(...)` inline)."""
+        return NangoMock(responses, **kwargs)
+
+    __call__ = mock
+
+    def for_script(self, name: str, *, integration: str | None = None, saved: bool = True,
+                   **overrides: Any) -> NangoMock:
+        """The mock `run(name)` would use: its saved responses and settings, with `overrides`."""
+        return make_mock(self.folder, resolve(self.folder, name, integration), saved=saved, **overrides)
+
+    def run(self, name: str, *, integration: str | None = None, input: Any = None, payload: Any = None,
+            mock: NangoMock | None = None, **overrides: Any) -> ScriptResult:
+        """Run script `name` of the folder against its saved responses (or `mock`)."""
+        script = resolve(self.folder, name, integration)
+        mock = mock or make_mock(self.folder, script, **overrides)
+        return run(self.folder, script, mock, input=input, payload=payload)
+
+    async def arun(self, name: str, *, integration: str | None = None, input: Any = None, payload: Any = None,
+                   mock: NangoMock | None = None, **overrides: Any) -> ScriptResult:
+        script = resolve(self.folder, name, integration)
+        mock = mock or make_mock(self.folder, script, **overrides)
+        return await run_async(self.folder, script, mock, input=input, payload=payload)
+
+    def assert_matches_saved(self, name: str, *, integration: str | None = None) -> SavedCheck:
+        """Rerun `name` against its saved responses; fail with a diff unless it produces the saved result."""
+        return _raise_on_mismatch(check_saved(self.folder, resolve(self.folder, name, integration)))
+
+    async def aassert_matches_saved(self, name: str, *, integration: str | None = None) -> SavedCheck:
+        return _raise_on_mismatch(await check_saved_async(self.folder, resolve(self.folder, name, integration)))
+
+
+def _raise_on_mismatch(check: SavedCheck) -> SavedCheck:
+    if check.error:
+        raise AssertionError(f"{check.script.name}: {check.error}")
+    if not check.ok:
+        raise AssertionError(f"{check.script.name} does not produce its saved result:\n" + "\n".join(check.diff))
+    return check
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("nango")
+    group.addoption("--nango-path", default=None, help="The integrations folder (default: found from each test).")
+
+
+@pytest.fixture
+def nango_mock(request: pytest.FixtureRequest) -> NangoTesting:
+    """Mocks for scripts and runs of the integrations folder's scripts against saved responses."""
+    option = request.config.getoption("--nango-path", default=None)
+    folder = Path(option).resolve() if option else None
+    return NangoTesting(Path(str(request.path)).parent, folder)

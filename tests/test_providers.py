@@ -1,0 +1,192 @@
+"""Providers: the built-in catalog (schema, corpus coverage, placeholders), custom providers declared
+through the API and through `nango deploy`, used by real proxy calls and syncs, and `nango providers`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from orchestrator.config.nango_yaml import load_config
+from orchestrator.errors import InvalidInputError
+from orchestrator.providers.catalog import Provider, builtin_providers, get_provider, load_providers_file
+from tests.conftest import EXAMPLES, Stack, eventually
+from tests.test_cli_stack import nango
+
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "nango-yaml"
+CORPUS_FILES = sorted(CORPUS.glob("*.yaml")) if CORPUS.is_dir() else []
+
+
+# ------------------------------------------------------------------------------------------ catalog
+def test_catalog_validates_and_is_consistent() -> None:
+    catalog = builtin_providers()
+    assert len(catalog) >= 52
+    for name, provider in catalog.items():
+        assert provider.name == name
+        assert provider.base_url.startswith(("https://", "${connectionConfig.")), name
+        if provider.auth_mode == "OAUTH2":
+            assert provider.authorization_url and provider.token_url, name
+        if provider.auth_mode == "API_KEY":
+            assert provider.api_key_query or "${apiKey}" in provider.api_key_template, name
+        # round trip: what the API answers validates again
+        assert Provider.model_validate(provider.public()) == provider
+
+
+def test_github_entry_keeps_its_behaviour() -> None:
+    github = get_provider("github")
+    assert github.pagination == {"type": "link", "link_rel_in_response_header": "next",
+                                 "limit_name_in_request": "per_page"}
+    assert github.rate_limit.reset_header == "x-ratelimit-reset" and github.webhook is not None
+    assert github.resolve_base_url({}) == "https://api.github.com"
+
+
+@pytest.mark.skipif(not CORPUS_FILES, reason="shared corpus not present")
+def test_every_corpus_integration_resolves_to_a_provider() -> None:
+    missing = []
+    for path in CORPUS_FILES:
+        for key in load_config(path).integrations:
+            name = path.stem if key.startswith("${") else key   # `${PWD}`: the file is named after it
+            if name not in builtin_providers():
+                missing.append(f"{path.name}: {name}")
+    assert not missing
+
+
+def test_placeholders_fill_from_connection_config() -> None:
+    shopify = get_provider("shopify")
+    assert shopify.resolve_base_url({"subdomain": "acme"}) == "https://acme.myshopify.com"
+    with pytest.raises(InvalidInputError, match="subdomain"):
+        shopify.resolve_base_url({})
+    # a connection's base_url wins, and may itself use placeholders
+    assert shopify.resolve_base_url({"base_url": "http://h:${connectionConfig.port}/", "port": 8}) == "http://h:8"
+    assert get_provider("jira").resolve_base_url({"cloudId": "c1"}) == "https://api.atlassian.com/ex/jira/c1"
+    assert get_provider("zoho-crm").resolve_base_url({"extension": "eu"}) == "https://www.zohoapis.eu/crm"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"auth_mode": "API_KEY", "base_url": "https://${connectionConfig.host}"}, "not declared in connection_config"),
+    ({"auth_mode": "OAUTH2", "base_url": "https://x", "token_url": "https://x/t"}, "needs an authorization_url"),
+    ({"auth_mode": "API_KEY", "base_url": "https://x", "pagination": {"type": "cursor"}}, "cursor pagination"),
+    ({"auth_mode": "API_KEY", "base_url": "https://x", "pagination": {"type": "link", "pgae": 1}}, "pgae"),
+    ({"auth_mode": "MAGIC", "base_url": "https://x"}, "auth_mode"),
+    ({"auth_mode": "API_KEY", "base_url": "https://x", "colour": "red"}, "colour"),
+])
+def test_schema_rejects_with_a_named_reason(body: dict, message: str) -> None:
+    text = yaml.safe_dump({"acme": {"display_name": "Acme", **body}})
+    with pytest.raises(InvalidInputError, match=message) as info:
+        load_providers_file(text)
+    assert "provider 'acme'" in info.value.message
+
+
+# ------------------------------------------------------------------------------- custom providers
+def acme_provider(stack: Stack, name: str) -> dict:
+    """The demo provider (GitHub-like) as an unlisted API: API key as `token <key>`, port from the
+    connection config, link pagination by default."""
+    scheme_host = urlsplit(stack.provider_url)
+    return {"name": name, "display_name": "Acme Git", "auth_mode": "API_KEY",
+            "base_url": f"http://{scheme_host.hostname}:${{connectionConfig.port}}",
+            "api_key_template": "token ${apiKey}", "connection_config": {"port": "the API's port"},
+            "pagination": {"type": "link", "link_rel_in_response_header": "next",
+                           "limit_name_in_request": "per_page"}}
+
+
+async def test_custom_provider_through_the_api_serves_the_proxy(stack: Stack) -> None:
+    env, key = await stack.new_environment()
+    repo = stack.demo.add_repo(f"{env}/repo", 3)
+    port = urlsplit(stack.provider_url).port
+    async with stack.api(key) as api:
+        created = await api.request("POST", "/providers", json=acme_provider(stack, "acme-git"))
+        assert created["data"]["source"] == "custom"
+        listed = (await api.request("GET", "/providers", params={"source": "custom"}))["data"]
+        assert [p["name"] for p in listed] == ["acme-git"]
+        assert (await api.request("GET", "/providers/shopify"))["data"]["source"] == "builtin"
+        await api.create_integration("acme", "acme-git")
+        await api.create_connection("acme", "c1", {"type": "API_KEY", "apiKey": "demo-token"},
+                                    connection_config={"port": port})
+        before = len(stack.demo.requests)
+        resp = await api.proxy("GET", f"/repos/{repo}/issues", integration="acme", connection_id="c1")
+        assert resp.status == 200, resp
+        assert len(resp.json()) == 3
+        assert any(r["path"] == f"/repos/{repo}/issues" and r["auth"] for r in stack.demo.requests[before:])
+        # another environment does not see it
+        _, other_key = await stack.new_environment()
+        async with stack.api(other_key) as other:
+            with pytest.raises(Exception, match="unknown provider"):
+                await other.create_integration("acme", "acme-git")
+        # in use: refused; unknown: 404
+        with pytest.raises(Exception, match=r"provider_in_use|used by"):
+            await api.request("DELETE", "/providers/acme-git")
+        await api.delete_integration("acme")
+        assert (await api.request("DELETE", "/providers/acme-git"))["success"] is True
+        with pytest.raises(Exception, match=r"unknown_provider|no custom provider"):
+            await api.request("DELETE", "/providers/acme-git")
+        with pytest.raises(Exception, match="not declared"):
+            await api.request("POST", "/providers", json={**acme_provider(stack, "bad"), "connection_config": {}})
+
+
+def integrations_folder(stack: Stack, tmp_path: Path, name: str) -> Path:
+    """The example integration renamed after a custom provider declared in the folder's providers.yaml."""
+    folder = tmp_path / "integrations"
+    shutil.copytree(EXAMPLES, folder, ignore=shutil.ignore_patterns("__pycache__", ".nango"))
+    (folder / "github").rename(folder / name)
+    text = (folder / "nango.yaml").read_text().replace("  github:\n", f"  {name}:\n", 1)
+    (folder / "nango.yaml").write_text(text.replace("/github/issues", f"/{name}/issues"))
+    body = acme_provider(stack, name)
+    body.pop("name")
+    (folder / "providers.yaml").write_text(yaml.safe_dump({name: body}))
+    return folder
+
+
+async def test_custom_provider_from_deploy_runs_a_sync(stack: Stack, tmp_path: Path) -> None:
+    env, key = await stack.new_environment()
+    repo = stack.demo.add_repo(f"{env}/repo", 5)
+    folder = integrations_folder(stack, tmp_path, "acme-git")
+    flags = ["--server", stack.api_url, "--secret-key", key]
+    run = await nango("deploy", str(folder), "--json", *flags)
+    assert run.code == 0, run.stderr
+    assert json.loads(run.stdout)["providers"] == ["acme-git"]
+
+    shown = await nango("providers", "show", "acme-git", "--json", *flags)
+    assert shown.code == 0, shown.stderr
+    assert json.loads(shown.stdout)["source"] == "custom"
+    listed = await nango("providers", "list", *flags)
+    assert any(line.split()[:3] == ["acme-git", "API_KEY", "custom"] for line in listed.stdout.splitlines())
+
+    async with stack.api(key) as api:
+        assert (await api.get_integration("acme-git"))["provider"] == "acme-git"
+        await api.create_connection("acme-git", "c1", {"type": "API_KEY", "apiKey": "demo-token"},
+                                    connection_config={"port": urlsplit(stack.provider_url).port},
+                                    metadata={"repo": repo})
+
+        async def synced() -> None:
+            page = await api.request("GET", "/records", params={"model": "GithubIssue"},
+                                     headers={"Connection-Id": "c1", "Provider-Config-Key": "acme-git"})
+            assert len(page["records"]) == 5, page
+        await eventually(synced, timeout=40)
+    # the sync paged with the provider's default (link, per_page) and authenticated as the template says
+    calls = [r for r in stack.demo.requests if r["path"] == f"/repos/{repo}/issues"]
+    assert calls and all(r["auth"] and r["query"].get("per_page") == "100" for r in calls)
+
+
+async def test_deploy_rejects_an_invalid_providers_yaml(stack: Stack, tmp_path: Path) -> None:
+    _, key = await stack.new_environment()
+    folder = integrations_folder(stack, tmp_path, "acme-git")
+    (folder / "providers.yaml").write_text("acme-git:\n  display_name: A\n  auth_mode: API_KEY\n")
+    run = await nango("deploy", str(folder), "--server", stack.api_url, "--secret-key", key)
+    assert run.code != 0
+    assert "provider 'acme-git' is invalid" in run.stderr and "base_url" in run.stderr
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+async def test_cli_providers_local(tmp_path: Path) -> None:
+    listed = await nango("providers", "list", "--local", "--json", cwd=tmp_path)
+    assert listed.code == 0, listed.stderr
+    names = {p["name"] for p in json.loads(listed.stdout)}
+    assert {"github", "google-mail", "netsuite-tba", "wildix-pbx"} <= names
+    shown = await nango("providers", "show", "shopify", "--local", cwd=tmp_path)
+    assert shown.code == 0 and "base_url: https://${connectionConfig.subdomain}.myshopify.com" in shown.stdout
+    missing = await nango("providers", "show", "nope", "--local", cwd=tmp_path)
+    assert missing.code != 0 and "no provider 'nope'" in missing.stderr

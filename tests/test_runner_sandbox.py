@@ -1,0 +1,149 @@
+"""The runner's sandbox tiers, warm children and worker start checks (no database needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from orchestrator.config.settings import Settings
+from orchestrator.runner import sandbox
+from orchestrator.runner.host import Limits, Runner, RunSpec, run_script
+from orchestrator.worker import IsolationUnavailableError, start_runner
+
+SCRIPT = """
+import os, socket
+from ..helpers.util import double
+
+async def run_action(nango, inp):
+    try:
+        socket.socket()
+        sock = "allowed"
+    except OSError as exc:
+        sock = exc.strerror
+    return {"value": double(inp["n"]), "meta": await nango.get_metadata(), "socket": sock,
+            "uid": os.getuid(), "env": sorted(os.environ)}
+"""
+
+
+class Handler:
+    def __init__(self) -> None:
+        self.logs: list[tuple[str, str]] = []
+
+    async def call(self, method: str, params: dict[str, Any]) -> Any:
+        assert method == "get_metadata"
+        return {"repo": "a/b"}
+
+    def log(self, level: str, message: str, fields: dict[str, Any] | None) -> None:
+        self.logs.append((level, message))
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bundle")
+    (root / "github" / "actions").mkdir(parents=True)
+    (root / "github" / "helpers").mkdir(parents=True)
+    (root / "github" / "actions" / "act.py").write_text(textwrap.dedent(SCRIPT))
+    (root / "github" / "helpers" / "util.py").write_text("def double(n):\n    return 2 * n\n")
+    return root
+
+
+def spec(bundle: Path, timeout_s: float = 20) -> RunSpec:
+    return RunSpec("action", bundle, "github/actions/act.py", timeout_s,
+                   context={"connection_id": "c", "provider_config_key": "github", "input": {"n": 21}})
+
+
+def test_detect_reports_a_working_tier() -> None:
+    box = sandbox.detect()
+    info = box.describe()
+    assert info["isolation"] in ("bwrap", "unshare", "process")
+    assert info["namespaces"] == (box.tier in ("bwrap", "unshare"))
+    if sandbox.shutil.which("bwrap") and box.tier != "bwrap":
+        pytest.fail("bubblewrap is installed but its tier is not active")
+
+
+@pytest.mark.parametrize("tier", ["bwrap", "unshare", "process"])
+async def test_every_tier_runs_a_script_with_seccomp(bundle: Path, tier: str) -> None:
+    runner = await Runner.create(tier=tier)
+    if runner.sandbox.tier != tier:
+        pytest.skip(f"tier {tier} does not work here")
+    outcome = await run_script(spec(bundle), Handler(), runner=runner)
+    assert outcome.ok, outcome.error
+    out = outcome.output
+    assert out["value"] == 42 and out["meta"] == {"repo": "a/b"}
+    if runner.sandbox.bpf:
+        assert out["socket"] == "Operation not permitted"
+    if tier == "bwrap":
+        assert out["uid"] == sandbox.SANDBOX_UID
+    assert not {"DATABASE_URL", "ENCRYPTION_KEY"} & set(out["env"])
+
+
+async def test_warm_children_start_scripts_fast_and_clean_up(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    created: list[sandbox.PidsCgroup] = []
+    real_create = sandbox.PidsCgroup.create.__func__  # type: ignore[attr-defined]
+
+    def recording(cls: type[sandbox.PidsCgroup], processes: int) -> sandbox.PidsCgroup | None:
+        group = real_create(cls, processes)
+        if group is not None:
+            created.append(group)
+        return group
+
+    monkeypatch.setattr(sandbox.PidsCgroup, "create", classmethod(recording))
+    runner = await Runner.create(warm=2)
+    runner.prewarm(Limits())
+    try:
+        await asyncio.sleep(0.8)
+        times = []
+        for _ in range(4):
+            outcome = await run_script(spec(bundle), Handler(), runner=runner)
+            assert outcome.ok, outcome.error
+            times.append(outcome.spawn_to_entry_s)
+            await asyncio.sleep(0.4)
+        assert min(times) < 0.05, times
+    finally:
+        await runner.close()
+    if runner.sandbox.pids_cgroup:
+        assert len(created) >= 4
+        assert [g.path for g in created if g.path.exists()] == []  # every child's cgroup was removed
+
+
+async def test_a_different_limit_gets_its_own_child(bundle: Path) -> None:
+    runner = await Runner.create(warm=1)
+    try:
+        small = RunSpec(**{**spec(bundle).__dict__, "limits": Limits(memory_mb=256, cpu_seconds=3)})
+        outcome = await run_script(small, Handler(), runner=runner)
+        assert outcome.ok, outcome.error
+    finally:
+        await runner.close()
+
+
+async def test_worker_refuses_to_start_without_namespaces_when_required() -> None:
+    settings = Settings(runner_isolation="process", runner_require_isolation=True, runner_warm_children=0,
+                        encryption_key=SecretStr(""))
+    with pytest.raises(IsolationUnavailableError, match="RUNNER_REQUIRE_ISOLATION"):
+        await start_runner(settings)
+    relaxed = Settings(runner_isolation="process", runner_require_isolation=False, runner_warm_children=0)
+    runner = await start_runner(relaxed)
+    assert runner.sandbox.tier == "process"
+    await runner.close()
+    if sandbox.detect().namespaces:
+        strict = Settings(runner_require_isolation=True, runner_warm_children=0)
+        runner = await start_runner(strict)
+        assert runner.sandbox.namespaces
+        await runner.close()
+
+
+async def test_script_without_entry_point_and_syntax_error_are_clear(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("async def nothing(nango):\n    pass\n")
+    (tmp_path / "b.py").write_text("def broken(:\n")
+    runner = await Runner.create()
+    for module, needle in (("a.py", "has no function run_action()"), ("b.py", "SyntaxError")):
+        outcome = await run_script(RunSpec("action", tmp_path, module, 10, context={
+            "connection_id": "c", "provider_config_key": "p"}), Handler(), runner=runner)
+        assert not outcome.ok
+        assert outcome.error["type"] == "ScriptLoadError"
+        assert needle in outcome.error["message"] or needle in outcome.error.get("traceback", "")
