@@ -18,7 +18,7 @@ from temporalio.client import Client
 from orchestrator.bundles.build import read_manifest
 from orchestrator.bundles.store import BundleStore, bundle_key
 from orchestrator.crypto import Sealer
-from orchestrator.errors import InvalidInputError
+from orchestrator.errors import InvalidInputError, NotFoundError
 from orchestrator.providers import store as providers_repo
 from orchestrator.providers.catalog import Provider, find_provider
 from orchestrator.reconcile import reconcile_integration
@@ -72,7 +72,9 @@ def _label(kind: str, name: str) -> str:
     return f"{kind}:{name}"
 
 
-async def plan(conn: asyncpg.Connection, env: Environment, bundle: UploadedBundle) -> IntegrationPlan:
+async def plan(conn: asyncpg.Connection, env: Environment, bundle: UploadedBundle,
+               only: set[str] | None = None) -> IntegrationPlan:
+    """What applying the bundle changes; with `only` (labels like 'sync:issues'), just those scripts."""
     key = bundle.manifest["integration"]
     result = IntegrationPlan(key)
     integration = await integrations_repo.get(conn, env.id, key)
@@ -83,25 +85,37 @@ async def plan(conn: asyncpg.Connection, env: Environment, bundle: UploadedBundl
     for script in bundle.manifest["scripts"]:
         ident = (script["kind"], script["name"])
         seen.add(ident)
+        if only is not None and _label(*ident) not in only:
+            continue
         before = existing.get(ident)
         if before is None:
             result.added.append(_label(*ident))
-        elif (before.bundle_sha256 == bundle.sha256
-              and before.config == configs.get(f"{script['kind']}:{script['name']}", {})):
+        elif (before.config == configs.get(f"{script['kind']}:{script['name']}", {})
+              and (before.bundle_sha256 == bundle.sha256
+                   or (script.get("sha256") and before.script_sha256 == script.get("sha256")))):
             result.unchanged.append(_label(*ident))
         else:
             result.updated.append(_label(*ident))
-    result.removed = [_label(*ident) for ident in existing if ident not in seen]
+    if only is None:
+        result.removed = [_label(*ident) for ident in existing if ident not in seen]
     return result
 
 
 async def deploy(
     pool: asyncpg.Pool, sealer: Sealer, store: BundleStore, client: Client, env: Environment,
     bundles: list[UploadedBundle], *, allow_removal: bool = False, task_queue_prefix: str = "",
-    providers: dict[str, Provider] | None = None,
+    providers: dict[str, Provider] | None = None, only: list[str] | None = None, deployed_by: str = "api",
+    rollback_of: int | None = None,
 ) -> DeployResult:
+    only_set = set(only) if only else None
+    if only_set:
+        available = {_label(s["kind"], s["name"]) for b in bundles for s in b.manifest["scripts"]}
+        missing = sorted(only_set - available)
+        if missing:
+            raise InvalidInputError(f"nothing to deploy for {', '.join(missing)}: not in the compiled integrations "
+                                    f"(available: {', '.join(sorted(available))})")
     async with pool.acquire() as conn:
-        plans = [await plan(conn, env, b) for b in bundles]
+        plans = [await plan(conn, env, b, only_set) for b in bundles]
     if any(p.removed for p in plans) and not allow_removal:
         return DeployResult(applied=False, plans=plans, needs_confirmation=True)
     if providers:  # custom providers (the folder's providers.yaml) first: the integrations may use them
@@ -130,16 +144,57 @@ async def deploy(
             if integration is None:
                 integration = await integrations_repo.upsert(conn, env.id, key, provider or key)
             for script in manifest["scripts"]:
+                if only_set is not None and _label(script["kind"], script["name"]) not in only_set:
+                    continue
                 await scripts_repo.upsert(
                     conn, environment_id=env.id, integration_id=integration.id, name=script["name"],
                     kind=script["kind"], bundle_sha256=bundle.sha256, bundle_key=skey,
-                    module_path=script["module_path"], config=configs.get(f"{script['kind']}:{script['name']}", {}))
+                    module_path=script["module_path"], config=configs.get(f"{script['kind']}:{script['name']}", {}),
+                    script_sha256=script.get("sha256"))
             for label in integration_plan.removed:
                 kind, name = label.split(":", 1)
                 old = await scripts_repo.get(conn, integration.id, kind, name)
                 if old:
                     await scripts_repo.delete(conn, old.id)
+            await record_history(conn, env.id, integration.id, bundle.sha256, skey, integration_plan,
+                                 deployed_by=deployed_by, only=only, rollback_of=rollback_of)
         await reconcile_integration(pool, sealer, client, integration, task_queue_prefix=task_queue_prefix)
         changes = {k: v for k, v in integration_plan.as_dict().items() if k != "integration"}
         log.info("deployed", integration=key, sha256=bundle.sha256, **changes)
     return DeployResult(applied=True, plans=plans, providers=sorted(providers or {}))
+
+
+async def record_history(conn: asyncpg.Connection, environment_id: int, integration_id: int, sha256: str,
+                         key: str, integration_plan: IntegrationPlan, *, deployed_by: str,
+                         only: list[str] | None, rollback_of: int | None) -> int:
+    version = await conn.fetchval(
+        "INSERT INTO deploy_history (environment_id, integration_id, version, deployed_by, bundle_sha256, bundle_key,"
+        " changes, only_scripts, rollback_of) SELECT $1, $2, coalesce(max(version), 0) + 1, $3, $4, $5, $6, $7, $8"
+        " FROM deploy_history WHERE integration_id = $2 RETURNING version",
+        environment_id, integration_id, deployed_by, sha256, key,
+        {k: v for k, v in integration_plan.as_dict().items() if k != "integration"}, only, rollback_of)
+    return int(version)
+
+
+async def history(conn: asyncpg.Connection, env: Environment, integration: str | None = None) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT h.version, i.unique_key AS integration, h.deployed_at, h.deployed_by, h.bundle_sha256, h.changes,"
+        " h.only_scripts, h.rollback_of FROM deploy_history h JOIN integrations i ON i.id = h.integration_id"
+        " WHERE h.environment_id = $1 AND ($2::text IS NULL OR i.unique_key = $2)"
+        " ORDER BY i.unique_key, h.version DESC", env.id, integration)
+    return [{**dict(r), "deployed_at": r["deployed_at"].isoformat()} for r in rows]
+
+
+async def rollback(pool: asyncpg.Pool, sealer: Sealer, store: BundleStore, client: Client, env: Environment,
+                   integration: str, version: int, *, deployed_by: str = "api",
+                   task_queue_prefix: str = "") -> DeployResult:
+    """Re-apply the bundle and config of an earlier deploy (a new history entry says so)."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT h.bundle_key FROM deploy_history h JOIN integrations i ON i.id = h.integration_id"
+            " WHERE h.environment_id = $1 AND i.unique_key = $2 AND h.version = $3", env.id, integration, version)
+    if row is None:
+        raise NotFoundError(f"integration '{integration}' has no deploy version {version}")
+    bundle = UploadedBundle.parse(await store.get(row["bundle_key"]))
+    return await deploy(pool, sealer, store, client, env, [bundle], allow_removal=True, deployed_by=deployed_by,
+                        task_queue_prefix=task_queue_prefix, rollback_of=version)

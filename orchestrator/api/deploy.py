@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from aiohttp import BodyPartReader, web
+from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.api.common import environment, json_response
+from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import BUNDLES, POOL, SEALER, SETTINGS, TEMPORAL
-from orchestrator.deploy import UploadedBundle, deploy
+from orchestrator.deploy import UploadedBundle, deploy, history, rollback
 from orchestrator.errors import BundleError, InvalidInputError
 from orchestrator.providers.catalog import Provider, load_providers_file
 
@@ -54,5 +57,46 @@ async def post_deploy(request: web.Request) -> web.Response:
     app = request.app
     result = await deploy(app[POOL], app[SEALER], app[BUNDLES], app[TEMPORAL], environment(request), bundles,
                           allow_removal=bool(options.get("allow_removal")),
-                          task_queue_prefix=app[SETTINGS].task_queue_prefix, providers=providers)
+                          task_queue_prefix=app[SETTINGS].task_queue_prefix, providers=providers,
+                          only=_only(options.get("only")), deployed_by=_who(request))
     return json_response(result.as_dict(), status=409 if result.needs_confirmation else 200)
+
+
+class RollbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    integration: str = Field(min_length=1)
+    version: int = Field(ge=1)
+
+
+class DeployHistory(BaseModel):
+    data: list[dict[str, Any]]
+
+
+@routes.get("/deploy/history")
+async def get_history(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        rows = await history(conn, environment(request), request.query.get("integration") or None)
+    return json_response({"data": rows})
+
+
+@routes.post("/deploy/rollback")
+async def post_rollback(request: web.Request) -> web.Response:
+    body = RollbackBody.model_validate(await json_body(request))
+    app = request.app
+    result = await rollback(app[POOL], app[SEALER], app[BUNDLES], app[TEMPORAL], environment(request),
+                            body.integration, body.version, deployed_by=_who(request),
+                            task_queue_prefix=app[SETTINGS].task_queue_prefix)
+    return json_response(result.as_dict())
+
+
+def _who(request: web.Request) -> str:
+    """Who deployed: the CLI sends user@host in X-Nango-Deployed-By; the API key otherwise."""
+    return (request.headers.get("X-Nango-Deployed-By") or "api")[:200]
+
+
+def _only(raw: Any) -> list[str] | None:
+    if raw in (None, [], ""):
+        return None
+    if not isinstance(raw, list) or not all(isinstance(x, str) and ":" in x for x in raw):
+        raise_error(400, "invalid_body", "options.only must be a list like ['sync:issues', 'action:create-issue']")
+    return list(raw)

@@ -21,6 +21,7 @@ from orchestrator.api import models as m
 from orchestrator.api.actions import TriggerBody
 from orchestrator.api.common import json_response
 from orchestrator.api.connections import CreateConnectionBody, MetadataBody
+from orchestrator.api.deploy import DeployHistory, RollbackBody
 from orchestrator.api.environment import EnvironmentBody, RotateOwnKeyBody
 from orchestrator.api.environments import CreateEnvironmentBody, RotateKeyBody
 from orchestrator.api.envvars import EnvironmentVariablesBody
@@ -143,6 +144,10 @@ OPERATIONS: tuple[Op, ...] = (
     # deploy
     Op("POST", "/deploy", "Deploy bundles (what `nango deploy` sends)", "deploy", body=m.DeployForm,
        body_media="multipart/form-data", response=m.DeployResult, errors=(400, 409, 413)),
+    Op("GET", "/deploy/history", "Every applied deploy: who, when, what changed, bundle sha256", "deploy",
+       response=DeployHistory, params=(Param("integration", "query"),)),
+    Op("POST", "/deploy/rollback", "Re-apply an earlier deploy's bundle and config", "deploy",
+       body=RollbackBody, response=m.DeployResult),
     # syncs
     *(Op("POST", f"/sync/{verb}", summary, "syncs", body=SyncsBody, response=m.Success) for verb, summary in (
         ("trigger", "Run syncs now (opts.reset / sync_mode / full_resync for a full resync)"),

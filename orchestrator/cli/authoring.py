@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -257,13 +258,24 @@ def deploy(
     secret_key: KeyOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Remove syncs and actions without asking.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the server's answer as JSON.")] = False,
+    sync: Annotated[list[str] | None, typer.Option("--sync", help="Deploy only this sync (repeatable).")] = None,
+    action: Annotated[list[str] | None, typer.Option("--action", help="Deploy only this action (repeatable).")]
+    = None,
+    show_history: Annotated[bool, typer.Option("--history", help="List earlier deploys and exit.")] = False,
+    rollback: Annotated[int | None, typer.Option("--rollback", help="Re-apply this deploy VERSION and exit.")]
+    = None,
+    integration: Annotated[str | None, typer.Option("--integration", help="With --history/--rollback.")] = None,
 ) -> None:
     """Compile and upload every integration to the server; asks before removing a sync or action."""
     from orchestrator.client import ApiError, NangoClient
 
     folder = find_folder(path)
-    config = load(folder)
     target = resolve_target(folder.path, server, secret_key, environment)
+    if show_history or rollback is not None:
+        _history_or_rollback(target, show_history, rollback, integration, as_json)
+        return
+    config = load(folder)
+    only = [f"sync:{n}" for n in sync or []] + [f"action:{n}" for n in action or []]
     bundles = _compile(folder, config)
     if not bundles:
         fail(f"{shown(folder.yaml)} declares no integration: nothing to deploy")
@@ -273,7 +285,8 @@ def deploy(
 
     async def send(allow_removal: bool) -> dict[str, Any]:
         async with NangoClient(target.server, target.secret_key) as api:
-            return await api.deploy(bundles, allow_removal=allow_removal, providers=providers)
+            return await api.deploy(bundles, allow_removal=allow_removal, providers=providers, only=only or None,
+                                    deployed_by=_deployer())
 
     def upload(allow_removal: bool) -> dict[str, Any]:
         import aiohttp
@@ -323,3 +336,43 @@ def _label(label: str) -> str:
 
 def _count(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _deployer() -> str:
+    import getpass
+    import socket
+
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except Exception:  # no user database in some containers
+        return f"uid{os.getuid()}@{socket.gethostname()}"
+
+
+def _history_or_rollback(target: Any, show_history: bool, version: int | None, integration: str | None,
+                         as_json: bool) -> None:
+    from orchestrator.client import ApiError, NangoClient
+
+    async def run() -> Any:
+        async with NangoClient(target.server, target.secret_key) as api:
+            if show_history:
+                return await api.deploy_history(integration)
+            if not integration:
+                fail("--rollback needs --integration NAME")
+            assert version is not None
+            return await api.rollback(integration, version, deployed_by=_deployer())
+
+    try:
+        result = asyncio.run(run())
+    except ApiError as exc:
+        fail(f"{'history' if show_history else 'rollback'} failed: {exc.status} {exc.message}")
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    if show_history:
+        for row in result:
+            changed = {k: v for k, v in row["changes"].items() if v and k != "unchanged"}
+            note = f" (rollback to v{row['rollback_of']})" if row.get("rollback_of") else ""
+            typer.echo(f"{row['integration']} v{row['version']}  {row['deployed_at']}  {row['deployed_by']}  "
+                       f"{row['bundle_sha256'][:12]}{note}  {json.dumps(changed) if changed else 'no changes'}")
+        return
+    typer.echo(f"rolled back {integration} to version {version}")

@@ -92,16 +92,28 @@ class NangoClient:
 
     # ---- deploy --------------------------------------------------------------------------------
     async def deploy(self, bundles: list[Bundle], *, allow_removal: bool = False,
-                     providers: str | None = None) -> dict[str, Any]:
-        """`providers`: the text of the integrations folder's providers.yaml (custom providers), if any."""
+                     providers: str | None = None, only: list[str] | None = None,
+                     deployed_by: str | None = None) -> dict[str, Any]:
+        """`providers`: the text of the integrations folder's providers.yaml (custom providers), if any;
+        `only`: deploy just these scripts ('sync:issues', 'action:create-issue'), leave the rest as deployed."""
         form = aiohttp.FormData()
-        form.add_field("options", orjson.dumps({"allow_removal": allow_removal}).decode(),
+        form.add_field("options", orjson.dumps({"allow_removal": allow_removal, "only": only or []}).decode(),
                        content_type="application/json")
         if providers:
             form.add_field("providers", providers, filename="providers.yaml", content_type="application/yaml")
         for bundle in bundles:
             form.add_field("bundle", bundle.data, filename=f"{bundle.integration}.zip", content_type="application/zip")
-        return await self.request("POST", "/deploy", data=form, ok=(409,))
+        headers = {"X-Nango-Deployed-By": deployed_by} if deployed_by else None
+        return await self.request("POST", "/deploy", data=form, ok=(409,), headers=headers)
+
+    async def deploy_history(self, integration: str | None = None) -> list[dict[str, Any]]:
+        params = {"integration": integration} if integration else None
+        return (await self.request("GET", "/deploy/history", params=params))["data"]
+
+    async def rollback(self, integration: str, version: int, *, deployed_by: str | None = None) -> dict[str, Any]:
+        headers = {"X-Nango-Deployed-By": deployed_by} if deployed_by else None
+        return await self.request("POST", "/deploy/rollback", json={"integration": integration, "version": version},
+                                  headers=headers)
 
     # ---- integrations --------------------------------------------------------------------------
     async def list_integrations(self) -> list[Integration]:

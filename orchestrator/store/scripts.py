@@ -10,7 +10,7 @@ from orchestrator.store.types import DeployedScript
 
 _SELECT = (
     "SELECT s.id, s.environment_id, s.integration_id, i.unique_key AS integration_key, s.name, s.kind,"
-    " s.bundle_sha256, s.bundle_key, s.module_path, s.config, s.enabled, s.version, s.deployed_at"
+    " s.bundle_sha256, s.bundle_key, s.module_path, s.config, s.enabled, s.version, s.deployed_at, s.script_sha256"
     " FROM deployed_scripts s JOIN integrations i ON i.id = s.integration_id"
 )
 
@@ -18,22 +18,31 @@ _SELECT = (
 async def upsert(
     conn: asyncpg.Connection, *, environment_id: int, integration_id: int, name: str, kind: str,
     bundle_sha256: str, bundle_key: str, module_path: str, config: dict[str, Any],
+    script_sha256: str | None = None,
 ) -> tuple[DeployedScript, str]:
     """Record a deployed script; returns it and 'added', 'updated' or 'unchanged'."""
     before = await conn.fetchrow(
-        "SELECT bundle_sha256, config FROM deployed_scripts WHERE integration_id = $1 AND kind = $2 AND name = $3",
-        integration_id, kind, name)
-    if before and before["bundle_sha256"] == bundle_sha256 and before["config"] == config:
+        "SELECT bundle_sha256, config, script_sha256 FROM deployed_scripts WHERE integration_id = $1 AND kind = $2"
+        " AND name = $3", integration_id, kind, name)
+    same_code = before is not None and (before["bundle_sha256"] == bundle_sha256 or (
+        script_sha256 is not None and before["script_sha256"] == script_sha256))
+    if before and same_code and before["config"] == config:
         change = "unchanged"
+        if before["bundle_sha256"] != bundle_sha256:  # same code, newer bundle: follow it, same version
+            await conn.execute(
+                "UPDATE deployed_scripts SET bundle_sha256 = $4, bundle_key = $5 WHERE integration_id = $1"
+                " AND kind = $2 AND name = $3", integration_id, kind, name, bundle_sha256, bundle_key)
     else:
         change = "updated" if before else "added"
         await conn.execute(
             "INSERT INTO deployed_scripts (environment_id, integration_id, name, kind, bundle_sha256, bundle_key,"
-            " module_path, config) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " module_path, config, script_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             " ON CONFLICT (integration_id, kind, name) DO UPDATE SET bundle_sha256 = EXCLUDED.bundle_sha256,"
             " bundle_key = EXCLUDED.bundle_key, module_path = EXCLUDED.module_path, config = EXCLUDED.config,"
+            " script_sha256 = EXCLUDED.script_sha256,"
             " version = deployed_scripts.version + 1, deployed_at = now()",
-            environment_id, integration_id, name, kind, bundle_sha256, bundle_key, module_path, config)
+            environment_id, integration_id, name, kind, bundle_sha256, bundle_key, module_path, config,
+            script_sha256)
     script = await get(conn, integration_id, kind, name)
     assert script is not None
     return script, change

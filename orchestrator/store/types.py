@@ -90,6 +90,7 @@ class DeployedScript(BaseModel):
     enabled: bool
     version: int
     deployed_at: datetime
+    script_sha256: str | None = None
 
 
 class Job(BaseModel):
