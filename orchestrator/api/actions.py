@@ -10,7 +10,14 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import WorkflowFailureError
 
-from orchestrator.api.common import connection_headers, environment, json_body, json_response, load_connection
+from orchestrator.api.common import (
+    connection_headers,
+    environment,
+    int_header,
+    json_body,
+    json_response,
+    load_connection,
+)
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import POOL, SETTINGS, TEMPORAL
 from orchestrator.script_runs import open_job
@@ -30,17 +37,6 @@ class TriggerBody(BaseModel):
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() == "true"
 
-
-def _max_retries(raw: str | None) -> int:
-    if raw is None or raw.strip() == "":
-        return 0
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 5:
-        raise_error(400, "invalid_headers", f"X-Max-Retries must be an integer from 0 to 5, got {raw!r}")
-    return value
 
 
 def answer(row: Any) -> web.Response:
@@ -78,7 +74,7 @@ async def run_action(request: web.Request, integration: str, connection_id: str,
     `X-Async: true`, 202 and where to fetch it); `X-Max-Retries` is read from the request.
     Shared by POST /action/trigger and the unified endpoints (/v1/...)."""
     env = environment(request)
-    max_retries = _max_retries(request.headers.get("X-Max-Retries"))
+    max_retries = int_header(request, "X-Max-Retries", 5)
     connection = await load_connection(request, integration, connection_id)
     async with request.app[POOL].acquire() as conn:
         script = await scripts_repo.get(conn, connection.integration_id, "action", action_name)

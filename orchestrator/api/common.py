@@ -49,3 +49,17 @@ async def load_connection(request: web.Request, integration: str, connection_id:
         raise_error(404, "unknown_connection",
                     f"no connection '{connection_id}' for integration '{integration}' in environment '{env.name}'")
     return found
+
+
+def int_header(request: web.Request, name: str, maximum: int) -> int:
+    """A small non-negative integer header (retry counts); absent means 0, anything else is a 400."""
+    raw = request.headers.get(name)
+    if raw is None or raw.strip() == "":
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= maximum:
+        raise_error(400, "invalid_headers", f"{name} must be an integer from 0 to {maximum}, got {raw!r}")
+    return value

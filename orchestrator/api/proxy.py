@@ -14,7 +14,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from orchestrator import credentials as credentials_mod
-from orchestrator.api.common import connection_headers, load_connection
+from orchestrator.api.common import connection_headers, int_header, load_connection
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import HTTP, POOL, SEALER
 from orchestrator.errors import TransientError
@@ -32,16 +32,6 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # GET adds HEAD
 
 
-def _retries(raw: str | None) -> int:
-    if raw is None or raw.strip() == "":
-        return 0
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_RETRIES:
-        raise_error(400, "invalid_headers", f"Retries must be an integer from 0 to {MAX_RETRIES}, got {raw!r}")
-    return value
 
 
 def _retry_on(raw: str | None) -> list[int]:
@@ -77,7 +67,7 @@ def _forwarded_headers(request: web.Request) -> dict[str, str]:
 
 async def proxy(request: web.Request) -> web.StreamResponse:
     integration, connection_id = connection_headers(request)
-    retries = _retries(request.headers.get("Retries"))
+    retries = int_header(request, "Retries", MAX_RETRIES)
     retry_on = _retry_on(request.headers.get("Retry-On"))
     base_url = _base_url_override(request.headers.get("Base-Url-Override"))
     connection = await load_connection(request, integration, connection_id)

@@ -268,7 +268,9 @@ async def main(fd: int) -> int:
             "type": "OutputError", "message": f"the script's result cannot be sent: {exc}", "traceback": ""}}})
     writer.write(encoded)
     await writer.drain()
-    await channel.close()
+    # Stay until the host hangs up: it may still be answering calls that were in flight when the script
+    # ended, and a child gone early turns those replies into broken pipes on the host.
+    await channel.close(linger=10)
     writer.close()
     try:  # close() flushes what is still buffered; exiting before that would lose the done frame
         await asyncio.wait_for(writer.wait_closed(), 30)

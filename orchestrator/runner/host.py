@@ -354,7 +354,9 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
                 outcome = RunOutcome(False, error={"type": "OutputLimitExceeded", "message": overflow.result()})
         if outcome.ok or outcome.error is None or outcome.error.get("type") not in ("ProtocolError",
                                                                                    "OutputLimitExceeded"):
-            # let the child exit by itself after it said done
+            # all replies are written (serve waited for them): hang up so the child, which lingers until
+            # then, exits by itself
+            writer.close()
             try:
                 async with asyncio.timeout(5):
                     await proc.wait()

@@ -54,7 +54,13 @@ class Channel:
     async def drain(self) -> None:
         await self._writer.drain()
 
-    async def close(self) -> None:
+    async def close(self, linger: float = 0.0) -> None:
+        """Stop reading; with `linger`, first wait that long for the host to hang up (its last replies)."""
+        if self._reader_task and linger > 0:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._reader_task), linger)
+            except (TimeoutError, asyncio.CancelledError, Exception):
+                pass
         if self._reader_task:
             self._reader_task.cancel()
             try:
