@@ -83,10 +83,13 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput) -> ScriptJobResult:
                 "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2 ELSE $2 END,"
                 " updated_at = now() WHERE id = $1 RETURNING metadata", connection.id, metadata, merge)
 
+    from orchestrator.action_calls import trigger_for  # imports this module: resolved at call time
+
     host = ScriptHost(pool=deps.pool, session=deps.session, connection=connection, provider=provider,
                       environment_name=env.name, job_id=inp.job_id,
                       sync_name=inp.script_name if inp.kind == "webhook" else None,
                       refresh_credentials=refresh, metadata_writer=write_metadata,
+                      action_trigger=trigger_for(deps, inp.environment_id, env.name),
                       environment_variables=env_vars)
     cfg = script.config
     spec = RunSpec(kind=inp.kind, bundle_dir=bundle_dir, module_path=script.module_path,  # type: ignore[arg-type]

@@ -120,10 +120,13 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
                 "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2 ELSE $2 END,"
                 " updated_at = now() WHERE id = $1 RETURNING metadata", connection.id, metadata, merge)
 
+    from orchestrator.action_calls import trigger_for  # imports this module: resolved at call time
+
     host = ScriptHost(pool=deps.pool, session=deps.session, connection=connection, provider=provider,
                       environment_name=env.name, job_id=prepared.job_id, sync_name=sync.sync_name,
                       variant=sync.variant, track_deletes=prepared.track_deletes, refresh_credentials=refresh,
-                      metadata_writer=write_metadata, environment_variables=env_vars)
+                      metadata_writer=write_metadata,
+                      action_trigger=trigger_for(deps, sync.environment_id, env.name), environment_variables=env_vars)
     spec = RunSpec(kind="sync", bundle_dir=bundle_dir, module_path=prepared.module_path,
                    timeout_s=prepared.timeout_s, limits=deps.limits(), context={
                        "connection_id": connection.connection_id, "provider_config_key": sync.integration,

@@ -79,3 +79,33 @@ async def test_action_output_over_2mb_fails_naming_the_limit(stack: Stack, tmp_p
     gh = await setup_github(stack, issues=1, folder=folder)
     err = await _trigger(stack, gh.key, {"action_name": "create-issue", "input": {"title": "x"}}, ok=(500,))
     assert "limit is 2097152 bytes (2 MB)" in err["error"]["message"]
+
+
+async def test_a_sync_can_trigger_an_action(stack: Stack, tmp_path: Path) -> None:
+    folder = tmp_path / "ints"
+    shutil.copytree(EXAMPLES, folder)
+    sync_file = folder / "github/syncs/issues.py"
+    keep = sync_file.read_text().split("async def fetch_data")[0]  # to_issue, which the action imports
+    sync_file.write_text(keep +
+        "async def fetch_data(nango):\n"
+        "    made = await nango.trigger_action('github', nango.connection_id, 'create-issue', {'title': 'by a sync'})\n"
+        "    await nango.batch_save([made], 'GithubIssue')\n"
+        "    try:\n"
+        "        await nango.trigger_action('github', nango.connection_id, 'nope', None)\n"
+        "    except Exception as exc:\n"
+        "        await nango.log(f'second call: {exc}')\n\n"
+        "async def on_webhook(nango, payload):\n    pass\n")
+    gh = await setup_github(stack, issues=1, folder=folder)
+    from tests.conftest import wait_for_job
+    jobs = await wait_for_job(stack, gh)
+    async with stack.api(gh.key) as api:
+        records = (await api.list_records("github", "conn-1", "GithubIssue"))["records"]
+    assert [r["title"] for r in records] == ["by a sync"]
+    assert stack.demo.get_issue(gh.repo, 2)["title"] == "by a sync"
+    async with stack.pool.acquire() as conn:
+        logs = [r["message"] for r in await conn.fetch("SELECT message FROM script_logs WHERE job_id = $1",
+                                                       jobs[0]["id"])]
+        actions = await conn.fetchval("SELECT count(*) FROM sync_jobs j JOIN environments e ON e.id = j.environment_id"
+                                      " WHERE e.name = $1 AND j.kind = 'action' AND j.status = 'success'", gh.env)
+    assert any("no action 'nope' is deployed" in m for m in logs), logs
+    assert actions == 1
