@@ -198,6 +198,105 @@ async def test_connections_page_stays_fast_with_ten_thousand_connections(stack: 
                                " WHERE id = $1) AND connection_id LIKE 'bulk-%'", pk)
 
 
+async def test_endpoints_page_renders_the_reference(stack: Stack) -> None:
+    gh = await setup_github(stack, issues=1)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        await _login(http, stack.api_url, gh.key)
+        page = await (await http.get(f"{stack.api_url}/dashboard/integrations")).text()
+        assert 'href="/dashboard/endpoints?integration=github"' in page
+        resp = await http.get(f"{stack.api_url}/dashboard/endpoints?integration=github")
+        assert resp.status == 200
+        html = await resp.text()
+        cards = re.findall(r'<section class="card endpoint" data-method="(\w+)" data-path="([^"]+)"', html)
+        assert sorted(cards) == [("GET", "/v1/github/issues"), ("POST", "/v1/github/issues")]
+        for kind, name in (("sync", "issues"), ("action", "create-issue")):
+            assert f'b-{kind}">{kind}</span> <strong>{name}</strong>' in html
+        # The records response and the action's output refer to GithubIssue, whose schema is shown.
+        assert html.count('href="#schema-GithubIssue"') == 2 and 'id="schema-GithubIssue"' in html
+        model = html[html.index('id="schema-GithubIssue"'):]
+        model = model[:model.index("</div>")]
+        for field in ("&quot;closed_at&quot;", "&quot;labels&quot;", "&quot;number&quot;"):
+            assert field in model, field
+        assert "&quot;$ref&quot;: &quot;#/components/schemas/CreateIssue&quot;" in html  # the action's body
+        assert "Authorization: Bearer $NANGO_SECRET_KEY" in html
+        assert "/v1/openapi.json?provider_config_key=github" in html
+        resp = await http.get(f"{stack.api_url}/dashboard/endpoints?integration={HOSTILE}")
+        assert resp.status == 404 and "<script>alert" not in await resp.text()
+
+
+async def test_environment_variables_set_and_unset_through_the_dashboard(stack: Stack) -> None:
+    gh = await setup_github(stack, issues=1)
+    base = stack.api_url
+    async with stack.api(gh.key) as api:
+        await api.request("POST", "/environment-variables", json=[{"name": "KEEP", "value": "kept"}])
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http, stack.api(gh.key) as api:
+        await _login(http, base, gh.key)
+        page = await (await http.get(f"{base}/dashboard/variables")).text()
+        token = _csrf(page)
+        assert "<code>KEEP</code>" in page
+        resp = await http.post(f"{base}/dashboard/variables", data={"op": "set", "name": "API_TOKEN",
+                                                                    "value": "s3cret"}, allow_redirects=False)
+        assert resp.status == 403
+        resp = await http.post(f"{base}/dashboard/variables", data={"op": "set", "name": "API_TOKEN",
+                                                                    "value": HOSTILE, "csrf": token})
+        html = await resp.text()
+        assert "Set API_TOKEN." in html and "<script>alert" not in html
+        assert "&lt;script&gt;alert(" in html and "••••••••••••" in html  # masked, revealed on demand
+        assert await api.request("GET", "/environment-variables") == [
+            {"name": "API_TOKEN", "value": HOSTILE}, {"name": "KEEP", "value": "kept"}]
+        resp = await http.post(f"{base}/dashboard/variables", data={"op": "set", "name": "API_TOKEN",
+                                                                    "value": "rotated", "csrf": token})
+        assert "Replaced API_TOKEN." in await resp.text()
+        assert await api.request("GET", "/environment-variables") == [
+            {"name": "API_TOKEN", "value": "rotated"}, {"name": "KEEP", "value": "kept"}]
+        async with stack.pool.acquire() as conn:  # sealed at rest
+            stored = await conn.fetch("SELECT value FROM environment_variables v JOIN environments e"
+                                      " ON e.id = v.environment_id WHERE e.name = $1", gh.env)
+        assert stored and all(b"rotated" not in bytes(r["value"]) for r in stored)
+        resp = await http.post(f"{base}/dashboard/variables", data={"op": "set", "name": "1 bad", "value": "x",
+                                                                    "csrf": token})
+        assert 'class="flash error"' in await resp.text()
+        resp = await http.post(f"{base}/dashboard/variables", data={"op": "unset", "name": "API_TOKEN",
+                                                                    "csrf": token})
+        assert "Unset API_TOKEN." in await resp.text()
+        assert await api.request("GET", "/environment-variables") == [{"name": "KEEP", "value": "kept"}]
+        resp = await http.post(f"{base}/dashboard/variables", data={"op": "unset", "name": "API_TOKEN",
+                                                                    "csrf": token})
+        assert "API_TOKEN is not set." in await resp.text()
+
+
+async def test_disabling_and_enabling_a_sync_from_the_integrations_page(stack: Stack) -> None:
+    from orchestrator.temporal import schedules
+
+    gh = await setup_github(stack, issues=1)
+    await wait_for_job(stack, gh)
+    base = stack.api_url
+    assert await schedules.describe(stack.client, gh.schedule_id()) is not None
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        await _login(http, base, gh.key)
+        page = await (await http.get(f"{base}/dashboard/integrations")).text()
+        token = _csrf(page)
+        assert 'data-op="disable" data-script="issues"' in page
+        form = {"op": "disable", "integration": "github", "name": "issues", "kind": "sync",
+                "next": "/dashboard/integrations"}
+        resp = await http.post(f"{base}/dashboard/script", data=form, allow_redirects=False)
+        assert resp.status == 403 and await schedules.describe(stack.client, gh.schedule_id()) is not None
+        resp = await http.post(f"{base}/dashboard/script", data={**form, "csrf": token})
+        html = await resp.text()
+        assert "Disabled sync issues. 1 schedule removed." in html
+        assert 'data-op="enable" data-script="issues"' in html and "b-disabled" in html
+        assert await schedules.describe(stack.client, gh.schedule_id()) is None
+        # A disabled sync's endpoint leaves the reference.
+        endpoints = await (await http.get(f"{base}/dashboard/endpoints?integration=github")).text()
+        assert 'data-method="GET"' not in endpoints and 'data-method="POST"' in endpoints
+        resp = await http.post(f"{base}/dashboard/script", data={**form, "op": "enable", "csrf": token})
+        assert "Enabled sync issues. 1 schedule created." in await resp.text()
+        assert await schedules.describe(stack.client, gh.schedule_id()) is not None
+        resp = await http.post(f"{base}/dashboard/script", data={**form, "name": HOSTILE, "csrf": token})
+        html = await resp.text()
+        assert 'class="flash error"' in html and "<script>alert" not in html
+
+
 # ---- the browser ---------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -301,6 +400,23 @@ async def test_every_page_in_chromium_with_pause_and_trigger(stack: Stack, brows
     await page.wait_for_selector("text=_nango_metadata")
     await shot("records")
 
+    await page.goto(f"{base}/dashboard/integrations")
+    await page.click("a.endpoints-link")
+    await page.wait_for_selector("section.endpoint[data-method=POST] >> text=create-issue")
+    assert await page.locator("#schema-GithubIssue").count() == 1
+    await shot("endpoints")
+    await page.click("nav.main >> text=Variables")
+    await page.fill("form.setvar input[name=name]", "FROM_BROWSER")
+    await page.fill("form.setvar textarea[name=value]", "hidden value")
+    await page.click("button[data-op=set]")
+    await page.wait_for_selector(".flash.ok >> text=Set FROM_BROWSER.")
+    assert not await page.get_by_text("hidden value").is_visible()
+    await page.click("details.reveal summary")
+    assert await page.get_by_text("hidden value").is_visible()
+    await shot("variables")
+    await page.click("button[data-op=unset][data-name=FROM_BROWSER]")
+    await page.wait_for_selector(".flash.ok >> text=Unset FROM_BROWSER.")
+
     await page.click("nav.main >> text=Actions")
     await page.wait_for_selector("text=From the dashboard test")
     await shot("actions")
@@ -321,7 +437,7 @@ async def test_every_page_in_chromium_with_pause_and_trigger(stack: Stack, brows
     assert not errors, errors
     assert sorted(p.name for p in await asyncio.to_thread(lambda: list(tmp_path.glob("*.png")))) == sorted(
         f"{n}.png" for n in ("login", "connections", "integrations", "connection", "sync", "run", "records",
-                             "actions", "webhooks"))
+                             "actions", "webhooks", "endpoints", "variables"))
 
 
 async def _rows_at_least(page: Any, selector: str, n: int) -> None:

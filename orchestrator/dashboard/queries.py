@@ -119,3 +119,8 @@ async def outgoing_webhooks(conn: asyncpg.Connection, env_id: int, *, before: in
         " JOIN connections c ON c.id = j.connection_pk JOIN integrations i ON i.id = c.integration_id"
         " WHERE j.environment_id = $1 AND ($2::bigint IS NULL OR n.id < $2) ORDER BY n.id DESC LIMIT $3",
         env_id, before, limit)
+
+
+async def lock_environment(conn: asyncpg.Connection, env_id: int) -> None:
+    """Serialize read-modify-write of an environment's variables (inside the caller's transaction)."""
+    await conn.execute("SELECT id FROM environments WHERE id = $1 FOR UPDATE", env_id)

@@ -1,8 +1,11 @@
 """Dashboard routes: server-rendered pages at `/dashboard/...` (and `/`), plus one JSON endpoint for log tails.
 
 The API's auth middleware treats these paths as public; every handler here checks the session
-itself (`_ctx`). Controls are POST forms with the session's CSRF token, and each goes through
-`orchestrator.sync_control`, the code path the API and `nango admin` use.
+itself (`_ctx`). Controls are POST forms with the session's CSRF token, and each goes through the
+code path the API and `nango admin` use: `orchestrator.sync_control` (pause, trigger, frequency...),
+`orchestrator.scripts_control` (enable/disable a sync or action) and the environment-variables store
+(values sealed at rest, validated like `POST /environment-variables`). The Endpoints page renders
+`orchestrator.api.unified.environment_reference`, the document `GET /v1/openapi.json` serves.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 from aiohttp import web
+from pydantic import ValidationError
 
-from orchestrator import sync_control
+from orchestrator import scripts_control, sync_control
+from orchestrator.api import envvars as envvars_api
+from orchestrator.api import unified
 from orchestrator.api.keys import POOL, SEALER, SETTINGS, TEMPORAL
 from orchestrator.dashboard import queries
 from orchestrator.dashboard import session as sessions
@@ -43,6 +49,7 @@ from orchestrator.dashboard.render import (
 )
 from orchestrator.errors import OrchestratorError
 from orchestrator.store import connections as connections_repo
+from orchestrator.store import environment_variables as envvars_repo
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import records as records_repo
 from orchestrator.store import scripts as scripts_repo
@@ -173,7 +180,7 @@ def _not_found(what: str) -> web.Response:
 
 NAV = (("integrations", "Integrations", "/dashboard/integrations"), ("connections", "Connections",
        "/dashboard/connections"), ("actions", "Actions", "/dashboard/actions"),
-       ("webhooks", "Webhooks", "/dashboard/webhooks"))
+       ("webhooks", "Webhooks", "/dashboard/webhooks"), ("variables", "Variables", "/dashboard/variables"))
 
 
 def _page(ctx: Ctx, title: str, body: Safe, *, active: str = "", crumbs: list[tuple[str, str]] | None = None,
@@ -484,21 +491,45 @@ async def integrations_page(request: web.Request) -> web.Response:
                 " → ".join(str(x) for x in (cfg.get("input"), cfg.get("output")) if x)
             rows.append((fmt('<strong>{n}</strong><div class="muted small">{d}</div>', n=s.name,
                              d=cfg.get("description") or ""),
-                         badge(s.kind), fmt('v{v}', v=s.version), schedule if s.kind == "sync" else "-",
+                         badge(s.kind), _script_switch(ctx, s), fmt('v{v}', v=s.version),
+                         schedule if s.kind == "sync" else "-",
                          ", ".join(detail) or "-", models or "-",
                          join((fmt('<code>{e}</code>', e=e) for e in _endpoints(cfg)), " ") or "-",
                          fmt('<span title="{full}">{short}</span>', full=s.bundle_sha256, short=s.bundle_sha256[:10]),
                          when(s.deployed_at)))
         cards.append(fmt(
-            '<section class="card"><div class="card-head"><h2>{key}</h2><span class="muted">provider {provider}'
-            '</span><a class="right" href="{href}">{n} connection{plural} →</a></div>{table}</section>',
+            '<section class="card" data-integration="{key}"><div class="card-head"><h2>{key}</h2>'
+            '<span class="muted">provider {provider}</span><span class="right"><a href="{endpoints}" '
+            'class="endpoints-link">Endpoints →</a> · <a href="{href}">{n} connection{plural} →</a></span></div>'
+            '{table}</section>',
             key=integ["unique_key"], provider=integ["provider"], n=f"{integ['connections']:,}",
             plural="" if integ["connections"] == 1 else "s",
             href=url("/dashboard/connections", integration=integ["unique_key"]),
-            table=table(["Script", "Type", "Version", "Schedule", "Mode", "Models", "Endpoints", "Bundle",
-                         "Deployed"], rows, empty="No scripts deployed.")))
+            endpoints=url("/dashboard/endpoints", integration=integ["unique_key"]),
+            table=table(["Script", "Type", "Enabled", "Version", "Schedule", "Mode", "Models", "Endpoints", "Bundle",
+                         "Deployed"], rows, cls="scripts", empty="No scripts deployed.")))
     body = join(cards) or Safe('<p class="card muted">No integration yet: run <code>nango deploy</code>.</p>')
     return _page(ctx, "Integrations", body, active="integrations")
+
+
+def _script_switch(ctx: Ctx, script: DeployedScript) -> Safe:
+    """The enabled badge and the enable/disable button of a deployed sync or action."""
+    if script.kind not in scripts_control.KINDS:
+        return Safe('<span class="muted">-</span>')
+    op, label, cls = ("disable", "Disable", "warn") if script.enabled else ("enable", "Enable", "primary")
+    confirm = ""
+    if script.enabled:
+        confirm = (f"Disable sync {script.name}? Its schedules are removed for every connection until it is "
+                   "enabled again." if script.kind == "sync"
+                   else f"Disable action {script.name}? Triggering it answers 404 until it is enabled again.")
+    return fmt('<div class="switch">{badge}<form method="post" action="/dashboard/script" class="inline">{csrf}'
+               '<input type="hidden" name="op" value="{op}"><input type="hidden" name="integration" value="{i}">'
+               '<input type="hidden" name="name" value="{n}"><input type="hidden" name="kind" value="{k}">'
+               '<input type="hidden" name="next" value="/dashboard/integrations">'
+               '<button type="submit" class="{cls}" data-op="{op}" data-script="{n}" data-confirm="{confirm}">'
+               '{label}</button></form></div>',
+               badge=badge("enabled" if script.enabled else "disabled"), csrf=_csrf_input(ctx), op=op,
+               i=script.integration_key, n=script.name, k=script.kind, cls=cls, confirm=confirm, label=label)
 
 
 # ---- connections ---------------------------------------------------------------------------------
@@ -949,3 +980,219 @@ async def control(request: web.Request) -> web.StreamResponse:
         message, failed = exc.message, True
     ctx.session.flash, ctx.session.flash_error = message[:500], failed
     raise _redirect(request, back, ctx.session)
+
+
+@_route("POST", "/dashboard/script")
+async def script_switch(request: web.Request) -> web.StreamResponse:
+    """Enable or disable a deployed sync or action, as `PATCH /scripts/{integration}/{name}` does."""
+    ctx, form = await _posted(request)
+    op = str(form.get("op", ""))
+    integration, name = str(form.get("integration", "")), str(form.get("name", ""))
+    kind = str(form.get("kind", "")) or None
+    back = _safe_next(str(form.get("next", "")) or "/dashboard/integrations")
+    message, failed = "", False
+    if op not in ("enable", "disable"):
+        message, failed = f"Unknown control {op!r}.", True
+    else:
+        app = ctx.app
+        try:
+            result = await scripts_control.switch(app[POOL], app[SEALER], app[TEMPORAL], ctx.env, integration, name,
+                                                  op == "enable", kind,
+                                                  task_queue_prefix=app[SETTINGS].task_queue_prefix)
+        except OrchestratorError as exc:
+            message, failed = exc.message, True
+        else:
+            what = f"{result.kind} {result.name}"
+            if not result.changed:
+                message = f"{what[0].upper()}{what[1:]} was already {'enabled' if result.enabled else 'disabled'}."
+            elif result.enabled:
+                n = len(result.schedules_created)
+                message = f"Enabled {what}." + (f" {n} schedule{'' if n == 1 else 's'} created." if n else "")
+            else:
+                n = len(result.schedules_deleted)
+                message = f"Disabled {what}." + (f" {n} schedule{'' if n == 1 else 's'} removed." if n else "")
+    ctx.session.flash, ctx.session.flash_error = message[:500], failed
+    raise _redirect(request, back, ctx.session)
+
+
+# ---- endpoints -----------------------------------------------------------------------------------
+
+def _json_schema(content: dict[str, Any] | None) -> Any:
+    return ((content or {}).get("content") or {}).get("application/json", {}).get("schema")
+
+
+def _refs(value: Any) -> list[str]:
+    """Component names a schema refers to, in order of appearance."""
+    found: list[str] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            ref = v.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+                name = ref.rsplit("/", 1)[1]
+                if name not in found:
+                    found.append(name)
+            for item in v.values():
+                walk(item)
+        elif isinstance(v, list):
+            for item in v:
+                walk(item)
+    walk(value)
+    return found
+
+
+def _schema_anchor(name: str) -> str:
+    return "schema-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _operation_card(path: str, method: str, op: dict[str, Any]) -> Safe:
+    scripts = [op["x-nango"]] if "x-nango" in op else list(op.get("x-nango-scripts") or [])
+    who = join((fmt('{kind} <strong>{name}</strong>{model}', kind=badge(s.get("kind")), name=s.get("script"),
+                    model=fmt(' <span class="muted">→ {m}</span>', m=s["model"]) if s.get("model") else "")
+                for s in scripts), " · ")
+    params = [p for p in op.get("parameters") or [] if p.get("in") in ("query", "path")]
+    headers = [p["name"] for p in op.get("parameters") or [] if p.get("in") == "header"]
+    body = _json_schema(op.get("requestBody"))
+    ok = (op.get("responses") or {}).get("200") or {}
+    response = _json_schema(ok)
+    request_parts = [fmt('<p class="muted small">Headers: {h}</p>', h=", ".join(headers))] if headers else []
+    if params:
+        request_parts.append(table(["Query parameter", "Required", "Schema"], [
+            (fmt('<code>{n}</code>', n=p["name"]), "yes" if p.get("required") else "no",
+             fmt('<code>{s}</code>', s=short_json(p.get("schema"), 160))) for p in params], cls="compact params"))
+    if body is not None:
+        request_parts.append(fmt('<h4>Body (application/json)</h4>{s}', s=pretty_json(body)))
+    if not params and body is None:
+        request_parts.append(Safe('<p class="muted">No input.</p>'))
+    models = _refs([body, response, params])
+    model_links = join((fmt('<a href="#{a}"><code>{n}</code></a>', a=_schema_anchor(n), n=n) for n in models), " ")
+    return fmt(
+        '<section class="card endpoint" data-method="{method}" data-path="{path}">'
+        '<div class="card-head"><h2><span class="method m-{m}">{method}</span> <code>{path}</code></h2>'
+        '<span class="right">{who}</span></div><p>{summary}</p>{models}'
+        '<div class="grid2"><div><h3>Request</h3>{request}</div>'
+        '<div><h3>Response <span class="muted small">200 · {desc}</span></h3>{response}</div></div></section>',
+        method=method.upper(), m=method.lower(), path=path, who=who, summary=op.get("summary") or "",
+        models=fmt('<p class="small">Models: {links}</p>', links=model_links) if models else "",
+        request=join(request_parts), desc=ok.get("description") or "",
+        response=pretty_json(response) if response is not None else Safe('<p class="muted">No body.</p>'))
+
+
+@_route("GET", "/dashboard/endpoints")
+async def endpoints_page(request: web.Request) -> web.Response:
+    ctx = await _ctx(request)
+    integration = request.query.get("integration", "").strip() or None
+    settings = ctx.app[SETTINGS]
+    server = settings.public_url.rstrip("/") or f"{request.scheme}://{request.host}"
+    try:
+        doc = await unified.environment_reference(ctx.app, ctx.env, integration, server_url=server)
+    except OrchestratorError as exc:
+        return _not_found(exc.message)
+    async with ctx.app[POOL].acquire() as conn:
+        keys = [r["unique_key"] for r in await queries.integration_summaries(conn, ctx.env.id)]
+    tabs = join([link("/dashboard/endpoints", "all", "tab active" if integration is None else "tab")]
+                + [link(url("/dashboard/endpoints", integration=k), k, "tab active" if k == integration else "tab")
+                   for k in keys])
+    raw = url(f"{server}{unified.PREFIX}/openapi.json", provider_config_key=integration)
+    curl = f"curl -H \"Authorization: Bearer $NANGO_SECRET_KEY\" '{raw}'"
+    cards = [_operation_card(path, method, op) for path, methods in (doc.get("paths") or {}).items()
+             for method, op in methods.items()]
+    schemas = (doc.get("components") or {}).get("schemas") or {}
+    used = _refs(doc.get("paths"))
+    # the referenced models first, then what they refer to (NangoError and friends last)
+    order = [n for n in schemas if n in used and not n.startswith("Nango")] + \
+            [n for n in schemas if n not in used and not n.startswith("Nango")] + \
+            [n for n in schemas if n.startswith("Nango")]
+    model_cards = join(fmt('<div class="model" id="{a}"><h3><code>{n}</code></h3>{s}</div>', a=_schema_anchor(n),
+                           n=n, s=pretty_json(schemas[n])) for n in order)
+    body = fmt(
+        '<div class="toolbar"><span class="tabs">{tabs}</span></div>'
+        '<section class="card"><p>The unified endpoints the enabled syncs and actions declare (nango.yaml '
+        '<code>endpoint</code>), served at <code>{prefix}/&lt;path&gt;</code> with the '
+        '<code>Provider-Config-Key</code> and <code>Connection-Id</code> headers. The same reference as '
+        'OpenAPI 3.1 JSON (it needs the environment\'s secret key):</p><pre class="json curl">{curl}</pre>'
+        '</section>{cards}<h2>Models</h2><section class="card models">{models}</section>',
+        tabs=tabs, prefix=unified.PREFIX, curl=curl,
+        cards=join(cards) or Safe('<p class="card muted">No endpoint: no enabled sync or action declares '
+                                  'an <code>endpoint</code>.</p>'),
+        models=model_cards or Safe('<p class="muted">No model deployed.</p>'))
+    title = f"Endpoints · {integration}" if integration else "Endpoints"
+    return _page(ctx, title, body, active="integrations", crumbs=[("Integrations", "/dashboard/integrations")])
+
+
+# ---- environment variables -----------------------------------------------------------------------
+
+def _masked(value: str) -> Safe:
+    if not value:
+        return Safe('<span class="muted">(empty)</span>')
+    return fmt('<details class="reveal"><summary><span class="mask">{m}</span> <span class="muted small">reveal'
+               '</span></summary><pre class="json value">{v}</pre></details>', m="•" * min(len(value), 12), v=value)
+
+
+@_route("GET", "/dashboard/variables")
+async def variables_page(request: web.Request) -> web.Response:
+    ctx = await _ctx(request)
+    async with ctx.app[POOL].acquire() as conn:
+        variables = await envvars_repo.list_all(conn, ctx.app[SEALER], ctx.env.id)
+    rows = [(fmt('<code>{n}</code>', n=v["name"]), _masked(v["value"]),
+             fmt('<form method="post" action="/dashboard/variables" class="inline">{csrf}'
+                 '<input type="hidden" name="op" value="unset"><input type="hidden" name="name" value="{n}">'
+                 '<button type="submit" class="danger" data-op="unset" data-name="{n}" '
+                 'data-confirm="Unset {n}? Script runs no longer receive it.">Unset</button></form>',
+                 csrf=_csrf_input(ctx), n=v["name"])) for v in variables]
+    body = fmt(
+        '<p class="muted">Script runs read these with <code>nango.get_environment_variables()</code>; values are '
+        'sealed at rest. The API equivalent is <code>GET</code>/<code>POST /environment-variables</code>.</p>'
+        '<section class="card flush">{table}</section>'
+        '<section class="card"><h2>Set a variable</h2><p class="muted small">Adds it, or replaces the value of '
+        'the variable of that name.</p><form method="post" action="/dashboard/variables" class="setvar">{csrf}'
+        '<input type="hidden" name="op" value="set">'
+        '<input name="name" aria-label="Name" placeholder="NAME" required maxlength="255" '
+        'pattern="[A-Za-z_][A-Za-z0-9_.\\-]*" autocomplete="off">'
+        '<textarea name="value" aria-label="Value" placeholder="value" rows="2" cols="48" maxlength="{max}">'
+        '</textarea><button type="submit" class="primary" data-op="set">Set</button></form></section>',
+        table=table(["Name", "Value", ""], rows, cls="variables", empty="No environment variable is set."),
+        csrf=_csrf_input(ctx), max=envvars_api.MAX_VALUE)
+    return _page(ctx, "Environment variables", body, active="variables")
+
+
+@_route("POST", "/dashboard/variables")
+async def variables_change(request: web.Request) -> web.StreamResponse:
+    """Set (add or replace) or unset one variable: the stored set is rewritten as `POST /environment-variables`
+    does, under a lock on the environment so two edits never lose one another."""
+    ctx, form = await _posted(request)
+    op, name = str(form.get("op", "")), str(form.get("name", "")).strip()
+    value = str(form.get("value", "")).replace("\r\n", "\n")
+    message, failed = "", False
+    try:
+        if op not in ("set", "unset"):
+            raise ValueError(f"Unknown control {op!r}.")
+        checked = envvars_api.EnvironmentVariable(name=name, value=value if op == "set" else "")
+        sealer = ctx.app[SEALER]
+        async with ctx.app[POOL].acquire() as conn, conn.transaction():
+            await queries.lock_environment(conn, ctx.env.id)
+            current = [(v["name"], v["value"]) for v in await envvars_repo.list_all(conn, sealer, ctx.env.id)]
+            present = any(n == checked.name for n, _ in current)
+            if op == "unset":
+                if not present:
+                    raise ValueError(f"{checked.name} is not set.")
+                updated = [(n, v) for n, v in current if n != checked.name]
+                message = f"Unset {checked.name}."
+            else:
+                updated = [(n, checked.value if n == checked.name else v) for n, v in current]
+                if not present:
+                    if len(current) >= envvars_api.MAX_VARIABLES:
+                        raise ValueError(f"At most {envvars_api.MAX_VARIABLES} variables.")
+                    updated = sorted([*updated, (checked.name, checked.value)])
+                message = f"{'Replaced' if present else 'Set'} {checked.name}."
+            await envvars_repo.replace(conn, sealer, ctx.env.id, updated)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc") or ())
+        message, failed = f"Invalid {where or 'variable'}: {first.get('msg')}", True
+    except ValueError as exc:
+        message, failed = str(exc), True
+    except OrchestratorError as exc:
+        message, failed = exc.message, True
+    ctx.session.flash, ctx.session.flash_error = message[:500], failed
+    raise _redirect(request, "/dashboard/variables", ctx.session)
