@@ -48,7 +48,7 @@ def test_init_gives_a_folder_that_compiles(tmp_path: Path) -> None:
     result = nango("init", str(folder))
     assert result.exit_code == 0, result.output
     assert {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} == {
-        ".gitignore", "nango.yaml", "models.py", "github/mappers.py", "github/syncs/issues.py",
+        ".gitignore", ".env.example", "nango.yaml", "models.py", "github/mappers.py", "github/syncs/issues.py",
         "github/actions/create_issue.py"}
     assert (folder / "models.py").read_text().startswith(HEADER)
     result = nango("compile", str(folder))
@@ -62,7 +62,7 @@ def test_init_gives_a_folder_that_compiles(tmp_path: Path) -> None:
 
     again = nango("init", str(folder))
     assert again.exit_code == 1
-    assert again.stderr.startswith(f"{folder} already has github/actions/create_issue.py, ")
+    assert again.stderr.startswith(f"{folder} already has .env.example, github/actions/create_issue.py, ")
     assert "nothing written" in again.stderr
 
 
@@ -237,7 +237,8 @@ def test_unreachable_server_is_a_user_error(tmp_path: Path) -> None:
     server = f"http://127.0.0.1:{free_port()}"
     result = nango("deploy", str(folder), "--server", server, "--secret-key", "k")
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"deploy failed: cannot reach {server}: ")
+    # the progress lines (compiling, uploading) come first on stderr
+    assert result.stderr.splitlines()[-1].startswith(f"deploy failed: cannot reach {server}: ")
     result = nango("dryrun", "issues", "c1", "--path", str(folder), "--server", server, "--secret-key", "k")
     assert result.exit_code == 1
     assert result.stderr.startswith(f"cannot reach {server}: ")

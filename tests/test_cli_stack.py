@@ -95,9 +95,10 @@ async def test_deploy_prints_changes_and_asks_before_removing(stack: Stack, proj
     refused = await nango("deploy", str(folder), *project.flags(), stdin="n\n")
     assert refused.code == 1
     assert refused.stdout.startswith("this deploy removes:\n  github: action create-issue\nRemove them? [y/N]: ")
-    assert refused.stderr == "nothing deployed (pass --yes to remove them)\n"
+    # stderr: the progress lines (compiling, uploading), then the refusal
+    assert refused.stderr.endswith("\nnothing deployed (pass --yes to remove them)\n")
     no_answer = await nango("deploy", str(folder), *project.flags())
-    assert no_answer.code == 1 and no_answer.stderr == "nothing deployed (pass --yes to remove them)\n"
+    assert no_answer.code == 1 and no_answer.stderr.endswith("\nnothing deployed (pass --yes to remove them)\n")
 
     confirmed = await nango("deploy", str(folder), *project.flags(), stdin="y\n")
     assert confirmed.code == 0, confirmed.stderr
@@ -113,7 +114,7 @@ async def test_deploy_yes_and_environment_key_from_dotenv(stack: Stack, project:
     assert json.loads(first.stdout)["applied"] is True
     wrong = await nango("deploy", cwd=folder)
     assert wrong.code == 1
-    assert wrong.stderr.startswith(f"deploy failed: {stack.api_url} refused the secret key")
+    assert wrong.stderr.splitlines()[-1].startswith(f"deploy failed: {stack.api_url} refused the secret key")
 
     text = (folder / "nango.yaml").read_text()
     (folder / "nango.yaml").write_text(text[:text.index("    actions:\n")] + text[text.index("models:"):])
@@ -129,6 +130,7 @@ async def test_deploy_refuses_a_folder_that_does_not_compile(stack: Stack, proje
     run = await nango("deploy", str(project.folder), *project.flags())
     assert run.code == 1
     assert run.stderr.splitlines() == [
+        "compiling 1 integration: github",
         f"{project.folder}/github/syncs/issues.py:1:1: import of 'requests' is not allowed: scripts may import only "
         "the standard library, models, orchestrator.sdk and modules of the integrations folder (imported relatively)",
         f"{project.folder}/github/syncs/issues.py:1:1: sync 'issues' needs the entry point "

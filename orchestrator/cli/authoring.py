@@ -18,9 +18,11 @@ from orchestrator.cli.common import (
     Folder,
     fail,
     fail_on_problems,
-    find_folder,
+    folder_arg,
     load,
     note,
+    print_json,
+    progress,
     resolve_target,
     shown,
     writing,
@@ -30,7 +32,12 @@ if TYPE_CHECKING:
     from orchestrator.bundles.build import Bundle
     from orchestrator.config.nango_yaml import NangoConfig
 
-PathArg = Annotated[Path, typer.Argument(help="The integrations folder (or its nango.yaml).", show_default=True)]
+PathArg = Annotated[Path | None, typer.Argument(
+    help="The integrations folder or its nango.yaml (same as --path; default: found from the current folder "
+    "upwards).", show_default=False, metavar="FOLDER")]
+PathOpt = Annotated[Path | None, typer.Option(
+    "--path", help="The integrations folder or its nango.yaml (default: found from the current folder upwards).",
+    show_default=False)]
 ServerOpt = Annotated[str | None, typer.Option(
     "--server", help="API base URL (else NANGO_HOSTPORT from the environment or .env; default "
     "http://127.0.0.1:3003).",
@@ -46,8 +53,12 @@ def init(
     path: Annotated[Path, typer.Argument(help="Folder to create.")] = Path("nango-integrations"),
     template: Annotated[str | None, typer.Option(
         "--template", help="Start from a template (see `nango templates`).", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the folder and the files created as JSON.")] = False,
 ) -> None:
-    """Create an integrations folder with an example sync and action, ready for `nango compile`."""
+    """Create an integrations folder with an example sync and action, ready for `nango compile`.
+
+    Also writes .gitignore (.env, dist/) and .env.example (NANGO_HOSTPORT and one secret key per
+    environment, picked with --environment); copy it to .env."""
     from orchestrator.cli.scaffold import FilesExist, init_folder, write_models
     from orchestrator.config.nango_yaml import load_config
 
@@ -59,9 +70,8 @@ def init(
         with writing(path):
             written = init_from_template(path, template)
             write_models(path, load_config(path / "nango.yaml"))
-        for rel in [*written, "models.py"]:
-            typer.echo(f"created {shown(path / rel)}")
-        typer.echo(f"\nnext: cd {shown(path)} && nango test   (offline, against the saved responses)")
+        _created(path, template, [*written, "models.py"], as_json,
+                 "nango test   (offline, against the saved responses)")
         return
     try:
         with writing(path):
@@ -69,19 +79,29 @@ def init(
             write_models(path, load_config(path / "nango.yaml"))
     except FilesExist as exc:
         fail(f"{shown(path)} already has {exc}; nothing written (choose an empty or new folder)")
-    for rel in [*written, "models.py"]:
+    _created(path, None, [*written, "models.py"], as_json,
+             "nango compile   (then `nango dryrun issues <connection-id>`)")
+
+
+def _created(path: Path, template: str | None, files: list[str], as_json: bool, next_step: str) -> None:
+    if as_json:
+        print_json({"folder": shown(path), "template": template, "created": sorted(files)})
+        return
+    for rel in files:
         typer.echo(f"created {shown(path / rel)}")
-    typer.echo(f"\nnext: cd {shown(path)} && nango compile   (then `nango dryrun issues <connection-id>`)")
+    typer.echo(f"\nnext: cd {shown(path)} && cp .env.example .env   (the server and its secret keys)")
+    typer.echo(f"      {next_step}")
 
 
 def validate(
-    file: Annotated[Path, typer.Argument(help="nango.yaml or its folder.")] = Path("."),
+    file: PathArg = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the parsed configuration as JSON.")] = False,
+    path: PathOpt = None,
 ) -> None:
     """Parse and check nango.yaml; all problems at once as FILE:LINE:COL: message."""
     from orchestrator.compile import models_used
 
-    folder = find_folder(file)
+    folder = folder_arg(file, path)
     config = load(folder, warnings=not as_json)
     if as_json:
         typer.echo(config.model_dump_json(indent=2))
@@ -97,33 +117,54 @@ def validate(
                f"{_count(len(config.models), 'model')}")
 
 
-def generate(path: PathArg = Path(".")) -> None:
+def generate(
+    folder_: PathArg = None,
+    path: PathOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
+) -> None:
     """Write models.py from nango.yaml and a stub for each script that has none (never overwrites one)."""
     from orchestrator.cli.scaffold import generate_stubs, write_models
 
-    folder = find_folder(path)
-    config = load(folder)
+    folder = folder_arg(folder_, path)
+    config = load(folder, warnings=not as_json)
     with writing(folder.path):
         changed = write_models(folder.path, config)
-        typer.echo(f"{'wrote' if changed else 'kept (up to date)'} {shown(folder.path / 'models.py')}: "
-                   f"{_count(len(config.models), 'model')}")
-        for rel in generate_stubs(folder.path, config):
-            typer.echo(f"created {shown(folder.path / rel)}")
+        if not as_json:
+            typer.echo(f"{'wrote' if changed else 'kept (up to date)'} {shown(folder.path / 'models.py')}: "
+                       f"{_count(len(config.models), 'model')}")
+        created = generate_stubs(folder.path, config)
+    if as_json:
+        print_json({"folder": shown(folder.path), "models": {"path": shown(folder.path / "models.py"),
+                                                              "written": changed, "count": len(config.models)},
+                    "created": [shown(folder.path / rel) for rel in created]})
+        return
+    for rel in created:
+        typer.echo(f"created {shown(folder.path / rel)}")
 
 
-def compile_(path: PathArg = Path(".")) -> None:
+def compile_(
+    folder_: PathArg = None,
+    path: PathOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the bundles built as JSON.")] = False,
+) -> None:
     """Validate, check every script (entry points, imports, syntax) and build dist/<integration>.zip."""
-    folder = find_folder(path)
-    bundles = _compile(folder, load(folder))
+    folder = folder_arg(folder_, path)
+    bundles = _compile(folder, load(folder, warnings=not as_json))
     out = folder.path / "dist"
+    built = []
     for bundle in bundles:
         target = out / f"{bundle.integration}.zip"
         with writing(target):
             out.mkdir(exist_ok=True)
             target.write_bytes(bundle.data)
-        typer.echo(f"{bundle.integration}: {_count(len(bundle.manifest['scripts']), 'script')}, "
-                   f"{_count(len(bundle.manifest['files']), 'file')} -> {shown(target)} "
-                   f"(sha256 {bundle.sha256[:12]})")
+        built.append({"integration": bundle.integration, "scripts": len(bundle.manifest["scripts"]),
+                      "files": len(bundle.manifest["files"]), "path": shown(target), "sha256": bundle.sha256})
+        if not as_json:
+            typer.echo(f"{bundle.integration}: {_count(len(bundle.manifest['scripts']), 'script')}, "
+                       f"{_count(len(bundle.manifest['files']), 'file')} -> {shown(target)} "
+                       f"(sha256 {bundle.sha256[:12]})")
+    if as_json:
+        print_json({"folder": shown(folder.path), "bundles": built})
 
 
 def _compile(folder: Folder, config: NangoConfig, integrations: list[str] | None = None) -> list[Bundle]:
@@ -167,8 +208,13 @@ def dryrun(
     save_responses: Annotated[bool, typer.Option(
         "--save-responses", help="Save every HTTP exchange and the records/output under "
         "<integration>/mocks/<script>/ for `nango test` (credentials redacted).")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress line per HTTP request on stderr.")] = False,
 ) -> None:
-    """Run a sync or action locally in the worker's runner against the connection's real API; save nothing."""
+    """Run a sync or action locally in the worker's runner against the connection's real API; save nothing.
+
+    Each HTTP request of the script is reported on stderr as it completes (method, path, status, records so
+    far), so a sync over many pages shows its progress; stdout has the logs and the result (or --json)."""
     from orchestrator.cli import dryrun as dr
     from orchestrator.cli.common import discover_folder
     from orchestrator.errors import OrchestratorError
@@ -213,7 +259,8 @@ def dryrun(
 
         recorder = HttpRecorder()
     try:
-        result = asyncio.run(dr.execute(run, bundle.data, None if as_json else echo_log, recorder))
+        result = asyncio.run(dr.execute(run, bundle.data, None if as_json else echo_log, recorder,
+                                        None if quiet else progress))
     except OrchestratorError as exc:
         fail(exc.message)
     if recorder is not None and result.ok:
@@ -252,7 +299,7 @@ def _save_responses(folder: Folder, run: Any, result: Any, recorder: Any, *, qui
 
 
 def deploy(
-    path: PathArg = Path("."),
+    folder_: PathArg = None,
     environment: EnvOpt = None,
     server: ServerOpt = None,
     secret_key: KeyOpt = None,
@@ -265,20 +312,28 @@ def deploy(
     rollback: Annotated[int | None, typer.Option("--rollback", help="Re-apply this deploy VERSION and exit.")]
     = None,
     integration: Annotated[str | None, typer.Option("--integration", help="With --history/--rollback.")] = None,
+    path: PathOpt = None,
 ) -> None:
-    """Compile and upload every integration to the server; asks before removing a sync or action."""
+    """Compile and upload every integration to the server; asks before removing a sync or action.
+
+    Progress (compiling, uploading) goes to stderr; the result to stdout (one JSON document with --json)."""
     from orchestrator.client import ApiError, NangoClient
 
-    folder = find_folder(path)
+    folder = folder_arg(folder_, path)
     target = resolve_target(folder.path, server, secret_key, environment)
     if show_history or rollback is not None:
         _history_or_rollback(target, show_history, rollback, integration, as_json)
         return
     config = load(folder)
     only = [f"sync:{n}" for n in sync or []] + [f"action:{n}" for n in action or []]
-    bundles = _compile(folder, config)
-    if not bundles:
+    if not config.integrations:
         fail(f"{shown(folder.yaml)} declares no integration: nothing to deploy")
+    progress(f"compiling {_count(len(config.integrations), 'integration')}: {', '.join(config.integrations)}")
+    bundles = _compile(folder, config)
+    for bundle in bundles:
+        progress(f"  {bundle.integration}: {_count(len(bundle.manifest['scripts']), 'script')}, "
+                 f"{_count(len(bundle.manifest['files']), 'file')} (sha256 {bundle.sha256[:12]})")
+    where = f" ({target.environment})" if target.environment else ""
     from orchestrator.cli.providers import read_folder_providers
 
     providers = read_folder_providers(folder.path)  # the folder's providers.yaml (custom providers), if any
@@ -291,6 +346,8 @@ def deploy(
     def upload(allow_removal: bool) -> dict[str, Any]:
         import aiohttp
 
+        what = f"{' '.join(only)} of " if only else ""
+        progress(f"uploading {what}{_count(len(bundles), 'bundle')} to {target.server}{where}")
         try:
             return asyncio.run(send(allow_removal))
         except ApiError as exc:
@@ -314,9 +371,11 @@ def deploy(
             fail("nothing deployed (pass --yes to remove them)")
         result = upload(True)
     if as_json:
+        for plan in result.get("integrations") or []:  # the per-integration result, for a human watching
+            counts = [f"{len(plan.get(kind) or [])} {kind}" for kind in ("added", "updated", "removed")]
+            progress(f"{plan['integration']}: {', '.join(counts)}")
         typer.echo(json.dumps(result, indent=2))
         return
-    where = f" ({target.environment})" if target.environment else ""
     typer.echo(f"deployed to {target.server}{where}")
     for plan in result["integrations"]:
         changes = [(kind, plan.get(kind) or []) for kind in ("added", "updated", "removed")]

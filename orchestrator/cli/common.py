@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -26,6 +27,16 @@ def fail(message: str) -> NoReturn:
 
 def note(message: str) -> None:
     typer.echo(message, err=True)
+
+
+def progress(message: str) -> None:
+    """A progress line of a long command: on stderr, so stdout stays clean for `--json`."""
+    typer.echo(message, err=True)
+
+
+def print_json(value: Any) -> None:
+    """The `--json` output of a command: one document on stdout."""
+    typer.echo(json.dumps(value, indent=2, default=str, ensure_ascii=False))
 
 
 def shown(path: Path) -> str:
@@ -58,12 +69,28 @@ def discover_folder(path: Path | None) -> Folder:
     """`--path` when given, else the folder holding nango.yaml: the current folder or one of its parents."""
     if path is not None:
         return find_folder(path)
+    found = look_up()
+    if found is None:
+        fail(f"no nango.yaml in {Path.cwd()} or any parent folder; pass --path or run `nango init`")
+    return found
+
+
+def look_up() -> Folder | None:
+    """The folder holding nango.yaml, the current folder or the nearest parent; None when there is none."""
     here = Path.cwd()
     for candidate in (here, *here.parents):
         if (candidate / "nango.yaml").is_file():
-            return Folder(candidate if candidate != here else Path("."), candidate / "nango.yaml")
-    fail(f"no nango.yaml in {here} or its parents: run this inside an integrations folder, pass --path, "
-         "or create one with `nango init`")
+            if candidate == here:  # shown as the user would write it: nango.yaml, not /abs/path/nango.yaml
+                return Folder(Path("."), Path("nango.yaml"))
+            return Folder(candidate, candidate / "nango.yaml")
+    return None
+
+
+def folder_arg(positional: Path | None, option: Path | None) -> Folder:
+    """The folder of a command that takes it both as an (optional, older) argument and as `--path`."""
+    if positional is not None and option is not None and positional != option:
+        fail(f"two integrations folders given ({shown(positional)} and --path {shown(option)}): pass one")
+    return discover_folder(positional if positional is not None else option)
 
 
 def load(folder: Folder, *, warnings: bool = True) -> NangoConfig:
@@ -131,14 +158,16 @@ class Target:
 
 def resolve_target(folder: Path, server: str | None, secret_key: str | None, environment: str | None) -> Target:
     """Where to talk to and with which key. Each setting comes from, in order: the flag, the process
-    environment, the folder's `.env`. With `--environment NAME`, `NANGO_SECRET_KEY_NAME` (upper case)
-    is preferred over `NANGO_SECRET_KEY`."""
+    environment, the folder's `.env`. With `--environment NAME`, `NANGO_SECRET_KEY_NAME` (upper case, from
+    either place) is preferred over `NANGO_SECRET_KEY`."""
     dotenv = read_dotenv(folder / ".env")
     sources = (os.environ, dotenv)
     names = ["NANGO_SECRET_KEY"]
     if environment:
         names.insert(0, "NANGO_SECRET_KEY_" + environment.upper().replace("-", "_"))
-    key = secret_key or next((src[n] for src in sources for n in names if src.get(n)), "")
+    # the environment's own key wins wherever it is set (a generic NANGO_SECRET_KEY exported in the shell
+    # must not send a `--environment prod` deploy to another environment)
+    key = secret_key or next((src[n] for n in names for src in sources if src.get(n)), "")
     if not key:
         fail(f"no secret key: pass --secret-key, or set {' or '.join(names)} in the environment or in "
              f"{shown(folder / '.env')}")

@@ -30,6 +30,7 @@ from orchestrator.runner.host_api import ScriptHost
 from orchestrator.store.types import Connection
 
 LogSink = Callable[[dict[str, Any]], None]
+ProgressSink = Callable[[str], None]
 
 
 class DryRunError(InvalidInputError):
@@ -123,6 +124,9 @@ class _DryHost(ScriptHost):
         super().__init__(**kwargs)
         self._sink = sink
 
+    def record_count(self) -> int:
+        return sum(len(records) for kinds in self.dry_records.values() for records in kinds.values())
+
     def log(self, level: str, message: str, fields: dict[str, Any] | None) -> None:
         super().log(level, message, fields)
         if self._sink is not None:
@@ -130,8 +134,44 @@ class _DryHost(ScriptHost):
             self._sink({"level": level_, "message": text, "fields": extra})
 
 
-async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recorder: Any = None) -> DryRunResult:
-    """Fetch the connection from the server and run the script from `bundle`; nothing is saved."""
+class HttpProgress:
+    """An HTTP hook that reports each request of the script as it completes (a line per page of a long sync):
+    `GET /repos/o/r/issues?page=2 -> 200 (request 2, 100 records so far)`, credentials redacted. Wraps
+    `inner` (the `--save-responses` recorder) when given."""
+
+    def __init__(self, report: ProgressSink, inner: Any = None) -> None:
+        self.report = report
+        self.inner = inner
+        self.requests = 0
+        self.host: _DryHost | None = None
+
+    async def __call__(self, req: Any, send: Callable[[], Any]) -> Any:
+        try:
+            result = await (send() if self.inner is None else self.inner(req, send))
+        except Exception as exc:
+            self.requests += 1
+            self._line(req, f"failed: {type(exc).__name__}")
+            raise
+        self.requests += 1
+        self._line(req, str(result.status))
+        return result
+
+    def _line(self, req: Any, outcome: str) -> None:
+        from urllib.parse import urlencode
+
+        target = req.absolute_url or req.endpoint
+        if isinstance(req.params, dict) and req.params:
+            target += ("&" if "?" in target else "?") + urlencode(req.params, doseq=True)
+        records = self.host.record_count() if self.host is not None else 0
+        line = (f"{req.method.upper()} {target} -> {outcome} (request {self.requests}, "
+                f"{records} record{'' if records == 1 else 's'} so far)")
+        self.report(self.host.redact(line) if self.host is not None else line)
+
+
+async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recorder: Any = None,
+                  progress: ProgressSink | None = None) -> DryRunResult:
+    """Fetch the connection from the server and run the script from `bundle`; nothing is saved.
+    `sink` gets each log line, `progress` a line per HTTP request of the script, as they happen."""
     from orchestrator.client import ApiError, NangoClient
     from orchestrator.providers.catalog import get_provider
 
@@ -158,11 +198,14 @@ async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recor
                     "provider_config_key": script.integration, "force_refresh": "true" if force else "false"})
                 return to_connection(fresh, host.connection.metadata)
 
+            hook = recorder if progress is None else HttpProgress(progress, recorder)
             async with aiohttp.ClientSession() as session:
                 host = _DryHost(sink=sink, pool=None, session=session, connection=connection, provider=provider,
                                 environment_name=run.environment or "", job_id=None,
                                 sync_name=script.name if script.kind == "sync" else None, dry_run=True,
-                                refresh_credentials=refresh, http_hook=recorder)
+                                refresh_credentials=refresh, http_hook=hook)
+                if isinstance(hook, HttpProgress):
+                    hook.host = host
                 if recorder is not None:  # `--save-responses`: redact with this host's credentials
                     recorder.redactor = host.redact
                     recorder.context = {"provider": connection.provider,

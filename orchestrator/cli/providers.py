@@ -1,8 +1,10 @@
 """`nango providers`: the provider catalog and the environment's custom providers.
 
 `list` and `show` ask the server (built-ins plus the environment's custom providers, resolved like
-`nango deploy`: flags, process environment, `.env`); with `--local` they read the built-in catalog
-and the current folder's `providers.yaml` without a server.
+`nango deploy`: flags, process environment, the integrations folder's `.env`); with `--local` they read
+the built-in catalog and the integrations folder's `providers.yaml` without a server. The integrations
+folder is `--path`, else found from the current folder upwards; outside one, only flags and the
+process environment apply.
 """
 
 from __future__ import annotations
@@ -15,14 +17,26 @@ from typing import Annotated, Any
 import typer
 
 from orchestrator.cli.authoring import EnvOpt, KeyOpt, ServerOpt
-from orchestrator.cli.common import fail, resolve_target
+from orchestrator.cli.common import discover_folder, fail, look_up, resolve_target
 
 providers_app = typer.Typer(help="Providers: the built-in catalog and custom providers (list, show).",
                             no_args_is_help=True)
 
 FOLDER_FILE = "providers.yaml"
-LocalOpt = Annotated[bool, typer.Option("--local", help="Built-in catalog and ./providers.yaml only; no server.")]
+LocalOpt = Annotated[bool, typer.Option("--local", help="Built-in catalog and the folder's providers.yaml only; "
+                                        "no server.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+PathOpt = Annotated[Path | None, typer.Option(
+    "--path", help="The integrations folder (default: found from the current folder upwards, if any).",
+    show_default=False)]
+
+
+def _folder(path: Path | None) -> Path:
+    """The integrations folder for providers.yaml and .env: --path, the one found upwards, else the current one."""
+    if path is not None:
+        return discover_folder(path).path
+    found = look_up()
+    return found.path if found is not None else Path(".")
 
 
 def read_folder_providers(folder: Path) -> str | None:
@@ -42,22 +56,22 @@ def read_folder_providers(folder: Path) -> str | None:
     return text
 
 
-def _local() -> list[dict[str, Any]]:
+def _local(folder: Path) -> list[dict[str, Any]]:
     from orchestrator.providers.catalog import builtin_providers, load_providers_file
 
     rows = {name: {**p.public(), "source": "builtin"} for name, p in builtin_providers().items()}
-    text = read_folder_providers(Path("."))
+    text = read_folder_providers(folder)
     if text:
         rows.update({name: {**p.public(), "source": "local"} for name, p in load_providers_file(text).items()})
     return [rows[k] for k in sorted(rows)]
 
 
-def _remote(path: str, server: str | None, secret_key: str | None, environment: str | None) -> Any:
+def _remote(folder: Path, path: str, server: str | None, secret_key: str | None, environment: str | None) -> Any:
     import aiohttp
 
     from orchestrator.client import ApiError, NangoClient
 
-    target = resolve_target(Path("."), server, secret_key, environment)
+    target = resolve_target(folder, server, secret_key, environment)
 
     async def send() -> Any:
         async with NangoClient(target.server, target.secret_key) as api:
@@ -76,10 +90,11 @@ def _remote(path: str, server: str | None, secret_key: str | None, environment: 
 @providers_app.command("list")
 def list_(
     local: LocalOpt = False, as_json: JsonOpt = False,
-    environment: EnvOpt = None, server: ServerOpt = None, secret_key: KeyOpt = None,
+    environment: EnvOpt = None, server: ServerOpt = None, secret_key: KeyOpt = None, path: PathOpt = None,
 ) -> None:
     """Every provider: name, auth mode, base URL, and where it comes from (builtin, custom, local)."""
-    rows = _local() if local else _remote("/providers", server, secret_key, environment)
+    folder = _folder(path)
+    rows = _local(folder) if local else _remote(folder, "/providers", server, secret_key, environment)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -92,15 +107,16 @@ def list_(
 def show(
     name: Annotated[str, typer.Argument(help="The provider's name.")],
     local: LocalOpt = False, as_json: JsonOpt = False,
-    environment: EnvOpt = None, server: ServerOpt = None, secret_key: KeyOpt = None,
+    environment: EnvOpt = None, server: ServerOpt = None, secret_key: KeyOpt = None, path: PathOpt = None,
 ) -> None:
     """One provider's fields: auth, URLs, connection config, pagination, rate limits, webhook signature."""
+    folder = _folder(path)
     if local:
-        found = next((r for r in _local() if r["name"] == name), None)
+        found = next((r for r in _local(folder) if r["name"] == name), None)
         if found is None:
-            fail(f"no provider '{name}' in the built-in catalog or ./{FOLDER_FILE}")
+            fail(f"no provider '{name}' in the built-in catalog or {(folder / FOLDER_FILE).as_posix()}")
     else:
-        found = _remote(f"/providers/{name}", server, secret_key, environment)
+        found = _remote(folder, f"/providers/{name}", server, secret_key, environment)
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return

@@ -11,7 +11,7 @@ from orchestrator.config.nango_yaml import NangoConfig
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "init"
 # Package data skips dotfiles, so the template stores them without the dot.
-_RENAMES = {"gitignore": ".gitignore"}
+DOTFILES = {"gitignore": ".gitignore", "env.example": ".env.example"}
 
 
 class FilesExist(Exception):
@@ -34,7 +34,7 @@ def template_files() -> list[tuple[Path, str]]:
     for file in sorted(TEMPLATE.rglob("*")):
         if file.is_file() and "__pycache__" not in file.parts and file.suffix != ".pyc":
             rel = file.relative_to(TEMPLATE).as_posix()
-            out.append((file, _RENAMES.get(rel, rel)))
+            out.append((file, DOTFILES.get(rel, rel)))
     return out
 
 

@@ -107,7 +107,7 @@ def add_template(folder: Path, template: Path, *, force: bool) -> list[str]:
 
 def init_from_template(path: Path, name: str) -> list[str]:
     """A new folder from a template, plus the .gitignore and .env example of `nango init`."""
-    from orchestrator.cli.scaffold import TEMPLATE
+    from orchestrator.cli.scaffold import DOTFILES, TEMPLATE
 
     template = get(name)
     clashes = [rel for _, rel in _files(template) if (path / rel).exists()]
@@ -122,9 +122,10 @@ def init_from_template(path: Path, name: str) -> list[str]:
         written.append(rel)
     shutil.copyfile(template / "nango.yaml", path / "nango.yaml")
     written.append("nango.yaml")
-    if (TEMPLATE / "gitignore").is_file() and not (path / ".gitignore").exists():
-        shutil.copyfile(TEMPLATE / "gitignore", path / ".gitignore")
-        written.append(".gitignore")
+    for source, rel in DOTFILES.items():  # the dotfiles of `nango init`
+        if (TEMPLATE / source).is_file() and not (path / rel).exists():
+            shutil.copyfile(TEMPLATE / source, path / rel)
+            written.append(rel)
     return written
 
 
