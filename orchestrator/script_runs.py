@@ -16,14 +16,13 @@ from orchestrator import credentials
 from orchestrator.errors import NotFoundError, OrchestratorError, TransientError
 from orchestrator.providers.catalog import resolve_provider
 from orchestrator.runner.host import RunSpec, run_script
-from orchestrator.runner.host_api import ScriptHost
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environment_variables as environment_variables_repo
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
-from orchestrator.sync_runs import InfraWatch, RunDeps
+from orchestrator.sync_runs import InfraWatch, RunDeps, build_host
 from orchestrator.temporal.types import ScriptJobInput, ScriptJobResult
 
 log = structlog.get_logger(__name__)
@@ -74,23 +73,8 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput) -> ScriptJobResult:
     provider = await resolve_provider(deps.pool, connection.environment_id, connection.provider)
     bundle_dir = await deps.bundles.fetch(script.bundle_key, script.bundle_sha256)
 
-    async def refresh(force: bool) -> Any:
-        return await credentials.refresh(deps.pool, deps.sealer, deps.session, connection, force=force)
-
-    async def write_metadata(metadata: dict[str, Any], merge: bool) -> dict[str, Any]:
-        async with deps.pool.acquire() as conn:
-            return await conn.fetchval(
-                "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2 ELSE $2 END,"
-                " updated_at = now() WHERE id = $1 RETURNING metadata", connection.id, metadata, merge)
-
-    from orchestrator.action_calls import trigger_for  # imports this module: resolved at call time
-
-    host = ScriptHost(pool=deps.pool, session=deps.session, connection=connection, provider=provider,
-                      environment_name=env.name, job_id=inp.job_id,
-                      sync_name=inp.script_name if inp.kind == "webhook" else None,
-                      refresh_credentials=refresh, metadata_writer=write_metadata,
-                      action_trigger=trigger_for(deps, inp.environment_id, env.name),
-                      environment_variables=env_vars)
+    host = build_host(deps, connection, provider, env, env_vars, job_id=inp.job_id,
+                      sync_name=inp.script_name if inp.kind == "webhook" else None)
     cfg = script.config
     spec = RunSpec(kind=inp.kind, bundle_dir=bundle_dir, module_path=script.module_path,  # type: ignore[arg-type]
                    timeout_s=timeout_for(deps, inp.kind), limits=deps.limits(), context={

@@ -26,7 +26,7 @@ from orchestrator.config.settings import Settings
 from orchestrator.crypto import Sealer
 from orchestrator.errors import NotFoundError, OrchestratorError, ScriptError, TransientError
 from orchestrator.limits import EnvironmentLimiter
-from orchestrator.providers.catalog import resolve_provider
+from orchestrator.providers.catalog import Provider, resolve_provider
 from orchestrator.runner.host import Limits, RpcFailure, Runner, RunSpec, run_script
 from orchestrator.runner.host_api import ScriptHost
 from orchestrator.store import connections as connections_repo
@@ -36,6 +36,7 @@ from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import records as records_repo
 from orchestrator.store import scripts as scripts_repo
+from orchestrator.store.types import Connection, Environment
 from orchestrator.temporal.types import FinalizeInput, PreparedSync, RunSyncResult, SyncInput, SyncSummary
 
 log = structlog.get_logger(__name__)
@@ -111,22 +112,8 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
                                             heartbeat, every)
     provider = await resolve_provider(deps.pool, connection.environment_id, connection.provider)
 
-    async def refresh(force: bool) -> Any:
-        return await credentials.refresh(deps.pool, deps.sealer, deps.session, connection, force=force)
-
-    async def write_metadata(metadata: dict[str, Any], merge: bool) -> dict[str, Any]:
-        async with deps.pool.acquire() as conn:
-            return await conn.fetchval(
-                "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2 ELSE $2 END,"
-                " updated_at = now() WHERE id = $1 RETURNING metadata", connection.id, metadata, merge)
-
-    from orchestrator.action_calls import trigger_for  # imports this module: resolved at call time
-
-    host = ScriptHost(pool=deps.pool, session=deps.session, connection=connection, provider=provider,
-                      environment_name=env.name, job_id=prepared.job_id, sync_name=sync.sync_name,
-                      variant=sync.variant, track_deletes=prepared.track_deletes, refresh_credentials=refresh,
-                      metadata_writer=write_metadata,
-                      action_trigger=trigger_for(deps, sync.environment_id, env.name), environment_variables=env_vars)
+    host = build_host(deps, connection, provider, env, env_vars, job_id=prepared.job_id, sync_name=sync.sync_name,
+                      variant=sync.variant, track_deletes=prepared.track_deletes)
     spec = RunSpec(kind="sync", bundle_dir=bundle_dir, module_path=prepared.module_path,
                    timeout_s=prepared.timeout_s, limits=deps.limits(), context={
                        "connection_id": connection.connection_id, "provider_config_key": sync.integration,
@@ -166,6 +153,27 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
         raise ScriptError(f"{err.get('type', 'Error')}: {err.get('message', 'script failed')}",
                           traceback=err.get("traceback", ""))
     return RunSyncResult(counts=host.progress.models)
+
+
+def build_host(deps: RunDeps, connection: Connection, provider: Provider, env: Environment,
+               env_vars: list[dict[str, str]], *, job_id: int, sync_name: str | None, variant: str = "base",
+               track_deletes: bool = False) -> ScriptHost:
+    """The trusted side of one run, wired to this worker's pool, HTTP session and Temporal client."""
+    from orchestrator.action_calls import trigger_for  # imports this module: resolved at call time
+
+    async def refresh(force: bool) -> Any:
+        return await credentials.refresh(deps.pool, deps.sealer, deps.session, connection, force=force)
+
+    async def write_metadata(metadata: dict[str, Any], merge: bool) -> dict[str, Any]:
+        async with deps.pool.acquire() as conn:
+            return await conn.fetchval(
+                "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2 ELSE $2 END,"
+                " updated_at = now() WHERE id = $1 RETURNING metadata", connection.id, metadata, merge)
+
+    return ScriptHost(pool=deps.pool, session=deps.session, connection=connection, provider=provider,
+                      environment_name=env.name, job_id=job_id, sync_name=sync_name, variant=variant,
+                      track_deletes=track_deletes, refresh_credentials=refresh, metadata_writer=write_metadata,
+                      action_trigger=trigger_for(deps, env.id, env.name), environment_variables=env_vars)
 
 
 async def with_heartbeat(work: Awaitable[T], heartbeat: Callable[[dict[str, Any]], None] | None,
