@@ -110,8 +110,8 @@ def build_workers(client: Client, deps: RunDeps, prefix: str = "") -> list[Worke
     scripts = ScriptActivities(deps).all()
     per_kind = {
         "actions": (names.ACTION_QUEUE, ActionWorkflow, deps.settings.worker_max_concurrent_actions),
-        "webhooks": (names.WEBHOOK_QUEUE, WebhookWorkflow, deps.settings.worker_max_concurrent_actions),
-        "events": (names.EVENT_QUEUE, EventWorkflow, deps.settings.worker_max_concurrent_actions),
+        "webhooks": (names.WEBHOOK_QUEUE, WebhookWorkflow, deps.settings.worker_max_concurrent_webhooks),
+        "events": (names.EVENT_QUEUE, EventWorkflow, deps.settings.worker_max_concurrent_events),
     }
     for kind, (queue, workflow, limit) in per_kind.items():
         if kind in kinds:

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     worker_task_queues: str = Field("syncs,actions,webhooks,events", description="Task queue kinds this worker polls.")
     worker_max_concurrent_syncs: int = Field(10, description="Concurrent sync activities per worker.")
     worker_max_concurrent_actions: int = Field(20, description="Concurrent action activities per worker.")
+    worker_max_concurrent_webhooks: int = Field(20, description="Concurrent webhook-script activities per worker.")
+    worker_max_concurrent_events: int = Field(10, description="Concurrent event-script activities per worker.")
     worker_max_concurrent_per_environment: int = Field(
         0, description="Concurrent script runs of one environment per worker (0: no per-environment limit).")
     worker_shutdown_grace_s: int = Field(30, description="On SIGTERM, how long running scripts may finish first.")

@@ -194,6 +194,8 @@ WORKER_HEALTH_PORT: {{ $c.worker.healthPort | toString | quote }}
 WORKER_TASK_QUEUES: {{ $c.worker.taskQueues | quote }}
 WORKER_MAX_CONCURRENT_SYNCS: {{ $c.worker.maxConcurrentSyncs | toString | quote }}
 WORKER_MAX_CONCURRENT_ACTIONS: {{ $c.worker.maxConcurrentActions | toString | quote }}
+WORKER_MAX_CONCURRENT_WEBHOOKS: {{ $c.worker.maxConcurrentWebhooks | toString | quote }}
+WORKER_MAX_CONCURRENT_EVENTS: {{ $c.worker.maxConcurrentEvents | toString | quote }}
 WORKER_MAX_CONCURRENT_PER_ENVIRONMENT: {{ $c.worker.maxConcurrentPerEnvironment | toString | quote }}
 WORKER_SHUTDOWN_GRACE_S: {{ $c.worker.shutdownGraceSeconds | toString | quote }}
 RUNNER_MEMORY_MB: {{ $c.runner.memoryMb | toString | quote }}
