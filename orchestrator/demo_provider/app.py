@@ -226,29 +226,14 @@ class DemoState:
     def _seed(self) -> None:
         self.repos = {}
         self._next_issue_id = 1_000_001
-        for index, (full_name, count) in enumerate(self.repo_seeds.items()):
-            owner, _, name = full_name.partition("/")
-            if not owner or not name:
-                raise ValueError(f"repository names are 'owner/name', got {full_name!r}")
-            repo = Repo(id=100_001 + index, owner=owner, name=name)
-            self.repos[full_name] = repo
-            for n in range(1, count + 1):
-                at = SEED_START + timedelta(hours=n - 1)
-                repo.issues[n] = Issue(
-                    id=self._take_issue_id(), number=n, title=f"Issue {n}", body=f"Body of issue {n}.",
-                    user=DEFAULT_LOGIN, created_at=at, updated_at=at,
-                    labels=["bug" if n % 2 == 0 else "enhancement"],
-                )
-            repo.next_number = count + 1
+        for full_name, count in self.repo_seeds.items():
+            self._create_repo(full_name, count)
 
-    def add_repo(self, full_name: str, issues: int = 25) -> str:
-        """A new seeded repository, so each test can sync data no other test touches."""
+    def _create_repo(self, full_name: str, issues: int) -> None:
+        """A repository with `issues` deterministic issues (issue n: "Issue n", created n-1 hours in)."""
         owner, _, name = full_name.partition("/")
         if not owner or not name:
             raise ValueError(f"repository names are 'owner/name', got {full_name!r}")
-        if full_name in self.repos:
-            raise ValueError(f"repository {full_name!r} exists")
-        self.repo_seeds[full_name] = issues
         repo = Repo(id=100_001 + len(self.repos), owner=owner, name=name)
         self.repos[full_name] = repo
         for n in range(1, issues + 1):
@@ -259,6 +244,13 @@ class DemoState:
                 labels=["bug" if n % 2 == 0 else "enhancement"],
             )
         repo.next_number = issues + 1
+
+    def add_repo(self, full_name: str, issues: int = 25) -> str:
+        """A new seeded repository, so each test can sync data no other test touches."""
+        if full_name in self.repos:
+            raise ValueError(f"repository {full_name!r} exists")
+        self._create_repo(full_name, issues)
+        self.repo_seeds[full_name] = issues
         return full_name
 
     def reset(self) -> None:
