@@ -123,16 +123,25 @@ def list_syncs(env_name: EnvOpt = "dev", integration: Annotated[str | None, type
                    + (f"  note={r['note']!r}" if r["note"] else ""))
 
 
+def _on_targets(env_name: str, integration: str, syncs: list[str] | None, connection: str | None,
+                control: Callable[[Any, Any, Any, list[Any]], Awaitable[T]]) -> T:
+    """Resolve the (connection, sync) pairs, then apply one sync_control function to them."""
+
+    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> T:
+        items = await _targets(integration, syncs, connection)(pool, sealer, env)
+        return await control(pool, client, env, items)
+    return _run(env_name, run)
+
+
 @syncs_app.command()
 def pause(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None, env_name: EnvOpt = "dev",
           note: Annotated[str, typer.Option(help="Shown in the Temporal UI.")] = "paused by nango admin") -> None:
     """Pause the schedules (a running run finishes)."""
     from orchestrator import sync_control
 
-    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> int:
-        items = await _targets(integration, syncs, connection)(pool, sealer, env)
-        return await sync_control.pause(client, env, items, note)
-    typer.echo(f"paused {_run(env_name, run)} schedule(s)")
+    done = _on_targets(env_name, integration, syncs, connection,
+                       lambda pool, client, env, items: sync_control.pause(client, env, items, note))
+    typer.echo(f"paused {done} schedule(s)")
 
 
 @syncs_app.command()
@@ -141,10 +150,9 @@ def resume(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None,
     """Unpause the schedules."""
     from orchestrator import sync_control
 
-    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> int:
-        items = await _targets(integration, syncs, connection)(pool, sealer, env)
-        return await sync_control.resume(client, env, items, note)
-    typer.echo(f"resumed {_run(env_name, run)} schedule(s)")
+    done = _on_targets(env_name, integration, syncs, connection,
+                       lambda pool, client, env, items: sync_control.resume(client, env, items, note))
+    typer.echo(f"resumed {done} schedule(s)")
 
 
 @syncs_app.command()
@@ -154,10 +162,9 @@ def trigger(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None
     """Run now (a paused sync runs once and stays paused)."""
     from orchestrator import sync_control
 
-    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> int:
-        items = await _targets(integration, syncs, connection)(pool, sealer, env)
-        return await sync_control.trigger(pool, client, env, items, full=full)
-    typer.echo(f"triggered {_run(env_name, run)} sync(s){' (full resync)' if full else ''}")
+    done = _on_targets(env_name, integration, syncs, connection,
+                       lambda pool, client, env, items: sync_control.trigger(pool, client, env, items, full=full))
+    typer.echo(f"triggered {done} sync(s){' (full resync)' if full else ''}")
 
 
 @syncs_app.command()
@@ -166,10 +173,9 @@ def cancel(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None,
     """Cancel running runs (the schedule goes on)."""
     from orchestrator import sync_control
 
-    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> int:
-        items = await _targets(integration, syncs, connection)(pool, sealer, env)
-        return await sync_control.cancel(client, env, items, reason)
-    typer.echo(f"cancelled {_run(env_name, run)} running run(s)")
+    done = _on_targets(env_name, integration, syncs, connection,
+                       lambda pool, client, env, items: sync_control.cancel(client, env, items, reason))
+    typer.echo(f"cancelled {done} running run(s)")
 
 
 @syncs_app.command()
@@ -180,11 +186,9 @@ def frequency(integration: str, sync: str,
     from orchestrator import sync_control
 
     value = None if every.strip().lower() in ("default", "reset", "null", "none") else every
-
-    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> str:
-        items = await _targets(integration, [sync], connection)(pool, sealer, env)
-        return await sync_control.set_frequency(pool, client, env, items, value)
-    typer.echo(f"frequency: {_run(env_name, run)}")
+    text = _on_targets(env_name, integration, [sync], connection,
+                       lambda pool, client, env, items: sync_control.set_frequency(pool, client, env, items, value))
+    typer.echo(f"frequency: {text}")
 
 
 @syncs_app.command()
@@ -193,10 +197,8 @@ def status(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None,
     """Status of each sync: schedule state, last run, counts."""
     from orchestrator import sync_control
 
-    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> list[dict[str, Any]]:
-        items = await _targets(integration, syncs, connection)(pool, sealer, env)
-        return await sync_control.status(pool, client, env, items)
-    rows = _run(env_name, run)
+    rows = _on_targets(env_name, integration, syncs, connection,
+                       lambda pool, client, env, items: sync_control.status(pool, client, env, items))
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
