@@ -230,3 +230,21 @@ async def test_the_temporal_cli_sees_and_edits_our_schedules(stack: Stack) -> No
     assert listed.count("SyncWorkflow") == 2
     await cli("schedule", "toggle", "--schedule-id", gh.schedule_id(), "--unpause", "--reason", "back")
     assert (await _status(stack, gh.key))["paused"] is False
+
+
+async def test_renaming_an_integration_moves_its_schedules(stack: Stack) -> None:
+    from orchestrator.temporal import names
+
+    gh = await setup_github(stack, issues=1)
+    await wait_for_job(stack, gh)
+    async with stack.api(gh.key) as api:
+        await api.request("POST", "/sync/pause", json={"syncs": ["issues"], "provider_config_key": "github"})
+        await api.request("PUT", "/sync/update-connection-frequency", json={
+            "sync_name": "issues", "provider_config_key": "github", "connection_id": "conn-1", "frequency": "every 2h"})
+        await api.request("PATCH", "/integrations/github", json={"unique_key": "gh-renamed"})
+        assert await schedules.describe(stack.client, gh.schedule_id()) is None
+        moved = await schedules.describe(stack.client, names.sync_schedule_id(gh.env, "gh-renamed", "conn-1", "issues"))
+        assert moved is not None and moved.paused and moved.interval_s == 7200
+        st = await api.request("GET", "/sync/status", params={"syncs": "issues", "provider_config_key": "gh-renamed",
+                                                             "connection_id": "conn-1"})
+        assert st["syncs"][0]["status"] == "PAUSED"

@@ -11,6 +11,7 @@ from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import POOL, SEALER, SETTINGS, TEMPORAL
 from orchestrator.providers.catalog import find_provider
+from orchestrator.reconcile import reconcile_integration
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store.types import Integration
 from orchestrator.temporal import names, schedules
@@ -152,8 +153,11 @@ async def create_integration(request: web.Request) -> web.Response:
 @routes.patch("/integrations/{unique_key}")
 async def patch_integration(request: web.Request) -> web.Response:
     body = IntegrationBody.model_validate(await json_body(request))
+    renamed_from: str | None = None
     async with request.app[POOL].acquire() as conn, conn.transaction():
         integration = await _get(request, conn)
+        if body.unique_key and body.unique_key != integration.unique_key:
+            renamed_from = integration.unique_key
         if body.provider and body.provider != integration.provider:
             raise_error(400, "invalid_body", "the provider of an integration cannot change; create a new one")
         if body.unique_key and body.unique_key != integration.unique_key:
@@ -165,7 +169,29 @@ async def patch_integration(request: web.Request) -> web.Response:
         integration = await integrations_repo.get(conn, integration.environment_id,
                                                   body.unique_key or integration.unique_key)
         assert integration is not None
-        return json_response({"data": await public(conn, integration)})
+        data = await public(conn, integration)
+    if renamed_from is not None:
+        await _move_schedules(request, renamed_from, integration)
+    return json_response({"data": data})
+
+
+async def _move_schedules(request: web.Request, old_key: str, integration: Integration) -> None:
+    """Schedule ids carry the integration key: a rename replaces them. Pause state and per-connection
+    frequencies are kept; like any new schedule, an unpaused one runs once when it is created."""
+    env = environment(request)
+    client = request.app[TEMPORAL]
+    paused: set[tuple[str, str, str]] = set()
+    for sid in await schedules.list_ids(client, names.schedule_prefix(env.name, old_key)):
+        view = await schedules.describe(client, sid)
+        parts = names.parse_schedule_id(sid)
+        if view is not None and view.paused and parts:
+            paused.add((parts["connection_id"], parts["sync"], parts["variant"]))
+        await schedules.delete(client, sid)
+    await reconcile_integration(request.app[POOL], request.app[SEALER], client, integration,
+                                task_queue_prefix=request.app[SETTINGS].task_queue_prefix)
+    for connection_id, sync, variant in paused:
+        await schedules.pause(client, names.sync_schedule_id(env.name, integration.unique_key, connection_id, sync,
+                                                             variant), "paused before the integration was renamed")
 
 
 @routes.delete("/integrations/{unique_key}")
