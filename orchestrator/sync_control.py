@@ -166,8 +166,13 @@ async def status(pool: asyncpg.Pool, client: Client, env: Environment, items: li
             state = await jobs_repo.get_state(conn, t.connection.id, t.script.name, t.variant)
             counts = {m: await records_repo.count(conn, records_repo.Scope(
                 env.id, t.connection.id, m, t.variant)) for m in t.script.config.get("output") or []}
+            job_workflow = await conn.fetchval("SELECT workflow_id FROM sync_jobs WHERE id = $1",
+                                               jobs[0].id) if jobs else None
         job = jobs[0] if jobs else None
-        running = bool(view and view.running_workflow_ids) or (job is not None and job.status == "running")
+        # A run whose job already closed is only finishing its bookkeeping (finalize, notify): what it
+        # reported is final. A run that has not opened its job yet is running.
+        running = (job is not None and job.status == "running") or any(
+            wf != job_workflow for wf in (view.running_workflow_ids if view else []))
         if view is None:
             state_name = "STOPPED"
         elif view.paused:  # what operators asked for wins over a run still finishing

@@ -132,8 +132,13 @@ async def test_a_script_that_raises_fails_the_job_with_its_traceback_and_the_sch
         logs = await conn.fetch("SELECT message FROM script_logs WHERE job_id = $1", jobs[0]["id"])
     assert "in helper" in details and "KeyError" in details
     assert [r["message"] for r in logs] == ["starting"]
-    st = await _status(stack, gh.key)
-    assert st["status"] == "ERROR" and not st["paused"] and st["nextScheduledSyncAt"]
+    async def errored() -> dict:
+        # the run workflow finishes its finalize/notify steps just after the job closes: RUNNING until then
+        st = await _status(stack, gh.key)
+        assert st["status"] == "ERROR", st
+        return st
+    st = await eventually(errored, timeout=30)
+    assert not st["paused"] and st["nextScheduledSyncAt"]
     view = await schedules.describe(stack.client, gh.schedule_id())
     assert view is not None and not view.paused
 
