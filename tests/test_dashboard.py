@@ -445,3 +445,30 @@ async def _rows_at_least(page: Any, selector: str, n: int) -> None:
     if count < n:
         await page.reload()
     assert count >= n, count
+
+
+def test_login_throttle_counts_failures_in_a_window() -> None:
+    from orchestrator.dashboard.throttle import LoginThrottle
+
+    now = [1000.0]
+    throttle = LoginThrottle(limit=3, window_s=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert throttle.blocked_for("1.2.3.4") == 0
+        throttle.failed("1.2.3.4")
+    assert throttle.blocked_for("1.2.3.4") == 60 and throttle.blocked_for("5.6.7.8") == 0
+    now[0] += 61
+    assert throttle.blocked_for("1.2.3.4") == 0
+
+
+async def test_too_many_failed_logins_are_refused(stack: Stack) -> None:
+    # its own app instance, so the throttle it fills does not slow the other dashboard tests
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from orchestrator.api.app import create_app
+
+    async with TestClient(TestServer(create_app(stack.settings, temporal=stack.client))) as client:
+        for _ in range(10):
+            resp = await client.post("/dashboard/login", data={"secret": "not-a-key"}, allow_redirects=False)
+            assert resp.status == 401
+        resp = await client.post("/dashboard/login", data={"secret": "not-a-key"}, allow_redirects=False)
+        assert resp.status == 429 and "Too many failed sign-ins" in await resp.text()

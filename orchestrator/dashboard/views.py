@@ -47,6 +47,7 @@ from orchestrator.dashboard.render import (
     url,
     when,
 )
+from orchestrator.dashboard.throttle import LoginThrottle
 from orchestrator.errors import OrchestratorError
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environment_variables as envvars_repo
@@ -58,6 +59,7 @@ from orchestrator.store.types import Connection, DeployedScript, Environment
 routes = web.RouteTableDef()
 SESSION_KEY = web.AppKey("dashboard_session_key", bytes)
 ASSETS = web.AppKey("dashboard_assets", dict)
+THROTTLE = web.AppKey("dashboard_login_throttle", LoginThrottle)
 
 PAGE_SIZE = 25
 RUNS_PAGE = 50
@@ -79,6 +81,7 @@ SECURITY_HEADERS = {
 def setup(app: web.Application) -> None:
     """Register the dashboard on the API app: its routes, its session key and its static files."""
     app[SESSION_KEY] = sessions.derive_key(app[SETTINGS].encryption_key_bytes())
+    app[THROTTLE] = LoginThrottle()
     folder = resources.files("orchestrator.dashboard") / "static"
     app[ASSETS] = {item.name: item.read_bytes() for item in folder.iterdir() if item.is_file()}
     app.add_routes(routes)
@@ -284,6 +287,11 @@ async def login(request: web.Request) -> web.StreamResponse:
     origin = request.headers.get("Origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.host:
         raise _error_page(403, "cross-site login refused")
+    client = request.remote or "unknown"
+    wait = request.app[THROTTLE].blocked_for(client)
+    if wait:
+        return _bare_page("Sign in", _login_form(
+            request, f"Too many failed sign-ins from this address; try again in {int(wait) + 1} s."), status=429)
     form = await request.post()
     secret = str(form.get("secret", "")).strip()
     target = _safe_next(str(form.get("next", "")))
@@ -296,6 +304,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             env = await environments_repo.by_secret_key(conn, secret)
             row = await queries.environment_row(conn, env.id) if env else None
     if env is None or row is None:
+        request.app[THROTTLE].failed(client)
         return _bare_page("Sign in", _login_form(request, "That key is not valid."), status=401)
     raise _redirect(request, target, sessions.Session(environment_id=env.id,
                                                       key_fp=sessions.key_fingerprint(row["secret_key_hash"])))
