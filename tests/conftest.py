@@ -33,6 +33,7 @@ from orchestrator.demo_provider import serve as serve_demo
 from orchestrator.devstack.postgres import EmbeddedPostgres
 from orchestrator.devstack.processes import free_port, wait_for_port
 from orchestrator.devstack.temporal import temporal_cli
+from orchestrator.logging import configure_logging
 from orchestrator.store import environments as environments_repo
 from orchestrator.store.migrate import migrate
 from orchestrator.store.pool import init_connection
@@ -40,6 +41,10 @@ from orchestrator.temporal.names import SEARCH_ATTRIBUTES
 from orchestrator.worker import run_worker
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Log lines go to the real stderr, bound now: a CLI run in-process (typer's CliRunner swaps sys.stdout)
+# must not capture the stack's background log lines into the output it parses as JSON.
+configure_logging("INFO", "console")
 EXAMPLES = ROOT / "examples" / "nango-integrations"
 
 
