@@ -9,7 +9,6 @@ deploy racing a connection creation) never duplicate or delete each other's work
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import asyncpg
 import structlog
@@ -90,7 +89,3 @@ async def reconcile_integration(pool: asyncpg.Pool, sealer: Sealer, client: Clie
         log.info("schedules_reconciled", integration=integration.unique_key, created=len(report.created),
                  retimed=len(report.retimed), deleted=len(report.deleted))
     return report
-
-
-def interval_for(runs: str | None) -> timedelta:
-    return parse_schedule(runs or "every 1d")
