@@ -1,4 +1,4 @@
-"""Activities for actions, webhook scripts and event scripts: thin adapters to orchestrator.script_runs."""
+"""Activities for actions, webhook scripts and event scripts: thin adapters to orchestrator.runs.scripts."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import structlog
 from temporalio import activity
 
 from activities.sync import translate
-from orchestrator import script_runs, webhooks
 from orchestrator.errors import OrchestratorError
-from orchestrator.sync_runs import RunDeps
+from orchestrator.runs import scripts as script_runs
+from orchestrator.runs import webhooks
+from orchestrator.runs.deps import RunDeps
 from orchestrator.temporal.types import ScriptJobInput, ScriptJobResult, WebhookInput, WebhookTargets
 
 

@@ -1,4 +1,4 @@
-"""Sync activities: thin adapters from Temporal to `orchestrator.sync_runs`.
+"""Sync activities: thin adapters from Temporal to `orchestrator.runs.sync`.
 
 They bind log context, heartbeat, and translate errors in one place: terminal errors (a script
 bug, a bad config) become non-retryable ApplicationErrors, everything else is retried.
@@ -10,8 +10,10 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from orchestrator import notify, sync_runs
 from orchestrator.errors import OrchestratorError
+from orchestrator.runs import notify
+from orchestrator.runs import sync as sync_runs
+from orchestrator.runs.deps import RunDeps
 from orchestrator.temporal.types import (
     FinalizeInput,
     NotifyInput,
@@ -32,7 +34,7 @@ def translate(exc: OrchestratorError) -> BaseException:
 
 
 class SyncActivities:
-    def __init__(self, deps: sync_runs.RunDeps) -> None:
+    def __init__(self, deps: RunDeps) -> None:
         self.deps = deps
 
     def _bind(self, sync: SyncInput) -> None:

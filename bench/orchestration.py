@@ -32,8 +32,8 @@ from aiohttp import web  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
 from orchestrator.api.app import create_app  # noqa: E402
+from orchestrator.authoring.compile import compile_project  # noqa: E402
 from orchestrator.client import NangoClient  # noqa: E402
-from orchestrator.compile import compile_project  # noqa: E402
 from orchestrator.config.settings import Settings  # noqa: E402
 from orchestrator.crypto import new_secret_key  # noqa: E402
 from orchestrator.demo_provider import DemoState  # noqa: E402

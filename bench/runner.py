@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 from bench.records import database  # noqa: E402
 from orchestrator.crypto import Sealer  # noqa: E402
 from orchestrator.runner.host import Limits, Runner  # noqa: E402
-from orchestrator.runner.testing import ScriptBench  # noqa: E402
+from orchestrator.runs.testing import ScriptBench  # noqa: E402
 from orchestrator.store.migrate import migrate  # noqa: E402
 from orchestrator.store.pool import init_connection  # noqa: E402
 

@@ -17,10 +17,10 @@ from orchestrator.bundles.store import store_from_settings
 from orchestrator.config.settings import Settings
 from orchestrator.crypto import Sealer
 from orchestrator.errors import OrchestratorError
-from orchestrator.limits import EnvironmentLimiter
 from orchestrator.runner.host import Runner
+from orchestrator.runs.deps import RunDeps
+from orchestrator.runs.limits import EnvironmentLimiter
 from orchestrator.store.pool import create_pool
-from orchestrator.sync_runs import RunDeps
 from orchestrator.temporal import names
 from orchestrator.temporal.client import connect
 

@@ -203,7 +203,7 @@ class GithubSetup:
 async def setup_github(stack: Stack, *, issues: int = 10, folder: Path = EXAMPLES,
                        connection_id: str = "conn-1") -> GithubSetup:
     """A fresh environment with the example integration deployed and one connection on its own repo."""
-    from orchestrator.compile import compile_project
+    from orchestrator.authoring.compile import compile_project
 
     env, key = await stack.new_environment()
     repo = stack.demo.add_repo(f"{env}/repo", issues)

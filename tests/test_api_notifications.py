@@ -13,7 +13,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from orchestrator import notify
+from orchestrator.runs import notify
 from tests.conftest import Stack, eventually, setup_github, wait_for_job
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator.checks import Problem, ScriptCheckError, check_project
+from orchestrator.authoring.checks import Problem, ScriptCheckError, check_project
+from orchestrator.authoring.compile import compile_project
 from orchestrator.cli.main import app
-from orchestrator.compile import compile_project
 from orchestrator.config.codegen import generate_models_py
 from orchestrator.config.nango_yaml import parse_config
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from orchestrator.authoring.compile import compile_project
 from orchestrator.cli.main import app
-from orchestrator.compile import compile_project
 from tests.conftest import EXAMPLES, Stack, setup_github, wait_for_job
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from orchestrator.authoring.compile import compile_project
 from orchestrator.client.api import ApiError
-from orchestrator.compile import compile_project
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo

@@ -18,7 +18,7 @@ import pytest
 
 from orchestrator.crypto import Sealer
 from orchestrator.runner.host import Limits, Runner
-from orchestrator.runner.testing import ScriptBench
+from orchestrator.runs.testing import ScriptBench
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store.pool import init_connection
 
@@ -122,7 +122,7 @@ async def test_worker_source_is_not_visible(rt: ScriptBench) -> None:
         async def run_action(nango, inp):
             found = []
             for path in ({str(ROOT / "orchestrator" / "worker.py")!r}, "/app/orchestrator/worker.py",
-                         "/app/orchestrator/runner/host_api.py", "/app/orchestrator/config/settings.py"):
+                         "/app/orchestrator/runs/script_host.py", "/app/orchestrator/config/settings.py"):
                 if os.path.exists(path):
                     found.append(path)
             if found:

@@ -9,7 +9,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from orchestrator import reconcile
+from orchestrator.control import reconcile
 from orchestrator.crypto import Sealer
 from orchestrator.devstack.processes import free_port, wait_for_port
 from orchestrator.store import integrations as integrations_repo

@@ -8,9 +8,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from orchestrator.authoring.compile import compile_project
 from orchestrator.cli.main import app
 from orchestrator.client import ApiError
-from orchestrator.compile import compile_project
 from orchestrator.temporal import schedules
 from orchestrator.temporal.names import sync_schedule_id
 from tests.conftest import EXAMPLES, Stack, eventually, setup_github, wait_for_job

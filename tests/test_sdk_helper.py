@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from orchestrator.crypto import Sealer
 from orchestrator.providers.catalog import Provider
 from orchestrator.runner.host import Runner
-from orchestrator.runner.testing import ScriptBench
+from orchestrator.runs.testing import ScriptBench
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store.types import ApiKeyCredentials, BasicCredentials, OAuth2Credentials
 from tests.conftest import Stack

@@ -3,7 +3,7 @@ schedule -> SyncWorkflow -> script in a child process -> records in PostgreSQL -
 
 from __future__ import annotations
 
-from orchestrator.compile import compile_project
+from orchestrator.authoring.compile import compile_project
 from orchestrator.temporal import names, schedules
 from tests.conftest import EXAMPLES, Stack, eventually
 

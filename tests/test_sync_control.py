@@ -167,7 +167,7 @@ async def test_progress_query_and_cancel_of_a_running_sync(stack: Stack, tmp_pat
         assert progress["phase"] == "running" and progress["added"] > 0, progress
     await eventually(progressing, timeout=30)
 
-    from orchestrator import sync_control
+    from orchestrator.control import syncs as sync_control
 
     async with stack.pool.acquire() as conn:
         from orchestrator.store import environments as environments_repo
@@ -191,7 +191,7 @@ def _sealer(stack: Stack):  # type: ignore[no-untyped-def]
 
 
 async def test_reconciler_recreates_a_lost_schedule_and_keeps_overrides(stack: Stack) -> None:
-    from orchestrator import maintenance
+    from orchestrator.control import maintenance
 
     gh = await setup_github(stack, issues=1)
     other = await setup_github(stack, issues=1)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.authoring.compile import compile_project
 from orchestrator.client import ApiError
-from orchestrator.compile import compile_project
 from orchestrator.config.codegen import generate_models_py
 from orchestrator.config.nango_yaml import load_config
 from tests.conftest import EXAMPLES, Stack, eventually, setup_github, wait_for_job

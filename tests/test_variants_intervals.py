@@ -9,7 +9,7 @@ from pathlib import Path
 
 from temporalio.client import ScheduleIntervalSpec, ScheduleSpec, ScheduleUpdate, ScheduleUpdateInput
 
-from orchestrator.compile import compile_project
+from orchestrator.authoring.compile import compile_project
 from orchestrator.temporal import names, schedules
 from tests.conftest import EXAMPLES, Stack, eventually, setup_github, wait_for_job
 

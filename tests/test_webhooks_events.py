@@ -63,7 +63,7 @@ async def test_sync_results_are_posted_signed_to_the_environment_webhook(stack: 
             await api.request("PATCH", "/environment", json={"webhook_url": f"http://127.0.0.1:{port}/hook",
                                                             "webhook_secret": "whsec"})
         # deploy and connect in this environment
-        from orchestrator.compile import compile_project
+        from orchestrator.authoring.compile import compile_project
         repo = stack.demo.add_repo(f"{env}/repo", 2)
         async with stack.api(key) as api:
             await api.deploy(compile_project(EXAMPLES))

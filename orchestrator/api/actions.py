@@ -20,7 +20,7 @@ from orchestrator.api.common import (
 )
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import POOL, SETTINGS, TEMPORAL
-from orchestrator.script_runs import open_job
+from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.temporal.starter import start_action
 from orchestrator.temporal.types import ScriptJobInput
@@ -84,8 +84,9 @@ async def run_action(request: web.Request, integration: str, connection_id: str,
             raise_error(404, "unknown_action", f"no action '{action_name}' is deployed for integration "
                         f"'{integration}'; deployed: {', '.join(deployed) or 'none'}")
         public_id = str(uuid.uuid4())
-        job_id = await open_job(conn, environment_id=env.id, connection_pk=connection.id, name=action_name,
-                                kind="action", public_id=public_id, input=action_input)
+        job_id = await jobs_repo.open_job(conn, environment_id=env.id, connection_pk=connection.id,
+                                          script_name=action_name, kind="action", public_id=public_id,
+                                          input=action_input)
     settings = request.app[SETTINGS]
     job = ScriptJobInput(environment_id=env.id, environment=env.name, integration=integration,
                          connection_id=connection_id, script_name=action_name, kind="action", job_id=job_id,

@@ -8,7 +8,7 @@ import aiohttp
 from aiohttp import web
 from temporalio.client import Client
 
-from orchestrator import dashboard, maintenance
+from orchestrator import dashboard
 from orchestrator.api import (
     actions,
     connections,
@@ -33,6 +33,7 @@ from orchestrator.api.keys import BUNDLES, HTTP, POOL, SEALER, SETTINGS, TEMPORA
 from orchestrator.api.middleware import auth_middleware, context_middleware, error_middleware
 from orchestrator.bundles.store import store_from_settings
 from orchestrator.config.settings import Settings
+from orchestrator.control import maintenance
 from orchestrator.crypto import Sealer
 from orchestrator.store.pool import create_pool
 from orchestrator.temporal.client import connect

@@ -14,13 +14,13 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator import credentials as credentials_mod
-from orchestrator import events
 from orchestrator.api.common import environment, json_body, json_response, load_connection
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import HTTP, POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.control import events
+from orchestrator.control.reconcile import reconcile_integration
 from orchestrator.errors import TransientError
-from orchestrator.reconcile import reconcile_integration
+from orchestrator.providers import credentials as credentials_mod
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import scripts as scripts_repo

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import BUNDLES, POOL, SEALER, SETTINGS, TEMPORAL
-from orchestrator.deploy import UploadedBundle, deploy, history, rollback
+from orchestrator.control.deploy import UploadedBundle, deploy, history, rollback
 from orchestrator.errors import BundleError, InvalidInputError
 from orchestrator.providers.catalog import Provider, load_providers_file
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator import environments as environments_service
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.keys import POOL, SEALER, SETTINGS
+from orchestrator.control import environments as environments_service
 
 routes = web.RouteTableDef()
 

@@ -11,10 +11,10 @@ import hmac
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator import environments as service
 from orchestrator.api.common import json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import POOL, SETTINGS, TEMPORAL
+from orchestrator.control import environments as service
 
 routes = web.RouteTableDef()
 

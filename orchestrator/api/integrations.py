@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import POOL, SEALER, SETTINGS, TEMPORAL
-from orchestrator.providers.catalog import find_provider
-from orchestrator.reconcile import reconcile_integration
+from orchestrator.control.reconcile import reconcile_integration
+from orchestrator.providers.custom import find_provider
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store.types import Integration
 from orchestrator.temporal import names, schedules

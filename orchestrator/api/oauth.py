@@ -43,7 +43,8 @@ from orchestrator.api.connections import CONNECTION_ID_PATTERN, ConnectionValida
 from orchestrator.api.errors import error_body, raise_error
 from orchestrator.api.keys import HTTP, POOL, SEALER, SETTINGS
 from orchestrator.errors import InvalidInputError
-from orchestrator.providers.catalog import fill, find_provider
+from orchestrator.providers.catalog import fill
+from orchestrator.providers.custom import find_provider
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store.types import Environment, OAuth2Credentials

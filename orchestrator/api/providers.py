@@ -16,8 +16,9 @@ from pydantic import BaseModel
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import POOL
-from orchestrator.providers import store
-from orchestrator.providers.catalog import DECLARED, Provider, builtin_providers, find_provider
+from orchestrator.providers import custom as store
+from orchestrator.providers.catalog import DECLARED, Provider, builtin_providers
+from orchestrator.providers.custom import find_provider
 
 routes = web.RouteTableDef()
 

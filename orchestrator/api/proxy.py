@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator import credentials as credentials_mod
 from orchestrator.api.common import connection_headers, int_header, load_connection
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import HTTP, POOL, SEALER
 from orchestrator.errors import TransientError
-from orchestrator.providers.catalog import resolve_provider
-from orchestrator.proxy import ProxyRequest, UpstreamError, send
+from orchestrator.providers import credentials as credentials_mod
+from orchestrator.providers.custom import resolve_provider
+from orchestrator.providers.proxy import ProxyRequest, UpstreamError, send
 from orchestrator.store.types import Connection
 
 routes = web.RouteTableDef()

@@ -1,4 +1,4 @@
-"""Switching deployed syncs and actions on and off (orchestrator.scripts_control does the work).
+"""Switching deployed syncs and actions on and off (orchestrator.control.scripts does the work).
 
 `GET /scripts` lists them with their switch; `PATCH /scripts/{integration}/{name}` with
 `{"enabled": false}` disables one (its schedules are paused then removed, its endpoint answers
@@ -13,9 +13,9 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator import scripts_control
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.keys import POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.control import scripts as scripts_control
 
 routes = web.RouteTableDef()
 

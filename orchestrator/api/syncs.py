@@ -1,4 +1,4 @@
-"""Sync controls over HTTP (Nango's /sync/* wire format); the logic lives in orchestrator.sync_control."""
+"""Sync controls over HTTP (Nango's /sync/* wire format); the logic lives in orchestrator.control.syncs."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator import sync_control
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.control import syncs as sync_control
 
 routes = web.RouteTableDef()
 

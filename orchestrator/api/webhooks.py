@@ -7,11 +7,11 @@ from aiohttp import web
 from orchestrator.api.common import json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.control.webhooks import SignatureError, store
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.temporal.starter import start_webhook
 from orchestrator.temporal.types import WebhookInput
-from orchestrator.webhooks import SignatureError, store
 
 routes = web.RouteTableDef()
 MAX_BODY = 10 * 1024 * 1024

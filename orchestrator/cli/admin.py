@@ -1,6 +1,6 @@
 """`nango admin`: operators' controls, straight through PostgreSQL and the Temporal client.
 
-Same code path as the API and the dashboard (orchestrator.sync_control). Settings come from the
+Same code path as the API and the dashboard (orchestrator.control.syncs). Settings come from the
 environment (DATABASE_URL, TEMPORAL_ADDRESS, ENCRYPTION_KEY...) or, on a dev machine, from the
 running `nango dev` stack's `.nango/dev.json`.
 """
@@ -86,7 +86,7 @@ def _run(env_name: str, fn: Callable[..., Awaitable[T]]) -> T:
 
 
 def _targets(integration: str, syncs: list[str] | None, connection: str | None) -> Callable[..., Awaitable[Any]]:
-    from orchestrator import sync_control
+    from orchestrator.control import syncs as sync_control
 
     async def resolve(pool: Any, sealer: Any, env: Any) -> list[Any]:
         return await sync_control.targets(pool, sealer, env, integration, syncs or None, connection)
@@ -137,7 +137,7 @@ def _on_targets(env_name: str, integration: str, syncs: list[str] | None, connec
 def pause(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None, env_name: EnvOpt = "dev",
           note: Annotated[str, typer.Option(help="Shown in the Temporal UI.")] = "paused by nango admin") -> None:
     """Pause the schedules (a running run finishes)."""
-    from orchestrator import sync_control
+    from orchestrator.control import syncs as sync_control
 
     done = _on_targets(env_name, integration, syncs, connection,
                        lambda pool, client, env, items: sync_control.pause(client, env, items, note))
@@ -148,7 +148,7 @@ def pause(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None, 
 def resume(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None, env_name: EnvOpt = "dev",
            note: Annotated[str, typer.Option(help="Shown in the Temporal UI.")] = "resumed by nango admin") -> None:
     """Unpause the schedules."""
-    from orchestrator import sync_control
+    from orchestrator.control import syncs as sync_control
 
     done = _on_targets(env_name, integration, syncs, connection,
                        lambda pool, client, env, items: sync_control.resume(client, env, items, note))
@@ -160,7 +160,7 @@ def trigger(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None
             full: Annotated[bool, typer.Option("--full", help="Full resync: reset state, cancel a running run.")]
             = False) -> None:
     """Run now (a paused sync runs once and stays paused)."""
-    from orchestrator import sync_control
+    from orchestrator.control import syncs as sync_control
 
     done = _on_targets(env_name, integration, syncs, connection,
                        lambda pool, client, env, items: sync_control.trigger(pool, client, env, items, full=full))
@@ -171,7 +171,7 @@ def trigger(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None
 def cancel(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None, env_name: EnvOpt = "dev",
            reason: Annotated[str, typer.Option(help="Recorded on the job.")] = "cancelled by nango admin") -> None:
     """Cancel running runs (the schedule goes on)."""
-    from orchestrator import sync_control
+    from orchestrator.control import syncs as sync_control
 
     done = _on_targets(env_name, integration, syncs, connection,
                        lambda pool, client, env, items: sync_control.cancel(client, env, items, reason))
@@ -183,7 +183,7 @@ def frequency(integration: str, sync: str,
               every: Annotated[str, typer.Argument(help="e.g. 'every 2h', or 'default' to follow nango.yaml.")],
               connection: ConnOpt = None, env_name: EnvOpt = "dev") -> None:
     """Set a per-connection interval (or 'default')."""
-    from orchestrator import sync_control
+    from orchestrator.control import syncs as sync_control
 
     value = None if every.strip().lower() in ("default", "reset", "null", "none") else every
     text = _on_targets(env_name, integration, [sync], connection,
@@ -195,7 +195,7 @@ def frequency(integration: str, sync: str,
 def status(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None, env_name: EnvOpt = "dev",
            as_json: JsonOpt = False) -> None:
     """Status of each sync: schedule state, last run, counts."""
-    from orchestrator import sync_control
+    from orchestrator.control import syncs as sync_control
 
     rows = _on_targets(env_name, integration, syncs, connection,
                        lambda pool, client, env, items: sync_control.status(pool, client, env, items))
@@ -245,7 +245,7 @@ def _run_platform(fn: Callable[..., Awaitable[T]], *, temporal: bool = False) ->
 def env_create(name: Annotated[str, typer.Argument(help="Environment name (letters, digits, '-', '_').")],
                as_json: JsonOpt = False) -> None:
     """Create an environment; prints its secret key (shown once, only its hash is stored)."""
-    from orchestrator import environments
+    from orchestrator.control import environments
 
     async def run(pool: Any, client: Any) -> tuple[Any, str]:
         return await environments.create(pool, name)
@@ -259,7 +259,7 @@ def env_create(name: Annotated[str, typer.Argument(help="Environment name (lette
 @env_admin_app.command("list")
 def env_list(as_json: JsonOpt = False) -> None:
     """Every environment, with its counts and key rotation state."""
-    from orchestrator import environments
+    from orchestrator.control import environments
 
     async def run(pool: Any, client: Any) -> list[dict[str, Any]]:
         return await environments.list_all(pool)
@@ -279,7 +279,7 @@ def env_delete(name: str,
                                                                    "connections (and their records).")] = False
                ) -> None:
     """Delete an environment with its schedules (its integrations and connections need --force)."""
-    from orchestrator import environments
+    from orchestrator.control import environments
 
     async def run(pool: Any, client: Any) -> dict[str, Any]:
         return await environments.delete(pool, client, name, force=force)
@@ -296,7 +296,7 @@ def env_rotate_key(
     as_json: JsonOpt = False,
 ) -> None:
     """A new secret key that works at once; the current one keeps working for the grace period."""
-    from orchestrator import environments
+    from orchestrator.control import environments
 
     seconds = grace if grace is not None else load_settings().secret_key_grace_s
 
@@ -312,7 +312,7 @@ def env_rotate_key(
 
 
 def _switch(integration: str, name: str, enabled: bool, kind: str | None, env_name: str) -> None:
-    from orchestrator import scripts_control
+    from orchestrator.control import scripts as scripts_control
 
     prefix = load_settings().task_queue_prefix
 
@@ -345,7 +345,7 @@ def scripts_disable(integration: str, name: str, kind: KindOpt = None, env_name:
 def scripts_list(env_name: EnvOpt = "dev", integration: Annotated[str | None, typer.Option(help="Filter.")] = None,
                  as_json: JsonOpt = False) -> None:
     """Deployed syncs and actions with their switch."""
-    from orchestrator import scripts_control
+    from orchestrator.control import scripts as scripts_control
 
     async def run(pool: Any, sealer: Any, client: Any, env: Any) -> list[dict[str, Any]]:
         return await scripts_control.list_scripts(pool, env, integration)

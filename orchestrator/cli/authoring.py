@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from orchestrator.cli.common import (
+    EnvOpt,
     Folder,
+    KeyOpt,
+    PathOpt,
+    ServerOpt,
     fail,
     fail_on_problems,
     folder_arg,
@@ -35,20 +39,6 @@ if TYPE_CHECKING:
 PathArg = Annotated[Path | None, typer.Argument(
     help="The integrations folder or its nango.yaml (same as --path; default: found from the current folder "
     "upwards).", show_default=False, metavar="FOLDER")]
-PathOpt = Annotated[Path | None, typer.Option(
-    "--path", help="The integrations folder or its nango.yaml (default: found from the current folder upwards).",
-    show_default=False)]
-ServerOpt = Annotated[str | None, typer.Option(
-    "--server", help="API base URL (else NANGO_HOSTPORT from the environment or .env; default "
-    "http://127.0.0.1:3003).",
-    show_default=False)]
-KeyOpt = Annotated[str | None, typer.Option(
-    "--secret-key", help="The environment's secret key (else NANGO_SECRET_KEY_<ENVIRONMENT> or NANGO_SECRET_KEY "
-    "from the environment or .env).", show_default=False)]
-EnvOpt = Annotated[str | None, typer.Option(
-    "--environment", "-e", help="Environment name: picks NANGO_SECRET_KEY_<NAME> when set.", show_default=False)]
-
-
 def init(
     path: Annotated[Path, typer.Argument(help="Folder to create.")] = Path("nango-integrations"),
     template: Annotated[str | None, typer.Option(
@@ -99,7 +89,7 @@ def validate(
     path: PathOpt = None,
 ) -> None:
     """Parse and check nango.yaml; all problems at once as FILE:LINE:COL: message."""
-    from orchestrator.compile import models_used
+    from orchestrator.authoring.compile import models_used
 
     folder = folder_arg(file, path)
     config = load(folder, warnings=not as_json)
@@ -169,9 +159,9 @@ def compile_(
 
 def _compile(folder: Folder, config: NangoConfig, integrations: list[str] | None = None) -> list[Bundle]:
     """models.py brought up to date (it is generated), scripts checked, bundles built."""
-    from orchestrator.checks import ScriptCheckError
+    from orchestrator.authoring.checks import ScriptCheckError
+    from orchestrator.authoring.compile import compile_project
     from orchestrator.cli.scaffold import write_models
-    from orchestrator.compile import compile_project
     from orchestrator.errors import BundleError
 
     with writing(folder.path / "models.py"):

@@ -8,15 +8,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 if TYPE_CHECKING:
-    from orchestrator.checks import ScriptCheckError
+    from orchestrator.authoring.checks import ScriptCheckError
     from orchestrator.config.nango_yaml import NangoConfig
 
 DEFAULT_SERVER = "http://127.0.0.1:3003"
+
+
+# Options every command that talks to a folder or a server shares.
+PathOpt = Annotated[Path | None, typer.Option(
+    "--path", help="The integrations folder or its nango.yaml (default: found from the current folder upwards).",
+    show_default=False)]
+ServerOpt = Annotated[str | None, typer.Option(
+    "--server", help="API base URL (else NANGO_HOSTPORT from the environment or .env; default "
+    "http://127.0.0.1:3003).",
+    show_default=False)]
+KeyOpt = Annotated[str | None, typer.Option(
+    "--secret-key", help="The environment's secret key (else NANGO_SECRET_KEY_<ENVIRONMENT> or NANGO_SECRET_KEY "
+    "from the environment or .env).", show_default=False)]
+EnvOpt = Annotated[str | None, typer.Option(
+    "--environment", "-e", help="Environment name: picks NANGO_SECRET_KEY_<NAME> when set.", show_default=False)]
 
 
 def fail(message: str) -> NoReturn:

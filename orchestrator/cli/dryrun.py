@@ -22,11 +22,11 @@ from typing import Any, cast
 
 import aiohttp
 
-from orchestrator.checks import Script, declared_scripts
+from orchestrator.authoring.checks import Script, declared_scripts
 from orchestrator.config.nango_yaml import NangoConfig
 from orchestrator.errors import InvalidInputError, NotFoundError
 from orchestrator.runner.host import Limits, RunSpec, ScriptKind, run_script
-from orchestrator.runner.host_api import ScriptHost
+from orchestrator.runs.script_host import ScriptHost
 from orchestrator.store.types import Connection
 
 LogSink = Callable[[dict[str, Any]], None]

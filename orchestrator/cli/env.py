@@ -15,8 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli.authoring import EnvOpt, KeyOpt, ServerOpt
-from orchestrator.cli.common import Target, fail, resolve_target
+from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, Target, fail, resolve_target
 
 env_app = typer.Typer(help="Environment variables of an environment (set, list, unset).", no_args_is_help=True)
 

@@ -16,8 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli.authoring import EnvOpt, KeyOpt, ServerOpt
-from orchestrator.cli.common import discover_folder, fail, look_up, resolve_target
+from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, discover_folder, fail, look_up, resolve_target
 
 providers_app = typer.Typer(help="Providers: the built-in catalog and custom providers (list, show).",
                             no_args_is_help=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from orchestrator.checks import Script, declared_scripts
+from orchestrator.authoring.checks import Script, declared_scripts
 from orchestrator.config.codegen import generate_models_py
 from orchestrator.config.nango_yaml import NangoConfig
 

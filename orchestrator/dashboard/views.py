@@ -2,8 +2,8 @@
 
 The API's auth middleware treats these paths as public; every handler here checks the session
 itself (`_ctx`). Controls are POST forms with the session's CSRF token, and each goes through the
-code path the API and `nango admin` use: `orchestrator.sync_control` (pause, trigger, frequency...),
-`orchestrator.scripts_control` (enable/disable a sync or action) and the environment-variables store
+code path the API and `nango admin` use: `orchestrator.control.syncs` (pause, trigger, frequency...),
+`orchestrator.control.scripts` (enable/disable a sync or action) and the environment-variables store
 (values sealed at rest, validated like `POST /environment-variables`). The Endpoints page renders
 `orchestrator.api.unified.environment_reference`, the document `GET /v1/openapi.json` serves.
 """
@@ -24,10 +24,11 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from orchestrator import scripts_control, sync_control
 from orchestrator.api import envvars as envvars_api
 from orchestrator.api import unified
 from orchestrator.api.keys import POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.control import scripts as scripts_control
+from orchestrator.control import syncs as sync_control
 from orchestrator.dashboard import queries
 from orchestrator.dashboard import session as sessions
 from orchestrator.dashboard.render import (

@@ -25,8 +25,8 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from orchestrator.api.app import create_app
+from orchestrator.authoring.compile import compile_project
 from orchestrator.client import NangoClient
-from orchestrator.compile import compile_project
 from orchestrator.config.settings import Settings
 from orchestrator.demo_provider import DemoState
 from orchestrator.demo_provider import serve as serve_demo

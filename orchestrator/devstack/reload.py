@@ -12,8 +12,8 @@ from pathlib import Path
 
 import structlog
 
+from orchestrator.authoring.compile import compile_project
 from orchestrator.client import ApiError, NangoClient
-from orchestrator.compile import compile_project
 from orchestrator.errors import OrchestratorError
 
 log = structlog.get_logger(__name__)

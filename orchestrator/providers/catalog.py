@@ -169,18 +169,3 @@ def get_provider(name: str) -> Provider:
     if provider is None:
         raise NotFoundError(f"unknown provider '{name}'", provider=name)
     return provider
-
-
-async def find_provider(conn: Any, environment_id: int, name: str) -> Provider | None:
-    """The environment's custom provider of that name, else the built-in one, else None."""
-    from orchestrator.providers import store
-
-    custom = await store.get(conn, environment_id, name)
-    return custom if custom is not None else builtin_providers().get(name)
-
-
-async def resolve_provider(conn: Any, environment_id: int, name: str) -> Provider:
-    provider = await find_provider(conn, environment_id, name)
-    if provider is None:
-        raise NotFoundError(f"unknown provider '{name}'", provider=name)
-    return provider

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.runner import child_wire
+from orchestrator.sdk import wire
 
 RPC_FD = 3
 BUNDLE_PACKAGE = "_bundle"
@@ -237,8 +237,8 @@ def _warm_imports() -> None:
 
 async def main(fd: int) -> int:
     sock = socket.socket(fileno=fd)
-    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=child_wire.MAX_FRAME)
-    init = await child_wire.read_frame(reader)
+    reader, writer = await asyncio.open_unix_connection(sock=sock, limit=wire.MAX_FRAME)
+    init = await wire.read_frame(reader)
     if not isinstance(init, dict):
         return 2
     _apply_limits(init.get("limits") or {})
@@ -262,9 +262,9 @@ async def main(fd: int) -> int:
         _install_import_guard()
         outcome = await _run(init, channel, bundle_dir)
     try:
-        encoded = child_wire.encode({"method": "done", "params": outcome})
-    except (TypeError, ValueError, child_wire.FrameError) as exc:
-        encoded = child_wire.encode({"method": "done", "params": {"ok": False, "error": {
+        encoded = wire.encode({"method": "done", "params": outcome})
+    except (TypeError, ValueError, wire.FrameError) as exc:
+        encoded = wire.encode({"method": "done", "params": {"ok": False, "error": {
             "type": "OutputError", "message": f"the script's result cannot be sent: {exc}", "traceback": ""}}})
     writer.write(encoded)
     await writer.drain()

@@ -21,8 +21,8 @@ from typing import Any, Literal, Protocol
 
 import structlog
 
-from orchestrator.runner import child_wire
 from orchestrator.runner.sandbox import PIDS_MAX, PidsCgroup, Sandbox, SandboxLimits, detect, seccomp_pipe
+from orchestrator.sdk import wire
 
 log = structlog.get_logger(__name__)
 
@@ -277,7 +277,7 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
     child = await runner.acquire(spec.limits)
     proc = child.proc
     try:
-        reader, writer = await asyncio.open_unix_connection(sock=child.sock, limit=child_wire.MAX_FRAME)
+        reader, writer = await asyncio.open_unix_connection(sock=child.sock, limit=wire.MAX_FRAME)
     except BaseException:
         await child.release()
         raise
@@ -300,9 +300,9 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
             reply = {"id": msg_id, "error": {"type": "platform_error",
                                              "message": f"{method} failed inside the platform: {type(exc).__name__}"}}
         try:
-            data = child_wire.encode(reply)
-        except (TypeError, child_wire.FrameError) as exc:
-            data = child_wire.encode({"id": msg_id, "error": {"type": "rpc_error", "message": str(exc)}})
+            data = wire.encode(reply)
+        except (TypeError, wire.FrameError) as exc:
+            data = wire.encode({"id": msg_id, "error": {"type": "rpc_error", "message": str(exc)}})
         async with write_lock:
             try:
                 writer.write(data)
@@ -311,14 +311,14 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
                 pass  # the child already ended (its script raised); its outcome is read elsewhere
 
     async def serve() -> RunOutcome:
-        writer.write(child_wire.encode(init))
+        writer.write(wire.encode(init))
         await writer.drain()
         if on_start:
             await on_start()
         while True:
             try:
-                msg = await child_wire.read_frame(reader)
-            except child_wire.FrameError as exc:
+                msg = await wire.read_frame(reader)
+            except wire.FrameError as exc:
                 return RunOutcome(False, error={"type": "ProtocolError", "message": f"script sent a bad frame: {exc}"})
             if msg is None:
                 code = await proc.wait()

@@ -48,7 +48,7 @@ CGROUP_PARENT = "nango-runner"
 CHILD_PACKAGES = ("pydantic", "pydantic_core", "typing_extensions", "annotated_types", "typing_inspection",
                   "orjson")
 CHILD_FILES = ("orchestrator/__init__.py", "orchestrator/runner/__init__.py", "orchestrator/runner/child.py",
-               "orchestrator/runner/child_wire.py", "orchestrator/runner/seccomp_child.py")
+               "orchestrator/runner/seccomp_child.py")
 CHILD_DIRS = ("orchestrator/sdk",)
 PROBE = "import sys; sys.path[:0] = sys.argv[2:]; import orchestrator.sdk; print('ok')"
 BOOT = ("import sys; sys.path[:0] = sys.argv[2:]; from orchestrator.runner.child import entry; "

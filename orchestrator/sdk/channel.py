@@ -6,7 +6,7 @@ import asyncio
 import itertools
 from typing import Any
 
-from orchestrator.runner import child_wire
+from orchestrator.sdk import wire
 from orchestrator.sdk.errors import HttpError, NangoError
 
 
@@ -24,7 +24,7 @@ class Channel:
     async def _read_loop(self) -> None:
         try:
             while True:
-                msg = await child_wire.read_frame(self._reader)
+                msg = await wire.read_frame(self._reader)
                 if msg is None:
                     break
                 fut = self._pending.pop(msg.get("id"), None)
@@ -44,12 +44,12 @@ class Channel:
         msg_id = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[msg_id] = fut
-        self._writer.write(child_wire.encode({"id": msg_id, "method": method, "params": params}))
+        self._writer.write(wire.encode({"id": msg_id, "method": method, "params": params}))
         await self._writer.drain()
         return await fut
 
     def notify(self, method: str, params: dict[str, Any]) -> None:
-        self._writer.write(child_wire.encode({"method": method, "params": params}))
+        self._writer.write(wire.encode({"method": method, "params": params}))
 
     async def drain(self) -> None:
         await self._writer.drain()

@@ -14,28 +14,35 @@ _JOB_COLS = ("id, environment_id, connection_pk, sync_name, variant, kind, statu
 
 
 async def open_job(
-    conn: asyncpg.Connection, *, environment_id: int, connection_pk: int, sync_name: str, variant: str,
-    kind: str, full_resync: bool, workflow_id: str, run_id: str,
-) -> tuple[int, bool]:
-    """Open a running job, or return the one this workflow run already opened (a retried activity).
+    conn: asyncpg.Connection, *, environment_id: int, connection_pk: int, script_name: str, kind: str,
+    variant: str = "base", full_resync: bool = False, workflow_id: str | None = None, run_id: str | None = None,
+    public_id: str | None = None, input: Any = None,
+) -> int:
+    """Open a running job for one script run of any kind.
 
-    A running job left by another, dead workflow run is closed as failed first.
+    A sync has at most one running job per (connection, sync, variant): a retried activity of the same
+    workflow run gets its job back, and a running job left by another, dead workflow run is closed as
+    failed first. Action, webhook and event jobs are opened by whoever starts their workflow, one per call.
     """
+    if kind != "sync":
+        return await conn.fetchval(
+            "INSERT INTO sync_jobs (environment_id, connection_pk, sync_name, variant, kind, status, public_id, input)"
+            " VALUES ($1, $2, $3, $4, $5, 'running', $6, $7) RETURNING id",
+            environment_id, connection_pk, script_name, variant, kind, public_id, input)
     async with conn.transaction():
         row = await conn.fetchrow(
             "SELECT id, workflow_id, run_id FROM sync_jobs WHERE connection_pk = $1 AND sync_name = $2"
-            " AND variant = $3 AND status = 'running' FOR UPDATE", connection_pk, sync_name, variant)
+            " AND variant = $3 AND status = 'running' FOR UPDATE", connection_pk, script_name, variant)
         if row and row["workflow_id"] == workflow_id and row["run_id"] == run_id:
-            return row["id"], False
+            return row["id"]
         if row:
             await conn.execute(
                 "UPDATE sync_jobs SET status = 'failed', ended_at = now(),"
                 " error = 'superseded: its workflow run ended without closing it' WHERE id = $1", row["id"])
-        job_id = await conn.fetchval(
+        return await conn.fetchval(
             "INSERT INTO sync_jobs (environment_id, connection_pk, sync_name, variant, kind, status, full_resync,"
             " workflow_id, run_id) VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8) RETURNING id",
-            environment_id, connection_pk, sync_name, variant, kind, full_resync, workflow_id, run_id)
-        return job_id, True
+            environment_id, connection_pk, script_name, variant, kind, full_resync, workflow_id, run_id)
 
 
 async def close_job(conn: asyncpg.Connection, job_id: int, status: str, *, error: str | None = None,

@@ -52,7 +52,7 @@ class ScriptRef:
 
 
 def declared(folder: Path) -> list[ScriptRef]:
-    from orchestrator.checks import declared_scripts
+    from orchestrator.authoring.checks import declared_scripts
     from orchestrator.config.nango_yaml import load_config
 
     config = load_config(folder / "nango.yaml")

@@ -17,9 +17,9 @@ import structlog
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from orchestrator.control.reconcile import reconcile_integration
 from orchestrator.crypto import Sealer
 from orchestrator.errors import InvalidInputError, NotFoundError
-from orchestrator.reconcile import reconcile_integration
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store.types import DeployedScript, Environment, Integration

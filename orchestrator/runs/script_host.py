@@ -17,8 +17,8 @@ import asyncpg
 import orjson
 import structlog
 
-from orchestrator import proxy
 from orchestrator.errors import OrchestratorError
+from orchestrator.providers import proxy
 from orchestrator.providers.catalog import Provider
 from orchestrator.runner.host import RpcFailure
 from orchestrator.store import jobs as jobs_repo

@@ -17,11 +17,12 @@ from temporalio.client import Client
 
 from orchestrator.bundles.build import read_manifest
 from orchestrator.bundles.store import BundleStore, bundle_key
+from orchestrator.control.reconcile import reconcile_integration
 from orchestrator.crypto import Sealer
 from orchestrator.errors import InvalidInputError, NotFoundError
-from orchestrator.providers import store as providers_repo
-from orchestrator.providers.catalog import Provider, find_provider
-from orchestrator.reconcile import reconcile_integration
+from orchestrator.providers import custom as providers_repo
+from orchestrator.providers.catalog import Provider
+from orchestrator.providers.custom import find_provider
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store.types import Environment

@@ -240,7 +240,7 @@ def parse_syncs(raw: Any) -> tuple[list[str], str]:
 
 async def create_variant(pool: asyncpg.Pool, sealer: Sealer, client: Client, settings: Any, target: Target) -> None:
     """A variant of a sync for one connection: its own schedule, state and records."""
-    from orchestrator.reconcile import reconcile_integration
+    from orchestrator.control.reconcile import reconcile_integration
     from orchestrator.store import integrations as integrations_repo
 
     async with pool.acquire() as conn:

@@ -12,10 +12,10 @@ from typing import Any
 from temporalio.client import WorkflowFailureError
 
 from orchestrator.runner.host import RpcFailure
-from orchestrator.script_runs import open_job
+from orchestrator.runs.deps import RunDeps
 from orchestrator.store import connections as connections_repo
+from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
-from orchestrator.sync_runs import RunDeps
 from orchestrator.temporal.starter import start_action
 from orchestrator.temporal.types import ScriptJobInput
 
@@ -36,8 +36,8 @@ def trigger_for(deps: RunDeps, environment_id: int, environment: str):  # type: 
                 raise RpcFailure("unknown_action", f"trigger_action: no action '{action_name}' is deployed for "
                                                    f"integration '{integration}'")
             public_id = str(uuid.uuid4())
-            job_id = await open_job(conn, environment_id=environment_id, connection_pk=connection.id,
-                                    name=action_name, kind="action", public_id=public_id, input=input)
+            job_id = await jobs_repo.open_job(conn, environment_id=environment_id, connection_pk=connection.id,
+                                    script_name=action_name, kind="action", public_id=public_id, input=input)
         job = ScriptJobInput(environment_id=environment_id, environment=environment, integration=integration,
                              connection_id=connection_id, script_name=action_name, kind="action", job_id=job_id,
                              input=input)

@@ -10,7 +10,7 @@ import asyncpg
 import structlog
 from temporalio.client import Client
 
-from orchestrator.script_runs import open_job
+from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store.types import Connection, Environment
 from orchestrator.temporal.starter import run_event
@@ -37,8 +37,9 @@ async def fire(pool: asyncpg.Pool, client: Client, env: Environment, connection:
             return []
         jobs = []
         for name in names:
-            job_id = await open_job(conn, environment_id=env.id, connection_pk=connection.id, name=name, kind="event",
-                                    public_id=str(uuid.uuid4()), input={"event": event})
+            job_id = await jobs_repo.open_job(conn, environment_id=env.id, connection_pk=connection.id,
+                                              script_name=name, kind="event", public_id=str(uuid.uuid4()),
+                                              input={"event": event})
             jobs.append(ScriptJobInput(environment_id=env.id, environment=env.name,
                                        integration=connection.integration_key, connection_id=connection.connection_id,
                                        script_name=name, kind="event", job_id=job_id, event=event))

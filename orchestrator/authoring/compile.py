@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from orchestrator.authoring.checks import declared_scripts, raise_on_problems
 from orchestrator.bundles.build import Bundle, ScriptEntry, build_bundle
-from orchestrator.checks import declared_scripts, raise_on_problems
 from orchestrator.config.nango_yaml import IntegrationConfig, ModelDef, NangoConfig, load_config, parse_type
 
 

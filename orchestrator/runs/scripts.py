@@ -7,22 +7,21 @@ workflow around it.
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 import structlog
 
-from orchestrator import credentials
 from orchestrator.errors import NotFoundError, OrchestratorError, TransientError
-from orchestrator.providers.catalog import resolve_provider
+from orchestrator.providers import credentials
+from orchestrator.providers.custom import resolve_provider
 from orchestrator.runner.host import RunSpec, run_script
+from orchestrator.runs.deps import RunDeps
+from orchestrator.runs.host import InfraWatch, build_host
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environment_variables as environment_variables_repo
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
-from orchestrator.sync_runs import InfraWatch, RunDeps, build_host
 from orchestrator.temporal.types import ScriptJobInput, ScriptJobResult
 
 log = structlog.get_logger(__name__)
@@ -125,14 +124,6 @@ async def _close(deps: RunDeps, job_id: int, result: ScriptJobResult) -> None:
 async def fail_job(deps: RunDeps, job_id: int, message: str) -> None:
     """Close a job whose run could not happen at all (retries exhausted on an infrastructure fault)."""
     await _close(deps, job_id, ScriptJobResult(False, error_type="platform_error", error_message=message))
-
-
-async def open_job(conn: Any, *, environment_id: int, connection_pk: int, name: str, kind: str,
-                   public_id: str, input: Any) -> int:
-    return await conn.fetchval(
-        "INSERT INTO sync_jobs (environment_id, connection_pk, sync_name, kind, status, public_id, input)"
-        " VALUES ($1, $2, $3, $4, 'running', $5, $6) RETURNING id",
-        environment_id, connection_pk, name, kind, public_id, input)
 
 
 def is_platform_error(exc: BaseException) -> bool:

@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 import structlog
 
-from orchestrator.sync_runs import RunDeps
+from orchestrator.runs.deps import RunDeps
 from orchestrator.temporal.types import FinalizeInput, SyncSummary
 
 log = structlog.get_logger(__name__)

@@ -18,7 +18,7 @@ import asyncpg
 from orchestrator.crypto import Sealer, new_secret_key
 from orchestrator.providers.catalog import Provider, get_provider
 from orchestrator.runner.host import Limits, Runner, RunOutcome, RunSpec, ScriptKind, run_script
-from orchestrator.runner.host_api import ScriptHost
+from orchestrator.runs.script_host import ScriptHost
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
@@ -78,8 +78,8 @@ class ScriptBench:
 
     async def open_job(self, connection: Connection, sync_name: str, kind: str = "sync") -> int:
         async with self.pool.acquire() as conn:
-            job_id, _ = await jobs_repo.open_job(
-                conn, environment_id=self.environment_id, connection_pk=connection.id, sync_name=sync_name,
+            job_id = await jobs_repo.open_job(
+                conn, environment_id=self.environment_id, connection_pk=connection.id, script_name=sync_name,
                 variant="base", kind=kind, full_resync=False, workflow_id="wf-" + uuid.uuid4().hex[:8],
                 run_id="run-" + uuid.uuid4().hex[:8])
         return job_id
@@ -99,7 +99,7 @@ class ScriptBench:
         pool, sealer, session = self.pool, self.sealer, self.session
 
         async def refresh(force: bool) -> Connection:
-            from orchestrator import credentials
+            from orchestrator.providers import credentials
 
             host.connection = await credentials.refresh(pool, sealer, session, host.connection, force=force)
             return host.connection

@@ -12,7 +12,8 @@ import structlog
 
 from orchestrator.crypto import Sealer
 from orchestrator.errors import OrchestratorError, TransientError
-from orchestrator.providers.catalog import fill, resolve_provider
+from orchestrator.providers.catalog import fill
+from orchestrator.providers.custom import resolve_provider
 from orchestrator.store import connections as connections_repo
 from orchestrator.store.types import Connection, OAuth2Credentials
 

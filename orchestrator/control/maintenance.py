@@ -17,8 +17,8 @@ from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from orchestrator.config.settings import Settings
+from orchestrator.control.reconcile import reconcile_integration
 from orchestrator.crypto import Sealer
-from orchestrator.reconcile import reconcile_integration
 from orchestrator.store.types import Integration
 from orchestrator.temporal.starter import start_webhook
 from orchestrator.temporal.types import WebhookInput

@@ -10,25 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import aiohttp
-import asyncpg
 import structlog
-from temporalio.client import Client
 
-from orchestrator import credentials
-from orchestrator.bundles.cache import BundleCache
-from orchestrator.config.settings import Settings
-from orchestrator.crypto import Sealer
 from orchestrator.errors import NotFoundError, OrchestratorError, ScriptError, TransientError
-from orchestrator.limits import EnvironmentLimiter
-from orchestrator.providers.catalog import Provider, resolve_provider
-from orchestrator.runner.host import Limits, RpcFailure, Runner, RunSpec, run_script
-from orchestrator.runner.host_api import ScriptHost
+from orchestrator.providers import credentials
+from orchestrator.providers.custom import resolve_provider
+from orchestrator.runner.host import RunSpec, run_script
+from orchestrator.runs.deps import RunDeps
+from orchestrator.runs.host import InfraWatch, build_host, with_heartbeat
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environment_variables as environment_variables_repo
 from orchestrator.store import environments as environments_repo
@@ -36,28 +29,9 @@ from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import records as records_repo
 from orchestrator.store import scripts as scripts_repo
-from orchestrator.store.types import Connection, Environment
 from orchestrator.temporal.types import FinalizeInput, PreparedSync, RunSyncResult, SyncInput, SyncSummary
 
 log = structlog.get_logger(__name__)
-T = TypeVar("T")
-
-
-@dataclass
-class RunDeps:
-    """Everything a run needs, built once per worker process."""
-
-    settings: Settings
-    pool: asyncpg.Pool
-    sealer: Sealer
-    bundles: BundleCache
-    session: aiohttp.ClientSession
-    runner: Runner | None = None  # sandbox tier + warm children; None starts cold children
-    temporal: Client | None = None  # to report progress to the run workflow
-    limiter: EnvironmentLimiter = field(default_factory=lambda: EnvironmentLimiter(0))
-
-    def limits(self) -> Limits:
-        return Limits(memory_mb=self.settings.runner_memory_mb, cpu_seconds=self.settings.runner_cpu_seconds)
 
 
 async def prepare(deps: RunDeps, sync: SyncInput, *, workflow_id: str, run_id: str) -> PreparedSync:
@@ -74,8 +48,8 @@ async def prepare(deps: RunDeps, sync: SyncInput, *, workflow_id: str, run_id: s
             return _skip(f"connection '{sync.connection_id}' no longer exists")
         full_resync = await jobs_repo.take_reset(conn, connection.id, sync.sync_name, sync.variant)
         state = await jobs_repo.get_state(conn, connection.id, sync.sync_name, sync.variant)
-        job_id, _ = await jobs_repo.open_job(
-            conn, environment_id=sync.environment_id, connection_pk=connection.id, sync_name=sync.sync_name,
+        job_id = await jobs_repo.open_job(
+            conn, environment_id=sync.environment_id, connection_pk=connection.id, script_name=sync.sync_name,
             variant=sync.variant, kind="sync", full_resync=full_resync, workflow_id=workflow_id, run_id=run_id)
     if credentials.expires_soon(connection):
         await credentials.refresh(deps.pool, deps.sealer, deps.session, connection)
@@ -153,68 +127,6 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
         raise ScriptError(f"{err.get('type', 'Error')}: {err.get('message', 'script failed')}",
                           traceback=err.get("traceback", ""))
     return RunSyncResult(counts=host.progress.models)
-
-
-def build_host(deps: RunDeps, connection: Connection, provider: Provider, env: Environment,
-               env_vars: list[dict[str, str]], *, job_id: int, sync_name: str | None, variant: str = "base",
-               track_deletes: bool = False) -> ScriptHost:
-    """The trusted side of one run, wired to this worker's pool, HTTP session and Temporal client."""
-    from orchestrator.action_calls import trigger_for  # imports this module: resolved at call time
-
-    async def refresh(force: bool) -> Any:
-        return await credentials.refresh(deps.pool, deps.sealer, deps.session, connection, force=force)
-
-    async def write_metadata(metadata: dict[str, Any], merge: bool) -> dict[str, Any]:
-        async with deps.pool.acquire() as conn:
-            return await conn.fetchval(
-                "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2 ELSE $2 END,"
-                " updated_at = now() WHERE id = $1 RETURNING metadata", connection.id, metadata, merge)
-
-    return ScriptHost(pool=deps.pool, session=deps.session, connection=connection, provider=provider,
-                      environment_name=env.name, job_id=job_id, sync_name=sync_name, variant=variant,
-                      track_deletes=track_deletes, refresh_credentials=refresh, metadata_writer=write_metadata,
-                      action_trigger=trigger_for(deps, env.id, env.name), environment_variables=env_vars)
-
-
-async def with_heartbeat(work: Awaitable[T], heartbeat: Callable[[dict[str, Any]], None] | None,
-                         every: float) -> T:
-    """Await slow preparation (a bundle download) while still heartbeating, so only a dead worker times out."""
-    task = asyncio.ensure_future(work)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=every)
-            if done:
-                return task.result()
-            if heartbeat:
-                heartbeat({"phase": "preparing"})
-    finally:
-        if not task.done():
-            task.cancel()
-
-
-class InfraWatch:
-    """Wraps a ScriptHost to notice platform faults (database down, ...) behind a script's failure.
-
-    A script that fails because `batch_save` could not reach PostgreSQL did not fail on its own:
-    the run is retried (from its checkpoint) instead of being recorded as a script error.
-    """
-
-    def __init__(self, host: ScriptHost) -> None:
-        self.host = host
-        self.faults: list[str] = []
-
-    async def call(self, method: str, params: dict[str, Any]) -> Any:
-        try:
-            return await self.host.call(method, params)
-        except RpcFailure:
-            raise
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TransientError,
-                asyncpg.exceptions.CannotConnectNowError) as exc:
-            self.faults.append(f"{method}: {type(exc).__name__}: {exc}")
-            raise
-
-    def log(self, level: str, message: str, fields: dict[str, Any] | None) -> None:
-        self.host.log(level, message, fields)
 
 
 async def finalize(deps: RunDeps, inp: FinalizeInput) -> SyncSummary:

@@ -1,0 +1,80 @@
+"""The trusted side of one run, wired to the worker: a ScriptHost plus the helpers every run kind shares."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from orchestrator.errors import TransientError
+from orchestrator.providers import credentials
+from orchestrator.providers.catalog import Provider
+from orchestrator.runner.host import RpcFailure
+from orchestrator.runs.deps import RunDeps
+from orchestrator.runs.script_host import ScriptHost
+from orchestrator.runs.trigger import trigger_for
+from orchestrator.store.types import Connection, Environment
+
+T = TypeVar("T")
+
+
+def build_host(deps: RunDeps, connection: Connection, provider: Provider, env: Environment,
+               env_vars: list[dict[str, str]], *, job_id: int, sync_name: str | None, variant: str = "base",
+               track_deletes: bool = False) -> ScriptHost:
+    """The trusted side of one run, wired to this worker's pool, HTTP session and Temporal client."""
+    async def refresh(force: bool) -> Any:
+        return await credentials.refresh(deps.pool, deps.sealer, deps.session, connection, force=force)
+
+    async def write_metadata(metadata: dict[str, Any], merge: bool) -> dict[str, Any]:
+        async with deps.pool.acquire() as conn:
+            return await conn.fetchval(
+                "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2 ELSE $2 END,"
+                " updated_at = now() WHERE id = $1 RETURNING metadata", connection.id, metadata, merge)
+
+    return ScriptHost(pool=deps.pool, session=deps.session, connection=connection, provider=provider,
+                      environment_name=env.name, job_id=job_id, sync_name=sync_name, variant=variant,
+                      track_deletes=track_deletes, refresh_credentials=refresh, metadata_writer=write_metadata,
+                      action_trigger=trigger_for(deps, env.id, env.name), environment_variables=env_vars)
+
+
+async def with_heartbeat(work: Awaitable[T], heartbeat: Callable[[dict[str, Any]], None] | None,
+                         every: float) -> T:
+    """Await slow preparation (a bundle download) while still heartbeating, so only a dead worker times out."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every)
+            if done:
+                return task.result()
+            if heartbeat:
+                heartbeat({"phase": "preparing"})
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+class InfraWatch:
+    """Wraps a ScriptHost to notice platform faults (database down, ...) behind a script's failure.
+
+    A script that fails because `batch_save` could not reach PostgreSQL did not fail on its own:
+    the run is retried (from its checkpoint) instead of being recorded as a script error.
+    """
+
+    def __init__(self, host: ScriptHost) -> None:
+        self.host = host
+        self.faults: list[str] = []
+
+    async def call(self, method: str, params: dict[str, Any]) -> Any:
+        try:
+            return await self.host.call(method, params)
+        except RpcFailure:
+            raise
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TransientError,
+                asyncpg.exceptions.CannotConnectNowError) as exc:
+            self.faults.append(f"{method}: {type(exc).__name__}: {exc}")
+            raise
+
+    def log(self, level: str, message: str, fields: dict[str, Any] | None) -> None:
+        self.host.log(level, message, fields)
