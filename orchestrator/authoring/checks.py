@@ -1,8 +1,8 @@
 """Static checks of an integrations folder's scripts, run by `nango compile` before bundling.
 
 Everything here reads source with `ast`, never imports it: a script is checked without running
-any of its code. The checks mirror what the runner enforces at run time (entry points and the
-import allowlist of `orchestrator.runner.child`), so a mistake shows up as `path:LINE:COL:
+any of its code. Entry points and the import allow-list come from `orchestrator.sdk.contract`,
+the definition the runner's child enforces at run time, so a mistake shows up as `path:LINE:COL:
 message` on the author's machine instead of as a failed run after a deploy. Every problem is
 reported, not only the first.
 """
@@ -10,7 +10,6 @@ reported, not only the first.
 from __future__ import annotations
 
 import ast
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,25 +17,13 @@ from pathlib import Path
 from orchestrator.bundles.build import module_file, resolve_relative
 from orchestrator.config.nango_yaml import NangoConfig, ScriptKind, script_module_path
 from orchestrator.errors import InvalidInputError
+from orchestrator.sdk import contract
+from orchestrator.sdk.contract import EntryPoint
 
-STDLIB = frozenset(sys.stdlib_module_names)
-ALLOWED = ("the standard library, models, orchestrator.sdk and modules of the integrations folder "
-           "(imported relatively)")
-
-
-@dataclass(frozen=True)
-class EntryPoint:
-    name: str
-    params: tuple[str, ...]
-    signature: str
-
-
-SYNC = EntryPoint("fetch_data", ("nango",), "async def fetch_data(nango: NangoSync) -> None")
-ACTION = EntryPoint("run_action", ("nango", "input"),
-                    "async def run_action(nango: NangoAction, input: Input) -> Output")
-WEBHOOK = EntryPoint("on_webhook", ("nango", "payload"),
-                     "async def on_webhook(nango: NangoSync, payload: dict) -> None")
-EVENT = EntryPoint("on_event", ("nango",), "async def on_event(nango: NangoAction) -> None")
+SYNC = contract.entry_point("sync")
+ACTION = contract.entry_point("action")
+WEBHOOK = contract.entry_point("webhook")
+EVENT = contract.entry_point("event")
 
 
 @dataclass(frozen=True, order=True)
@@ -230,7 +217,7 @@ class _Checker:
                 continue
             self.checked.add(current)
             if current == self.root / "models.py":
-                continue  # generated; imports pydantic, which the runner allows for models only
+                continue  # generated; imports pydantic (contract.MODELS_MAY_IMPORT: for models only)
             tree = self.parse(current)
             if tree is None:
                 continue
@@ -273,23 +260,18 @@ class _Checker:
     def absolute_problem(self, file: Path, module: str, names: list[str] | None) -> str | None:
         """Why `import module` / `from module import names` is not allowed (None when it is)."""
         top = module.split(".")[0]
-        if top in STDLIB:
+        in_folder = module_file(self.root / top) is not None or (self.root / top).is_dir()
+        kind = contract.import_kind(module, names, [top] if in_folder else [])
+        if kind in ("stdlib", "sdk"):
             return None
-        if top == "models":
+        if kind == "models":
             if module_file(self.root / "models") is None:
                 return "models.py is missing from the integrations folder: run `nango generate`"
             return None
-        if top == "orchestrator":
-            if module == "orchestrator.sdk" or module.startswith("orchestrator.sdk."):
-                return None
-            if module == "orchestrator" and names and all(n == "sdk" for n in names):
-                return None
-            shown = module if names is None or module != "orchestrator" else f"orchestrator.{', '.join(names)}"
-            return f"import of '{shown}' is not allowed: scripts may use only orchestrator.sdk from the platform"
-        if module_file(self.root / top) is not None or (self.root / top).is_dir():
+        if kind == "folder":  # the runner would load it, but only the relative form stays inside the folder
             return (f"'{top}' is a module of the integrations folder: import it relatively, as "
                     f"'{self.relative_form(file, module, names)}'")
-        return f"import of '{module}' is not allowed: scripts may import only {ALLOWED}"
+        return contract.forbidden_import(module, names)
 
     def relative_form(self, file: Path, module: str, names: list[str] | None) -> str:
         dots = "." * len(file.relative_to(self.root).parts)

@@ -23,12 +23,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.sdk import wire
+from orchestrator.sdk import contract, wire
 
 RPC_FD = 3
 BUNDLE_PACKAGE = "_bundle"
-ENTRY_POINTS = {"sync": "fetch_data", "action": "run_action", "webhook": "on_webhook", "event": "on_event"}
-ALLOWED_THIRD_PARTY = {"pydantic", "typing_extensions", "pydantic_core", "annotated_types", "typing_inspection"}
 PRIVATE_BUNDLE_DIR = "/tmp/bundle"
 
 
@@ -45,9 +43,12 @@ class OutputValidationError(ValueError):
 
 
 def _install_import_guard() -> None:
-    """Scripts may import the standard library, models, orchestrator.sdk and their bundle."""
+    """The contract's import allow-list, enforced at run time (`nango compile` checks the same list).
+
+    The bundle's own modules may also be named absolutely here (the bundle folder is on sys.path);
+    compile insists on the relative form, which is what keeps a script's imports inside its folder.
+    """
     real_import = builtins.__import__
-    stdlib = set(sys.stdlib_module_names)
 
     def guarded(name: str, globals: dict[str, Any] | None = None, locals: Any = None,
                 fromlist: Any = (), level: int = 0) -> types.ModuleType:
@@ -56,16 +57,14 @@ def _install_import_guard() -> None:
                        or importer.split(".")[0] in _bundle_modules)
         if from_script and level == 0:
             top = name.split(".")[0]
+            names = [str(f) for f in fromlist] if fromlist else None
             allowed = (
-                top in stdlib or top == "models" or top == BUNDLE_PACKAGE or top in _bundle_modules
-                or (name == "orchestrator" and all(str(f).startswith("sdk") for f in (fromlist or ())))
-                or name == "orchestrator.sdk" or name.startswith("orchestrator.sdk.")
-                or (top in ALLOWED_THIRD_PARTY and importer in ("models", BUNDLE_PACKAGE + ".models"))
+                top == BUNDLE_PACKAGE
+                or contract.import_kind(name, names, _bundle_modules) in ("stdlib", "models", "sdk", "folder")
+                or (top in contract.MODELS_MAY_IMPORT and importer in ("models", BUNDLE_PACKAGE + ".models"))
             )
             if not allowed:
-                raise ScriptImportError(
-                    f"import of '{name}' is not allowed in scripts: only the standard library, models, "
-                    "orchestrator.sdk and modules of the integrations folder can be imported")
+                raise ScriptImportError(contract.forbidden_import(name, names))
         return real_import(name, globals, locals, fromlist, level)
 
     builtins.__import__ = guarded
@@ -128,12 +127,12 @@ async def _run(init: dict[str, Any], channel: Any, bundle_dir: str) -> dict[str,
         pagination=init.get("pagination") or {}, sync_name=init.get("script_name"),
         full_resync=bool(init.get("full_resync")), action_name=init.get("script_name") if kind == "action" else None,
     )
-    nango = NangoSync(channel, ctx) if kind in ("sync", "webhook") else NangoAction(channel, ctx)
+    nango = NangoSync(channel, ctx) if kind in contract.SYNC_KINDS else NangoAction(channel, ctx)
     try:
         module = _load_script(bundle_dir, init["module_path"])
     except BaseException as exc:
         return {"ok": False, "error": _error(exc, "ScriptLoadError")}
-    entry_name = ENTRY_POINTS[kind]
+    entry_name = contract.entry_point(kind).name
     entry = getattr(module, entry_name, None)
     if not callable(entry):
         return {"ok": False, "error": {"type": "ScriptLoadError", "traceback": "",

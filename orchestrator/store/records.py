@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
-import re
 import struct
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,8 +23,9 @@ import asyncpg
 import orjson
 
 from orchestrator.errors import InvalidInputError, NotFoundError, RecordError
+from orchestrator.sdk import contract
 
-MAX_ID_LENGTH = 255
+MAX_ID_LENGTH = contract.MAX_ID_LENGTH
 ACTIONS = ("added", "updated", "deleted")
 
 
@@ -47,74 +48,26 @@ class Scope:
     variant: str = "base"
 
 
-def _record_id(record: Any, index: int, model: str) -> str:
-    if not isinstance(record, dict):
-        raise RecordError(f"record #{index} of model '{model}' is a {type(record).__name__}, not an object",
-                          model=model, index=index)
-    rid = record.get("id")
-    if rid is None or isinstance(rid, bool) or not isinstance(rid, str | int) or rid == "":
-        raise RecordError(
-            f"record #{index} of model '{model}' has no usable 'id' (got {rid!r}); "
-            "ids must be non-empty strings or integers", model=model, index=index)
-    sid = str(rid)
-    if len(sid) > MAX_ID_LENGTH:
-        raise RecordError(f"record #{index} of model '{model}' has an id of {len(sid)} characters "
-                          f"('{sid[:40]}...'); the limit is {MAX_ID_LENGTH}", model=model, index=index,
-                          record_id=sid[:64])
-    if "\x00" in sid:
-        raise RecordError(f"record #{index} of model '{model}' has a NUL character in its id {sid!r}",
-                          model=model, index=index, record_id=sid[:64])
-    return sid
-
-
-_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-
-
-def _encode(record: dict[str, Any], rid: str, index: int, model: str) -> bytes:
-    try:
-        body = orjson.dumps(record, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    except TypeError as exc:
-        raise RecordError(f"record #{index} (id '{rid}') of model '{model}' is not JSON: {exc}", model=model,
-                          index=index, record_id=rid) from None
-    if b"\\u0000" in body and _NUL_ESCAPE.search(body):
-        raise RecordError(f"record #{index} (id '{rid}') of model '{model}' contains a NUL character (\\u0000), "
-                          "which PostgreSQL cannot store in JSON", model=model, index=index, record_id=rid)
-    return body
-
-
+# What an id may be, how duplicates fold and how patches merge are the script contract's
+# (orchestrator.sdk.contract), shared with `nango_mock` and the dry run so they accept and refuse
+# exactly what this store does; here a refusal is a RecordError, the platform's error for it.
+_encode = contract.encode_record
 Row = tuple[str, bytes, bytes]  # (id, JSON with sorted keys, sha256 of that JSON)
-Item = tuple[str, Any, int]  # (id, record, index in the caller's batch)
+Item = contract.Item  # (id, record, index in the caller's batch)
 
 
-def _check_list(records: Any, model: str) -> None:
-    if not isinstance(records, list | tuple):
-        raise RecordError(f"records of model '{model}' must be a list of objects, got {type(records).__name__}",
-                          model=model)
-
-
-def _items(records: Sequence[Any], model: str) -> tuple[list[Item], list[str]]:
-    """Check every id and fold duplicates (the last record wins, at the position of its last occurrence)."""
-    _check_list(records, model)
-    by_id: dict[str, Item] = {}
-    dupes: list[str] = []
-    for index, record in enumerate(records):
-        rid = _record_id(record, index, model)
-        if rid in by_id:
-            dupes.append(rid)
-            del by_id[rid]
-        by_id[rid] = (rid, record, index)
-    return list(by_id.values()), list(dict.fromkeys(dupes))
+@contextlib.contextmanager
+def record_errors() -> Iterator[None]:
+    """The contract's InvalidRecord, raised as RecordError (what the host and the API answer with)."""
+    try:
+        yield
+    except contract.InvalidRecord as exc:
+        raise RecordError(exc.message, **exc.details) from None
 
 
 def _row(item: Item, model: str) -> Row:
     body = _encode(item[1], item[0], item[2], model)
     return item[0], body, hashlib.sha256(body).digest()
-
-
-def prepare(records: Sequence[Any], model: str) -> tuple[list[Row], list[str]]:
-    """Validate and encode a whole batch: rows (id, json, sha256), duplicate ids folded (last wins)."""
-    items, dupes = _items(records, model)
-    return [_row(item, model) for item in items], dupes
 
 
 _SCOPE_ID = "(SELECT id FROM record_scopes WHERE connection_pk = $1 AND model = $2 AND variant = $3)"
@@ -270,22 +223,19 @@ async def batch_save(
     Every id is checked before anything is written; a record that is not JSON fails the batch inside its
     transaction, so a rejected batch writes nothing either way.
     """
-    items, dupes = _items(records, scope.model)
-    result = await _save(conn, scope, items, job_id=job_id, track_seen=track_seen)
+    with record_errors():
+        items, dupes = contract.dedupe(records, scope.model)
+        result = await _save(conn, scope, items, job_id=job_id, track_seen=track_seen)
     result.duplicate_ids = dupes
     return result
-
-
-def _ids(records: Sequence[Any], model: str) -> list[str]:
-    _check_list(records, model)
-    return list(dict.fromkeys(_record_id(r, i, model) for i, r in enumerate(records)))
 
 
 async def batch_delete(
     conn: asyncpg.Connection, scope: Scope, records: Sequence[Any], *, job_id: int | None = None,
 ) -> WriteResult:
     """Soft delete by id; ids not stored (or already deleted) are ignored."""
-    ids = _ids(records, scope.model)
+    with record_errors():
+        ids = contract.unique_ids(records, scope.model)
     result = WriteResult()
     if not ids:
         return result
@@ -302,26 +252,15 @@ async def batch_delete(
     return result
 
 
-def deep_merge(base: Any, patch: Any) -> Any:
-    """Objects merge recursively, anything else (arrays included) is replaced."""
-    if isinstance(base, dict) and isinstance(patch, dict):
-        merged = dict(base)
-        for key, value in patch.items():
-            merged[key] = deep_merge(base[key], value) if key in base else value
-        return merged
-    return patch
+deep_merge = contract.deep_merge  # objects merge recursively, anything else (arrays included) is replaced
 
 
 async def batch_update(
     conn: asyncpg.Connection, scope: Scope, records: Sequence[Any], *, job_id: int | None = None,
 ) -> WriteResult:
     """Deep-merge partial records into stored ones; ids not stored (or deleted) are reported, not created."""
-    _check_list(records, scope.model)
-    patches: dict[str, dict[str, Any]] = {}
-    for i, record in enumerate(records):
-        rid = _record_id(record, i, scope.model)
-        _encode(record, rid, i, scope.model)  # reject non-JSON patches before anything is written
-        patches[rid] = deep_merge(patches[rid], record) if rid in patches else record
+    with record_errors():  # every patch's id and JSON are checked before anything is written
+        patches = contract.merge_patches(records, scope.model)
     result = WriteResult()
     if not patches:
         return result
@@ -335,8 +274,9 @@ async def batch_update(
             " AND external_id = any($2::text[]) AND deleted_at IS NULL", scope_id, list(patches))}
         result.missing_ids = [rid for rid in patches if rid not in stored]
         merged = [deep_merge(orjson.loads(stored[rid]), patch) for rid, patch in patches.items() if rid in stored]
-        items, _ = _items(merged, scope.model)
-        inner = await _save(conn, scope, items, job_id=job_id, track_seen=False)
+        with record_errors():
+            items, _ = contract.dedupe(merged, scope.model)
+            inner = await _save(conn, scope, items, job_id=job_id, track_seen=False)
         result.updated = inner.updated
     return result
 
@@ -458,3 +398,10 @@ async def count(conn: asyncpg.Connection, scope: Scope) -> int:
     return await conn.fetchval(
         f"SELECT count(*) FROM records WHERE scope_id = {_SCOPE_ID} AND deleted_at IS NULL",
         scope.connection_pk, scope.model, scope.variant)
+
+
+async def delete_scopes(conn: asyncpg.Connection, connection_pk: int, models: list[str], variant: str) -> None:
+    """Drop a connection's record scopes for these models and variant; their records go with them (the
+    trigger of migration 0002)."""
+    await conn.execute("DELETE FROM record_scopes WHERE connection_pk = $1 AND model = any($2::text[])"
+                       " AND variant = $3", connection_pk, models, variant)

@@ -20,10 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from orchestrator.sdk import contract
 from orchestrator.testing.mocks import OUTPUT_FILE, RECORDS_FILE, RUN_FILE, ResponseBook, mocks_dir
 from orchestrator.testing.nango_mock import NangoMock
-
-ENTRY_POINTS = {"sync": "fetch_data", "action": "run_action", "webhook": "on_webhook", "event": "on_event"}
 
 
 class SavedRunError(Exception):
@@ -180,9 +179,10 @@ async def run_async(folder: Path, script: ScriptRef, mock: NangoMock, input: Any
         return ScriptResult(script, mock, ok=False, error="cannot load " + script.module_path + ":\n"
                             + "".join(traceback.format_exception(exc)))
     kind = "webhook" if payload is not None and script.kind == "sync" else script.kind
-    entry = getattr(module, ENTRY_POINTS[kind], None)
+    entry_name = contract.entry_point(kind).name
+    entry = getattr(module, entry_name, None)
     if not callable(entry):
-        return ScriptResult(script, mock, ok=False, error=f"{script.module_path} has no {ENTRY_POINTS[kind]}()")
+        return ScriptResult(script, mock, ok=False, error=f"{script.module_path} has no {entry_name}()")
     try:
         if kind == "action":
             model = getattr(models, script.input_model, None) if script.input_model and models else None
