@@ -1,9 +1,11 @@
 """`nango dryrun`: run one script locally, in the worker's runner, against the real API; save nothing.
 
 The script runs from the bundle `nango compile` would build (so a module missing from the bundle
-fails here too), in the same sandboxed child the worker uses (`orchestrator.runner.host.run_script`
-with a dry-run `ScriptHost`). Credentials come from the server. The host keeps what the script
-saves, deletes and logs in memory and nothing reaches the database: the run needs none.
+fails here too), in the same sandboxed child the worker uses (`orchestrator.runner.host.run_script`),
+answered by the worker's own `ScriptHost` with a `MemorySink` instead of the database one.
+Credentials come from the server. Records are checked by the same contract as in production (ids,
+dedupe, merge) and kept in memory with the logs and checkpoint; nothing reaches a database: the
+run needs none.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from orchestrator.config.nango_yaml import NangoConfig
 from orchestrator.errors import InvalidInputError, NotFoundError
 from orchestrator.runner.host import Limits, RunSpec, ScriptKind, run_script
 from orchestrator.runs.script_host import ScriptHost
+from orchestrator.runs.sinks import MemorySink
 from orchestrator.store.types import Connection
 
 LogSink = Callable[[dict[str, Any]], None]
@@ -118,20 +121,21 @@ def _timeout(kind: str) -> float:
 
 
 class _DryHost(ScriptHost):
-    """A dry-run host that also hands each log line to the CLI as it happens."""
+    """The worker's ScriptHost on a `MemorySink`, handing each log line to the CLI as it happens."""
 
-    def __init__(self, *, sink: LogSink | None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._sink = sink
+    def __init__(self, *, memory: MemorySink, on_log: LogSink | None, **kwargs: Any) -> None:
+        super().__init__(sink=memory, **kwargs)
+        self.memory = memory
+        self._on_log = on_log
 
     def record_count(self) -> int:
-        return sum(len(records) for kinds in self.dry_records.values() for records in kinds.values())
+        return self.memory.record_count()
 
     def log(self, level: str, message: str, fields: dict[str, Any] | None) -> None:
         super().log(level, message, fields)
-        if self._sink is not None:
-            level_, text, extra = self.all_logs[-1]
-            self._sink({"level": level_, "message": text, "fields": extra})
+        if self._on_log is not None:
+            level_, text, extra = self.logs[-1]  # as buffered: level checked, secrets redacted
+            self._on_log({"level": level_, "message": text, "fields": extra})
 
 
 class HttpProgress:
@@ -200,9 +204,8 @@ async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recor
 
             hook = recorder if progress is None else HttpProgress(progress, recorder)
             async with aiohttp.ClientSession() as session:
-                host = _DryHost(sink=sink, pool=None, session=session, connection=connection, provider=provider,
-                                environment_name=run.environment or "", job_id=None,
-                                sync_name=script.name if script.kind == "sync" else None, dry_run=True,
+                host = _DryHost(memory=MemorySink(), on_log=sink, session=session, connection=connection,
+                                provider=provider, environment_name=run.environment or "", job_id=None,
                                 refresh_credentials=refresh, http_hook=hook)
                 if isinstance(hook, HttpProgress):
                     hook.host = host
@@ -225,11 +228,15 @@ async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recor
                     spec = RunSpec(kind=cast(ScriptKind, script.kind), bundle_dir=Path(tmp),
                                    module_path=script.module_path, timeout_s=_timeout(script.kind),
                                    limits=Limits(), context=context)
-                    outcome = await run_script(spec, host)
+                    try:
+                        outcome = await run_script(spec, host)
+                    finally:
+                        await host.flush_logs()
     except aiohttp.ClientConnectionError as exc:
         raise DryRunError(f"cannot reach {run.server}: {exc}") from None
-    logs = [{"level": level, "message": message, "fields": fields} for level, message, fields in host.all_logs]
-    return DryRunResult(script=script, connection_id=run.connection_id, ok=outcome.ok, records=host.dry_records,
+    memory = host.memory
+    logs = [{"level": level, "message": message, "fields": fields} for level, message, fields in memory.logs]
+    return DryRunResult(script=script, connection_id=run.connection_id, ok=outcome.ok, records=memory.records,
                         output=outcome.output, logs=logs, error=outcome.error, duration_s=outcome.duration_s)
 
 

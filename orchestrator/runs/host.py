@@ -14,6 +14,7 @@ from orchestrator.providers.catalog import Provider
 from orchestrator.runner.host import RpcFailure
 from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.script_host import ScriptHost
+from orchestrator.runs.sinks import DatabaseSink
 from orchestrator.runs.trigger import trigger_for
 from orchestrator.store.types import Connection, Environment
 
@@ -33,9 +34,11 @@ def build_host(deps: RunDeps, connection: Connection, provider: Provider, env: E
                 "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2 ELSE $2 END,"
                 " updated_at = now() WHERE id = $1 RETURNING metadata", connection.id, metadata, merge)
 
-    return ScriptHost(pool=deps.pool, session=deps.session, connection=connection, provider=provider,
-                      environment_name=env.name, job_id=job_id, sync_name=sync_name, variant=variant,
-                      track_deletes=track_deletes, refresh_credentials=refresh, metadata_writer=write_metadata,
+    sink = DatabaseSink(deps.pool, environment_id=connection.environment_id, connection_pk=connection.id,
+                        variant=variant, job_id=job_id, sync_name=sync_name)
+    return ScriptHost(sink=sink, session=deps.session, connection=connection, provider=provider,
+                      environment_name=env.name, job_id=job_id, track_deletes=track_deletes,
+                      refresh_credentials=refresh, metadata_writer=write_metadata,
                       action_trigger=trigger_for(deps, env.id, env.name), environment_variables=env_vars)
 
 

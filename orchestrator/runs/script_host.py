@@ -1,7 +1,8 @@
 """What a script's RPC calls do on the trusted side: HTTP with credentials, records, logs, state.
 
-One `ScriptHost` per run. It holds the pool, the connection (with its credentials) and the job;
-the child sees only the answers.
+One `ScriptHost` per run, real or dry: it holds the connection (with its credentials) and a
+`RecordSink` (runs/sinks.py) that keeps records, logs and the checkpoint: the database for a
+worker's run, memory for `nango dryrun`. The child sees only the answers.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-import asyncpg
 import orjson
 import structlog
 
@@ -21,7 +21,8 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.providers import proxy
 from orchestrator.providers.catalog import Provider
 from orchestrator.runner.host import RpcFailure
-from orchestrator.store import jobs as jobs_repo
+from orchestrator.runs.sinks import RecordSink
+from orchestrator.sdk import contract
 from orchestrator.store import records as records_repo
 from orchestrator.store.types import Connection, OAuth2Credentials, credentials_to_json
 
@@ -57,10 +58,11 @@ class Progress:
 
 
 class ScriptHost:
+    """Answers one run's RPC calls; where records, logs and the checkpoint go is the `sink`'s business."""
+
     def __init__(
-        self, *, pool: asyncpg.Pool | None, session: aiohttp.ClientSession, connection: Connection, provider: Provider,
-        environment_name: str, job_id: int | None, sync_name: str | None = None, variant: str = "base",
-        track_deletes: bool = False, dry_run: bool = False,
+        self, *, sink: RecordSink, session: aiohttp.ClientSession, connection: Connection, provider: Provider,
+        environment_name: str, job_id: int | None = None, track_deletes: bool = False,
         refresh_credentials: Callable[[bool], Awaitable[Connection]] | None = None,
         environment_variables: list[dict[str, str]] | None = None,
         metadata_writer: Callable[[dict[str, Any], bool], Awaitable[dict[str, Any]]] | None = None,
@@ -68,21 +70,16 @@ class ScriptHost:
         http_hook: Callable[[proxy.ProxyRequest, Callable[[], Awaitable[proxy.ProxyResult]]],
                             Awaitable[proxy.ProxyResult]] | None = None,
     ) -> None:
-        self.pool = pool
+        self.sink = sink
         self.session = session
         self.connection = connection
         self.provider = provider
         self.environment_name = environment_name
-        self.job_id = job_id
-        self.sync_name = sync_name
-        self.variant = variant
+        self.job_id = job_id  # the job the run reports to (None for a dry run); the sink writes its logs
         self.track_deletes = track_deletes
         self.tracked_models: set[str] = set()
-        self.dry_run = dry_run
-        self.dry_records: dict[str, dict[str, list[Any]]] = {}
         self.progress = Progress()
-        self.logs: list[tuple[str, str, dict[str, Any] | None]] = []
-        self.all_logs: list[tuple[str, str, dict[str, Any] | None]] = []
+        self.logs: list[tuple[str, str, dict[str, Any] | None]] = []  # not yet handed to the sink
         self._refresh_credentials = refresh_credentials
         self._environment_variables = environment_variables or []
         self._metadata_writer = metadata_writer
@@ -118,20 +115,14 @@ class ScriptHost:
                 fields = {"truncated_fields": redacted[:MAX_LOG_CHARS]}
             elif redacted != encoded:
                 fields = orjson.loads(redacted)
-        entry = (level, self.redact(message), fields)
-        self.logs.append(entry)
-        if self.dry_run:
-            self.all_logs.append(entry)
+        self.logs.append((level, self.redact(message), fields))
 
     async def flush_logs(self) -> None:
-        if self.job_id is None or self.dry_run:
-            self.logs.clear()
-            return
+        """Hand the buffered log lines to the sink, in order."""
         async with self._flush_lock:
             entries, self.logs = self.logs, []
             if entries:
-                async with self.pool.acquire() as conn:
-                    await jobs_repo.add_logs(conn, self.job_id, entries)
+                await self.sink.add_logs(entries)
 
     # ---- dispatch -----------------------------------------------------------------------------
     async def call(self, method: str, params: dict[str, Any]) -> Any:
@@ -179,14 +170,10 @@ class ScriptHost:
         return self.connection
 
     # ---- records ------------------------------------------------------------------------------
-    def _scope(self, model: str) -> records_repo.Scope:
+    @staticmethod
+    def _check_model(model: str) -> None:
         if not isinstance(model, str) or not model:
             raise RpcFailure("invalid_arguments", "a model name is required")
-        return records_repo.Scope(self.connection.environment_id, self.connection.id, model, self.variant)
-
-    def _dry(self, kind: str, model: str, records: list[Any]) -> bool:
-        self.dry_records.setdefault(model, {}).setdefault(kind, []).extend(records)
-        return True
 
     def _model_lock(self, model: str) -> asyncio.Lock:
         return self._write_locks.setdefault(model, asyncio.Lock())
@@ -208,76 +195,42 @@ class ScriptHost:
 
     async def rpc_batch_save(self, model: str, records: list[Any], batch: str | None = None,
                              part: int | None = None) -> bool:
-        scope = self._scope(model)
-        if self.dry_run:
-            records_repo.prepare(records, model)
-            self._check_batch(batch)
-            return self._dry("save", model, records)
+        self._check_model(model)
         track = self.track_deletes or model in self.tracked_models
-
-        async def write() -> records_repo.WriteResult:
-            async with self.pool.acquire() as conn:
-                return await records_repo.batch_save(conn, scope, records, job_id=self.job_id, track_seen=track)
-
-        result = await self._ordered(model, batch, write)
-        dupes = result.duplicate_ids
-        if dupes:
-            shown = ", ".join(dupes[:20])
-            more = f" and {len(dupes) - 20} more" if len(dupes) > 20 else ""
-            self.log("warn", f"batch_save({model}): duplicate ids in one batch, the last record of each was kept: "
-                             f"{shown}{more}", None)
+        result = await self._ordered(model, batch, lambda: self.sink.save(model, records, track_seen=track))
+        if result.duplicate_ids:
+            self.log("warn", contract.duplicate_ids_warning(model, result.duplicate_ids), None)
         self.progress.add(model, result)
         return True
 
     async def rpc_batch_delete(self, model: str, records: list[Any], batch: str | None = None,
                                part: int | None = None) -> bool:
-        scope = self._scope(model)
-        if self.dry_run:
-            return self._dry("delete", model, records)
-
-        async def write() -> records_repo.WriteResult:
-            async with self.pool.acquire() as conn:
-                return await records_repo.batch_delete(conn, scope, records, job_id=self.job_id)
-
-        self.progress.add(model, await self._ordered(model, batch, write))
+        self._check_model(model)
+        self.progress.add(model, await self._ordered(model, batch, lambda: self.sink.delete(model, records)))
         return True
 
     async def rpc_batch_update(self, model: str, records: list[Any], batch: str | None = None,
                                part: int | None = None) -> bool:
-        scope = self._scope(model)
-        if self.dry_run:
-            return self._dry("update", model, records)
-
-        async def write() -> records_repo.WriteResult:
-            async with self.pool.acquire() as conn:
-                return await records_repo.batch_update(conn, scope, records, job_id=self.job_id)
-
-        result = await self._ordered(model, batch, write)
+        self._check_model(model)
+        result = await self._ordered(model, batch, lambda: self.sink.update(model, records))
         if result.missing_ids:
-            self.log("warn", f"batch_update({model}): no stored record with id "
-                             f"{', '.join(result.missing_ids[:20])}; nothing updated for them", None)
+            self.log("warn", contract.missing_ids_warning(model, result.missing_ids), None)
         self.progress.add(model, result)
         return True
 
     async def rpc_get_records_by_id(self, model: str, ids: list[str]) -> dict[str, Any]:
-        if self.pool is None:  # a dry run without a database (`nango dryrun`): nothing is stored
-            self._scope(model)
-            return {}
-        async with self.pool.acquire() as conn:
-            return await records_repo.get_by_ids(conn, self._scope(model), ids)
+        self._check_model(model)
+        return await self.sink.get_by_ids(model, ids)
 
     async def rpc_track_deletes_start(self, model: str) -> None:
-        self._scope(model)
+        self._check_model(model)
         self.tracked_models.add(model)
 
     async def rpc_track_deletes_end(self, model: str) -> None:
         if model not in self.tracked_models:
             raise RpcFailure("invalid_arguments", f"track_deletes_end('{model}') without track_deletes_start")
         self.tracked_models.discard(model)
-        if self.dry_run or self.job_id is None:
-            return
-        async with self.pool.acquire() as conn:
-            deleted = await records_repo.delete_unseen(conn, self._scope(model), self.job_id)
+        deleted = await self.sink.delete_unseen(model)
         self.progress.add(model, records_repo.WriteResult(deleted=deleted))
 
     # ---- connection, metadata, state -----------------------------------------------------------
@@ -320,7 +273,7 @@ class ScriptHost:
     async def _write_metadata(self, metadata: Any, merge: bool) -> None:
         if not isinstance(metadata, dict):
             raise RpcFailure("invalid_arguments", "metadata must be an object")
-        if self.dry_run or self._metadata_writer is None:
+        if self._metadata_writer is None:  # a dry run: the connection's copy in this process only
             self.connection.metadata = {**self.connection.metadata, **metadata} if merge else metadata
             return
         self.connection.metadata = await self._metadata_writer(metadata, merge)
@@ -335,30 +288,19 @@ class ScriptHost:
         return list(self._environment_variables)
 
     async def rpc_get_checkpoint(self) -> Any:
-        if self.sync_name is None or self.pool is None:
-            return None
-        async with self.pool.acquire() as conn:
-            return (await jobs_repo.get_state(conn, self.connection.id, self.sync_name, self.variant))["checkpoint"]
+        return await self.sink.get_checkpoint()
 
     async def rpc_save_checkpoint(self, checkpoint: Any) -> None:
         if not isinstance(checkpoint, dict):
             raise RpcFailure("invalid_arguments", "a checkpoint must be an object")
-        if self.sync_name is None or self.dry_run:
-            return
-        async with self.pool.acquire() as conn:
-            await jobs_repo.set_checkpoint(conn, self.connection.id, self.sync_name, self.variant, checkpoint)
+        await self.sink.set_checkpoint(checkpoint)
 
     async def rpc_clear_checkpoint(self) -> None:
-        if self.sync_name is None or self.dry_run:
-            return
-        async with self.pool.acquire() as conn:
-            await jobs_repo.set_checkpoint(conn, self.connection.id, self.sync_name, self.variant, None)
+        await self.sink.set_checkpoint(None)
 
     async def rpc_trigger_action(self, provider_config_key: str, connection_id: str, action_name: str,
                                  input: Any = None) -> Any:
         if self._action_trigger is None:
             raise RpcFailure("not_implemented", "trigger_action is not available on this platform yet: actions are "
                                                 "started by the API (POST /action/trigger), not from scripts")
-        if self.dry_run:
-            raise RpcFailure("not_implemented", "trigger_action is not available in a dry run")
         return await self._action_trigger(provider_config_key, connection_id, action_name, input)

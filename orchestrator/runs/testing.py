@@ -1,7 +1,8 @@
 """Run one script against real rows without Temporal: used by the runner's tests and the benchmark.
 
 `ScriptBench` creates an environment, an integration and a connection, writes a bundle folder
-from a dict of sources, and runs a script through `run_script` with a real `ScriptHost`.
+from a dict of sources, and runs a script through `run_script` with a real `ScriptHost` writing to
+the database (`DatabaseSink`), as a worker's run does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from orchestrator.crypto import Sealer, new_secret_key
 from orchestrator.providers.catalog import Provider, get_provider
 from orchestrator.runner.host import Limits, Runner, RunOutcome, RunSpec, ScriptKind, run_script
 from orchestrator.runs.script_host import ScriptHost
+from orchestrator.runs.sinks import DatabaseSink
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
@@ -110,10 +112,12 @@ class ScriptBench:
                     "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2 ELSE $2 END"
                     " WHERE id = $1 RETURNING metadata", connection.id, metadata, merge)
 
-        host = ScriptHost(pool=pool, session=session, connection=connection, provider=provider,
-                          environment_name=self.environment_name, job_id=job_id, sync_name=sync_name,
-                          variant=variant, refresh_credentials=refresh, metadata_writer=write_metadata,
-                          environment_variables=environment_variables, **host_kwargs)
+        sink = DatabaseSink(pool, environment_id=connection.environment_id, connection_pk=connection.id,
+                            variant=variant, job_id=job_id, sync_name=sync_name)
+        host = ScriptHost(sink=sink, session=session, connection=connection, provider=provider,
+                          environment_name=self.environment_name, job_id=job_id, refresh_credentials=refresh,
+                          metadata_writer=write_metadata, environment_variables=environment_variables,
+                          **host_kwargs)
         self.hosts.append(host)
         spec = RunSpec(kind=kind, bundle_dir=bundle_dir, module_path=module, timeout_s=timeout_s,
                        limits=limits or Limits(), context={

@@ -2,8 +2,9 @@
 
 The SDK object is the one the sandboxed child builds; only its channel is replaced: each platform
 call is answered here, in-process. HTTP comes from saved exchanges or responses given inline (a request
-with neither fails, naming it); records, logs, metadata and checkpoints are kept in memory for
-assertions.
+with neither fails, naming it); logs, metadata and checkpoints are kept in memory for assertions, and
+records in the `MemorySink` `nango dryrun` uses, which applies the production store's contract (id
+rules, dedupe with its warning, deep merge): a batch production refuses fails here with the same error.
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import OrchestratorError
+from orchestrator.runs.sinks import MemorySink
+from orchestrator.sdk import contract
 from orchestrator.sdk.channel import _to_exception
 from orchestrator.sdk.nango import NangoAction, NangoSync, RunContext
+from orchestrator.store.records import WriteResult
 from orchestrator.testing.mocks import ResponseBook, UnexpectedRequest
 
 
@@ -25,21 +30,6 @@ class _Failure(Exception):
     def __init__(self, type: str, message: str, **details: Any) -> None:
         super().__init__(message)
         self.payload = {"type": type, "message": message, **details}
-
-
-def _record_id(record: Any) -> str:
-    if isinstance(record, dict) and record.get("id") not in (None, ""):
-        return str(record["id"])
-    raise _Failure("invalid_record", f"record has no id: {json.dumps(record, default=str)[:200]}")
-
-
-def _deep_merge(base: Any, patch: Any) -> Any:
-    if isinstance(base, dict) and isinstance(patch, dict):
-        out = dict(base)
-        for key, value in patch.items():
-            out[key] = _deep_merge(base.get(key), value)
-        return out
-    return patch
 
 
 def _pagination_defaults(provider: str) -> dict[str, Any]:
@@ -102,10 +92,10 @@ class NangoMock:
         self.connection_config = dict(connection_config or {})
         self.credentials = credentials or {"type": "OAUTH2", "access_token": "test-token"}
         self.environment_variables = dict(environment_variables or {})
-        self.stored: dict[str, dict[str, Any]] = {
-            model: {_record_id(r): copy.deepcopy(r) for r in rows} for model, rows in (records or {}).items()}
+        self.sink = MemorySink(records)
+        self.stored: dict[str, dict[str, Any]] = self.sink.stored  # model -> id -> record, as the store keeps it
         self.checkpoint = checkpoint
-        self.records: dict[str, dict[str, list[Any]]] = {}
+        self.records: dict[str, dict[str, list[Any]]] = self.sink.records  # model -> kind -> records as sent
         self.logs: list[dict[str, Any]] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.actions = dict(actions or {})
@@ -141,35 +131,41 @@ class NangoMock:
                            data=exchange.response, headers=exchange.headers)
         return {"status": exchange.status, "headers": dict(exchange.headers), "data": exchange.response}
 
-    def _keep(self, kind: str, model: str, records: list[Any]) -> bool:
+    @staticmethod
+    def _check_model(model: Any) -> None:
         if not isinstance(model, str) or not model:
             raise _Failure("invalid_arguments", "a model name is required")
-        for record in records:
-            _record_id(record)
-        self.records.setdefault(model, {}).setdefault(kind, []).extend(copy.deepcopy(records))
-        stored = self.stored.setdefault(model, {})
-        for record in records:
-            rid = _record_id(record)
-            if kind == "save":
-                stored[rid] = copy.deepcopy(record)
-            elif kind == "update":
-                stored[rid] = _deep_merge(stored.get(rid, {}), record)
-            else:
-                stored.pop(rid, None)
-        return True
+
+    async def _write(self, model: str, write: Callable[[], Awaitable[WriteResult]]) -> WriteResult:
+        """A write through the sink; a refused batch fails as the production host answers it."""
+        self._check_model(model)
+        try:
+            return await write()
+        except OrchestratorError as exc:  # RecordError: code invalid_record, the message names the record
+            raise _Failure(exc.code, exc.message) from None
+
+    def _warn(self, message: str) -> None:
+        self.logs.append({"level": "warn", "message": message, "fields": None})
 
     async def _rpc_batch_save(self, model: str, records: list[Any], **_: Any) -> bool:
-        return self._keep("save", model, records)
+        result = await self._write(model, lambda: self.sink.save(model, records))
+        if result.duplicate_ids:
+            self._warn(contract.duplicate_ids_warning(model, result.duplicate_ids))
+        return True
 
     async def _rpc_batch_update(self, model: str, records: list[Any], **_: Any) -> bool:
-        return self._keep("update", model, records)
+        result = await self._write(model, lambda: self.sink.update(model, records))
+        if result.missing_ids:
+            self._warn(contract.missing_ids_warning(model, result.missing_ids))
+        return True
 
     async def _rpc_batch_delete(self, model: str, records: list[Any], **_: Any) -> bool:
-        return self._keep("delete", model, records)
+        await self._write(model, lambda: self.sink.delete(model, records))
+        return True
 
     async def _rpc_get_records_by_id(self, model: str, ids: list[str]) -> dict[str, Any]:
-        stored = self.stored.get(model, {})
-        return {i: stored[i] for i in ids if i in stored}
+        self._check_model(model)
+        return await self.sink.get_by_ids(model, ids)
 
     async def _rpc_track_deletes_start(self, model: str) -> None:
         return None

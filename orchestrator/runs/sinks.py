@@ -1,0 +1,189 @@
+"""Where a run's records, logs and checkpoint go: the database (a real run) or memory (a dry run, `nango_mock`).
+
+`ScriptHost` is one class for every run and writes through one `RecordSink`: `DatabaseSink` wraps
+store/records (and the job's logs and checkpoint) within the run's scope; `MemorySink` keeps the
+same things in dicts for `nango dryrun` and `NangoMock`. Both apply the script contract
+(`orchestrator.sdk.contract`: id rules, dedupe, deep merge), so a record production refuses is
+refused in memory too, with the same message.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import asyncpg
+
+from orchestrator.sdk import contract
+from orchestrator.store import jobs as jobs_repo
+from orchestrator.store import records as records_repo
+from orchestrator.store.records import WriteResult
+
+LogEntry = tuple[str, str, dict[str, Any] | None]  # (level, message, fields)
+
+
+class RecordSink(Protocol):
+    """What a ScriptHost needs to keep a run's records, logs and checkpoint."""
+
+    async def save(self, model: str, records: Sequence[Any], *, track_seen: bool = False) -> WriteResult:
+        """Upsert; duplicate ids keep the last record and come back in `duplicate_ids`."""
+
+    async def update(self, model: str, records: Sequence[Any]) -> WriteResult:
+        """Deep-merge patches into stored records; ids not stored come back in `missing_ids`."""
+
+    async def delete(self, model: str, records: Sequence[Any]) -> WriteResult:
+        """Delete by id; ids not stored are ignored."""
+
+    async def get_by_ids(self, model: str, ids: Sequence[str]) -> dict[str, Any]:
+        """Stored (not deleted) records by id."""
+
+    async def delete_unseen(self, model: str) -> int:
+        """After a full run with deletion tracking: delete what this run did not save; how many."""
+
+    async def add_logs(self, entries: list[LogEntry]) -> None:
+        """Keep the script's log lines (already redacted), in order."""
+
+    async def get_checkpoint(self) -> dict[str, Any] | None:
+        """The sync's checkpoint, or None."""
+
+    async def set_checkpoint(self, checkpoint: dict[str, Any] | None) -> None:
+        """Save (or, with None, clear) the sync's checkpoint."""
+
+
+class DatabaseSink:
+    """A real run: records in PostgreSQL within (environment, connection, model, variant), logs on the job."""
+
+    def __init__(self, pool: asyncpg.Pool, *, environment_id: int, connection_pk: int, variant: str = "base",
+                 job_id: int | None = None, sync_name: str | None = None) -> None:
+        self.pool = pool
+        self.environment_id = environment_id
+        self.connection_pk = connection_pk
+        self.variant = variant
+        self.job_id = job_id
+        self.sync_name = sync_name
+
+    def scope(self, model: str) -> records_repo.Scope:
+        return records_repo.Scope(self.environment_id, self.connection_pk, model, self.variant)
+
+    async def save(self, model: str, records: Sequence[Any], *, track_seen: bool = False) -> WriteResult:
+        async with self.pool.acquire() as conn:
+            return await records_repo.batch_save(conn, self.scope(model), records, job_id=self.job_id,
+                                                 track_seen=track_seen)
+
+    async def update(self, model: str, records: Sequence[Any]) -> WriteResult:
+        async with self.pool.acquire() as conn:
+            return await records_repo.batch_update(conn, self.scope(model), records, job_id=self.job_id)
+
+    async def delete(self, model: str, records: Sequence[Any]) -> WriteResult:
+        async with self.pool.acquire() as conn:
+            return await records_repo.batch_delete(conn, self.scope(model), records, job_id=self.job_id)
+
+    async def get_by_ids(self, model: str, ids: Sequence[str]) -> dict[str, Any]:
+        async with self.pool.acquire() as conn:
+            return await records_repo.get_by_ids(conn, self.scope(model), ids)
+
+    async def delete_unseen(self, model: str) -> int:
+        if self.job_id is None:  # what was seen is kept per job
+            return 0
+        async with self.pool.acquire() as conn:
+            return await records_repo.delete_unseen(conn, self.scope(model), self.job_id)
+
+    async def add_logs(self, entries: list[LogEntry]) -> None:
+        if self.job_id is None or not entries:  # logs belong to a job; a run without one keeps none
+            return
+        async with self.pool.acquire() as conn:
+            await jobs_repo.add_logs(conn, self.job_id, entries)
+
+    async def get_checkpoint(self) -> dict[str, Any] | None:
+        if self.sync_name is None:  # checkpoints are a sync's
+            return None
+        async with self.pool.acquire() as conn:
+            return (await jobs_repo.get_state(conn, self.connection_pk, self.sync_name, self.variant))["checkpoint"]
+
+    async def set_checkpoint(self, checkpoint: dict[str, Any] | None) -> None:
+        if self.sync_name is None:
+            return
+        async with self.pool.acquire() as conn:
+            await jobs_repo.set_checkpoint(conn, self.connection_pk, self.sync_name, self.variant, checkpoint)
+
+
+class MemorySink:
+    """Everything in memory: `stored` is what the database would hold, `records` what each call sent.
+
+    `records` is `{model: {"save"|"update"|"delete": [records as the script sent them]}}` (only calls
+    that were accepted): what `nango dryrun` prints and saves as records.json and `nango test` compares.
+    """
+
+    def __init__(self, records: dict[str, list[dict[str, Any]]] | None = None,
+                 checkpoint: dict[str, Any] | None = None) -> None:
+        self.stored: dict[str, dict[str, Any]] = {}
+        for model, rows in (records or {}).items():
+            with records_repo.record_errors():
+                items, _ = contract.dedupe(rows, model)
+            self.stored[model] = {rid: copy.deepcopy(record) for rid, record, _ in items}
+        self.records: dict[str, dict[str, list[Any]]] = {}
+        self.logs: list[LogEntry] = []
+        self.checkpoint = checkpoint
+
+    def _sent(self, kind: str, model: str, records: Sequence[Any]) -> None:
+        self.records.setdefault(model, {}).setdefault(kind, []).extend(copy.deepcopy(list(records)))
+
+    def record_count(self) -> int:
+        """How many records the script has sent so far, all calls together."""
+        return sum(len(rows) for kinds in self.records.values() for rows in kinds.values())
+
+    async def save(self, model: str, records: Sequence[Any], *, track_seen: bool = False) -> WriteResult:
+        with records_repo.record_errors():
+            items, dupes = contract.dedupe(records, model)
+            bodies = {rid: contract.encode_record(record, rid, index, model) for rid, record, index in items}
+        stored = self.stored.setdefault(model, {})
+        result = WriteResult(duplicate_ids=dupes)
+        for rid, record, index in items:
+            if rid not in stored:
+                result.added += 1
+            elif contract.encode_record(stored[rid], rid, index, model) != bodies[rid]:
+                result.updated += 1
+            stored[rid] = copy.deepcopy(record)
+        self._sent("save", model, records)
+        return result
+
+    async def update(self, model: str, records: Sequence[Any]) -> WriteResult:
+        with records_repo.record_errors():
+            patches = contract.merge_patches(records, model)
+        stored = self.stored.setdefault(model, {})
+        result = WriteResult(missing_ids=[rid for rid in patches if rid not in stored])
+        for index, (rid, patch) in enumerate(patches.items()):
+            if rid in stored:
+                merged = contract.deep_merge(stored[rid], copy.deepcopy(patch))
+                with records_repo.record_errors():  # changed as the store sees it: the stored JSON differs
+                    changed = (contract.encode_record(merged, rid, index, model)
+                               != contract.encode_record(stored[rid], rid, index, model))
+                result.updated += changed
+                stored[rid] = merged
+        self._sent("update", model, records)
+        return result
+
+    async def delete(self, model: str, records: Sequence[Any]) -> WriteResult:
+        with records_repo.record_errors():
+            ids = contract.unique_ids(records, model)
+        stored = self.stored.setdefault(model, {})
+        result = WriteResult(deleted=sum(stored.pop(rid, None) is not None for rid in ids))
+        self._sent("delete", model, records)
+        return result
+
+    async def get_by_ids(self, model: str, ids: Sequence[str]) -> dict[str, Any]:
+        stored = self.stored.get(model, {})
+        return {i: copy.deepcopy(stored[i]) for i in ids if i in stored}
+
+    async def delete_unseen(self, model: str) -> int:
+        return 0  # memory holds only what this run saved: nothing is unseen
+
+    async def add_logs(self, entries: list[LogEntry]) -> None:
+        self.logs.extend(entries)
+
+    async def get_checkpoint(self) -> dict[str, Any] | None:
+        return copy.deepcopy(self.checkpoint)
+
+    async def set_checkpoint(self, checkpoint: dict[str, Any] | None) -> None:
+        self.checkpoint = copy.deepcopy(checkpoint)
