@@ -1,16 +1,25 @@
-"""Activities for actions, webhook scripts and event scripts: thin adapters to orchestrator.runs.scripts."""
+"""Activities for actions, webhook scripts and event scripts: thin adapters to orchestrator.runs.
+
+Log context and error translation are `activities.boundary`'s job; run_script_job heartbeats
+(its workflows give it a heartbeat timeout) so a lost worker is noticed and a cancel reaches it.
+"""
 
 from __future__ import annotations
 
-import structlog
 from temporalio import activity
 
-from activities.sync import translate
-from orchestrator.errors import OrchestratorError
+from activities.boundary import boundary
 from orchestrator.runs import scripts as script_runs
 from orchestrator.runs import webhooks
 from orchestrator.runs.deps import RunDeps
-from orchestrator.temporal.types import ScriptJobInput, ScriptJobResult, WebhookInput, WebhookTargets
+from orchestrator.temporal.types import (
+    ScriptJobClosed,
+    ScriptJobInput,
+    ScriptJobResult,
+    WebhookFinished,
+    WebhookInput,
+    WebhookTargets,
+)
 
 
 class ScriptActivities:
@@ -18,32 +27,27 @@ class ScriptActivities:
         self.deps = deps
 
     @activity.defn(name="run_script_job")
+    @boundary
     async def run_script_job(self, inp: ScriptJobInput) -> ScriptJobResult:
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(
-            activity="run_script_job", workflow_id=activity.info().workflow_id, environment=inp.environment,
-            integration=inp.integration, connection=inp.connection_id, script=inp.script_name, kind=inp.kind,
-            job_id=inp.job_id)
-        try:
-            return await script_runs.run_job(self.deps, inp)
-        except OrchestratorError as exc:
-            raise translate(exc) from exc
+        return await script_runs.run_job(self.deps, inp, heartbeat=activity.heartbeat)
 
     @activity.defn(name="fail_script_job")
-    async def fail_script_job(self, inp: ScriptJobInput) -> None:
+    @boundary
+    async def fail_script_job(self, inp: ScriptJobInput) -> ScriptJobClosed:
         await script_runs.fail_job(self.deps, inp.job_id, "the run could not complete: infrastructure retries "
                                                          "were exhausted (see the worker log)")
+        return ScriptJobClosed(inp.job_id)
 
     @activity.defn(name="route_webhook")
+    @boundary
     async def route_webhook(self, inp: WebhookInput) -> WebhookTargets:
-        try:
-            return await webhooks.route(self.deps, inp)
-        except OrchestratorError as exc:
-            raise translate(exc) from exc
+        return await webhooks.route(self.deps, inp)
 
     @activity.defn(name="finish_webhook")
-    async def finish_webhook(self, inp: WebhookInput) -> None:
+    @boundary
+    async def finish_webhook(self, inp: WebhookInput) -> WebhookFinished:
         await webhooks.finish(self.deps, inp)
+        return WebhookFinished(inp.payload_id)
 
     def all(self) -> list[object]:
         return [self.run_script_job, self.fail_script_job, self.route_webhook, self.finish_webhook]

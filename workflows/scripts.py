@@ -9,43 +9,48 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from orchestrator.temporal.policies import attempts
     from orchestrator.temporal.types import (
-        EventInput,
+        ActionWorkflowInput,
+        EventWorkflowInput,
+        EventWorkflowResult,
+        ScriptJobClosed,
         ScriptJobInput,
         ScriptJobResult,
-        WebhookInput,
+        WebhookFinished,
         WebhookTargets,
+        WebhookWorkflowInput,
+        WebhookWorkflowResult,
     )
 
-MARGIN = timedelta(minutes=1)
-NON_RETRYABLE = ["NotFoundError", "BundleError", "InvalidInputError", "RefreshError", "ScriptError"]
+MARGIN = timedelta(minutes=1)  # past the script's own wall limit, for fetching the bundle and closing the job
+BOOKKEEPING_TIMEOUT = timedelta(minutes=1)
+WEBHOOK_SCRIPT_ATTEMPTS = 3
+EVENT_SCRIPT_ATTEMPTS = 3
 
 
-def _retry(attempts: int) -> RetryPolicy:
-    return RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                       maximum_attempts=max(1, attempts), non_retryable_error_types=NON_RETRYABLE)
-
-
-async def _run(job: ScriptJobInput, timeout_s: int, attempts: int) -> ScriptJobResult:
+async def _run(job: ScriptJobInput, timeout_s: int, heartbeat_timeout_s: int, tries: int) -> ScriptJobResult:
+    """Run one job; when its attempts run out on infrastructure faults, close its row as failed and re-raise."""
     try:
         return await workflow.execute_activity(
             "run_script_job", job, result_type=ScriptJobResult,
-            start_to_close_timeout=timedelta(seconds=timeout_s) + MARGIN, retry_policy=_retry(attempts))
+            start_to_close_timeout=timedelta(seconds=timeout_s) + MARGIN,
+            heartbeat_timeout=timedelta(seconds=heartbeat_timeout_s), retry_policy=attempts(tries))
     except ActivityError:
-        await workflow.execute_activity("fail_script_job", job, start_to_close_timeout=timedelta(seconds=30),
-                                        retry_policy=_retry(10))
+        await workflow.execute_activity("fail_script_job", job, result_type=ScriptJobClosed,
+                                        start_to_close_timeout=timedelta(seconds=30), retry_policy=attempts(10))
         raise
 
 
 @workflow.defn(name="ActionWorkflow")
 class ActionWorkflow:
     @workflow.run
-    async def run(self, job: ScriptJobInput, timeout_s: int, max_retries: int) -> ScriptJobResult:
-        result = await _run(job, timeout_s, 1 + max_retries)
+    async def run(self, inp: ActionWorkflowInput) -> ScriptJobResult:
+        job = inp.job
+        result = await _run(job, inp.timeout_s, inp.heartbeat_timeout_s, 1 + inp.max_retries)
         if not result.ok:
             raise ApplicationError(f"action '{job.script_name}' failed: {result.error_message}",
                                    result.error_payload, type=result.error_type or "ActionError", non_retryable=True)
@@ -55,33 +60,34 @@ class ActionWorkflow:
 @workflow.defn(name="WebhookWorkflow")
 class WebhookWorkflow:
     @workflow.run
-    async def run(self, inp: WebhookInput, timeout_s: int) -> int:
+    async def run(self, inp: WebhookWorkflowInput) -> WebhookWorkflowResult:
+        # one attempt each: the maintenance loop starts the workflow again for a payload left unrouted
         targets: WebhookTargets = await workflow.execute_activity(
-            "route_webhook", inp, result_type=WebhookTargets, start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=_retry(0))
+            "route_webhook", inp.webhook, result_type=WebhookTargets, start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=attempts(1))
         failures = 0
         for job in targets.jobs:
             try:
-                result = await _run(job, timeout_s, 3)
+                result = await _run(job, inp.timeout_s, inp.heartbeat_timeout_s, WEBHOOK_SCRIPT_ATTEMPTS)
                 failures += 0 if result.ok else 1
             except ActivityError:
                 failures += 1
-        await workflow.execute_activity("finish_webhook", inp, start_to_close_timeout=timedelta(minutes=1),
-                                        retry_policy=_retry(0))
+        await workflow.execute_activity("finish_webhook", inp.webhook, result_type=WebhookFinished,
+                                        start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=attempts(1))
         if failures:
             raise ApplicationError(f"{failures} of {len(targets.jobs)} webhook script run(s) failed",
                                    type="ScriptError", non_retryable=True)
-        return len(targets.jobs)
+        return WebhookWorkflowResult(jobs=len(targets.jobs), ignored_reason=targets.ignored_reason)
 
 
 @workflow.defn(name="EventWorkflow")
 class EventWorkflow:
     @workflow.run
-    async def run(self, inp: EventInput, timeout_s: int) -> list[ScriptJobResult]:
+    async def run(self, inp: EventWorkflowInput) -> EventWorkflowResult:
         results: list[ScriptJobResult] = []
-        for job in inp.jobs:
+        for job in inp.event.jobs:
             try:
-                results.append(await _run(job, timeout_s, 3))
+                results.append(await _run(job, inp.timeout_s, inp.heartbeat_timeout_s, EVENT_SCRIPT_ATTEMPTS))
             except ActivityError as exc:
                 results.append(ScriptJobResult(False, error_type="platform_error", error_message=str(exc.cause or exc)))
-        return results
+        return EventWorkflowResult(results)

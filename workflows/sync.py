@@ -9,13 +9,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
+    from orchestrator.temporal.policies import INFRA_RETRY, NOTIFY_RETRY
     from orchestrator.temporal.types import (
         FinalizeInput,
         NotifyInput,
+        NotifyResult,
         PreparedSync,
         RunSyncInput,
         RunSyncResult,
@@ -24,10 +25,6 @@ with workflow.unsafe.imports_passed_through():
         SyncSummary,
     )
 
-INFRA_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                          maximum_interval=timedelta(minutes=1), maximum_attempts=0,
-                          non_retryable_error_types=["ScriptError", "NotFoundError", "BundleError",
-                                                     "InvalidInputError", "RefreshError"])
 SCRIPT_MARGIN = timedelta(minutes=5)
 
 
@@ -83,16 +80,15 @@ class SyncWorkflow:
         else:
             cancelled, error = True, self._cancel_reason
         self._progress.phase = "finalizing"
+        finalize = FinalizeInput(sync, prepared, success=error is None, error=error, error_details=details,
+                                 cancelled=cancelled)
         summary: SyncSummary = await workflow.execute_activity(
-            "finalize_sync", FinalizeInput(sync, prepared, success=error is None, error=error,
-                                           error_details=details, cancelled=cancelled),
-            result_type=SyncSummary, start_to_close_timeout=timedelta(minutes=10), retry_policy=INFRA_RETRY)
+            "finalize_sync", finalize, result_type=SyncSummary, start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=INFRA_RETRY)
         self._progress.phase = summary.status
         await workflow.execute_activity(
-            "notify_sync", NotifyInput(FinalizeInput(sync, prepared, success=error is None, error=error,
-                                                     error_details=details, cancelled=cancelled), summary),
-            result_type=int, start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=RetryPolicy(maximum_attempts=3))
+            "notify_sync", NotifyInput(finalize, summary),
+            result_type=NotifyResult, start_to_close_timeout=timedelta(minutes=5), retry_policy=NOTIFY_RETRY)
         if error is not None and not cancelled:
             raise ApplicationError(f"sync '{sync.sync_name}' failed: {error}", details, type="ScriptError",
                                    non_retryable=True)

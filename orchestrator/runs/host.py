@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
+import structlog
 
 from orchestrator.errors import TransientError
 from orchestrator.providers import credentials
@@ -18,7 +20,13 @@ from orchestrator.runs.sinks import DatabaseSink
 from orchestrator.runs.trigger import trigger_for
 from orchestrator.store.types import Connection, Environment
 
+log = structlog.get_logger(__name__)
+
 T = TypeVar("T")
+
+Heartbeat = Callable[[dict[str, Any]], None]
+# Receives the run's progress while it changes (final=False) and once more when the script has ended (final=True).
+ProgressSink = Callable[[dict[str, Any], bool], Awaitable[None]]
 
 
 def build_host(deps: RunDeps, connection: Connection, provider: Provider, env: Environment,
@@ -56,6 +64,51 @@ async def with_heartbeat(work: Awaitable[T], heartbeat: Callable[[dict[str, Any]
     finally:
         if not task.done():
             task.cancel()
+
+
+def beat_interval(heartbeat_timeout_s: float) -> float:
+    """A third of the heartbeat timeout (a lost beat or two is not a dead worker), between 1 and 5 s."""
+    return max(1.0, min(5.0, heartbeat_timeout_s / 3))
+
+
+@contextlib.asynccontextmanager
+async def beating(host: ScriptHost, heartbeat: Heartbeat | None, every: float,
+                  on_progress: ProgressSink | None = None) -> AsyncIterator[None]:
+    """Keep a run alive while its body waits for a slot and runs the script (sync and script runs alike).
+
+    Every `every` seconds: flush the script's buffered logs, heartbeat with its progress (so a lost
+    worker is noticed and a cancel reaches the activity) and pass changed progress to `on_progress`.
+    When the body ends normally, the final progress goes to `on_progress` too; a progress report
+    that fails is logged and the run goes on.
+    """
+    async def report(current: dict[str, Any], final: bool) -> None:
+        assert on_progress is not None
+        try:
+            await on_progress(current, final)
+        except Exception as exc:  # progress is best effort; the run goes on
+            log.debug("progress_report_failed", error=str(exc))
+
+    async def beat() -> None:
+        last: dict[str, Any] | None = None
+        while True:
+            await asyncio.sleep(every)
+            await host.flush_logs()
+            current = host.progress.as_dict()
+            if heartbeat:
+                heartbeat(current)
+            if on_progress and current != last:
+                last = current
+                await report(current, False)
+
+    beater = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        beater.cancel()
+        await asyncio.gather(beater, return_exceptions=True)
+        await host.flush_logs()
+    if on_progress:
+        await report(host.progress.as_dict(), True)
 
 
 class InfraWatch:

@@ -15,7 +15,7 @@ from orchestrator.providers import credentials
 from orchestrator.providers.custom import resolve_provider
 from orchestrator.runner.host import RunSpec, run_script
 from orchestrator.runs.deps import RunDeps
-from orchestrator.runs.host import InfraWatch, build_host
+from orchestrator.runs.host import Heartbeat, InfraWatch, beat_interval, beating, build_host, with_heartbeat
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environment_variables as environment_variables_repo
 from orchestrator.store import environments as environments_repo
@@ -44,7 +44,8 @@ def timeout_for(deps: RunDeps, kind: str) -> int:
             "event": s.runner_event_timeout_s}.get(kind, s.runner_action_timeout_s)
 
 
-async def run_job(deps: RunDeps, inp: ScriptJobInput) -> ScriptJobResult:
+async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | None = None) -> ScriptJobResult:
+    """Run one job; heartbeats (when given) while the bundle is fetched and the script runs, as a sync does."""
     async with deps.pool.acquire() as conn:
         job = await jobs_repo.get(conn, inp.job_id)
         if job is None:
@@ -67,10 +68,12 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput) -> ScriptJobResult:
                                  error_message=f"{inp.kind} '{inp.script_name}': the {what} no longer exists")
         await _close(deps, inp.job_id, result)
         return result
-    if credentials.expires_soon(connection):
-        connection = await credentials.refresh(deps.pool, deps.sealer, deps.session, connection)
+    every = beat_interval(deps.settings.runner_heartbeat_timeout_s)
+    if credentials.expires_soon(connection):  # a slow token endpoint must not look like a dead worker
+        connection = await with_heartbeat(credentials.refresh(deps.pool, deps.sealer, deps.session, connection),
+                                          heartbeat, every)
     provider = await resolve_provider(deps.pool, connection.environment_id, connection.provider)
-    bundle_dir = await deps.bundles.fetch(script.bundle_key, script.bundle_sha256)
+    bundle_dir = await with_heartbeat(deps.bundles.fetch(script.bundle_key, script.bundle_sha256), heartbeat, every)
 
     host = build_host(deps, connection, provider, env, env_vars, job_id=inp.job_id,
                       sync_name=inp.script_name if inp.kind == "webhook" else None)
@@ -83,11 +86,9 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput) -> ScriptJobResult:
                        "input_model": _model_name(cfg.get("input")) if inp.kind == "action" else None,
                        "output_model": _model_name(cfg.get("output")) if inp.kind == "action" else None})
     watched = InfraWatch(host)
-    try:
+    async with beating(host, heartbeat, every):
         async with deps.limiter.slot(inp.environment_id):
             outcome = await run_script(spec, watched, runner=deps.runner)
-    finally:
-        await host.flush_logs()
     if not outcome.ok and watched.faults:
         raise TransientError(f"{inp.kind} run hit an infrastructure fault and will be retried: {watched.faults[-1]}")
     if outcome.ok:

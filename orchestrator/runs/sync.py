@@ -8,11 +8,8 @@ job with its counts.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -21,7 +18,15 @@ from orchestrator.providers import credentials
 from orchestrator.providers.custom import resolve_provider
 from orchestrator.runner.host import RunSpec, run_script
 from orchestrator.runs.deps import RunDeps
-from orchestrator.runs.host import InfraWatch, build_host, with_heartbeat
+from orchestrator.runs.host import (
+    Heartbeat,
+    InfraWatch,
+    ProgressSink,
+    beat_interval,
+    beating,
+    build_host,
+    with_heartbeat,
+)
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environment_variables as environment_variables_repo
 from orchestrator.store import environments as environments_repo
@@ -72,8 +77,7 @@ def _skip(reason: str) -> PreparedSync:
 
 
 async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
-              heartbeat: Callable[[dict[str, Any]], None] | None = None,
-              on_progress: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> RunSyncResult:
+              heartbeat: Heartbeat | None = None, on_progress: ProgressSink | None = None) -> RunSyncResult:
     """Run the script; a script failure raises ScriptError (terminal), infra faults anything else."""
     async with deps.pool.acquire() as conn:
         connection = await connections_repo.get_by_pk(conn, deps.sealer, prepared.connection_pk)
@@ -81,7 +85,7 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
         env_vars = await environment_variables_repo.list_all(conn, deps.sealer, sync.environment_id)
     if connection is None or env is None:
         raise NotFoundError(f"connection '{sync.connection_id}' was deleted during the run")
-    every = max(1.0, min(5.0, deps.settings.runner_heartbeat_timeout_s / 3))
+    every = beat_interval(deps.settings.runner_heartbeat_timeout_s)
     bundle_dir: Path = await with_heartbeat(deps.bundles.fetch(prepared.bundle_key, prepared.bundle_sha256),
                                             heartbeat, every)
     provider = await resolve_provider(deps.pool, connection.environment_id, connection.provider)
@@ -96,30 +100,9 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
                        "pagination": provider.pagination, "script_name": sync.sync_name,
                        "full_resync": prepared.full_resync})
     watched = InfraWatch(host)
-
-    async def beat() -> None:
-        last: dict[str, Any] | None = None
-        while True:
-            await asyncio.sleep(every)
-            await host.flush_logs()
-            current = host.progress.as_dict()
-            if heartbeat:
-                heartbeat(current)
-            if on_progress and current != last:
-                last = current
-                try:
-                    await on_progress(current)
-                except Exception as exc:  # progress is best effort; the run goes on
-                    log.debug("progress_report_failed", error=str(exc))
-
-    beater = asyncio.create_task(beat())
-    try:
+    async with beating(host, heartbeat, every, on_progress):
         async with deps.limiter.slot(sync.environment_id):
             outcome = await run_script(spec, watched, runner=deps.runner)
-    finally:
-        beater.cancel()
-        await asyncio.gather(beater, return_exceptions=True)
-        await host.flush_logs()
     if not outcome.ok:
         err = outcome.error or {}
         if watched.faults:

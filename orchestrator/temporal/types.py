@@ -1,12 +1,16 @@
-"""Workflow and activity arguments: plain dataclasses, safe to pass through the workflow sandbox.
+"""Workflow and activity arguments and results: plain dataclasses, safe to pass through the workflow sandbox.
 
-One dataclass in, one out, so fields can be added with defaults without breaking histories.
+Every workflow and every activity takes one of these and returns one of these, so a field can be
+added later with a default without breaking histories that are already running. The names a
+schedule or a running history already carries (SyncInput, PreparedSync, ...) stay as they are.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+DEFAULT_HEARTBEAT_TIMEOUT_S = 30  # settings.runner_heartbeat_timeout_s's default, for inputs built without settings
 
 
 @dataclass
@@ -33,7 +37,7 @@ class PreparedSync:
     track_deletes: bool = False
     models: list[str] = field(default_factory=list)
     skip_reason: str | None = None
-    heartbeat_timeout_s: int = 30
+    heartbeat_timeout_s: int = DEFAULT_HEARTBEAT_TIMEOUT_S
 
 
 @dataclass
@@ -69,6 +73,13 @@ class SyncSummary:
 class NotifyInput:
     finalize: FinalizeInput
     summary: SyncSummary
+
+
+@dataclass
+class NotifyResult:
+    """What notify_sync did: how many result webhooks the customer's app accepted."""
+
+    delivered: int = 0
 
 
 @dataclass
@@ -128,3 +139,56 @@ class EventInput:
     connection_id: str
     event: str
     jobs: list[ScriptJobInput] = field(default_factory=list)
+
+
+@dataclass
+class ScriptJobClosed:
+    """fail_script_job's result: the job it closed (a no-op when the job had closed already)."""
+
+    job_id: int
+
+
+@dataclass
+class WebhookFinished:
+    """finish_webhook's result: the payload whose status it settled."""
+
+    payload_id: int
+
+
+@dataclass
+class ActionWorkflowInput:
+    """ActionWorkflow's input: the job plus how long its run may take and how often an infra fault is retried."""
+
+    job: ScriptJobInput
+    timeout_s: int
+    max_retries: int = 0
+    heartbeat_timeout_s: int = DEFAULT_HEARTBEAT_TIMEOUT_S
+
+
+@dataclass
+class WebhookWorkflowInput:
+    webhook: WebhookInput
+    timeout_s: int
+    heartbeat_timeout_s: int = DEFAULT_HEARTBEAT_TIMEOUT_S
+
+
+@dataclass
+class WebhookWorkflowResult:
+    """How many script runs the payload became (all succeeded: a failed one fails the workflow)."""
+
+    jobs: int = 0
+    ignored_reason: str | None = None
+
+
+@dataclass
+class EventWorkflowInput:
+    event: EventInput
+    timeout_s: int
+    heartbeat_timeout_s: int = DEFAULT_HEARTBEAT_TIMEOUT_S
+
+
+@dataclass
+class EventWorkflowResult:
+    """One result per job of the EventInput, in order; a run the platform could not finish is a failed result."""
+
+    results: list[ScriptJobResult] = field(default_factory=list)
