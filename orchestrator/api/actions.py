@@ -93,6 +93,7 @@ async def run_action(request: web.Request, integration: str, connection_id: str,
                          input=action_input)
     handle = await start_action(request.app[TEMPORAL], job, public_id=public_id,
                                 timeout_s=settings.runner_action_timeout_s, max_retries=max_retries,
+                                heartbeat_timeout_s=settings.runner_heartbeat_timeout_s,
                                 prefix=settings.task_queue_prefix)
     if _flag(request.headers.get("X-Async")):
         status_url = f"/action/{public_id}"

@@ -35,5 +35,5 @@ async def receive(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     await start_webhook(request.app[TEMPORAL], WebhookInput(env.id, env.name, integration.unique_key, payload_id),
                         public_id=public_id, timeout_s=settings.runner_webhook_timeout_s,
-                        prefix=settings.task_queue_prefix)
+                        heartbeat_timeout_s=settings.runner_heartbeat_timeout_s, prefix=settings.task_queue_prefix)
     return json_response({"success": True, "id": public_id})

@@ -53,6 +53,7 @@ async def redispatch_webhooks(pool: asyncpg.Pool, client: Client, settings: Sett
         try:
             await start_webhook(client, WebhookInput(r["env_id"], r["env"], r["unique_key"], r["id"]),
                                 public_id=str(r["public_id"]), timeout_s=settings.runner_webhook_timeout_s,
+                                heartbeat_timeout_s=settings.runner_heartbeat_timeout_s,
                                 prefix=settings.task_queue_prefix)
             started += 1
         except WorkflowAlreadyStartedError:

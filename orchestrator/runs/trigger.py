@@ -43,6 +43,7 @@ def trigger_for(deps: RunDeps, environment_id: int, environment: str):  # type: 
                              input=input)
         handle = await start_action(deps.temporal, job, public_id=public_id,
                                     timeout_s=deps.settings.runner_action_timeout_s, max_retries=0,
+                                    heartbeat_timeout_s=deps.settings.runner_heartbeat_timeout_s,
                                     prefix=deps.settings.task_queue_prefix)
         try:
             await handle.result()
