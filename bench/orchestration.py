@@ -140,12 +140,12 @@ async def main() -> None:
             latencies: list[float] = []
             for _ in range(args.samples):
                 async with pool.acquire() as conn:
-                    before = await conn.fetchval("SELECT coalesce(max(id), 0) FROM sync_jobs")
+                    before = await conn.fetchval("SELECT coalesce(max(id), 0) FROM jobs")
                     t0 = await conn.fetchval("SELECT clock_timestamp()")
                 await schedules.trigger(client, sid)
                 while True:
                     async with pool.acquire() as conn:
-                        row = await conn.fetchrow("SELECT started_at, status FROM sync_jobs WHERE id > $1"
+                        row = await conn.fetchrow("SELECT started_at, status FROM jobs WHERE id > $1"
                                                   " AND kind = 'sync' ORDER BY id LIMIT 1", before)
                     if row and row["status"] != "running":
                         break

@@ -32,17 +32,21 @@ import asyncpg
 import orjson
 import structlog
 from aiohttp import web
+from pydantic import SecretStr
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from orchestrator.api import records as records_api  # noqa: E402
-from orchestrator.api.keys import POOL, SEALER  # noqa: E402
+from orchestrator.api.keys import PLATFORM  # noqa: E402
 from orchestrator.api.middleware import auth_middleware, error_middleware  # noqa: E402
+from orchestrator.bundles.store import DirectoryStore  # noqa: E402
+from orchestrator.config.settings import Settings  # noqa: E402
 from orchestrator.crypto import Sealer, new_secret_key  # noqa: E402
 from orchestrator.devstack.postgres import EmbeddedPostgres  # noqa: E402
 from orchestrator.devstack.processes import free_port  # noqa: E402
+from orchestrator.platform import Platform  # noqa: E402
 from orchestrator.store import connections as connections_repo  # noqa: E402
 from orchestrator.store import environments as environments_repo  # noqa: E402
 from orchestrator.store import integrations as integrations_repo  # noqa: E402
@@ -199,7 +203,7 @@ async def main(n: int, batch_size: int) -> dict[str, Any]:
                     conn, sealer, environment_id=env.id, integration_id=integ.id, connection_id="bench-conn",
                     credentials=OAuth2Credentials(access_token="x"))
                 job_id = await conn.fetchval(
-                    "INSERT INTO sync_jobs (environment_id, connection_pk, sync_name, status)"
+                    "INSERT INTO jobs (environment_id, connection_pk, script_name, status)"
                     " VALUES ($1, $2, 'bench', 'running') RETURNING id", env.id, pk)
             scope = records.Scope(env.id, pk, MODEL)
 
@@ -210,8 +214,11 @@ async def main(n: int, batch_size: int) -> dict[str, Any]:
             assert (r1.added, r1.updated, r2.added, r2.updated, r3.updated) == (n, 0, 0, 0, n), (r1, r2, r3)
 
             app = web.Application(middlewares=[error_middleware, auth_middleware])
-            app[POOL] = pool
-            app[SEALER] = sealer
+            http = aiohttp.ClientSession()
+            app[PLATFORM] = Platform(settings=Settings(database_url=SecretStr(dsn)), pool=pool, sealer=sealer,
+                                     temporal_client=None, bundles=DirectoryStore(Path(".nango/bench-bundles")),
+                                     http=http)
+            app.on_cleanup.append(lambda _: http.close())
             app.add_routes(records_api.routes)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()

@@ -34,6 +34,7 @@ from orchestrator.devstack.postgres import EmbeddedPostgres
 from orchestrator.devstack.processes import free_port, wait_for_port
 from orchestrator.devstack.temporal import temporal_cli
 from orchestrator.logging import configure_logging
+from orchestrator.platform import Platform, open_platform
 from orchestrator.store import environments as environments_repo
 from orchestrator.store.migrate import migrate
 from orchestrator.store.pool import init_connection
@@ -155,6 +156,10 @@ class Stack:
     def api(self, key: str) -> NangoClient:
         return NangoClient(self.api_url, key)
 
+    def platform(self) -> contextlib.AbstractAsyncContextManager[Platform]:
+        """The platform's handles as the API and `nango admin` open them, for calling control/ directly."""
+        return open_platform(self.settings, temporal=self.client)
+
 
 @pytest.fixture(scope="session")
 async def stack(db_ready: str, temporal_env: WorkflowEnvironment, s3_endpoint: str, demo: tuple[DemoState, str],
@@ -220,7 +225,7 @@ async def wait_for_job(stack: Stack, setup: GithubSetup, *, count: int = 1, stat
     async def check() -> list[dict[str, Any]]:
         async with stack.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT j.id, j.status, j.error FROM sync_jobs j JOIN connections c ON c.id = j.connection_pk"
+                "SELECT j.id, j.status, j.error FROM jobs j JOIN connections c ON c.id = j.connection_pk"
                 " JOIN environments e ON e.id = c.environment_id WHERE e.name = $1 AND j.kind = 'sync'"
                 " AND j.status <> 'running' ORDER BY j.id DESC", setup.env)
         assert len(rows) >= count, rows

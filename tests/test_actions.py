@@ -105,7 +105,7 @@ async def test_a_sync_can_trigger_an_action(stack: Stack, tmp_path: Path) -> Non
     async with stack.pool.acquire() as conn:
         logs = [r["message"] for r in await conn.fetch("SELECT message FROM script_logs WHERE job_id = $1",
                                                        jobs[0]["id"])]
-        actions = await conn.fetchval("SELECT count(*) FROM sync_jobs j JOIN environments e ON e.id = j.environment_id"
+        actions = await conn.fetchval("SELECT count(*) FROM jobs j JOIN environments e ON e.id = j.environment_id"
                                       " WHERE e.name = $1 AND j.kind = 'action' AND j.status = 'success'", gh.env)
     assert any("no action 'nope' is deployed" in m for m in logs), logs
     assert actions == 1

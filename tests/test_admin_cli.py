@@ -35,7 +35,7 @@ async def test_admin_pause_trigger_frequency_status_and_list(stack: Stack) -> No
     await _admin(stack, "trigger", "github", "-e", gh.env, "--connection", "conn-1", "--full")
     jobs = await wait_for_job(stack, gh, count=2)
     async with stack.pool.acquire() as conn:
-        assert await conn.fetchval("SELECT full_resync FROM sync_jobs WHERE id = $1", jobs[0]["id"]) is True
+        assert await conn.fetchval("SELECT full_resync FROM jobs WHERE id = $1", jobs[0]["id"]) is True
 
     await _admin(stack, "frequency", "github", "issues", "every 6 hours", "-e", gh.env, "-c", "conn-1")
     view = await schedules.describe(stack.client, gh.schedule_id())

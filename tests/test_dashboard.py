@@ -125,7 +125,7 @@ async def test_hostile_record_values_and_log_lines_are_escaped(stack: Stack) -> 
         await records_repo.batch_save(conn, records_repo.Scope(env_id, pk, "GithubIssue"), [
             {"id": HOSTILE, "title": '"><img src=x onerror=alert(1)>', "body": HOSTILE}])
         await jobs_repo.add_logs(conn, jobs[0]["id"], [("error", HOSTILE, {"k": HOSTILE})])
-        await conn.execute("UPDATE sync_jobs SET status = 'failed', error = $2, error_details = $3 WHERE id = $1",
+        await conn.execute("UPDATE jobs SET status = 'failed', error = $2, error_details = $3 WHERE id = $1",
                            jobs[0]["id"], f"ValueError: {HOSTILE}",
                            f'Traceback (most recent call last):\n  File "issues.py", line 3\nValueError: {HOSTILE}')
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
@@ -383,7 +383,7 @@ async def test_every_page_in_chromium_with_pause_and_trigger(stack: Stack, brows
     pk, env_id = await _ids(stack, gh)
     async with stack.pool.acquire() as conn:
         live = await conn.fetchval(
-            "INSERT INTO sync_jobs (environment_id, connection_pk, sync_name, kind, status, input)"
+            "INSERT INTO jobs (environment_id, connection_pk, script_name, kind, status, input)"
             " VALUES ($1, $2, 'create-issue', 'action', 'running', '{\"title\": \"tail\"}') RETURNING id", env_id, pk)
     await page.goto(f"{base}/dashboard/job?id={live}")
     await page.wait_for_selector("#tail-state >> text=live")
@@ -391,7 +391,7 @@ async def test_every_page_in_chromium_with_pause_and_trigger(stack: Stack, brows
         await jobs_repo.add_logs(conn, live, [("info", "first live line", None), ("warn", "second live line", None)])
     await page.wait_for_selector("#logs >> text=second live line", timeout=10_000)
     async with stack.pool.acquire() as conn:
-        await conn.execute("UPDATE sync_jobs SET status = 'success', ended_at = now() WHERE id = $1", live)
+        await conn.execute("UPDATE jobs SET status = 'success', ended_at = now() WHERE id = $1", live)
     await page.wait_for_selector("#tail-state >> text=run success", timeout=10_000)
 
     await page.goto(f"{base}/dashboard/records?integration=github&connection={gh.connection_id}&model=GithubIssue")

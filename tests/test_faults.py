@@ -106,7 +106,7 @@ async def _saved(stack: Stack, gh: GithubSetup) -> tuple[int, int]:
         stored = await conn.fetchval(
             "SELECT count(*) FROM records r JOIN environments e ON e.id = r.environment_id WHERE e.name = $1", gh.env)
         counted = await conn.fetchval(
-            "SELECT coalesce(sum(k.added), 0) FROM job_counts k JOIN sync_jobs j ON j.id = k.job_id"
+            "SELECT coalesce(sum(k.added), 0) FROM job_counts k JOIN jobs j ON j.id = k.job_id"
             " JOIN environments e ON e.id = j.environment_id WHERE e.name = $1", gh.env)
     return stored, counted
 
@@ -140,7 +140,7 @@ async def test_worker_killed_mid_sync_is_replaced_without_lost_or_duplicate_reco
     assert stored == PAGES * PER_PAGE
     assert counted == PAGES * PER_PAGE  # exact: replayed pages changed nothing and counted nothing
     async with stack.pool.acquire() as conn:
-        jobs = await conn.fetch("SELECT status FROM sync_jobs j JOIN environments e ON e.id = j.environment_id"
+        jobs = await conn.fetch("SELECT status FROM jobs j JOIN environments e ON e.id = j.environment_id"
                                 " WHERE e.name = $1 AND j.kind = 'sync'", gh.env)
     assert [j["status"] for j in jobs] == ["success"]
 
@@ -176,7 +176,7 @@ async def test_bundle_store_unreachable_retries_then_completes(stack: Stack, tmp
         assert "unreachable" in pending[0].last_failure.message, pending[0].last_failure.message
     await eventually(retrying, timeout=60)
     async with stack.pool.acquire() as conn:
-        status = await conn.fetchval("SELECT status FROM sync_jobs j JOIN environments e ON e.id = j.environment_id"
+        status = await conn.fetchval("SELECT status FROM jobs j JOIN environments e ON e.id = j.environment_id"
                                      " WHERE e.name = $1", folder_gh.env)
     assert status == "running"
     await broken.kill()

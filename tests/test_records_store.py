@@ -48,7 +48,7 @@ async def new_scope(pool: asyncpg.Pool) -> ScopeFactory:
 async def new_job(pool: asyncpg.Pool, scope: records.Scope, sync: str = "issues") -> int:
     async with pool.acquire() as conn:
         return await conn.fetchval(
-            "INSERT INTO sync_jobs (environment_id, connection_pk, sync_name, variant, kind, status)"
+            "INSERT INTO jobs (environment_id, connection_pk, script_name, variant, kind, status)"
             " VALUES ($1, $2, $3, $4, 'action', 'running') RETURNING id",
             scope.environment_id, scope.connection_pk, sync, scope.variant)
 

@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 from orchestrator.control import reconcile
-from orchestrator.crypto import Sealer
 from orchestrator.devstack.processes import free_port, wait_for_port
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.temporal import names, schedules
@@ -61,7 +60,7 @@ async def test_two_workers_two_apis_every_run_once_and_a_killed_worker_is_replac
         async def both_done() -> None:
             async with stack.pool.acquire() as conn:
                 rows = await conn.fetch(
-                    "SELECT c.connection_id, j.status FROM sync_jobs j JOIN connections c ON c.id = j.connection_pk"
+                    "SELECT c.connection_id, j.status FROM jobs j JOIN connections c ON c.id = j.connection_pk"
                     " JOIN environments e ON e.id = j.environment_id WHERE e.name = $1 AND j.kind = 'sync'"
                     " AND c.connection_id LIKE 'scale-%'", env)
             assert sorted((r["connection_id"], r["status"]) for r in rows) == [
@@ -111,14 +110,12 @@ async def test_two_reconcilers_at_once_neither_duplicate_nor_delete(stack: Stack
     assert len(before) == 6
     for sid in before[:3]:
         await schedules.delete(stack.client, sid)
-    sealer = Sealer(stack.settings.encryption_key_bytes())
     async with stack.pool.acquire() as conn:
         integration = await integrations_repo.get(conn, (await conn.fetchval(
             "SELECT id FROM environments WHERE name = $1", gh.env)), "github")
     assert integration is not None
-    reports = await asyncio.gather(*(reconcile.reconcile_integration(
-        stack.pool, sealer, stack.client, integration, task_queue_prefix=stack.settings.task_queue_prefix)
-        for _ in range(2)))
+    async with stack.platform() as platform:
+        reports = await asyncio.gather(*(reconcile.reconcile_integration(platform, integration) for _ in range(2)))
     assert sorted(sid for r in reports for sid in r.created) == before[:3]  # each recreated once, by one of them
     assert not any(r.deleted for r in reports)
     for sid in before:

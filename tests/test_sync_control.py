@@ -91,7 +91,7 @@ async def test_full_resync_resets_state_and_runs_without_last_sync_date(stack: S
                                                          "connection_id": "conn-1", "opts": {"reset": True}})
     jobs = await wait_for_job(stack, gh, count=2)
     async with stack.pool.acquire() as conn:
-        full = await conn.fetchval("SELECT full_resync FROM sync_jobs WHERE id = $1", jobs[0]["id"])
+        full = await conn.fetchval("SELECT full_resync FROM jobs WHERE id = $1", jobs[0]["id"])
     assert full is True
     # a full run asks upstream without `since`
     since_calls = [r for r in stack.demo.requests if r["path"] == f"/repos/{gh.repo}/issues"]
@@ -128,7 +128,7 @@ async def test_a_script_that_raises_fails_the_job_with_its_traceback_and_the_sch
     jobs = await wait_for_job(stack, gh, status="failed")
     assert "missing upstream field" in jobs[0]["error"]
     async with stack.pool.acquire() as conn:
-        details = await conn.fetchval("SELECT error_details FROM sync_jobs WHERE id = $1", jobs[0]["id"])
+        details = await conn.fetchval("SELECT error_details FROM jobs WHERE id = $1", jobs[0]["id"])
         logs = await conn.fetch("SELECT message FROM script_logs WHERE job_id = $1", jobs[0]["id"])
     assert "in helper" in details and "KeyError" in details
     assert [r["message"] for r in logs] == ["starting"]
@@ -172,8 +172,9 @@ async def test_progress_query_and_cancel_of_a_running_sync(stack: Stack, tmp_pat
     async with stack.pool.acquire() as conn:
         from orchestrator.store import environments as environments_repo
         env = await environments_repo.by_name(conn, gh.env)
-    items = await sync_control.targets(stack.pool, _sealer(stack), env, "github", ["issues"], "conn-1")
-    assert await sync_control.cancel(stack.client, env, items, "stop it") == 1
+    async with stack.platform() as platform:
+        items = await sync_control.targets(platform, env, "github", ["issues"], "conn-1")
+        assert await sync_control.cancel(platform, env, items, "stop it") == 1
     jobs = await wait_for_job(stack, gh, status="cancelled")
     assert jobs[0]["error"] == "stop it"
 
@@ -182,12 +183,6 @@ async def _running(stack: Stack, sid: str):  # type: ignore[no-untyped-def]
     view = await schedules.describe(stack.client, sid)
     assert view is not None and view.running_workflow_ids
     return view
-
-
-def _sealer(stack: Stack):  # type: ignore[no-untyped-def]
-    from orchestrator.crypto import Sealer
-
-    return Sealer(stack.settings.encryption_key_bytes())
 
 
 async def test_reconciler_recreates_a_lost_schedule_and_keeps_overrides(stack: Stack) -> None:
@@ -201,7 +196,8 @@ async def test_reconciler_recreates_a_lost_schedule_and_keeps_overrides(stack: S
             "frequency": "every 3h"})
     await schedules.delete(stack.client, gh.schedule_id())
     assert await schedules.describe(stack.client, gh.schedule_id()) is None
-    await maintenance.reconcile_all(stack.pool, _sealer(stack), stack.client, stack.settings)
+    async with stack.platform() as platform:
+        await maintenance.reconcile_all(platform)
     view = await schedules.describe(stack.client, gh.schedule_id())
     assert view is not None and view.interval_s == 300
     kept = await schedules.describe(stack.client, other.schedule_id())

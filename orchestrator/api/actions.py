@@ -19,9 +19,10 @@ from orchestrator.api.common import (
     load_connection,
 )
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import POOL, SETTINGS, TEMPORAL
+from orchestrator.api.keys import PLATFORM
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
+from orchestrator.store.types import Job
 from orchestrator.temporal.starter import start_action
 from orchestrator.temporal.types import ScriptJobInput
 
@@ -39,26 +40,26 @@ def _flag(value: str | None) -> bool:
 
 
 
-def answer(row: Any) -> web.Response:
-    """The caller's view of a finished action job."""
-    if row["status"] == "success":
-        return web.Response(body=orjson.dumps(row["output"]), content_type="application/json")
-    error = row["error"] or "action failed"
-    if row["error_payload"] is not None or error.startswith("action_error"):
-        return json_response({"error": {"code": "action_script_failure", "payload": row["error_payload"],
-                                        "message": error.partition(": ")[2] or error}}, status=400)
-    if error.startswith(("invalid_input", "InputValidationError")):
-        return json_response({"error": {"code": "invalid_action_input", "message": error.partition(": ")[2],
-                                        "job_id": str(row["public_id"])}}, status=400)
+def answer(job: Job) -> web.Response:
+    """The caller's view of a finished action job (the wire format Nango's clients expect)."""
+    if job.status == "success":
+        return web.Response(body=orjson.dumps(job.output), content_type="application/json")
+    error = job.error_text or "action failed"
+    error_type = job.error_type or ""
+    if job.error_payload is not None or error_type.startswith("action_error"):
+        return json_response({"error": {"code": "action_script_failure", "payload": job.error_payload,
+                                        "message": (job.error if job.error_type else None) or error}}, status=400)
+    if error_type.startswith(("invalid_input", "InputValidationError")):
+        return json_response({"error": {"code": "invalid_action_input", "message": job.error or "",
+                                        "job_id": str(job.public_id)}}, status=400)
     return json_response({"error": {"code": "action_script_failure", "message": error,
-                                    "job_id": str(row["public_id"])}}, status=500)
+                                    "job_id": str(job.public_id)}}, status=500)
 
 
-async def _job_row(request: web.Request, public_id: str) -> Any:
-    async with request.app[POOL].acquire() as conn:
-        return await conn.fetchrow(
-            "SELECT id, public_id, status, output, error, error_payload FROM sync_jobs WHERE public_id = $1"
-            " AND environment_id = $2 AND kind = 'action'", public_id, environment(request).id)
+async def _job_row(request: web.Request, public_id: str) -> Job | None:
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        return await jobs_repo.by_public_id(conn, public_id, environment(request).id, kind="action",
+                                            with_counts=False)
 
 
 @routes.post("/action/trigger")
@@ -76,7 +77,7 @@ async def run_action(request: web.Request, integration: str, connection_id: str,
     env = environment(request)
     max_retries = int_header(request, "X-Max-Retries", 5)
     connection = await load_connection(request, integration, connection_id)
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         script = await scripts_repo.get(conn, connection.integration_id, "action", action_name)
         if script is None or not script.enabled:
             deployed = [s.name for s in await scripts_repo.list_for_integration(conn, connection.integration_id)
@@ -87,11 +88,11 @@ async def run_action(request: web.Request, integration: str, connection_id: str,
         job_id = await jobs_repo.open_job(conn, environment_id=env.id, connection_pk=connection.id,
                                           script_name=action_name, kind="action", public_id=public_id,
                                           input=action_input)
-    settings = request.app[SETTINGS]
+    settings = request.app[PLATFORM].settings
     job = ScriptJobInput(environment_id=env.id, environment=env.name, integration=integration,
                          connection_id=connection_id, script_name=action_name, kind="action", job_id=job_id,
                          input=action_input)
-    handle = await start_action(request.app[TEMPORAL], job, public_id=public_id,
+    handle = await start_action(request.app[PLATFORM].temporal, job, public_id=public_id,
                                 timeout_s=settings.runner_action_timeout_s, max_retries=max_retries,
                                 heartbeat_timeout_s=settings.runner_heartbeat_timeout_s,
                                 prefix=settings.task_queue_prefix)
@@ -116,6 +117,6 @@ async def result(request: web.Request) -> web.Response:
     row = await _job_row(request, public_id)
     if row is None:
         raise_error(404, "not_found", f"no action run {public_id}")
-    if row["status"] == "running":
+    if row.status == "running":
         raise_error(404, "not_found", f"action run {public_id} has not finished yet")
     return answer(row)

@@ -17,25 +17,23 @@ from aiohttp import web
 
 from orchestrator.api.common import environment, json_response
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import POOL
+from orchestrator.api.keys import PLATFORM
 from orchestrator.store import jobs as jobs_repo
+from orchestrator.store import notifications as notifications_repo
+from orchestrator.store.types import Job
 
 routes = web.RouteTableDef()
 
 KINDS = ("sync", "action", "webhook", "event")
-_COLS = ("j.id, j.public_id, j.kind, j.sync_name, j.variant, j.status, j.full_resync, j.started_at, j.ended_at,"
-         " j.error, j.attempts, c.connection_id, i.unique_key AS provider_config_key")
-_FROM = (" FROM sync_jobs j JOIN connections c ON c.id = j.connection_pk"
-         " JOIN integrations i ON i.id = c.integration_id")
 
 
-def _job(row: asyncpg.Record) -> dict[str, Any]:
-    return {"id": row["id"], "public_id": str(row["public_id"]) if row["public_id"] else None, "kind": row["kind"],
-            "name": row["sync_name"], "variant": row["variant"], "status": row["status"],
-            "full_resync": row["full_resync"], "connection_id": row["connection_id"],
-            "provider_config_key": row["provider_config_key"], "started_at": row["started_at"].isoformat(),
-            "ended_at": row["ended_at"].isoformat() if row["ended_at"] else None, "error": row["error"],
-            "attempts": row["attempts"]}
+def _job(job: Job) -> dict[str, Any]:
+    return {"id": job.id, "public_id": str(job.public_id) if job.public_id else None, "kind": job.kind,
+            "name": job.script_name, "variant": job.variant, "status": job.status,
+            "full_resync": job.full_resync, "connection_id": job.connection_id,
+            "provider_config_key": job.integration_key, "started_at": job.started_at.isoformat(),
+            "ended_at": job.ended_at.isoformat() if job.ended_at else None, "error": job.error_text,
+            "attempts": job.attempts}
 
 
 @routes.get("/jobs")
@@ -47,29 +45,26 @@ async def list_jobs(request: web.Request) -> web.Response:
     raw_limit = q.get("limit", "50")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
         raise_error(400, "invalid_query_params", f"limit must be an integer from 1 to 1000, got {raw_limit!r}")
-    async with request.app[POOL].acquire() as conn:
-        rows = await conn.fetch(
-            f"SELECT {_COLS}{_FROM} WHERE j.environment_id = $1 AND ($2::text IS NULL OR i.unique_key = $2)"
-            " AND ($3::text IS NULL OR c.connection_id = $3) AND ($4::text IS NULL OR j.sync_name = $4)"
-            " AND ($5::text IS NULL OR j.kind = $5) ORDER BY j.id DESC LIMIT $6",
-            environment(request).id, q.get("provider_config_key") or None, q.get("connection_id") or None,
-            q.get("sync") or None, kind, int(raw_limit))
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        rows = await jobs_repo.list_for_environment(
+            conn, environment(request).id, integration_key=q.get("provider_config_key") or None,
+            connection_id=q.get("connection_id") or None, script_name=q.get("sync") or None, kind=kind,
+            limit=int(raw_limit))
     return json_response({"jobs": [_job(r) for r in rows]})
 
 
-async def _find(request: web.Request, conn: asyncpg.Connection) -> asyncpg.Record:
+async def _find(request: web.Request, conn: asyncpg.Connection) -> Job:
     raw = request.match_info["id"]
     env_id = environment(request).id
     row = None
     if raw.isdigit() and len(raw) < 19:
-        row = await conn.fetchrow(f"SELECT {_COLS}{_FROM} WHERE j.id = $1 AND j.environment_id = $2", int(raw), env_id)
+        row = await jobs_repo.get(conn, int(raw), environment_id=env_id)
     else:
         try:
             public_id = uuid.UUID(raw)
         except ValueError:
             raise_error(400, "invalid_uri_params", f"a job id is a number or a UUID, got {raw!r}")
-        row = await conn.fetchrow(f"SELECT {_COLS}{_FROM} WHERE j.public_id = $1 AND j.environment_id = $2",
-                                  public_id, env_id)
+        row = await jobs_repo.by_public_id(conn, public_id, env_id)
     if row is None:
         raise_error(404, "not_found", f"no job {raw} in this environment")
     return row
@@ -77,19 +72,18 @@ async def _find(request: web.Request, conn: asyncpg.Connection) -> asyncpg.Recor
 
 @routes.get("/jobs/{id}")
 async def get_job(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         row = await _find(request, conn)
-        counts = await jobs_repo.counts(conn, row["id"])
-        attempts = await conn.fetch("SELECT url, status, error, attempted_at FROM notification_attempts"
-                                    " WHERE job_id = $1 ORDER BY id", row["id"])
+        attempts = await notifications_repo.for_job(conn, row.id)
     notifications = [{"attempt": n, "url": a["url"].split("?", 1)[0], "status": a["status"], "error": a["error"],
                       "attempted_at": a["attempted_at"].isoformat()} for n, a in enumerate(attempts, 1)]
-    return json_response({**_job(row), "counts": counts, "notifications": notifications})
+    return json_response({**_job(row), "counts": row.counts, "notifications": notifications})
 
 
 @routes.get("/jobs/{id}/logs")
 async def job_logs(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         row = await _find(request, conn)
-        entries = await jobs_repo.logs(conn, row["id"])
-    return json_response({"logs": [{**e, "created_at": e["created_at"].isoformat()} for e in entries]})
+        entries = await jobs_repo.logs(conn, row.id)
+    return json_response({"logs": [{"level": e["level"], "message": e["message"], "fields": e["fields"],
+                                    "created_at": e["created_at"].isoformat()} for e in entries]})

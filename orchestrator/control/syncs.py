@@ -11,19 +11,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import structlog
-from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from orchestrator.config.schedule import format_interval, parse_schedule
-from orchestrator.crypto import Sealer
 from orchestrator.errors import InvalidInputError, NotFoundError
+from orchestrator.platform import Platform
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import records as records_repo
 from orchestrator.store import scripts as scripts_repo
+from orchestrator.store import variants as variants_repo
 from orchestrator.store.types import Connection, DeployedScript, Environment
 from orchestrator.temporal import names, schedules
 
@@ -50,9 +49,10 @@ class SyncStatus:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-async def targets(pool: asyncpg.Pool, sealer: Sealer, env: Environment, integration_key: str,
+async def targets(platform: Platform, env: Environment, integration_key: str,
                   syncs: list[str] | None, connection_id: str | None, variant: str = "base") -> list[Target]:
     """Resolve syncs x connections; unknown names are errors naming them."""
+    pool, sealer = platform.pool, platform.sealer
     async with pool.acquire() as conn:
         integration = await integrations_repo.get(conn, env.id, integration_key)
         if integration is None:
@@ -84,22 +84,25 @@ async def _handle_missing(fn: Any, *args: Any) -> bool:
         raise
 
 
-async def pause(client: Client, env: Environment, items: list[Target], note: str = "paused") -> int:
+async def pause(platform: Platform, env: Environment, items: list[Target], note: str = "paused") -> int:
+    client = platform.temporal
     done = 0
     for t in items:
         done += await _handle_missing(schedules.pause, client, t.schedule_id(env), note)
     return done
 
 
-async def resume(client: Client, env: Environment, items: list[Target], note: str = "resumed") -> int:
+async def resume(platform: Platform, env: Environment, items: list[Target], note: str = "resumed") -> int:
+    client = platform.temporal
     done = 0
     for t in items:
         done += await _handle_missing(schedules.unpause, client, t.schedule_id(env), note)
     return done
 
 
-async def cancel(client: Client, env: Environment, items: list[Target], reason: str = "cancelled") -> int:
+async def cancel(platform: Platform, env: Environment, items: list[Target], reason: str = "cancelled") -> int:
     """Signal every running run of these syncs to stop; returns how many were running."""
+    client = platform.temporal
     stopped = 0
     for t in items:
         view = await schedules.describe(client, t.schedule_id(env))
@@ -113,32 +116,31 @@ async def cancel(client: Client, env: Environment, items: list[Target], reason: 
     return stopped
 
 
-async def trigger(pool: asyncpg.Pool, client: Client, env: Environment, items: list[Target], *,
+async def trigger(platform: Platform, env: Environment, items: list[Target], *,
                   full: bool = False) -> int:
     """Run now (obeying the overlap policy); a full resync resets state and stops a running run first."""
+    pool, client = platform.pool, platform.temporal
     if full:
         async with pool.acquire() as conn:
             for t in items:
                 await jobs_repo.request_reset(conn, t.connection.id, t.script.name, t.variant)
-        await cancel(client, env, items, "cancelled by a full resync")
+        await cancel(platform, env, items, "cancelled by a full resync")
     done = 0
     for t in items:
         done += await _handle_missing(schedules.trigger, client, t.schedule_id(env))
     return done
 
 
-async def set_frequency(pool: asyncpg.Pool, client: Client, env: Environment, items: list[Target],
+async def set_frequency(platform: Platform, env: Environment, items: list[Target],
                         frequency: str | None) -> str:
     """Per-connection interval; None goes back to the deployed `runs`. Returns the interval now in force."""
+    pool, client = platform.pool, platform.temporal
     interval = parse_schedule(frequency) if frequency else None
     text = frequency
     for t in items:
         async with pool.acquire() as conn:
-            await conn.execute(
-                "INSERT INTO sync_state (connection_pk, sync_name, variant, frequency_override) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (connection_pk, sync_name, variant) DO UPDATE SET frequency_override = $4",
-                t.connection.id, t.script.name, t.variant, frequency)
-        default = t.script.config.get("runs") or "every 1d"
+            await jobs_repo.set_frequency_override(conn, t.connection.id, t.script.name, t.variant, frequency)
+        default = deployed_frequency(t.script)
         every = interval or parse_schedule(default)
         text = frequency or default
         try:
@@ -156,8 +158,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-async def status(pool: asyncpg.Pool, client: Client, env: Environment, items: list[Target]) -> list[dict[str, Any]]:
+async def status(platform: Platform, env: Environment, items: list[Target]) -> list[dict[str, Any]]:
     """What the schedules say plus each sync's last job: Nango's SyncStatus shape."""
+    pool, client = platform.pool, platform.temporal
     out: list[dict[str, Any]] = []
     for t in items:
         view = await schedules.describe(client, t.schedule_id(env))
@@ -166,8 +169,7 @@ async def status(pool: asyncpg.Pool, client: Client, env: Environment, items: li
             state = await jobs_repo.get_state(conn, t.connection.id, t.script.name, t.variant)
             counts = {m: await records_repo.count(conn, records_repo.Scope(
                 env.id, t.connection.id, m, t.variant)) for m in t.script.config.get("output") or []}
-            job_workflow = await conn.fetchval("SELECT workflow_id FROM sync_jobs WHERE id = $1",
-                                               jobs[0].id) if jobs else None
+            job_workflow = jobs[0].workflow_id if jobs else None
         job = jobs[0] if jobs else None
         # A run whose job already closed is only finishing its bookkeeping (finalize, notify): what it
         # reported is final. A run that has not opened its job yet is running.
@@ -200,12 +202,22 @@ async def status(pool: asyncpg.Pool, client: Client, env: Environment, items: li
             "latestResult": job.counts if job else {},
             "latestExecutionStatus": job.status.upper() if job else None,
             "jobStatus": job.status.upper() if job else None,
-            "error": job.error if job and job.status == "failed" else None,
+            "error": job.error_text if job and job.status == "failed" else None,
             "recordCount": counts,
             "checkpoint": state["checkpoint"],
             "schedule_id": t.schedule_id(env),
         })
     return out
+
+
+DEFAULT_FREQUENCY = "every 1d"  # a sync without `runs` in nango.yaml, as in Nango
+
+
+def deployed_frequency(script: DeployedScript) -> str:
+    """The interval a sync runs at without a per-connection override: its `runs`, else the default.
+
+    The reconciler, the frequency reset and the dashboard all read it here, so they never disagree."""
+    return script.config.get("runs") or DEFAULT_FREQUENCY
 
 
 def format_interval_s(seconds: int | None) -> str | None:
@@ -238,34 +250,31 @@ def parse_syncs(raw: Any) -> tuple[list[str], str]:
     return names_, variant
 
 
-async def create_variant(pool: asyncpg.Pool, sealer: Sealer, client: Client, settings: Any, target: Target) -> None:
+async def create_variant(platform: Platform, target: Target) -> None:
     """A variant of a sync for one connection: its own schedule, state and records."""
+    pool = platform.pool
     from orchestrator.control.reconcile import reconcile_integration
     from orchestrator.store import integrations as integrations_repo
 
     async with pool.acquire() as conn:
-        await conn.execute("INSERT INTO sync_variants (connection_pk, sync_name, variant) VALUES ($1, $2, $3)"
-                           " ON CONFLICT DO NOTHING", target.connection.id, target.script.name, target.variant)
+        await variants_repo.add(conn, target.connection.id, target.script.name, target.variant)
         rows = await integrations_repo.list_all(conn, target.connection.environment_id)
     integration = next(i for i in rows if i.id == target.connection.integration_id)
-    await reconcile_integration(pool, sealer, client, integration, task_queue_prefix=settings.task_queue_prefix)
+    await reconcile_integration(platform, integration)
 
 
-async def delete_variant(pool: asyncpg.Pool, client: Client, env: Environment, target: Target) -> None:
+async def delete_variant(platform: Platform, env: Environment, target: Target) -> None:
     """Remove the variant's schedule, state and records."""
+    pool, client = platform.pool, platform.temporal
     async with pool.acquire() as conn:
-        existed = await conn.fetchval(
-            "DELETE FROM sync_variants WHERE connection_pk = $1 AND sync_name = $2 AND variant = $3 RETURNING true",
-            target.connection.id, target.script.name, target.variant)
+        existed = await variants_repo.delete(conn, target.connection.id, target.script.name, target.variant)
         if not existed:
             raise NotFoundError(f"no variant '{target.variant}' of sync '{target.script.name}' for connection "
                                 f"'{target.connection.connection_id}'")
-    await cancel(client, env, [target], "variant deleted")
+    await cancel(platform, env, [target], "variant deleted")
     await schedules.delete(client, target.schedule_id(env))
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("DELETE FROM sync_state WHERE connection_pk = $1 AND sync_name = $2 AND variant = $3",
-                           target.connection.id, target.script.name, target.variant)
+        await jobs_repo.delete_state(conn, target.connection.id, target.script.name, target.variant)
         # deleting the record scopes deletes their records (trigger, migration 0002)
-        await conn.execute("DELETE FROM record_scopes WHERE connection_pk = $1 AND model = any($2::text[])"
-                           " AND variant = $3", target.connection.id,
-                           list(target.script.config.get("output") or []), target.variant)
+        await records_repo.delete_scopes(conn, target.connection.id, list(target.script.config.get("output") or []),
+                                         target.variant)

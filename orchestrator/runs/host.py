@@ -18,6 +18,7 @@ from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.script_host import ScriptHost
 from orchestrator.runs.sinks import DatabaseSink
 from orchestrator.runs.trigger import trigger_for
+from orchestrator.store import connections as connections_repo
 from orchestrator.store.types import Connection, Environment
 
 log = structlog.get_logger(__name__)
@@ -34,17 +35,16 @@ def build_host(deps: RunDeps, connection: Connection, provider: Provider, env: E
                track_deletes: bool = False) -> ScriptHost:
     """The trusted side of one run, wired to this worker's pool, HTTP session and Temporal client."""
     async def refresh(force: bool) -> Any:
-        return await credentials.refresh(deps.pool, deps.sealer, deps.session, connection, force=force)
+        return await credentials.refresh(deps, connection, force=force)
 
     async def write_metadata(metadata: dict[str, Any], merge: bool) -> dict[str, Any]:
         async with deps.pool.acquire() as conn:
-            return await conn.fetchval(
-                "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2 ELSE $2 END,"
-                " updated_at = now() WHERE id = $1 RETURNING metadata", connection.id, metadata, merge)
+            written = await connections_repo.write_metadata(conn, [connection.id], metadata, merge=merge)
+            return written.get(connection.id)
 
     sink = DatabaseSink(deps.pool, environment_id=connection.environment_id, connection_pk=connection.id,
                         variant=variant, job_id=job_id, sync_name=sync_name)
-    return ScriptHost(sink=sink, session=deps.session, connection=connection, provider=provider,
+    return ScriptHost(sink=sink, session=deps.http, connection=connection, provider=provider,
                       environment_name=env.name, job_id=job_id, track_deletes=track_deletes,
                       refresh_credentials=refresh, metadata_writer=write_metadata,
                       action_trigger=trigger_for(deps, env.id, env.name), environment_variables=env_vars)

@@ -18,6 +18,8 @@ import orjson
 import structlog
 
 from orchestrator.runs.deps import RunDeps
+from orchestrator.store import environments as environments_repo
+from orchestrator.store import notifications as notifications_repo
 from orchestrator.temporal.types import FinalizeInput, SyncSummary
 
 log = structlog.get_logger(__name__)
@@ -52,8 +54,7 @@ async def notify_sync(deps: RunDeps, inp: FinalizeInput, summary: SyncSummary) -
     if summary.job_id is None or summary.status == "cancelled":
         return 0
     async with deps.pool.acquire() as conn:
-        env = await conn.fetchrow("SELECT webhook_url, webhook_url_secondary, webhook_secret, notify_on_empty"
-                                  " FROM environments WHERE id = $1", inp.sync.environment_id)
+        env = await environments_repo.webhook_settings(conn, inp.sync.environment_id)
     urls = [u for u in dict.fromkeys((env["webhook_url"], env["webhook_url_secondary"])) if u] if env else []
     if env is None or not urls:
         return 0
@@ -77,14 +78,13 @@ async def _deliver(deps: RunDeps, job_id: int, url: str, secret: str, payload: d
         status: int | None = None
         error: str | None = None
         try:
-            async with deps.session.post(url, data=body, headers=headers,
+            async with deps.http.post(url, data=body, headers=headers,
                                          timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as resp:
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         async with deps.pool.acquire() as conn:
-            await conn.execute("INSERT INTO notification_attempts (job_id, url, status, error) VALUES ($1, $2, $3, $4)",
-                               job_id, url, status, error)
+            await notifications_repo.add_attempt(conn, job_id, url, status, error)
         if status is not None and status < 500:
             return 1 if status < 300 else 0
         if attempt < ATTEMPTS:

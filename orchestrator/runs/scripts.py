@@ -51,10 +51,9 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
         if job is None:
             raise NotFoundError(f"job {inp.job_id} does not exist")
         if job.status != "running":  # a retried activity after the job already closed
-            row = await conn.fetchrow("SELECT output, error, error_payload FROM sync_jobs WHERE id = $1", job.id)
-            return ScriptJobResult(ok=job.status == "success", output=row["output"], error_message=row["error"],
-                                   error_payload=row["error_payload"])
-        await conn.execute("UPDATE sync_jobs SET attempts = attempts + 1 WHERE id = $1", job.id)
+            return ScriptJobResult(ok=job.status == "success", output=job.output, error_type=job.error_type,
+                                   error_message=job.error, error_payload=job.error_payload)
+        await jobs_repo.add_attempt(conn, job.id)
         env = await environments_repo.by_id(conn, inp.environment_id)
         env_vars = await environment_variables_repo.list_all(conn, deps.sealer, inp.environment_id)
         integration = await integrations_repo.get(conn, inp.environment_id, inp.integration)
@@ -70,10 +69,9 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
         return result
     every = beat_interval(deps.settings.runner_heartbeat_timeout_s)
     if credentials.expires_soon(connection):  # a slow token endpoint must not look like a dead worker
-        connection = await with_heartbeat(credentials.refresh(deps.pool, deps.sealer, deps.session, connection),
-                                          heartbeat, every)
+        connection = await with_heartbeat(credentials.refresh(deps, connection), heartbeat, every)
     provider = await resolve_provider(deps.pool, connection.environment_id, connection.provider)
-    bundle_dir = await with_heartbeat(deps.bundles.fetch(script.bundle_key, script.bundle_sha256), heartbeat, every)
+    bundle_dir = await with_heartbeat(deps.cache.fetch(script.bundle_key, script.bundle_sha256), heartbeat, every)
 
     host = build_host(deps, connection, provider, env, env_vars, job_id=inp.job_id,
                       sync_name=inp.script_name if inp.kind == "webhook" else None)
@@ -107,19 +105,17 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
                                  error_payload=err.get("payload") if err.get("type") == "action_error" else None)
         if err.get("traceback"):
             async with deps.pool.acquire() as conn:
-                await conn.execute("UPDATE sync_jobs SET error_details = $2 WHERE id = $1", inp.job_id,
-                                   err["traceback"])
+                await jobs_repo.set_error_details(conn, inp.job_id, err["traceback"])
     await _close(deps, inp.job_id, result)
     return result
 
 
 async def _close(deps: RunDeps, job_id: int, result: ScriptJobResult) -> None:
     async with deps.pool.acquire() as conn:
-        await conn.execute(
-            "UPDATE sync_jobs SET status = $2, ended_at = now(), output = $3, error = $4, error_payload = $5"
-            " WHERE id = $1 AND status = 'running'",
-            job_id, "success" if result.ok else "failed", result.output,
-            None if result.ok else f"{result.error_type}: {result.error_message}", result.error_payload)
+        await jobs_repo.close_job(conn, job_id, "success" if result.ok else "failed", output=result.output,
+                                  error_type=None if result.ok else result.error_type,
+                                  error=None if result.ok else result.error_message,
+                                  error_payload=result.error_payload)
 
 
 async def fail_job(deps: RunDeps, job_id: int, message: str) -> None:

@@ -54,8 +54,8 @@ class ScriptBench:
 
     async def set_oauth_client(self, client_id: str, client_secret: str) -> None:
         async with self.pool.acquire() as conn:
-            await conn.execute("UPDATE integrations SET oauth_client_id = $2, oauth_client_secret = $3 WHERE id = $1",
-                               self.integration_id, client_id, self.sealer.seal(client_secret))
+            await integrations_repo.update_settings(conn, self.integration_id, oauth_client_id=client_id,
+                                                    sealed_client_secret=self.sealer.seal(client_secret))
 
     async def connection(self, credentials: Credentials | None = None, *, connection_id: str | None = None,
                          connection_config: dict[str, Any] | None = None,
@@ -108,9 +108,8 @@ class ScriptBench:
 
         async def write_metadata(metadata: dict[str, Any], merge: bool) -> dict[str, Any]:
             async with pool.acquire() as conn:
-                return await conn.fetchval(
-                    "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2 ELSE $2 END"
-                    " WHERE id = $1 RETURNING metadata", connection.id, metadata, merge)
+                written = await connections_repo.write_metadata(conn, [connection.id], metadata, merge=merge)
+                return written.get(connection.id)
 
         sink = DatabaseSink(pool, environment_id=connection.environment_id, connection_pk=connection.id,
                             variant=variant, job_id=job_id, sync_name=sync_name)

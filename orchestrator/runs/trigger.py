@@ -24,7 +24,7 @@ def trigger_for(deps: RunDeps, environment_id: int, environment: str):  # type: 
     """The ScriptHost callback for one run's environment."""
 
     async def trigger(integration: str, connection_id: str, action_name: str, input: Any) -> Any:
-        if deps.temporal is None:
+        if deps.temporal_client is None:
             raise RpcFailure("not_available", "trigger_action needs the worker's Temporal client")
         async with deps.pool.acquire() as conn:
             connection = await connections_repo.get(conn, deps.sealer, environment_id, integration, connection_id)
@@ -50,11 +50,11 @@ def trigger_for(deps: RunDeps, environment_id: int, environment: str):  # type: 
         except WorkflowFailureError:
             pass  # the job row says why
         async with deps.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT status, output, error, error_payload FROM sync_jobs WHERE id = $1",
-                                      job_id)
-        if row["status"] == "success":
-            return row["output"]
-        raise RpcFailure("action_failed", f"action '{action_name}' failed: {row['error']}",
-                         payload=row["error_payload"])
+            done = await jobs_repo.get(conn, job_id, with_counts=False)
+        assert done is not None
+        if done.status == "success":
+            return done.output
+        raise RpcFailure("action_failed", f"action '{action_name}' failed: {done.error_text}",
+                         payload=done.error_payload)
 
     return trigger

@@ -19,6 +19,7 @@ from orchestrator.sdk.pagination import dig
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
+from orchestrator.store import webhooks as webhooks_repo
 from orchestrator.temporal.types import ScriptJobInput, WebhookInput, WebhookTargets
 
 log = structlog.get_logger(__name__)
@@ -30,18 +31,13 @@ def _matches(subscriptions: list[str], kind: str | None) -> bool:
 
 async def route(deps: RunDeps, inp: WebhookInput) -> WebhookTargets:
     async with deps.pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT w.id, w.event_type, w.body, w.status, w.integration_id, i.webhook_routing FROM webhook_payloads w"
-            " JOIN integrations i ON i.id = w.integration_id WHERE w.id = $1", inp.payload_id)
+        row = await webhooks_repo.for_routing(conn, inp.payload_id)
         if row is None:
             return WebhookTargets(ignored_reason="payload not found")
         if row["status"] != "received":  # routed already by an earlier attempt: reuse its jobs
-            jobs = await conn.fetch(
-                "SELECT j.id, j.sync_name, c.connection_id, j.input FROM sync_jobs j JOIN connections c"
-                " ON c.id = j.connection_pk WHERE j.kind = 'webhook' AND j.input->>'_payload_id' = $1",
-                str(inp.payload_id))
-            return WebhookTargets(jobs=[_job(inp, r["connection_id"], r["sync_name"], r["id"], r["input"])
-                                        for r in jobs])
+            routed = await jobs_repo.for_webhook_payload(conn, inp.payload_id)
+            return WebhookTargets(jobs=[_job(inp, j.connection_id or "", j.script_name, j.id, j.input)
+                                        for j in routed])
         try:
             body = orjson.loads(row["body"]) if row["body"] else None
         except orjson.JSONDecodeError:
@@ -68,8 +64,7 @@ async def route(deps: RunDeps, inp: WebhookInput) -> WebhookTargets:
                                             input=job_input)
                     jobs.append(_job(inp, c.connection_id, s.name, job_id, job_input))
             status = "dispatched" if jobs else "ignored"
-            await conn.execute("UPDATE webhook_payloads SET status = $2, connections = $3 WHERE id = $1",
-                               inp.payload_id, status, sorted({j.connection_id for j in jobs}))
+            await webhooks_repo.mark_routed(conn, inp.payload_id, status, sorted({j.connection_id for j in jobs}))
     reason = None if jobs else (
         "no sync subscribes to this event" if not syncs else "no connection matches the payload")
     log.info("webhook_routed", payload=inp.payload_id, jobs=len(jobs), ignored=reason)
@@ -85,9 +80,5 @@ def _job(inp: WebhookInput, connection_id: str, sync: str, job_id: int, job_inpu
 
 async def finish(deps: RunDeps, inp: WebhookInput) -> None:
     async with deps.pool.acquire() as conn:
-        failed = await conn.fetchval(
-            "SELECT count(*) FROM sync_jobs WHERE kind = 'webhook' AND input->>'_payload_id' = $1"
-            " AND status = 'failed'", str(inp.payload_id))
-        await conn.execute(
-            "UPDATE webhook_payloads SET status = CASE WHEN status = 'ignored' THEN 'ignored' WHEN $2 > 0"
-            " THEN 'failed' ELSE 'processed' END, processed_at = now() WHERE id = $1", inp.payload_id, failed)
+        failed = sum(j.status == "failed" for j in await jobs_repo.for_webhook_payload(conn, inp.payload_id))
+        await webhooks_repo.mark_finished(conn, inp.payload_id, failed)

@@ -89,3 +89,40 @@ async def ids_for_integration(conn: asyncpg.Connection, integration_id: int) -> 
     rows = await conn.fetch("SELECT id, connection_id FROM connections WHERE integration_id = $1 ORDER BY id",
                             integration_id)
     return {r["id"]: r["connection_id"] for r in rows}
+
+
+async def write_metadata(conn: asyncpg.Connection, pks: list[int], metadata: dict[str, Any], *, merge: bool
+                         ) -> dict[int, dict[str, Any]]:
+    """Replace (or, with merge, shallow-merge into) the metadata of these connections; returns pk -> metadata."""
+    rows = await conn.fetch(
+        "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2::jsonb ELSE $2::jsonb END,"
+        " updated_at = now() WHERE id = any($1::bigint[]) RETURNING id, metadata", pks, metadata, merge)
+    return {r["id"]: r["metadata"] for r in rows}
+
+
+async def lock_by_ids(conn: asyncpg.Connection, environment_id: int, integration_key: str,
+                      connection_ids: list[str]) -> dict[str, int]:
+    """Lock these connections of one integration for update (inside the caller's transaction); returns
+    connection id -> pk for those that exist."""
+    rows = await conn.fetch(
+        "SELECT c.id, c.connection_id FROM connections c JOIN integrations i ON i.id = c.integration_id"
+        " WHERE c.environment_id = $1 AND i.unique_key = $2 AND c.connection_id = any($3::text[])"
+        " FOR UPDATE OF c", environment_id, integration_key, connection_ids)
+    return {r["connection_id"]: r["id"] for r in rows}
+
+
+_PAGE_FILTER = (" FROM connections c JOIN integrations i ON i.id = c.integration_id WHERE c.environment_id = $1"
+                " AND ($2::text IS NULL OR strpos(lower(c.connection_id), lower($2)) > 0)"
+                " AND ($3::text IS NULL OR i.unique_key = $3)")
+
+
+async def page(conn: asyncpg.Connection, environment_id: int, search: str | None, integration_key: str | None,
+               limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """One page of connections (id, connection_id, unique_key, provider, created_at) whose id contains
+    `search`, without opening credentials, and how many match in all."""
+    rows = await conn.fetch(
+        "SELECT c.id, c.connection_id, i.unique_key, i.provider, c.created_at" + _PAGE_FILTER
+        + " ORDER BY c.connection_id, c.id LIMIT $4 OFFSET $5", environment_id, search, integration_key, limit,
+        offset)
+    total = await conn.fetchval("SELECT count(*)" + _PAGE_FILTER, environment_id, search, integration_key)
+    return [dict(r) for r in rows], total

@@ -53,14 +53,17 @@ async def by_id(conn: asyncpg.Connection, env_id: int) -> Environment | None:
     return Environment(**dict(row)) if row else None
 
 
-async def list_all(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    """Every environment with what an operator wants to see (never a key or its hash)."""
+async def list_all(conn: asyncpg.Connection, *, search: str | None = None, limit: int | None = None
+                   ) -> list[dict[str, Any]]:
+    """Every environment (whose name contains `search`, case-insensitive) with what an operator wants to see
+    (never a key or its hash), by name."""
     rows = await conn.fetch(
         "SELECT e.id, e.name, e.created_at, e.webhook_url, e.webhook_url_secondary, e.secret_key_rotated_at,"
         " CASE WHEN e.previous_key_expires_at > now() THEN e.previous_key_expires_at END AS previous_key_expires_at,"
         " (SELECT count(*) FROM integrations i WHERE i.environment_id = e.id) AS integrations,"
         " (SELECT count(*) FROM connections c WHERE c.environment_id = e.id) AS connections"
-        " FROM environments e ORDER BY e.name")
+        " FROM environments e WHERE ($1::text IS NULL OR strpos(lower(e.name), lower($1)) > 0)"
+        " ORDER BY e.name LIMIT $2", search, limit)
     return [dict(r) for r in rows]
 
 
@@ -89,3 +92,58 @@ async def expire_previous_key(conn: asyncpg.Connection, env_id: int) -> bool:
 
 async def delete(conn: asyncpg.Connection, env_id: int) -> None:
     await conn.execute("DELETE FROM environments WHERE id = $1", env_id)
+
+
+async def with_key_hash(conn: asyncpg.Connection, env_id: int) -> dict[str, Any] | None:
+    """id, name, webhook_url and the current key's hash (the dashboard ties a session to the key it began with)."""
+    row = await conn.fetchrow("SELECT id, name, webhook_url, secret_key_hash FROM environments WHERE id = $1", env_id)
+    return dict(row) if row else None
+
+
+async def webhook_settings(conn: asyncpg.Connection, env_id: int) -> dict[str, Any] | None:
+    """Where and how sync results are sent: name, webhook_url, webhook_url_secondary, webhook_secret (sealed),
+    has_secret, notify_on_empty, plus secret_key_rotated_at and previous_key_expires_at (only while valid)."""
+    row = await conn.fetchrow(
+        "SELECT name, webhook_url, webhook_url_secondary, webhook_secret, webhook_secret IS NOT NULL AS has_secret,"
+        " notify_on_empty, secret_key_rotated_at,"
+        " CASE WHEN previous_key_expires_at > now() THEN previous_key_expires_at END AS previous_key_expires_at"
+        " FROM environments WHERE id = $1", env_id)
+    return dict(row) if row else None
+
+
+async def update_webhook_settings(conn: asyncpg.Connection, env_id: int, *, set_url: bool, url: str | None,
+                                  sealed_secret: bytes | None, notify_on_empty: bool | None, set_secondary: bool,
+                                  secondary_url: str | None) -> None:
+    """A URL is changed only when `set_...` says so ('' clears it); a None secret or flag keeps the current one."""
+    await conn.execute(
+        "UPDATE environments SET webhook_url = CASE WHEN $2 THEN NULLIF($3, '') ELSE webhook_url END,"
+        " webhook_secret = COALESCE($4, webhook_secret), notify_on_empty = COALESCE($5, notify_on_empty),"
+        " webhook_url_secondary = CASE WHEN $6 THEN NULLIF($7, '') ELSE webhook_url_secondary END"
+        " WHERE id = $1", env_id, set_url, url, sealed_secret, notify_on_empty, set_secondary, secondary_url)
+
+
+async def counts(conn: asyncpg.Connection, env_id: int) -> dict[str, int]:
+    """How many integrations and connections the environment holds."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM integrations WHERE environment_id = $1) AS integrations,"
+        " (SELECT count(*) FROM connections WHERE environment_id = $1) AS connections", env_id)
+    return dict(row)
+
+
+async def sync_schedule_keys(conn: asyncpg.Connection, env_id: int) -> list[dict[str, Any]]:
+    """(unique_key, connection_id, name, variant) of every sync schedule the environment should have: each
+    deployed sync of each connection, and each variant."""
+    rows = await conn.fetch(
+        "SELECT i.unique_key, c.connection_id, s.name, 'base' AS variant FROM connections c"
+        " JOIN integrations i ON i.id = c.integration_id"
+        " JOIN deployed_scripts s ON s.integration_id = i.id AND s.kind = 'sync'"
+        " WHERE c.environment_id = $1"
+        " UNION SELECT i.unique_key, c.connection_id, v.sync_name, v.variant FROM sync_variants v"
+        " JOIN connections c ON c.id = v.connection_pk JOIN integrations i ON i.id = c.integration_id"
+        " WHERE c.environment_id = $1", env_id)
+    return [dict(r) for r in rows]
+
+
+async def lock(conn: asyncpg.Connection, env_id: int) -> None:
+    """Serialize read-modify-write of an environment's settings (inside the caller's transaction)."""
+    await conn.execute("SELECT id FROM environments WHERE id = $1 FOR UPDATE", env_id)

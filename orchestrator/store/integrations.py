@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 
 from orchestrator.store.types import Integration
@@ -29,3 +31,70 @@ async def list_all(conn: asyncpg.Connection, environment_id: int) -> list[Integr
     rows = await conn.fetch(
         f"SELECT {_COLS} FROM integrations WHERE environment_id = $1 ORDER BY unique_key", environment_id)
     return [Integration(**dict(r)) for r in rows]
+
+
+async def by_id(conn: asyncpg.Connection, integration_id: int) -> Integration | None:
+    row = await conn.fetchrow(f"SELECT {_COLS} FROM integrations WHERE id = $1", integration_id)
+    return Integration(**dict(row)) if row else None
+
+
+async def list_every(conn: asyncpg.Connection) -> list[Integration]:
+    """Every integration of every environment, by id (the maintenance loop repairs them all)."""
+    rows = await conn.fetch(f"SELECT {_COLS} FROM integrations ORDER BY id")
+    return [Integration(**dict(r)) for r in rows]
+
+
+async def keys_for_provider(conn: asyncpg.Connection, environment_id: int, provider: str) -> list[str]:
+    """The unique keys of the environment's integrations that use this provider."""
+    rows = await conn.fetch(
+        "SELECT unique_key FROM integrations WHERE environment_id = $1 AND provider = $2 ORDER BY unique_key",
+        environment_id, provider)
+    return [r["unique_key"] for r in rows]
+
+
+async def summaries(conn: asyncpg.Connection, environment_id: int) -> list[dict[str, Any]]:
+    """id, unique_key, provider, display_name, created_at and how many connections each integration has."""
+    rows = await conn.fetch(
+        "SELECT i.id, i.unique_key, i.provider, i.display_name, i.created_at,"
+        " (SELECT count(*) FROM connections c WHERE c.integration_id = i.id) AS connections"
+        " FROM integrations i WHERE i.environment_id = $1 ORDER BY i.unique_key", environment_id)
+    return [dict(r) for r in rows]
+
+
+async def settings(conn: asyncpg.Connection, integration_id: int) -> dict[str, Any] | None:
+    """The OAuth app and webhook settings: oauth_client_id, oauth_client_secret (sealed), oauth_scopes,
+    oauth_authorization_url, oauth_token_url, webhook_routing, webhook_secret (sealed) and has_secret."""
+    row = await conn.fetchrow(
+        "SELECT oauth_client_id, oauth_client_secret, oauth_scopes, oauth_authorization_url, oauth_token_url,"
+        " webhook_routing, webhook_secret, webhook_secret IS NOT NULL AS has_secret FROM integrations WHERE id = $1",
+        integration_id)
+    return dict(row) if row else None
+
+
+async def update_settings(
+    conn: asyncpg.Connection, integration_id: int, *, display_name: str | None = None,
+    oauth_client_id: str | None = None, sealed_client_secret: bytes | None = None,
+    sealed_webhook_secret: bytes | None = None, webhook_routing: dict[str, Any] | None = None,
+    oauth_scopes: str | None = None, oauth_authorization_url: str | None = None, oauth_token_url: str | None = None,
+) -> None:
+    """Change what is given; None keeps the current value (secrets come sealed)."""
+    await conn.execute(
+        "UPDATE integrations SET display_name = COALESCE($2, display_name),"
+        " oauth_client_id = COALESCE($3, oauth_client_id),"
+        " oauth_client_secret = COALESCE($4, oauth_client_secret),"
+        " webhook_secret = COALESCE($5, webhook_secret),"
+        " webhook_routing = COALESCE($6, webhook_routing),"
+        " oauth_scopes = COALESCE($7, oauth_scopes),"
+        " oauth_authorization_url = COALESCE($8, oauth_authorization_url),"
+        " oauth_token_url = COALESCE($9, oauth_token_url), updated_at = now() WHERE id = $1",
+        integration_id, display_name, oauth_client_id, sealed_client_secret, sealed_webhook_secret, webhook_routing,
+        oauth_scopes, oauth_authorization_url, oauth_token_url)
+
+
+async def rename(conn: asyncpg.Connection, integration_id: int, unique_key: str) -> None:
+    await conn.execute("UPDATE integrations SET unique_key = $2 WHERE id = $1", integration_id, unique_key)
+
+
+async def delete(conn: asyncpg.Connection, integration_id: int) -> None:
+    """Delete the integration; its connections, scripts and records go with it (ON DELETE CASCADE)."""
+    await conn.execute("DELETE FROM integrations WHERE id = $1", integration_id)

@@ -1,7 +1,12 @@
-"""Sync jobs (one per run attempt chain), their counts, logs and the per-sync state."""
+"""Jobs (one per script run of any kind, a run attempt chain for syncs), their counts, logs and the per-sync state.
+
+Every read of a job goes through this module and returns `Job`, so the API, the dashboard and the worker
+see the same fields (the error's type is a column of its own, never parsed out of the message).
+"""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -9,8 +14,12 @@ import asyncpg
 
 from orchestrator.store.types import Job
 
-_JOB_COLS = ("id, environment_id, connection_pk, sync_name, variant, kind, status, full_resync,"
-             " started_at, ended_at, error")
+_SELECT = (
+    "SELECT j.id, j.environment_id, j.connection_pk, j.script_name, j.variant, j.kind, j.status, j.full_resync,"
+    " j.started_at, j.ended_at, j.error_type, j.error, j.error_details, j.error_payload, j.public_id, j.input,"
+    " j.output, j.attempts, j.workflow_id, j.run_id, c.connection_id, i.unique_key AS integration_key"
+    " FROM jobs j JOIN connections c ON c.id = j.connection_pk JOIN integrations i ON i.id = c.integration_id"
+)
 
 
 async def open_job(
@@ -26,51 +35,123 @@ async def open_job(
     """
     if kind != "sync":
         return await conn.fetchval(
-            "INSERT INTO sync_jobs (environment_id, connection_pk, sync_name, variant, kind, status, public_id, input)"
+            "INSERT INTO jobs (environment_id, connection_pk, script_name, variant, kind, status, public_id, input)"
             " VALUES ($1, $2, $3, $4, $5, 'running', $6, $7) RETURNING id",
             environment_id, connection_pk, script_name, variant, kind, public_id, input)
     async with conn.transaction():
         row = await conn.fetchrow(
-            "SELECT id, workflow_id, run_id FROM sync_jobs WHERE connection_pk = $1 AND sync_name = $2"
+            "SELECT id, workflow_id, run_id FROM jobs WHERE connection_pk = $1 AND script_name = $2"
             " AND variant = $3 AND status = 'running' FOR UPDATE", connection_pk, script_name, variant)
         if row and row["workflow_id"] == workflow_id and row["run_id"] == run_id:
             return row["id"]
         if row:
             await conn.execute(
-                "UPDATE sync_jobs SET status = 'failed', ended_at = now(),"
+                "UPDATE jobs SET status = 'failed', ended_at = now(),"
                 " error = 'superseded: its workflow run ended without closing it' WHERE id = $1", row["id"])
         return await conn.fetchval(
-            "INSERT INTO sync_jobs (environment_id, connection_pk, sync_name, variant, kind, status, full_resync,"
+            "INSERT INTO jobs (environment_id, connection_pk, script_name, variant, kind, status, full_resync,"
             " workflow_id, run_id) VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8) RETURNING id",
             environment_id, connection_pk, script_name, variant, kind, full_resync, workflow_id, run_id)
 
 
-async def close_job(conn: asyncpg.Connection, job_id: int, status: str, *, error: str | None = None,
-                    error_details: str | None = None) -> None:
+async def close_job(conn: asyncpg.Connection, job_id: int, status: str, *, output: Any = None,
+                    error_type: str | None = None, error: str | None = None, error_details: str | None = None,
+                    error_payload: Any = None) -> None:
+    """Close a running job (a closed one stays as it is: retries never rewrite an outcome).
+
+    Error details written earlier in the run are kept when none are given here."""
     await conn.execute(
-        "UPDATE sync_jobs SET status = $2, ended_at = now(), error = $3, error_details = $4"
-        " WHERE id = $1 AND status = 'running'", job_id, status, error, error_details)
+        "UPDATE jobs SET status = $2, ended_at = now(), output = $3, error_type = $4, error = $5,"
+        " error_details = coalesce($6, error_details), error_payload = $7 WHERE id = $1 AND status = 'running'",
+        job_id, status, output, error_type, error, error_details, error_payload)
     await conn.execute("DELETE FROM job_seen_records WHERE job_id = $1", job_id)
 
 
-async def get(conn: asyncpg.Connection, job_id: int) -> Job | None:
-    row = await conn.fetchrow(f"SELECT {_JOB_COLS} FROM sync_jobs WHERE id = $1", job_id)
+async def add_attempt(conn: asyncpg.Connection, job_id: int) -> None:
+    """Count one more try of the job's activity (the dashboard shows retries)."""
+    await conn.execute("UPDATE jobs SET attempts = attempts + 1 WHERE id = $1", job_id)
+
+
+async def set_error_details(conn: asyncpg.Connection, job_id: int, details: str) -> None:
+    """Keep the script's traceback before the outcome is known (closing keeps it)."""
+    await conn.execute("UPDATE jobs SET error_details = $2 WHERE id = $1", job_id, details)
+
+
+def _job(row: asyncpg.Record, counts: dict[int, dict[str, dict[str, int]]] | None = None) -> Job:
+    return Job(**dict(row), counts=(counts or {}).get(row["id"], {}))
+
+
+async def get(conn: asyncpg.Connection, job_id: int, *, environment_id: int | None = None,
+              with_counts: bool = True) -> Job | None:
+    """One job by id; with `environment_id`, only when it belongs to that environment."""
+    row = await conn.fetchrow(_SELECT + " WHERE j.id = $1 AND ($2::bigint IS NULL OR j.environment_id = $2)",
+                              job_id, environment_id)
     if not row:
         return None
-    return Job(**dict(row), counts=await counts(conn, job_id))
+    return _job(row, await counts_for(conn, [job_id]) if with_counts else None)
+
+
+async def by_public_id(conn: asyncpg.Connection, public_id: str | uuid.UUID, environment_id: int, *,
+                       kind: str | None = None, with_counts: bool = True) -> Job | None:
+    """A job by the public UUID its caller was given (actions, webhooks), within one environment."""
+    row = await conn.fetchrow(
+        _SELECT + " WHERE j.public_id = $1 AND j.environment_id = $2 AND ($3::text IS NULL OR j.kind = $3)",
+        uuid.UUID(str(public_id)), environment_id, kind)
+    if not row:
+        return None
+    return _job(row, await counts_for(conn, [row["id"]]) if with_counts else None)
 
 
 async def counts(conn: asyncpg.Connection, job_id: int) -> dict[str, dict[str, int]]:
-    rows = await conn.fetch("SELECT model, added, updated, deleted FROM job_counts WHERE job_id = $1", job_id)
-    return {r["model"]: {"added": r["added"], "updated": r["updated"], "deleted": r["deleted"]} for r in rows}
+    return (await counts_for(conn, [job_id])).get(job_id, {})
 
 
-async def latest(conn: asyncpg.Connection, connection_pk: int, sync_name: str, variant: str = "base",
-                 *, limit: int = 1) -> list[Job]:
+async def counts_for(conn: asyncpg.Connection, job_ids: list[int]) -> dict[int, dict[str, dict[str, int]]]:
+    """Per job, per model: what it really added, updated and deleted (one query for a page of jobs)."""
+    out: dict[int, dict[str, dict[str, int]]] = {}
+    if not job_ids:
+        return out
     rows = await conn.fetch(
-        f"SELECT {_JOB_COLS} FROM sync_jobs WHERE connection_pk = $1 AND sync_name = $2 AND variant = $3"
-        " ORDER BY id DESC LIMIT $4", connection_pk, sync_name, variant, limit)
-    return [Job(**dict(r), counts=await counts(conn, r["id"])) for r in rows]
+        "SELECT job_id, model, added, updated, deleted FROM job_counts WHERE job_id = any($1::bigint[])"
+        " ORDER BY job_id, model", job_ids)
+    for r in rows:
+        out.setdefault(r["job_id"], {})[r["model"]] = {"added": r["added"], "updated": r["updated"],
+                                                       "deleted": r["deleted"]}
+    return out
+
+
+async def latest(conn: asyncpg.Connection, connection_pk: int, script_name: str, variant: str = "base",
+                 *, limit: int = 1, kind: str | None = None, before: int | None = None,
+                 with_counts: bool = True) -> list[Job]:
+    """The newest jobs of one script of one connection (any kind unless `kind`), newest first; `before`
+    pages on by id."""
+    rows = await conn.fetch(
+        _SELECT + " WHERE j.connection_pk = $1 AND j.script_name = $2 AND j.variant = $3"
+        " AND ($4::text IS NULL OR j.kind = $4) AND ($5::bigint IS NULL OR j.id < $5) ORDER BY j.id DESC LIMIT $6",
+        connection_pk, script_name, variant, kind, before, limit)
+    found = await counts_for(conn, [r["id"] for r in rows]) if with_counts else None
+    return [_job(r, found) for r in rows]
+
+
+async def list_for_environment(
+    conn: asyncpg.Connection, environment_id: int, *, integration_key: str | None = None,
+    connection_id: str | None = None, script_name: str | None = None, kind: str | None = None,
+    before: int | None = None, limit: int = 50,
+) -> list[Job]:
+    """An environment's jobs, newest first, optionally narrowed; `before` pages on by id."""
+    rows = await conn.fetch(
+        _SELECT + " WHERE j.environment_id = $1 AND ($2::text IS NULL OR i.unique_key = $2)"
+        " AND ($3::text IS NULL OR c.connection_id = $3) AND ($4::text IS NULL OR j.script_name = $4)"
+        " AND ($5::text IS NULL OR j.kind = $5) AND ($6::bigint IS NULL OR j.id < $6) ORDER BY j.id DESC LIMIT $7",
+        environment_id, integration_key, connection_id, script_name, kind, before, limit)
+    return [_job(r) for r in rows]
+
+
+async def for_webhook_payload(conn: asyncpg.Connection, payload_id: int) -> list[Job]:
+    """The webhook jobs one stored provider webhook was routed to."""
+    rows = await conn.fetch(_SELECT + " WHERE j.kind = 'webhook' AND j.input->>'_payload_id' = $1 ORDER BY j.id",
+                            str(payload_id))
+    return [_job(r) for r in rows]
 
 
 LogEntry = tuple[str, str, dict[str, Any] | None]
@@ -83,9 +164,14 @@ async def add_logs(conn: asyncpg.Connection, job_id: int, entries: list[LogEntry
             [(job_id, level, msg, fields) for level, msg, fields in entries])
 
 
-async def logs(conn: asyncpg.Connection, job_id: int) -> list[dict[str, Any]]:
+async def logs(conn: asyncpg.Connection, job_id: int, *, after: int = 0, levels: list[str] | None = None,
+               search: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """A job's log lines in order (id, level, message, fields, created_at); the dashboard tails with `after`
+    and filters by level and by a case-insensitive substring."""
     rows = await conn.fetch(
-        "SELECT level, message, fields, created_at FROM script_logs WHERE job_id = $1 ORDER BY id", job_id)
+        "SELECT id, level, message, fields, created_at FROM script_logs WHERE job_id = $1 AND id > $2"
+        " AND ($3::text[] IS NULL OR level = any($3)) AND ($4::text IS NULL OR strpos(lower(message), lower($4)) > 0)"
+        " ORDER BY id LIMIT $5", job_id, after, levels, search, limit)
     return [dict(r) for r in rows]
 
 
@@ -112,6 +198,26 @@ async def _upsert_state(conn: asyncpg.Connection, connection_pk: int, sync_name:
 async def set_checkpoint(conn: asyncpg.Connection, connection_pk: int, sync_name: str, variant: str,
                          checkpoint: dict[str, Any] | None) -> None:
     await _upsert_state(conn, connection_pk, sync_name, variant, "checkpoint", checkpoint)
+
+
+async def set_frequency_override(conn: asyncpg.Connection, connection_pk: int, sync_name: str, variant: str,
+                                 frequency: str | None) -> None:
+    """A per-connection interval (None: back to the deployed `runs`)."""
+    await _upsert_state(conn, connection_pk, sync_name, variant, "frequency_override", frequency)
+
+
+async def frequency_overrides(conn: asyncpg.Connection, connection_pks: list[int]
+                              ) -> dict[tuple[int, str, str], str]:
+    """(connection_pk, sync_name, variant) -> interval, for the syncs of these connections that have one."""
+    rows = await conn.fetch(
+        "SELECT connection_pk, sync_name, variant, frequency_override FROM sync_state"
+        " WHERE connection_pk = any($1::bigint[]) AND frequency_override IS NOT NULL", connection_pks)
+    return {(r["connection_pk"], r["sync_name"], r["variant"]): r["frequency_override"] for r in rows}
+
+
+async def delete_state(conn: asyncpg.Connection, connection_pk: int, sync_name: str, variant: str) -> None:
+    await conn.execute("DELETE FROM sync_state WHERE connection_pk = $1 AND sync_name = $2 AND variant = $3",
+                       connection_pk, sync_name, variant)
 
 
 async def request_reset(conn: asyncpg.Connection, connection_pk: int, sync_name: str, variant: str = "base") -> None:

@@ -27,3 +27,9 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
     )
     assert pool is not None
     return pool
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    """Raise unless the pool hands out a connection that answers (health checks)."""
+    async with pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")

@@ -67,3 +67,11 @@ async def list_for_environment(conn: asyncpg.Connection, environment_id: int) ->
 
 async def delete(conn: asyncpg.Connection, script_id: int) -> None:
     await conn.execute("DELETE FROM deployed_scripts WHERE id = $1", script_id)
+
+
+async def set_enabled(conn: asyncpg.Connection, script_id: int, enabled: bool) -> bool:
+    """Switch a script on or off; True when that changed something."""
+    status = await conn.execute(
+        "UPDATE deployed_scripts SET enabled = $2, enabled_changed_at = now() WHERE id = $1 AND enabled <> $2",
+        script_id, enabled)
+    return status.endswith(" 1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -94,15 +95,35 @@ class DeployedScript(BaseModel):
 
 
 class Job(BaseModel):
+    """One script run of any kind (sync, action, webhook, event): a row of `jobs`, with the connection id
+    and integration key it ran for. `counts` is filled only by the readers that say so."""
     id: int
     environment_id: int
     connection_pk: int
-    sync_name: str
+    script_name: str
     variant: str
     kind: str
     status: str
     full_resync: bool
     started_at: datetime
     ended_at: datetime | None
-    counts: dict[str, dict[str, int]]
-    error: str | None
+    error_type: str | None = None
+    error: str | None = None
+    error_details: str | None = None
+    error_payload: Any = None
+    public_id: UUID | None = None
+    input: Any = None
+    output: Any = None
+    attempts: int = 0
+    workflow_id: str | None = None
+    run_id: str | None = None
+    connection_id: str | None = None
+    integration_key: str | None = None
+    counts: dict[str, dict[str, int]] = Field(default_factory=dict)
+
+    @property
+    def error_text(self) -> str | None:
+        """The error as callers have always seen it: "type: message" when the run gave a type."""
+        if self.error_type is None:
+            return self.error
+        return f"{self.error_type}: {self.error}"
