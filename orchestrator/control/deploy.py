@@ -13,16 +13,16 @@ from typing import Any
 
 import asyncpg
 import structlog
-from temporalio.client import Client
 
 from orchestrator.bundles.build import read_manifest
-from orchestrator.bundles.store import BundleStore, bundle_key
+from orchestrator.bundles.store import bundle_key
 from orchestrator.control.reconcile import reconcile_integration
-from orchestrator.crypto import Sealer
 from orchestrator.errors import InvalidInputError, NotFoundError
+from orchestrator.platform import Platform
 from orchestrator.providers import custom as providers_repo
 from orchestrator.providers.catalog import Provider
 from orchestrator.providers.custom import find_provider
+from orchestrator.store import deploy_history as history_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store.types import Environment
@@ -103,11 +103,11 @@ async def plan(conn: asyncpg.Connection, env: Environment, bundle: UploadedBundl
 
 
 async def deploy(
-    pool: asyncpg.Pool, sealer: Sealer, store: BundleStore, client: Client, env: Environment,
-    bundles: list[UploadedBundle], *, allow_removal: bool = False, task_queue_prefix: str = "",
+    platform: Platform, env: Environment, bundles: list[UploadedBundle], *, allow_removal: bool = False,
     providers: dict[str, Provider] | None = None, only: list[str] | None = None, deployed_by: str = "api",
     rollback_of: int | None = None,
 ) -> DeployResult:
+    pool, store = platform.pool, platform.bundles
     only_set = set(only) if only else None
     if only_set:
         available = {_label(s["kind"], s["name"]) for b in bundles for s in b.manifest["scripts"]}
@@ -159,7 +159,7 @@ async def deploy(
                     await scripts_repo.delete(conn, old.id)
             await record_history(conn, env.id, integration.id, bundle.sha256, skey, integration_plan,
                                  deployed_by=deployed_by, only=only, rollback_of=rollback_of)
-        await reconcile_integration(pool, sealer, client, integration, task_queue_prefix=task_queue_prefix)
+        await reconcile_integration(platform, integration)
         changes = {k: v for k, v in integration_plan.as_dict().items() if k != "integration"}
         log.info("deployed", integration=key, sha256=bundle.sha256, **changes)
     return DeployResult(applied=True, plans=plans, providers=sorted(providers or {}))
@@ -168,34 +168,25 @@ async def deploy(
 async def record_history(conn: asyncpg.Connection, environment_id: int, integration_id: int, sha256: str,
                          key: str, integration_plan: IntegrationPlan, *, deployed_by: str,
                          only: list[str] | None, rollback_of: int | None) -> int:
-    version = await conn.fetchval(
-        "INSERT INTO deploy_history (environment_id, integration_id, version, deployed_by, bundle_sha256, bundle_key,"
-        " changes, only_scripts, rollback_of) SELECT $1, $2, coalesce(max(version), 0) + 1, $3, $4, $5, $6, $7, $8"
-        " FROM deploy_history WHERE integration_id = $2 RETURNING version",
-        environment_id, integration_id, deployed_by, sha256, key,
-        {k: v for k, v in integration_plan.as_dict().items() if k != "integration"}, only, rollback_of)
-    return int(version)
+    return await history_repo.add(
+        conn, environment_id=environment_id, integration_id=integration_id, deployed_by=deployed_by,
+        bundle_sha256=sha256, bundle_key=key,
+        changes={k: v for k, v in integration_plan.as_dict().items() if k != "integration"}, only_scripts=only,
+        rollback_of=rollback_of)
 
 
 async def history(conn: asyncpg.Connection, env: Environment, integration: str | None = None) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        "SELECT h.version, i.unique_key AS integration, h.deployed_at, h.deployed_by, h.bundle_sha256, h.changes,"
-        " h.only_scripts, h.rollback_of FROM deploy_history h JOIN integrations i ON i.id = h.integration_id"
-        " WHERE h.environment_id = $1 AND ($2::text IS NULL OR i.unique_key = $2)"
-        " ORDER BY i.unique_key, h.version DESC", env.id, integration)
-    return [{**dict(r), "deployed_at": r["deployed_at"].isoformat()} for r in rows]
+    rows = await history_repo.list_for_environment(conn, env.id, integration)
+    return [{**r, "deployed_at": r["deployed_at"].isoformat()} for r in rows]
 
 
-async def rollback(pool: asyncpg.Pool, sealer: Sealer, store: BundleStore, client: Client, env: Environment,
-                   integration: str, version: int, *, deployed_by: str = "api",
-                   task_queue_prefix: str = "") -> DeployResult:
+async def rollback(platform: Platform, env: Environment, integration: str, version: int, *,
+                   deployed_by: str = "api") -> DeployResult:
     """Re-apply the bundle and config of an earlier deploy (a new history entry says so)."""
+    pool, store = platform.pool, platform.bundles
     async with pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT h.bundle_key FROM deploy_history h JOIN integrations i ON i.id = h.integration_id"
-            " WHERE h.environment_id = $1 AND i.unique_key = $2 AND h.version = $3", env.id, integration, version)
-    if row is None:
+        bundle_key = await history_repo.bundle_key(conn, env.id, integration, version)
+    if bundle_key is None:
         raise NotFoundError(f"integration '{integration}' has no deploy version {version}")
-    bundle = UploadedBundle.parse(await store.get(row["bundle_key"]))
-    return await deploy(pool, sealer, store, client, env, [bundle], allow_removal=True, deployed_by=deployed_by,
-                        task_queue_prefix=task_queue_prefix, rollback_of=version)
+    bundle = UploadedBundle.parse(await store.get(bundle_key))
+    return await deploy(platform, env, [bundle], allow_removal=True, deployed_by=deployed_by, rollback_of=version)

@@ -10,10 +10,11 @@ from typing import Any
 
 import asyncpg
 import structlog
-from temporalio.client import Client
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.crypto import new_secret_key
 from orchestrator.errors import InvalidInputError, NotFoundError
+from orchestrator.platform import Platform
 from orchestrator.store import environments as repo
 from orchestrator.store.types import Environment
 from orchestrator.temporal import names, schedules
@@ -22,6 +23,10 @@ log = structlog.get_logger(__name__)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_GRACE = timedelta(days=30)
+VARIABLE_NAME = r"[A-Za-z_][A-Za-z0-9_.\-]*"  # also the dashboard form's `pattern`
+MAX_VARIABLE_NAME = 255
+MAX_VARIABLE_VALUE = 64 * 1024
+MAX_VARIABLES = 500
 
 
 class EnvironmentExistsError(InvalidInputError):
@@ -49,6 +54,24 @@ def check_name(name: str) -> str:
         raise InvalidInputError(f"environment name must be 1-64 letters, digits, '-' or '_' (starting with a letter "
                                 f"or digit), got {name!r}")
     return name
+
+
+class EnvironmentVariable(BaseModel):
+    """One environment variable as `POST /environment-variables` and the dashboard accept it: its rules live here."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=MAX_VARIABLE_NAME, pattern=f"^{VARIABLE_NAME}$")
+    value: str = Field(max_length=MAX_VARIABLE_VALUE)
+
+
+def check_variable(name: str, value: str) -> EnvironmentVariable:
+    """One variable checked against the rules the API applies; the first broken rule is the message."""
+    try:
+        return EnvironmentVariable(name=name, value=value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc") or ())
+        raise InvalidInputError(f"Invalid {where or 'variable'}: {first.get('msg')}") from None
 
 
 def check_grace(seconds: float) -> timedelta:
@@ -88,28 +111,20 @@ async def list_all(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     return rows
 
 
-async def delete(pool: asyncpg.Pool, client: Client, name: str, *, force: bool = False) -> dict[str, Any]:
+async def delete(platform: Platform, name: str, *, force: bool = False) -> dict[str, Any]:
     """Delete the environment with its integrations, connections, records and schedules. An environment
     with integrations or connections needs `force`."""
+    pool, client = platform.pool, platform.temporal
     async with pool.acquire() as conn:
         env = await get(conn, name)
-        counts = await conn.fetchrow(
-            "SELECT (SELECT count(*) FROM integrations WHERE environment_id = $1) AS integrations,"
-            " (SELECT count(*) FROM connections WHERE environment_id = $1) AS connections", env.id)
+        counts = await repo.counts(conn, env.id)
         if (counts["integrations"] or counts["connections"]) and not force:
             raise EnvironmentNotEmptyError(
                 f"environment '{name}' has {counts['integrations']} integration(s) and {counts['connections']} "
                 "connection(s); deleting it deletes them, their records and schedules: pass force to confirm")
         # Schedule ids from the database (the Temporal listing may lag behind a creation) and the listing.
         known = [names.sync_schedule_id(env.name, r["unique_key"], r["connection_id"], r["name"], r["variant"])
-                 for r in await conn.fetch(
-                     "SELECT i.unique_key, c.connection_id, s.name, 'base' AS variant FROM connections c"
-                     " JOIN integrations i ON i.id = c.integration_id"
-                     " JOIN deployed_scripts s ON s.integration_id = i.id AND s.kind = 'sync'"
-                     " WHERE c.environment_id = $1"
-                     " UNION SELECT i.unique_key, c.connection_id, v.sync_name, v.variant FROM sync_variants v"
-                     " JOIN connections c ON c.id = v.connection_pk JOIN integrations i ON i.id = c.integration_id"
-                     " WHERE c.environment_id = $1", env.id)]
+                 for r in await repo.sync_schedule_keys(conn, env.id)]
     listed = await schedules.list_ids(client, names.schedule_prefix(env.name))
     deleted = [sid for sid in dict.fromkeys([*known, *listed]) if await schedules.delete(client, sid)]
     async with pool.acquire() as conn:

@@ -10,44 +10,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 
-import asyncpg
 import structlog
-from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from orchestrator.config.settings import Settings
 from orchestrator.control.reconcile import reconcile_integration
-from orchestrator.crypto import Sealer
-from orchestrator.store.types import Integration
+from orchestrator.platform import Platform
+from orchestrator.store import integrations as integrations_repo
+from orchestrator.store import webhooks as webhooks_repo
 from orchestrator.temporal.starter import start_webhook
 from orchestrator.temporal.types import WebhookInput
 
 log = structlog.get_logger(__name__)
 
 
-async def reconcile_all(pool: asyncpg.Pool, sealer: Sealer, client: Client, settings: Settings) -> int:
+async def reconcile_all(platform: Platform) -> int:
+    pool = platform.pool
     async with pool.acquire() as conn:
-        rows = await conn.fetch("SELECT id, environment_id, unique_key, provider, display_name, created_at,"
-                                " updated_at FROM integrations ORDER BY id")
+        found = await integrations_repo.list_every(conn)
     done = 0
-    for row in rows:
+    for integration in found:
         try:
-            await reconcile_integration(pool, sealer, client, Integration(**dict(row)),
-                                        task_queue_prefix=settings.task_queue_prefix)
+            await reconcile_integration(platform, integration)
             done += 1
         except Exception as exc:  # one broken integration must not stop the repair of the others
-            log.warning("reconcile_failed", integration=row["unique_key"], environment_id=row["environment_id"],
-                        error=f"{type(exc).__name__}: {exc}")
+            log.warning("reconcile_failed", integration=integration.unique_key,
+                        environment_id=integration.environment_id, error=f"{type(exc).__name__}: {exc}")
     return done
 
 
-async def redispatch_webhooks(pool: asyncpg.Pool, client: Client, settings: Settings) -> int:
+async def redispatch_webhooks(platform: Platform) -> int:
+    pool, client, settings = platform.pool, platform.temporal, platform.settings
     async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT w.id, w.public_id, e.id AS env_id, e.name AS env, i.unique_key FROM webhook_payloads w"
-            " JOIN environments e ON e.id = w.environment_id JOIN integrations i ON i.id = w.integration_id"
-            " WHERE w.status = 'received' AND w.received_at < now() - interval '1 minute' ORDER BY w.id LIMIT 500")
+        rows = await webhooks_repo.stuck(conn, limit=500)
     started = 0
     for r in rows:
         try:
@@ -61,13 +57,13 @@ async def redispatch_webhooks(pool: asyncpg.Pool, client: Client, settings: Sett
     return started
 
 
-async def maintenance_loop(pool: asyncpg.Pool, sealer: Sealer, client: Client, settings: Settings) -> None:
-    interval = settings.reconcile_interval_s
+async def maintenance_loop(platform: Platform) -> None:
+    interval = platform.settings.reconcile_interval_s
     while True:
         await asyncio.sleep(interval)
         try:
-            count = await reconcile_all(pool, sealer, client, settings)
-            resent = await redispatch_webhooks(pool, client, settings)
+            count = await reconcile_all(platform)
+            resent = await redispatch_webhooks(platform)
             log.debug("maintenance_done", integrations=count, webhooks_redispatched=resent)
         except asyncio.CancelledError:
             raise
@@ -76,11 +72,11 @@ async def maintenance_loop(pool: asyncpg.Pool, sealer: Sealer, client: Client, s
 
 
 @contextlib.asynccontextmanager
-async def running(pool: asyncpg.Pool, sealer: Sealer, client: Client, settings: Settings):  # type: ignore[no-untyped-def]
-    if settings.reconcile_interval_s <= 0:
+async def running(platform: Platform) -> AsyncIterator[None]:
+    if platform.settings.reconcile_interval_s <= 0:
         yield
         return
-    task = asyncio.create_task(maintenance_loop(pool, sealer, client, settings))
+    task = asyncio.create_task(maintenance_loop(platform))
     try:
         yield
     finally:

@@ -14,14 +14,15 @@ from typing import Any, Literal
 
 import asyncpg
 import structlog
-from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from orchestrator.control.reconcile import reconcile_integration
-from orchestrator.crypto import Sealer
 from orchestrator.errors import InvalidInputError, NotFoundError
+from orchestrator.platform import Platform
+from orchestrator.store import connections as connections_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import scripts as scripts_repo
+from orchestrator.store import variants as variants_repo
 from orchestrator.store.types import DeployedScript, Environment, Integration
 from orchestrator.temporal import names, schedules
 
@@ -82,25 +83,21 @@ async def list_scripts(pool: asyncpg.Pool, env: Environment, integration_key: st
 async def _schedule_ids(conn: asyncpg.Connection, env: Environment, integration: Integration,
                         sync: str) -> tuple[list[str], list[tuple[int, str, str]]]:
     """Base schedule ids of every connection, and (connection_pk, connection_id, variant) of its variants."""
-    conns = await conn.fetch("SELECT id, connection_id FROM connections WHERE integration_id = $1 ORDER BY id",
-                             integration.id)
-    base = [names.sync_schedule_id(env.name, integration.unique_key, c["connection_id"], sync) for c in conns]
-    variants = [(r["connection_pk"], r["connection_id"], r["variant"]) for r in await conn.fetch(
-        "SELECT v.connection_pk, c.connection_id, v.variant FROM sync_variants v"
-        " JOIN connections c ON c.id = v.connection_pk WHERE c.integration_id = $1 AND v.sync_name = $2"
-        " ORDER BY v.connection_pk, v.variant", integration.id, sync)]
+    conns = await connections_repo.ids_for_integration(conn, integration.id)
+    base = [names.sync_schedule_id(env.name, integration.unique_key, connection_id, sync)
+            for connection_id in conns.values()]
+    variants = [(r["connection_pk"], r["connection_id"], r["variant"])
+                for r in await variants_repo.for_integration(conn, integration.id, sync)]
     return base, variants
 
 
 async def _set(conn: asyncpg.Connection, script: DeployedScript, enabled: bool) -> bool:
-    status = await conn.execute(
-        "UPDATE deployed_scripts SET enabled = $2, enabled_changed_at = now() WHERE id = $1 AND enabled <> $2",
-        script.id, enabled)
-    return status.endswith(" 1")
+    return await scripts_repo.set_enabled(conn, script.id, enabled)
 
 
-async def disable(pool: asyncpg.Pool, sealer: Sealer, client: Client, env: Environment, integration_key: str,
-                  name: str, kind: str | None = None, *, task_queue_prefix: str = "") -> SwitchResult:
+async def disable(platform: Platform, env: Environment, integration_key: str,
+                  name: str, kind: str | None = None) -> SwitchResult:
+    pool, client = platform.pool, platform.temporal
     async with pool.acquire() as conn:
         integration, script = await find_script(conn, env, integration_key, name, kind)
         changed = await _set(conn, script, False)
@@ -117,7 +114,7 @@ async def disable(pool: asyncpg.Pool, sealer: Sealer, client: Client, env: Envir
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
-    report = await reconcile_integration(pool, sealer, client, integration, task_queue_prefix=task_queue_prefix)
+    report = await reconcile_integration(platform, integration)
     result.schedules_deleted.extend(report.deleted)
     for sid in base + variant_ids:  # what the reconciler left (variants, or a listing that lagged)
         if sid not in result.schedules_deleted and await schedules.delete(client, sid):
@@ -127,21 +124,22 @@ async def disable(pool: asyncpg.Pool, sealer: Sealer, client: Client, env: Envir
     return result
 
 
-async def enable(pool: asyncpg.Pool, sealer: Sealer, client: Client, env: Environment, integration_key: str,
-                 name: str, kind: str | None = None, *, task_queue_prefix: str = "") -> SwitchResult:
+async def enable(platform: Platform, env: Environment, integration_key: str,
+                 name: str, kind: str | None = None) -> SwitchResult:
+    pool = platform.pool
     async with pool.acquire() as conn:
         integration, script = await find_script(conn, env, integration_key, name, kind)
         changed = await _set(conn, script, True)
     result = SwitchResult(integration_key, script.kind, name, enabled=True, changed=changed)
     if script.kind == "sync":  # the reconciler recreates every connection's schedule and its variants'
-        report = await reconcile_integration(pool, sealer, client, integration, task_queue_prefix=task_queue_prefix)
+        report = await reconcile_integration(platform, integration)
         result.schedules_created.extend(report.created)
     log.info("script_enabled", integration=integration_key, kind=script.kind, script=name, changed=changed,
              schedules_created=len(result.schedules_created))
     return result
 
 
-async def switch(pool: asyncpg.Pool, sealer: Sealer, client: Client, env: Environment, integration_key: str,
-                 name: str, enabled: bool, kind: str | None = None, *, task_queue_prefix: str = "") -> SwitchResult:
+async def switch(platform: Platform, env: Environment, integration_key: str, name: str,
+                 enabled: bool, kind: str | None = None) -> SwitchResult:
     fn = enable if enabled else disable
-    return await fn(pool, sealer, client, env, integration_key, name, kind, task_queue_prefix=task_queue_prefix)
+    return await fn(platform, env, integration_key, name, kind)

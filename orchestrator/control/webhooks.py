@@ -17,6 +17,8 @@ from orchestrator.providers.catalog import Provider
 from orchestrator.providers.custom import find_provider
 from orchestrator.providers.webhook_signatures import SignatureError, verify_signature
 from orchestrator.sdk.pagination import dig
+from orchestrator.store import integrations as integrations_repo
+from orchestrator.store import webhooks as webhooks_repo
 from orchestrator.store.types import Integration
 
 __all__ = ["SignatureError", "event_type", "store"]
@@ -39,7 +41,7 @@ def event_type(integration: Integration, headers: dict[str, str], body: Any,
 async def store(conn: Any, sealer: Sealer, integration: Integration, headers: dict[str, str], body: bytes
                 ) -> tuple[int, str]:
     """Verify and persist; returns (payload id, public id)."""
-    row = await conn.fetchrow("SELECT webhook_secret FROM integrations WHERE id = $1", integration.id)
+    row = await integrations_repo.settings(conn, integration.id)
     secret = str(sealer.open(row["webhook_secret"])) if row and row["webhook_secret"] else None
     provider = await find_provider(conn, integration.environment_id, integration.provider)
     verify_signature(secret, headers, body, provider)
@@ -50,8 +52,7 @@ async def store(conn: Any, sealer: Sealer, integration: Integration, headers: di
     kind = event_type(integration, headers, parsed, provider)
     public_id = str(uuid.uuid4())
     safe_headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
-    payload_id = await conn.fetchval(
-        "INSERT INTO webhook_payloads (public_id, environment_id, integration_id, event_type, headers, body)"
-        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        public_id, integration.environment_id, integration.id, kind, safe_headers, body)
+    payload_id = await webhooks_repo.add(conn, public_id=public_id, environment_id=integration.environment_id,
+                                         integration_id=integration.id, event_type=kind, headers=safe_headers,
+                                         body=body)
     return payload_id, public_id
