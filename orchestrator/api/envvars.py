@@ -11,18 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import POOL, SEALER
+from orchestrator.control.environments import MAX_VARIABLES, EnvironmentVariable
 from orchestrator.store import environment_variables as repo
 
 routes = web.RouteTableDef()
-
-MAX_VARIABLES = 500
-MAX_VALUE = 64 * 1024
-
-
-class EnvironmentVariable(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-    value: str = Field(max_length=MAX_VALUE)
 
 
 class EnvironmentVariablesBody(BaseModel):

@@ -1,0 +1,1 @@
+"""One module per dashboard page (its handlers, its route table and what only it renders)."""

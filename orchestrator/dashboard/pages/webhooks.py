@@ -1,0 +1,56 @@
+"""The Webhooks page: webhooks received from providers, the webhook script runs they started, and
+deliveries to the environment's own webhook URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from orchestrator.api.keys import PLATFORM
+from orchestrator.dashboard import queries
+from orchestrator.dashboard.frame import Ctx, Router, int_param, page
+from orchestrator.dashboard.parts import PAGE_SIZE
+from orchestrator.dashboard.render import Safe, badge, fmt, link, short_json, table, url, when
+
+routes = web.RouteTableDef()
+route = Router(routes)
+
+
+@route.page("/dashboard/webhooks")
+async def webhooks_page(ctx: Ctx) -> web.Response:
+    in_before, out_before = int_param(ctx.query.get("in_before")), int_param(ctx.query.get("out_before"))
+    async with ctx.app[PLATFORM].pool.acquire() as conn:
+        incoming = await queries.incoming_webhooks(conn, ctx.env.id, before=in_before, limit=PAGE_SIZE)
+        outgoing = await queries.outgoing_webhooks(conn, ctx.env.id, before=out_before, limit=PAGE_SIZE)
+        runs = await queries.script_jobs(conn, ctx.env.id, "webhook", before=None, limit=10)
+    in_rows = [(when(w["received_at"]), w["unique_key"], w["event_type"] or "-", badge(w["status"]),
+                ", ".join(w["connections"]) or "-", w["error"] or "",
+                fmt('<details><summary>{s}</summary><pre class="json">{b}</pre></details>',
+                    s=short_json(bytes(w["body"]).decode(errors="replace"), 60),
+                    b=bytes(w["body"]).decode(errors="replace"))) for w in incoming]
+    out_rows = [(when(n["attempted_at"]), link(url("/dashboard/job", id=n["job_id"]), f"#{n['job_id']}"),
+                 f"{n['sync_name']} · {n['connection_id']}", n["url"].split("?")[0],
+                 badge(str(n["status"]) if n["status"] else "error"), n["error"] or "") for n in outgoing]
+    run_rows = [(link(url("/dashboard/job", id=j["id"]), f"#{j['id']}"), when(j["started_at"]), j["sync_name"],
+                 j["connection_id"], badge(j["status"]), j["error"] or "") for j in runs]
+
+    def more(key: str, rows: list[Any], last: Any) -> Safe:
+        return fmt('<nav class="pager"><a href="{h}">Older →</a></nav>',
+                   h=url("/dashboard/webhooks", **{key: last})) if len(rows) == PAGE_SIZE else Safe("")
+
+    body = fmt(
+        '<h2>Incoming from providers</h2><section class="card flush">{inc}</section>{inc_more}'
+        '<h2>Webhook script runs</h2><section class="card flush">{runs}</section>'
+        '<h2>Outgoing to your app</h2><p class="muted">{target}</p><section class="card flush">{out}</section>'
+        '{out_more}',
+        inc=table(["Received", "Integration", "Event", "Status", "Connections", "Error", "Body"], in_rows,
+                  empty="No webhook received yet."),
+        inc_more=more("in_before", incoming, incoming[-1]["id"] if incoming else None),
+        runs=table(["Run", "Started", "Script", "Connection", "Status", "Error"], run_rows,
+                   empty="No webhook script has run."),
+        target=f"Deliveries go to {ctx.env.webhook_url.split('?')[0]}" if ctx.env.webhook_url
+        else "No webhook URL is set for this environment.",
+        out=table(["Attempted", "Run", "Sync", "URL", "Status", "Error"], out_rows, empty="No delivery yet."),
+        out_more=more("out_before", outgoing, outgoing[-1]["id"] if outgoing else None))
+    return page(ctx, "Webhooks", body, active="webhooks")
