@@ -103,11 +103,11 @@ class NangoMock:
             connection_id=connection_id, provider_config_key=provider_config_key or provider, provider=provider,
             environment="test", last_sync_date=last_sync_date,
             pagination=pagination if pagination is not None else _pagination_defaults(provider),
-            sync_name=script_name if kind in ("sync", "webhook") else None,
+            sync_name=script_name if kind in contract.SYNC_KINDS else None,
             action_name=script_name if kind == "action" else None)
         channel = _LocalChannel(self)
         self.nango: NangoSync | NangoAction = (
-            NangoSync(channel, self.context) if kind in ("sync", "webhook") else NangoAction(channel, self.context))
+            NangoSync(channel, self.context) if kind in contract.SYNC_KINDS else NangoAction(channel, self.context))
 
     # ---- arranging --------------------------------------------------------------------------
     def respond(self, method: str, path: str, json: Any = None, *, status: int = 200,
