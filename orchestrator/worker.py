@@ -7,20 +7,18 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import aiohttp
 import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from orchestrator.bundles.cache import BundleCache
-from orchestrator.bundles.store import store_from_settings
 from orchestrator.config.settings import Settings
-from orchestrator.crypto import Sealer
 from orchestrator.errors import OrchestratorError
+from orchestrator.platform import open_platform
 from orchestrator.runner.host import Runner
 from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.limits import EnvironmentLimiter
-from orchestrator.store.pool import create_pool
+from orchestrator.store.pool import ping
 from orchestrator.temporal import names
 from orchestrator.temporal.client import connect
 
@@ -51,19 +49,15 @@ async def start_runner(settings: Settings) -> Runner:
 @contextlib.asynccontextmanager
 async def run_deps(settings: Settings, client: Client | None = None) -> AsyncIterator[RunDeps]:
     runner = await start_runner(settings)
-    pool = await create_pool(settings)
-    session = aiohttp.ClientSession()
     try:
-        deps = RunDeps(settings=settings, pool=pool, sealer=Sealer(settings.encryption_key_bytes()),
-                       bundles=BundleCache(store_from_settings(settings), settings.bundle_cache_dir),
-                       session=session, runner=runner, temporal=client,
-                       limiter=EnvironmentLimiter(settings.worker_max_concurrent_per_environment))
-        runner.prewarm(deps.limits())
-        yield deps
+        async with open_platform(settings, temporal=client) as platform:
+            deps = RunDeps.extend(
+                platform, bundle_cache=BundleCache(platform.bundles, settings.bundle_cache_dir), runner=runner,
+                limiter=EnvironmentLimiter(settings.worker_max_concurrent_per_environment))
+            runner.prewarm(deps.limits())
+            yield deps
     finally:
         await runner.close()
-        await session.close()
-        await pool.close()
 
 
 @contextlib.asynccontextmanager
@@ -74,8 +68,7 @@ async def health_server(settings: Settings, deps: RunDeps) -> AsyncIterator[None
     async def live(_: web.Request) -> web.Response:
         try:
             async with asyncio.timeout(3):
-                async with deps.pool.acquire() as conn:
-                    await conn.fetchval("SELECT 1")
+                await ping(deps.pool)
         except Exception as exc:
             return web.json_response({"status": "error", "postgres": type(exc).__name__}, status=503)
         return web.json_response({"status": "ok"})

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api.common import environment, json_body, json_response, load_connection
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import HTTP, POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.api.keys import PLATFORM
 from orchestrator.control import events
 from orchestrator.control.reconcile import reconcile_integration
 from orchestrator.errors import TransientError
@@ -94,9 +94,10 @@ async def list_connections(request: web.Request) -> web.Response:
     if q.get("endUserId") or q.get("endUserOrganizationId") or any(k.startswith("tags[") and v for k, v in q.items()):
         return json_response({"connections": []})
     integrations = [i.strip() for i in (q.get("integrationId") or "").split(",") if i.strip()]
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         found = await connections_repo.list_for_environment(
-            conn, request.app[SEALER], env.id, integration_key=integrations[0] if len(integrations) == 1 else None,
+            conn, request.app[PLATFORM].sealer, env.id,
+            integration_key=integrations[0] if len(integrations) == 1 else None,
             connection_id=q.get("connectionId") or None,
             limit=limit if len(integrations) <= 1 and not q.get("search") else 100_000,
             offset=page * limit if len(integrations) <= 1 and not q.get("search") else 0)
@@ -123,7 +124,7 @@ async def get_connection(request: web.Request) -> web.Response:
     force = _flag(request.query.get("force_refresh"))
     if force or credentials_mod.expires_soon(connection):
         try:
-            connection = await credentials_mod.refresh(request.app[POOL], request.app[SEALER], request.app[HTTP],
+            connection = await credentials_mod.refresh(request.app[PLATFORM],
                                                        connection, force=force)
         except credentials_mod.RefreshError as exc:
             raise_error(400, "refresh_token_external_error", exc.message)
@@ -200,27 +201,23 @@ async def save_connection(app: web.Application, env: Environment, integration: I
     """Store a connection (new, or new credentials for an existing one) and run what follows:
     validate-connection (a new connection it rejects is removed), schedules, post-connection-creation.
     The one code path behind POST /connections and the OAuth callback."""
-    async with app[POOL].acquire() as conn:
+    async with app[PLATFORM].pool.acquire() as conn:
         pk, created = await connections_repo.create(
-            conn, app[SEALER], environment_id=env.id, integration_id=integration.id, connection_id=connection_id,
+            conn, app[PLATFORM].sealer, environment_id=env.id, integration_id=integration.id,
+            connection_id=connection_id,
             credentials=creds, connection_config=connection_config, metadata=metadata)
-        connection = await connections_repo.get_by_pk(conn, app[SEALER], pk)
+        connection = await connections_repo.get_by_pk(conn, app[PLATFORM].sealer, pk)
     assert connection is not None
-    settings = app[SETTINGS]
     if created:
-        failures = [r for r in await events.fire(app[POOL], app[TEMPORAL], env, connection, events.VALIDATE,
-                                                 timeout_s=settings.runner_event_timeout_s,
-                                                 prefix=settings.task_queue_prefix) if not r.ok]
+        failures = [r for r in await events.fire(app[PLATFORM], env, connection, events.VALIDATE) if not r.ok]
         if failures:
-            async with app[POOL].acquire() as conn:
+            async with app[PLATFORM].pool.acquire() as conn:
                 await connections_repo.delete(conn, connection.id)
             raise ConnectionValidationError("validate-connection rejected the connection: "
                                             + "; ".join(f.error_message or "failed" for f in failures))
-    await reconcile_integration(app[POOL], app[SEALER], app[TEMPORAL], integration,
-                                task_queue_prefix=settings.task_queue_prefix)
+    await reconcile_integration(app[PLATFORM], integration)
     if created:
-        await events.fire(app[POOL], app[TEMPORAL], env, connection, events.POST_CREATION,
-                          timeout_s=settings.runner_event_timeout_s, prefix=settings.task_queue_prefix, wait=False)
+        await events.fire(app[PLATFORM], env, connection, events.POST_CREATION, wait=False)
     log.info("connection_saved", connection=connection_id, integration=integration.unique_key, created=created)
     return connection, created
 
@@ -231,7 +228,7 @@ async def create_connection(request: web.Request) -> web.Response:
     env = environment(request)
     body = CreateConnectionBody.model_validate(await json_body(request))
     creds = body.to_credentials()
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         integration = await integrations_repo.get(conn, env.id, body.provider_config_key)
     if integration is None:
         raise_error(404, "unknown_provider_config",
@@ -251,18 +248,15 @@ async def delete_connection(request: web.Request) -> web.Response:
     integration_key = _provider_config_key(request)
     connection = await load_connection(request, integration_key, request.match_info["connection_id"])
     app = request.app
-    settings = app[SETTINGS]
-    for failure in [r for r in await events.fire(app[POOL], app[TEMPORAL], env, connection, events.PRE_DELETION,
-                                                 timeout_s=settings.runner_event_timeout_s,
-                                                 prefix=settings.task_queue_prefix) if not r.ok]:
+    for failure in [r for r in await events.fire(app[PLATFORM], env, connection, events.PRE_DELETION) if not r.ok]:
         log.warning("pre_deletion_script_failed", connection=connection.connection_id, error=failure.error_message)
-    async with app[POOL].acquire() as conn:
+    async with app[PLATFORM].pool.acquire() as conn:
         syncs = [s for s in await scripts_repo.list_for_integration(conn, connection.integration_id)
                  if s.kind == "sync"]
     for s in syncs:
-        await schedules.delete(app[TEMPORAL], names.sync_schedule_id(env.name, integration_key,
+        await schedules.delete(app[PLATFORM].temporal, names.sync_schedule_id(env.name, integration_key,
                                                                      connection.connection_id, s.name))
-    async with app[POOL].acquire() as conn:
+    async with app[PLATFORM].pool.acquire() as conn:
         await connections_repo.delete(conn, connection.id)
     return json_response({"success": True})
 
@@ -282,19 +276,14 @@ async def _write_metadata(request: web.Request, *, merge: bool) -> web.Response:
     ids = [body.connection_id] if isinstance(body.connection_id, str) else list(dict.fromkeys(body.connection_id))
     if not ids or any(not i for i in ids):
         raise_error(400, "invalid_body", "connection_id must be a non-empty string or a list of them")
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            "SELECT c.id, c.connection_id FROM connections c JOIN integrations i ON i.id = c.integration_id"
-            " WHERE c.environment_id = $1 AND i.unique_key = $2 AND c.connection_id = any($3::text[])"
-            " FOR UPDATE OF c", env.id, body.provider_config_key, ids)
-        missing = sorted(set(ids) - {r["connection_id"] for r in rows})
+    async with request.app[PLATFORM].pool.acquire() as conn, conn.transaction():
+        pks = await connections_repo.lock_by_ids(conn, env.id, body.provider_config_key, ids)
+        missing = sorted(set(ids) - set(pks))
         if missing:
             raise_error(404, "unknown_connection",
                         f"no connection {', '.join(repr(m) for m in missing)} for integration "
                         f"'{body.provider_config_key}' in environment '{env.name}'")
-        await conn.execute(
-            "UPDATE connections SET metadata = CASE WHEN $3 THEN metadata || $2::jsonb ELSE $2::jsonb END,"
-            " updated_at = now() WHERE id = any($1::bigint[])", [r["id"] for r in rows], body.metadata, merge)
+        await connections_repo.write_metadata(conn, list(pks.values()), body.metadata, merge=merge)
     return json_response(raw)
 
 

@@ -7,8 +7,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api.common import environment, json_body, json_response
-from orchestrator.api.keys import POOL, SEALER, SETTINGS
+from orchestrator.api.keys import PLATFORM
 from orchestrator.control import environments as environments_service
+from orchestrator.store import environments as environments_repo
 
 routes = web.RouteTableDef()
 
@@ -37,12 +38,8 @@ def _iso(value: object) -> str | None:
 @routes.get("/environment")
 async def get_environment(request: web.Request) -> web.Response:
     env = environment(request)
-    async with request.app[POOL].acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT name, webhook_url, webhook_url_secondary, webhook_secret IS NOT NULL AS has_secret,"
-            " notify_on_empty, secret_key_rotated_at,"
-            " CASE WHEN previous_key_expires_at > now() THEN previous_key_expires_at END AS previous_key_expires_at"
-            " FROM environments WHERE id = $1", env.id)
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        row = await environments_repo.webhook_settings(conn, env.id)
     return json_response({"name": row["name"], "webhook_url": row["webhook_url"],
                           "webhook_url_secondary": row["webhook_url_secondary"],
                           "has_webhook_secret": row["has_secret"], "notify_on_empty": row["notify_on_empty"],
@@ -55,14 +52,12 @@ async def patch_environment(request: web.Request) -> web.Response:
     body = EnvironmentBody.model_validate(await json_body(request))
     env = environment(request)
     given = body.model_fields_set
-    async with request.app[POOL].acquire() as conn:
-        await conn.execute(
-            "UPDATE environments SET webhook_url = CASE WHEN $2 THEN NULLIF($3, '') ELSE webhook_url END,"
-            " webhook_secret = COALESCE($4, webhook_secret), notify_on_empty = COALESCE($5, notify_on_empty),"
-            " webhook_url_secondary = CASE WHEN $6 THEN NULLIF($7, '') ELSE webhook_url_secondary END"
-            " WHERE id = $1", env.id, "webhook_url" in given, body.webhook_url,
-            request.app[SEALER].seal(body.webhook_secret) if body.webhook_secret else None, body.notify_on_empty,
-            "webhook_url_secondary" in given, body.webhook_url_secondary)
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        await environments_repo.update_webhook_settings(
+            conn, env.id, set_url="webhook_url" in given, url=body.webhook_url,
+            sealed_secret=request.app[PLATFORM].sealer.seal(body.webhook_secret) if body.webhook_secret else None,
+            notify_on_empty=body.notify_on_empty, set_secondary="webhook_url_secondary" in given,
+            secondary_url=body.webhook_url_secondary)
     return await get_environment(request)
 
 
@@ -71,7 +66,9 @@ async def rotate_own_key(request: web.Request) -> web.Response:
     """A new secret key for the caller's environment; the key used for this call keeps working for the
     grace period (0 ends it now)."""
     body = RotateOwnKeyBody.model_validate(await json_body(request))
-    seconds = body.grace_period_s if body.grace_period_s is not None else request.app[SETTINGS].secret_key_grace_s
+    seconds = body.grace_period_s
+    if seconds is None:
+        seconds = request.app[PLATFORM].settings.secret_key_grace_s
     grace = environments_service.check_grace(seconds)
-    rotated = await environments_service.rotate_key(request.app[POOL], environment(request).name, grace)
+    rotated = await environments_service.rotate_key(request.app[PLATFORM].pool, environment(request).name, grace)
     return json_response(rotated.as_dict())

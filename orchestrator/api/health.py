@@ -7,7 +7,8 @@ import asyncio
 from aiohttp import web
 
 from orchestrator.api.common import json_response
-from orchestrator.api.keys import POOL, TEMPORAL
+from orchestrator.api.keys import PLATFORM
+from orchestrator.store.pool import ping
 
 routes = web.RouteTableDef()
 
@@ -17,14 +18,13 @@ async def health(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
     try:
         async with asyncio.timeout(3):
-            async with request.app[POOL].acquire() as conn:
-                await conn.fetchval("SELECT 1")
+            await ping(request.app[PLATFORM].pool)
         checks["postgres"] = "ok"
     except Exception as exc:
         checks["postgres"] = f"error: {type(exc).__name__}"
     try:
         async with asyncio.timeout(3):
-            await request.app[TEMPORAL].service_client.check_health()
+            await request.app[PLATFORM].temporal.service_client.check_health()
         checks["temporal"] = "ok"
     except Exception as exc:
         checks["temporal"] = f"error: {type(exc).__name__}"

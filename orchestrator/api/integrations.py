@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.api.keys import PLATFORM
 from orchestrator.control.reconcile import reconcile_integration
 from orchestrator.providers.custom import find_provider
 from orchestrator.store import integrations as integrations_repo
@@ -52,7 +52,7 @@ class IntegrationBody(BaseModel):
 
 
 def webhook_url(request: web.Request, environment_name: str, unique_key: str) -> str:
-    base = request.app[SETTINGS].public_url.rstrip("/") or f"{request.scheme}://{request.host}"
+    base = request.app[PLATFORM].settings.public_url.rstrip("/") or f"{request.scheme}://{request.host}"
     return f"{base}/webhook/{environment_name}/{unique_key}"
 
 
@@ -67,9 +67,7 @@ async def public(conn: Any, i: Integration, *, include: set[str] | None = None,
         "logo": "", "forward_webhooks": True, "created_at": i.created_at.isoformat(),
         "updated_at": i.updated_at.isoformat()}
     if include:
-        row = await conn.fetchrow(
-            "SELECT oauth_client_id, oauth_client_secret, oauth_scopes, oauth_authorization_url, oauth_token_url,"
-            " webhook_routing, webhook_secret IS NOT NULL AS has_secret FROM integrations WHERE id = $1", i.id)
+        row = await integrations_repo.settings(conn, i.id)
         if "webhook" in include:
             out["webhook_url"] = webhook_url(request, environment(request).name, i.unique_key) if request else None
             out["webhook_routing"] = row["webhook_routing"] or None
@@ -78,7 +76,7 @@ async def public(conn: Any, i: Integration, *, include: set[str] | None = None,
             secret = row["oauth_client_secret"]
             out["credentials"] = {
                 "type": provider.auth_mode if provider else None, "client_id": row["oauth_client_id"],
-                "client_secret": str(request.app[SEALER].open(secret)) if secret and request else None,
+                "client_secret": str(request.app[PLATFORM].sealer.open(secret)) if secret and request else None,
                 "scopes": row["oauth_scopes"], "authorization_url": row["oauth_authorization_url"],
                 "token_url": row["oauth_token_url"]}
     return out
@@ -86,7 +84,7 @@ async def public(conn: Any, i: Integration, *, include: set[str] | None = None,
 
 @routes.get("/integrations")
 async def list_integrations(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         found = await integrations_repo.list_all(conn, environment(request).id)
         return json_response({"data": [await public(conn, i) for i in found]})
 
@@ -103,33 +101,26 @@ async def _get(request: web.Request, conn: Any) -> Integration:
 @routes.get("/integrations/{unique_key}")
 async def get_integration(request: web.Request) -> web.Response:
     include = {p.strip() for v in request.query.getall("include", []) for p in v.split(",") if p.strip()}
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         integration = await _get(request, conn)
         return json_response({"data": await public(conn, integration, include=include, request=request)})
 
 
 async def _apply(request: web.Request, conn: Any, integration: Integration, body: IntegrationBody) -> None:
-    sealer = request.app[SEALER]
+    sealer = request.app[PLATFORM].sealer
     creds = body.credentials
     secret = body.webhook_secret or (creds.webhook_secret if creds else None)
     scopes = creds.scopes if creds else None
     if isinstance(scopes, list):
         scopes = ",".join(str(s).strip() for s in scopes if str(s).strip())
-    await conn.execute(
-        "UPDATE integrations SET display_name = COALESCE($2, display_name),"
-        " oauth_client_id = COALESCE($3, oauth_client_id),"
-        " oauth_client_secret = COALESCE($4, oauth_client_secret),"
-        " webhook_secret = COALESCE($5, webhook_secret),"
-        " webhook_routing = COALESCE($6, webhook_routing),"
-        " oauth_scopes = COALESCE($7, oauth_scopes),"
-        " oauth_authorization_url = COALESCE($8, oauth_authorization_url),"
-        " oauth_token_url = COALESCE($9, oauth_token_url), updated_at = now() WHERE id = $1",
-        integration.id, body.display_name, creds.client_id if creds else None,
-        sealer.seal(creds.client_secret) if creds and creds.client_secret else None,
-        sealer.seal(secret) if secret else None,
-        body.webhook_routing.model_dump(exclude_none=True) if body.webhook_routing else None,
-        scopes, body.oauth_authorization_url or (creds.authorization_url if creds else None),
-        body.oauth_token_url or (creds.token_url if creds else None))
+    await integrations_repo.update_settings(
+        conn, integration.id, display_name=body.display_name, oauth_client_id=creds.client_id if creds else None,
+        sealed_client_secret=sealer.seal(creds.client_secret) if creds and creds.client_secret else None,
+        sealed_webhook_secret=sealer.seal(secret) if secret else None,
+        webhook_routing=body.webhook_routing.model_dump(exclude_none=True) if body.webhook_routing else None,
+        oauth_scopes=scopes,
+        oauth_authorization_url=body.oauth_authorization_url or (creds.authorization_url if creds else None),
+        oauth_token_url=body.oauth_token_url or (creds.token_url if creds else None))
 
 
 @routes.post("/integrations")
@@ -138,7 +129,7 @@ async def create_integration(request: web.Request) -> web.Response:
     if not body.unique_key or not body.provider:
         raise_error(400, "invalid_body", "unique_key and provider are required")
     env = environment(request)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with request.app[PLATFORM].pool.acquire() as conn, conn.transaction():
         if await find_provider(conn, env.id, body.provider) is None:
             raise_error(400, "invalid_body", f"unknown provider '{body.provider}'")
         if await integrations_repo.get(conn, env.id, body.unique_key):
@@ -154,7 +145,7 @@ async def create_integration(request: web.Request) -> web.Response:
 async def patch_integration(request: web.Request) -> web.Response:
     body = IntegrationBody.model_validate(await json_body(request))
     renamed_from: str | None = None
-    async with request.app[POOL].acquire() as conn, conn.transaction():
+    async with request.app[PLATFORM].pool.acquire() as conn, conn.transaction():
         integration = await _get(request, conn)
         if body.unique_key and body.unique_key != integration.unique_key:
             renamed_from = integration.unique_key
@@ -163,8 +154,7 @@ async def patch_integration(request: web.Request) -> web.Response:
         if body.unique_key and body.unique_key != integration.unique_key:
             if await integrations_repo.get(conn, integration.environment_id, body.unique_key):
                 raise_error(409, "duplicate_integration", f"integration '{body.unique_key}' exists")
-            await conn.execute("UPDATE integrations SET unique_key = $2 WHERE id = $1", integration.id,
-                               body.unique_key)
+            await integrations_repo.rename(conn, integration.id, body.unique_key)
         await _apply(request, conn, integration, body)
         integration = await integrations_repo.get(conn, integration.environment_id,
                                                   body.unique_key or integration.unique_key)
@@ -179,7 +169,7 @@ async def _move_schedules(request: web.Request, old_key: str, integration: Integ
     """Schedule ids carry the integration key: a rename replaces them. Pause state and per-connection
     frequencies are kept; like any new schedule, an unpaused one runs once when it is created."""
     env = environment(request)
-    client = request.app[TEMPORAL]
+    client = request.app[PLATFORM].temporal
     paused: set[tuple[str, str, str]] = set()
     for sid in await schedules.list_ids(client, names.schedule_prefix(env.name, old_key)):
         view = await schedules.describe(client, sid)
@@ -187,8 +177,7 @@ async def _move_schedules(request: web.Request, old_key: str, integration: Integ
         if view is not None and view.paused and parts:
             paused.add((parts["connection_id"], parts["sync"], parts["variant"]))
         await schedules.delete(client, sid)
-    await reconcile_integration(request.app[POOL], request.app[SEALER], client, integration,
-                                task_queue_prefix=request.app[SETTINGS].task_queue_prefix)
+    await reconcile_integration(request.app[PLATFORM], integration)
     for connection_id, sync, variant in paused:
         await schedules.pause(client, names.sync_schedule_id(env.name, integration.unique_key, connection_id, sync,
                                                              variant), "paused before the integration was renamed")
@@ -197,11 +186,11 @@ async def _move_schedules(request: web.Request, old_key: str, integration: Integ
 @routes.delete("/integrations/{unique_key}")
 async def delete_integration(request: web.Request) -> web.Response:
     env = environment(request)
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         integration = await _get(request, conn)
-    client = request.app[TEMPORAL]
+    client = request.app[PLATFORM].temporal
     for sid in await schedules.list_ids(client, names.schedule_prefix(env.name, integration.unique_key)):
         await schedules.delete(client, sid)
-    async with request.app[POOL].acquire() as conn:
-        await conn.execute("DELETE FROM integrations WHERE id = $1", integration.id)
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        await integrations_repo.delete(conn, integration.id)
     return json_response({"success": True})

@@ -41,12 +41,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.connections import CONNECTION_ID_PATTERN, ConnectionValidationError, save_connection
 from orchestrator.api.errors import error_body, raise_error
-from orchestrator.api.keys import HTTP, POOL, SEALER, SETTINGS
+from orchestrator.api.keys import PLATFORM
 from orchestrator.errors import InvalidInputError
 from orchestrator.providers.catalog import fill
 from orchestrator.providers.custom import find_provider
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
+from orchestrator.store import oauth as oauth_repo
 from orchestrator.store.types import Environment, OAuth2Credentials
 
 log = structlog.get_logger(__name__)
@@ -88,7 +89,7 @@ class ConnectSessionResponse(BaseModel):
 
 
 def _public_base(request: web.Request) -> str:
-    return request.app[SETTINGS].public_url.rstrip("/") or f"{request.scheme}://{request.host}"
+    return request.app[PLATFORM].settings.public_url.rstrip("/") or f"{request.scheme}://{request.host}"
 
 
 @routes.post("/connect/sessions")
@@ -96,7 +97,7 @@ async def create_session(request: web.Request) -> web.Response:
     env = environment(request)
     body = ConnectSessionBody.model_validate(await json_body(request))
     allowed = list(dict.fromkeys(body.allowed_integrations)) if body.allowed_integrations is not None else None
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         if allowed:
             known = {i.unique_key for i in await integrations_repo.list_all(conn, env.id)}
             unknown = [a for a in allowed if a not in known]
@@ -105,12 +106,10 @@ async def create_session(request: web.Request) -> web.Response:
                             f"{', '.join(unknown)}")
         token = "nango_connect_session_" + secrets.token_urlsafe(32)
         expires_at = datetime.now(UTC) + timedelta(seconds=body.ttl_seconds)
-        await conn.execute("DELETE FROM connect_sessions WHERE expires_at < now() - interval '1 day'")
-        await conn.execute(
-            "INSERT INTO connect_sessions (environment_id, token_hash, allowed_integrations, connection_id,"
-            " connection_config, metadata, return_url, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            env.id, _hash(token), allowed, body.connection_id, body.connection_config, body.metadata,
-            body.return_url, expires_at)
+        await oauth_repo.create_session(
+            conn, environment_id=env.id, token_hash=_hash(token), allowed_integrations=allowed,
+            connection_id=body.connection_id, connection_config=body.connection_config, metadata=body.metadata,
+            return_url=body.return_url, expires_at=expires_at)
     connect_url = None
     if allowed and len(allowed) == 1:
         query = {"connect_session_token": token}
@@ -126,11 +125,9 @@ async def _caller(request: web.Request) -> tuple[Environment, dict[str, Any]]:
     token = request.query.get("connect_session_token", "").strip()
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         if token:
-            row = await conn.fetchrow(
-                "SELECT environment_id, allowed_integrations, connection_id, connection_config, metadata,"
-                " return_url, expires_at > now() AS live FROM connect_sessions WHERE token_hash = $1", _hash(token))
+            row = await oauth_repo.session_by_token_hash(conn, _hash(token))
             if row is None or not row["live"]:
                 raise_error(401, "invalid_connect_session_token", "the connect session token is unknown or expired")
             env = await environments_repo.by_id(conn, row["environment_id"])
@@ -161,13 +158,12 @@ async def connect(request: web.Request) -> web.Response:
         raise_error(400, "missing_connection_id", "connection_id is required")
     if len(connection_id) > 255 or not re.fullmatch(CONNECTION_ID_PATTERN, connection_id):
         raise_error(400, "invalid_connection_id", "connection_id may hold letters, digits and _ . @ - : (max 255)")
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         integration = await integrations_repo.get(conn, env.id, key)
         if integration is None:
             raise_error(404, "unknown_provider_config", f"no integration '{key}' in environment '{env.name}'")
-        row = await conn.fetchrow("SELECT oauth_client_id, oauth_scopes, oauth_authorization_url FROM integrations"
-                                  " WHERE id = $1", integration.id)
-    provider = await find_provider(request.app[POOL], env.id, integration.provider)
+        row = await integrations_repo.settings(conn, integration.id)
+    provider = await find_provider(request.app[PLATFORM].pool, env.id, integration.provider)
     if provider is None or provider.auth_mode != "OAUTH2":
         raise_error(400, "not_oauth2", f"integration '{key}' does not use OAuth2")
     if not row["oauth_client_id"]:
@@ -184,13 +180,11 @@ async def connect(request: web.Request) -> web.Response:
     scopes = row["oauth_scopes"] if row["oauth_scopes"] is not None else ",".join(provider.default_scopes)
     state = secrets.token_urlsafe(32)
     redirect_uri = f"{_public_base(request)}/oauth/callback"
-    async with request.app[POOL].acquire() as conn:
-        await conn.execute("DELETE FROM oauth_states WHERE expires_at < now() - interval '1 day'")
-        await conn.execute(
-            "INSERT INTO oauth_states (state, environment_id, integration_id, connection_id, connection_config,"
-            " metadata, redirect_uri, return_url, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            state, env.id, integration.id, connection_id, connection_config, session.get("metadata") or {},
-            redirect_uri, session.get("return_url"), datetime.now(UTC) + STATE_TTL)
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        await oauth_repo.create_state(
+            conn, state=state, environment_id=env.id, integration_id=integration.id, connection_id=connection_id,
+            connection_config=connection_config, metadata=session.get("metadata") or {}, redirect_uri=redirect_uri,
+            return_url=session.get("return_url"), expires_at=datetime.now(UTC) + STATE_TTL)
     params = {**provider.authorization_params, "response_type": "code", "client_id": row["oauth_client_id"],
               "redirect_uri": redirect_uri,
               "state": state}
@@ -212,9 +206,8 @@ class _Failure(Exception):
 async def _exchange(request: web.Request, integration_id: int, code: str, redirect_uri: str,
                     connection_config: dict[str, Any], provider_token_url: str | None
                     ) -> tuple[OAuth2Credentials, str | None]:
-    async with request.app[POOL].acquire() as conn:
-        row = await conn.fetchrow("SELECT oauth_client_id, oauth_client_secret, oauth_token_url FROM integrations"
-                                  " WHERE id = $1", integration_id)
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        row = await integrations_repo.settings(conn, integration_id)
     template = row["oauth_token_url"] or provider_token_url
     if not template or not row["oauth_client_id"]:
         raise _Failure(400, "missing_oauth_client", "the integration has no token URL or OAuth client")
@@ -222,11 +215,11 @@ async def _exchange(request: web.Request, integration_id: int, code: str, redire
         token_url = fill(template, connection_config)
     except InvalidInputError as exc:
         raise _Failure(400, "invalid_connection_config", exc.message) from None
-    secret = str(request.app[SEALER].open(row["oauth_client_secret"])) if row["oauth_client_secret"] else ""
+    secret = str(request.app[PLATFORM].sealer.open(row["oauth_client_secret"])) if row["oauth_client_secret"] else ""
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
             "client_id": row["oauth_client_id"], "client_secret": secret}
     try:
-        async with request.app[HTTP].post(token_url, data=form, headers={"Accept": "application/json"},
+        async with request.app[PLATFORM].http.post(token_url, data=form, headers={"Accept": "application/json"},
                                           timeout=aiohttp.ClientTimeout(total=30)) as resp:
             raw = await resp.read()
             status = resp.status
@@ -284,17 +277,12 @@ async def callback(request: web.Request) -> web.Response:
     state = q.get("state", "")
     if not state:
         raise_error(400, "invalid_state", "the callback has no state")
-    async with request.app[POOL].acquire() as conn:
-        row = await conn.fetchrow(
-            "UPDATE oauth_states SET used_at = now() WHERE state = $1 AND used_at IS NULL AND expires_at > now()"
-            " RETURNING environment_id, integration_id, connection_id, connection_config, metadata, redirect_uri,"
-            " return_url", state)
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        row = await oauth_repo.consume_state(conn, state)
         if row is None:
             raise_error(400, "invalid_state", "the OAuth state is unknown, expired or already used; start again")
         env = await environments_repo.by_id(conn, row["environment_id"])
-        integration = await conn.fetchrow("SELECT unique_key FROM integrations WHERE id = $1", row["integration_id"])
-        integration_obj = (await integrations_repo.get(conn, row["environment_id"], integration["unique_key"])
-                           if integration else None)
+        integration_obj = await integrations_repo.by_id(conn, row["integration_id"])
     return_url = row["return_url"]
     if env is None or integration_obj is None:
         return _answer(request, return_url, 404, _failure_payload("unknown_provider_config",
@@ -307,7 +295,7 @@ async def callback(request: web.Request) -> web.Response:
     code = q.get("code", "")
     if not code:
         return _answer(request, return_url, 400, _failure_payload("invalid_callback", "the callback has no code"))
-    provider = await find_provider(request.app[POOL], row["environment_id"], integration_obj.provider)
+    provider = await find_provider(request.app[PLATFORM].pool, row["environment_id"], integration_obj.provider)
     connection_config = dict(row["connection_config"] or {})
     try:
         creds, token_url_override = await _exchange(request, integration_obj.id, code, row["redirect_uri"],

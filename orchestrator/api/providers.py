@@ -15,10 +15,11 @@ from pydantic import BaseModel
 
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import POOL
+from orchestrator.api.keys import PLATFORM
 from orchestrator.providers import custom as store
 from orchestrator.providers.catalog import DECLARED, Provider, builtin_providers
 from orchestrator.providers.custom import find_provider
+from orchestrator.store import integrations as integrations_repo
 
 routes = web.RouteTableDef()
 
@@ -41,7 +42,7 @@ def _out(provider: Provider, source: str) -> dict[str, object]:
 
 @routes.get("/providers")
 async def list_providers(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         custom = {p.name: p for p in await store.list_all(conn, environment(request).id)}
     merged = {name: _out(p, "builtin") for name, p in builtin_providers().items()}
     merged.update({name: _out(p, "custom") for name, p in custom.items()})
@@ -53,7 +54,7 @@ async def list_providers(request: web.Request) -> web.Response:
 @routes.get("/providers/{name}")
 async def get_provider(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         custom = await store.get(conn, environment(request).id, name)
     if custom is not None:
         return json_response({"data": _out(custom, "custom")})
@@ -66,7 +67,7 @@ async def get_provider(request: web.Request) -> web.Response:
 @routes.post("/providers")
 async def create_provider(request: web.Request) -> web.Response:
     provider = Provider.model_validate(await json_body(request), context=DECLARED)
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         created = await store.upsert(conn, environment(request).id, provider)
     return json_response({"data": _out(provider, "custom")}, status=201 if created else 200)
 
@@ -75,10 +76,8 @@ async def create_provider(request: web.Request) -> web.Response:
 async def delete_provider(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     env = environment(request)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        users = [r["unique_key"] for r in await conn.fetch(
-            "SELECT unique_key FROM integrations WHERE environment_id = $1 AND provider = $2 ORDER BY unique_key",
-            env.id, name)]
+    async with request.app[PLATFORM].pool.acquire() as conn, conn.transaction():
+        users = await integrations_repo.keys_for_provider(conn, env.id, name)
         if users and name not in builtin_providers():
             raise_error(409, "provider_in_use", f"provider '{name}' is used by integration(s) {', '.join(users)}: "
                         "delete them first", integrations=users)

@@ -6,15 +6,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-import asyncpg
 import orjson
 import structlog
 
-from orchestrator.crypto import Sealer
 from orchestrator.errors import OrchestratorError, TransientError
+from orchestrator.platform import Platform
 from orchestrator.providers.catalog import fill
 from orchestrator.providers.custom import resolve_provider
 from orchestrator.store import connections as connections_repo
+from orchestrator.store import integrations as integrations_repo
+from orchestrator.store import locks
 from orchestrator.store.types import Connection, OAuth2Credentials
 
 log = structlog.get_logger(__name__)
@@ -32,9 +33,9 @@ def expires_soon(connection: Connection, margin: timedelta = REFRESH_MARGIN) -> 
             and creds.expires_at - datetime.now(UTC) < margin)
 
 
-async def refresh(pool: asyncpg.Pool, sealer: Sealer, session: aiohttp.ClientSession, connection: Connection,
-                  *, force: bool = False) -> Connection:
+async def refresh(platform: Platform, connection: Connection, *, force: bool = False) -> Connection:
     """Refresh the connection's OAuth2 token when it expires soon (or always with force)."""
+    pool, sealer, session = platform.pool, platform.sealer, platform.http
     creds = connection.credentials
     if not isinstance(creds, OAuth2Credentials) or creds.refresh_token is None:
         return connection
@@ -42,7 +43,7 @@ async def refresh(pool: asyncpg.Pool, sealer: Sealer, session: aiohttp.ClientSes
         return connection
     async with pool.acquire() as conn, conn.transaction():
         # one refresher at a time per connection: others wait, then see the fresh token
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('refresh', $1))", connection.id)
+        await locks.lock_for_transaction(conn, "refresh", connection.id)
         current = await connections_repo.get_by_pk(conn, sealer, connection.id)
         if current is None:
             raise RefreshError(f"connection '{connection.connection_id}' no longer exists")
@@ -50,8 +51,7 @@ async def refresh(pool: asyncpg.Pool, sealer: Sealer, session: aiohttp.ClientSes
             return current
         if current.credentials.model_dump() != creds.model_dump() and force:
             return current  # somebody refreshed while we waited
-        row = await conn.fetchrow("SELECT oauth_client_id, oauth_client_secret FROM integrations WHERE id = $1",
-                                  connection.integration_id)
+        row = await integrations_repo.settings(conn, connection.integration_id)
         provider = await resolve_provider(conn, connection.environment_id, connection.provider)
         token_url = connection.connection_config.get("token_url") or (
             provider.token_url and fill(provider.token_url, connection.connection_config))
