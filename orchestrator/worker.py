@@ -20,7 +20,6 @@ from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.limits import EnvironmentLimiter
 from orchestrator.store.pool import ping
 from orchestrator.temporal import names
-from orchestrator.temporal.client import connect
 
 log = structlog.get_logger(__name__)
 
@@ -85,12 +84,13 @@ async def health_server(settings: Settings, deps: RunDeps) -> AsyncIterator[None
         await runner.cleanup()
 
 
-def build_workers(client: Client, deps: RunDeps, prefix: str = "") -> list[Worker]:
+def build_workers(deps: RunDeps) -> list[Worker]:
     from activities.scripts import ScriptActivities
     from activities.sync import SyncActivities
     from workflows.scripts import ActionWorkflow, EventWorkflow, WebhookWorkflow
     from workflows.sync import SyncWorkflow
 
+    client, prefix = deps.temporal, deps.task_queue_prefix
     grace = timedelta(seconds=deps.settings.worker_shutdown_grace_s)
     kinds = {k.strip() for k in deps.settings.worker_task_queues.split(",") if k.strip()}
     workers: list[Worker] = []
@@ -115,9 +115,8 @@ def build_workers(client: Client, deps: RunDeps, prefix: str = "") -> list[Worke
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, *, client: Client | None = None) -> None:
-    client = client or await connect(settings)
     async with run_deps(settings, client) as deps:
-        workers = build_workers(client, deps, settings.task_queue_prefix)
+        workers = build_workers(deps)
         log.info("worker_started", task_queues=[w.task_queue for w in workers],
                  isolation=deps.runner.sandbox.tier if deps.runner else "process")
         async with contextlib.AsyncExitStack() as stack:

@@ -88,14 +88,10 @@ async def run_action(request: web.Request, integration: str, connection_id: str,
         job_id = await jobs_repo.open_job(conn, environment_id=env.id, connection_pk=connection.id,
                                           script_name=action_name, kind="action", public_id=public_id,
                                           input=action_input)
-    settings = request.app[PLATFORM].settings
     job = ScriptJobInput(environment_id=env.id, environment=env.name, integration=integration,
                          connection_id=connection_id, script_name=action_name, kind="action", job_id=job_id,
                          input=action_input)
-    handle = await start_action(request.app[PLATFORM].temporal, job, public_id=public_id,
-                                timeout_s=settings.runner_action_timeout_s, max_retries=max_retries,
-                                heartbeat_timeout_s=settings.runner_heartbeat_timeout_s,
-                                prefix=settings.task_queue_prefix)
+    handle = await start_action(request.app[PLATFORM], job, public_id=public_id, max_retries=max_retries)
     if _flag(request.headers.get("X-Async")):
         status_url = f"/action/{public_id}"
         return web.Response(body=orjson.dumps({"id": public_id, "statusUrl": status_url}), status=202,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 from aiohttp import web
 from temporalio.client import Client
 
@@ -29,31 +28,22 @@ from orchestrator.api import (
     unified,
     webhooks,
 )
-from orchestrator.api.keys import BUNDLES, HTTP, POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.api.keys import PLATFORM
 from orchestrator.api.middleware import auth_middleware, context_middleware, error_middleware
-from orchestrator.bundles.store import store_from_settings
 from orchestrator.config.settings import Settings
 from orchestrator.control import maintenance
-from orchestrator.crypto import Sealer
-from orchestrator.store.pool import create_pool
-from orchestrator.temporal.client import connect
+from orchestrator.platform import open_platform
 
 
 def create_app(settings: Settings, *, temporal: Client | None = None) -> web.Application:
     app = web.Application(middlewares=[context_middleware, error_middleware, auth_middleware],
                           client_max_size=64 * 1024 * 1024)
-    app[SETTINGS] = settings
-    app[SEALER] = Sealer(settings.encryption_key_bytes())
-    app[BUNDLES] = store_from_settings(settings)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        app[POOL] = await create_pool(settings)
-        app[TEMPORAL] = temporal or await connect(settings)
-        app[HTTP] = aiohttp.ClientSession()
-        async with maintenance.running(app[POOL], app[SEALER], app[TEMPORAL], settings):
-            yield
-        await app[HTTP].close()
-        await app[POOL].close()
+        async with open_platform(settings, temporal=temporal) as platform:
+            app[PLATFORM] = platform
+            async with maintenance.running(platform):
+                yield
 
     app.cleanup_ctx.append(resources)
     for module in (health, records, connections, integrations, deploy, syncs, actions, webhooks, environment,
@@ -61,5 +51,5 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> web.App
         app.add_routes(module.routes)
     app.add_routes(providers.routes)  # issue 11: provider catalog and custom providers
     app.add_routes([*environments.routes, *scripts.routes, *unified.routes])  # issue 11; /v1/* last
-    dashboard.setup(app)
+    dashboard.setup(app, settings)
     return app

@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import ENVIRONMENT, POOL, SEALER
+from orchestrator.api.keys import ENVIRONMENT, PLATFORM
 from orchestrator.store import connections as connections_repo
 from orchestrator.store.types import Connection, Environment
 
@@ -43,8 +43,8 @@ def connection_headers(request: web.Request) -> tuple[str, str]:
 
 async def load_connection(request: web.Request, integration: str, connection_id: str) -> Connection:
     env = environment(request)
-    async with request.app[POOL].acquire() as conn:
-        found = await connections_repo.get(conn, request.app[SEALER], env.id, integration, connection_id)
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        found = await connections_repo.get(conn, request.app[PLATFORM].sealer, env.id, integration, connection_id)
     if found is None:
         raise_error(404, "unknown_connection",
                     f"no connection '{connection_id}' for integration '{integration}' in environment '{env.name}'")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import BUNDLES, POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.api.keys import PLATFORM
 from orchestrator.control.deploy import UploadedBundle, deploy, history, rollback
 from orchestrator.errors import BundleError, InvalidInputError
 from orchestrator.providers.catalog import Provider, load_providers_file
@@ -55,9 +55,8 @@ async def post_deploy(request: web.Request) -> web.Response:
     if not bundles and not providers:
         raise_error(400, "invalid_body", "no 'bundle' part in the deploy request")
     app = request.app
-    result = await deploy(app[POOL], app[SEALER], app[BUNDLES], app[TEMPORAL], environment(request), bundles,
-                          allow_removal=bool(options.get("allow_removal")),
-                          task_queue_prefix=app[SETTINGS].task_queue_prefix, providers=providers,
+    result = await deploy(app[PLATFORM], environment(request), bundles,
+                          allow_removal=bool(options.get("allow_removal")), providers=providers,
                           only=_only(options.get("only")), deployed_by=_who(request))
     return json_response(result.as_dict(), status=409 if result.needs_confirmation else 200)
 
@@ -74,7 +73,7 @@ class DeployHistory(BaseModel):
 
 @routes.get("/deploy/history")
 async def get_history(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         rows = await history(conn, environment(request), request.query.get("integration") or None)
     return json_response({"data": rows})
 
@@ -83,9 +82,8 @@ async def get_history(request: web.Request) -> web.Response:
 async def post_rollback(request: web.Request) -> web.Response:
     body = RollbackBody.model_validate(await json_body(request))
     app = request.app
-    result = await rollback(app[POOL], app[SEALER], app[BUNDLES], app[TEMPORAL], environment(request),
-                            body.integration, body.version, deployed_by=_who(request),
-                            task_queue_prefix=app[SETTINGS].task_queue_prefix)
+    result = await rollback(app[PLATFORM], environment(request),
+                            body.integration, body.version, deployed_by=_who(request))
     return json_response(result.as_dict())
 
 

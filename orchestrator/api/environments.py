@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api.common import json_body, json_response
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import POOL, SETTINGS, TEMPORAL
+from orchestrator.api.keys import PLATFORM
 from orchestrator.control import environments as service
 
 routes = web.RouteTableDef()
@@ -31,7 +31,7 @@ class RotateKeyBody(BaseModel):
 
 
 def _authorize(request: web.Request) -> None:
-    admin_key = request.app[SETTINGS].admin_secret_key.get_secret_value()
+    admin_key = request.app[PLATFORM].settings.admin_secret_key.get_secret_value()
     if not admin_key:
         raise_error(404, "admin_api_disabled", "the admin API is disabled: set ADMIN_SECRET_KEY on the server")
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
@@ -51,7 +51,7 @@ def _flag(raw: str | None) -> bool:
 @routes.get("/admin/environments")
 async def list_environments(request: web.Request) -> web.Response:
     _authorize(request)
-    return json_response({"environments": await service.list_all(request.app[POOL])})
+    return json_response({"environments": await service.list_all(request.app[PLATFORM].pool)})
 
 
 @routes.post("/admin/environments")
@@ -59,7 +59,7 @@ async def create_environment(request: web.Request) -> web.Response:
     _authorize(request)
     body = CreateEnvironmentBody.model_validate(await json_body(request))
     try:
-        env, key = await service.create(request.app[POOL], body.name)
+        env, key = await service.create(request.app[PLATFORM].pool, body.name)
     except service.EnvironmentExistsError as exc:
         raise_error(409, exc.code, exc.message)
     return json_response({"id": env.id, "name": env.name, "secret_key": key}, status=201)
@@ -70,7 +70,7 @@ async def delete_environment(request: web.Request) -> web.Response:
     _authorize(request)
     force = _flag(request.query.get("force"))
     try:
-        result = await service.delete(request.app[POOL], request.app[TEMPORAL], request.match_info["name"],
+        result = await service.delete(request.app[PLATFORM], request.match_info["name"],
                                       force=force)
     except service.EnvironmentNotEmptyError as exc:
         raise_error(409, exc.code, exc.message)
@@ -81,6 +81,9 @@ async def delete_environment(request: web.Request) -> web.Response:
 async def rotate_key(request: web.Request) -> web.Response:
     _authorize(request)
     body = RotateKeyBody.model_validate(await json_body(request))
-    seconds = body.grace_period_s if body.grace_period_s is not None else request.app[SETTINGS].secret_key_grace_s
-    rotated = await service.rotate_key(request.app[POOL], request.match_info["name"], service.check_grace(seconds))
+    seconds = body.grace_period_s
+    if seconds is None:
+        seconds = request.app[PLATFORM].settings.secret_key_grace_s
+    rotated = await service.rotate_key(request.app[PLATFORM].pool, request.match_info["name"],
+                                       service.check_grace(seconds))
     return json_response(rotated.as_dict())

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import POOL, SEALER
+from orchestrator.api.keys import PLATFORM
 from orchestrator.control.environments import MAX_VARIABLES, EnvironmentVariable
 from orchestrator.store import environment_variables as repo
 
@@ -29,8 +29,8 @@ class EnvironmentVariableList(RootModel[list[EnvironmentVariable]]):
 
 @routes.get("/environment-variables")
 async def list_variables(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
-        return json_response(await repo.list_all(conn, request.app[SEALER], environment(request).id))
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        return json_response(await repo.list_all(conn, request.app[PLATFORM].sealer, environment(request).id))
 
 
 @routes.post("/environment-variables")
@@ -45,6 +45,6 @@ async def replace_variables(request: web.Request) -> web.Response:
     if dupes:
         raise_error(400, "invalid_body", f"duplicate variable name(s): {', '.join(dupes)}")
     env = environment(request)
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        await repo.replace(conn, request.app[SEALER], env.id, [(v.name, v.value) for v in variables])
-        return json_response(await repo.list_all(conn, request.app[SEALER], env.id))
+    async with request.app[PLATFORM].pool.acquire() as conn, conn.transaction():
+        await repo.replace(conn, request.app[PLATFORM].sealer, env.id, [(v.name, v.value) for v in variables])
+        return json_response(await repo.list_all(conn, request.app[PLATFORM].sealer, env.id))

@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 
 from orchestrator.api.errors import error_body, raise_error
-from orchestrator.api.keys import ENVIRONMENT, POOL
+from orchestrator.api.keys import ENVIRONMENT, PLATFORM
 from orchestrator.errors import InvalidInputError, NotFoundError, OrchestratorError
 from orchestrator.store import environments as environments_repo
 
@@ -81,7 +81,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise_error(401, "missing_auth_header", "Authentication failed: send 'Authorization: Bearer <secret key>'")
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         env = await environments_repo.by_secret_key(conn, key.strip())
     if env is None:
         raise_error(401, "unknown_account", "Authentication failed: the secret key is not valid")

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from orchestrator.api.common import connection_headers, int_header, load_connection
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import HTTP, POOL, SEALER
+from orchestrator.api.keys import PLATFORM
 from orchestrator.errors import TransientError
 from orchestrator.providers import credentials as credentials_mod
 from orchestrator.providers.custom import resolve_provider
@@ -71,7 +71,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     retry_on = _retry_on(request.headers.get("Retry-On"))
     base_url = _base_url_override(request.headers.get("Base-Url-Override"))
     connection = await load_connection(request, integration, connection_id)
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         provider = await resolve_provider(conn, connection.environment_id, connection.provider)
     body = await request.read() if request.can_read_body else b""
     if len(body) > MAX_BODY:
@@ -79,12 +79,12 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     app = request.app
     try:
         if credentials_mod.expires_soon(connection):
-            connection = await credentials_mod.refresh(app[POOL], app[SEALER], app[HTTP], connection)
+            connection = await credentials_mod.refresh(app[PLATFORM], connection)
 
         async def refresh() -> Connection:
-            return await credentials_mod.refresh(app[POOL], app[SEALER], app[HTTP], connection, force=True)
+            return await credentials_mod.refresh(app[PLATFORM], connection, force=True)
 
-        result = await send(app[HTTP], connection, provider, ProxyRequest(
+        result = await send(app[PLATFORM].http, connection, provider, ProxyRequest(
             method=request.method, endpoint="/" + request.match_info["path"],
             params=request.rel_url.raw_query_string or None, data=body or None, headers=_forwarded_headers(request),
             retries=retries, retry_on=retry_on, base_url_override=base_url, response_type="text"), refresh=refresh)

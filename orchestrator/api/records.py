@@ -8,7 +8,7 @@ from aiohttp import web
 
 from orchestrator.api.common import connection_headers, environment, load_connection
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import POOL
+from orchestrator.api.keys import PLATFORM
 from orchestrator.errors import InvalidInputError
 from orchestrator.store import records as records_repo
 
@@ -95,7 +95,7 @@ async def list_records(request: web.Request) -> web.Response:
     integration, connection_id = connection_headers(request)
     connection = await load_connection(request, integration, connection_id)
     scope = records_repo.Scope(environment(request).id, connection.id, model, variant)
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         page = await records_repo.read_page(conn, scope, cursor=cursor, limit=limit, modified_after=modified_after,
                                             actions=actions, ids=ids)
     return web.Response(body=page.to_json(), content_type="application/json")

@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.api.common import environment, json_body, json_response
-from orchestrator.api.keys import POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.api.keys import PLATFORM
 from orchestrator.control import scripts as scripts_control
 
 routes = web.RouteTableDef()
@@ -29,7 +29,7 @@ class SwitchBody(BaseModel):
 @routes.get("/scripts")
 async def list_scripts(request: web.Request) -> web.Response:
     integration = request.query.get("provider_config_key") or None
-    rows = await scripts_control.list_scripts(request.app[POOL], environment(request), integration)
+    rows = await scripts_control.list_scripts(request.app[PLATFORM].pool, environment(request), integration)
     return json_response({"scripts": rows})
 
 
@@ -38,6 +38,6 @@ async def switch_script(request: web.Request) -> web.Response:
     body = SwitchBody.model_validate(await json_body(request))
     app = request.app
     result = await scripts_control.switch(
-        app[POOL], app[SEALER], app[TEMPORAL], environment(request), request.match_info["integration"],
-        request.match_info["name"], body.enabled, body.kind, task_queue_prefix=app[SETTINGS].task_queue_prefix)
+        app[PLATFORM], environment(request), request.match_info["integration"],
+        request.match_info["name"], body.enabled, body.kind)
     return json_response(result.as_dict())

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.api.keys import PLATFORM
 from orchestrator.control import syncs as sync_control
 
 routes = web.RouteTableDef()
@@ -48,7 +48,7 @@ class FrequencyBody(BaseModel):
 
 async def _resolve(request: web.Request, body: SyncsBody) -> list[sync_control.Target]:
     names, variant = sync_control.parse_syncs(body.syncs)
-    return await sync_control.targets(request.app[POOL], request.app[SEALER], environment(request),
+    return await sync_control.targets(request.app[PLATFORM], environment(request),
                                       body.provider_config_key, names, body.connection_id, variant)
 
 
@@ -56,7 +56,7 @@ async def _resolve(request: web.Request, body: SyncsBody) -> list[sync_control.T
 async def trigger(request: web.Request) -> web.Response:
     body = SyncsBody.model_validate(await json_body(request))
     items = await _resolve(request, body)
-    await sync_control.trigger(request.app[POOL], request.app[TEMPORAL], environment(request), items,
+    await sync_control.trigger(request.app[PLATFORM], environment(request), items,
                                full=body.is_full())
     return json_response({"success": True})
 
@@ -65,7 +65,7 @@ async def trigger(request: web.Request) -> web.Response:
 async def start(request: web.Request) -> web.Response:
     body = SyncsBody.model_validate(await json_body(request))
     items = await _resolve(request, body)
-    await sync_control.resume(request.app[TEMPORAL], environment(request), items, "resumed through the API")
+    await sync_control.resume(request.app[PLATFORM], environment(request), items, "resumed through the API")
     return json_response({"success": True})
 
 
@@ -73,7 +73,7 @@ async def start(request: web.Request) -> web.Response:
 async def pause(request: web.Request) -> web.Response:
     body = SyncsBody.model_validate(await json_body(request))
     items = await _resolve(request, body)
-    await sync_control.pause(request.app[TEMPORAL], environment(request), items, "paused through the API")
+    await sync_control.pause(request.app[PLATFORM], environment(request), items, "paused through the API")
     return json_response({"success": True})
 
 
@@ -87,19 +87,19 @@ async def status(request: web.Request) -> web.Response:
     if not raw:
         raise_error(400, "invalid_query_params", "syncs is required (comma-separated names, or *)")
     names, variant = sync_control.parse_syncs([s for s in raw.split(",") if s])
-    items = await sync_control.targets(request.app[POOL], request.app[SEALER], environment(request), integration,
+    items = await sync_control.targets(request.app[PLATFORM], environment(request), integration,
                                        names, q.get("connection_id") or None, variant)
-    return json_response({"syncs": await sync_control.status(request.app[POOL], request.app[TEMPORAL],
+    return json_response({"syncs": await sync_control.status(request.app[PLATFORM],
                                                              environment(request), items)})
 
 
 @routes.put("/sync/update-connection-frequency")
 async def update_frequency(request: web.Request) -> web.Response:
     body = FrequencyBody.model_validate(await json_body(request))
-    items = await sync_control.targets(request.app[POOL], request.app[SEALER], environment(request),
+    items = await sync_control.targets(request.app[PLATFORM], environment(request),
                                        body.provider_config_key, [body.sync_name], body.connection_id,
                                        body.sync_variant or "base")
-    text = await sync_control.set_frequency(request.app[POOL], request.app[TEMPORAL], environment(request), items,
+    text = await sync_control.set_frequency(request.app[PLATFORM], environment(request), items,
                                             body.frequency)
     return json_response({"frequency": text})
 
@@ -114,7 +114,7 @@ async def _variant_target(request: web.Request) -> tuple[sync_control.Target, st
     name, variant = request.match_info["name"], request.match_info["variant"]
     if variant == "base" or not variant.strip() or len(variant) > 255:
         raise_error(400, "invalid_variant", "variant must be 1-255 characters and not 'base'")
-    items = await sync_control.targets(request.app[POOL], request.app[SEALER], environment(request),
+    items = await sync_control.targets(request.app[PLATFORM], environment(request),
                                        body.provider_config_key, [name], body.connection_id, variant)
     return items[0], variant
 
@@ -122,8 +122,7 @@ async def _variant_target(request: web.Request) -> tuple[sync_control.Target, st
 @routes.post("/sync/{name}/variant/{variant}")
 async def create_variant(request: web.Request) -> web.Response:
     target, variant = await _variant_target(request)
-    await sync_control.create_variant(request.app[POOL], request.app[SEALER], request.app[TEMPORAL],
-                                      request.app[SETTINGS], target)
+    await sync_control.create_variant(request.app[PLATFORM], target)
     return json_response({"id": f"{target.connection.id}:{target.script.name}:{variant}",
                           "name": target.script.name, "variant": variant})
 
@@ -131,5 +130,5 @@ async def create_variant(request: web.Request) -> web.Response:
 @routes.delete("/sync/{name}/variant/{variant}")
 async def delete_variant(request: web.Request) -> web.Response:
     target, _ = await _variant_target(request)
-    await sync_control.delete_variant(request.app[POOL], request.app[TEMPORAL], environment(request), target)
+    await sync_control.delete_variant(request.app[PLATFORM], environment(request), target)
     return json_response({"success": True})

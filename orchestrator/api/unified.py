@@ -24,7 +24,7 @@ from aiohttp import web
 from orchestrator.api.actions import run_action
 from orchestrator.api.common import connection_headers, environment, json_body, json_response, load_connection
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import BUNDLES, POOL, SETTINGS
+from orchestrator.api.keys import PLATFORM
 from orchestrator.api.records import MAX_IDS, _filter, _limit, _modified_after
 from orchestrator.bundles.build import read_manifest
 from orchestrator.config.jsonschema import all_model_schemas, parse_models, type_schema
@@ -87,7 +87,7 @@ def _error_list(endpoints: list[Endpoint]) -> str:
 
 async def _integration_endpoints(request: web.Request, integration_key: str) -> list[Endpoint]:
     env = environment(request)
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         integration = await integrations_repo.get(conn, env.id, integration_key)
         if integration is None:
             raise_error(404, "unknown_provider_config",
@@ -125,7 +125,7 @@ async def _records(request: web.Request, endpoint: Endpoint, integration: str, c
     actions = _filter(q.get("filter"))
     connection = await load_connection(request, integration, connection_id)
     scope = records_repo.Scope(environment(request).id, connection.id, model, q.get("variant") or "base")
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         page = await records_repo.read_page(conn, scope, cursor=q.get("cursor") or None, limit=limit,
                                             modified_after=modified_after, actions=actions, ids=ids or None)
     return web.Response(body=page.to_json(), content_type="application/json")
@@ -135,7 +135,7 @@ async def environment_reference(app: web.Application, env: Environment, integrat
                                 server_url: str | None = None) -> dict[str, Any]:
     """The environment's endpoint reference (OpenAPI 3.1), optionally one integration's only: what
     `GET /v1/openapi.json` serves and the dashboard's Endpoints page shows."""
-    async with app[POOL].acquire() as conn:
+    async with app[PLATFORM].pool.acquire() as conn:
         if integration is not None and await integrations_repo.get(conn, env.id, integration) is None:
             raise NotFoundError(f"no integration '{integration}' in environment '{env.name}'")
         scripts = [s for s in await scripts_repo.list_for_environment(conn, env.id)
@@ -146,7 +146,7 @@ async def environment_reference(app: web.Application, env: Environment, integrat
 
 @routes.get(PREFIX + "/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    server = request.app[SETTINGS].public_url.rstrip("/") or f"{request.scheme}://{request.host}"
+    server = request.app[PLATFORM].settings.public_url.rstrip("/") or f"{request.scheme}://{request.host}"
     return json_response(await environment_reference(
         request.app, environment(request), request.query.get("provider_config_key") or None, server_url=server))
 
@@ -186,7 +186,7 @@ async def _deployed_models(app: web.Application, scripts: list[DeployedScript]) 
     out: dict[str, NangoConfig] = {}
     for key, script in newest.items():
         try:
-            data = await app[BUNDLES].get(script.bundle_key)
+            data = await app[PLATFORM].bundles.get(script.bundle_key)
             manifest = await asyncio.to_thread(read_manifest, data)
         except OrchestratorError as exc:  # the reference still lists the endpoints, without their models
             log.warning("bundle_unreadable", integration=key, bundle=script.bundle_key, error=exc.message)

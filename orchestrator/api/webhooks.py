@@ -6,7 +6,7 @@ from aiohttp import web
 
 from orchestrator.api.common import json_response
 from orchestrator.api.errors import raise_error
-from orchestrator.api.keys import POOL, SEALER, SETTINGS, TEMPORAL
+from orchestrator.api.keys import PLATFORM
 from orchestrator.control.webhooks import SignatureError, store
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
@@ -22,18 +22,16 @@ async def receive(request: web.Request) -> web.Response:
     body = await request.read()
     if len(body) > MAX_BODY:
         raise_error(413, "payload_too_large", f"webhook payload over {MAX_BODY} bytes")
-    async with request.app[POOL].acquire() as conn:
+    async with request.app[PLATFORM].pool.acquire() as conn:
         env = await environments_repo.by_name(conn, request.match_info["environment"])
         integration = await integrations_repo.get(conn, env.id, request.match_info["integration"]) if env else None
         if env is None or integration is None:
             raise_error(404, "unknown_provider_config", "no such environment or integration for this webhook URL")
         try:
             headers = {str(k): v for k, v in request.headers.items()}
-            payload_id, public_id = await store(conn, request.app[SEALER], integration, headers, body)
+            payload_id, public_id = await store(conn, request.app[PLATFORM].sealer, integration, headers, body)
         except SignatureError as exc:
             raise_error(401, exc.code, exc.message)
-    settings = request.app[SETTINGS]
-    await start_webhook(request.app[TEMPORAL], WebhookInput(env.id, env.name, integration.unique_key, payload_id),
-                        public_id=public_id, timeout_s=settings.runner_webhook_timeout_s,
-                        heartbeat_timeout_s=settings.runner_heartbeat_timeout_s, prefix=settings.task_queue_prefix)
+    await start_webhook(request.app[PLATFORM], WebhookInput(env.id, env.name, integration.unique_key, payload_id),
+                        public_id=public_id)
     return json_response({"success": True, "id": public_id})

@@ -14,9 +14,13 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from orchestrator.platform import Platform
+    from orchestrator.store.types import Environment
 
 admin_app = typer.Typer(help="Operate a running platform: syncs, environments, keys.", no_args_is_help=True)
 syncs_app = typer.Typer(help="Pause, resume, trigger, cancel and re-time syncs.", no_args_is_help=True)
@@ -56,26 +60,19 @@ def load_settings() -> Any:
         _fail(f"invalid settings: {exc}")
 
 
-async def _with_context(env_name: str, fn: Callable[..., Awaitable[T]]) -> T:
-    from orchestrator.crypto import Sealer
+async def _with_context(env_name: str, fn: Callable[[Platform, Environment], Awaitable[T]]) -> T:
+    from orchestrator.platform import open_platform
     from orchestrator.store import environments as environments_repo
-    from orchestrator.store.pool import create_pool
-    from orchestrator.temporal.client import connect
 
-    settings = load_settings()
-    pool = await create_pool(settings)
-    try:
-        async with pool.acquire() as conn:
+    async with open_platform(load_settings()) as platform:
+        async with platform.pool.acquire() as conn:
             env = await environments_repo.by_name(conn, env_name)
         if env is None:
             _fail(f"no environment '{env_name}'")
-        client = await connect(settings)
-        return await fn(pool, Sealer(settings.encryption_key_bytes()), client, env)
-    finally:
-        await pool.close()
+        return await fn(platform, env)
 
 
-def _run(env_name: str, fn: Callable[..., Awaitable[T]]) -> T:
+def _run(env_name: str, fn: Callable[[Platform, Environment], Awaitable[T]]) -> T:
     from orchestrator.errors import OrchestratorError
 
     try:
@@ -85,11 +82,12 @@ def _run(env_name: str, fn: Callable[..., Awaitable[T]]) -> T:
         raise
 
 
-def _targets(integration: str, syncs: list[str] | None, connection: str | None) -> Callable[..., Awaitable[Any]]:
+def _targets(integration: str, syncs: list[str] | None, connection: str | None
+             ) -> Callable[[Platform, Environment], Awaitable[list[Any]]]:
     from orchestrator.control import syncs as sync_control
 
-    async def resolve(pool: Any, sealer: Any, env: Any) -> list[Any]:
-        return await sync_control.targets(pool, sealer, env, integration, syncs or None, connection)
+    async def resolve(platform: Platform, env: Environment) -> list[Any]:
+        return await sync_control.targets(platform, env, integration, syncs or None, connection)
     return resolve
 
 
@@ -99,7 +97,8 @@ def list_syncs(env_name: EnvOpt = "dev", integration: Annotated[str | None, type
     """Every sync schedule of the environment, as Temporal reports it."""
     from orchestrator.temporal import names, schedules
 
-    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> list[dict[str, Any]]:
+    async def run(platform: Platform, env: Environment) -> list[dict[str, Any]]:
+        client = platform.temporal
         rows = []
         for sid in await schedules.list_ids(client, names.schedule_prefix(env.name, integration)):
             view = await schedules.describe(client, sid)
@@ -124,12 +123,12 @@ def list_syncs(env_name: EnvOpt = "dev", integration: Annotated[str | None, type
 
 
 def _on_targets(env_name: str, integration: str, syncs: list[str] | None, connection: str | None,
-                control: Callable[[Any, Any, Any, list[Any]], Awaitable[T]]) -> T:
+                control: Callable[[Platform, Environment, list[Any]], Awaitable[T]]) -> T:
     """Resolve the (connection, sync) pairs, then apply one sync_control function to them."""
 
-    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> T:
-        items = await _targets(integration, syncs, connection)(pool, sealer, env)
-        return await control(pool, client, env, items)
+    async def run(platform: Platform, env: Environment) -> T:
+        items = await _targets(integration, syncs, connection)(platform, env)
+        return await control(platform, env, items)
     return _run(env_name, run)
 
 
@@ -140,7 +139,7 @@ def pause(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None, 
     from orchestrator.control import syncs as sync_control
 
     done = _on_targets(env_name, integration, syncs, connection,
-                       lambda pool, client, env, items: sync_control.pause(client, env, items, note))
+                       lambda platform, env, items: sync_control.pause(platform, env, items, note))
     typer.echo(f"paused {done} schedule(s)")
 
 
@@ -151,7 +150,7 @@ def resume(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None,
     from orchestrator.control import syncs as sync_control
 
     done = _on_targets(env_name, integration, syncs, connection,
-                       lambda pool, client, env, items: sync_control.resume(client, env, items, note))
+                       lambda platform, env, items: sync_control.resume(platform, env, items, note))
     typer.echo(f"resumed {done} schedule(s)")
 
 
@@ -163,7 +162,7 @@ def trigger(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None
     from orchestrator.control import syncs as sync_control
 
     done = _on_targets(env_name, integration, syncs, connection,
-                       lambda pool, client, env, items: sync_control.trigger(pool, client, env, items, full=full))
+                       lambda platform, env, items: sync_control.trigger(platform, env, items, full=full))
     typer.echo(f"triggered {done} sync(s){' (full resync)' if full else ''}")
 
 
@@ -174,7 +173,7 @@ def cancel(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None,
     from orchestrator.control import syncs as sync_control
 
     done = _on_targets(env_name, integration, syncs, connection,
-                       lambda pool, client, env, items: sync_control.cancel(client, env, items, reason))
+                       lambda platform, env, items: sync_control.cancel(platform, env, items, reason))
     typer.echo(f"cancelled {done} running run(s)")
 
 
@@ -187,7 +186,7 @@ def frequency(integration: str, sync: str,
 
     value = None if every.strip().lower() in ("default", "reset", "null", "none") else every
     text = _on_targets(env_name, integration, [sync], connection,
-                       lambda pool, client, env, items: sync_control.set_frequency(pool, client, env, items, value))
+                       lambda platform, env, items: sync_control.set_frequency(platform, env, items, value))
     typer.echo(f"frequency: {text}")
 
 
@@ -198,7 +197,7 @@ def status(integration: str, syncs: SyncsArg = None, connection: ConnOpt = None,
     from orchestrator.control import syncs as sync_control
 
     rows = _on_targets(env_name, integration, syncs, connection,
-                       lambda pool, client, env, items: sync_control.status(pool, client, env, items))
+                       lambda platform, env, items: sync_control.status(platform, env, items))
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -218,20 +217,14 @@ admin_app.add_typer(scripts_app, name="scripts")
 KindOpt = Annotated[str | None, typer.Option("--kind", help="sync or action (needed only when both share the name).")]
 
 
-def _run_platform(fn: Callable[..., Awaitable[T]], *, temporal: bool = False) -> T:
-    """Run `fn(pool, client)` with the platform's database (and Temporal when asked); errors end the command."""
+def _run_platform(fn: Callable[[Platform], Awaitable[T]], *, temporal: bool = False) -> T:
+    """Run `fn(platform)` (connected to Temporal only when asked); errors end the command."""
     from orchestrator.errors import OrchestratorError
-    from orchestrator.store.pool import create_pool
-    from orchestrator.temporal.client import connect
+    from orchestrator.platform import open_platform
 
     async def main() -> T:
-        settings = load_settings()
-        pool = await create_pool(settings)
-        try:
-            client = await connect(settings) if temporal else None
-            return await fn(pool, client)
-        finally:
-            await pool.close()
+        async with open_platform(load_settings(), connect_temporal=temporal) as platform:
+            return await fn(platform)
 
     try:
         with contextlib.redirect_stdout(sys.stderr):  # log lines must not mix with --json output
@@ -247,8 +240,8 @@ def env_create(name: Annotated[str, typer.Argument(help="Environment name (lette
     """Create an environment; prints its secret key (shown once, only its hash is stored)."""
     from orchestrator.control import environments
 
-    async def run(pool: Any, client: Any) -> tuple[Any, str]:
-        return await environments.create(pool, name)
+    async def run(platform: Platform) -> tuple[Any, str]:
+        return await environments.create(platform.pool, name)
     env, key = _run_platform(run)
     if as_json:
         typer.echo(json.dumps({"name": env.name, "secret_key": key}))
@@ -261,8 +254,8 @@ def env_list(as_json: JsonOpt = False) -> None:
     """Every environment, with its counts and key rotation state."""
     from orchestrator.control import environments
 
-    async def run(pool: Any, client: Any) -> list[dict[str, Any]]:
-        return await environments.list_all(pool)
+    async def run(platform: Platform) -> list[dict[str, Any]]:
+        return await environments.list_all(platform.pool)
     rows = _run_platform(run)
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
@@ -281,8 +274,8 @@ def env_delete(name: str,
     """Delete an environment with its schedules (its integrations and connections need --force)."""
     from orchestrator.control import environments
 
-    async def run(pool: Any, client: Any) -> dict[str, Any]:
-        return await environments.delete(pool, client, name, force=force)
+    async def run(platform: Platform) -> dict[str, Any]:
+        return await environments.delete(platform, name, force=force)
     result = _run_platform(run, temporal=True)
     typer.echo(f"deleted environment '{name}' ({result['integrations']} integration(s), "
                f"{result['connections']} connection(s), {len(result['schedules_deleted'])} schedule(s))")
@@ -300,8 +293,8 @@ def env_rotate_key(
 
     seconds = grace if grace is not None else load_settings().secret_key_grace_s
 
-    async def run(pool: Any, client: Any) -> Any:
-        return await environments.rotate_key(pool, name, environments.check_grace(seconds))
+    async def run(platform: Platform) -> Any:
+        return await environments.rotate_key(platform.pool, name, environments.check_grace(seconds))
     rotated = _run_platform(run)
     if as_json:
         typer.echo(json.dumps(rotated.as_dict()))
@@ -314,11 +307,8 @@ def env_rotate_key(
 def _switch(integration: str, name: str, enabled: bool, kind: str | None, env_name: str) -> None:
     from orchestrator.control import scripts as scripts_control
 
-    prefix = load_settings().task_queue_prefix
-
-    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> Any:
-        return await scripts_control.switch(pool, sealer, client, env, integration, name, enabled, kind,
-                                            task_queue_prefix=prefix)
+    async def run(platform: Platform, env: Environment) -> Any:
+        return await scripts_control.switch(platform, env, integration, name, enabled, kind)
     result = _run(env_name, run)
     state = "enabled" if enabled else "disabled"
     if not result.changed:
@@ -347,8 +337,8 @@ def scripts_list(env_name: EnvOpt = "dev", integration: Annotated[str | None, ty
     """Deployed syncs and actions with their switch."""
     from orchestrator.control import scripts as scripts_control
 
-    async def run(pool: Any, sealer: Any, client: Any, env: Any) -> list[dict[str, Any]]:
-        return await scripts_control.list_scripts(pool, env, integration)
+    async def run(platform: Platform, env: Environment) -> list[dict[str, Any]]:
+        return await scripts_control.list_scripts(platform.pool, env, integration)
     rows = _run(env_name, run)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))

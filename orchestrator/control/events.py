@@ -8,8 +8,8 @@ import uuid
 
 import asyncpg
 import structlog
-from temporalio.client import Client
 
+from orchestrator.platform import Platform
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store.types import Connection, Environment
@@ -28,9 +28,11 @@ async def _scripts_for(conn: asyncpg.Connection, connection: Connection, event: 
             if s.kind == "event" and s.enabled and s.config.get("event") == event]
 
 
-async def fire(pool: asyncpg.Pool, client: Client, env: Environment, connection: Connection, event: str, *,
-               timeout_s: int, prefix: str = "", wait: bool = True) -> list[ScriptJobResult]:
+async def fire(platform: Platform, env: Environment, connection: Connection, event: str, *,
+               wait: bool = True) -> list[ScriptJobResult]:
     """Run the integration's scripts for `event`; with wait, return their results (empty if none)."""
+    pool = platform.pool
+    timeout_s = platform.settings.runner_event_timeout_s
     async with pool.acquire() as conn:
         names = await _scripts_for(conn, connection, event)
         if not names:
@@ -45,11 +47,11 @@ async def fire(pool: asyncpg.Pool, client: Client, env: Environment, connection:
                                        script_name=name, kind="event", job_id=job_id, event=event))
     inp = EventInput(env.id, env.name, connection.integration_key, connection.connection_id, event, jobs)
     if not wait:
-        await run_event(client, inp, timeout_s=timeout_s, prefix=prefix, wait=False)
+        await run_event(platform, inp, wait=False)
         return []
     try:
         async with asyncio.timeout(timeout_s + 60):
-            results = await run_event(client, inp, timeout_s=timeout_s, prefix=prefix)
+            results = await run_event(platform, inp)
     except TimeoutError:
         log.warning("event_timed_out", event=event, connection=connection.connection_id)
         return [ScriptJobResult(False, error_type="TimeoutError",

@@ -41,16 +41,14 @@ async def reconcile_all(platform: Platform) -> int:
 
 
 async def redispatch_webhooks(platform: Platform) -> int:
-    pool, client, settings = platform.pool, platform.temporal, platform.settings
+    pool = platform.pool
     async with pool.acquire() as conn:
         rows = await webhooks_repo.stuck(conn, limit=500)
     started = 0
     for r in rows:
         try:
-            await start_webhook(client, WebhookInput(r["env_id"], r["env"], r["unique_key"], r["id"]),
-                                public_id=str(r["public_id"]), timeout_s=settings.runner_webhook_timeout_s,
-                                heartbeat_timeout_s=settings.runner_heartbeat_timeout_s,
-                                prefix=settings.task_queue_prefix)
+            await start_webhook(platform, WebhookInput(r["env_id"], r["env"], r["unique_key"], r["id"]),
+                                public_id=str(r["public_id"]))
             started += 1
         except WorkflowAlreadyStartedError:
             pass  # its workflow exists and will mark the row

@@ -57,7 +57,7 @@ async def prepare(deps: RunDeps, sync: SyncInput, *, workflow_id: str, run_id: s
             conn, environment_id=sync.environment_id, connection_pk=connection.id, script_name=sync.sync_name,
             variant=sync.variant, kind="sync", full_resync=full_resync, workflow_id=workflow_id, run_id=run_id)
     if credentials.expires_soon(connection):
-        await credentials.refresh(deps.pool, deps.sealer, deps.session, connection)
+        await credentials.refresh(deps, connection)
     cfg = script.config
     last = state["last_success_at"]
     return PreparedSync(
@@ -86,7 +86,7 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
     if connection is None or env is None:
         raise NotFoundError(f"connection '{sync.connection_id}' was deleted during the run")
     every = beat_interval(deps.settings.runner_heartbeat_timeout_s)
-    bundle_dir: Path = await with_heartbeat(deps.bundles.fetch(prepared.bundle_key, prepared.bundle_sha256),
+    bundle_dir: Path = await with_heartbeat(deps.cache.fetch(prepared.bundle_key, prepared.bundle_sha256),
                                             heartbeat, every)
     provider = await resolve_provider(deps.pool, connection.environment_id, connection.provider)
 

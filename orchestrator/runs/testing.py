@@ -16,7 +16,10 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from orchestrator.bundles.store import DirectoryStore
+from orchestrator.config.settings import Settings
 from orchestrator.crypto import Sealer, new_secret_key
+from orchestrator.platform import Platform
 from orchestrator.providers.catalog import Provider, get_provider
 from orchestrator.runner.host import Limits, Runner, RunOutcome, RunSpec, ScriptKind, run_script
 from orchestrator.runs.script_host import ScriptHost
@@ -41,6 +44,11 @@ class ScriptBench:
     integration_key: str = "github"
     provider_name: str = "github"
     hosts: list[ScriptHost] = field(default_factory=list)
+
+    def platform(self) -> Platform:
+        """The handles a refresh needs; a bench has no Temporal client and stores no bundles."""
+        return Platform(settings=Settings(), pool=self.pool, sealer=self.sealer, temporal_client=None,
+                        bundles=DirectoryStore(self.root / "bundles"), http=self.session)
 
     async def setup(self, *, integration_key: str = "github", provider: str = "github") -> ScriptBench:
         self.environment_name = "rt" + uuid.uuid4().hex[:10]
@@ -98,12 +106,12 @@ class ScriptBench:
         bundle_dir = self.bundle(files)
         provider = provider or get_provider(self.provider_name)
         job_id = await self.open_job(connection, sync_name or "action", kind) if job else None
-        pool, sealer, session = self.pool, self.sealer, self.session
+        pool, session = self.pool, self.session
 
         async def refresh(force: bool) -> Connection:
             from orchestrator.providers import credentials
 
-            host.connection = await credentials.refresh(pool, sealer, session, host.connection, force=force)
+            host.connection = await credentials.refresh(self.platform(), host.connection, force=force)
             return host.connection
 
         async def write_metadata(metadata: dict[str, Any], merge: bool) -> dict[str, Any]:

@@ -41,10 +41,7 @@ def trigger_for(deps: RunDeps, environment_id: int, environment: str):  # type: 
         job = ScriptJobInput(environment_id=environment_id, environment=environment, integration=integration,
                              connection_id=connection_id, script_name=action_name, kind="action", job_id=job_id,
                              input=input)
-        handle = await start_action(deps.temporal, job, public_id=public_id,
-                                    timeout_s=deps.settings.runner_action_timeout_s, max_retries=0,
-                                    heartbeat_timeout_s=deps.settings.runner_heartbeat_timeout_s,
-                                    prefix=deps.settings.task_queue_prefix)
+        handle = await start_action(deps, job, public_id=public_id, max_retries=0)
         try:
             await handle.result()
         except WorkflowFailureError:

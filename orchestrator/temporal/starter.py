@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Protocol
 
 from temporalio.client import Client, WorkflowHandle
 
+from orchestrator.config.settings import Settings
 from orchestrator.temporal import names
 from orchestrator.temporal.types import (
-    DEFAULT_HEARTBEAT_TIMEOUT_S,
     ActionWorkflowInput,
     EventInput,
     EventWorkflowInput,
@@ -22,38 +23,50 @@ from orchestrator.temporal.types import (
 )
 
 
-async def start_action(client: Client, job: ScriptJobInput, *, public_id: str, timeout_s: int, max_retries: int,
-                       heartbeat_timeout_s: int = DEFAULT_HEARTBEAT_TIMEOUT_S,
-                       prefix: str = "") -> WorkflowHandle[object, ScriptJobResult]:
+class Handles(Protocol):
+    """What starting a workflow needs: `orchestrator.platform.Platform` (and the worker's RunDeps) has both."""
+
+    @property
+    def temporal(self) -> Client: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+
+async def start_action(handles: Handles, job: ScriptJobInput, *, public_id: str,
+                       max_retries: int) -> WorkflowHandle[object, ScriptJobResult]:
     """Start an ActionWorkflow; its result is the job's result, and a failed action fails the workflow."""
-    return await client.start_workflow(
-        "ActionWorkflow", ActionWorkflowInput(job, timeout_s, max_retries, heartbeat_timeout_s),
+    settings = handles.settings
+    timeout_s = settings.runner_action_timeout_s
+    return await handles.temporal.start_workflow(
+        "ActionWorkflow", ActionWorkflowInput(job, timeout_s, max_retries, settings.runner_heartbeat_timeout_s),
         id=f"action:{names.escape(job.environment)}:{public_id}",
-        task_queue=names.queue(prefix, names.ACTION_QUEUE), result_type=ScriptJobResult,
+        task_queue=names.queue(settings.task_queue_prefix, names.ACTION_QUEUE), result_type=ScriptJobResult,
         search_attributes=names.search_attributes(job.environment, job.integration, job.connection_id,
                                                   job.script_name, "action"),
         execution_timeout=timedelta(seconds=timeout_s * (1 + max_retries) + 300))
 
 
-async def start_webhook(client: Client, inp: WebhookInput, *, public_id: str, timeout_s: int,
-                        heartbeat_timeout_s: int = DEFAULT_HEARTBEAT_TIMEOUT_S,
-                        prefix: str = "") -> WorkflowHandle[object, WebhookWorkflowResult]:
+async def start_webhook(handles: Handles, inp: WebhookInput, *,
+                        public_id: str) -> WorkflowHandle[object, WebhookWorkflowResult]:
     """Start the WebhookWorkflow of one stored payload; its id is the payload's, so it starts once."""
-    return await client.start_workflow(
-        "WebhookWorkflow", WebhookWorkflowInput(inp, timeout_s, heartbeat_timeout_s),
+    settings = handles.settings
+    return await handles.temporal.start_workflow(
+        "WebhookWorkflow",
+        WebhookWorkflowInput(inp, settings.runner_webhook_timeout_s, settings.runner_heartbeat_timeout_s),
         id=f"webhook:{names.escape(inp.environment)}:{public_id}",
-        task_queue=names.queue(prefix, names.WEBHOOK_QUEUE), result_type=WebhookWorkflowResult,
+        task_queue=names.queue(settings.task_queue_prefix, names.WEBHOOK_QUEUE), result_type=WebhookWorkflowResult,
         search_attributes=names.search_attributes(inp.environment, inp.integration, "", "", "webhook"))
 
 
-async def run_event(client: Client, inp: EventInput, *, timeout_s: int,
-                    heartbeat_timeout_s: int = DEFAULT_HEARTBEAT_TIMEOUT_S, prefix: str = "",
-                    wait: bool = True) -> list[ScriptJobResult] | None:
+async def run_event(handles: Handles, inp: EventInput, *, wait: bool = True) -> list[ScriptJobResult] | None:
     """Start an EventWorkflow; with wait, return one result per job of `inp`, in order."""
-    handle = await client.start_workflow(
-        "EventWorkflow", EventWorkflowInput(inp, timeout_s, heartbeat_timeout_s),
+    settings = handles.settings
+    handle = await handles.temporal.start_workflow(
+        "EventWorkflow",
+        EventWorkflowInput(inp, settings.runner_event_timeout_s, settings.runner_heartbeat_timeout_s),
         id=f"event:{names.escape(inp.environment)}:{uuid.uuid4()}",
-        task_queue=names.queue(prefix, names.EVENT_QUEUE), result_type=EventWorkflowResult,
+        task_queue=names.queue(settings.task_queue_prefix, names.EVENT_QUEUE), result_type=EventWorkflowResult,
         search_attributes=names.search_attributes(inp.environment, inp.integration, inp.connection_id,
                                                   inp.event, "event"))
     if not wait:

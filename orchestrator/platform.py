@@ -1,0 +1,65 @@
+"""The platform's handles, built once per process and passed as one object.
+
+The API server keeps one in an app key, `nango admin` opens one per command and the worker one for
+its lifetime. Service functions in `control/` and `runs/` take it instead of long
+`(pool, sealer, client, ...)` argument lists, so a new handle is one field here, not thirty call sites.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import asyncpg
+from temporalio.client import Client
+
+from orchestrator.bundles.store import BundleStore, store_from_settings
+from orchestrator.config.settings import Settings
+from orchestrator.crypto import Sealer
+from orchestrator.errors import OrchestratorError
+from orchestrator.store.pool import create_pool
+from orchestrator.temporal.client import connect
+
+
+@dataclass(frozen=True)
+class Platform:
+    settings: Settings
+    pool: asyncpg.Pool
+    sealer: Sealer
+    temporal_client: Client | None
+    bundles: BundleStore
+    http: aiohttp.ClientSession
+
+    @property
+    def temporal(self) -> Client:
+        if self.temporal_client is None:
+            raise OrchestratorError("this process was started without a Temporal client")
+        return self.temporal_client
+
+    @property
+    def task_queue_prefix(self) -> str:
+        """Prepended to every task queue name, so several deployments can share one Temporal namespace."""
+        return self.settings.task_queue_prefix
+
+
+def sealer_for(settings: Settings) -> Sealer:
+    return Sealer(settings.encryption_key_bytes())
+
+
+@contextlib.asynccontextmanager
+async def open_platform(settings: Settings, *, temporal: Client | None = None,
+                        connect_temporal: bool = True) -> AsyncIterator[Platform]:
+    """Open every handle; close what was opened, in reverse order, however the body ends.
+
+    `connect_temporal=False` is for commands that only touch the database (`nango admin env list`).
+    """
+    pool = await create_pool(settings)
+    try:
+        client = temporal or (await connect(settings) if connect_temporal else None)
+        async with aiohttp.ClientSession() as http:
+            yield Platform(settings=settings, pool=pool, sealer=sealer_for(settings), temporal_client=client,
+                           bundles=store_from_settings(settings), http=http)
+    finally:
+        await pool.close()
