@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import structlog
 
 from orchestrator.config.schedule import parse_schedule
-from orchestrator.control.syncs import deployed_frequency
 from orchestrator.platform import Platform
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environments as environments_repo
@@ -21,11 +20,21 @@ from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import locks
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store import variants as variants_repo
-from orchestrator.store.types import Integration
+from orchestrator.store.types import DeployedScript, Integration
 from orchestrator.temporal import names, schedules
 from orchestrator.temporal.types import SyncInput
 
 log = structlog.get_logger(__name__)
+
+
+DEFAULT_FREQUENCY = "every 1d"  # a sync without `runs` in nango.yaml, as in Nango
+
+
+def deployed_frequency(script: DeployedScript) -> str:
+    """The interval a sync runs at without a per-connection override: its `runs`, else the default.
+
+    The reconciler, the frequency reset and the dashboard all read it here, so they never disagree."""
+    return script.config.get("runs") or DEFAULT_FREQUENCY
 
 
 @dataclass

@@ -15,6 +15,7 @@ import structlog
 from temporalio.service import RPCError, RPCStatusCode
 
 from orchestrator.config.schedule import format_interval, parse_schedule
+from orchestrator.control.reconcile import deployed_frequency, reconcile_integration
 from orchestrator.errors import InvalidInputError, NotFoundError
 from orchestrator.platform import Platform
 from orchestrator.store import connections as connections_repo
@@ -85,19 +86,14 @@ async def _handle_missing(fn: Any, *args: Any) -> bool:
 
 
 async def pause(platform: Platform, env: Environment, items: list[Target], note: str = "paused") -> int:
-    client = platform.temporal
-    done = 0
-    for t in items:
-        done += await _handle_missing(schedules.pause, client, t.schedule_id(env), note)
-    return done
+    """Pause each schedule with a note; returns how many schedules exist (a missing one is skipped)."""
+    return sum([await _handle_missing(schedules.pause, platform.temporal, t.schedule_id(env), note) for t in items])
 
 
 async def resume(platform: Platform, env: Environment, items: list[Target], note: str = "resumed") -> int:
-    client = platform.temporal
-    done = 0
-    for t in items:
-        done += await _handle_missing(schedules.unpause, client, t.schedule_id(env), note)
-    return done
+    """Unpause each schedule with a note; returns how many schedules exist (a missing one is skipped)."""
+    return sum([await _handle_missing(schedules.unpause, platform.temporal, t.schedule_id(env), note)
+                for t in items])
 
 
 async def cancel(platform: Platform, env: Environment, items: list[Target], reason: str = "cancelled") -> int:
@@ -210,14 +206,6 @@ async def status(platform: Platform, env: Environment, items: list[Target]) -> l
     return out
 
 
-DEFAULT_FREQUENCY = "every 1d"  # a sync without `runs` in nango.yaml, as in Nango
-
-
-def deployed_frequency(script: DeployedScript) -> str:
-    """The interval a sync runs at without a per-connection override: its `runs`, else the default.
-
-    The reconciler, the frequency reset and the dashboard all read it here, so they never disagree."""
-    return script.config.get("runs") or DEFAULT_FREQUENCY
 
 
 def format_interval_s(seconds: int | None) -> str | None:
@@ -253,7 +241,6 @@ def parse_syncs(raw: Any) -> tuple[list[str], str]:
 async def create_variant(platform: Platform, target: Target) -> None:
     """A variant of a sync for one connection: its own schedule, state and records."""
     pool = platform.pool
-    from orchestrator.control.reconcile import reconcile_integration
     from orchestrator.store import integrations as integrations_repo
 
     async with pool.acquire() as conn:

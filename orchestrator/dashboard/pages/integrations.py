@@ -9,7 +9,7 @@ from aiohttp import web
 
 from orchestrator.api.keys import PLATFORM
 from orchestrator.control import scripts as scripts_control
-from orchestrator.control import syncs as sync_control
+from orchestrator.control.reconcile import deployed_frequency
 from orchestrator.dashboard import queries
 from orchestrator.dashboard.forms import post_form, submit
 from orchestrator.dashboard.frame import Ctx, Router, flash_back, page, safe_next
@@ -60,7 +60,7 @@ async def integrations_page(ctx: Ctx) -> web.Response:
             rows.append((fmt('<strong>{n}</strong><div class="muted small">{d}</div>', n=s.name,
                              d=cfg.get("description") or ""),
                          badge(s.kind), _script_switch(ctx, s), fmt('v{v}', v=s.version),
-                         sync_control.deployed_frequency(s) if s.kind == "sync" else "-",
+                         deployed_frequency(s) if s.kind == "sync" else "-",
                          ", ".join(detail) or "-", models or "-",
                          join((fmt('<code>{e}</code>', e=e) for e in _endpoints(cfg)), " ") or "-",
                          fmt('<span title="{full}">{short}</span>', full=s.bundle_sha256, short=s.bundle_sha256[:10]),
