@@ -161,6 +161,14 @@ class Stack:
         return open_platform(self.settings, temporal=self.client)
 
 
+@pytest.fixture(scope="module")
+async def pool(db_ready: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the suite's migrated database, for tests of the store itself."""
+    p = await asyncpg.create_pool(db_ready, init=init_connection, min_size=1, max_size=6)
+    yield p
+    await p.close()
+
+
 @pytest.fixture(scope="session")
 async def stack(db_ready: str, temporal_env: WorkflowEnvironment, s3_endpoint: str, demo: tuple[DemoState, str],
                 tmp_root: Path) -> AsyncIterator[Stack]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -13,16 +13,8 @@ import pytest
 
 from orchestrator.errors import RecordError
 from orchestrator.store import records
-from orchestrator.store.pool import init_connection
 
 ScopeFactory = Callable[..., Awaitable[records.Scope]]
-
-
-@pytest.fixture(scope="module")
-async def pool(db_ready: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(db_ready, init=init_connection, min_size=1, max_size=6)
-    yield p
-    await p.close()
 
 
 @pytest.fixture
