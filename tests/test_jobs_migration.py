@@ -58,7 +58,15 @@ async def test_0010_renames_sync_jobs_and_splits_error_types(fresh_db: asyncpg.C
     applied = await migrate(conn)
     assert applied[0].startswith("0010")
 
-    assert await conn.fetchval("SELECT to_regclass('sync_jobs')") is None
+    # what remains of `sync_jobs` is a view for the previous release's pods during a rolling upgrade
+    assert await conn.fetchval("SELECT relkind FROM pg_class WHERE relname = 'sync_jobs'") == b"v"
+    through_view = await conn.fetchval(
+        "INSERT INTO sync_jobs (environment_id, connection_pk, sync_name, status) VALUES ($1, $2, 'old-pod',"
+        " 'running') RETURNING id", env, pk)
+    await conn.execute("UPDATE sync_jobs SET status = 'success', ended_at = now() WHERE id = $1", through_view)
+    old_pod = await jobs_repo.get(conn, through_view)
+    assert old_pod is not None and (old_pod.script_name, old_pod.kind, old_pod.status) == ("old-pod", "sync", "success")
+    await conn.execute("DELETE FROM jobs WHERE id = $1", through_view)
     got = {(r["kind"], r["error_type"], r["error"]) for r in await conn.fetch(
         "SELECT kind, error_type, error FROM jobs WHERE script_name = 's'")}
     assert got == {("action", "ValueError", "bad: input"), ("webhook", "not_found", "gone"),

@@ -25,3 +25,13 @@ ALTER TABLE jobs ADD COLUMN error_type text;
 
 UPDATE jobs SET error_type = left(error, strpos(error, ': ') - 1), error = substr(error, strpos(error, ': ') + 2)
 WHERE kind IN ('action', 'webhook', 'event') AND strpos(error, ': ') > 0;
+
+-- During a rolling upgrade, pods of the previous release still read and write `sync_jobs` until they
+-- are replaced. This plain view over `jobs` is automatically updatable (PostgreSQL rewrites its
+-- INSERT/UPDATE/DELETE onto `jobs`, with the table's defaults), so they keep working meanwhile. The
+-- platform's own code never names it (tests/test_architecture.py checks); a later release drops it.
+CREATE VIEW sync_jobs AS
+SELECT id, environment_id, connection_pk, script_name AS sync_name, variant, kind, status, full_resync,
+       workflow_id, run_id, started_at, ended_at, error, error_details, public_id, input, output, error_payload,
+       attempts
+FROM jobs;
