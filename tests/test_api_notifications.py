@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from orchestrator.runs import notify
+from orchestrator.temporal import schedules
 from tests.conftest import Stack, eventually, setup_github, wait_for_job
 
 
@@ -52,9 +53,18 @@ async def receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Receiver]:
         await runner.cleanup()
 
 
+async def idle(stack: Stack, schedule_id: str) -> None:
+    """Wait until no run of the schedule is in flight: a job closes before its run notifies."""
+    async def no_run() -> None:
+        view = await schedules.describe(stack.client, schedule_id)
+        assert view is not None and not view.running_workflow_ids, view
+    await eventually(no_run, timeout=30)
+
+
 async def test_result_webhooks_are_nangos_payloads_retried_and_recorded(stack: Stack, receiver: Receiver) -> None:
     gh = await setup_github(stack, issues=3)
     await wait_for_job(stack, gh)
+    await idle(stack, gh.schedule_id())  # the first run has sent (or skipped) its own notification by now
     async with stack.api(gh.key) as api:
         await api.update_environment(webhook_url=receiver.url, webhook_secret="whsec-1")
         receiver.plan = ["500", "slow"]  # a 5xx, then a timeout, then delivered

@@ -301,6 +301,6 @@ class ScriptHost:
     async def rpc_trigger_action(self, provider_config_key: str, connection_id: str, action_name: str,
                                  input: Any = None) -> Any:
         if self._action_trigger is None:
-            raise RpcFailure("not_implemented", "trigger_action is not available on this platform yet: actions are "
-                                                "started by the API (POST /action/trigger), not from scripts")
+            raise RpcFailure("not_implemented", "trigger_action is not available in this run: only a worker starts "
+                                                "actions (dry runs and test benches do not)")
         return await self._action_trigger(provider_config_key, connection_id, action_name, input)
