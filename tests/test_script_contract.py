@@ -114,6 +114,28 @@ async def test_production_and_nango_mock_agree(bench: ScriptBench, case: str) ->
     assert prod[-1][1].startswith("stored ")
 
 
+UNENCODABLE = """
+from orchestrator.sdk import NangoSync
+
+
+async def fetch_data(nango: NangoSync) -> None:
+    for record in ({"id": 1, "tags": {"a"}}, {"id": 2, "n": 2 ** 70}):
+        try:
+            await nango.batch_save([record], "Row")
+            await nango.log("saved")
+        except TypeError as exc:
+            await nango.log("refused: " + type(exc).__name__)
+    await nango.log("stored " + str(sorted(await nango.get_records_by_id(["1", "2"], "Row"))))
+"""
+
+
+async def test_what_cannot_cross_the_channel_is_refused_by_both(bench: ScriptBench) -> None:
+    """A set or an integer past 64 bits never reaches the host: the channel's encoding refuses it, in both."""
+    prod = await production(bench, UNENCODABLE)
+    assert prod == await mocked(UNENCODABLE)
+    assert [message for _, message in prod] == ["refused: TypeError", "refused: TypeError", "stored []"]
+
+
 async def test_what_they_agree_on(bench: ScriptBench) -> None:
     """Spot checks of the outcomes themselves (the comparison above would pass if both were wrong)."""
     async def run(case: str) -> list[str]:

@@ -42,9 +42,10 @@ class Channel:
 
     async def call(self, method: str, params: dict[str, Any]) -> Any:
         msg_id = next(self._ids)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        frame = wire.encode({"id": msg_id, "method": method, "params": params})  # what cannot cross fails here,
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()  # before any reply is awaited
         self._pending[msg_id] = fut
-        self._writer.write(wire.encode({"id": msg_id, "method": method, "params": params}))
+        self._writer.write(frame)
         await self._writer.drain()
         return await fut
 

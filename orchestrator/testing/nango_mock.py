@@ -19,7 +19,7 @@ from typing import Any
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.runs.sinks import MemorySink
-from orchestrator.sdk import contract
+from orchestrator.sdk import contract, wire
 from orchestrator.sdk.channel import _to_exception
 from orchestrator.sdk.nango import NangoAction, NangoSync, RunContext
 from orchestrator.store.records import WriteResult
@@ -51,10 +51,12 @@ class _LocalChannel:
         handler = getattr(self._mock, f"_rpc_{method}", None)
         if handler is None:
             raise _to_exception({"type": "unknown_method", "message": f"unknown platform call '{method}'"})
-        params = copy.deepcopy(params)  # as over the real channel: the script keeps no reference to what it sent
+        # Through the same JSON encoding as the real channel: what cannot cross it (a set, an int past 64 bits)
+        # fails here as it fails in the sandbox, and the script keeps no reference to what it sent.
+        params = wire.loads(wire.dumps(params))
         self._mock.calls.append((method, params))
         try:
-            return copy.deepcopy(await handler(**copy.deepcopy(params)))
+            return wire.loads(wire.dumps(await handler(**copy.deepcopy(params))))
         except _Failure as exc:
             raise _to_exception(exc.payload) from None
 
