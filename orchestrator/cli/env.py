@@ -19,8 +19,6 @@ from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, Target, fail, res
 
 env_app = typer.Typer(help="Environment variables of an environment (set, list, unset).", no_args_is_help=True)
 
-NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-
 
 def _target(server: str | None, secret_key: str | None, environment: str | None) -> Target:
     return resolve_target(Path("."), server, secret_key, environment)
@@ -60,13 +58,15 @@ def set_(
     environment: EnvOpt = None, server: ServerOpt = None, secret_key: KeyOpt = None,
 ) -> None:
     """Set one or more variables; the others stay as they are."""
+    from orchestrator.control.environments import VARIABLE_NAME  # the rule the API applies
+
     wanted: dict[str, str] = {}
     for item in assignments:
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or not name:
             fail(f"expected KEY=VALUE, got {item!r}")
-        if not NAME.match(name):
+        if not re.fullmatch(VARIABLE_NAME, name):
             fail(f"invalid variable name {name!r}: letters, digits, '_', '.', '-', not starting with a digit")
         wanted[name] = value
     target = _target(server, secret_key, environment)

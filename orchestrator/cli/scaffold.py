@@ -8,6 +8,7 @@ from pathlib import Path
 from orchestrator.authoring.checks import Script, declared_scripts
 from orchestrator.config.codegen import generate_models_py
 from orchestrator.config.nango_yaml import NangoConfig
+from orchestrator.sdk import contract
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "init"
 # Package data skips dotfiles, so the template stores them without the dot.
@@ -74,7 +75,7 @@ def stub_source(config: NangoConfig, script: Script) -> str:
         imports = sorted(set(sync.output))
         first = sync.output[0]
         body = [
-            "async def fetch_data(nango: NangoSync) -> None:",
+            f"{contract.entry_point('sync').signature}:",
             "    # Fetch from the provider's API and save what it returns, for example:",
             '    #     async for page in nango.paginate("/items", retries=3):',
             f'    #         await nango.batch_save([{first}.model_validate(item) for item in page], "{first}")',
@@ -84,7 +85,7 @@ def stub_source(config: NangoConfig, script: Script) -> str:
             body += [
                 "",
                 "",
-                "async def on_webhook(nango: NangoSync, payload: dict) -> None:",
+                f"{contract.entry_point('webhook').signature}:",
                 f"    # Called with each incoming webhook of: {', '.join(sync.webhook_subscriptions)}",
                 f'    raise NotImplementedError("on_webhook of sync {script.name!r} is not written yet")',
             ]
@@ -96,7 +97,7 @@ def stub_source(config: NangoConfig, script: Script) -> str:
         imports = sorted({m for m in (in_model, out_model) if m})
         out_type = out_model or ("dict" if action.output else "None")
         body = [
-            f"async def run_action(nango: NangoAction, input: {in_model or 'dict'}) -> {out_type}:",
+            f"{contract.entry_point('action').typed(in_model or 'dict', out_type)}:",
             f'    raise NotImplementedError("action {script.name!r} is not written yet")',
         ]
         sdk = "NangoAction"
@@ -105,7 +106,7 @@ def stub_source(config: NangoConfig, script: Script) -> str:
         about = f"runs on {', '.join(events)}"
         imports = []
         body = [
-            "async def on_event(nango: NangoAction) -> None:",
+            f"{contract.entry_point('event').signature}:",
             f'    raise NotImplementedError("event script {script.name!r} is not written yet")',
         ]
         sdk = "NangoAction"

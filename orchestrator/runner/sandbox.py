@@ -33,6 +33,8 @@ from pathlib import Path
 
 import structlog
 
+from orchestrator.sdk import contract
+
 log = structlog.get_logger(__name__)
 
 Tier = str  # "bwrap" | "unshare" | "process"
@@ -44,9 +46,8 @@ TMP_SIZE = "64M"
 PIDS_MAX = 32
 CGROUP_V1_PIDS = Path("/sys/fs/cgroup/pids")
 CGROUP_PARENT = "nango-runner"
-# packages the child may need: pydantic for generated models.py, orjson to speed up the wire
-CHILD_PACKAGES = ("pydantic", "pydantic_core", "typing_extensions", "annotated_types", "typing_inspection",
-                  "orjson")
+# packages the child may need: what generated models.py may import (pydantic), orjson to speed up the wire
+CHILD_PACKAGES = (*sorted(contract.MODELS_MAY_IMPORT), "orjson")
 CHILD_FILES = ("orchestrator/__init__.py", "orchestrator/runner/__init__.py", "orchestrator/runner/child.py",
                "orchestrator/runner/seccomp_child.py")
 CHILD_DIRS = ("orchestrator/sdk",)

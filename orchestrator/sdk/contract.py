@@ -32,6 +32,10 @@ class EntryPoint:
     params: tuple[str, ...]
     signature: str
 
+    def typed(self, input_type: str = "dict", output_type: str = "None") -> str:
+        """The signature with an action's input and output types filled in (what `nango generate` writes)."""
+        return self.signature.replace(": Input)", f": {input_type})").replace("-> Output", f"-> {output_type}")
+
 
 ENTRY_POINTS: dict[str, EntryPoint] = {
     "sync": EntryPoint("sync", "fetch_data", ("nango",), "async def fetch_data(nango: NangoSync) -> None"),

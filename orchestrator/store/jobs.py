@@ -41,7 +41,8 @@ async def open_job(
     async with conn.transaction():
         row = await conn.fetchrow(
             "SELECT id, workflow_id, run_id FROM jobs WHERE connection_pk = $1 AND script_name = $2"
-            " AND variant = $3 AND kind = 'sync' AND status = 'running' FOR UPDATE", connection_pk, script_name, variant)
+            " AND variant = $3 AND kind = 'sync' AND status = 'running' FOR UPDATE",
+            connection_pk, script_name, variant)
         if row and row["workflow_id"] == workflow_id and row["run_id"] == run_id:
             return row["id"]
         if row:
