@@ -25,9 +25,6 @@ class OrchestratorError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.message, self.fields))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, **self.fields}
-
 
 def _rebuild(cls: type[OrchestratorError], message: str, fields: dict[str, Any]) -> OrchestratorError:
     err = cls.__new__(cls)

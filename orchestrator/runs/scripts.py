@@ -10,7 +10,7 @@ from __future__ import annotations
 import orjson
 import structlog
 
-from orchestrator.errors import NotFoundError, OrchestratorError, TransientError
+from orchestrator.errors import NotFoundError, TransientError
 from orchestrator.providers import credentials
 from orchestrator.providers.custom import resolve_provider
 from orchestrator.runner.host import RunSpec, run_script
@@ -121,7 +121,3 @@ async def _close(deps: RunDeps, job_id: int, result: ScriptJobResult) -> None:
 async def fail_job(deps: RunDeps, job_id: int, message: str) -> None:
     """Close a job whose run could not happen at all (retries exhausted on an infrastructure fault)."""
     await _close(deps, job_id, ScriptJobResult(False, error_type="platform_error", error_message=message))
-
-
-def is_platform_error(exc: BaseException) -> bool:
-    return isinstance(exc, OrchestratorError) and not exc.terminal

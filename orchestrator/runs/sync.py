@@ -13,7 +13,7 @@ from pathlib import Path
 
 import structlog
 
-from orchestrator.errors import NotFoundError, OrchestratorError, ScriptError, TransientError
+from orchestrator.errors import NotFoundError, ScriptError, TransientError
 from orchestrator.providers import credentials
 from orchestrator.providers.custom import resolve_provider
 from orchestrator.runner.host import RunSpec, run_script
@@ -137,7 +137,3 @@ async def finalize(deps: RunDeps, inp: FinalizeInput) -> SyncSummary:
     assert job is not None
     log.info("sync_finished", job_id=job.id, status=job.status, counts=job.counts)
     return SyncSummary(job.id, job.status, job.counts, job.error)
-
-
-def is_terminal(exc: BaseException) -> bool:
-    return isinstance(exc, OrchestratorError) and exc.terminal

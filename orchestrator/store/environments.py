@@ -82,14 +82,6 @@ async def rotate_key(conn: asyncpg.Connection, env_id: int, new_key: str,
     return row["previous_key_expires_at"] if row else None
 
 
-async def expire_previous_key(conn: asyncpg.Connection, env_id: int) -> bool:
-    """End a rotation's grace period now; True when a previous key was still valid."""
-    status = await conn.execute(
-        "UPDATE environments SET previous_secret_key_hash = NULL, previous_key_expires_at = NULL"
-        " WHERE id = $1 AND previous_secret_key_hash IS NOT NULL AND previous_key_expires_at > now()", env_id)
-    return status.endswith(" 1")
-
-
 async def delete(conn: asyncpg.Connection, env_id: int) -> None:
     await conn.execute("DELETE FROM environments WHERE id = $1", env_id)
 
