@@ -16,6 +16,7 @@ from orchestrator.config.settings import Settings
 from orchestrator.errors import OrchestratorError
 from orchestrator.platform import open_platform
 from orchestrator.runner.host import Runner
+from orchestrator.runner.sandbox import SandboxConfig, SandboxUnavailableError
 from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.limits import EnvironmentLimiter
 from orchestrator.store.pool import ping
@@ -29,17 +30,31 @@ class IsolationUnavailableError(OrchestratorError):
     terminal = True
 
 
+def sandbox_config(settings: Settings) -> SandboxConfig:
+    return SandboxConfig(isolation=settings.runner_isolation.strip().lower(),
+                         allow_unsandboxed=settings.runner_allow_unsandboxed, tmp_size_mb=settings.runner_tmp_size_mb,
+                         shm_size_mb=settings.runner_shm_size_mb, pids_cgroup=settings.runner_pids_cgroup)
+
+
 async def start_runner(settings: Settings) -> Runner:
-    """Probe the sandbox, say which tier is active, and refuse to go on without namespaces if asked."""
-    runner = await Runner.create(tier=settings.runner_isolation or None, warm=settings.runner_warm_children)
+    """Probe the sandbox and refuse to start without all of it, unless the operator opted out (loudly).
+
+    Fails closed: bubblewrap's namespaces and private filesystem view, both seccomp filters and the
+    rlimits, or IsolationUnavailableError naming each missing part and how to install it.
+    """
+    try:
+        runner = await Runner.create(sandbox_config(settings), warm=settings.runner_warm_children)
+    except SandboxUnavailableError as exc:
+        raise IsolationUnavailableError(str(exc)) from None
+    if not settings.runner_require_isolation:
+        log.warning("runner_require_isolation_ignored",
+                    note="RUNNER_REQUIRE_ISOLATION is deprecated: the worker always requires the sandbox; "
+                    "RUNNER_ALLOW_UNSANDBOXED=true is the (local development) opt-out")
     info = runner.sandbox.describe()
-    if not runner.sandbox.namespaces:
-        if settings.runner_require_isolation:
-            await runner.close()
-            raise IsolationUnavailableError(
-                "RUNNER_REQUIRE_ISOLATION is set but neither bubblewrap nor unshare can create namespaces here "
-                f"(active tier: {runner.sandbox.tier}); install bubblewrap or allow user namespaces")
-        log.warning("runner_isolation", **info, note="scripts run as plain processes: no namespace isolation")
+    if not runner.sandbox.sandboxed:
+        log.warning("runner_not_sandboxed", **info,
+                    note="RUNNER_ALLOW_UNSANDBOXED=true: scripts run WITHOUT the sandbox and can read the worker's "
+                    "files, environment and processes; local development only, never on a shared worker")
     else:
         log.info("runner_isolation", **info)
     return runner

@@ -44,6 +44,7 @@ SETTINGS = {name.upper() for name in Settings.model_fields}
 # Settings the chart leaves to the application's default on purpose, each with its reason.
 LEFT_TO_DEFAULTS = {
     "BUNDLE_DIR": "the chart always uses MinIO/S3; a local directory store cannot be shared by pods",
+    "RUNNER_ALLOW_UNSANDBOXED": "local development only: the chart never runs scripts without the sandbox",
 }
 # Secret settings: they must never appear in the ConfigMap.
 SECRET_SETTINGS = {"DATABASE_PASSWORD", "ENCRYPTION_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY",
@@ -126,6 +127,7 @@ def test_values_match_the_schema(value_set: str) -> None:
     {"encryptionKey": "not-32-bytes"},
     {"image": {"pullPolicy": "Sometimes"}},
     {"config": {"runner": {"isolation": "gvisor"}}},
+    {"config": {"runner": {"isolation": "unshare"}}},  # removed: it gave scripts the host's filesystem
     {"config": {"api": {"adminSecretKey": "short"}}},
     {"config": {"api": {"secretKeyGraceSeconds": 31 * 86400}}},
     {"config": {"worker": {"maxConcurrentPerEnvironment": -1}}},
@@ -258,7 +260,8 @@ def test_new_settings_are_passed_through() -> None:
 
 @pytest.mark.parametrize(("values", "message"), [
     ({"worker": {"terminationGracePeriodSeconds": 30}}, "must exceed config.worker.shutdownGraceSeconds"),
-    ({"config": {"runner": {"isolation": "process"}}}, "requireIsolation"),
+    ({"config": {"runner": {"isolation": "process"}}}, "runs scripts without the sandbox"),
+    ({"config": {"runner": {"isolation": "process", "requireIsolation": False}}}, "runs scripts without the sandbox"),
 ])
 def test_inconsistent_values_are_refused(values: dict[str, Any], message: str) -> None:
     with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmRenderError, match=message):

@@ -80,10 +80,27 @@ class Settings(BaseSettings):
     runner_event_timeout_s: int = Field(5 * 60, description="Wall-clock limit of an event script run.")
     runner_heartbeat_timeout_s: int = Field(30, description="A sync whose worker stops heartbeating this long is "
                                             "retried on another worker.")
-    runner_require_isolation: bool = Field(False, description="Refuse to start without namespace isolation.")
+    runner_require_isolation: bool = Field(
+        True, description="Deprecated and ignored: the worker always refuses to start without the full sandbox "
+        "(see RUNNER_ALLOW_UNSANDBOXED). Still accepted so existing deployments keep starting.")
     runner_cpu_seconds: int = Field(7200, description="CPU-time limit (RLIMIT_CPU) of a script's process; 0 = none.")
     runner_warm_children: int = Field(2, description="Pre-started script processes kept ready per worker.")
-    runner_isolation: str = Field("", description="Force an isolation tier (bwrap, unshare, process); empty = best.")
+    runner_isolation: str = Field(
+        "", description="Pin the isolation: empty or bwrap = the full sandbox (bubblewrap + seccomp + rlimits), "
+        "never downgraded; process = no sandbox, which needs RUNNER_ALLOW_UNSANDBOXED=true.")
+    runner_allow_unsandboxed: bool = Field(
+        False, description="Local development only: run scripts without the sandbox when it is missing (or with "
+        "RUNNER_ISOLATION=process), logged as a warning at start and on every run. Scripts then see the worker's "
+        "files and processes: never on a shared worker.")
+    runner_tmp_size_mb: int = Field(64, ge=1, description="Size cap of a script's private /tmp (a tmpfs, which also "
+                                    "holds the bundle's files); a write beyond it fails with 'No space left'.")
+    runner_shm_size_mb: int = Field(16, ge=1, description="Size cap of a script's /dev/shm (a tmpfs); the rest of "
+                                    "its /dev is read-only.")
+    runner_file_size_mb: int = Field(64, ge=1, description="Largest file a script's process may write (RLIMIT_FSIZE);"
+                                     " a larger write fails with 'File too large'.")
+    runner_pids_cgroup: bool = Field(
+        True, description="Put each script process in its own v1 pids cgroup where one is writable: a second line "
+        "behind the seccomp filter, which alone refuses every new process (threads stay allowed).")
 
     log_level: str = Field("INFO", description="Log level.")
 

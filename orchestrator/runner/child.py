@@ -1,10 +1,12 @@
 """The sandboxed child: load one script from its bundle and call its entry point.
 
-Started as `python -I -S -c <boot> <fd> <import paths...>` (see sandbox.py), with the RPC socket
-on <fd>. It imports the SDK (and pydantic, for generated models) first, then waits for its init
-frame, so a pre-started "warm" child answers a run in a few milliseconds. After the init frame it
-applies the limits, loads the seccomp filter itself when bwrap did not, writes the bundle sent by
-the host under its private /tmp, installs the import guard and calls the script's entry point.
+Started as `python -I -S -B -c <boot> <fd> <filter> <import paths...>` (see sandbox.py), with the
+RPC socket on <fd>. Its first act is to load its own seccomp filter (<filter>, base64: the
+denylist plus execve/execveat, stacked on bwrap's), so nothing after the interpreter's start can
+create or replace a process. It then imports the SDK (and pydantic, for generated models) and
+waits for its init frame, so a pre-started "warm" child answers a run in a few milliseconds.
+After the init frame it applies the limits, writes the bundle sent by the host under its private
+/tmp, installs the import guard and calls the script's entry point. No bytecode is written.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import builtins
+import faulthandler
 import importlib
 import importlib.util
 import os
@@ -241,10 +244,6 @@ async def main(fd: int) -> int:
     if not isinstance(init, dict):
         return 2
     _apply_limits(init.get("limits") or {})
-    if init.get("seccomp"):
-        from orchestrator.runner import seccomp_child
-
-        seccomp_child.load(base64.b64decode(init["seccomp"]))
     from orchestrator.sdk.channel import Channel
 
     channel = Channel(reader, writer)
@@ -278,10 +277,70 @@ async def main(fd: int) -> int:
     return 0
 
 
-def entry(fd: int = RPC_FD) -> None:
+def _load_filter(child_filter: str) -> None:
+    """Load the child's own seccomp filter, or end the process: a child never runs unconfined by accident."""
+    sys.dont_write_bytecode = True  # bundle folders never get __pycache__ (also -B on the command line)
+    if child_filter in ("", "-"):
+        return  # RUNNER_ALLOW_UNSANDBOXED without libseccomp: the host logged it
+    from orchestrator.runner import seccomp_child
+
+    try:
+        seccomp_child.load(base64.b64decode(child_filter))
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"sandbox: the child's seccomp filter could not be loaded: {exc}\n")
+        sys.stderr.flush()
+        os._exit(3)
+
+
+def probe(child_filter: str) -> None:
+    """The sandbox's self-check at worker start (sandbox.probe_bwrap): prints `ok` only if it confines."""
+    import resource
+    import threading
+
+    _load_filter(child_filter)
+    failures: list[str] = []
+    if child_filter in ("", "-"):
+        failures.append("no seccomp filter")
+    try:
+        pid = os.fork()
+    except PermissionError:
+        pass
+    else:
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        failures.append("fork() is not refused")
+    try:
+        socket.socket().close()
+        failures.append("socket() is not refused")
+    except PermissionError:
+        pass
+    for which, what in ((resource.RLIMIT_AS, "memory"), (resource.RLIMIT_FSIZE, "file size")):
+        if resource.getrlimit(which)[0] == resource.RLIM_INFINITY:
+            failures.append(f"no {what} limit")
+    ran: list[bool] = []
+    thread = threading.Thread(target=lambda: ran.append(True))
+    thread.start()
+    thread.join()
+    if not ran:
+        failures.append("threads do not start")
+    import orchestrator.sdk  # noqa: F401
+
+    if failures:
+        print("unconfined: " + ", ".join(failures), flush=True)
+        return
+    try:  # last: if exec worked, this process is replaced and says so
+        os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", "print('unconfined: execve() is not refused')"])
+    except PermissionError:
+        print("ok", flush=True)
+
+
+def entry(fd: int = RPC_FD, child_filter: str = "-") -> None:
+    _load_filter(child_filter)
+    faulthandler.enable()  # a crash (SIGSEGV, SIGBUS...) leaves the Python traceback in the job's logs
     _warm_imports()
     sys.exit(asyncio.run(main(fd)))
 
 
 if __name__ == "__main__":
-    entry(int(sys.argv[1]) if len(sys.argv) > 1 else RPC_FD)
+    entry(int(sys.argv[1]) if len(sys.argv) > 1 else RPC_FD, sys.argv[2] if len(sys.argv) > 2 else "-")

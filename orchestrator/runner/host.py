@@ -9,7 +9,7 @@ crash), the child's whole process group is killed in `finally`.
 from __future__ import annotations
 
 import asyncio
-import base64
+import dataclasses
 import os
 import signal
 import socket
@@ -21,7 +21,15 @@ from typing import Any, Literal, Protocol
 
 import structlog
 
-from orchestrator.runner.sandbox import PIDS_MAX, PidsCgroup, Sandbox, SandboxLimits, detect, seccomp_pipe
+from orchestrator.runner.sandbox import (
+    PIDS_MAX,
+    PidsCgroup,
+    Sandbox,
+    SandboxConfig,
+    SandboxLimits,
+    detect,
+    seccomp_pipe,
+)
 from orchestrator.sdk import wire
 
 log = structlog.get_logger(__name__)
@@ -121,6 +129,10 @@ class Child:
                 await asyncio.sleep(0.02)
 
 
+# run_script without a runner (the dry run): the sandbox where it works, else the author's machine
+LOCAL = SandboxConfig(allow_unsandboxed=True)
+
+
 class Runner:
     """Starts children for the isolation tier that works here, keeping `warm` of them pre-started.
 
@@ -137,8 +149,14 @@ class Runner:
         self._closed = False
 
     @classmethod
-    async def create(cls, *, tier: str | None = None, warm: int = 0) -> Runner:
-        return cls(await asyncio.to_thread(detect, tier), warm=warm)
+    async def create(cls, config: SandboxConfig | None = None, *, tier: str | None = None, warm: int = 0) -> Runner:
+        """The full sandbox or SandboxUnavailableError. `tier="process"` is an explicit opt-out in code
+        (tests, benchmarks); the worker passes its settings as `config`."""
+        config = config or SandboxConfig()
+        if tier:
+            config = dataclasses.replace(config, isolation=tier, allow_unsandboxed=config.allow_unsandboxed
+                                         or tier == "process")
+        return cls(await asyncio.to_thread(detect, config), warm=warm)
 
     async def spawn(self, limits: Limits) -> Child:
         host_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -264,16 +282,18 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
                      on_start: Callable[[], Awaitable[None]] | None = None, *,
                      runner: Runner | None = None) -> RunOutcome:
     started = time.monotonic()
-    if runner is None:
-        runner = Runner(await asyncio.to_thread(detect, None))
+    if runner is None:  # `nango dryrun`: the author's own script on the author's machine
+        runner = Runner(await asyncio.to_thread(detect, LOCAL))
     init: dict[str, Any] = {"kind": spec.kind, "module_path": spec.module_path, "limits": spec.limits.as_init(),
                             **spec.context}
     if runner.sandbox.private_fs:
         init["bundle_files"] = await runner.bundle_files(spec.bundle_dir)
     else:
         init["bundle_dir"] = str(spec.bundle_dir)
-        if runner.sandbox.bpf:
-            init["seccomp"] = base64.b64encode(runner.sandbox.bpf).decode()
+    if not runner.sandbox.sandboxed:
+        log.warning("run_not_sandboxed", isolation=runner.sandbox.tier, module=spec.module_path)
+        handler.log("warn", f"this run is NOT sandboxed (isolation: {runner.sandbox.tier}, "
+                    "RUNNER_ALLOW_UNSANDBOXED=true): for local development only", None)
     child = await runner.acquire(spec.limits)
     proc = child.proc
     try:
@@ -392,14 +412,27 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+SIGNAL_MEANINGS = {"SIGSEGV": "invalid memory access", "SIGBUS": "bus error", "SIGKILL": "killed",
+                   "SIGABRT": "aborted", "SIGILL": "illegal instruction", "SIGFPE": "arithmetic error",
+                   "SIGXFSZ": "file size limit exceeded", "SIGSYS": "forbidden system call"}
+
+
 def _exit_reason(code: int, spec: RunSpec) -> str:
+    """What ended the child, in words: which signal, and the memory limit when it is the likely cause."""
     if code > 128 and code - 128 in signal.valid_signals():  # bwrap reports a signalled child as 128+N
         code = 128 - code
     if code < 0:
         sig = signal.Signals(-code).name
         if sig == "SIGXCPU":
-            return "script exceeded its CPU time limit (SIGXCPU)"
-        if sig == "SIGKILL":
-            return f"script was killed (SIGKILL); memory limit is {spec.limits.memory_mb} MiB"
-        return f"script process died from signal {sig}"
+            return f"script exceeded its CPU time limit of {spec.limits.cpu_seconds} s (killed by signal SIGXCPU)"
+        meaning = SIGNAL_MEANINGS.get(sig, "")
+        text = f"script process was killed by signal {sig}" + (f" ({meaning})" if meaning else "")
+        if sig in ("SIGKILL", "SIGSEGV", "SIGBUS"):
+            # the child's peak memory is gone with it: say what the signal usually means here
+            text += (f". If the script was holding much data, the likely cause is its memory limit of "
+                     f"{spec.limits.memory_mb} MiB (RUNNER_MEMORY_MB): when an allocation fails, native code can "
+                     "crash instead of raising MemoryError" + ("" if sig == "SIGKILL" else
+                                                                "; otherwise a crash in native code (ctypes, "
+                                                                "an extension): see the traceback in the logs"))
+        return text
     return f"script process exited with code {code} before finishing"

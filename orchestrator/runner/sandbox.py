@@ -1,24 +1,34 @@
-"""How a script's child process is confined: the isolation tier, its launch command, its limits.
+"""How a script's child process is confined: the sandbox, its launch command, its limits.
 
-Tiers, best first (`detect()` probes once per process and never claims a tier that does not work):
-- `bwrap`: bubblewrap with every namespace unshared (no network but `lo`, own pid/ipc/uts/user
+The sandbox is all or nothing (`detect()` probes once per process and raises
+`SandboxUnavailableError`, naming each missing part and how to install it):
+- bubblewrap with every namespace unshared (no network but `lo`, own pid/ipc/uts/user/cgroup
   namespace), an empty environment, a read-only root made only of the shared libraries, the
-  Python prefix, the SDK files and the few packages generated models need (pydantic, orjson); a
-  private size-capped `/tmp`; uid 65534 and no capabilities inside; a seccomp filter loaded by
-  bwrap itself before Python starts. The bundle is not mounted: the host sends its files in the
-  init frame and the child writes them under its private `/tmp` (so warm children work).
-- `unshare`: util-linux `unshare` (network, pid, ipc, uts, mount namespaces); no private
-  filesystem view; seccomp loaded by the child itself before user code runs.
-- `process`: a plain child process with a clean environment and rlimits; seccomp loaded by the
-  child. Logged as a warning at worker start.
-Every tier: rlimits set by `prlimit` (an exec wrapper, never `preexec_fn`), and, where the pids
-cgroup v1 controller is writable, a per-run pids cgroup (RLIMIT_NPROC does not hold root).
-The seccomp denylist makes fork/vfork/new-process clone, every socket() and non-Unix
-socketpair, ptrace, mount, namespaces, kexec, bpf, perf, keyrings and friends fail with EPERM.
+  Python prefix with its site-packages hidden (only the standard library is importable), the SDK
+  files and the few packages generated models need (pydantic, orjson), bound under /app; a
+  size-capped private `/tmp` and `/dev/shm`, a read-only `/dev`; uid 65534 and no capabilities.
+  The bundle is not mounted: the host sends its files in the init frame and the child writes
+  them under its private `/tmp` (so warm children work and no run sees the worker's cache).
+- two stacked seccomp filters: bwrap loads the denylist before it execs Python; the child loads
+  the same list plus `execve`/`execveat` as its first act (before any import of the SDK), so
+  after the interpreter starts no process can be created or replaced: fork, vfork and clone
+  without CLONE_THREAD fail with EPERM, clone3 with ENOSYS (libc falls back to clone), exec with
+  EPERM. This holds on cgroup v1, v2 or none; threads still work.
+- rlimits set by `prlimit` (an exec wrapper, never `preexec_fn`): address space, CPU, open
+  files, file size (RLIMIT_FSIZE), no core; and, where the v1 pids controller is writable, a
+  per-run pids cgroup as a second line (RLIMIT_NPROC does not hold root).
+The denylist also makes every socket() and non-Unix socketpair, ptrace, mount, namespaces, kexec,
+bpf, perf, keyrings and friends fail with EPERM.
+
+Tier `process` (a plain child with rlimits and, where libseccomp is present, the same filter) is
+no isolation: it exists only for local development, behind RUNNER_ALLOW_UNSANDBOXED=true, and is
+logged as a warning at start and on every run. The old `unshare` tier is gone: it gave the child
+the host's filesystem and `/proc`.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import functools
@@ -37,23 +47,27 @@ from orchestrator.sdk import contract
 
 log = structlog.get_logger(__name__)
 
-Tier = str  # "bwrap" | "unshare" | "process"
-NAMESPACE_TIERS = ("bwrap", "unshare")
+Tier = str  # "bwrap" | "process" (the latter only with RUNNER_ALLOW_UNSANDBOXED)
+TIERS = ("bwrap", "process")
 SANDBOX_APP = "/app"
 SANDBOX_SITE = "/app/site"
 SANDBOX_UID = 65534
-TMP_SIZE = "64M"
 PIDS_MAX = 32
 CGROUP_V1_PIDS = Path("/sys/fs/cgroup/pids")
 CGROUP_PARENT = "nango-runner"
+MIB = 1024 * 1024
 # packages the child may need: what generated models.py may import (pydantic), orjson to speed up the wire
 CHILD_PACKAGES = (*sorted(contract.MODELS_MAY_IMPORT), "orjson")
 CHILD_FILES = ("orchestrator/__init__.py", "orchestrator/runner/__init__.py", "orchestrator/runner/child.py",
                "orchestrator/runner/seccomp_child.py")
 CHILD_DIRS = ("orchestrator/sdk",)
-PROBE = "import sys; sys.path[:0] = sys.argv[2:]; import orchestrator.sdk; print('ok')"
-BOOT = ("import sys; sys.path[:0] = sys.argv[2:]; from orchestrator.runner.child import entry; "
-        "entry(int(sys.argv[1]))")
+# argv: <rpc fd> <child seccomp filter, base64, or "-"> <import paths...>
+PROBE = ("import sys; sys.path[:0] = sys.argv[3:]; from orchestrator.runner.child import probe; "
+         "probe(sys.argv[2])")
+BOOT = ("import sys; sys.path[:0] = sys.argv[3:]; from orchestrator.runner.child import entry; "
+        "entry(int(sys.argv[1]), sys.argv[2])")
+# what the child's own filter adds to bwrap's: no program replaces the interpreter once it runs
+EXEC_SYSCALLS = ("execve", "execveat")
 
 CLONE_THREAD = 0x00010000
 # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME
@@ -78,16 +92,52 @@ class SandboxLimits:
     processes: int = PIDS_MAX
 
 
+@dataclass(frozen=True)
+class SandboxConfig:
+    """What the worker's settings ask of the sandbox (hashable: `detect()` probes once per config)."""
+
+    isolation: str = ""  # "" or "bwrap": the full sandbox; "process": none (needs allow_unsandboxed)
+    allow_unsandboxed: bool = False  # RUNNER_ALLOW_UNSANDBOXED: local development only
+    tmp_size_mb: int = 64  # RUNNER_TMP_SIZE_MB: the private /tmp (the bundle is written there too)
+    shm_size_mb: int = 16  # RUNNER_SHM_SIZE_MB: /dev/shm; the rest of /dev is read-only
+    pids_cgroup: bool = True  # RUNNER_PIDS_CGROUP: a v1 pids cgroup per run where writable
+
+
+class SandboxUnavailableError(RuntimeError):
+    """The full sandbox cannot run here; `problems` says which part is missing and how to fix it."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("the script sandbox is not available: " + "; ".join(problems)
+                         + ". Scripts never run without it unless RUNNER_ALLOW_UNSANDBOXED=true (local development "
+                         "only: it gives scripts the worker's files and processes)")
+
+
+def seccomp_error() -> str | None:
+    """Why no seccomp filter can be built here, with how to fix it; None when it can."""
+    try:
+        import pyseccomp  # noqa: F401
+    except ImportError:
+        return "the pyseccomp package is missing from the worker's Python: pip install pyseccomp"
+    except (OSError, RuntimeError) as exc:
+        return f"libseccomp2 is missing ({exc}): apt-get install libseccomp2 (dnf install libseccomp on Fedora/RHEL)"
+    return None if seccomp_bpf() else "the seccomp filter cannot be built with this libseccomp"
+
+
 @functools.cache
-def seccomp_bpf() -> bytes | None:
-    """The denylist as a raw BPF program (built once, < 1 ms), or None without libseccomp."""
+def seccomp_bpf(deny_exec: bool = False) -> bytes | None:
+    """The denylist as a raw BPF program (built once, < 1 ms), or None without libseccomp.
+
+    `deny_exec` adds execve/execveat: the child's own filter, loaded once Python runs (bwrap's
+    filter cannot hold them, since bwrap loads it before it execs the interpreter).
+    """
     try:
         import pyseccomp as sc
     except (ImportError, OSError, RuntimeError):
         return None
     deny = sc.ERRNO(errno.EPERM)
     flt = sc.SyscallFilter(defaction=sc.ALLOW)
-    for name in DENIED_SYSCALLS:
+    for name in DENIED_SYSCALLS + (EXEC_SYSCALLS if deny_exec else ()):
         with contextlib.suppress(RuntimeError, OSError, ValueError):  # syscall unknown on this arch
             flt.add_rule(deny, name)
     import socket as _socket
@@ -136,8 +186,30 @@ def source_root() -> Path:
     return Path(__file__).resolve().parent.parent.parent
 
 
+PACKAGE_DIR_PATTERNS = ("python3*/site-packages", "python3*/dist-packages", "python3/dist-packages",
+                        "lib*/python3*/site-packages", "lib*/python3*/dist-packages", "lib*/python3/dist-packages",
+                        "local/lib*/python3*/site-packages", "local/lib*/python3*/dist-packages")
+
+
+def hidden_package_dirs(roots: list[Path]) -> list[Path]:
+    """Installed-package folders inside the trees bound into the sandbox, to be hidden there.
+
+    A guard is only a guard if the files are not there: the child sees the standard library and
+    the packages bound under /app/site, never the worker's own dependencies (aiohttp, asyncpg,
+    the orchestrator itself when installed in the image's site-packages).
+    """
+    found: set[Path] = set()
+    for root in roots:
+        for pattern in PACKAGE_DIR_PATTERNS:
+            for path in root.glob(pattern):
+                if path.is_dir() and not path.is_symlink():
+                    found.add(path)
+    return sorted(found)
+
+
 class PidsCgroup:
-    """A per-child v1 pids cgroup: fork bombs stop at `processes`, and kill() reaches every process."""
+    """A per-child v1 pids cgroup: a second line behind seccomp (threads stop at `processes`), and
+    kill() reaches every process. Children live under this worker's own parent (`worker_parent()`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -146,7 +218,7 @@ class PidsCgroup:
     def create(cls, processes: int) -> PidsCgroup | None:
         if not pids_cgroup_available():
             return None
-        path = CGROUP_V1_PIDS / CGROUP_PARENT / uuid.uuid4().hex[:16]
+        path = worker_parent() / uuid.uuid4().hex[:16]
         try:
             path.mkdir()
             (path / "pids.max").write_text(str(processes))
@@ -177,51 +249,120 @@ class PidsCgroup:
             return False
 
 
+def _process_start(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot (field 22 of /proc/PID/stat), None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _pid_namespace() -> int:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+def owner_name(pid: int) -> str:
+    """`w<pid>-<start>-<pid namespace>`: enough to tell, from any worker, whether the owner still runs."""
+    return f"w{pid}-{_process_start(pid) or 0}-{_pid_namespace()}"
+
+
+def owner_alive(name: str) -> bool:
+    """Whether the worker that named a parent cgroup `name` still runs (unknown counts as alive).
+
+    A worker in another pid namespace cannot be checked from here, so its cgroups are never swept.
+    """
+    try:
+        pid, start, pidns = name.removeprefix("w").split("-")
+        if not name.startswith("w") or int(pidns) != _pid_namespace():
+            return True  # not a worker's parent (or the old flat layout), or not checkable: leave it
+        return _process_start(int(pid)) == start
+    except ValueError:
+        return True
+
+
+@functools.cache
+def worker_parent() -> Path:
+    """This worker's parent pids cgroup: its runs' cgroups live there and only there."""
+    return CGROUP_V1_PIDS / CGROUP_PARENT / owner_name(os.getpid())
+
+
+def sweep_stale_cgroups(root: Path) -> list[Path]:
+    """Remove the parent cgroups of workers that are gone, never another live worker's (no race)."""
+    removed: list[Path] = []
+    with contextlib.suppress(OSError):
+        for parent in root.iterdir():
+            if not parent.is_dir() or owner_alive(parent.name):
+                continue
+            for child in parent.iterdir():
+                if child.is_dir():
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+                removed.append(parent)
+    return removed
+
+
 @functools.cache
 def pids_cgroup_available() -> bool:
-    parent = CGROUP_V1_PIDS / CGROUP_PARENT
+    root = CGROUP_V1_PIDS / CGROUP_PARENT
     if not (CGROUP_V1_PIDS / "cgroup.procs").exists():
         return False
     try:
-        parent.mkdir(exist_ok=True)
-        probe = parent / ("probe-" + uuid.uuid4().hex[:8])
+        root.mkdir(exist_ok=True)
+        worker_parent().mkdir(exist_ok=True)
+        probe = worker_parent() / ("probe-" + uuid.uuid4().hex[:8])
         probe.mkdir()
         (probe / "pids.max").write_text("4")
         probe.rmdir()
     except OSError:
         return False
-    # sweep cgroups left by a previous worker that died before cleaning up
-    for stale in parent.iterdir():
-        if stale.is_dir():
-            with contextlib.suppress(OSError):
-                stale.rmdir()
+    # cgroups left by a worker that died before cleaning up; a live worker's are never touched
+    sweep_stale_cgroups(root)
     return True
 
 
 @dataclass
 class Sandbox:
-    """Builds the launch command of a child for the tier that works here."""
+    """Builds the launch command of a child: the full sandbox (`bwrap`) or, opted out, `process`."""
 
     tier: Tier
-    bpf: bytes | None = field(repr=False)
+    bpf: bytes | None = field(repr=False)  # bwrap's filter (the denylist; exec must stay allowed)
     pids_cgroup: bool
+    config: SandboxConfig = field(default_factory=SandboxConfig)
+
+    @property
+    def child_bpf(self) -> bytes | None:
+        """The filter the child loads itself as its first act: the denylist plus exec."""
+        return seccomp_bpf(deny_exec=True) if self.bpf else None
 
     @property
     def namespaces(self) -> bool:
-        return self.tier in NAMESPACE_TIERS
+        return self.tier == "bwrap"
 
     @property
     def private_fs(self) -> bool:
         return self.tier == "bwrap"
 
+    @property
+    def sandboxed(self) -> bool:
+        """Whether this counts as isolation: only the full bubblewrap sandbox does."""
+        return self.tier == "bwrap" and self.bpf is not None
+
     def describe(self) -> dict[str, object]:
-        return {"isolation": self.tier, "namespaces": self.namespaces, "private_fs": self.private_fs,
-                "seccomp": ("bwrap --seccomp" if self.tier == "bwrap" else "loaded by child") if self.bpf
-                else "unavailable", "pids_cgroup": self.pids_cgroup}
+        return {"isolation": self.tier, "sandboxed": self.sandboxed, "private_fs": self.private_fs,
+                "seccomp": ("bwrap --seccomp + child filter without exec" if self.tier == "bwrap" else
+                            "child filter") if self.bpf else "unavailable",
+                "pids_cgroup": self.pids_cgroup, "tmp_size_mb": self.config.tmp_size_mb,
+                "shm_size_mb": self.config.shm_size_mb}
 
     def command(self, fd: int, limits: SandboxLimits, *, seccomp_fd: int | None,
                 cgroup: PidsCgroup | None) -> list[str]:
-        """sh (joins the cgroup) -> prlimit (rlimits) -> [bwrap | unshare] -> python child."""
+        """sh (joins the cgroup) -> prlimit (rlimits) -> [bwrap] -> python child (loads its filter first)."""
         prefix, sites = _python_paths()
         python = str(Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}")
         if not os.path.exists(python):
@@ -237,31 +378,39 @@ class Sandbox:
                 # soft limit sends SIGXCPU (a clear "CPU limit" exit); the hard one a second later SIGKILLs
                 cmd.append(f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}")
             cmd.append("--")
+        elif self.tier == "bwrap":
+            raise SandboxUnavailableError([PRLIMIT_MISSING])
         if self.tier == "bwrap":
             cmd += self._bwrap_args(prefix, sites, seccomp_fd)
-            site_dir = SANDBOX_SITE
-            paths = [SANDBOX_APP, site_dir]
+            paths = [SANDBOX_APP, SANDBOX_SITE]
         else:
-            if self.tier == "unshare":
-                cmd += ["unshare", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount",
-                        "--propagation", "private", "--"]
             paths = [str(source_root()), *sorted({str(p.parent) for p in sites})]
-        return [*cmd, python, "-I", "-S", "-c", BOOT, str(fd), *paths]
+        child_bpf = self.child_bpf
+        child_filter = base64.b64encode(child_bpf).decode() if child_bpf else "-"
+        # -B: no bytecode is ever written (-I ignores PYTHONDONTWRITEBYTECODE)
+        return [*cmd, python, "-I", "-S", "-B", "-c", BOOT, str(fd), child_filter, *paths]
 
     def _bwrap_args(self, prefix: Path, sites: list[Path], seccomp_fd: int | None) -> list[str]:
         bwrap = shutil.which("bwrap") or "bwrap"
         args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
                 "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL",
                 "--ro-bind", "/usr/lib", "/usr/lib"]
+        roots = [Path("/usr/lib")]
         for extra in ("/usr/lib64", "/usr/lib32"):
-            if os.path.isdir(extra):
+            if os.path.isdir(extra) and not os.path.islink(extra):
                 args += ["--ro-bind", extra, extra]
+                roots.append(Path(extra))
         for link, target in (("/lib", "usr/lib"), ("/lib64", "usr/lib64")):
             if os.path.islink(link) or not os.path.isdir(link):
                 args += ["--symlink", target, link]
             else:
                 args += ["--ro-bind", link, link]
+                roots.append(Path(link))
         args += ["--ro-bind", str(prefix), str(prefix)]
+        roots.append(prefix)
+        # the interpreter's and the system's installed packages: hidden behind an empty read-only tmpfs
+        for hidden in hidden_package_dirs(roots):
+            args += ["--tmpfs", str(hidden), "--remount-ro", str(hidden)]
         root = source_root()
         for rel in CHILD_FILES + CHILD_DIRS:
             src = root / rel
@@ -269,7 +418,10 @@ class Sandbox:
                 args += ["--ro-bind", str(src), f"{SANDBOX_APP}/{rel}"]
         for site in sites:
             args += ["--ro-bind", str(site), f"{SANDBOX_SITE}/{site.name}"]
-        args += ["--proc", "/proc", "--dev", "/dev", "--size", str(_size_bytes(TMP_SIZE)), "--tmpfs", "/tmp",
+        # /dev: device nodes only, read-only; /dev/shm and /tmp are tmpfs with a size cap
+        args += ["--proc", "/proc", "--dev", "/dev",
+                 "--size", str(self.config.shm_size_mb * MIB), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+                 "--size", str(self.config.tmp_size_mb * MIB), "--tmpfs", "/tmp",
                  "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
                  "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
                  "--remount-ro", "/", "--chdir", "/tmp"]
@@ -278,18 +430,9 @@ class Sandbox:
         return args
 
 
-def _size_bytes(text: str) -> int:
-    units = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
-    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
-
-
-def _probe(cmd: list[str], pass_fds: tuple[int, ...] = ()) -> bool:
-    try:
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env={"PATH": "/usr/bin:/bin"},
-                              timeout=20, pass_fds=pass_fds, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return proc.returncode == 0 and proc.stdout.strip() == b"ok"
+PRLIMIT_MISSING = ("prlimit is not installed (it sets the memory, CPU, file-size and open-file limits): "
+                   "apt-get install util-linux")
+BWRAP_MISSING = "bubblewrap is not installed: apt-get install bubblewrap (dnf install bubblewrap on Fedora/RHEL)"
 
 
 def seccomp_pipe(bpf: bytes) -> int:
@@ -302,38 +445,105 @@ def seccomp_pipe(bpf: bytes) -> int:
     return r
 
 
-@functools.cache
-def detect(force: Tier | None = None) -> Sandbox:
-    """Probe the tiers once per process; `force` (tests, settings) pins one when it works."""
-    bpf = seccomp_bpf()
-    cgroups = pids_cgroup_available()
-    limits = SandboxLimits(512 * 1024 * 1024, 10, 64, 1024 * 1024)
-    order = [force] if force else ["bwrap", "unshare", "process"]
-    for tier in order:
-        if tier == "process":
-            return Sandbox("process", bpf, cgroups)
-        if tier == "bwrap" and not shutil.which("bwrap"):
-            continue
-        if tier == "unshare" and not shutil.which("unshare"):
-            continue
-        candidate = Sandbox(tier, bpf, cgroups)
-        cmd = candidate.command(0, limits, seccomp_fd=None, cgroup=None)
-        # run the real command line with a probe instead of the child bootstrap
-        idx = cmd.index("-c") + 1
-        probe = [*cmd[:idx], PROBE, *cmd[idx + 1:]]
-        fd = seccomp_pipe(bpf) if (bpf and tier == "bwrap") else None
-        if fd is not None:
-            probe = _with_seccomp(probe, fd)
+def _read_sysctl(name: str) -> str | None:
+    try:
+        return Path("/proc/sys", *name.split(".")).read_text().strip()
+    except OSError:
+        return None
+
+
+def userns_hints() -> list[str]:
+    """What the kernel says about unprivileged user namespaces, as fixes an operator can apply."""
+    hints = []
+    if _read_sysctl("user.max_user_namespaces") == "0":
+        hints.append("user namespaces are disabled: sysctl -w user.max_user_namespaces=15000")
+    if _read_sysctl("kernel.unprivileged_userns_clone") == "0":
+        hints.append("unprivileged user namespaces are disabled: sysctl -w kernel.unprivileged_userns_clone=1")
+    if _read_sysctl("kernel.apparmor_restrict_unprivileged_userns") == "1":
+        hints.append("AppArmor restricts unprivileged user namespaces: sysctl -w "
+                     "kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile that allows userns")
+    return hints
+
+
+def probe_bwrap(candidate: Sandbox) -> str | None:
+    """Start the real sandbox once with a self-check instead of the child; None when it holds.
+
+    The check inside (child.probe) loads the child's filter and verifies fork, socket and exec are
+    refused and the rlimits are set: a sandbox that starts but does not confine counts as missing.
+    """
+    limits = SandboxLimits(512 * MIB, 10, 64, MIB)
+    bpf = candidate.bpf
+    assert bpf is not None
+    fd = seccomp_pipe(bpf)
+    try:
+        cmd = candidate.command(0, limits, seccomp_fd=fd, cgroup=None)
+        at = cmd.index("-c") + 1
+        cmd = [*cmd[:at], PROBE, *cmd[at + 1:]]
         try:
-            if _probe(probe, (fd,) if fd is not None else ()):
-                return candidate
-        finally:
-            if fd is not None:
-                os.close(fd)
-        log.warning("sandbox_tier_unavailable", tier=tier)
-    return Sandbox("process", bpf, cgroups)
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env={"PATH": "/usr/bin:/bin"},
+                                  timeout=30, pass_fds=(fd,), check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"bubblewrap could not be started: {exc}"
+    finally:
+        os.close(fd)
+    out = proc.stdout.decode(errors="replace").strip()
+    if proc.returncode == 0 and out == "ok":
+        return None
+    err = proc.stderr.decode(errors="replace").strip()
+    if out.startswith("unconfined:"):
+        return f"the sandbox starts but does not confine: {out.removeprefix('unconfined:').strip()}"
+    detail = f"bubblewrap failed (exit {proc.returncode}): {err[-800:] or out[-800:] or 'no message'}"
+    hints = userns_hints()
+    if not hints and "proc" in err:
+        hints.append("in a container, the runtime's masked /proc keeps bubblewrap from mounting a new one "
+                     "(see deploy/helm/README.md)")
+    if not hints and ("Operation not permitted" in err or "No permissions" in err):
+        hints.append("in a container, the seccomp and AppArmor profiles must allow unprivileged user namespaces "
+                     "(see deploy/helm/README.md)")
+    return "; ".join([detail, *hints])
 
 
-def _with_seccomp(cmd: list[str], fd: int) -> list[str]:
-    at = cmd.index("--chdir") + 2
-    return [*cmd[:at], "--seccomp", str(fd), *cmd[at:]]
+def sandbox_problems(config: SandboxConfig) -> list[str]:
+    """Each missing part of the full sandbox with how to fix it; empty when it all works here."""
+    problems = []
+    if not shutil.which("bwrap"):
+        problems.append(BWRAP_MISSING)
+    if (error := seccomp_error()) is not None:
+        problems.append(error)
+    if not shutil.which("prlimit"):
+        problems.append(PRLIMIT_MISSING)
+    if not problems:
+        error = probe_bwrap(Sandbox("bwrap", seccomp_bpf(), False, config))
+        if error:
+            problems.append(error)
+    return problems
+
+
+@functools.cache
+def detect(config: SandboxConfig = SandboxConfig()) -> Sandbox:
+    """The full sandbox, probed once per process and config; raises SandboxUnavailableError without it.
+
+    `process` is returned only when the config opts out (RUNNER_ALLOW_UNSANDBOXED): asked for
+    (RUNNER_ISOLATION=process), or as the fallback when the sandbox is missing and no tier was
+    pinned. RUNNER_ISOLATION=bwrap never falls back.
+    """
+    if config.isolation not in ("", *TIERS):
+        why = (" (removed: it gave scripts the host's filesystem and /proc)" if config.isolation == "unshare"
+               else "")
+        raise SandboxUnavailableError([f"RUNNER_ISOLATION={config.isolation!r} is not a sandbox tier{why}; "
+                                       "use bwrap (or leave it empty)"])
+    cgroups = config.pids_cgroup and pids_cgroup_available()
+    if config.isolation == "process":
+        if not config.allow_unsandboxed:
+            raise SandboxUnavailableError(["RUNNER_ISOLATION=process runs scripts without a sandbox, which needs "
+                                           "RUNNER_ALLOW_UNSANDBOXED=true"])
+        return Sandbox("process", seccomp_bpf(), cgroups, config)
+    problems = sandbox_problems(config)
+    if not problems:
+        return Sandbox("bwrap", seccomp_bpf(), cgroups, config)
+    if config.allow_unsandboxed and config.isolation == "":
+        log.warning("sandbox_unavailable_running_unsandboxed", problems=problems,
+                    note="RUNNER_ALLOW_UNSANDBOXED=true: scripts run as plain processes with the worker's "
+                    "filesystem view; local development only")
+        return Sandbox("process", seccomp_bpf(), cgroups, config)
+    raise SandboxUnavailableError(problems)

@@ -208,6 +208,10 @@ RUNNER_CPU_SECONDS: {{ $c.runner.cpuSeconds | toString | quote }}
 RUNNER_WARM_CHILDREN: {{ $c.runner.warmChildren | toString | quote }}
 RUNNER_ISOLATION: {{ $c.runner.isolation | quote }}
 RUNNER_REQUIRE_ISOLATION: {{ $c.runner.requireIsolation | toString | quote }}
+RUNNER_TMP_SIZE_MB: {{ $c.runner.tmpSizeMb | toString | quote }}
+RUNNER_SHM_SIZE_MB: {{ $c.runner.shmSizeMb | toString | quote }}
+RUNNER_FILE_SIZE_MB: {{ $c.runner.fileSizeMb | toString | quote }}
+RUNNER_PIDS_CGROUP: {{ $c.runner.pidsCgroup | toString | quote }}
 {{- end -}}
 
 {{/* The encryption key: from values, else the one already in the release's Secret, else new. */}}
@@ -342,8 +346,8 @@ ADMIN_SECRET_KEY: {{ . | quote }}
 {{- if le (int .Values.worker.terminationGracePeriodSeconds) (int $c.worker.shutdownGraceSeconds) -}}
 {{- fail (printf "worker.terminationGracePeriodSeconds (%d) must exceed config.worker.shutdownGraceSeconds (%d): Kubernetes would kill the worker while it drains" (int .Values.worker.terminationGracePeriodSeconds) (int $c.worker.shutdownGraceSeconds)) -}}
 {{- end -}}
-{{- if and $c.runner.requireIsolation (eq $c.runner.isolation "process") -}}
-{{- fail "config.runner.isolation=process has no namespace isolation, which config.runner.requireIsolation=true refuses: the workers would not start" -}}
+{{- if eq $c.runner.isolation "process" -}}
+{{- fail "config.runner.isolation=process runs scripts without the sandbox, which the workers refuse (RUNNER_ALLOW_UNSANDBOXED is for local development and the chart never sets it; the deprecated requireIsolation cannot lift this)" -}}
 {{- end -}}
 {{- end -}}
 
