@@ -30,4 +30,5 @@ class RunDeps(Platform):
         return self.bundle_cache
 
     def limits(self) -> Limits:
-        return Limits(memory_mb=self.settings.runner_memory_mb, cpu_seconds=self.settings.runner_cpu_seconds)
+        return Limits(memory_mb=self.settings.runner_memory_mb, cpu_seconds=self.settings.runner_cpu_seconds,
+                      file_size_mb=self.settings.runner_file_size_mb)
