@@ -59,6 +59,20 @@ class BundleError(OrchestratorError):
     code = "bundle_error"
 
 
+class BundleLimitError(BundleError):
+    """A bundle goes past a size limit (zip bomb or not): fields name the integration, the setting and its value."""
+
+    code = "bundle_limit_exceeded"
+
+
+class DatabaseError(OrchestratorError):
+    """PostgreSQL refused a statement for a reason a retry cannot fix (a value it cannot store, a constraint).
+
+    Connection and availability errors stay transient; see store/faults.py."""
+
+    code = "database_error"
+
+
 class ScriptError(OrchestratorError):
     """The user's script raised: the job fails with its traceback, nothing is retried."""
 

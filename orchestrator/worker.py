@@ -67,7 +67,7 @@ async def run_deps(settings: Settings, client: Client | None = None) -> AsyncIte
         async with open_platform(settings, temporal=client) as platform:
             deps = RunDeps.extend(
                 platform, bundle_cache=BundleCache(platform.bundles, settings.bundle_cache_dir), runner=runner,
-                limiter=EnvironmentLimiter(settings.worker_max_concurrent_per_environment))
+                limiter=EnvironmentLimiter.from_settings(settings))
             runner.prewarm(deps.limits())
             yield deps
     finally:

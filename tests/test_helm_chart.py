@@ -130,7 +130,7 @@ def test_values_match_the_schema(value_set: str) -> None:
     {"config": {"runner": {"isolation": "unshare"}}},  # removed: it gave scripts the host's filesystem
     {"config": {"api": {"adminSecretKey": "short"}}},
     {"config": {"api": {"secretKeyGraceSeconds": 31 * 86400}}},
-    {"config": {"worker": {"maxConcurrentPerEnvironment": -1}}},
+    {"config": {"worker": {"maxConcurrentPerEnvironment": -2}}},  # -1 means no per-environment limit
 ])
 def test_schema_rejects_bad_values(bad: dict[str, Any]) -> None:
     with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmValuesError):

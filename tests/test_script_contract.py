@@ -70,6 +70,8 @@ CASES: dict[str, list[tuple[str, list[Any]]]] = {
     ],
     "delete": [("batch_save", [{"id": 0}, {"id": 1}, {"id": 2}]), ("batch_delete", [{"id": 0}, {"id": "1"}])],
     "NUL in text": [("batch_save", [{"id": 1, "t": "a\x00b"}])],
+    "record over the size cap": [("batch_save", [{"id": 1, "n": 1}, {"id": 2, "t": "x" * contract.MAX_RECORD_BYTES}]),
+                                 ("batch_save", [{"id": 3, "t": "x" * (contract.MAX_RECORD_BYTES - 100)}])],
 }
 
 
@@ -161,6 +163,10 @@ async def test_what_they_agree_on(bench: ScriptBench) -> None:
         "batch_delete refused: invalid_record: record #1")
     assert bad[-1] == 'stored {"0": {"id": 0, "n": 0}}'
     assert (await run("delete"))[-1] == 'stored {"2": {"id": 2}}'
+    big = await run("record over the size cap")
+    assert big[0].startswith("refused: record #1 (id '2') of model 'Row' is ") and big[0].endswith(
+        f"the limit is {contract.MAX_RECORD_BYTES} bytes per record (RUNNER_MAX_RECORD_BYTES)"), big[0]
+    assert big[1].startswith("batch_save refused: invalid_record: record #1 (id '2')") and big[2] == "batch_save ok"
 
 
 async def test_memory_and_database_sinks_count_alike(bench: ScriptBench) -> None:

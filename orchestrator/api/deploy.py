@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -12,12 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
+from orchestrator.bundles.limits import BundleLimits
 from orchestrator.control.deploy import UploadedBundle, deploy, history, rollback
-from orchestrator.errors import BundleError, InvalidInputError
+from orchestrator.errors import BundleError, BundleLimitError, InvalidInputError
 from orchestrator.providers.catalog import Provider, load_providers_file
 
 routes = web.RouteTableDef()
-MAX_BUNDLE = 50 * 1024 * 1024
 
 
 @routes.post("/deploy")
@@ -31,15 +32,18 @@ async def post_deploy(request: web.Request) -> web.Response:
     bundles: list[UploadedBundle] = []
     options: dict[str, object] = {}
     providers: dict[str, Provider] = {}
+    limits = BundleLimits.from_settings(request.app[PLATFORM].settings)
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             continue
-        data = await part.read(decode=False)
-        if len(data) > MAX_BUNDLE:
-            raise_error(413, "bundle_too_large", f"a bundle is larger than {MAX_BUNDLE} bytes")
+        label = (part.filename or "").removesuffix(".zip") or "?"  # `nango deploy` names each part <integration>.zip
+        data = await _read_capped(part, limits, label)
         if part.name == "bundle":
             try:
-                bundles.append(UploadedBundle.parse(bytes(data)))
+                bundles.append(await asyncio.to_thread(UploadedBundle.parse, data, limits, label))
+            except BundleLimitError as exc:  # a zip bomb, or just too big: nothing was stored
+                raise_error(413, exc.code, exc.message, integration=exc.fields.get("integration"),
+                            setting=exc.fields.get("setting"), limit=exc.fields.get("limit"))
             except BundleError as exc:  # the upload is not a bundle: the caller's fault, not ours
                 raise_error(400, "invalid_bundle", exc.message)
         elif part.name == "providers":
@@ -59,6 +63,19 @@ async def post_deploy(request: web.Request) -> web.Response:
                           allow_removal=bool(options.get("allow_removal")), providers=providers,
                           only=_only(options.get("only")), deployed_by=_who(request))
     return json_response(result.as_dict(), status=409 if result.needs_confirmation else 200)
+
+
+async def _read_capped(part: BodyPartReader, limits: BundleLimits, label: str) -> bytes:
+    """A part's bytes, read in chunks and refused (413) once past BUNDLE_MAX_BYTES, before it is all in memory."""
+    data = bytearray()
+    while chunk := await part.read_chunk(64 * 1024):
+        data += chunk
+        if len(data) > limits.max_bytes:
+            raise_error(413, "bundle_limit_exceeded",
+                        f"bundle of integration '{label}' is more than {limits.max_bytes} bytes compressed; the limit "
+                        f"is BUNDLE_MAX_BYTES={limits.max_bytes}", integration=label, setting="BUNDLE_MAX_BYTES",
+                        limit=limits.max_bytes)
+    return bytes(data)
 
 
 class RollbackBody(BaseModel):

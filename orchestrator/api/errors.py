@@ -19,4 +19,6 @@ def raise_error(status: int, code: str, message: str, **extra: Any) -> NoReturn:
            502: web.HTTPBadGateway, 503: web.HTTPServiceUnavailable}.get(status, web.HTTPBadRequest)
     if cls is web.HTTPMethodNotAllowed:
         raise web.HTTPBadRequest(text=error_body(code, message, **extra), content_type="application/json")
+    if cls is web.HTTPRequestEntityTooLarge:  # its constructor wants the sizes; the message already says them
+        raise cls(0, 0, text=error_body(code, message, **extra), content_type="application/json")
     raise cls(text=error_body(code, message, **extra), content_type="application/json")

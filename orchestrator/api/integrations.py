@@ -46,6 +46,8 @@ class IntegrationBody(BaseModel):
     credentials: OAuthCredentials | None = None
     webhook_secret: str | None = None
     webhook_routing: WebhookRouting | None = None
+    # accept provider webhooks without a signature (only meaningful while no webhook_secret is set)
+    webhook_accept_unsigned: bool | None = None
     # override the provider catalog's OAuth endpoints (an enterprise host, the demo provider)
     oauth_authorization_url: str | None = Field(None, pattern=URL_PATTERN)
     oauth_token_url: str | None = Field(None, pattern=URL_PATTERN)
@@ -72,6 +74,7 @@ async def public(conn: Any, i: Integration, *, include: set[str] | None = None,
             out["webhook_url"] = webhook_url(request, environment(request).name, i.unique_key) if request else None
             out["webhook_routing"] = row["webhook_routing"] or None
             out["has_webhook_secret"] = row["has_secret"]
+            out["webhook_accept_unsigned"] = row["webhook_accept_unsigned"]
         if "credentials" in include:
             secret = row["oauth_client_secret"]
             out["credentials"] = {
@@ -120,7 +123,8 @@ async def _apply(request: web.Request, conn: Any, integration: Integration, body
         webhook_routing=body.webhook_routing.model_dump(exclude_none=True) if body.webhook_routing else None,
         oauth_scopes=scopes,
         oauth_authorization_url=body.oauth_authorization_url or (creds.authorization_url if creds else None),
-        oauth_token_url=body.oauth_token_url or (creds.token_url if creds else None))
+        oauth_token_url=body.oauth_token_url or (creds.token_url if creds else None),
+        webhook_accept_unsigned=body.webhook_accept_unsigned)
 
 
 @routes.post("/integrations")

@@ -48,6 +48,7 @@ class IntegrationOut(BaseModel):
     webhook_url: str | None = None
     webhook_routing: dict[str, Any] | None = None
     has_webhook_secret: bool | None = None
+    webhook_accept_unsigned: bool | None = None
     credentials: IntegrationCredentialsOut | None = None
 
 

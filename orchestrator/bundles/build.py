@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from orchestrator.bundles.limits import BundleLimits, open_bundle
+from orchestrator.bundles.limits import read_manifest as limited_manifest
 from orchestrator.errors import BundleError
 
 MANIFEST = "manifest.json"
@@ -184,9 +186,7 @@ def build_bundle(root: Path, integration: str, scripts: list[ScriptEntry], confi
     return Bundle(integration=integration, data=data, sha256=hashlib.sha256(data).hexdigest(), manifest=manifest)
 
 
-def read_manifest(data: bytes) -> dict[str, Any]:
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            return orjson.loads(zf.read(MANIFEST))
-    except (zipfile.BadZipFile, KeyError, orjson.JSONDecodeError) as exc:
-        raise BundleError(f"not a valid bundle: {exc}") from None
+def read_manifest(data: bytes, limits: BundleLimits | None = None) -> dict[str, Any]:
+    """The manifest only, read in chunks within the bundle limits (a stored bundle is untrusted too)."""
+    with open_bundle(data, "?") as zf:
+        return limited_manifest(zf, limits or BundleLimits(), "?")

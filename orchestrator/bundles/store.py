@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import io
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -18,6 +19,7 @@ from minio import Minio
 from minio.error import S3Error
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from orchestrator.bundles.limits import BundleLimits, check_size
 from orchestrator.config.settings import Settings
 from orchestrator.errors import BundleError, NotFoundError, TransientError
 
@@ -29,6 +31,7 @@ def bundle_key(environment: str, integration: str, sha256: str) -> str:
 class BundleStore(Protocol):
     async def put(self, key: str, data: bytes) -> None: ...
     async def get(self, key: str) -> bytes: ...
+    async def download(self, key: str, dest: Path, *, max_bytes: int) -> int: ...
     async def exists(self, key: str) -> bool: ...
     def describe(self) -> str: ...
 
@@ -59,6 +62,16 @@ class DirectoryStore:
             return await asyncio.to_thread(self._path(key).read_bytes)
         except FileNotFoundError:
             raise NotFoundError(f"bundle {key} is not in the bundle store {self.root}") from None
+
+    async def download(self, key: str, dest: Path, *, max_bytes: int) -> int:
+        """Copy the bundle to `dest` in chunks; refused (BundleLimitError) past `max_bytes`."""
+        def copy() -> int:
+            try:
+                with open(self._path(key), "rb") as src:
+                    return _copy_capped(iter(lambda: src.read(_CHUNK), b""), dest, key, max_bytes)
+            except FileNotFoundError:
+                raise NotFoundError(f"bundle {key} is not in the bundle store {self.root}") from None
+        return await asyncio.to_thread(copy)
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self._path(key).is_file)
@@ -122,6 +135,20 @@ class S3Store:
                 resp.release_conn()
         return await self._call(fetch)
 
+    async def download(self, key: str, dest: Path, *, max_bytes: int) -> int:
+        """Stream the object to `dest` in chunks; refused (BundleLimitError) past `max_bytes`."""
+        def fetch() -> int:
+            size = self._client.stat_object(self.bucket, key).size
+            if size is not None and size > max_bytes:
+                _too_large(key, size, max_bytes)
+            resp = self._client.get_object(self.bucket, key)
+            try:
+                return _copy_capped(resp.stream(_CHUNK), dest, key, max_bytes)
+            finally:
+                resp.close()
+                resp.release_conn()
+        return await self._call(fetch)
+
     async def exists(self, key: str) -> bool:
         await self._ensure_bucket()
         try:
@@ -132,6 +159,29 @@ class S3Store:
 
     def describe(self) -> str:
         return f"s3 {self.endpoint}/{self.bucket}"
+
+
+_CHUNK = 64 * 1024
+
+
+def _too_large(key: str, size: int, max_bytes: int) -> None:
+    check_size(size, BundleLimits(max_bytes=max_bytes), key.split("/")[-2] if key.count("/") >= 2 else key)
+
+
+def _copy_capped(chunks: Iterable[bytes], dest: Path, key: str, max_bytes: int) -> int:
+    """Write chunks to `dest`, stopping (and removing it) once more than `max_bytes` arrived."""
+    written = 0
+    try:
+        with open(dest, "wb") as out:
+            for chunk in chunks:
+                written += len(chunk)
+                if written > max_bytes:
+                    _too_large(key, written, max_bytes)
+                out.write(chunk)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return written
 
 
 def store_from_settings(settings: Settings) -> BundleStore:

@@ -231,7 +231,7 @@ async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recor
                     try:
                         outcome = await run_script(spec, host)
                     finally:
-                        await host.flush_logs()
+                        await host.flush_logs(final=True)
     except aiohttp.ClientConnectionError as exc:
         raise DryRunError(f"cannot reach {run.server}: {exc}") from None
     memory = host.memory

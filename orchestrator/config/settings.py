@@ -68,7 +68,9 @@ class Settings(BaseSettings):
     worker_max_concurrent_webhooks: int = Field(20, description="Concurrent webhook-script activities per worker.")
     worker_max_concurrent_events: int = Field(10, description="Concurrent event-script activities per worker.")
     worker_max_concurrent_per_environment: int = Field(
-        0, description="Concurrent script runs of one environment per worker (0: no per-environment limit).")
+        0, ge=-1, description="Concurrent runs of one environment per worker and kind (syncs, actions, webhooks, "
+        "events), so one environment cannot hold every slot. 0 (default): half of the kind's slots, at least 1; "
+        "-1: no per-environment limit. A sync over its environment's share gives its slot back and is retried.")
     worker_shutdown_grace_s: int = Field(30, description="On SIGTERM, how long running scripts may finish first.")
     reconcile_interval_s: int = Field(300, description="How often the API repairs schedules and stuck webhooks "
                                                         "(0 disables).")
@@ -101,6 +103,23 @@ class Settings(BaseSettings):
     runner_pids_cgroup: bool = Field(
         True, description="Put each script process in its own v1 pids cgroup where one is writable: a second line "
         "behind the seccomp filter, which alone refuses every new process (threads stay allowed).")
+
+    # Per-run quotas, enforced by the trusted host (the child is never trusted to respect them).
+    runner_max_log_lines: int = Field(
+        10_000, ge=1, description="Log lines one run may store (nango.log, stdout, stderr); later lines are dropped "
+        "and one entry says how many.")
+    runner_max_log_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, description="Bytes of log text one run may store; later lines are dropped and one "
+        "entry says how many.")
+    runner_max_rpc_in_flight: int = Field(
+        64, ge=1, description="Platform calls one script may have in flight; past it the host stops reading the "
+        "script's requests until one finishes (backpressure).")
+    runner_max_records_per_batch: int = Field(
+        10_000, ge=1, description="Records in one batch_save/update/delete call as the host receives it (the SDK "
+        "sends 5,000 per call); a larger call is refused.")
+    runner_max_record_bytes: int = Field(
+        1024 * 1024, ge=1, description="Size of one record encoded as JSON; a larger record is refused with its "
+        "batch.")
 
     log_level: str = Field("INFO", description="Log level.")
 

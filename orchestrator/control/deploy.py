@@ -7,6 +7,7 @@ sync and its schedules.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 import asyncpg
 import structlog
 
-from orchestrator.bundles.build import read_manifest
+from orchestrator.bundles.limits import BundleLimits
+from orchestrator.bundles.limits import inspect as inspect_bundle
 from orchestrator.bundles.store import bundle_key
 from orchestrator.control.reconcile import reconcile_integration
 from orchestrator.errors import InvalidInputError, NotFoundError
@@ -62,8 +64,10 @@ class UploadedBundle:
     sha256: str
 
     @classmethod
-    def parse(cls, data: bytes) -> UploadedBundle:
-        manifest = read_manifest(data)
+    def parse(cls, data: bytes, limits: BundleLimits | None = None, label: str = "?") -> UploadedBundle:
+        """Check an uploaded bundle against the bundle limits (every entry decompressed, in chunks) and read
+        its manifest: a zip bomb is refused here, before anything is stored. Blocking: call it in a thread."""
+        manifest = inspect_bundle(data, limits or BundleLimits(), label)
         if not isinstance(manifest.get("integration"), str) or not isinstance(manifest.get("scripts"), list):
             raise InvalidInputError("bundle manifest lacks 'integration' or 'scripts'")
         return cls(data, manifest, hashlib.sha256(data).hexdigest())
@@ -188,5 +192,6 @@ async def rollback(platform: Platform, env: Environment, integration: str, versi
         bundle_key = await history_repo.bundle_key(conn, env.id, integration, version)
     if bundle_key is None:
         raise NotFoundError(f"integration '{integration}' has no deploy version {version}")
-    bundle = UploadedBundle.parse(await store.get(bundle_key))
+    bundle = await asyncio.to_thread(UploadedBundle.parse, await store.get(bundle_key),
+                                     BundleLimits.from_settings(platform.settings), integration)
     return await deploy(platform, env, [bundle], allow_removal=True, deployed_by=deployed_by, rollback_of=version)

@@ -1,5 +1,8 @@
 """Incoming provider webhooks: verify the signature and store the payload before acknowledging.
 
+An integration without a signing secret refuses webhooks unless it accepts unsigned ones
+explicitly (`webhook_accept_unsigned`), so nobody who merely knows the URL can start its scripts.
+
 A payload is written to PostgreSQL before the provider gets its 200, so a crash after that point
 loses nothing: the WebhookWorkflow (or a later retry) picks it up from the table and routes it
 (`orchestrator.runs.webhooks`).
@@ -11,6 +14,7 @@ import uuid
 from typing import Any
 
 import orjson
+import structlog
 
 from orchestrator.crypto import Sealer
 from orchestrator.providers.catalog import Provider
@@ -22,6 +26,8 @@ from orchestrator.store import webhooks as webhooks_repo
 from orchestrator.store.types import Integration
 
 __all__ = ["SignatureError", "event_type", "store"]
+
+log = structlog.get_logger(__name__)
 
 
 def event_type(integration: Integration, headers: dict[str, str], body: Any,
@@ -44,7 +50,12 @@ async def store(conn: Any, sealer: Sealer, integration: Integration, headers: di
     row = await integrations_repo.settings(conn, integration.id)
     secret = str(sealer.open(row["webhook_secret"])) if row and row["webhook_secret"] else None
     provider = await find_provider(conn, integration.environment_id, integration.provider)
-    verify_signature(secret, headers, body, provider)
+    try:
+        verify_signature(secret, headers, body, provider, integration=integration.unique_key,
+                         accept_unsigned=bool(row and row["webhook_accept_unsigned"]))
+    except SignatureError as exc:
+        log.warning("webhook_refused", integration=integration.unique_key, reason=exc.code)
+        raise
     try:
         parsed = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:

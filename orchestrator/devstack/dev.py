@@ -119,7 +119,8 @@ async def run_dev(opts: DevOptions) -> None:
         client = await connect(settings)
         await register_search_attributes(client, settings.temporal_namespace)
 
-        demo_runner = await serve_demo(opts.host, opts.provider_port, DemoState())
+        demo = DemoState()
+        demo_runner = await serve_demo(opts.host, opts.provider_port, demo)
         stack.push_async_callback(demo_runner.cleanup)
         provider_url = f"http://{opts.host}:{opts.provider_port}"
 
@@ -139,6 +140,7 @@ async def run_dev(opts: DevOptions) -> None:
         stack.push_async_callback(stop_worker)
 
         await deploy_example(api_url, keys["secret_key"], opts.integrations, provider_url)
+        await wire_webhooks(api_url, keys["secret_key"], demo, opts.environment)
         watcher = asyncio.create_task(reload.watch(opts.integrations, api_url, keys["secret_key"],
                                                    report=lambda line: print(line, flush=True)))
 
@@ -171,6 +173,16 @@ async def deploy_example(api_url: str, secret_key: str, folder: Path, provider_u
         await api.create_connection(
             DEMO_INTEGRATION, DEMO_CONNECTION, {"type": "OAUTH2", "access_token": DEMO_TOKEN},
             connection_config={"base_url": provider_url}, metadata={"repo": "demo/hello-world"})
+
+
+async def wire_webhooks(api_url: str, secret_key: str, demo: DemoState, environment: str) -> None:
+    """The demo provider's signed `issues` webhooks reach the example's on_webhook: the integration gets the
+    secret the demo signs with and a routing rule (repository -> the connection's metadata.repo)."""
+    async with NangoClient(api_url, secret_key) as api:
+        await api.request("PATCH", f"/integrations/{DEMO_INTEGRATION}", json={
+            "webhook_secret": demo.webhook_secret,
+            "webhook_routing": {"body_path": "repository.full_name", "metadata_key": "repo"}})
+    demo.webhook_url = f"{api_url}/webhook/{environment}/{DEMO_INTEGRATION}"
 
 
 def print_banner(info: dict[str, Any]) -> None:

@@ -14,11 +14,33 @@ class SignatureError(InvalidInputError):
     code = "invalid_signature"
 
 
+class SecretRequiredError(SignatureError):
+    """The integration has no signing secret and did not opt in to unsigned webhooks."""
+
+    code = "webhook_secret_required"
+
+
+def unsigned_refusal(integration: str) -> SecretRequiredError:
+    """The error an integration without a secret answers a webhook with: what is wrong and the two ways out."""
+    return SecretRequiredError(
+        f"integration '{integration}' has no webhook signing secret, so it refuses provider webhooks: set the "
+        f"secret the provider signs with (PATCH /integrations/{integration} {{\"webhook_secret\": \"...\"}}), "
+        f"or accept unsigned webhooks explicitly (PATCH /integrations/{integration} "
+        f"{{\"webhook_accept_unsigned\": true}})")
+
+
 def verify_signature(secret: str | None, headers: dict[str, str], body: bytes,
-                     provider: Provider | None = None) -> None:
-    """Check the provider's HMAC header when the integration has a webhook secret."""
+                     provider: Provider | None = None, *, integration: str = "",
+                     accept_unsigned: bool = False) -> None:
+    """Check the provider's HMAC header against the integration's webhook secret.
+
+    Without a secret a webhook is refused (anyone who knows the URL could post one), unless the
+    integration explicitly accepts unsigned webhooks (`accept_unsigned`).
+    """
     if not secret:
-        return
+        if accept_unsigned:
+            return
+        raise unsigned_refusal(integration)
     scheme = provider.webhook if provider else None
     header_name = scheme.signature_header if scheme else "X-Signature-256"
     algorithm = hashlib.sha1 if scheme and scheme.algorithm == "hmac-sha1" else hashlib.sha256

@@ -52,6 +52,7 @@ class Limits:
     cpu_seconds: int = 0
     open_files: int = 256
     file_size_mb: int = 64
+    rpc_in_flight: int = 64  # RUNNER_MAX_RPC_IN_FLIGHT: the host's own cap, not sent to the child
 
     def as_init(self) -> dict[str, int]:
         return {"memory_bytes": self.memory_mb * 1024 * 1024, "cpu_seconds": self.cpu_seconds,
@@ -309,6 +310,7 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
     write_lock = asyncio.Lock()
     outcome: RunOutcome | None = None
     entered: list[float] = []
+    waits: list[int] = []  # how often the RPC cap made the host stop reading
 
     async def respond(msg_id: Any, method: str, params: dict[str, Any]) -> None:
         try:
@@ -363,6 +365,8 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
                 task = asyncio.create_task(respond(msg["id"], method, params))
                 calls.add(task)
                 task.add_done_callback(calls.discard)
+                if len(calls) >= spec.limits.rpc_in_flight:
+                    await _backpressure(calls, spec.limits.rpc_in_flight, handler, waits)
 
     serving = asyncio.create_task(serve())
     try:
@@ -403,6 +407,19 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
     if entered:
         outcome.spawn_to_entry_s = entered[0] - started
     return outcome
+
+
+async def _backpressure(calls: set[asyncio.Task[None]], cap: int, handler: RpcHandler, waits: list[int]) -> None:
+    """At the cap of calls in flight, read nothing more until one finishes: the child's writes block on a
+    full socket, so a flood of calls costs the worker `cap` tasks, not thousands."""
+    if not waits:
+        handler.log("warn", f"{cap} platform calls in flight, this run's cap (RUNNER_MAX_RPC_IN_FLIGHT={cap}): "
+                    "further calls wait until earlier ones finish", None)
+        log.warning("rpc_in_flight_cap", cap=cap)
+        waits.append(0)
+    waits[0] += 1
+    while len(calls) >= cap:
+        await asyncio.wait(set(calls), return_when=asyncio.FIRST_COMPLETED)
 
 
 def _kill_group(pid: int) -> None:

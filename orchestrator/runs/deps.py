@@ -31,4 +31,5 @@ class RunDeps(Platform):
 
     def limits(self) -> Limits:
         return Limits(memory_mb=self.settings.runner_memory_mb, cpu_seconds=self.settings.runner_cpu_seconds,
+                      rpc_in_flight=self.settings.runner_max_rpc_in_flight,
                       file_size_mb=self.settings.runner_file_size_mb)

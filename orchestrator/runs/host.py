@@ -15,6 +15,7 @@ from orchestrator.providers import credentials
 from orchestrator.providers.catalog import Provider
 from orchestrator.runner.host import RpcFailure
 from orchestrator.runs.deps import RunDeps
+from orchestrator.runs.limits import RunQuotas
 from orchestrator.runs.script_host import ScriptHost
 from orchestrator.runs.sinks import DatabaseSink
 from orchestrator.runs.trigger import trigger_for
@@ -47,7 +48,8 @@ def build_host(deps: RunDeps, connection: Connection, provider: Provider, env: E
     return ScriptHost(sink=sink, session=deps.http, connection=connection, provider=provider,
                       environment_name=env.name, job_id=job_id, track_deletes=track_deletes,
                       refresh_credentials=refresh, metadata_writer=write_metadata,
-                      action_trigger=trigger_for(deps, env.id, env.name), environment_variables=env_vars)
+                      action_trigger=trigger_for(deps, env.id, env.name), environment_variables=env_vars,
+                      quotas=RunQuotas.from_settings(deps.settings))
 
 
 async def with_heartbeat(work: Awaitable[T], heartbeat: Callable[[dict[str, Any]], None] | None,
@@ -106,7 +108,7 @@ async def beating(host: ScriptHost, heartbeat: Heartbeat | None, every: float,
     finally:
         beater.cancel()
         await asyncio.gather(beater, return_exceptions=True)
-        await host.flush_logs()
+        await host.flush_logs(final=True)
     if on_progress:
         await report(host.progress.as_dict(), True)
 

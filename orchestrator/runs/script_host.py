@@ -21,6 +21,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.providers import proxy
 from orchestrator.providers.catalog import Provider
 from orchestrator.runner.host import RpcFailure
+from orchestrator.runs.limits import LogBudget, RunQuotas
 from orchestrator.runs.sinks import RecordSink
 from orchestrator.sdk import contract
 from orchestrator.store import records as records_repo
@@ -69,6 +70,7 @@ class ScriptHost:
         action_trigger: Callable[[str, str, str, Any], Awaitable[Any]] | None = None,
         http_hook: Callable[[proxy.ProxyRequest, Callable[[], Awaitable[proxy.ProxyResult]]],
                             Awaitable[proxy.ProxyResult]] | None = None,
+        quotas: RunQuotas | None = None,
     ) -> None:
         self.sink = sink
         self.session = session
@@ -90,6 +92,9 @@ class ScriptHost:
         self._flush_lock = asyncio.Lock()
         self._write_locks: dict[str, asyncio.Lock] = {}
         self._failed_batches: set[str] = set()
+        self.quotas = quotas or RunQuotas()
+        self._log_budget = LogBudget(self.quotas.log_lines, self.quotas.log_bytes)
+        self._truncation_noted = False
 
     # ---- logs ---------------------------------------------------------------------------------
     def _secrets(self) -> list[str]:
@@ -105,6 +110,9 @@ class ScriptHost:
         return text
 
     def log(self, level: str, message: str, fields: dict[str, Any] | None) -> None:
+        if self._log_budget.exhausted:  # past the run's log cap a line costs only its count
+            self._log_budget.admit(len(message))
+            return
         level = level if level in LEVELS else "info"
         if len(message) > MAX_LOG_CHARS + 64:  # the SDK's own truncation marker fits in the slack
             message = message[:MAX_LOG_CHARS] + f"... [truncated {len(message) - MAX_LOG_CHARS} characters]"
@@ -115,12 +123,26 @@ class ScriptHost:
                 fields = {"truncated_fields": redacted[:MAX_LOG_CHARS]}
             elif redacted != encoded:
                 fields = orjson.loads(redacted)
-        self.logs.append((level, self.redact(message), fields))
+        message = self.redact(message)
+        size = len(message.encode(errors="replace")) + (len(orjson.dumps(fields, default=str)) if fields else 0)
+        if not self._log_budget.admit(size):
+            log.warning("run_log_cap_reached", job_id=self.job_id, cap=self._log_budget.hit)
+            return
+        self.logs.append((level, message, fields))
 
-    async def flush_logs(self) -> None:
-        """Hand the buffered log lines to the sink, in order."""
+    def warn(self, message: str) -> None:
+        """A warning of the platform's own in the run's log (a cap was reached, a run waits)."""
+        self.log("warn", message, None)
+
+    async def flush_logs(self, *, final: bool = False) -> None:
+        """Hand the buffered log lines to the sink, in order; `final` (the run has ended) adds the one
+        entry that says how many lines the log cap dropped, if any."""
         async with self._flush_lock:
             entries, self.logs = self.logs, []
+            note = self._log_budget.note() if final and not self._truncation_noted else None
+            if note:
+                self._truncation_noted = True
+                entries.append(("warn", note, None))
             if entries:
                 await self.sink.add_logs(entries)
 
@@ -178,6 +200,18 @@ class ScriptHost:
     def _model_lock(self, model: str) -> asyncio.Lock:
         return self._write_locks.setdefault(model, asyncio.Lock())
 
+    def _check_quota(self, method: str, model: str, records: Any, *, sizes: bool = True) -> None:
+        """Refuse a call over the run's quotas (records per call, bytes per record) before anything is written."""
+        if not isinstance(records, list | tuple):
+            return  # not a batch at all: the sink refuses it with the contract's message
+        try:
+            with records_repo.record_errors():
+                contract.check_quota(records, model, method, max_records=self.quotas.records_per_batch,
+                                     max_bytes=self.quotas.record_bytes if sizes else None)
+        except OrchestratorError as exc:
+            self.warn(f"refused: {exc.message}")
+            raise
+
     def _check_batch(self, batch: str | None) -> None:
         if batch is not None and batch in self._failed_batches:
             raise RpcFailure("batch_aborted", "an earlier chunk of this call failed; this chunk was not written")
@@ -197,7 +231,11 @@ class ScriptHost:
                              part: int | None = None) -> bool:
         self._check_model(model)
         track = self.track_deletes or model in self.tracked_models
-        result = await self._ordered(model, batch, lambda: self.sink.save(model, records, track_seen=track))
+
+        async def write() -> records_repo.WriteResult:
+            self._check_quota("batch_save", model, records)  # a refused chunk aborts the rest of its call
+            return await self.sink.save(model, records, track_seen=track)
+        result = await self._ordered(model, batch, write)
         if result.duplicate_ids:
             self.log("warn", contract.duplicate_ids_warning(model, result.duplicate_ids), None)
         self.progress.add(model, result)
@@ -206,13 +244,21 @@ class ScriptHost:
     async def rpc_batch_delete(self, model: str, records: list[Any], batch: str | None = None,
                                part: int | None = None) -> bool:
         self._check_model(model)
-        self.progress.add(model, await self._ordered(model, batch, lambda: self.sink.delete(model, records)))
+
+        async def write() -> records_repo.WriteResult:
+            self._check_quota("batch_delete", model, records, sizes=False)
+            return await self.sink.delete(model, records)
+        self.progress.add(model, await self._ordered(model, batch, write))
         return True
 
     async def rpc_batch_update(self, model: str, records: list[Any], batch: str | None = None,
                                part: int | None = None) -> bool:
         self._check_model(model)
-        result = await self._ordered(model, batch, lambda: self.sink.update(model, records))
+
+        async def write() -> records_repo.WriteResult:
+            self._check_quota("batch_update", model, records)
+            return await self.sink.update(model, records)
+        result = await self._ordered(model, batch, write)
         if result.missing_ids:
             self.log("warn", contract.missing_ids_warning(model, result.missing_ids), None)
         self.progress.add(model, result)

@@ -85,7 +85,7 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
                        "output_model": _model_name(cfg.get("output")) if inp.kind == "action" else None})
     watched = InfraWatch(host)
     async with beating(host, heartbeat, every):
-        async with deps.limiter.slot(inp.environment_id):
+        async with deps.limiter.slot(inp.environment_id, inp.kind, on_full=host.warn, key=inp.job_id):
             outcome = await run_script(spec, watched, runner=deps.runner)
     if not outcome.ok and watched.faults:
         raise TransientError(f"{inp.kind} run hit an infrastructure fault and will be retried: {watched.faults[-1]}")

@@ -101,7 +101,7 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
                        "full_resync": prepared.full_resync})
     watched = InfraWatch(host)
     async with beating(host, heartbeat, every, on_progress):
-        async with deps.limiter.slot(sync.environment_id):
+        async with deps.limiter.slot(sync.environment_id, "sync", on_full=host.warn, key=prepared.job_id):
             outcome = await run_script(spec, watched, runner=deps.runner)
     if not outcome.ok:
         err = outcome.error or {}

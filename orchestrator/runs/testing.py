@@ -135,5 +135,5 @@ class ScriptBench:
         try:
             outcome = await run_script(spec, host, runner=self.runner)
         finally:
-            await host.flush_logs()
+            await host.flush_logs(final=True)
         return outcome, host

@@ -2,8 +2,11 @@
 
 Routing: the integration's `webhook_routing` names a body path and, optionally, the metadata key
 that must equal it (`{"body_path": "installation.id", "metadata_key": "installation_id"}`) or
-says the value is the connection id (`{"body_path": "...", "match": "connection_id"}`). Without
-routing, every connection of the integration receives the payload.
+says the value is the connection id (`{"body_path": "...", "match": "connection_id"}`). A payload
+goes only to the connections its routing matches: without routing, or when no connection
+matches, it is stored as 'unmatched' with the reason and logged, never fanned out to every
+connection (a provider signs every tenant's events with one secret, so a payload for one tenant
+must not run in another's connection).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ async def route(deps: RunDeps, inp: WebhookInput) -> WebhookTargets:
                                                                  row["event_type"])]
         conns = await connections_repo.list_for_integration(conn, deps.sealer, row["integration_id"])
         routing = row["webhook_routing"] or {}
+        unmatched: str | None = None
         if routing.get("body_path"):
             value = dig(body, routing["body_path"])
             if routing.get("match") == "connection_id":
@@ -54,6 +58,16 @@ async def route(deps: RunDeps, inp: WebhookInput) -> WebhookTargets:
             else:
                 key = routing.get("metadata_key") or routing["body_path"]
                 conns = [c for c in conns if value is not None and str(c.metadata.get(key)) == str(value)]
+            if not conns:
+                unmatched = (f"no connection matches the payload: its {routing['body_path']} is "
+                             f"{_shown(value)} and no connection of '{row['unique_key']}' has that "
+                             + ("connection id" if routing.get("match") == "connection_id"
+                                else f"metadata.{routing.get('metadata_key') or routing['body_path']}"))
+        else:
+            conns = []
+            unmatched = (f"integration '{row['unique_key']}' has no webhook_routing, so a payload matches no "
+                         "connection; set one (PATCH /integrations/" + row["unique_key"]
+                         + ' {"webhook_routing": {"body_path": ..., "metadata_key": ...}})')
         jobs: list[ScriptJobInput] = []
         async with conn.transaction():
             for c in conns:
@@ -63,12 +77,20 @@ async def route(deps: RunDeps, inp: WebhookInput) -> WebhookTargets:
                                             script_name=s.name, kind="webhook", public_id=str(uuid.uuid4()),
                                             input=job_input)
                     jobs.append(_job(inp, c.connection_id, s.name, job_id, job_input))
-            status = "dispatched" if jobs else "ignored"
-            await webhooks_repo.mark_routed(conn, inp.payload_id, status, sorted({j.connection_id for j in jobs}))
-    reason = None if jobs else (
-        "no sync subscribes to this event" if not syncs else "no connection matches the payload")
-    log.info("webhook_routed", payload=inp.payload_id, jobs=len(jobs), ignored=reason)
+            reason = None if jobs else "no sync subscribes to this event" if not syncs else unmatched
+            status = "dispatched" if jobs else "ignored" if not syncs else "unmatched"
+            await webhooks_repo.mark_routed(conn, inp.payload_id, status, sorted({j.connection_id for j in jobs}),
+                                            error=reason if status == "unmatched" else None)
+    if status == "unmatched":
+        log.warning("webhook_unmatched", payload=inp.payload_id, integration=row["unique_key"], reason=reason)
+    else:
+        log.info("webhook_routed", payload=inp.payload_id, jobs=len(jobs), ignored=reason)
     return WebhookTargets(jobs=jobs, ignored_reason=reason)
+
+
+def _shown(value: Any) -> str:
+    """A routing value for a message: short, and `missing` when the path found nothing."""
+    return "missing" if value is None else repr(str(value)[:80])
 
 
 def _job(inp: WebhookInput, connection_id: str, sync: str, job_id: int, job_input: Any) -> ScriptJobInput:

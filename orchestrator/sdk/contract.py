@@ -170,6 +170,37 @@ def encode_record(record: dict[str, Any], rid: str, index: int, model: str) -> b
     return body
 
 
+MAX_RECORDS_PER_BATCH = 10_000  # RUNNER_MAX_RECORDS_PER_BATCH's default: above the SDK's 5,000 per call
+MAX_RECORD_BYTES = 1024 * 1024  # RUNNER_MAX_RECORD_BYTES's default
+
+
+def check_quota(records: Any, model: str, method: str, *, max_records: int = MAX_RECORDS_PER_BATCH,
+                max_bytes: int | None = MAX_RECORD_BYTES) -> None:
+    """A batch within the per-call quotas: at most `max_records` records, each at most `max_bytes` as JSON.
+
+    Checked by the host before anything is written (and by `nango_mock` alike), so a hostile or
+    careless script cannot make the worker and PostgreSQL hold one giant batch or record. A
+    record that is not JSON is left to `encode_record`, which names the problem.
+    """
+    check_batch(records, model)
+    if len(records) > max_records:
+        raise InvalidRecord(f"{method}({model}): {len(records)} records in one call; the limit is {max_records} "
+                            "records per call (RUNNER_MAX_RECORDS_PER_BATCH)", model=model)
+    if max_bytes is None or _orjson is None:
+        return
+    for index, record in enumerate(records):
+        try:
+            size = len(_orjson.dumps(record, option=_orjson.OPT_NON_STR_KEYS))
+        except TypeError:
+            continue
+        if size > max_bytes:
+            rid = record.get("id") if isinstance(record, dict) else None
+            named = f" (id '{str(rid)[:64]}')" if rid is not None else ""
+            raise InvalidRecord(f"record #{index}{named} of model '{model}' is {size} bytes as JSON; the limit is "
+                                f"{max_bytes} bytes per record (RUNNER_MAX_RECORD_BYTES)", model=model, index=index,
+                                record_id=str(rid)[:64] if rid is not None else None)
+
+
 def dedupe(records: Sequence[Any], model: str) -> tuple[list[Item], list[str]]:
     """Check every id and fold duplicates: the last record wins, at the position of its last occurrence.
 

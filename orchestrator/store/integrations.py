@@ -63,11 +63,12 @@ async def summaries(conn: asyncpg.Connection, environment_id: int) -> list[dict[
 
 async def settings(conn: asyncpg.Connection, integration_id: int) -> dict[str, Any] | None:
     """The OAuth app and webhook settings: oauth_client_id, oauth_client_secret (sealed), oauth_scopes,
-    oauth_authorization_url, oauth_token_url, webhook_routing, webhook_secret (sealed) and has_secret."""
+    oauth_authorization_url, oauth_token_url, webhook_routing, webhook_secret (sealed), has_secret and
+    webhook_accept_unsigned."""
     row = await conn.fetchrow(
         "SELECT oauth_client_id, oauth_client_secret, oauth_scopes, oauth_authorization_url, oauth_token_url,"
-        " webhook_routing, webhook_secret, webhook_secret IS NOT NULL AS has_secret FROM integrations WHERE id = $1",
-        integration_id)
+        " webhook_routing, webhook_secret, webhook_secret IS NOT NULL AS has_secret, webhook_accept_unsigned"
+        " FROM integrations WHERE id = $1", integration_id)
     return dict(row) if row else None
 
 
@@ -76,6 +77,7 @@ async def update_settings(
     oauth_client_id: str | None = None, sealed_client_secret: bytes | None = None,
     sealed_webhook_secret: bytes | None = None, webhook_routing: dict[str, Any] | None = None,
     oauth_scopes: str | None = None, oauth_authorization_url: str | None = None, oauth_token_url: str | None = None,
+    webhook_accept_unsigned: bool | None = None,
 ) -> None:
     """Change what is given; None keeps the current value (secrets come sealed)."""
     await conn.execute(
@@ -86,9 +88,10 @@ async def update_settings(
         " webhook_routing = COALESCE($6, webhook_routing),"
         " oauth_scopes = COALESCE($7, oauth_scopes),"
         " oauth_authorization_url = COALESCE($8, oauth_authorization_url),"
-        " oauth_token_url = COALESCE($9, oauth_token_url), updated_at = now() WHERE id = $1",
+        " oauth_token_url = COALESCE($9, oauth_token_url),"
+        " webhook_accept_unsigned = COALESCE($10, webhook_accept_unsigned), updated_at = now() WHERE id = $1",
         integration_id, display_name, oauth_client_id, sealed_client_secret, sealed_webhook_secret, webhook_routing,
-        oauth_scopes, oauth_authorization_url, oauth_token_url)
+        oauth_scopes, oauth_authorization_url, oauth_token_url, webhook_accept_unsigned)
 
 
 async def rename(conn: asyncpg.Connection, integration_id: int, unique_key: str) -> None:

@@ -18,23 +18,26 @@ async def add(conn: asyncpg.Connection, *, public_id: str, environment_id: int, 
 
 async def for_routing(conn: asyncpg.Connection, payload_id: int) -> dict[str, Any] | None:
     """What routing needs: the payload (id, event_type, body, status, integration_id) and its integration's
-    `webhook_routing`."""
+    `webhook_routing` and `unique_key`."""
     row = await conn.fetchrow(
-        "SELECT w.id, w.event_type, w.body, w.status, w.integration_id, i.webhook_routing FROM webhook_payloads w"
+        "SELECT w.id, w.event_type, w.body, w.status, w.integration_id, i.webhook_routing, i.unique_key"
+        " FROM webhook_payloads w"
         " JOIN integrations i ON i.id = w.integration_id WHERE w.id = $1", payload_id)
     return dict(row) if row else None
 
 
-async def mark_routed(conn: asyncpg.Connection, payload_id: int, status: str, connections: list[str]) -> None:
-    """'dispatched' (to these connections) or 'ignored'."""
-    await conn.execute("UPDATE webhook_payloads SET status = $2, connections = $3 WHERE id = $1",
-                       payload_id, status, connections)
+async def mark_routed(conn: asyncpg.Connection, payload_id: int, status: str, connections: list[str],
+                      error: str | None = None) -> None:
+    """'dispatched' (to these connections), 'ignored' (no script subscribes) or 'unmatched' (no connection
+    matches; `error` says why)."""
+    await conn.execute("UPDATE webhook_payloads SET status = $2, connections = $3, error = $4 WHERE id = $1",
+                       payload_id, status, connections, error)
 
 
 async def mark_finished(conn: asyncpg.Connection, payload_id: int, failed_jobs: int) -> None:
-    """'processed', or 'failed' when one of its jobs failed; an ignored payload stays ignored."""
+    """'processed', or 'failed' when one of its jobs failed; an ignored or unmatched payload stays so."""
     await conn.execute(
-        "UPDATE webhook_payloads SET status = CASE WHEN status = 'ignored' THEN 'ignored' WHEN $2 > 0"
+        "UPDATE webhook_payloads SET status = CASE WHEN status IN ('ignored', 'unmatched') THEN status WHEN $2 > 0"
         " THEN 'failed' ELSE 'processed' END, processed_at = now() WHERE id = $1", payload_id, failed_jobs)
 
 

@@ -18,7 +18,9 @@ from temporalio.common import RetryPolicy
 # tests/test_workflows.py checks the list against the classes.
 NON_RETRYABLE: tuple[str, ...] = (
     "BundleError",
+    "BundleLimitError",
     "ConfigError",
+    "DatabaseError",
     "DryRunError",
     "EnvironmentExistsError",
     "EnvironmentNotEmptyError",

@@ -149,19 +149,35 @@ class NangoMock:
     def _warn(self, message: str) -> None:
         self.logs.append({"level": "warn", "message": message, "fields": None})
 
+    def _check_quota(self, method: str, model: str, records: Any, *, sizes: bool = True) -> None:
+        """The production host's per-call quotas, at their default values (contract.check_quota)."""
+        if not isinstance(records, list | tuple):
+            return
+        try:
+            contract.check_quota(records, model, method, max_bytes=contract.MAX_RECORD_BYTES if sizes else None)
+        except contract.InvalidRecord as exc:
+            self._warn(f"refused: {exc.message}")
+            raise _Failure(exc.code, exc.message) from None
+
     async def _rpc_batch_save(self, model: str, records: list[Any], **_: Any) -> bool:
+        self._check_model(model)
+        self._check_quota("batch_save", model, records)
         result = await self._write(model, lambda: self.sink.save(model, records))
         if result.duplicate_ids:
             self._warn(contract.duplicate_ids_warning(model, result.duplicate_ids))
         return True
 
     async def _rpc_batch_update(self, model: str, records: list[Any], **_: Any) -> bool:
+        self._check_model(model)
+        self._check_quota("batch_update", model, records)
         result = await self._write(model, lambda: self.sink.update(model, records))
         if result.missing_ids:
             self._warn(contract.missing_ids_warning(model, result.missing_ids))
         return True
 
     async def _rpc_batch_delete(self, model: str, records: list[Any], **_: Any) -> bool:
+        self._check_model(model)
+        self._check_quota("batch_delete", model, records, sizes=False)
         await self._write(model, lambda: self.sink.delete(model, records))
         return True
 

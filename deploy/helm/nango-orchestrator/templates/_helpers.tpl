@@ -208,6 +208,11 @@ RUNNER_CPU_SECONDS: {{ $c.runner.cpuSeconds | toString | quote }}
 RUNNER_WARM_CHILDREN: {{ $c.runner.warmChildren | toString | quote }}
 RUNNER_ISOLATION: {{ $c.runner.isolation | quote }}
 RUNNER_REQUIRE_ISOLATION: {{ $c.runner.requireIsolation | toString | quote }}
+RUNNER_MAX_LOG_LINES: {{ $c.runner.maxLogLines | toString | quote }}
+RUNNER_MAX_LOG_BYTES: {{ $c.runner.maxLogBytes | toString | quote }}
+RUNNER_MAX_RPC_IN_FLIGHT: {{ $c.runner.maxRpcInFlight | toString | quote }}
+RUNNER_MAX_RECORDS_PER_BATCH: {{ $c.runner.maxRecordsPerBatch | toString | quote }}
+RUNNER_MAX_RECORD_BYTES: {{ $c.runner.maxRecordBytes | toString | quote }}
 RUNNER_TMP_SIZE_MB: {{ $c.runner.tmpSizeMb | toString | quote }}
 RUNNER_SHM_SIZE_MB: {{ $c.runner.shmSizeMb | toString | quote }}
 RUNNER_FILE_SIZE_MB: {{ $c.runner.fileSizeMb | toString | quote }}
