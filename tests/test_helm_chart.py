@@ -395,11 +395,17 @@ def test_worker_sandbox_settings() -> None:
     spec = workload(docs, "worker")
     env = container_env(docs, spec)
     assert env["RUNNER_REQUIRE_ISOLATION"] == "true"
+    assert "RUNNER_ALLOW_UNSANDBOXED" not in env  # never in a cluster: the worker fails closed
+    assert env["RUNNER_ISOLATION"] in ("", "bwrap")
+    assert (env["RUNNER_TMP_SIZE_MB"], env["RUNNER_SHM_SIZE_MB"], env["RUNNER_FILE_SIZE_MB"]) == ("64", "16", "64")
     sc = spec["containers"][0]["securityContext"]
     # bubblewrap's unprivileged user namespaces: allowed by seccomp/AppArmor, no capability added.
     assert sc["seccompProfile"] == {"type": "Unconfined"}
     assert sc["appArmorProfile"] == {"type": "Unconfined"}
-    assert "add" not in sc["capabilities"]
+    assert "add" not in sc["capabilities"] and sc["capabilities"]["drop"] == ["ALL"]
+    # what tests/test_worker_nonroot.py runs the sandbox as: uid 10001, no privilege
+    assert sc["allowPrivilegeEscalation"] is False and not sc.get("privileged") and sc["runAsNonRoot"]
+    assert spec["securityContext"]["runAsUser"] == 10001 and spec["securityContext"]["runAsNonRoot"]
     # The API keeps the runtime's default seccomp profile.
     api = workload(docs, "api")
     assert api["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
