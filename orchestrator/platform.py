@@ -19,6 +19,7 @@ from orchestrator.bundles.store import BundleStore, store_from_settings
 from orchestrator.config.settings import Settings
 from orchestrator.crypto import Sealer
 from orchestrator.errors import OrchestratorError
+from orchestrator.providers.egress import Egress
 from orchestrator.store.pool import create_pool
 from orchestrator.temporal.client import connect
 
@@ -31,6 +32,8 @@ class Platform:
     temporal_client: Client | None
     bundles: BundleStore
     http: aiohttp.ClientSession
+    # Scripts' and /proxy's requests: the egress policy's own session (providers/egress.py)
+    egress: Egress | None = None
 
     @property
     def temporal(self) -> Client:
@@ -58,8 +61,8 @@ async def open_platform(settings: Settings, *, temporal: Client | None = None,
     pool = await create_pool(settings)
     try:
         client = temporal or (await connect(settings) if connect_temporal else None)
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession() as http, Egress(lambda: settings.egress_allow) as egress:
             yield Platform(settings=settings, pool=pool, sealer=sealer_for(settings), temporal_client=client,
-                           bundles=store_from_settings(settings), http=http)
+                           bundles=store_from_settings(settings), http=http, egress=egress)
     finally:
         await pool.close()

@@ -35,6 +35,7 @@ from orchestrator.devstack.processes import free_port, wait_for_port
 from orchestrator.devstack.temporal import temporal_cli
 from orchestrator.logging import configure_logging
 from orchestrator.platform import Platform, open_platform
+from orchestrator.providers.egress import entry_for
 from orchestrator.store import environments as environments_repo
 from orchestrator.store.migrate import migrate
 from orchestrator.store.pool import init_connection
@@ -182,6 +183,8 @@ async def stack(db_ready: str, temporal_env: WorkflowEnvironment, s3_endpoint: s
         task_queue_prefix=f"t{uuid.uuid4().hex[:6]}-", worker_health_port=0,
         runner_sync_timeout_s=120, runner_action_timeout_s=60, runner_heartbeat_timeout_s=6,
         worker_shutdown_grace_s=5, reconcile_interval_s=0,
+        # the demo provider runs on loopback: listed, as an operator lists an internal host (nothing else is)
+        egress_allow=entry_for(provider_url),
     )
     client = temporal_env.client
     runner = web.AppRunner(create_app(settings, temporal=client), access_log=None)
@@ -198,6 +201,27 @@ async def stack(db_ready: str, temporal_env: WorkflowEnvironment, s3_endpoint: s
             await asyncio.wait_for(worker, 30)
         await pool.close()
         await runner.cleanup()
+
+
+class allow_egress:  # used like a function: `with allow_egress(stack, url):`
+    """List more test servers in the stack's EGRESS_ALLOW for one test (the API and the in-process
+    worker read the same Settings at every request), then restore it. `with` or `async with`."""
+
+    def __init__(self, stack: Stack, *urls: str) -> None:
+        self.settings, self.entries, self.before = stack.settings, [entry_for(u) for u in urls], ""
+
+    def __enter__(self) -> None:
+        self.before = self.settings.egress_allow
+        self.settings.egress_allow = ",".join([self.before, *self.entries])
+
+    def __exit__(self, *exc: object) -> None:
+        self.settings.egress_allow = self.before
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__()
 
 
 @dataclass

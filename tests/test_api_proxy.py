@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from orchestrator.client import ApiError
-from tests.conftest import Stack, setup_github
+from tests.conftest import Stack, allow_egress, setup_github
 
 
 @pytest.fixture
@@ -73,7 +73,12 @@ async def test_proxy_reaches_the_provider_with_the_connections_credentials(stack
                                "invalid_headers")):
             err = await api.request("GET", "/proxy/user", headers=headers, ok=(400, 404))
             assert err["error"]["code"] == code
-        with pytest.raises(ApiError) as exc:
+        with pytest.raises(ApiError) as exc:  # loopback, not listed: the egress policy refuses it
+            await api.proxy("GET", "/user", integration="github", connection_id="conn-1",
+                            base_url_override="http://127.0.0.1:1")
+        assert exc.value.status == 403 and exc.value.code == "egress_refused"
+        assert "127.0.0.1:1" in exc.value.message and "EGRESS_ALLOW" in exc.value.message
+        with allow_egress(stack, "http://127.0.0.1:1"), pytest.raises(ApiError) as exc:
             await api.proxy("GET", "/user", integration="github", connection_id="conn-1",
                             base_url_override="http://127.0.0.1:1")
         assert exc.value.status == 502 and exc.value.code == "upstream_unreachable"
@@ -82,8 +87,10 @@ async def test_proxy_reaches_the_provider_with_the_connections_credentials(stack
 async def test_proxy_headers_query_body_and_response_pass_through(stack: Stack, echo: tuple[str, list]) -> None:
     url, seen = echo
     gh = await setup_github(stack, issues=1)
-    async with stack.api(gh.key) as api:
-        await api.create_connection("github", "keyed", {"type": "API_KEY", "apiKey": "k-999"})
+    async with stack.api(gh.key) as api, allow_egress(stack, url):
+        # "keyed" talks to the echo server as its provider host; conn-1 reaches it through an override
+        await api.create_connection("github", "keyed", {"type": "API_KEY", "apiKey": "k-999"},
+                                    connection_config={"base_url": url})
         body = b'{"raw": "bytes \xc3\xa9"}'
         res = await api.proxy("PATCH", "/things/1", integration="github", connection_id="conn-1", data=body,
                               params="a=1&b=x%20y&c=%3D", base_url_override=url,
@@ -94,7 +101,7 @@ async def test_proxy_headers_query_body_and_response_pass_through(stack: Stack, 
         assert got["method"] == "PATCH" and got["path"] == "/things/1" and got["body"] == body
         assert got["query"] == "a=1&b=x%20y&c=%3D"
         assert got["headers"]["X-Foo"] == "bar" and got["headers"]["Content-Type"] == "application/merge-patch+json"
-        assert got["headers"]["Authorization"] == "Bearer demo-token"  # the connection's, never our secret key
+        assert "Authorization" not in got["headers"]  # not conn-1's provider host: no credentials go there
         assert gh.key not in orjson.dumps(got["headers"]).decode()
         assert not any(k.lower().startswith("nango-proxy-") or k.lower() in ("connection-id", "provider-config-key")
                        for k in got["headers"])

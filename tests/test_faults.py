@@ -63,7 +63,8 @@ class WorkerProcess:
                     "MINIO_ACCESS_KEY": "testing", "MINIO_SECRET_KEY": "testing", "MINIO_BUCKET": s.minio_bucket,
                     "ENCRYPTION_KEY": s.encryption_key.get_secret_value(), "TASK_QUEUE_PREFIX": prefix,
                     "RUNNER_HEARTBEAT_TIMEOUT_S": "4", "BUNDLE_CACHE_DIR": str(tmp / f"cache-{uuid.uuid4().hex[:6]}"),
-                    "WORKER_HEALTH_PORT": "0", "WORKER_TASK_QUEUES": "syncs", "LOG_FORMAT": "json", **env}
+                    "WORKER_HEALTH_PORT": "0", "WORKER_TASK_QUEUES": "syncs", "LOG_FORMAT": "json",
+                    "EGRESS_ALLOW": s.egress_allow, **env}
         self.log = tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
         self.proc: asyncio.subprocess.Process | None = None
 

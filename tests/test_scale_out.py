@@ -23,7 +23,8 @@ async def _api_process(stack: Stack, tmp: Path, prefix: str) -> tuple[asyncio.su
     env = {**os.environ, "DATABASE_URL": s.database_url.get_secret_value(), "TEMPORAL_ADDRESS": s.temporal_address,
            "MINIO_ENDPOINT": s.minio_endpoint, "MINIO_ACCESS_KEY": "testing", "MINIO_SECRET_KEY": "testing",
            "MINIO_BUCKET": s.minio_bucket, "ENCRYPTION_KEY": s.encryption_key.get_secret_value(),
-           "TASK_QUEUE_PREFIX": prefix, "API_PORT": str(port), "RECONCILE_INTERVAL_S": "0", "LOG_FORMAT": "json"}
+           "TASK_QUEUE_PREFIX": prefix, "API_PORT": str(port), "RECONCILE_INTERVAL_S": "0", "LOG_FORMAT": "json",
+           "EGRESS_ALLOW": s.egress_allow}
     log = await asyncio.to_thread(open, tmp / f"api-{port}.log", "wb")
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "orchestrator", "server", env=env,
                                                 stdout=log, stderr=log, start_new_session=True)

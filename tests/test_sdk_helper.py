@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.crypto import Sealer
 from orchestrator.providers.catalog import Provider
+from orchestrator.providers.egress import entry_for
 from orchestrator.runner.host import Runner
 from orchestrator.runs.testing import ScriptBench
 from orchestrator.store import jobs as jobs_repo
@@ -77,11 +78,14 @@ async def echo() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
 
 @pytest.fixture(scope="module")
-async def sb(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ScriptBench]:
+async def sb(stack: Stack, echo: tuple[str, list[dict[str, Any]]],
+             tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ScriptBench]:
     session = aiohttp.ClientSession()
     runner = await Runner.create(warm=1)
     bench = await ScriptBench(stack.pool, Sealer(stack.settings.encryption_key_bytes()), session,
                               tmp_path_factory.mktemp("sdk"), runner).setup()
+    # the demo provider and the echo server run on loopback: listed, as an operator lists internal hosts
+    bench.egress_allow = [entry_for(stack.provider_url), entry_for(echo[0])]
     try:
         yield bench
     finally:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.control.reconcile import reconcile_integration
 from orchestrator.providers.custom import find_provider
+from orchestrator.providers.egress import SETTING as EGRESS_SETTING
+from orchestrator.providers.egress import internal_entries, parse_allow_list
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store.types import Integration
 from orchestrator.temporal import names, schedules
@@ -51,6 +53,21 @@ class IntegrationBody(BaseModel):
     # override the provider catalog's OAuth endpoints (an enterprise host, the demo provider)
     oauth_authorization_url: str | None = Field(None, pattern=URL_PATTERN)
     oauth_token_url: str | None = Field(None, pattern=URL_PATTERN)
+    # hosts the integration's scripts and proxy calls may reach besides the provider's (public ones only)
+    egress_allow: list[str] | None = Field(None, max_length=100)
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress_allow(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        entries = [v.strip() for v in value if v.strip()]
+        allow = parse_allow_list(entries)   # ValueError names the bad entry
+        internal = internal_entries(allow)
+        if internal:
+            raise ValueError(f"{', '.join(internal)}: an integration's egress_allow may list public hosts only; "
+                             f"internal addresses are opened by the operator's {EGRESS_SETTING} setting")
+        return entries
 
 
 def webhook_url(request: web.Request, environment_name: str, unique_key: str) -> str:
@@ -67,7 +84,7 @@ async def public(conn: Any, i: Integration, *, include: set[str] | None = None,
         "unique_key": i.unique_key, "provider": i.provider,
         "display_name": i.display_name or (provider.display_name if provider else i.provider),
         "logo": "", "forward_webhooks": True, "created_at": i.created_at.isoformat(),
-        "updated_at": i.updated_at.isoformat()}
+        "updated_at": i.updated_at.isoformat(), "egress_allow": await integrations_repo.egress_allow(conn, i.id)}
     if include:
         row = await integrations_repo.settings(conn, i.id)
         if "webhook" in include:
@@ -111,6 +128,8 @@ async def get_integration(request: web.Request) -> web.Response:
 
 async def _apply(request: web.Request, conn: Any, integration: Integration, body: IntegrationBody) -> None:
     sealer = request.app[PLATFORM].sealer
+    if body.egress_allow is not None:
+        await integrations_repo.set_egress_allow(conn, integration.id, body.egress_allow)
     creds = body.credentials
     secret = body.webhook_secret or (creds.webhook_secret if creds else None)
     scopes = creds.scopes if creds else None

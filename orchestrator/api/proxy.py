@@ -7,6 +7,11 @@ comma-separated), `Decompress` (accepted; responses are always decoded), and `Na
 forwarded upstream as `<Name>`. A `Content-Type` is forwarded too. The query string is passed on
 as is, the body byte for byte. The upstream status, headers (minus hop-by-hop ones) and body come
 back unchanged; a 502 JSON error says when the upstream could not be reached at all.
+
+Requests pass the egress policy (providers/egress.py) as scripts' do: the provider's host, hosts in
+EGRESS_ALLOW or the integration's egress_allow, never an internal address the operator did not
+list, every redirect checked; the connection's credentials go to the provider's host only. A
+refused request answers 403 `egress_refused`, naming the host and the setting that would allow it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from orchestrator.api.keys import PLATFORM
 from orchestrator.errors import TransientError
 from orchestrator.providers import credentials as credentials_mod
 from orchestrator.providers.custom import resolve_provider
-from orchestrator.providers.proxy import ProxyRequest, UpstreamError, send
+from orchestrator.providers.egress import EgressRefused, strict_egress
+from orchestrator.providers.proxy import ProxyRequest, UpstreamError, policy_for, send
+from orchestrator.store import integrations as integrations_repo
 from orchestrator.store.types import Connection
 
 routes = web.RouteTableDef()
@@ -73,6 +80,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     connection = await load_connection(request, integration, connection_id)
     async with request.app[PLATFORM].pool.acquire() as conn:
         provider = await resolve_provider(conn, connection.environment_id, connection.provider)
+        egress_allow = await integrations_repo.egress_allow(conn, connection.integration_id)
     body = await request.read() if request.can_read_body else b""
     if len(body) > MAX_BODY:
         raise_error(413, "payload_too_large", f"proxy bodies are limited to {MAX_BODY} bytes")
@@ -84,10 +92,14 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         async def refresh() -> Connection:
             return await credentials_mod.refresh(app[PLATFORM], connection, force=True)
 
-        result = await send(app[PLATFORM].http, connection, provider, ProxyRequest(
+        platform = app[PLATFORM]
+        policy = policy_for(platform.egress or strict_egress(), connection, provider, egress_allow)
+        result = await send(policy, connection, provider, ProxyRequest(
             method=request.method, endpoint="/" + request.match_info["path"],
             params=request.rel_url.raw_query_string or None, data=body or None, headers=_forwarded_headers(request),
             retries=retries, retry_on=retry_on, base_url_override=base_url, response_type="text"), refresh=refresh)
+    except EgressRefused as exc:
+        raise_error(403, "egress_refused", exc.message)
     except credentials_mod.RefreshError as exc:
         raise_error(400, "refresh_token_external_error", exc.message)
     except (UpstreamError, TransientError) as exc:

@@ -178,6 +178,8 @@ async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recor
     `sink` gets each log line, `progress` a line per HTTP request of the script, as they happen."""
     from orchestrator.client import ApiError, NangoClient
     from orchestrator.providers.catalog import get_provider
+    from orchestrator.providers.egress import Egress
+    from orchestrator.providers.proxy import provider_entry
 
     script = run.script
     try:
@@ -203,10 +205,12 @@ async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recor
                 return to_connection(fresh, host.connection.metadata)
 
             hook = recorder if progress is None else HttpProgress(progress, recorder)
-            async with aiohttp.ClientSession() as session:
+            # The author's own script on the author's machine: its provider's host may be local (a dev
+            # stack's demo provider), so it is listed; every other host follows the worker's rules.
+            async with aiohttp.ClientSession() as session, Egress(provider_entry(connection, provider)) as egress:
                 host = _DryHost(memory=MemorySink(), on_log=sink, session=session, connection=connection,
                                 provider=provider, environment_name=run.environment or "", job_id=None,
-                                refresh_credentials=refresh, http_hook=hook)
+                                refresh_credentials=refresh, http_hook=hook, egress=egress)
                 if isinstance(hook, HttpProgress):
                     hook.host = host
                 if recorder is not None:  # `--save-responses`: redact with this host's credentials

@@ -342,7 +342,7 @@ class NangoClient:
         async with self.session.request(method.upper(), url, data=body, params=dict(params) if params else None,
                                         headers=hdrs) as resp:
             raw = await resp.read()
-            if resp.status in (400, 401, 404, 502) and resp.content_type == "application/json":
+            if resp.status in (400, 401, 403, 404, 502) and resp.content_type == "application/json":
                 try:
                     parsed = orjson.loads(raw)
                 except orjson.JSONDecodeError:
@@ -392,4 +392,4 @@ class NangoClient:
 
 
 _PROXY_ERRORS = {"missing_headers", "unknown_connection", "invalid_headers", "upstream_unreachable",
-                 "refresh_token_external_error", "unknown_account", "missing_auth_header"}
+                 "refresh_token_external_error", "unknown_account", "missing_auth_header", "egress_refused"}

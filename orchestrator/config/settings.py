@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         1024 * 1024, ge=1, description="Size of one record encoded as JSON; a larger record is refused with its "
         "batch.")
 
+    # Egress (orchestrator/providers/egress.py): where scripts and /proxy may send requests
+    egress_allow: str = Field(
+        "", description="Hosts scripts and /proxy may reach besides the integration's provider host, in every "
+        "environment: comma-separated host, host:port, *.domain, address or CIDR entries. Only this setting opens "
+        "loopback, link-local (cloud metadata), private and other non-public addresses, e.g. 127.0.0.1:8080 or "
+        "10.0.0.0/8.")
+
     log_level: str = Field("INFO", description="Log level.")
 
     @field_validator("encryption_key")

@@ -790,6 +790,17 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@routes.route("*", "/redirect-to")
+async def redirect_to(request: web.Request) -> web.Response:
+    """Answer with a redirect to `url` (status `status_code`, 302 by default), like httpbin's: how the
+    egress tests check that every redirect hop is checked again."""
+    target = request.query.get("url", "")
+    status = _int_param(request, "status_code", 302)
+    if not target or status not in (301, 302, 303, 307, 308):
+        raise _validation_error("url", "url is required and status_code must be a redirect status")
+    return web.Response(status=status, headers={"Location": target})
+
+
 @routes.get("/user")
 async def get_user(request: web.Request) -> web.Response:
     login = require_auth(request, DOCS + "/users/users#get-the-authenticated-user")

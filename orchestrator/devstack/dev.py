@@ -34,6 +34,7 @@ from orchestrator.devstack import reload
 from orchestrator.devstack.postgres import EmbeddedPostgres
 from orchestrator.devstack.processes import ensure_port_free
 from orchestrator.devstack.temporal import TemporalDevServer
+from orchestrator.providers.egress import entry_for
 from orchestrator.store import environments as environments_repo
 from orchestrator.store.migrate import migrate
 from orchestrator.store.pool import init_connection
@@ -104,11 +105,18 @@ async def run_dev(opts: DevOptions) -> None:
             temporal_address = await temporal.start()
             temporal_ui = temporal.ui_url
             stack.push_async_callback(temporal.stop)
+        # The demo provider runs on this machine: listed by name in EGRESS_ALLOW, as an operator lists an
+        # internal host, so the example's scripts reach it and nothing else on loopback (Temporal, the API).
+        extra = dict(opts.extra_env)
+        demo_host = f"[{opts.host}]" if ":" in opts.host else opts.host
+        demo_entry = entry_for(f"http://{demo_host}:{opts.provider_port}")
+        egress_allow = ",".join(v for v in (extra.pop("egress_allow", ""), demo_entry) if v)
         settings = Settings(
             database_url=SecretStr(database_url), temporal_address=temporal_address, temporal_ui_url=temporal_ui,
             bundle_dir=home / "bundles", bundle_cache_dir=home / "cache",
             encryption_key=SecretStr(keys["encryption_key"]), api_host=opts.host, api_port=opts.api_port,
-            public_url=f"http://{opts.host}:{opts.api_port}", worker_health_port=0, **opts.extra_env)  # type: ignore[arg-type]
+            public_url=f"http://{opts.host}:{opts.api_port}", worker_health_port=0, egress_allow=egress_allow,
+            **extra)  # type: ignore[arg-type]
         conn = await asyncpg.connect(database_url)
         try:
             await init_connection(conn)

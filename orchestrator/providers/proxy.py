@@ -1,5 +1,9 @@
 """Requests to a connection's API with its credentials injected: used by scripts and `/proxy`.
 
+Every request passes the egress policy (egress.py): the provider's host, hosts the operator or the
+integration allows, never an internal address the operator did not list; redirects are followed
+here, each hop checked again, and the connection's credentials go to the provider's host only.
+
 Retries (network errors, 5xx, 429 and any extra statuses asked for) back off exponentially with
 jitter; `Retry-After` and the provider's reset header set the wait when present.
 """
@@ -10,7 +14,7 @@ import asyncio
 import base64
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -20,8 +24,12 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 import structlog
+from yarl import URL
 
+from orchestrator.errors import InvalidInputError
+from orchestrator.providers import egress
 from orchestrator.providers.catalog import Provider
+from orchestrator.providers.egress import Egress, EgressPolicy, EgressRefused
 from orchestrator.store.types import ApiKeyCredentials, BasicCredentials, Connection, OAuth2Credentials
 
 log = structlog.get_logger(__name__)
@@ -90,6 +98,25 @@ def build_url(connection: Connection, provider: Provider, req: ProxyRequest) -> 
     return url
 
 
+def policy_for(egress_: Egress, connection: Connection, provider: Provider, integration_allow: Iterable[str] = (),
+               integration_key: str = "") -> EgressPolicy:
+    """The egress rules of one connection: its resolved base URL's host is the provider's host."""
+    try:
+        base_url: str | None = provider.resolve_base_url(connection.connection_config)
+    except InvalidInputError:
+        base_url = None   # a placeholder lacks its value: no provider host (build_url says why)
+    return egress_.policy(base_url, integration_allow, integration_key or connection.integration_key)
+
+
+def provider_entry(connection: Connection, provider: Provider) -> str:
+    """The allow-list entry naming the connection's provider host ("" when its base URL cannot be
+    filled): what `nango dryrun`, on the author's own machine, lists so a local provider is reachable."""
+    try:
+        return egress.entry_for(provider.resolve_base_url(connection.connection_config))
+    except (InvalidInputError, ValueError):
+        return ""
+
+
 def _wait_from_headers(headers: dict[str, str], provider: Provider) -> float | None:
     lowered = {k.lower(): v for k, v in headers.items()}
     retry_after = lowered.get(provider.rate_limit.retry_after_header.lower())
@@ -131,37 +158,37 @@ def _decode(raw: bytes, content_type: str, response_type: str) -> Any:
     return raw.decode(errors="replace")
 
 
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 10
+# Headers a script or caller may set that must not follow a redirect to another host.
+_PRIVATE_HEADERS = {"authorization", "proxy-authorization", "cookie"}
+
+
 async def send(
-    session: aiohttp.ClientSession, connection: Connection, provider: Provider, req: ProxyRequest,
+    policy: EgressPolicy, connection: Connection, provider: Provider, req: ProxyRequest,
     *, refresh: Callable[[], Awaitable[Connection]] | None = None, timeout_s: float = 120.0,
 ) -> ProxyResult:
-    """One logical request, retried as asked; a 401 on OAuth2 refreshes the token once."""
+    """One logical request, retried as asked; a 401 on OAuth2 refreshes the token once.
+
+    Every hop (the first URL and each redirect) passes the egress policy; the connection's
+    credentials go only to the provider's own host. Raises EgressRefused (never retried) when the
+    policy refuses a hop, UpstreamError when the API cannot be reached."""
     attempt = 0
     refreshed = False
     while True:
-        auth_headers, auth_query = auth_headers_and_query(connection, provider)
-        headers = {**provider.headers, **(req.headers or {}), **auth_headers}
-        url = build_url(connection, provider, req)
-        if auth_query and not req.absolute_url:
-            url += ("&" if "?" in url else "?") + urlencode(auth_query)
-        body: bytes | None = None
-        if req.data is not None and req.method not in ("GET", "HEAD"):
-            if isinstance(req.data, bytes | str):
-                body = req.data.encode() if isinstance(req.data, str) else req.data
-            else:
-                body = orjson.dumps(req.data)
-                headers.setdefault("Content-Type", "application/json")
         try:
-            async with session.request(req.method, url, data=body, headers=headers,
-                                       timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
-                raw = await resp.read()
-                result = ProxyResult(resp.status, dict(resp.headers), _decode(
-                    raw, resp.headers.get("Content-Type", ""), req.response_type), raw, url)
+            result = await _exchange(policy, connection, provider, req, timeout_s)
+        except EgressRefused:
+            raise
         except (aiohttp.ClientError, TimeoutError) as exc:
+            refused = egress.refusal(exc)
+            if refused is not None:
+                raise refused from None
             if attempt < req.retries:
                 attempt += 1
                 await asyncio.sleep(_backoff(attempt))
                 continue
+            url = build_url(connection, provider, req)
             raise UpstreamError(f"{req.method} {_safe(url)} failed: {type(exc).__name__}: {exc}") from None
         if (result.status == 401 and refresh is not None and not refreshed
                 and isinstance(connection.credentials, OAuth2Credentials)):
@@ -175,6 +202,51 @@ async def send(
             await asyncio.sleep(min(MAX_WAIT_S, wait if wait is not None else _backoff(attempt)))
             continue
         return result
+
+
+async def _exchange(policy: EgressPolicy, connection: Connection, provider: Provider, req: ProxyRequest,
+                    timeout_s: float) -> ProxyResult:
+    """One attempt: the request and the redirects it leads to, each hop checked by the policy."""
+    auth_headers, auth_query = auth_headers_and_query(connection, provider)
+    url = build_url(connection, provider, req)
+    if auth_query and not req.absolute_url and policy.is_provider(url):
+        url += ("&" if "?" in url else "?") + urlencode(auth_query)
+    method = req.method
+    body: bytes | None = None
+    own_headers = {**provider.headers, **(req.headers or {})}
+    if req.data is not None and req.method not in ("GET", "HEAD"):
+        if isinstance(req.data, bytes | str):
+            body = req.data.encode() if isinstance(req.data, str) else req.data
+        else:
+            body = orjson.dumps(req.data)
+            if not any(k.lower() == "content-type" for k in own_headers):
+                own_headers["Content-Type"] = "application/json"
+    first = egress.origin(url)
+    deadline = time.monotonic() + timeout_s
+    for _hop in range(MAX_REDIRECTS + 1):
+        target = URL(url)
+        policy.check(target)
+        headers = dict(own_headers)
+        if egress.origin(target) != first:
+            headers = {k: v for k, v in headers.items() if k.lower() not in _PRIVATE_HEADERS}
+        if policy.is_provider(target):
+            headers.update(auth_headers)
+        remaining = max(0.1, deadline - time.monotonic())
+        async with policy.egress.session.request(
+                method, target, data=body, headers=headers, allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=remaining)) as resp:
+            location = resp.headers.get("Location")
+            if resp.status in REDIRECTS and location:
+                url = str(resp.url.join(URL(location)))
+                if (resp.status == 303 and method != "HEAD") or (resp.status in (301, 302) and method == "POST"):
+                    method, body = "GET", None
+                    own_headers = {k: v for k, v in own_headers.items() if k.lower() != "content-type"}
+                continue
+            raw = await resp.read()
+            return ProxyResult(resp.status, dict(resp.headers), _decode(
+                raw, resp.headers.get("Content-Type", ""), req.response_type), raw, str(resp.url))
+    raise UpstreamError(f"{req.method} {_safe(build_url(connection, provider, req))} failed: more than "
+                        f"{MAX_REDIRECTS} redirects")
 
 
 def _backoff(attempt: int) -> float:

@@ -20,6 +20,7 @@ from orchestrator.runs.script_host import ScriptHost
 from orchestrator.runs.sinks import DatabaseSink
 from orchestrator.runs.trigger import trigger_for
 from orchestrator.store import connections as connections_repo
+from orchestrator.store import integrations as integrations_repo
 from orchestrator.store.types import Connection, Environment
 
 log = structlog.get_logger(__name__)
@@ -43,11 +44,16 @@ def build_host(deps: RunDeps, connection: Connection, provider: Provider, env: E
             written = await connections_repo.write_metadata(conn, [connection.id], metadata, merge=merge)
             return written.get(connection.id)
 
+    async def egress_allow() -> list[str]:
+        async with deps.pool.acquire() as conn:
+            return await integrations_repo.egress_allow(conn, connection.integration_id)
+
     sink = DatabaseSink(deps.pool, environment_id=connection.environment_id, connection_pk=connection.id,
                         variant=variant, job_id=job_id, sync_name=sync_name)
     return ScriptHost(sink=sink, session=deps.http, connection=connection, provider=provider,
                       environment_name=env.name, job_id=job_id, track_deletes=track_deletes,
                       refresh_credentials=refresh, metadata_writer=write_metadata,
+                      egress=deps.egress, egress_allow=egress_allow,
                       action_trigger=trigger_for(deps, env.id, env.name), environment_variables=env_vars,
                       quotas=RunQuotas.from_settings(deps.settings))
 

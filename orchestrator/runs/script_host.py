@@ -8,7 +8,7 @@ worker's run, memory for `nango dryrun`. The child sees only the answers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +20,7 @@ import structlog
 from orchestrator.errors import OrchestratorError
 from orchestrator.providers import proxy
 from orchestrator.providers.catalog import Provider
+from orchestrator.providers.egress import Egress, EgressPolicy, EgressRefused, strict_egress
 from orchestrator.runner.host import RpcFailure
 from orchestrator.runs.limits import LogBudget, RunQuotas
 from orchestrator.runs.sinks import RecordSink
@@ -70,6 +71,8 @@ class ScriptHost:
         action_trigger: Callable[[str, str, str, Any], Awaitable[Any]] | None = None,
         http_hook: Callable[[proxy.ProxyRequest, Callable[[], Awaitable[proxy.ProxyResult]]],
                             Awaitable[proxy.ProxyResult]] | None = None,
+        egress: Egress | None = None,
+        egress_allow: Callable[[], Awaitable[Sequence[str]]] | Sequence[str] = (),
         quotas: RunQuotas | None = None,
     ) -> None:
         self.sink = sink
@@ -89,6 +92,11 @@ class ScriptHost:
         # `http_hook(request, send)` wraps each script request: `nango dryrun --save-responses` records
         # the exchanges through it (it must call `send()` or answer itself).
         self._http_hook = http_hook
+        # Where the script's requests may go (providers/egress.py): the process's Egress (the operator's
+        # EGRESS_ALLOW and the pinned session) plus the integration's own list, loaded on first use.
+        self._egress = egress
+        self._egress_allow = egress_allow
+        self._policy: EgressPolicy | None = None
         self._flush_lock = asyncio.Lock()
         self._write_locks: dict[str, asyncio.Lock] = {}
         self._failed_batches: set[str] = set()
@@ -173,17 +181,31 @@ class ScriptHost:
                                  retries=max(0, min(int(retries or 0), 10)), retry_on=retry_on or [],
                                  base_url_override=base_url_override, absolute_url=absolute_url,
                                  response_type=response_type)
+        policy = await self._egress_policy()
+
         async def send() -> proxy.ProxyResult:
-            return await proxy.send(self.session, self.connection, self.provider, req, refresh=self._refresh)
+            return await proxy.send(policy, self.connection, self.provider, req, refresh=self._refresh)
 
         try:
             result = await (send() if self._http_hook is None else self._http_hook(req, send))
+        except EgressRefused as exc:
+            message = self.redact(exc.message)
+            self.log("error", message, None)   # in the job's log too, even when the script catches it
+            raise RpcFailure("egress_refused", message) from None
         except proxy.UpstreamError as exc:
             raise RpcFailure("network_error", self.redact(str(exc))) from None
         if result.status >= 400:
             raise RpcFailure("http_error", f"{method} {endpoint} answered {result.status}", status=result.status,
                              data=result.data, headers=result.headers)
         return {"status": result.status, "headers": result.headers, "data": result.data}
+
+    async def _egress_policy(self) -> EgressPolicy:
+        if self._policy is None:
+            allow = self._egress_allow
+            hosts = await allow() if callable(allow) else allow
+            self._policy = proxy.policy_for(self._egress or strict_egress(), self.connection, self.provider,
+                                            hosts, self.connection.integration_key)
+        return self._policy
 
     async def _refresh(self) -> Connection:
         if self._refresh_credentials is None:

@@ -21,6 +21,7 @@ from orchestrator.config.settings import Settings
 from orchestrator.crypto import Sealer, new_secret_key
 from orchestrator.platform import Platform
 from orchestrator.providers.catalog import Provider, get_provider
+from orchestrator.providers.egress import Egress
 from orchestrator.runner.host import Limits, Runner, RunOutcome, RunSpec, ScriptKind, run_script
 from orchestrator.runs.script_host import ScriptHost
 from orchestrator.runs.sinks import DatabaseSink
@@ -44,6 +45,9 @@ class ScriptBench:
     integration_key: str = "github"
     provider_name: str = "github"
     hosts: list[ScriptHost] = field(default_factory=list)
+    # The bench's EGRESS_ALLOW: a test lists the servers on loopback its scripts reach (the demo
+    # provider, an echo server), as an operator lists internal hosts; nothing else is opened.
+    egress_allow: list[str] = field(default_factory=list)
 
     def platform(self) -> Platform:
         """The handles a refresh needs; a bench has no Temporal client and stores no bundles."""
@@ -121,6 +125,8 @@ class ScriptBench:
 
         sink = DatabaseSink(pool, environment_id=connection.environment_id, connection_pk=connection.id,
                             variant=variant, job_id=job_id, sync_name=sync_name)
+        egress = Egress(",".join(self.egress_allow))
+        host_kwargs.setdefault("egress", egress)
         host = ScriptHost(sink=sink, session=session, connection=connection, provider=provider,
                           environment_name=self.environment_name, job_id=job_id, refresh_credentials=refresh,
                           metadata_writer=write_metadata, environment_variables=environment_variables,
@@ -135,5 +141,6 @@ class ScriptBench:
         try:
             outcome = await run_script(spec, host, runner=self.runner)
         finally:
+            await egress.close()
             await host.flush_logs(final=True)
         return outcome, host

@@ -94,6 +94,17 @@ async def update_settings(
         oauth_scopes, oauth_authorization_url, oauth_token_url, webhook_accept_unsigned)
 
 
+async def egress_allow(conn: asyncpg.Connection, integration_id: int) -> list[str]:
+    """The hosts the integration's scripts and proxy calls may reach besides its provider's (public ones only)."""
+    value = await conn.fetchval("SELECT egress_allow FROM integrations WHERE id = $1", integration_id)
+    return list(value or [])
+
+
+async def set_egress_allow(conn: asyncpg.Connection, integration_id: int, entries: list[str]) -> None:
+    await conn.execute("UPDATE integrations SET egress_allow = $2, updated_at = now() WHERE id = $1",
+                       integration_id, entries)
+
+
 async def rename(conn: asyncpg.Connection, integration_id: int, unique_key: str) -> None:
     await conn.execute("UPDATE integrations SET unique_key = $2 WHERE id = $1", integration_id, unique_key)
 

@@ -171,6 +171,7 @@ parts
 {{- $c := .Values.config -}}
 LOG_LEVEL: {{ $c.logLevel | quote }}
 PUBLIC_URL: {{ include "nango.publicUrl" . | quote }}
+EGRESS_ALLOW: {{ (($c.egress | default dict).allow | default "") | quote }}
 TEMPORAL_ADDRESS: {{ include "nango.temporalAddress" . | quote }}
 TEMPORAL_NAMESPACE: {{ $c.temporal.namespace | quote }}
 TEMPORAL_TLS: {{ $c.temporal.tls | toString | quote }}
