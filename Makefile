@@ -16,14 +16,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
-# bubblewrap gives scripts their sandbox; installed through apt where we may (root, Debian).
+# bubblewrap and libseccomp2 make the scripts' sandbox, which the worker requires; installed through apt where we may (root, Debian).
 sandbox-tools:
 	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 		&& (apt-get install -y -q bubblewrap >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 \
-		&& apt-get install -y -q bubblewrap >/dev/null 2>&1)) || echo "bubblewrap not installed: scripts run without namespace isolation"; }
+		&& apt-get install -y -q bubblewrap >/dev/null 2>&1)) || echo "bubblewrap not installed: the worker will refuse to start (RUNNER_ALLOW_UNSANDBOXED=true for local development only)"; }
 	@{ /sbin/ldconfig -p 2>/dev/null || ldconfig -p 2>/dev/null; } | grep -q 'libseccomp\.so\.2' || { [ "$$(id -u)" = 0 ] \
 		&& command -v apt-get >/dev/null 2>&1 && apt-get install -y -q libseccomp2 >/dev/null 2>&1 \
-		|| echo "libseccomp2 not installed: scripts run without a seccomp filter"; }
+		|| echo "libseccomp2 not installed: the worker will refuse to start (RUNNER_ALLOW_UNSANDBOXED=true for local development only)"; }
 
 # Debian's chromium drives the dashboard tests (Playwright with executable_path; never a browser download).
 browser-tools:
