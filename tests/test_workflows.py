@@ -460,7 +460,7 @@ class _FakeHost:
         self.progress = _FakeProgress()
         self.flushes = 0
 
-    async def flush_logs(self) -> None:
+    async def flush_logs(self, *, final: bool = False) -> None:
         self.flushes += 1
 
 

@@ -33,6 +33,7 @@ NON_RETRYABLE: tuple[str, ...] = (
     "ScheduleError",
     "ScriptCheckError",
     "ScriptError",
+    "SecretRequiredError",
     "SignatureError",
     "StackError",
 )
