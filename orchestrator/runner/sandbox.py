@@ -191,12 +191,13 @@ PACKAGE_DIR_PATTERNS = ("python3*/site-packages", "python3*/dist-packages", "pyt
                         "local/lib*/python3*/site-packages", "local/lib*/python3*/dist-packages")
 
 
-def hidden_package_dirs(roots: list[Path]) -> list[Path]:
+@functools.cache
+def hidden_package_dirs(roots: tuple[Path, ...]) -> list[Path]:
     """Installed-package folders inside the trees bound into the sandbox, to be hidden there.
 
     A guard is only a guard if the files are not there: the child sees the standard library and
     the packages bound under /app/site, never the worker's own dependencies (aiohttp, asyncpg,
-    the orchestrator itself when installed in the image's site-packages).
+    the orchestrator itself when installed in the image's site-packages). Found once per process.
     """
     found: set[Path] = set()
     for root in roots:
@@ -409,7 +410,7 @@ class Sandbox:
         args += ["--ro-bind", str(prefix), str(prefix)]
         roots.append(prefix)
         # the interpreter's and the system's installed packages: hidden behind an empty read-only tmpfs
-        for hidden in hidden_package_dirs(roots):
+        for hidden in hidden_package_dirs(tuple(roots)):
             args += ["--tmpfs", str(hidden), "--remount-ro", str(hidden)]
         root = source_root()
         for rel in CHILD_FILES + CHILD_DIRS:
