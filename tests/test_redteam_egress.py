@@ -36,7 +36,7 @@ from orchestrator.providers.egress import (
     parse_allow_list,
     parse_entry,
 )
-from tests.conftest import EXAMPLES, GithubSetup, Stack, allow_egress, wait_for_job
+from tests.conftest import EXAMPLES, GithubSetup, Stack, allow_egress, eventually, setup_github, wait_for_job
 
 TOKEN = "demo-token"   # the connection's access token (setup below)
 
@@ -342,3 +342,42 @@ def test_entry_for_names_exactly_one_origin() -> None:
     assert entry_for("http://127.0.0.1:8080/x") == "127.0.0.1:8080"
     assert entry_for("https://API.example.com") == "api.example.com:443"
     assert entry_for("http://[::1]:9/") == "[::1]:9"
+
+
+# ---- requests the platform sends on a tenant's say-so: token endpoints and result webhooks ----------
+
+async def test_a_token_url_aimed_inside_is_refused_not_called(stack: Stack) -> None:
+    """A connection's token_url is the tenant's to set: a refresh must not become a request to Temporal."""
+    gh = await setup_github(stack, issues=1)
+    inside = f"http://{stack.settings.temporal_address}/api/v1/namespaces"
+    async with stack.api(gh.key) as api:
+        await api.update_integration("github", client_id=stack.demo.client_id, client_secret=stack.demo.client_secret)
+        issued = stack.demo.issue_token(ttl_seconds=60)
+        await api.create_connection("github", "inside", {"type": "OAUTH2", "access_token": issued["access_token"],
+                                                         "refresh_token": issued["refresh_token"], "expires_in": 60},
+                                    connection_config={"base_url": stack.provider_url, "token_url": inside})
+        err = await api.request("GET", "/connections/inside", params={"provider_config_key": "github"},
+                                ok=(400, 403))
+    message = err["error"]["message"]
+    assert "refused" in message and "EGRESS_ALLOW" in message, message
+    assert issued["refresh_token"] not in str(err) and gh.key not in str(err)
+
+
+async def test_a_result_webhook_aimed_inside_is_refused_once_and_recorded(stack: Stack) -> None:
+    gh = await setup_github(stack, issues=1)
+    await wait_for_job(stack, gh)
+    inside = f"http://{stack.settings.temporal_address}/api/v1/namespaces"
+    async with stack.api(gh.key) as api:
+        await api.update_environment(webhook_url=inside, webhook_secret="whsec-inside")
+        stack.demo.update_issue(gh.repo, 1, title="changed")  # a run with changes notifies
+        await api.trigger_sync("github", ["issues"], "conn-1")
+        jobs = await wait_for_job(stack, gh, count=2)
+
+        async def recorded() -> dict[str, Any]:
+            job = await api.get_job(jobs[0]["id"])
+            assert job["notifications"], job
+            return job
+        job = await eventually(recorded, timeout=30)
+    attempts = job["notifications"]
+    assert len(attempts) == 1 and attempts[0]["status"] is None, attempts  # refused: never retried
+    assert "refused" in attempts[0]["error"] and "EGRESS_ALLOW" in attempts[0]["error"]

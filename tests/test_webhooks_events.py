@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from orchestrator.devstack.processes import free_port
-from tests.conftest import EXAMPLES, Stack, eventually, setup_github, wait_for_job
+from tests.conftest import EXAMPLES, Stack, allow_egress, eventually, setup_github, wait_for_job
 
 
 async def test_provider_webhook_updates_records_through_on_webhook(stack: Stack) -> None:
@@ -58,28 +58,29 @@ async def test_sync_results_are_posted_signed_to_the_environment_webhook(stack: 
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        env, key = await stack.new_environment()
-        async with stack.api(key) as api:
-            await api.request("PATCH", "/environment", json={"webhook_url": f"http://127.0.0.1:{port}/hook",
-                                                            "webhook_secret": "whsec"})
-        # deploy and connect in this environment
-        from orchestrator.authoring.compile import compile_project
-        repo = stack.demo.add_repo(f"{env}/repo", 2)
-        async with stack.api(key) as api:
-            await api.deploy(compile_project(EXAMPLES))
-            await api.create_connection("github", "conn-1", {"type": "OAUTH2", "access_token": "demo-token"},
-                                        connection_config={"base_url": stack.provider_url}, metadata={"repo": repo})
+        with allow_egress(stack, f"http://127.0.0.1:{port}"):  # the customer's app, on loopback here
+            env, key = await stack.new_environment()
+            async with stack.api(key) as api:
+                await api.request("PATCH", "/environment", json={"webhook_url": f"http://127.0.0.1:{port}/hook",
+                                                                "webhook_secret": "whsec"})
+            # deploy and connect in this environment
+            from orchestrator.authoring.compile import compile_project
+            repo = stack.demo.add_repo(f"{env}/repo", 2)
+            async with stack.api(key) as api:
+                await api.deploy(compile_project(EXAMPLES))
+                await api.create_connection("github", "conn-1", {"type": "OAUTH2", "access_token": "demo-token"},
+                                            connection_config={"base_url": stack.provider_url}, metadata={"repo": repo})
 
-        async def got() -> None:
-            assert received
-        await eventually(got, timeout=30)
-        payload, signature = received[0]
-        assert payload["type"] == "sync" and payload["success"] is True
-        assert payload["connectionId"] == "conn-1" and payload["syncName"] == "issues"
-        assert payload["model"] == "GithubIssue"
-        assert payload["responseResults"] == {"added": 2, "updated": 0, "deleted": 0}
-        expected = hmac.new(b"whsec", orjson.dumps(payload), hashlib.sha256).hexdigest()
-        assert signature == expected
+            async def got() -> None:
+                assert received
+            await eventually(got, timeout=30)
+            payload, signature = received[0]
+            assert payload["type"] == "sync" and payload["success"] is True
+            assert payload["connectionId"] == "conn-1" and payload["syncName"] == "issues"
+            assert payload["model"] == "GithubIssue"
+            assert payload["responseResults"] == {"added": 2, "updated": 0, "deleted": 0}
+            expected = hmac.new(b"whsec", orjson.dumps(payload), hashlib.sha256).hexdigest()
+            assert signature == expected
     finally:
         await runner.cleanup()
 

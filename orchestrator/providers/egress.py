@@ -281,6 +281,20 @@ class Egress:
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
+    def check_outbound(self, url: str | URL) -> None:
+        """For requests the platform sends on a tenant's say-so (token endpoints, result webhooks): any public
+        host, internal addresses only where the operator's list names them. A literal address is checked here,
+        a host name's addresses by the session's resolver when it connects; send with allow_redirects=False."""
+        parsed = url if isinstance(url, URL) else URL(url)
+        if parsed.scheme not in ("http", "https"):
+            raise EgressRefused(f"egress to {parsed.human_repr()!r} refused: only http and https URLs are allowed")
+        found = origin(parsed)
+        if found is None:
+            raise EgressRefused(f"egress to {parsed.human_repr()!r} refused: the URL has no host")
+        ip = _ip(found[0])
+        if ip is not None:
+            check_address(self.operator(), found[0], found[1], ip)
+
     def policy(self, base_url: str | None, integration_allow: Iterable[str] = (),
                integration_key: str = "") -> EgressPolicy:
         """The rules of one connection's requests: its provider host plus the integration's list."""

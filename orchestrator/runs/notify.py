@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 import structlog
 
+from orchestrator.providers.egress import EgressRefused, refusal, strict_egress
 from orchestrator.runs.deps import RunDeps
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import notifications as notifications_repo
@@ -70,6 +71,8 @@ async def notify_sync(deps: RunDeps, inp: FinalizeInput, summary: SyncSummary) -
 
 
 async def _deliver(deps: RunDeps, job_id: int, url: str, secret: str, payload: dict[str, Any]) -> int:
+    """POST one payload, retried on 5xx and timeouts; the environment's URL goes through the egress policy."""
+    egress = deps.egress or strict_egress()
     body = orjson.dumps(payload)
     headers = {"Content-Type": "application/json", "User-Agent": "nango-orchestrator"}
     if secret:
@@ -77,14 +80,20 @@ async def _deliver(deps: RunDeps, job_id: int, url: str, secret: str, payload: d
     for attempt in range(1, ATTEMPTS + 1):
         status: int | None = None
         error: str | None = None
+        refused: EgressRefused | None = None
         try:
-            async with deps.http.post(url, data=body, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as resp:
+            egress.check_outbound(url)
+            async with egress.session.post(url, data=body, headers=headers, allow_redirects=False,
+                                           timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as resp:
                 status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
+        except (aiohttp.ClientError, TimeoutError, EgressRefused) as exc:
+            refused = refusal(exc)
+            error = str(refused) if refused is not None else f"{type(exc).__name__}: {exc}"
         async with deps.pool.acquire() as conn:
             await notifications_repo.add_attempt(conn, job_id, url, status, error)
+        if refused is not None:  # the environment's webhook URL points inside: no retry can fix that
+            log.warning("webhook_delivery_refused", job_id=job_id, error=error)
+            return 0
         if status is not None and status < 500:
             return 1 if status < 300 else 0
         if attempt < ATTEMPTS:
