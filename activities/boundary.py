@@ -4,6 +4,7 @@
 correlation keys (activity, workflow and run ids, environment, integration, connection, script,
 job) and every OrchestratorError leaves as an ApplicationError that says whether a retry can
 help: terminal errors become non-retryable, transient ones are retried by the workflow's policy.
+A database error no retry can fix (store/faults.py) leaves as a non-retryable DatabaseError.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import asyncpg
 import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import DatabaseError, OrchestratorError
+from orchestrator.store import faults
 from orchestrator.temporal.types import (
     FinalizeInput,
     NotifyInput,
@@ -71,4 +74,9 @@ def boundary(fn: Callable[[S, I], Awaitable[R]]) -> Callable[[S, I], Awaitable[R
             return await fn(self, inp)
         except OrchestratorError as exc:
             raise translate(exc) from exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if faults.is_transient(exc):
+                raise  # the retry policy retries it
+            # the same statement fails the same way on every retry: never retried without end
+            raise translate(DatabaseError(f"the database refused a write: {faults.describe(exc)}")) from exc
     return wrapper

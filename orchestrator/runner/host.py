@@ -71,6 +71,7 @@ class RunSpec:
     timeout_s: float
     context: dict[str, Any] = field(default_factory=dict)  # connection id, last sync date, input...
     limits: Limits = field(default_factory=Limits)
+    frame_timeout_s: float = 10.0  # RUNNER_FRAME_TIMEOUT_S: a started frame must complete this soon (plus size)
 
 
 @dataclass
@@ -339,7 +340,7 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
             await on_start()
         while True:
             try:
-                msg = await wire.read_frame(reader)
+                msg = await wire.read_frame(reader, body_timeout_s=spec.frame_timeout_s)
             except wire.FrameError as exc:
                 return RunOutcome(False, error={"type": "ProtocolError", "message": f"script sent a bad frame: {exc}"})
             if msg is None:

@@ -20,6 +20,7 @@ from orchestrator.runs.script_host import ScriptHost
 from orchestrator.runs.sinks import DatabaseSink
 from orchestrator.runs.trigger import trigger_for
 from orchestrator.store import connections as connections_repo
+from orchestrator.store import faults
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store.types import Connection, Environment
 
@@ -123,7 +124,9 @@ class InfraWatch:
     """Wraps a ScriptHost to notice platform faults (database down, ...) behind a script's failure.
 
     A script that fails because `batch_save` could not reach PostgreSQL did not fail on its own:
-    the run is retried (from its checkpoint) instead of being recorded as a script error.
+    the run is retried (from its checkpoint) instead of being recorded as a script error. A database
+    error that no retry can fix (a value PostgreSQL refuses: store/faults.py) is not a fault: the
+    run fails with it instead of being retried forever.
     """
 
     def __init__(self, host: ScriptHost) -> None:
@@ -135,9 +138,12 @@ class InfraWatch:
             return await self.host.call(method, params)
         except RpcFailure:
             raise
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TransientError,
-                asyncpg.exceptions.CannotConnectNowError) as exc:
+        except (OSError, TransientError) as exc:
             self.faults.append(f"{method}: {type(exc).__name__}: {exc}")
+            raise
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if faults.is_transient(exc):
+                self.faults.append(f"{method}: {faults.describe(exc)}")
             raise
 
     def log(self, level: str, message: str, fields: dict[str, Any] | None) -> None:

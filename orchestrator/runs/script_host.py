@@ -25,6 +25,7 @@ from orchestrator.runner.host import RpcFailure
 from orchestrator.runs.limits import LogBudget, RunQuotas
 from orchestrator.runs.sinks import RecordSink
 from orchestrator.sdk import contract
+from orchestrator.store import faults
 from orchestrator.store import records as records_repo
 from orchestrator.store.types import Connection, OAuth2Credentials, credentials_to_json
 
@@ -152,7 +153,19 @@ class ScriptHost:
                 self._truncation_noted = True
                 entries.append(("warn", note, None))
             if entries:
-                await self.sink.add_logs(entries)
+                await self._hand_over(entries)
+
+    async def _hand_over(self, entries: list[tuple[str, str, dict[str, Any] | None]]) -> None:
+        """Lines the database refuses for good (the store already replaces NUL and invalid characters) are
+        replaced by one line that says so: a refused batch must not stop the run's heartbeats or retry it."""
+        try:
+            await self.sink.add_logs(entries)
+        except Exception as exc:
+            if not faults.is_deterministic(exc):
+                raise
+            log.warning("run_logs_refused", job_id=self.job_id, lines=len(entries), error=faults.describe(exc))
+            await self.sink.add_logs([("error", f"{len(entries)} log line(s) could not be stored: "
+                                                f"{faults.describe(exc)}", {"sanitized": True})])
 
     # ---- dispatch -----------------------------------------------------------------------------
     async def call(self, method: str, params: dict[str, Any]) -> Any:

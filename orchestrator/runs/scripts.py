@@ -7,6 +7,7 @@ workflow around it.
 
 from __future__ import annotations
 
+import asyncpg
 import orjson
 import structlog
 
@@ -19,6 +20,7 @@ from orchestrator.runs.host import Heartbeat, InfraWatch, beat_interval, beating
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environment_variables as environment_variables_repo
 from orchestrator.store import environments as environments_repo
+from orchestrator.store import faults
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
@@ -77,6 +79,7 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
                       sync_name=inp.script_name if inp.kind == "webhook" else None)
     cfg = script.config
     spec = RunSpec(kind=inp.kind, bundle_dir=bundle_dir, module_path=script.module_path,  # type: ignore[arg-type]
+                   frame_timeout_s=deps.settings.runner_frame_timeout_s,
                    timeout_s=timeout_for(deps, inp.kind), limits=deps.limits(), context={
                        "connection_id": connection.connection_id, "provider_config_key": inp.integration,
                        "provider": connection.provider, "environment": env.name, "job_id": inp.job_id,
@@ -106,16 +109,26 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
         if err.get("traceback"):
             async with deps.pool.acquire() as conn:
                 await jobs_repo.set_error_details(conn, inp.job_id, err["traceback"])
-    await _close(deps, inp.job_id, result)
-    return result
+    return await _close(deps, inp.job_id, result)
 
 
-async def _close(deps: RunDeps, job_id: int, result: ScriptJobResult) -> None:
+async def _close(deps: RunDeps, job_id: int, result: ScriptJobResult) -> ScriptJobResult:
+    """Close the job with the result; when the database refuses it for good (an output PostgreSQL cannot
+    store), the job ends failed with that reason instead, and so does the returned result."""
     async with deps.pool.acquire() as conn:
-        await jobs_repo.close_job(conn, job_id, "success" if result.ok else "failed", output=result.output,
-                                  error_type=None if result.ok else result.error_type,
-                                  error=None if result.ok else result.error_message,
-                                  error_payload=result.error_payload)
+        try:
+            await jobs_repo.close_job(conn, job_id, "success" if result.ok else "failed", output=result.output,
+                                      error_type=None if result.ok else result.error_type,
+                                      error=None if result.ok else result.error_message,
+                                      error_payload=result.error_payload)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if not faults.is_deterministic(exc):
+                raise  # retried by the activity's policy
+            reason = f"the run's outcome could not be stored: {faults.describe(exc)}"
+            log.warning("job_close_refused", job_id=job_id, error=reason)
+            await jobs_repo.force_fail(conn, job_id, reason)
+            return ScriptJobResult(False, error_type="DatabaseError", error_message=reason)
+    return result
 
 
 async def fail_job(deps: RunDeps, job_id: int, message: str) -> None:

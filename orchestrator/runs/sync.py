@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import structlog
 
 from orchestrator.errors import NotFoundError, ScriptError, TransientError
@@ -30,6 +31,7 @@ from orchestrator.runs.host import (
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environment_variables as environment_variables_repo
 from orchestrator.store import environments as environments_repo
+from orchestrator.store import faults
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import records as records_repo
@@ -93,6 +95,7 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
     host = build_host(deps, connection, provider, env, env_vars, job_id=prepared.job_id, sync_name=sync.sync_name,
                       variant=sync.variant, track_deletes=prepared.track_deletes)
     spec = RunSpec(kind="sync", bundle_dir=bundle_dir, module_path=prepared.module_path,
+                   frame_timeout_s=deps.settings.runner_frame_timeout_s,
                    timeout_s=prepared.timeout_s, limits=deps.limits(), context={
                        "connection_id": connection.connection_id, "provider_config_key": sync.integration,
                        "provider": connection.provider, "environment": env.name, "variant": sync.variant,
@@ -120,19 +123,27 @@ async def finalize(deps: RunDeps, inp: FinalizeInput) -> SyncSummary:
             raise NotFoundError(f"job {prepared.job_id} vanished")
         if job.status != "running":  # finalize retried after it already closed the job
             return SyncSummary(job.id, job.status, job.counts, job.error)
-        if inp.success:
-            if prepared.track_deletes:
-                for model in prepared.models:
-                    scope = records_repo.Scope(job.environment_id, prepared.connection_pk, model,
-                                               inp.sync.variant)
-                    await records_repo.delete_unseen(conn, scope, job.id)
-            async with conn.transaction():
-                await jobs_repo.mark_success(conn, prepared.connection_pk, inp.sync.sync_name, inp.sync.variant,
-                                             datetime.fromisoformat(prepared.started_at), job.id)
-                await jobs_repo.close_job(conn, job.id, "success")
-        else:
-            await jobs_repo.close_job(conn, job.id, "cancelled" if inp.cancelled else "failed",
-                                      error=inp.error, error_details=inp.error_details)
+        try:
+            if inp.success:
+                if prepared.track_deletes:
+                    for model in prepared.models:
+                        scope = records_repo.Scope(job.environment_id, prepared.connection_pk, model,
+                                                   inp.sync.variant)
+                        await records_repo.delete_unseen(conn, scope, job.id)
+                async with conn.transaction():
+                    await jobs_repo.mark_success(conn, prepared.connection_pk, inp.sync.sync_name,
+                                                 inp.sync.variant, datetime.fromisoformat(prepared.started_at), job.id)
+                    await jobs_repo.close_job(conn, job.id, "success")
+            else:
+                await jobs_repo.close_job(conn, job.id, "cancelled" if inp.cancelled else "failed",
+                                          error=inp.error, error_details=inp.error_details)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if not faults.is_deterministic(exc):
+                raise  # retried by the activity's policy
+            # retrying would fail the same way and leave the job RUNNING forever: it ends failed, with the reason
+            reason = f"the run's outcome could not be stored: {faults.describe(exc)}"
+            log.warning("job_close_refused", job_id=job.id, error=reason)
+            await jobs_repo.force_fail(conn, job.id, reason)
         job = await jobs_repo.get(conn, prepared.job_id)
     assert job is not None
     log.info("sync_finished", job_id=job.id, status=job.status, counts=job.counts)

@@ -50,6 +50,26 @@ def _jsonable(record: Any) -> Any:
     return record
 
 
+def _encodable(value: Any) -> Any:
+    """A log line with lone surrogates (text decoded with errors="surrogateescape", say) replaced by U+FFFD:
+    they cannot be encoded as UTF-8, and a log call must not raise for the text it is given."""
+    if isinstance(value, str):
+        return "".join("\ufffd" if _SURROGATE <= ch <= "\udfff" else ch for ch in value) if _has_surrogate(value) \
+            else value
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encodable(v) for v in value]
+    return value
+
+
+_SURROGATE = "\ud800"
+
+
+def _has_surrogate(text: str) -> bool:
+    return any(_SURROGATE <= ch <= "\udfff" for ch in text)
+
+
 @dataclass
 class RunContext:
     connection_id: str
@@ -188,8 +208,12 @@ class NangoAction:
         message = " ".join(a if isinstance(a, str) else repr(a) for a in args)
         if len(message) > MAX_LOG_LENGTH:
             message = message[:MAX_LOG_LENGTH] + f"... [truncated {len(message) - MAX_LOG_LENGTH} characters]"
-        self._channel.notify("log", {"level": "warn" if lvl == "warning" else lvl, "message": message,
-                                     "fields": {k: _jsonable(v) for k, v in fields.items()} or None})
+        params = {"level": "warn" if lvl == "warning" else lvl, "message": message,
+                  "fields": {k: _jsonable(v) for k, v in fields.items()} or None}
+        safe = _encodable(params)
+        if safe != params:  # said on the entry, as the host does for what it replaces
+            safe["fields"] = {**(safe["fields"] or {}), "sanitized": True}
+        self._channel.notify("log", safe)
         return _Sent()
 
     async def get_connection(self, *, force_refresh: bool = False, include_refresh_token: bool = False

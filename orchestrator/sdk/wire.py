@@ -41,21 +41,64 @@ def encode(message: Any) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
-async def read_frame(reader: asyncio.StreamReader) -> Any | None:
-    """The next message, or None at a clean end of stream."""
+BODY_RATE = 4 * 1024 * 1024  # bytes per second a frame's deadline allows on top of its base (generous: a
+# local socket moves a 64 MiB frame in well under a second)
+
+
+def frame_deadline(size: int, timeout_s: float) -> float:
+    """Seconds a frame of `size` bytes may take once its first byte has arrived."""
+    return timeout_s + size / BODY_RATE
+
+
+async def read_frame(reader: asyncio.StreamReader, *, body_timeout_s: float | None = None) -> Any | None:
+    """The next message, or None at a clean end of stream.
+
+    Waiting for a frame to start is never limited. With `body_timeout_s` (the host reading a
+    child), a frame that has started must complete within `frame_deadline(size, body_timeout_s)`:
+    a peer that announces N bytes and stalls is a FrameError, not a run held until its time limit."""
     try:
-        header = await reader.readexactly(HEADER.size)
-    except asyncio.IncompleteReadError as exc:
-        if exc.partial:
-            raise FrameError("stream ended inside a frame header") from None
+        first = await reader.readexactly(1)
+    except asyncio.IncompleteReadError:
         return None
+    if body_timeout_s is None:
+        return _decode(await _body(reader, _size(first + await _header_rest(reader))))
+    started = asyncio.get_running_loop().time()
+    size: int | None = None
+    try:
+        async with asyncio.timeout_at(started + body_timeout_s):
+            size = _size(first + await _header_rest(reader))
+        async with asyncio.timeout_at(started + frame_deadline(size, body_timeout_s)):
+            body = await _body(reader, size)
+    except TimeoutError:
+        what = f"a frame of {size} bytes" if size is not None else "a frame header"
+        raise FrameError(f"{what} did not complete within {frame_deadline(size or 0, body_timeout_s):g} s of its "
+                         f"first byte (protocol violation; RUNNER_FRAME_TIMEOUT_S={body_timeout_s:g})") from None
+    return _decode(body)
+
+
+async def _header_rest(reader: asyncio.StreamReader) -> bytes:
+    return await _exactly(reader, HEADER.size - 1, "stream ended inside a frame header")
+
+
+def _size(header: bytes) -> int:
     (size,) = HEADER.unpack(header)
     if size > MAX_FRAME:
         raise FrameError(f"frame of {size} bytes exceeds the {MAX_FRAME} byte limit")
+    return size
+
+
+async def _exactly(reader: asyncio.StreamReader, n: int, what: str) -> bytes:
     try:
-        body = await reader.readexactly(size)
+        return await reader.readexactly(n)
     except asyncio.IncompleteReadError:
-        raise FrameError("stream ended inside a frame") from None
+        raise FrameError(what) from None
+
+
+async def _body(reader: asyncio.StreamReader, size: int) -> bytes:
+    return await _exactly(reader, size, "stream ended inside a frame")
+
+
+def _decode(body: bytes) -> Any:
     try:
         return loads(body)
     except ValueError as exc:

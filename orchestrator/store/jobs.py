@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from orchestrator.store import text
 from orchestrator.store.types import Job
 
 _SELECT = (
@@ -60,11 +61,23 @@ async def close_job(conn: asyncpg.Connection, job_id: int, status: str, *, outpu
                     error_payload: Any = None) -> None:
     """Close a running job (a closed one stays as it is: retries never rewrite an outcome).
 
-    Error details written earlier in the run are kept when none are given here."""
+    Error details written earlier in the run are kept when none are given here. Error texts come from
+    scripts: NUL and lone surrogates are replaced (and the error says so) so the close cannot fail on them."""
+    error_payload, _ = text.clean_json(error_payload)
     await conn.execute(
         "UPDATE jobs SET status = $2, ended_at = now(), output = $3, error_type = $4, error = $5,"
         " error_details = coalesce($6, error_details), error_payload = $7 WHERE id = $1 AND status = 'running'",
-        job_id, status, output, error_type, error, error_details, error_payload)
+        job_id, status, output, text.clean(error_type) if error_type else None, text.clean_noted(error),
+        text.clean_noted(error_details), error_payload)
+    await conn.execute("DELETE FROM job_seen_records WHERE job_id = $1", job_id)
+
+
+async def force_fail(conn: asyncpg.Connection, job_id: int, error: str, *, error_type: str = "DatabaseError") -> None:
+    """Close a running job as failed with nothing but a reason: the last resort when closing it with its
+    outcome (output, counts, details) was refused by the database for a reason no retry can fix."""
+    await conn.execute(
+        "UPDATE jobs SET status = 'failed', ended_at = now(), error_type = $2, error = $3 WHERE id = $1"
+        " AND status = 'running'", job_id, error_type, text.clean(error))
     await conn.execute("DELETE FROM job_seen_records WHERE job_id = $1", job_id)
 
 
@@ -75,7 +88,7 @@ async def add_attempt(conn: asyncpg.Connection, job_id: int) -> None:
 
 async def set_error_details(conn: asyncpg.Connection, job_id: int, details: str) -> None:
     """Keep the script's traceback before the outcome is known (closing keeps it)."""
-    await conn.execute("UPDATE jobs SET error_details = $2 WHERE id = $1", job_id, details)
+    await conn.execute("UPDATE jobs SET error_details = $2 WHERE id = $1", job_id, text.clean_noted(details))
 
 
 def _job(row: asyncpg.Record, counts: dict[int, dict[str, dict[str, int]]] | None = None) -> Job:
@@ -159,10 +172,20 @@ LogEntry = tuple[str, str, dict[str, Any] | None]
 
 
 async def add_logs(conn: asyncpg.Connection, job_id: int, entries: list[LogEntry]) -> None:
+    """Store log lines whatever characters they hold: NUL and lone surrogates become U+FFFD and the entry
+    gets the field `sanitized: true` (PostgreSQL would refuse the whole batch otherwise)."""
     if entries:
         await conn.executemany(
             "INSERT INTO script_logs (job_id, level, message, fields) VALUES ($1, $2, $3, $4)",
-            [(job_id, level, msg, fields) for level, msg, fields in entries])
+            [(job_id, *_storable(level, msg, fields)) for level, msg, fields in entries])
+
+
+def _storable(level: str, message: str, fields: dict[str, Any] | None) -> LogEntry:
+    cleaned = text.clean(message)
+    cleaned_fields, changed = text.clean_json(fields)
+    if changed or cleaned is not message:
+        cleaned_fields = {**(cleaned_fields or {}), "sanitized": True}
+    return text.clean(level), cleaned, cleaned_fields
 
 
 async def logs(conn: asyncpg.Connection, job_id: int, *, after: int = 0, levels: list[str] | None = None,
