@@ -148,3 +148,26 @@ async def _processed(stack: Stack, env: str, n: int) -> dict[str, Any]:
     rows = await _payloads(stack, env)
     assert len(rows) == n and rows[-1]["status"] == "processed", rows
     return rows[-1]
+
+
+async def test_the_dev_stack_wiring_delivers_the_demo_providers_signed_webhooks(stack: Stack) -> None:
+    """`nango dev` gives the example integration the demo's signing secret and a routing rule
+    (devstack.dev.wire_webhooks): the demo's signed events reach on_webhook of the right connection."""
+    from orchestrator.devstack.dev import wire_webhooks
+
+    gh = await setup_github(stack, issues=2)
+    await wait_for_job(stack, gh)
+    try:
+        await wire_webhooks(stack.api_url, gh.key, stack.demo, gh.env)
+        assert stack.demo.webhook_url == f"{stack.api_url}/webhook/{gh.env}/github"
+        stack.demo.update_issue(gh.repo, 1, title="edited in the demo")
+        async with stack.api(gh.key) as api:
+            async def applied() -> None:
+                got = await api.list_records("github", gh.connection_id, "GithubIssue", filter="updated")
+                assert [r["title"] for r in got["records"]] == ["edited in the demo"], got
+            await eventually(applied, timeout=30)
+    finally:
+        stack.demo.webhook_url = None
+    done = await eventually(lambda: _processed(stack, gh.env, 1), timeout=30)
+    assert done["connections"] == [gh.connection_id]
+    await assert_no_secret(stack, gh.env)
