@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from orchestrator.bundles.cache import BundleCache
+from orchestrator.bundles.limits import BundleLimits
 from orchestrator.config.settings import Settings
 from orchestrator.errors import OrchestratorError
 from orchestrator.platform import open_platform
@@ -66,7 +67,8 @@ async def run_deps(settings: Settings, client: Client | None = None) -> AsyncIte
     try:
         async with open_platform(settings, temporal=client) as platform:
             deps = RunDeps.extend(
-                platform, bundle_cache=BundleCache(platform.bundles, settings.bundle_cache_dir), runner=runner,
+                platform, bundle_cache=BundleCache(platform.bundles, settings.bundle_cache_dir,
+                                                   BundleLimits.from_settings(settings)), runner=runner,
                 limiter=EnvironmentLimiter.from_settings(settings))
             runner.prewarm(deps.limits())
             yield deps
