@@ -15,21 +15,27 @@ import asyncio
 import shutil
 import struct
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from pydantic import SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.boundary import boundary
 from orchestrator.authoring.compile import compile_project
+from orchestrator.providers.catalog import get_provider
 from orchestrator.runs.host import InfraWatch
+from orchestrator.runs.script_host import ScriptHost
+from orchestrator.runs.sinks import MemorySink
 from orchestrator.sdk import wire
 from orchestrator.store import faults, text
 from orchestrator.store import jobs as jobs_repo
+from orchestrator.store.types import Connection, OAuth2Credentials
 from orchestrator.temporal.types import ScriptJobInput
 from tests.conftest import EXAMPLES, GithubSetup, Stack, setup_github, wait_for_job
 
@@ -106,6 +112,40 @@ async def test_the_boundary_makes_deterministic_database_errors_non_retryable() 
     inp.script_name = "lost"
     with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError):  # left to the retry policy
         await env.run(_Acts().act, inp)
+
+
+async def test_a_log_batch_the_database_refuses_becomes_one_line_saying_so() -> None:
+    class Sink(MemorySink):
+        async def add_logs(self, entries: list[Any]) -> None:
+            if any("refuse me" in message for _, message, _ in entries):
+                raise asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence")
+            await super().add_logs(entries)
+
+    now = datetime.now(UTC)
+    connection = Connection(id=1, environment_id=1, integration_id=1, integration_key="github", connection_id="c",
+                            provider="github", created_at=now, updated_at=now,
+                            credentials=OAuth2Credentials(access_token=SecretStr("tok-secret-123")))
+    sink = Sink()
+    host = ScriptHost(sink=sink, session=None, connection=connection,  # type: ignore[arg-type]
+                      provider=get_provider("github"), environment_name="dev")
+    host.log("info", "refuse me", None)
+    host.log("info", "and me", None)
+    await host.flush_logs()  # does not raise: the run and its heartbeats go on
+    assert [(level, message.split(":")[0]) for level, message, _ in sink.logs] == [
+        ("error", "2 log line(s) could not be stored")]
+    host.log("info", "fine", None)
+    await host.flush_logs()
+    assert sink.logs[-1][1] == "fine"
+    lost = Sink()
+    lost.add_logs = _raise_connection_lost  # type: ignore[method-assign]
+    host.sink = lost
+    host.log("info", "x", None)
+    with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError):  # an availability fault is not swallowed
+        await host.flush_logs()
+
+
+async def _raise_connection_lost(entries: list[Any]) -> None:
+    raise asyncpg.exceptions.ConnectionDoesNotExistError("closed")
 
 
 async def test_a_stalled_frame_is_a_frame_error_within_its_deadline() -> None:
@@ -287,3 +327,40 @@ async def test_idle_time_between_frames_is_allowed(stack: Stack, tmp_path: Path)
         "    await nango.log('after')\n"))
     jobs = await wait_for_job(stack, gh, status="success", timeout=90)
     assert [e["message"] for e in await _logs(stack, jobs[0]["id"])][-1] == "after"
+
+
+async def test_an_action_output_postgresql_refuses_fails_the_job_once_and_an_error_payload_is_cleaned(
+        stack: Stack, tmp_path: Path) -> None:
+    folder = tmp_path / "ints"
+    shutil.copytree(EXAMPLES, folder)
+    (folder / "github/actions/create_issue.py").write_text(
+        "from orchestrator.sdk import ActionError\n\n"
+        "async def run_action(nango, input):\n"
+        "    if input.title == 'payload':\n"
+        "        raise ActionError({'message': 'bad \\x00 upstream value'})\n"
+        "    return {'blob': 'nul \\x00 in the output'}\n")
+    yaml_text = (folder / "nango.yaml").read_text()
+    (folder / "nango.yaml").write_text(
+        yaml_text.replace("        output: GithubIssue\n        endpoint: POST", "        endpoint: POST"))
+    gh = await setup_github(stack, issues=1, folder=folder)
+    headers = {"Connection-Id": "conn-1", "Provider-Config-Key": "github"}
+    started = time.monotonic()
+    async with stack.api(gh.key) as api:
+        err = await api.request("POST", "/action/trigger", json={"action_name": "create-issue",
+                                                                   "input": {"title": "output"}},
+                                ok=(500,), headers=headers)
+        assert time.monotonic() - started < 60
+        assert "could not be stored" in err["error"]["message"], err
+        payload = await api.request("POST", "/action/trigger", json={"action_name": "create-issue",
+                                                                       "input": {"title": "payload"}},
+                                    ok=(400,), headers=headers)
+    assert payload["error"]["payload"] == {"message": "bad \ufffd upstream value"}, payload
+    async with stack.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT j.status, j.error_type, j.attempts FROM jobs j JOIN environments e ON e.id = j.environment_id"
+            " WHERE e.name = $1 AND j.kind = 'action' ORDER BY j.id", gh.env)
+    assert [(r["status"], r["error_type"]) for r in rows] == [("failed", "DatabaseError"),
+                                                              ("failed", "action_error")]
+    assert rows[0]["attempts"] <= 1
+    await _assert_no_secret(stack, gh.env)
+    await _normal_sync_after(stack, gh, done=0)
