@@ -364,3 +364,20 @@ async def test_an_action_output_postgresql_refuses_fails_the_job_once_and_an_err
     assert rows[0]["attempts"] <= 1
     await _assert_no_secret(stack, gh.env)
     await _normal_sync_after(stack, gh, done=0)
+
+
+async def test_metadata_the_database_refuses_fails_the_sync_once_with_the_reason(
+        stack: Stack, tmp_path: Path) -> None:
+    gh = await _deploy(stack, tmp_path, (
+        "async def fetch_data(nango):\n"
+        "    await nango.update_metadata({'note': 'nul \\x00 here'})\n"))
+    jobs = await wait_for_job(stack, gh, status="failed", timeout=90)
+    error = jobs[0]["error"]
+    assert "update_metadata: the database refused a value" in error and "inside the platform" not in error, error
+    async with stack.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT workflow_id, run_id FROM jobs WHERE id = $1", jobs[0]["id"])
+    history = await stack.client.get_workflow_handle(row["workflow_id"], run_id=row["run_id"]).fetch_history()
+    failed = [e for e in history.events if e.HasField("activity_task_failed_event_attributes")]
+    assert len(failed) == 1  # the run was not retried as an infrastructure fault
+    await _assert_no_secret(stack, gh.env)
+    await _normal_sync_after(stack, gh, done=1)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import asyncpg
 import orjson
 import structlog
 
@@ -181,6 +182,12 @@ class ScriptHost:
             raise RpcFailure("invalid_arguments", f"{method}: {exc}") from None
         except OrchestratorError as exc:
             raise RpcFailure(exc.code, exc.message) from None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if not faults.is_deterministic(exc):
+                raise  # an availability fault: InfraWatch sees it and the run is retried
+            # a value the database refuses for good (NUL in a record or metadata): the script's to fix
+            raise RpcFailure("database_refused", f"{method}: the database refused a value: {faults.describe(exc)}"
+                             ) from None
         if len(self.logs) >= MAX_BUFFERED_LOGS:
             await self.flush_logs()
         return result
