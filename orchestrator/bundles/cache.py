@@ -47,16 +47,17 @@ class BundleCache:
         return target
 
     def _unpack(self, archive: Path, target: Path, integration: str) -> None:
-        tmp = target.with_name(target.name + ".partial")
+        tmp = target.with_name(f"{target.name}.partial{os.getpid()}")  # per process: workers may share a cache
         shutil.rmtree(tmp, ignore_errors=True)
         unpack(archive, tmp, self.limits, integration)  # removes tmp itself when it fails
         try:
             (tmp / ".complete").touch()
+            if (target / ".complete").exists():  # another worker on this host finished it first
+                return
             shutil.rmtree(target, ignore_errors=True)
             tmp.rename(target)
-        except BaseException:
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
 
 def _sha256_of(path: Path) -> str:
