@@ -254,9 +254,10 @@ async def test_nul_bytes_and_lone_surrogates_in_logs_and_output_are_stored_repla
 async def test_an_error_holding_a_nul_fails_the_job_with_it(stack: Stack, tmp_path: Path) -> None:
     gh = await _deploy(stack, tmp_path, (
         "async def fetch_data(nango):\n"
-        "    raise ValueError('upstream sent \\x00 in a field')\n"))
+        "    raise ValueError('upstream sent \\x00 in a field \\udc80')\n"))
     jobs = await wait_for_job(stack, gh, status="failed", timeout=90)
-    assert "upstream sent \ufffd in a field" in jobs[0]["error"] and text.NOTE in jobs[0]["error"]
+    # NUL replaced (and said so); a lone surrogate, which cannot cross the channel, arrives as its escape
+    assert "upstream sent \ufffd in a field \\udc80" in jobs[0]["error"] and text.NOTE in jobs[0]["error"]
     async with stack.pool.acquire() as conn:
         details = await conn.fetchval("SELECT error_details FROM jobs WHERE id = $1", jobs[0]["id"])
     assert "ValueError" in details and "\x00" not in details

@@ -101,11 +101,16 @@ def _load_script(bundle_dir: str, module_path: str) -> types.ModuleType:
     return importlib.import_module(module_name)
 
 
+def _sendable(text: str) -> str:
+    """Lone surrogates cannot cross the channel (UTF-8): an error holding one is sent with their escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _error(exc: BaseException, kind: str | None = None) -> dict[str, Any]:
     from orchestrator.sdk.errors import ActionError
 
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    out: dict[str, Any] = {"type": kind or type(exc).__name__, "message": str(exc) or type(exc).__name__,
+    tb = _sendable("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    out: dict[str, Any] = {"type": kind or type(exc).__name__, "message": _sendable(str(exc) or type(exc).__name__),
                            "traceback": tb}
     if isinstance(exc, ActionError):
         out["type"] = "action_error"
