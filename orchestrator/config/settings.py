@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     minio_region: str = Field("us-east-1", description="S3 region name.")
     bundle_dir: Path = Field(Path(".nango/bundles"), description="Local bundle store when MINIO_ENDPOINT is empty.")
     bundle_cache_dir: Path = Field(Path(".nango/cache"), description="Worker-side cache of fetched bundles.")
+    # Bundle limits (zip bombs): checked by POST /deploy (413 naming the limit) and again by the worker when it
+    # unpacks (the run fails with BundleLimitError, never retried).
+    bundle_max_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, description="Largest bundle (the compressed zip) POST /deploy accepts and a worker "
+        "downloads, in bytes.")
+    bundle_max_unpacked_bytes: int = Field(
+        100 * 1024 * 1024, ge=1, description="Largest total size of a bundle's files once unpacked, in bytes.")
+    bundle_max_files: int = Field(2000, ge=1, description="Most entries (files and folders) one bundle may hold.")
+    bundle_max_ratio: int = Field(
+        100, ge=1, description="Largest compression ratio of one bundle entry (unpacked / compressed size); entries "
+        "under 1 MiB unpacked are exempt, the total size limit bounds them.")
 
     # Secrets
     encryption_key: SecretStr = Field(
@@ -103,6 +114,10 @@ class Settings(BaseSettings):
     runner_pids_cgroup: bool = Field(
         True, description="Put each script process in its own v1 pids cgroup where one is writable: a second line "
         "behind the seccomp filter, which alone refuses every new process (threads stay allowed).")
+    runner_frame_timeout_s: float = Field(
+        10.0, gt=0, description="Once the header of an RPC frame from a script has arrived, seconds its body may take "
+        "(plus 1 s per 4 MiB announced); a frame that does not complete ends the run as a protocol violation. Idle "
+        "time between frames is not limited.")
 
     # Per-run quotas, enforced by the trusted host (the child is never trusted to respect them).
     runner_max_log_lines: int = Field(

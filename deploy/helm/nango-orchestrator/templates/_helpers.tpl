@@ -187,6 +187,10 @@ MINIO_BUCKET: {{ $c.minio.bucket | quote }}
 MINIO_SECURE: {{ and $c.minio.secure (not .Values.minio.enabled) | toString | quote }}
 MINIO_REGION: {{ $c.minio.region | quote }}
 BUNDLE_CACHE_DIR: {{ $c.bundleCacheDir | quote }}
+BUNDLE_MAX_BYTES: {{ $c.bundles.maxBytes | int64 | toString | quote }}
+BUNDLE_MAX_UNPACKED_BYTES: {{ $c.bundles.maxUnpackedBytes | int64 | toString | quote }}
+BUNDLE_MAX_FILES: {{ $c.bundles.maxFiles | toString | quote }}
+BUNDLE_MAX_RATIO: {{ $c.bundles.maxRatio | toString | quote }}
 API_HOST: "0.0.0.0"
 API_PORT: {{ $c.api.port | toString | quote }}
 SECRET_KEY_GRACE_S: {{ $c.api.secretKeyGraceSeconds | toString | quote }}
@@ -206,18 +210,19 @@ RUNNER_WEBHOOK_TIMEOUT_S: {{ $c.runner.webhookTimeoutSeconds | toString | quote 
 RUNNER_EVENT_TIMEOUT_S: {{ $c.runner.eventTimeoutSeconds | toString | quote }}
 RUNNER_HEARTBEAT_TIMEOUT_S: {{ $c.runner.heartbeatTimeoutSeconds | toString | quote }}
 RUNNER_CPU_SECONDS: {{ $c.runner.cpuSeconds | toString | quote }}
+RUNNER_FRAME_TIMEOUT_S: {{ $c.runner.frameTimeoutSeconds | toString | quote }}
 RUNNER_WARM_CHILDREN: {{ $c.runner.warmChildren | toString | quote }}
 RUNNER_ISOLATION: {{ $c.runner.isolation | quote }}
 RUNNER_REQUIRE_ISOLATION: {{ $c.runner.requireIsolation | toString | quote }}
+RUNNER_TMP_SIZE_MB: {{ $c.runner.tmpSizeMb | toString | quote }}
+RUNNER_SHM_SIZE_MB: {{ $c.runner.shmSizeMb | toString | quote }}
+RUNNER_FILE_SIZE_MB: {{ $c.runner.fileSizeMb | toString | quote }}
+RUNNER_PIDS_CGROUP: {{ $c.runner.pidsCgroup | toString | quote }}
 RUNNER_MAX_LOG_LINES: {{ $c.runner.maxLogLines | toString | quote }}
 RUNNER_MAX_LOG_BYTES: {{ $c.runner.maxLogBytes | toString | quote }}
 RUNNER_MAX_RPC_IN_FLIGHT: {{ $c.runner.maxRpcInFlight | toString | quote }}
 RUNNER_MAX_RECORDS_PER_BATCH: {{ $c.runner.maxRecordsPerBatch | toString | quote }}
 RUNNER_MAX_RECORD_BYTES: {{ $c.runner.maxRecordBytes | toString | quote }}
-RUNNER_TMP_SIZE_MB: {{ $c.runner.tmpSizeMb | toString | quote }}
-RUNNER_SHM_SIZE_MB: {{ $c.runner.shmSizeMb | toString | quote }}
-RUNNER_FILE_SIZE_MB: {{ $c.runner.fileSizeMb | toString | quote }}
-RUNNER_PIDS_CGROUP: {{ $c.runner.pidsCgroup | toString | quote }}
 {{- end -}}
 
 {{/* The encryption key: from values, else the one already in the release's Secret, else new. */}}
