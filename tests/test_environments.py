@@ -22,7 +22,7 @@ from orchestrator.cli.main import app as cli_app
 from orchestrator.client import ApiError, NangoClient
 from orchestrator.devstack.processes import free_port
 from orchestrator.temporal import schedules
-from tests.conftest import Stack, eventually, setup_github, wait_for_job
+from tests.conftest import Stack, allow_egress, eventually, setup_github, wait_for_job
 
 ADMIN_KEY = "admin-" + uuid.uuid4().hex
 
@@ -145,6 +145,14 @@ async def test_own_key_rotation_and_webhook_urls(stack: Stack) -> None:
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
+        await _rotation_and_webhook_urls(stack, port, received)
+    finally:
+        await runner.cleanup()
+
+
+async def _rotation_and_webhook_urls(stack: Stack, port: int,
+                                     received: dict[str, list[tuple[dict[str, Any], str]]]) -> None:
+    with allow_egress(stack, f"http://127.0.0.1:{port}"):  # the customer's app, on loopback here
         gh = await setup_github(stack, issues=2)
         await wait_for_job(stack, gh)
         async with stack.api(gh.key) as api:
@@ -175,8 +183,6 @@ async def test_own_key_rotation_and_webhook_urls(stack: Stack) -> None:
             settings = await api.request("GET", "/environment")
         assert settings["previous_key_expires_at"] == rotated["previous_key_expires_at"]
         assert settings["secret_key_rotated_at"]
-    finally:
-        await runner.cleanup()
 
 
 async def test_admin_env_cli(stack: Stack) -> None:

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from orchestrator.authoring.compile import compile_project
 from orchestrator.config.settings import Settings
 from orchestrator.providers.catalog import get_provider
 from orchestrator.runner.host import Limits, Runner, RunSpec, run_script
@@ -27,6 +26,7 @@ from orchestrator.runs.script_host import ScriptHost
 from orchestrator.runs.sinks import MemorySink
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store.types import Connection, OAuth2Credentials
+from tests import redteam
 from tests.conftest import EXAMPLES, GithubSetup, Stack, eventually, setup_github, wait_for_job
 
 ON_WEBHOOK = "\n\nasync def on_webhook(nango, payload):\n    pass\n"
@@ -168,31 +168,9 @@ async def _logs(stack: Stack, job_id: int) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-async def assert_no_secret(stack: Stack, env: str) -> None:
-    """No credential or platform secret in any job, log line or record of the environment."""
-    secrets = ["demo-token", stack.settings.encryption_key.get_secret_value(),
-               stack.settings.database_url.get_secret_value(), stack.settings.minio_secret_key.get_secret_value()]
-    async with stack.pool.acquire() as conn:
-        texts = await conn.fetch(
-            "SELECT concat_ws(' ', j.error, j.error_details, j.output::text, j.input::text) AS t FROM jobs j"
-            " JOIN environments e ON e.id = j.environment_id WHERE e.name = $1"
-            " UNION ALL SELECT concat_ws(' ', l.message, l.fields::text) FROM script_logs l JOIN jobs j"
-            " ON j.id = l.job_id JOIN environments e ON e.id = j.environment_id WHERE e.name = $1"
-            " UNION ALL SELECT r.data::text FROM records r JOIN record_scopes s ON s.id = r.scope_id"
-            " JOIN connections c ON c.id = s.connection_pk JOIN environments e ON e.id = c.environment_id"
-            " WHERE e.name = $1", env)
-    for row in texts:
-        for secret in secrets:
-            if secret:
-                assert secret not in (row["t"] or ""), "a secret reached a job, log line or record"
-
-
 async def normal_sync_after(stack: Stack, gh: GithubSetup, done: int) -> None:
-    """Deploy the example unchanged and run it: the next job of the same connection succeeds."""
-    async with stack.api(gh.key) as api:
-        await api.deploy(await asyncio.to_thread(compile_project, EXAMPLES))
-        await api.trigger_sync("github", ["issues"], gh.connection_id)
-    jobs = await wait_for_job(stack, gh, count=done + 1, status="success", timeout=90)
+    """The shared check, plus: the run really saved (the example logs 'saved N')."""
+    jobs = await redteam.normal_sync_after(stack, gh, done)
     assert any(e["message"].startswith("saved ") for e in await _logs(stack, jobs[0]["id"]))
 
 
@@ -218,7 +196,7 @@ async def test_a_log_flood_is_capped_and_the_worker_goes_on(stack: Stack, tmp_pa
         counts = await jobs_repo.counts(conn, jobs[0]["id"])
     assert counts and counts.get("GithubIssue", {}).get("added") == 1, counts  # the run went on after the cap
     assert time.monotonic() - started < 90
-    await assert_no_secret(stack, gh.env)
+    await redteam.assert_no_secret(stack, gh.env)
     await normal_sync_after(stack, gh, done=1)
 
 
@@ -240,7 +218,7 @@ async def test_an_rpc_flood_is_held_to_the_cap_and_another_environment_is_not_st
     assert any(f"RUNNER_MAX_RPC_IN_FLIGHT={cap}" in m for m in logs), logs
     assert logs[-1] == "flood done"
     assert other_jobs[0]["status"] == "success"
-    await assert_no_secret(stack, gh.env)
+    await redteam.assert_no_secret(stack, gh.env)
     await normal_sync_after(stack, gh, done=1)
 
 
@@ -278,7 +256,7 @@ async def test_an_oversized_record_and_an_oversized_batch_are_refused_naming_the
             "SELECT count(*) FROM records r JOIN record_scopes s ON s.id = r.scope_id JOIN connections c"
             " ON c.id = s.connection_pk JOIN environments e ON e.id = c.environment_id WHERE e.name = $1", gh.env)
     assert stored == 0
-    await assert_no_secret(stack, gh.env)
+    await redteam.assert_no_secret(stack, gh.env)
     await normal_sync_after(stack, gh, done=1)
 
 
@@ -326,6 +304,6 @@ async def test_one_environment_cannot_hold_every_sync_slot(stack: Stack, tmp_pat
                 busy.env)
         assert len(statuses) == share + 2 and all(r["status"] == "success" for r in statuses), statuses
     await eventually(all_done, timeout=120)  # the ones over the share ran later, none failed
-    await assert_no_secret(stack, busy.env)
+    await redteam.assert_no_secret(stack, busy.env)
     await normal_sync_after(stack, busy, done=share + 2)
 

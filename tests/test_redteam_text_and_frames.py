@@ -27,7 +27,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.boundary import boundary
-from orchestrator.authoring.compile import compile_project
 from orchestrator.providers.catalog import get_provider
 from orchestrator.runs.host import InfraWatch
 from orchestrator.runs.script_host import ScriptHost
@@ -38,6 +37,7 @@ from orchestrator.store import jobs as jobs_repo
 from orchestrator.store.types import Connection, OAuth2Credentials
 from orchestrator.temporal.types import ScriptJobInput
 from tests.conftest import EXAMPLES, GithubSetup, Stack, setup_github, wait_for_job
+from tests.redteam import assert_no_secret, normal_sync_after
 
 ON_WEBHOOK = "\n\nasync def on_webhook(nango, payload):\n    pass\n"
 SAVE_ONE = ("    await nango.batch_save([{'id': '1', 'number': 1, 'title': 't', 'body': None, 'state': 'open',"
@@ -198,27 +198,6 @@ async def _logs(stack: Stack, job_id: int) -> list[dict[str, Any]]:
             "SELECT level, message, fields FROM script_logs WHERE job_id = $1 ORDER BY id", job_id)]
 
 
-async def _assert_no_secret(stack: Stack, env: str) -> None:
-    secrets = ["demo-token", stack.settings.encryption_key.get_secret_value(),
-               stack.settings.database_url.get_secret_value(), stack.settings.minio_secret_key.get_secret_value()]
-    async with stack.pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT concat_ws(' ', j.error, j.error_details, j.output::text) AS t FROM jobs j"
-            " JOIN environments e ON e.id = j.environment_id WHERE e.name = $1"
-            " UNION ALL SELECT concat_ws(' ', l.message, l.fields::text) FROM script_logs l JOIN jobs j"
-            " ON j.id = l.job_id JOIN environments e ON e.id = j.environment_id WHERE e.name = $1", env)
-    for row in rows:
-        for secret in secrets:
-            assert not secret or secret not in (row["t"] or ""), "a secret reached a job or a log line"
-
-
-async def _normal_sync_after(stack: Stack, gh: GithubSetup, done: int) -> None:
-    async with stack.api(gh.key) as api:
-        await api.deploy(await asyncio.to_thread(compile_project, EXAMPLES))
-        await api.trigger_sync("github", ["issues"], gh.connection_id)
-    await wait_for_job(stack, gh, count=done + 1, status="success", timeout=90)
-
-
 async def test_nul_bytes_and_lone_surrogates_in_logs_and_output_are_stored_replaced(
         stack: Stack, tmp_path: Path) -> None:
     gh = await _deploy(stack, tmp_path, (
@@ -247,8 +226,8 @@ async def test_nul_bytes_and_lone_surrogates_in_logs_and_output_are_stored_repla
     assert by_start["stderr"]["message"] == "stderr \ufffd too" and by_start["stderr"]["level"] == "warn"
     assert by_start["clean"]["fields"] is None
     assert all("\x00" not in e["message"] for e in logs)
-    await _assert_no_secret(stack, gh.env)
-    await _normal_sync_after(stack, gh, done=1)
+    await assert_no_secret(stack, gh.env)
+    await normal_sync_after(stack, gh, done=1)
 
 
 async def test_an_error_holding_a_nul_fails_the_job_with_it(stack: Stack, tmp_path: Path) -> None:
@@ -261,8 +240,8 @@ async def test_an_error_holding_a_nul_fails_the_job_with_it(stack: Stack, tmp_pa
     async with stack.pool.acquire() as conn:
         details = await conn.fetchval("SELECT error_details FROM jobs WHERE id = $1", jobs[0]["id"])
     assert "ValueError" in details and "\x00" not in details
-    await _assert_no_secret(stack, gh.env)
-    await _normal_sync_after(stack, gh, done=1)
+    await assert_no_secret(stack, gh.env)
+    await normal_sync_after(stack, gh, done=1)
 
 
 async def test_a_job_whose_close_the_database_refuses_ends_failed_with_the_reason(
@@ -292,8 +271,8 @@ async def test_a_job_whose_close_the_database_refuses_ends_failed_with_the_reaso
     assert error_type == "DatabaseError"
     assert last_success != jobs[0]["id"]  # the refused close did not mark the sync successful
     monkeypatch.undo()
-    await _assert_no_secret(stack, gh.env)
-    await _normal_sync_after(stack, gh, done=2)
+    await assert_no_secret(stack, gh.env)
+    await normal_sync_after(stack, gh, done=2)
 
 
 async def test_a_forged_frame_that_never_completes_ends_the_run_quickly(stack: Stack, tmp_path: Path) -> None:
@@ -313,8 +292,8 @@ async def test_a_forged_frame_that_never_completes_ends_the_run_quickly(stack: S
     assert "ProtocolError" in error and "16777216 bytes did not complete" in error, error
     assert "RUNNER_FRAME_TIMEOUT_S" in error
     assert [e["message"] for e in await _logs(stack, jobs[0]["id"])] == ["about to forge"]
-    await _assert_no_secret(stack, gh.env)
-    await _normal_sync_after(stack, gh, done=1)
+    await assert_no_secret(stack, gh.env)
+    await normal_sync_after(stack, gh, done=1)
 
 
 async def test_idle_time_between_frames_is_allowed(stack: Stack, tmp_path: Path) -> None:
@@ -363,8 +342,8 @@ async def test_an_action_output_postgresql_refuses_fails_the_job_once_and_an_err
     assert [(r["status"], r["error_type"]) for r in rows] == [("failed", "DatabaseError"),
                                                               ("failed", "action_error")]
     assert rows[0]["attempts"] <= 1
-    await _assert_no_secret(stack, gh.env)
-    await _normal_sync_after(stack, gh, done=0)
+    await assert_no_secret(stack, gh.env)
+    await normal_sync_after(stack, gh, done=0)
 
 
 async def test_metadata_the_database_refuses_fails_the_sync_once_with_the_reason(
@@ -380,5 +359,5 @@ async def test_metadata_the_database_refuses_fails_the_sync_once_with_the_reason
     history = await stack.client.get_workflow_handle(row["workflow_id"], run_id=row["run_id"]).fetch_history()
     failed = [e for e in history.events if e.HasField("activity_task_failed_event_attributes")]
     assert len(failed) == 1  # the run was not retried as an infrastructure fault
-    await _assert_no_secret(stack, gh.env)
-    await _normal_sync_after(stack, gh, done=1)
+    await assert_no_secret(stack, gh.env)
+    await normal_sync_after(stack, gh, done=1)

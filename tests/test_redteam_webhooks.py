@@ -13,7 +13,7 @@ import orjson
 
 from orchestrator.providers.webhook_signatures import verify_signature
 from tests.conftest import GithubSetup, Stack, eventually, setup_github, wait_for_job
-from tests.test_redteam_quotas import assert_no_secret, normal_sync_after
+from tests.redteam import assert_no_secret, normal_sync_after
 
 
 def _issue_event(repo: str, title: str) -> bytes:

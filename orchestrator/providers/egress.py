@@ -285,15 +285,10 @@ class Egress:
         """For requests the platform sends on a tenant's say-so (token endpoints, result webhooks): any public
         host, internal addresses only where the operator's list names them. A literal address is checked here,
         a host name's addresses by the session's resolver when it connects; send with allow_redirects=False."""
-        parsed = url if isinstance(url, URL) else URL(url)
-        if parsed.scheme not in ("http", "https"):
-            raise EgressRefused(f"egress to {parsed.human_repr()!r} refused: only http and https URLs are allowed")
-        found = origin(parsed)
-        if found is None:
-            raise EgressRefused(f"egress to {parsed.human_repr()!r} refused: the URL has no host")
-        ip = _ip(found[0])
+        host, port = http_origin(url)
+        ip = _ip(host)
         if ip is not None:
-            check_address(self.operator(), found[0], found[1], ip)
+            check_address(self.operator(), host, port, ip)
 
     def policy(self, base_url: str | None, integration_allow: Iterable[str] = (),
                integration_key: str = "") -> EgressPolicy:
@@ -328,6 +323,17 @@ def origin(url: str | URL) -> tuple[str, int] | None:
     return normalize_host(host), parsed.port
 
 
+def http_origin(url: str | URL) -> tuple[str, int]:
+    """(host, port) of an http(s) URL; anything else is refused."""
+    parsed = url if isinstance(url, URL) else URL(url)
+    if parsed.scheme not in ("http", "https"):
+        raise EgressRefused(f"egress to {parsed.human_repr()!r} refused: only http and https URLs are allowed")
+    found = origin(parsed)
+    if found is None:
+        raise EgressRefused(f"egress to {parsed.human_repr()!r} refused: the URL has no host")
+    return found
+
+
 def entry_for(url: str) -> str:
     """The allow-list entry (host:port) naming exactly the origin of a URL: how a dev stack or a test
     lists the server it runs on loopback."""
@@ -352,17 +358,9 @@ class EgressPolicy:
         """Refuse a URL whose host is not allowed, or whose IP-literal host is internal and not opened.
 
         A host name's addresses are checked by the session's resolver when it connects."""
-        parsed = url if isinstance(url, URL) else URL(url)
-        if parsed.scheme not in ("http", "https"):
-            raise EgressRefused(f"egress to {parsed.human_repr()!r} refused: only http and https URLs are allowed")
-        found = origin(parsed)
-        if found is None:
-            raise EgressRefused(f"egress to {parsed.human_repr()!r} refused: the URL has no host")
-        host, port = found
+        self.egress.check_outbound(url)  # an internal literal address first: only the operator's list opens it
+        host, port = found = http_origin(url)
         operator = self.egress.operator()
-        ip = _ip(host)
-        if ip is not None:   # an internal address first: only the operator's list can open it
-            check_address(operator, host, port, ip)
         if not (found == self.provider or operator.names(host, port) or self.integration.names(host, port)):
             provider = _where(*self.provider) if self.provider else "none"
             key = self.integration_key or "{key}"

@@ -49,10 +49,10 @@ class ScriptBench:
     # provider, an echo server), as an operator lists internal hosts; nothing else is opened.
     egress_allow: list[str] = field(default_factory=list)
 
-    def platform(self) -> Platform:
+    def platform(self, egress: Egress | None = None) -> Platform:
         """The handles a refresh needs; a bench has no Temporal client and stores no bundles."""
         return Platform(settings=Settings(), pool=self.pool, sealer=self.sealer, temporal_client=None,
-                        bundles=DirectoryStore(self.root / "bundles"), http=self.session)
+                        bundles=DirectoryStore(self.root / "bundles"), http=self.session, egress=egress)
 
     async def setup(self, *, integration_key: str = "github", provider: str = "github") -> ScriptBench:
         self.environment_name = "rt" + uuid.uuid4().hex[:10]
@@ -115,7 +115,7 @@ class ScriptBench:
         async def refresh(force: bool) -> Connection:
             from orchestrator.providers import credentials
 
-            host.connection = await credentials.refresh(self.platform(), host.connection, force=force)
+            host.connection = await credentials.refresh(self.platform(egress), host.connection, force=force)
             return host.connection
 
         async def write_metadata(metadata: dict[str, Any], merge: bool) -> dict[str, Any]:
