@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from orchestrator.client import ApiError
 from orchestrator.config.settings import Settings
 from orchestrator.providers.catalog import get_provider
 from orchestrator.runner.host import Limits, Runner, RunSpec, run_script
@@ -100,7 +101,11 @@ async def test_a_sync_over_its_share_gives_its_slot_back_and_other_environments_
             async with limiter.slot(1, "sync", on_full=told.append, key=7):
                 pass
         async with limiter.slot(2, "sync"), limiter.slot(1, "action"):  # another environment, another kind
-            pass
+            started = time.monotonic()
+            with pytest.raises(EnvironmentBusyError):  # an action over its share gives its slot back at once
+                async with limiter.slot(1, "action"):
+                    pass
+            assert time.monotonic() - started < 0.1
     assert len(told) == 1
     async with limiter.slot(1, "sync"):  # freed
         pass
@@ -307,3 +312,61 @@ async def test_one_environment_cannot_hold_every_sync_slot(stack: Stack, tmp_pat
     await redteam.assert_no_secret(stack, busy.env)
     await normal_sync_after(stack, busy, done=share + 2)
 
+
+
+SLOW_ACTION = """
+import asyncio
+
+from orchestrator.sdk import NangoAction
+
+from ..syncs.issues import to_issue
+
+
+async def run_action(nango: NangoAction, input):
+    await nango.log("slow action started")
+    await asyncio.sleep(6)
+    repo = (await nango.get_metadata())["repo"]
+    return to_issue((await nango.post(f"/repos/{repo}/issues", data={"title": input.title})).data)
+"""
+
+
+async def test_actions_over_an_environments_share_hold_no_worker_slot(stack: Stack, tmp_path: Path) -> None:
+    """More slow actions than the worker has action slots, from one environment: the ones over its share
+    wait on their workflow's timer, so another environment's action still finds a free slot at once."""
+    slots = stack.settings.worker_max_concurrent_actions
+    share = environment_shares(stack.settings)["action"]
+    assert share < slots
+    folder = tmp_path / "ints"
+    shutil.copytree(EXAMPLES, folder)
+    (folder / "github/actions/create_issue.py").write_text(SLOW_ACTION)
+    busy = await setup_github(stack, issues=1, folder=folder)
+    other = await setup_github(stack, issues=1)
+    async with stack.api(busy.key) as api:
+        flood = [await api.trigger_action_async("github", "conn-1", "create-issue", {"title": f"t{n}"})
+                 for n in range(slots + 1)]  # its share runs, the rest would fill the worker
+
+    async def share_running() -> None:
+        async with stack.pool.acquire() as conn:
+            started = await conn.fetchval(
+                "SELECT count(DISTINCT j.id) FROM jobs j JOIN environments e ON e.id = j.environment_id"
+                " JOIN script_logs l ON l.job_id = j.id WHERE e.name = $1 AND l.message = 'slow action started'"
+                " AND j.status = 'running'", busy.env)
+        assert started == share, started
+    await eventually(share_running, timeout=30)
+
+    started = time.monotonic()
+    async with stack.api(other.key) as api:
+        created = await api.trigger_action("github", "conn-1", "create-issue", {"title": "not starved"})
+    assert created["title"] == "not starved"
+    assert time.monotonic() - started < 5  # before the first slow actions (6 s) could have freed a slot
+
+    async with stack.api(busy.key) as api:
+        async def all_done() -> None:
+            for action in flood:
+                try:
+                    result = await api.get_action_result(action["id"])
+                except ApiError as exc:  # 404 while it runs or waits
+                    raise AssertionError(f"action {action['id']} not done: {exc}") from None
+                assert result["title"].startswith("t")
+        await eventually(all_done, timeout=120, interval=1.0)  # the waiting ones ran later, none failed
+    await redteam.assert_no_secret(stack, busy.env)

@@ -320,6 +320,24 @@ async def test_action_whose_infra_retries_run_out_closes_its_job(client: Client)
     assert calls.args["fail_script_job"][0].job_id == 13
 
 
+async def test_an_action_over_its_environments_share_waits_on_a_timer_without_spending_attempts(
+        client: Client) -> None:
+    """EnvironmentBusyError frees the worker's slot; the workflow sleeps and runs the job again, past max_retries."""
+    calls = Calls()
+
+    async def run(inp: ScriptJobInput) -> ScriptJobResult:
+        if len(calls.names) <= 3:  # the share is full for the first three tries
+            raise ApplicationError("this environment already runs 1 action script(s)", type="EnvironmentBusyError")
+        return ScriptJobResult(True, output={"id": 2})
+
+    async with worker(client, [ActionWorkflow], script_standins(calls, run)) as queue:
+        result = await client.execute_workflow(
+            ActionWorkflow.run, ActionWorkflowInput(job("create-issue", 14), 60, 0, heartbeat_timeout_s=4),
+            id=f"action-{uuid4()}", task_queue=queue)
+    assert result == ScriptJobResult(True, output={"id": 2})
+    assert calls.names == ["run_script_job"] * 4  # max_retries 0, yet run again: busy is no failed attempt
+
+
 async def test_webhook_runs_every_routed_job_and_fails_when_one_failed(client: Client) -> None:
     calls = Calls()
     jobs = [job("issues", 21, "webhook"), job("issues", 22, "webhook")]

@@ -12,7 +12,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from orchestrator.temporal.policies import attempts
+    from orchestrator.temporal.policies import BUSY_FIRST_WAIT, BUSY_MAX_WAIT, ENVIRONMENT_BUSY, attempts
     from orchestrator.temporal.types import (
         ActionWorkflowInput,
         EventWorkflowInput,
@@ -32,17 +32,31 @@ WEBHOOK_SCRIPT_ATTEMPTS = 3
 EVENT_SCRIPT_ATTEMPTS = 3
 
 
+def _environment_busy(exc: ActivityError) -> bool:
+    return isinstance(exc.cause, ApplicationError) and exc.cause.type == ENVIRONMENT_BUSY
+
+
 async def _run(job: ScriptJobInput, timeout_s: int, heartbeat_timeout_s: int, tries: int) -> ScriptJobResult:
-    """Run one job; when its attempts run out on infrastructure faults, close its row as failed and re-raise."""
-    try:
-        return await workflow.execute_activity(
-            "run_script_job", job, result_type=ScriptJobResult,
-            start_to_close_timeout=timedelta(seconds=timeout_s) + MARGIN,
-            heartbeat_timeout=timedelta(seconds=heartbeat_timeout_s), retry_policy=attempts(tries))
-    except ActivityError:
-        await workflow.execute_activity("fail_script_job", job, result_type=ScriptJobClosed,
-                                        start_to_close_timeout=timedelta(seconds=30), retry_policy=attempts(10))
-        raise
+    """Run one job; when its attempts run out on infrastructure faults, close its row as failed and re-raise.
+
+    While its environment's share of the worker's slots is full, wait on a timer (backing off) and run it
+    again: the waiting holds no worker slot and spends none of the job's attempts.
+    """
+    wait = BUSY_FIRST_WAIT
+    while True:
+        try:
+            return await workflow.execute_activity(
+                "run_script_job", job, result_type=ScriptJobResult,
+                start_to_close_timeout=timedelta(seconds=timeout_s) + MARGIN,
+                heartbeat_timeout=timedelta(seconds=heartbeat_timeout_s), retry_policy=attempts(tries))
+        except ActivityError as exc:
+            if _environment_busy(exc):
+                await workflow.sleep(wait)
+                wait = min(wait * 2, BUSY_MAX_WAIT)
+                continue
+            await workflow.execute_activity("fail_script_job", job, result_type=ScriptJobClosed,
+                                            start_to_close_timeout=timedelta(seconds=30), retry_policy=attempts(10))
+            raise
 
 
 @workflow.defn(name="ActionWorkflow")

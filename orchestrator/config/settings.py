@@ -81,7 +81,8 @@ class Settings(BaseSettings):
     worker_max_concurrent_per_environment: int = Field(
         0, ge=-1, description="Concurrent runs of one environment per worker and kind (syncs, actions, webhooks, "
         "events), so one environment cannot hold every slot. 0 (default): half of the kind's slots, at least 1; "
-        "-1: no per-environment limit. A sync over its environment's share gives its slot back and is retried.")
+        "-1: no per-environment limit. A run over its environment's share gives its worker slot back and is "
+        "retried later (a sync after waiting up to 5 s; an action, webhook or event script at once).")
     worker_shutdown_grace_s: int = Field(30, description="On SIGTERM, how long running scripts may finish first.")
     reconcile_interval_s: int = Field(300, description="How often the API repairs schedules and stuck webhooks "
                                                         "(0 disables).")

@@ -73,10 +73,10 @@ class EnvironmentLimiter:
                    key: object = None) -> AsyncIterator[None]:
         """Hold one of the environment's slots of `kind` for the body.
 
-        When the share is full, `on_full` hears why (once per `key`, the job: a retried sync is told
-        once). A sync then waits at most
-        `give_back_after_s` and raises EnvironmentBusyError (retried later, freeing the worker's
-        slot for other environments); other kinds (short, with few attempts) wait here.
+        When the share is full, `on_full` hears why (once per `key`, the job: a retried run is told
+        once). A sync then waits at most `give_back_after_s`, other kinds not at all, before raising
+        EnvironmentBusyError: the worker's slot is freed for other environments and the run is retried
+        later (a sync by its activity's retry policy, the others by their workflow's timer).
         """
         share = self.shares.get(kind, 0)
         if share <= 0:
@@ -93,13 +93,14 @@ class EnvironmentLimiter:
                     if len(self._noted) > 10_000:
                         del self._noted[next(iter(self._noted))]
                 on_full(why)
-            if kind == "sync":
-                try:
-                    await asyncio.wait_for(sem.acquire(), self.give_back_after_s)
-                except TimeoutError:
-                    raise EnvironmentBusyError(why + " (its worker slot is given back; it is retried)") from None
-            else:
-                await sem.acquire()
+            # A sync waits a little (its runs are long, a slot may free soon); an action, webhook or event
+            # script gives its worker slot back at once: its workflow waits on a timer instead, so runs over
+            # one environment's share never hold the worker's slots that other environments need.
+            wait_s = self.give_back_after_s if kind == "sync" else 0.0
+            try:
+                await asyncio.wait_for(sem.acquire(), wait_s)
+            except TimeoutError:
+                raise EnvironmentBusyError(why + " (its worker slot is given back; it is retried)") from None
         else:
             await sem.acquire()
         try:

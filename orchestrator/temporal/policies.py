@@ -48,7 +48,15 @@ INFRA_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coeffic
 NOTIFY_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=list(NON_RETRYABLE))
 
 
+# An environment's share of a worker's slots is full: a script job's workflow waits on a timer and runs the
+# job again (workflows/scripts.py), so the wait never spends one of the attempts the caller allowed.
+ENVIRONMENT_BUSY = "EnvironmentBusyError"
+BUSY_FIRST_WAIT = timedelta(seconds=1)
+BUSY_MAX_WAIT = timedelta(seconds=15)
+
+
 def attempts(count: int) -> RetryPolicy:
     """Script jobs and their bookkeeping: at most `count` attempts (at least one), infra faults only."""
     return RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                       maximum_attempts=max(1, count), non_retryable_error_types=list(NON_RETRYABLE))
+                       maximum_attempts=max(1, count),
+                       non_retryable_error_types=[*NON_RETRYABLE, ENVIRONMENT_BUSY])
