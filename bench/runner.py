@@ -6,7 +6,7 @@
   the same save called directly on the host side (`ScriptHost.rpc_batch_save`), as a throughput
   ratio (target >= 0.7).
 
-    .venv/bin/python -m bench.runner [--records N] [--spawns N] [--tier bwrap|unshare|process]
+    .venv/bin/python -m bench.runner [--records N] [--spawns N] [--tier bwrap|process]
 
 Uses DATABASE_URL when set, otherwise an embedded PostgreSQL under .nango/bench-*.
 """
