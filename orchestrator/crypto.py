@@ -9,6 +9,8 @@ import secrets
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from orchestrator.logging import hide
+
 _VERSION = b"\x01"
 
 
@@ -22,13 +24,16 @@ class Sealer:
 
     def seal(self, value: object) -> bytes:
         nonce = os.urandom(12)
+        hide(value)  # a secret on its way to rest: no log line of this request or run may show it
         return _VERSION + nonce + self._aead.encrypt(nonce, orjson.dumps(value), None)
 
     def open(self, blob: bytes) -> object:
         if not blob or blob[:1] != _VERSION:
             raise ValueError("unknown sealed-value version")
         nonce, ct = blob[1:13], blob[13:]
-        return orjson.loads(self._aead.decrypt(nonce, ct, None))
+        value = orjson.loads(self._aead.decrypt(nonce, ct, None))
+        hide(value)  # every log line of the request or run that opened it masks it
+        return value
 
 
 def hash_secret_key(key: str) -> str:

@@ -19,6 +19,7 @@ from orchestrator.bundles.store import BundleStore, store_from_settings
 from orchestrator.config.settings import Settings
 from orchestrator.crypto import Sealer
 from orchestrator.errors import OrchestratorError
+from orchestrator.logging import hide_settings_secrets
 from orchestrator.providers.egress import Egress
 from orchestrator.store.pool import create_pool
 from orchestrator.temporal.client import connect
@@ -58,6 +59,7 @@ async def open_platform(settings: Settings, *, temporal: Client | None = None,
 
     `connect_temporal=False` is for commands that only touch the database (`nango admin env list`).
     """
+    hide_settings_secrets(settings)  # before the first connection: its errors may quote the URL
     pool = await create_pool(settings)
     try:
         client = temporal or (await connect(settings) if connect_temporal else None)

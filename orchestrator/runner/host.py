@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 
 import structlog
 
+from orchestrator.logging import rpc_summary
 from orchestrator.runner.sandbox import (
     PIDS_MAX,
     PidsCgroup,
@@ -319,7 +320,8 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
         except RpcFailure as exc:
             reply = {"id": msg_id, "error": exc.payload}
         except Exception as exc:
-            log.exception("rpc_failed", method=method)
+            # the call summarised (method, model, counts), never its records; the traceback has no locals
+            log.exception("rpc_failed", **rpc_summary(method, params))
             reply = {"id": msg_id, "error": {"type": "platform_error",
                                              "message": f"{method} failed inside the platform: {type(exc).__name__}"}}
         try:
