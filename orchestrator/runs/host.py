@@ -35,7 +35,7 @@ ProgressSink = Callable[[dict[str, Any], bool], Awaitable[None]]
 
 def build_host(deps: RunDeps, connection: Connection, provider: Provider, env: Environment,
                env_vars: list[dict[str, str]], *, job_id: int, sync_name: str | None, variant: str = "base",
-               track_deletes: bool = False) -> ScriptHost:
+               track_deletes: bool = False, attempt: int = 0) -> ScriptHost:
     """The trusted side of one run, wired to this worker's pool, HTTP session and Temporal client."""
     async def refresh(force: bool) -> Any:
         return await credentials.refresh(deps, connection, force=force)
@@ -50,7 +50,7 @@ def build_host(deps: RunDeps, connection: Connection, provider: Provider, env: E
             return await integrations_repo.egress_allow(conn, connection.integration_id)
 
     sink = DatabaseSink(deps.pool, environment_id=connection.environment_id, connection_pk=connection.id,
-                        variant=variant, job_id=job_id, sync_name=sync_name)
+                        variant=variant, job_id=job_id, sync_name=sync_name, attempt=attempt)
     return ScriptHost(sink=sink, session=deps.http, connection=connection, provider=provider,
                       environment_name=env.name, job_id=job_id, track_deletes=track_deletes,
                       refresh_credentials=refresh, metadata_writer=write_metadata,

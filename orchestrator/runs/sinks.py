@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from orchestrator.errors import TransientError
 from orchestrator.sdk import contract
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import records as records_repo
@@ -55,8 +56,9 @@ class DatabaseSink:
     """A real run: records in PostgreSQL within (environment, connection, model, variant), logs on the job."""
 
     def __init__(self, pool: asyncpg.Pool, *, environment_id: int, connection_pk: int, variant: str = "base",
-                 job_id: int | None = None, sync_name: str | None = None) -> None:
+                 job_id: int | None = None, sync_name: str | None = None, attempt: int = 0) -> None:
         self.pool = pool
+        self.attempt = attempt  # the attempt of the job's run this is (Temporal's number): what it sees is its own
         self.environment_id = environment_id
         self.connection_pk = connection_pk
         self.variant = variant
@@ -69,7 +71,7 @@ class DatabaseSink:
     async def save(self, model: str, records: Sequence[Any], *, track_seen: bool = False) -> WriteResult:
         async with self.pool.acquire() as conn:
             return await records_repo.batch_save(conn, self.scope(model), records, job_id=self.job_id,
-                                                 track_seen=track_seen)
+                                                 track_seen=track_seen, attempt=self.attempt)
 
     async def update(self, model: str, records: Sequence[Any]) -> WriteResult:
         async with self.pool.acquire() as conn:
@@ -104,7 +106,13 @@ class DatabaseSink:
     async def set_checkpoint(self, checkpoint: dict[str, Any] | None) -> None:
         if self.sync_name is None:
             return
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # What this attempt has seen so far is covered by the checkpoint, in the same transaction: an attempt
+            # resuming from it keeps exactly those records as seen.
+            if self.job_id is not None and not await records_repo.cover_seen(
+                    conn, self.job_id, self.attempt):
+                raise TransientError(f"attempt {self.attempt} of this run is stale (a newer attempt has started):"
+                                     " its checkpoint is refused")
             await jobs_repo.set_checkpoint(conn, self.connection_pk, self.sync_name, self.variant, checkpoint)
 
 

@@ -69,7 +69,13 @@ async def close_job(conn: asyncpg.Connection, job_id: int, status: str, *, outpu
         " error_details = coalesce($6, error_details), error_payload = $7 WHERE id = $1 AND status = 'running'",
         job_id, status, output, text.clean(error_type) if error_type else None, text.clean_noted(error),
         text.clean_noted(error_details), error_payload)
+    await _forget_run(conn, job_id)
+
+
+async def _forget_run(conn: asyncpg.Connection, job_id: int) -> None:
+    """A closed job needs neither what its run saw (deletion detection) nor what records were before it."""
     await conn.execute("DELETE FROM job_seen_records WHERE job_id = $1", job_id)
+    await conn.execute("DELETE FROM job_prior_records WHERE job_id = $1", job_id)
 
 
 async def force_fail(conn: asyncpg.Connection, job_id: int, error: str, *, error_type: str = "DatabaseError") -> None:
@@ -78,12 +84,16 @@ async def force_fail(conn: asyncpg.Connection, job_id: int, error: str, *, error
     await conn.execute(
         "UPDATE jobs SET status = 'failed', ended_at = now(), error_type = $2, error = $3 WHERE id = $1"
         " AND status = 'running'", job_id, error_type, text.clean(error))
-    await conn.execute("DELETE FROM job_seen_records WHERE job_id = $1", job_id)
+    await _forget_run(conn, job_id)
 
 
-async def add_attempt(conn: asyncpg.Connection, job_id: int) -> None:
-    """Count one more try of the job's activity (the dashboard shows retries)."""
-    await conn.execute("UPDATE jobs SET attempts = attempts + 1 WHERE id = $1", job_id)
+async def add_attempt(conn: asyncpg.Connection, job_id: int, *, attempt: int | None = None) -> None:
+    """Count a try of the job's run (the dashboard and GET /jobs/{id} show retries): with `attempt`
+    (Temporal's 1-based attempt number) the count becomes at least that, so a repeated call counts once."""
+    if attempt is None:
+        await conn.execute("UPDATE jobs SET attempts = attempts + 1 WHERE id = $1", job_id)
+    else:
+        await conn.execute("UPDATE jobs SET attempts = greatest(attempts, $2) WHERE id = $1", job_id, attempt)
 
 
 async def set_error_details(conn: asyncpg.Connection, job_id: int, details: str) -> None:
@@ -197,6 +207,15 @@ async def logs(conn: asyncpg.Connection, job_id: int, *, after: int = 0, levels:
         " AND ($3::text[] IS NULL OR level = any($3)) AND ($4::text IS NULL OR strpos(lower(message), lower($4)) > 0)"
         " ORDER BY id LIMIT $5", job_id, after, levels, search, limit)
     return [dict(r) for r in rows]
+
+
+async def retries(conn: asyncpg.Connection, job_id: int) -> list[dict[str, Any]]:
+    """The platform's retry lines of a job (runs/attempts.py): attempt, cause, resumes, at; oldest first."""
+    rows = await conn.fetch(
+        "SELECT fields, created_at FROM script_logs WHERE job_id = $1 AND fields->>'platform' = 'true'"
+        " AND fields ? 'attempt' ORDER BY id", job_id)
+    return [{"attempt": int(r["fields"]["attempt"]), "cause": r["fields"].get("cause"),
+             "resumes": r["fields"].get("resumes"), "at": r["created_at"]} for r in rows]
 
 
 # ---- sync state ---------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from orchestrator.errors import InvalidInputError, NotFoundError, RecordError
+from orchestrator.errors import InvalidInputError, NotFoundError, RecordError, TransientError
 from orchestrator.sdk import contract
 
 MAX_ID_LENGTH = contract.MAX_ID_LENGTH
@@ -108,10 +108,10 @@ async def _add_counts(conn: asyncpg.Connection, job_id: int | None, model: str, 
 # What is stored for each id of a batch. LATERAL ... LIMIT 1 keeps this a nested loop of primary-key probes
 # whatever the statistics say (a hash join would read the whole scope).
 _LOOKUP = """
-SELECT u.id, x.data_hash, x.deleted_at IS NOT NULL AS deleted
+SELECT u.id, x.data_hash, x.deleted_at IS NOT NULL AS deleted, x.job_id
 FROM unnest($2::text[]) AS u(id)
 CROSS JOIN LATERAL (
-    SELECT r.data_hash, r.deleted_at FROM records r WHERE r.scope_id = $1 AND r.external_id = u.id LIMIT 1
+    SELECT r.data_hash, r.deleted_at, r.job_id FROM records r WHERE r.scope_id = $1 AND r.external_id = u.id LIMIT 1
 ) x
 """
 
@@ -170,6 +170,7 @@ async def _copy_rows(scope: Scope, scope_id: int, items: list[Item], job_id: int
 
 async def _save(
     conn: asyncpg.Connection, scope: Scope, items: list[Item], *, job_id: int | None, track_seen: bool,
+    attempt: int = 0,
 ) -> WriteResult:
     """Upsert validated-id items in one transaction.
 
@@ -183,21 +184,26 @@ async def _save(
     async with conn.transaction():
         scope_id = await _lock_scope(conn, scope, create=True)
         assert scope_id is not None
-        stored = {r[0]: (r[1], r[2]) for r in await conn.fetch(_LOOKUP, scope_id, ids)}
+        stored = {r[0]: (r[1], r[2], r[3]) for r in await conn.fetch(_LOOKUP, scope_id, ids)}
         new: list[Item] = []
         changed: list[Row] = []
+        prior: list[tuple[str, bytes, bool]] = []  # what the job is about to change for the first time
         for item in items:
             found = stored.get(item[0])
             if found is None:
                 new.append(item)
                 continue
             row = _row(item, scope.model)
-            if found[1]:
+            if found[1] or found[0] != row[2]:
                 changed.append(row)
-                result.added += 1  # a soft-deleted record that comes back is ADDED again
-            elif found[0] != row[2]:
-                changed.append(row)
-                result.updated += 1
+                if found[1]:
+                    result.added += 1  # a soft-deleted record that comes back is ADDED again
+                else:
+                    result.updated += 1
+                if job_id is not None and found[2] != job_id:
+                    prior.append((item[0], found[0], not found[1]))
+        if prior:
+            await _keep_prior(conn, job_id, scope_id, prior)
         if changed:
             await conn.execute(_UPSERT, scope_id, job_id, [r[0] for r in changed], [r[1] for r in changed],
                                [r[2] for r in changed], scope.environment_id, scope.connection_pk, scope.model,
@@ -208,24 +214,46 @@ async def _save(
             result.added += len(new)
         if track_seen and job_id is not None:
             await conn.execute(
-                "INSERT INTO job_seen_records (job_id, model, external_id) SELECT $1, $2, unnest($3::text[])"
-                " ON CONFLICT DO NOTHING", job_id, scope.model, ids)
+                "INSERT INTO job_seen_records AS s (job_id, model, external_id, attempt)"
+                " SELECT $1, $2, unnest($3::text[]), $4"
+                " ON CONFLICT (job_id, model, external_id) DO UPDATE SET attempt = EXCLUDED.attempt"
+                " WHERE s.attempt < EXCLUDED.attempt", job_id, scope.model, ids, attempt)
         await _add_counts(conn, job_id, scope.model, result)
     return result
 
 
+async def _keep_prior(conn: asyncpg.Connection, job_id: int | None, scope_id: int,
+                      prior: list[tuple[str, bytes, bool]]) -> None:
+    """Remember what records were before the job first changed them (the first change wins), so a retried
+    job can recompute its counts as the net change (`recount`)."""
+    await conn.execute(
+        "INSERT INTO job_prior_records (job_id, scope_id, external_id, prior_hash, prior_live)"
+        " SELECT $1, $2, u.id, u.h, u.live FROM unnest($3::text[], $4::bytea[], $5::bool[]) AS u(id, h, live)"
+        " ON CONFLICT DO NOTHING", job_id, scope_id, [p[0] for p in prior], [p[1] for p in prior],
+        [p[2] for p in prior])
+
+
+# Live records a delete is about to remove that the job has not changed yet: their prior state.
+_PRIOR_OF_LIVE = (
+    "INSERT INTO job_prior_records (job_id, scope_id, external_id, prior_hash, prior_live)"
+    " SELECT $1, r.scope_id, r.external_id, r.data_hash, true FROM records r"
+    " WHERE r.scope_id = $2 AND r.deleted_at IS NULL AND r.job_id IS DISTINCT FROM $1"
+    " AND r.external_id = any($3::text[]) ON CONFLICT DO NOTHING")
+
+
 async def batch_save(
     conn: asyncpg.Connection, scope: Scope, records: Sequence[Any], *, job_id: int | None = None,
-    track_seen: bool = False,
+    track_seen: bool = False, attempt: int = 0,
 ) -> WriteResult:
     """Upsert a batch; duplicate ids keep the last record (reported in `duplicate_ids`).
 
     Every id is checked before anything is written; a record that is not JSON fails the batch inside its
-    transaction, so a rejected batch writes nothing either way.
+    transaction, so a rejected batch writes nothing either way. With `track_seen`, the ids are marked seen
+    by `attempt` of the job's run (see `begin_attempt`).
     """
     with record_errors():
         items, dupes = contract.dedupe(records, scope.model)
-        result = await _save(conn, scope, items, job_id=job_id, track_seen=track_seen)
+        result = await _save(conn, scope, items, job_id=job_id, track_seen=track_seen, attempt=attempt)
     result.duplicate_ids = dupes
     return result
 
@@ -243,6 +271,8 @@ async def batch_delete(
         scope_id = await _lock_scope(conn, scope, create=False)
         if scope_id is None:
             return result
+        if job_id is not None:
+            await conn.execute(_PRIOR_OF_LIVE, job_id, scope_id, ids)
         result.deleted = await conn.fetchval(
             "WITH d AS (UPDATE records SET deleted_at = now(), last_modified_at = now(), last_action = 'DELETED',"
             " job_id = $3, cursor = nextval('records_cursor_seq')"
@@ -289,21 +319,98 @@ async def get_by_ids(conn: asyncpg.Connection, scope: Scope, ids: Iterable[str |
     return {r["external_id"]: orjson.loads(r["data"]) for r in rows}
 
 
+# Seen by the run as it stands: covered by the checkpoint it resumed from (or saved), or by its current attempt.
+_SEEN = ("EXISTS (SELECT 1 FROM job_seen_records s WHERE s.job_id = {job} AND s.model = {model}"
+         " AND s.external_id = r.external_id AND (s.covered OR s.attempt = (SELECT seen_attempt FROM jobs"
+         " WHERE id = {job})))")
+
+
 async def delete_unseen(conn: asyncpg.Connection, scope: Scope, job_id: int) -> int:
-    """Deletion detection after a successful full run: soft-delete what this job did not save."""
+    """Deletion detection after a successful full run: soft-delete what this job's run did not save.
+
+    What the run saved is what its current attempt saved plus what the checkpoint it resumed from covers;
+    whatever a dead (or frozen) attempt saw beyond that does not count (`begin_attempt`)."""
     async with conn.transaction():
         scope_id = await _lock_scope(conn, scope, create=False)
         if scope_id is None:
             return 0
+        await conn.execute(
+            "INSERT INTO job_prior_records (job_id, scope_id, external_id, prior_hash, prior_live)"
+            " SELECT $1, r.scope_id, r.external_id, r.data_hash, true FROM records r"
+            " WHERE r.scope_id = $2 AND r.deleted_at IS NULL AND r.job_id IS DISTINCT FROM $1"
+            " AND NOT " + _SEEN.format(job="$1", model="$3") + " ON CONFLICT DO NOTHING",
+            job_id, scope_id, scope.model)
         deleted = await conn.fetchval(
             "WITH d AS (UPDATE records r SET deleted_at = now(), last_modified_at = now(), last_action = 'DELETED',"
             " job_id = $3, cursor = nextval('records_cursor_seq')"
             " WHERE r.scope_id = $1 AND r.deleted_at IS NULL"
-            " AND NOT EXISTS (SELECT 1 FROM job_seen_records s WHERE s.job_id = $3 AND s.model = $2"
-            " AND s.external_id = r.external_id) RETURNING 1) SELECT count(*) FROM d",
+            " AND NOT " + _SEEN.format(job="$3", model="$2") + " RETURNING 1) SELECT count(*) FROM d",
             scope_id, scope.model, job_id)
         await _add_counts(conn, job_id, scope.model, WriteResult(deleted=deleted))
     return deleted
+
+
+async def begin_attempt(conn: asyncpg.Connection, job_id: int, attempt: int) -> bool:
+    """Start `attempt` of a job's run: its seen set becomes exactly what the run has so far; True when the
+    attempt resumes from the sync's checkpoint.
+
+    Resuming from a checkpoint, the run has what the checkpoint covers (rows marked by `cover_seen`);
+    starting over, it has nothing. Whatever an earlier, dead attempt saw beyond that is dropped, and rows a
+    frozen attempt might still add never count (deletion detection reads only covered rows and rows of the
+    job's `seen_attempt`). The job row's lock orders this against a stale attempt saving a checkpoint: that
+    one either committed before (and is read here) or is refused (`cover_seen`)."""
+    async with conn.transaction():
+        current = await conn.fetchval("SELECT seen_attempt FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+        if current is None:
+            raise NotFoundError(f"job {job_id} does not exist", job_id=job_id)
+        if current > attempt:
+            raise TransientError(f"attempt {attempt} of job {job_id} is stale: attempt {current} has started")
+        resumes = bool(await conn.fetchval(
+            "SELECT s.checkpoint IS NOT NULL FROM jobs j JOIN sync_state s ON s.connection_pk = j.connection_pk"
+            " AND s.sync_name = j.script_name AND s.variant = j.variant WHERE j.id = $1", job_id))
+        await conn.execute("UPDATE jobs SET seen_attempt = $2 WHERE id = $1", job_id, attempt)
+        await conn.execute("DELETE FROM job_seen_records WHERE job_id = $1 AND (NOT covered OR NOT $2)",
+                           job_id, resumes)
+    return resumes
+
+
+async def cover_seen(conn: asyncpg.Connection, job_id: int, attempt: int) -> bool:
+    """A checkpoint is being saved or cleared (call it in that transaction): what `attempt` has seen so far is
+    covered by it, so an attempt resuming from it keeps those rows. False for a stale attempt, whose
+    checkpoint must not replace the current attempt's."""
+    current = await conn.fetchval("SELECT seen_attempt FROM jobs WHERE id = $1 FOR SHARE", job_id)
+    if current is None or current > attempt:
+        return False
+    await conn.execute("UPDATE job_seen_records SET covered = true WHERE job_id = $1 AND attempt = $2"
+                       " AND NOT covered", job_id, attempt)
+    return True
+
+
+async def current_attempt(conn: asyncpg.Connection, job_id: int) -> int:
+    """The attempt of the job's run that began last (0: none has begun through `begin_attempt`)."""
+    return await conn.fetchval("SELECT seen_attempt FROM jobs WHERE id = $1", job_id) or 0
+
+
+async def recount(conn: asyncpg.Connection, job_id: int, connection_pk: int, variant: str) -> None:
+    """Make a retried job's counts its net change: each record it changed compared with what it was before the
+    job first changed it (`job_prior_records`; none: the job created it). A record a dead attempt added and the
+    retry found unchanged counts as added once; one it added and the provider then deleted counts nowhere."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            "SELECT s.model,"
+            " count(*) FILTER (WHERE r.deleted_at IS NULL AND NOT coalesce(p.prior_live, false)) AS added,"
+            " count(*) FILTER (WHERE r.deleted_at IS NULL AND p.prior_live"
+            "  AND p.prior_hash IS DISTINCT FROM r.data_hash) AS updated,"
+            " count(*) FILTER (WHERE r.deleted_at IS NOT NULL AND p.prior_live) AS deleted"
+            " FROM record_scopes s JOIN records r ON r.scope_id = s.id"
+            " LEFT JOIN job_prior_records p ON p.job_id = $1 AND p.scope_id = r.scope_id"
+            "  AND p.external_id = r.external_id"
+            " WHERE s.connection_pk = $2 AND s.variant = $3 AND r.job_id = $1 GROUP BY s.model",
+            job_id, connection_pk, variant)
+        await conn.execute("DELETE FROM job_counts WHERE job_id = $1", job_id)
+        for r in rows:
+            await _add_counts(conn, job_id, r["model"],
+                              WriteResult(added=r["added"], updated=r["updated"], deleted=r["deleted"]))
 
 
 # ---- reads -------------------------------------------------------------------------------------
