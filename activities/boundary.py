@@ -9,6 +9,7 @@ A database error no retry can fix (store/faults.py) leaves as a non-retryable Da
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -16,9 +17,11 @@ from typing import Any, TypeVar
 import asyncpg
 import structlog
 from temporalio import activity
+from temporalio.api.enums.v1 import TimeoutType
 from temporalio.exceptions import ApplicationError
 
 from orchestrator.errors import DatabaseError, OrchestratorError
+from orchestrator.runs.attempts import Attempt
 from orchestrator.store import faults
 from orchestrator.temporal.types import (
     FinalizeInput,
@@ -32,6 +35,8 @@ from orchestrator.temporal.types import (
 S = TypeVar("S")
 I = TypeVar("I")  # noqa: E741
 R = TypeVar("R")
+
+log = structlog.get_logger(__name__)
 
 
 def translate(exc: OrchestratorError) -> ApplicationError:
@@ -80,3 +85,43 @@ def boundary(fn: Callable[[S, I], Awaitable[R]]) -> Callable[[S, I], Awaitable[R
             # the same statement fails the same way on every retry: never retried without end
             raise translate(DatabaseError(f"the database refused a write: {faults.describe(exc)}")) from exc
     return wrapper
+
+
+async def attempt_info() -> Attempt:
+    """This attempt of the running activity and, on a retry, what Temporal recorded about the one before:
+    its last failure and worker (from the workflow's pending activity) and its last heartbeat details."""
+    info = activity.info()
+    details = info.heartbeat_details
+    last = details[-1] if details else None
+    previous = dict(last) if isinstance(last, dict) else {}
+    if info.attempt <= 1:
+        return Attempt(number=info.attempt)
+    failure_type = failure_message = worker = None
+    try:
+        handle = activity.client().get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
+        async with asyncio.timeout(5):
+            desc = await handle.describe()
+        for pending in desc.raw_description.pending_activities:
+            if pending.activity_id != info.activity_id:
+                continue
+            worker = pending.last_worker_identity or None
+            if pending.HasField("last_failure"):
+                failure_type, failure_message = _failure_kind(pending.last_failure)
+    except Exception as exc:  # Temporal's account is best effort: the attempt still counts
+        log.info("previous_attempt_unknown", error=f"{type(exc).__name__}: {exc}")
+    return Attempt(number=info.attempt, failure_type=failure_type, failure_message=failure_message,
+                   previous_worker=worker, previous_progress=previous)
+
+
+def _failure_kind(failure: Any) -> tuple[str | None, str | None]:
+    """(kind, message) of a Temporal Failure proto: "timeout:HEARTBEAT" for a timeout, else the error type."""
+    if failure.HasField("timeout_failure_info"):
+        name = TimeoutType.Name(failure.timeout_failure_info.timeout_type).removeprefix("TIMEOUT_TYPE_")
+        return f"timeout:{name}", failure.message
+    if failure.HasField("application_failure_info"):
+        return failure.application_failure_info.type or None, failure.message
+    if failure.HasField("server_failure_info"):
+        return "TemporalServerError", failure.message
+    if failure.HasField("canceled_failure_info"):
+        return "Cancelled", failure.message
+    return None, failure.message

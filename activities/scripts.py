@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.boundary import boundary
+from activities.boundary import attempt_info, boundary
 from orchestrator.runs import scripts as script_runs
 from orchestrator.runs import webhooks
 from orchestrator.runs.deps import RunDeps
@@ -29,7 +29,7 @@ class ScriptActivities:
     @activity.defn(name="run_script_job")
     @boundary
     async def run_script_job(self, inp: ScriptJobInput) -> ScriptJobResult:
-        return await script_runs.run_job(self.deps, inp, heartbeat=activity.heartbeat)
+        return await script_runs.run_job(self.deps, inp, heartbeat=activity.heartbeat, attempt=await attempt_info())
 
     @activity.defn(name="fail_script_job")
     @boundary

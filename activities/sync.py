@@ -13,7 +13,7 @@ from typing import Any
 
 from temporalio import activity
 
-from activities.boundary import boundary
+from activities.boundary import attempt_info, boundary
 from orchestrator.runs import notify
 from orchestrator.runs import sync as sync_runs
 from orchestrator.runs.deps import RunDeps
@@ -89,7 +89,7 @@ class SyncActivities:
         def heartbeat(progress: dict[str, Any]) -> None:
             activity.heartbeat({**progress, "progress_signals": throttle.sent})
         return await sync_runs.run(self.deps, inp.sync, inp.prepared, heartbeat=heartbeat,
-                                   on_progress=progress_reporter(inp, throttle))
+                                   on_progress=progress_reporter(inp, throttle), attempt=await attempt_info())
 
     @activity.defn(name="finalize_sync")
     @boundary

@@ -3,7 +3,8 @@ the result webhooks sent to the customer's app (every delivery attempt) and the 
 
 - `GET /jobs?provider_config_key=&connection_id=&sync=&kind=&limit=` -> `{"jobs": [...]}`, newest first.
 - `GET /jobs/{id}` -> one job (`id` is the numeric job id, or the action's public UUID) with `counts`
-  per model and `notifications`: `[{attempt, url, status, error, attempted_at}]`.
+  per model, `notifications`: `[{attempt, url, status, error, attempted_at}]`, `attempts` (tries of its
+  run, 1 when it never was retried) and `retries`: `[{attempt, cause, resumes, at}]`, one per retry.
 - `GET /jobs/{id}/logs` -> `{"logs": [{level, message, fields, created_at}]}`.
 """
 
@@ -75,9 +76,11 @@ async def get_job(request: web.Request) -> web.Response:
     async with request.app[PLATFORM].pool.acquire() as conn:
         row = await _find(request, conn)
         attempts = await notifications_repo.for_job(conn, row.id)
+        retries = await jobs_repo.retries(conn, row.id)
     notifications = [{"attempt": n, "url": a["url"].split("?", 1)[0], "status": a["status"], "error": a["error"],
                       "attempted_at": a["attempted_at"].isoformat()} for n, a in enumerate(attempts, 1)]
-    return json_response({**_job(row), "counts": row.counts, "notifications": notifications})
+    return json_response({**_job(row), "counts": row.counts, "notifications": notifications,
+                          "retries": [{**r, "at": r["at"].isoformat()} for r in retries]})
 
 
 @routes.get("/jobs/{id}/logs")

@@ -252,9 +252,17 @@ class JobOut(BaseModel):
     attempts: int
 
 
+class JobRetry(BaseModel):
+    attempt: int
+    cause: str | None
+    resumes: str | None
+    at: datetime
+
+
 class JobDetail(JobOut):
     counts: dict[str, ModelCounts]
     notifications: list[NotificationAttempt]
+    retries: list[JobRetry]
 
 
 class JobList(BaseModel):

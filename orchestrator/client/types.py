@@ -110,6 +110,7 @@ class Job(TypedDict, total=False):
     attempts: int
     counts: dict[str, dict[str, int]]
     notifications: list[NotificationAttempt]
+    retries: list[dict[str, Any]]  # one per retry of its run: attempt, cause, resumes, at
 
 
 @dataclass

@@ -62,6 +62,11 @@ async def job(conn: asyncpg.Connection, env_id: int, job_id: int) -> dict[str, A
     return _job_row(found) if found else None
 
 
+async def retries(conn: asyncpg.Connection, job_id: int) -> list[dict[str, Any]]:
+    """A job's retries: what failed before each attempt and where it resumed (runs/attempts.py)."""
+    return await jobs_repo.retries(conn, job_id)
+
+
 async def job_status(conn: asyncpg.Connection, env_id: int, job_id: int) -> str | None:
     found = await jobs_repo.get(conn, job_id, environment_id=env_id, with_counts=False)
     return found.status if found else None

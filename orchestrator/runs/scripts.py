@@ -15,6 +15,8 @@ from orchestrator.errors import NotFoundError, TransientError
 from orchestrator.providers import credentials
 from orchestrator.providers.custom import resolve_provider
 from orchestrator.runner.host import RunSpec, run_script
+from orchestrator.runs import attempts
+from orchestrator.runs.attempts import Attempt
 from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.host import Heartbeat, InfraWatch, beat_interval, beating, build_host, with_heartbeat
 from orchestrator.store import connections as connections_repo
@@ -46,8 +48,10 @@ def timeout_for(deps: RunDeps, kind: str) -> int:
             "event": s.runner_event_timeout_s}.get(kind, s.runner_action_timeout_s)
 
 
-async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | None = None) -> ScriptJobResult:
-    """Run one job; heartbeats (when given) while the bundle is fetched and the script runs, as a sync does."""
+async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | None = None,
+                  attempt: Attempt | None = None) -> ScriptJobResult:
+    """Run one job; heartbeats (when given) while the bundle is fetched and the script runs, as a sync does.
+    Every attempt is counted on the job; a retry says in the job's log what failed (it starts over)."""
     async with deps.pool.acquire() as conn:
         job = await jobs_repo.get(conn, inp.job_id)
         if job is None:
@@ -55,7 +59,7 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
         if job.status != "running":  # a retried activity after the job already closed
             return ScriptJobResult(ok=job.status == "success", output=job.output, error_type=job.error_type,
                                    error_message=job.error, error_payload=job.error_payload)
-        await jobs_repo.add_attempt(conn, job.id)
+        await attempts.record(conn, job.id, attempt or Attempt(), resumes="from the start")
         env = await environments_repo.by_id(conn, inp.environment_id)
         env_vars = await environment_variables_repo.list_all(conn, deps.sealer, inp.environment_id)
         integration = await integrations_repo.get(conn, inp.environment_id, inp.integration)

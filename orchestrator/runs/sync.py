@@ -18,6 +18,8 @@ from orchestrator.errors import NotFoundError, ScriptError, TransientError
 from orchestrator.providers import credentials
 from orchestrator.providers.custom import resolve_provider
 from orchestrator.runner.host import RunSpec, run_script
+from orchestrator.runs import attempts
+from orchestrator.runs.attempts import Attempt
 from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.host import (
     Heartbeat,
@@ -79,9 +81,18 @@ def _skip(reason: str) -> PreparedSync:
 
 
 async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
-              heartbeat: Heartbeat | None = None, on_progress: ProgressSink | None = None) -> RunSyncResult:
-    """Run the script; a script failure raises ScriptError (terminal), infra faults anything else."""
+              heartbeat: Heartbeat | None = None, on_progress: ProgressSink | None = None,
+              attempt: Attempt | None = None) -> RunSyncResult:
+    """Run the script; a script failure raises ScriptError (terminal), infra faults anything else.
+
+    Every attempt is counted on the job; a retry says in the job's log what failed and where it resumes."""
     async with deps.pool.acquire() as conn:
+        state = await jobs_repo.get_state(conn, prepared.connection_pk, sync.sync_name, sync.variant)
+        await attempts.record(conn, prepared.job_id, attempt or Attempt(), resumes=(
+            "from the script's last checkpoint" if state["checkpoint"] is not None else "from the start"))
+        # What this attempt counts as seen: what its checkpoint covers, or nothing; never a dead attempt's rest.
+        number = (attempt or Attempt()).number
+        await records_repo.begin_attempt(conn, prepared.job_id, number)
         connection = await connections_repo.get_by_pk(conn, deps.sealer, prepared.connection_pk)
         env = await environments_repo.by_id(conn, sync.environment_id)
         env_vars = await environment_variables_repo.list_all(conn, deps.sealer, sync.environment_id)
@@ -93,7 +104,7 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
     provider = await resolve_provider(deps.pool, connection.environment_id, connection.provider)
 
     host = build_host(deps, connection, provider, env, env_vars, job_id=prepared.job_id, sync_name=sync.sync_name,
-                      variant=sync.variant, track_deletes=prepared.track_deletes)
+                      variant=sync.variant, track_deletes=prepared.track_deletes, attempt=number)
     spec = RunSpec(kind="sync", bundle_dir=bundle_dir, module_path=prepared.module_path,
                    frame_timeout_s=deps.settings.runner_frame_timeout_s,
                    timeout_s=prepared.timeout_s, limits=deps.limits(), context={
@@ -130,11 +141,13 @@ async def finalize(deps: RunDeps, inp: FinalizeInput) -> SyncSummary:
                         scope = records_repo.Scope(job.environment_id, prepared.connection_pk, model,
                                                    inp.sync.variant)
                         await records_repo.delete_unseen(conn, scope, job.id)
+                await _recount_retried(conn, job.id, prepared.connection_pk, inp.sync.variant)
                 async with conn.transaction():
                     await jobs_repo.mark_success(conn, prepared.connection_pk, inp.sync.sync_name,
                                                  inp.sync.variant, datetime.fromisoformat(prepared.started_at), job.id)
                     await jobs_repo.close_job(conn, job.id, "success")
             else:
+                await _recount_retried(conn, job.id, prepared.connection_pk, inp.sync.variant)
                 await jobs_repo.close_job(conn, job.id, "cancelled" if inp.cancelled else "failed",
                                           error=inp.error, error_details=inp.error_details)
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -148,3 +161,11 @@ async def finalize(deps: RunDeps, inp: FinalizeInput) -> SyncSummary:
     assert job is not None
     log.info("sync_finished", job_id=job.id, status=job.status, counts=job.counts)
     return SyncSummary(job.id, job.status, job.counts, job.error)
+
+
+async def _recount_retried(conn: asyncpg.Connection, job_id: int, connection_pk: int, variant: str) -> None:
+    """After a retry, the job's counts become its net change (store/records.recount): a dead attempt's writes
+    that stand count once, those the completing attempt undid count nowhere. A first attempt's counts are
+    exact as they were kept, and need no scan of the records."""
+    if await records_repo.current_attempt(conn, job_id) > 1:
+        await records_repo.recount(conn, job_id, connection_pk, variant)

@@ -65,12 +65,13 @@ async def job_page(ctx: Ctx) -> web.Response:
                                   limit=LOG_PAGE)
         counts = await queries.counts_for(conn, [job["id"]])
         notes = await queries.notifications_for_job(conn, job["id"])
+        retries = await queries.retries(conn, job["id"])
     integ, cid, kind = job["unique_key"], job["connection_id"], job["kind"]
     facts = [("Status", badge(job["status"])), ("Kind", kind), ("Script", job["sync_name"]),
              ("Connection", link(conn_href(integ, cid), cid)), ("Started", when(job["started_at"])),
              ("Duration", duration(run_duration(job["started_at"], job["ended_at"])))]
-    if job["attempts"] > 1:
-        facts.append(("Attempts", job["attempts"]))
+    if job["attempts"]:
+        facts.append(("Attempts", job["attempts"] if job["attempts"] == 1 else f"{job['attempts']} (retried)"))
     settings = ctx.app[PLATFORM].settings
     if settings.temporal_ui_url and job["workflow_id"]:
         wf = temporal_schedule_url(settings.temporal_ui_url, settings.temporal_namespace, "x").rsplit(
@@ -95,6 +96,11 @@ async def job_page(ctx: Ctx) -> web.Response:
         parts.append(fmt('<section class="card"><div class="grid2"><div><h3>Input</h3>{i}</div>'
                          '<div><h3>Output</h3>{o}</div></div></section>', i=pretty_json(job["input"]),
                          o=pretty_json(job["output"])))
+    if retries:
+        parts.append(fmt('<section class="card"><h2>Retries</h2>{t}</section>', t=table(
+            ["At", "Attempt", "What failed", "Resumes"],
+            [(when(r["at"]), str(r["attempt"]), r["cause"] or "", r["resumes"] or "") for r in retries],
+            cls="compact")))
     if notes:
         parts.append(fmt('<section class="card"><h2>Webhook deliveries</h2>{t}</section>', t=table(
             ["Attempted", "URL", "Status", "Error"],

@@ -72,7 +72,10 @@ async def sync_page(ctx: Ctx) -> web.Response:
             if r["error_details"]:
                 error = fmt('{e}<details><summary>Traceback</summary><pre class="tb">{tb}</pre></details>', e=error,
                             tb=r["error_details"])
-        rows.append((link(url("/dashboard/job", id=r["id"]), f"#{r['id']}"), badge(r["status"]),
+        status = badge(r["status"]) if r["attempts"] <= 1 else fmt(
+            '{b} <span class="muted" title="retried after an infrastructure fault; see its log">{n} attempts</span>',
+            b=badge(r["status"]), n=r["attempts"])
+        rows.append((link(url("/dashboard/job", id=r["id"]), f"#{r['id']}"), status,
                      "full" if r["full_resync"] else "incremental", when(r["started_at"], now),
                      duration(run_duration(r["started_at"], r["ended_at"], now)),
                      _count(added, "n-add"), _count(updated, "n-upd"), _count(deleted, "n-del"), error,
