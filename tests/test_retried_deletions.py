@@ -8,6 +8,8 @@ real stack with the worker killed mid-run.
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import uuid
 from typing import Any
 
@@ -18,6 +20,7 @@ from orchestrator.errors import TransientError
 from orchestrator.runs.sinks import DatabaseSink
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import records
+from tests.conftest import eventually, setup_github
 
 
 async def _scope(pool: asyncpg.Pool) -> records.Scope:
@@ -147,6 +150,48 @@ async def test_a_stale_attempt_neither_counts_as_seen_nor_moves_the_checkpoint(p
     assert counts == {"Issue": {"added": 0, "updated": 0, "deleted": 2}}
 
 
+async def test_a_job_resuming_from_a_failed_jobs_checkpoint_keeps_what_it_covers(pool: asyncpg.Pool) -> None:
+    """The checkpoint outlives a failed job; the next job that resumes from it has what it covers as seen."""
+    scope = await _scope(pool)
+    await _baseline(pool, scope, range(10))
+    failed = await _job(pool, scope)
+    sink = DatabaseSink(pool, environment_id=scope.environment_id, connection_pk=scope.connection_pk, job_id=failed,
+                        sync_name="issues", attempt=1)
+    async with pool.acquire() as conn:
+        await records.begin_attempt(conn, failed, 1)
+    await sink.save("Issue", [issue(i) for i in range(5)], track_seen=True)
+    await sink.set_checkpoint({"page": 1})
+    await sink.save("Issue", [issue(i) for i in range(5, 8)], track_seen=True)
+    async with pool.acquire() as conn:
+        await jobs_repo.close_job(conn, failed, "failed", error="the script raised")
+        assert await conn.fetchval("SELECT count(*) FROM job_seen_records WHERE job_id = $1", failed) == 5
+    nxt = await _job(pool, scope)
+    async with pool.acquire() as conn:
+        assert await records.begin_attempt(conn, nxt, 1) is True
+        assert await conn.fetchval("SELECT count(*) FROM job_seen_records WHERE job_id = $1", failed) == 0
+        await records.batch_save(conn, scope, [issue(i) for i in [5, 8, 9]], job_id=nxt, track_seen=True, attempt=1)
+    counts = await _finish(pool, scope, nxt)
+    assert await _live(pool, scope) == {"0", "1", "2", "3", "4", "5", "8", "9"}  # 6 and 7 vanished upstream
+    assert counts == {"Issue": {"added": 0, "updated": 0, "deleted": 2}}
+
+    # Without a checkpoint (cleared, or a reset), a failed job's covered rows go with the next job's start.
+    again = await _job(pool, scope)
+    sink = DatabaseSink(pool, environment_id=scope.environment_id, connection_pk=scope.connection_pk, job_id=again,
+                        sync_name="issues", attempt=1)
+    async with pool.acquire() as conn:
+        await records.begin_attempt(conn, again, 1)
+    await sink.save("Issue", [issue(0)], track_seen=True)
+    await sink.set_checkpoint({"page": 1})
+    async with pool.acquire() as conn:
+        await jobs_repo.close_job(conn, again, "failed", error="x")
+    await sink.set_checkpoint(None)
+    last = await _job(pool, scope)
+    async with pool.acquire() as conn:
+        assert await records.begin_attempt(conn, last, 1) is False
+        assert await conn.fetchval("SELECT count(*) FROM job_seen_records WHERE job_id = ANY($1::bigint[])",
+                                   [again, last]) == 0
+
+
 async def test_a_first_attempt_keeps_its_counts_as_kept(pool: asyncpg.Pool) -> None:
     """No retry: no recount, the counts are those kept per write (a record saved then deleted counts twice)."""
     scope = await _scope(pool)
@@ -156,3 +201,208 @@ async def test_a_first_attempt_keeps_its_counts_as_kept(pool: asyncpg.Pool) -> N
         await records.batch_save(conn, scope, [issue(1), issue(2)], job_id=job, track_seen=True, attempt=1)
         await records.batch_delete(conn, scope, [{"id": "2"}], job_id=job)
     assert await _finish(pool, scope, job) == {"Issue": {"added": 2, "updated": 0, "deleted": 1}}
+
+
+# ---- through the real stack: deployed full sync with track_deletes, worker killed mid-run ----------------
+
+ISSUES = 1500
+PAGE = 100
+
+# A full sync of the repository, one page at a time, slow enough to be killed mid-run. With CHECKPOINTS it
+# saves a checkpoint after each page, a pause after the page's save, so a kill can land between the two.
+FULL_SYNC = '''
+import asyncio
+
+CHECKPOINTS = {checkpoints}
+
+
+def to_issue(raw):
+    return {{"id": str(raw["id"]), "number": raw["number"], "title": raw["title"], "body": raw.get("body"),
+            "state": raw["state"], "url": raw["html_url"], "author": (raw.get("user") or {{}}).get("login"),
+            "labels": [label["name"] for label in raw.get("labels", [])], "created_at": raw["created_at"],
+            "updated_at": raw["updated_at"], "closed_at": raw.get("closed_at")}}
+
+
+async def fetch_data(nango):
+    repo = (await nango.get_metadata())["repo"]
+    page = ((await nango.get_checkpoint()) or {{}}).get("page", 1) if CHECKPOINTS else 1
+    while True:
+        resp = await nango.get(f"/repos/{{repo}}/issues", params={{"state": "all", "sort": "created",
+                               "direction": "asc", "per_page": {page_size}, "page": page}}, retries=5)
+        if not resp.data:
+            return
+        await nango.batch_save([to_issue(raw) for raw in resp.data], "GithubIssue")
+        await asyncio.sleep(0.3)
+        page += 1
+        if CHECKPOINTS:
+            await nango.save_checkpoint({{"page": page}})
+
+
+async def on_webhook(nango, payload):
+    pass
+'''
+
+
+def full_sync_folder(tmp_path: Any, *, checkpoints: bool) -> Any:
+    from tests.conftest import EXAMPLES
+
+    folder = tmp_path / ("ints-cp" if checkpoints else "ints")
+    shutil.copytree(EXAMPLES, folder)
+    (folder / "github/syncs/issues.py").write_text(FULL_SYNC.format(checkpoints=checkpoints, page_size=PAGE))
+    text = (folder / "nango.yaml").read_text()
+    assert "        sync_type: incremental\n" in text
+    (folder / "nango.yaml").write_text(text.replace(
+        "        sync_type: incremental\n",
+        "        sync_type: full\n        track_deletes: true\n        auto_start: false\n"))
+    return folder
+
+
+async def _run_job(stack: Any, gh: Any, prefix: str) -> tuple[Any, int]:
+    """Start one run on the test's own task queue; the job it opened."""
+    from tests.test_faults import _start_run
+
+    async with stack.pool.acquire() as conn:
+        before = await conn.fetchval("SELECT coalesce(max(j.id), 0) FROM jobs j JOIN environments e"
+                                     " ON e.id = j.environment_id WHERE e.name = $1", gh.env)
+    handle = await _start_run(stack, gh, prefix)
+
+    async def opened() -> int:
+        async with stack.pool.acquire() as conn:
+            job = await conn.fetchval("SELECT j.id FROM jobs j JOIN environments e ON e.id = j.environment_id"
+                                      " WHERE e.name = $1 AND j.id > $2 AND j.kind = 'sync'", gh.env, before)
+        assert job, "no job yet"
+        return job
+    return handle, await eventually(opened, timeout=30)
+
+
+async def _live_ids(stack: Any, gh: Any) -> set[str]:
+    async with stack.pool.acquire() as conn:
+        found = await conn.fetch("SELECT r.external_id FROM records r JOIN environments e ON e.id = r.environment_id"
+                                 " WHERE e.name = $1 AND r.deleted_at IS NULL", gh.env)
+    return {r["external_id"] for r in found}
+
+
+def _provider(stack: Any, gh: Any) -> dict[str, dict[str, Any]]:
+    """The provider's truth: id -> (number, title) of every issue it has now."""
+    return {str(i.id): {"number": i.number, "title": i.title} for i in stack.demo.repo(gh.repo).issues.values()}
+
+
+async def _job_counts(stack: Any, job: int) -> dict[str, int]:
+    async with stack.pool.acquire() as conn:
+        counts = await jobs_repo.counts(conn, job)
+    return counts.get("GithubIssue", {"added": 0, "updated": 0, "deleted": 0})
+
+
+async def _seen_attempt(stack: Any, job: int) -> int:
+    async with stack.pool.acquire() as conn:
+        return await conn.fetchval("SELECT seen_attempt FROM jobs WHERE id = $1", job)
+
+
+async def test_worker_killed_then_records_deleted_upstream_the_retry_deletes_them(
+        stack: Any, tmp_path: Any) -> None:
+    from tests.test_faults import WorkerProcess
+
+    gh = await setup_github(stack, issues=ISSUES, folder=full_sync_folder(tmp_path, checkpoints=False))
+    prefix = f"rd{uuid.uuid4().hex[:6]}-"
+    first = WorkerProcess(stack, prefix, tmp_path)
+    await first.start()
+    second: WorkerProcess | None = None
+    try:
+        handle, _ = await _run_job(stack, gh, prefix)  # the baseline: every issue live
+        assert (await asyncio.wait_for(handle.result(), 90))["status"] == "success"
+        baseline = _provider(stack, gh)
+        assert await _live_ids(stack, gh) == set(baseline)
+
+        # Between runs upstream: 30 issues deleted, 40 edited, 25 new.
+        for n in range(1001, 1031):
+            stack.demo.delete_issue(gh.repo, n)
+        for n in range(1, 41):
+            stack.demo.update_issue(gh.repo, n, title=f"Edited {n}")
+        for _ in range(25):
+            stack.demo.add_issue(gh.repo, title="new")
+
+        handle, job = await _run_job(stack, gh, prefix)
+
+        async def saved_some() -> None:
+            async with stack.pool.acquire() as conn:
+                n = await conn.fetchval("SELECT count(*) FROM job_seen_records WHERE job_id = $1", job)
+            assert n >= 4 * PAGE, n
+        await eventually(saved_some, timeout=60, interval=0.05)
+        await first.kill()
+        async with stack.pool.acquire() as conn:
+            dead_saw = {r["external_id"] for r in await conn.fetch(
+                "SELECT external_id FROM job_seen_records WHERE job_id = $1", job)}
+        # Upstream deletes issues the dead attempt had already saved (some of them edited ones).
+        gone = [n for n in range(21, 321, 2)]
+        gone_ids = {str(stack.demo.repo(gh.repo).issues[n].id) for n in gone}
+        assert gone_ids <= dead_saw
+        for n in gone:
+            stack.demo.delete_issue(gh.repo, n)
+        second = WorkerProcess(stack, prefix, tmp_path)
+        await second.start()
+        summary = await asyncio.wait_for(handle.result(), 120)
+    finally:
+        await first.stop()
+        if second:
+            await second.stop()
+    assert summary["status"] == "success"
+    assert await _seen_attempt(stack, job) >= 2  # the job was really retried
+    truth = _provider(stack, gh)
+    assert await _live_ids(stack, gh) == set(truth)
+    expected = {"added": len(set(truth) - set(baseline)), "deleted": len(set(baseline) - set(truth)),
+                "updated": sum(1 for i in set(truth) & set(baseline) if truth[i]["title"] != baseline[i]["title"])}
+    assert expected == {"added": 25, "deleted": 30 + len(gone), "updated": 40 - 10}
+    assert await _job_counts(stack, job) == expected
+    assert summary["counts"]["GithubIssue"] == expected
+
+
+async def test_worker_killed_after_a_checkpoint_the_resumed_retry_keeps_what_it_covers(
+        stack: Any, tmp_path: Any) -> None:
+    from tests.test_faults import WorkerProcess
+
+    gh = await setup_github(stack, issues=ISSUES, folder=full_sync_folder(tmp_path, checkpoints=True))
+    prefix = f"rc{uuid.uuid4().hex[:6]}-"
+    first = WorkerProcess(stack, prefix, tmp_path)
+    await first.start()
+    second: WorkerProcess | None = None
+    try:
+        handle, _ = await _run_job(stack, gh, prefix)
+        assert (await asyncio.wait_for(handle.result(), 90))["status"] == "success"
+        baseline = _provider(stack, gh)
+        for n in range(1, 11):  # edited before the run: the dead attempt saves them (covered by a checkpoint)
+            stack.demo.update_issue(gh.repo, n, title=f"Edited {n}")
+
+        handle, job = await _run_job(stack, gh, prefix)
+
+        async def between_save_and_checkpoint() -> int:
+            async with stack.pool.acquire() as conn:
+                row = await conn.fetchrow(
+                    "SELECT (SELECT count(*) FROM job_seen_records WHERE job_id = $1) AS seen,"
+                    " (SELECT (checkpoint->>'page')::int FROM sync_state s JOIN jobs j ON j.connection_pk ="
+                    "  s.connection_pk AND j.script_name = s.sync_name AND j.variant = s.variant WHERE j.id = $1)"
+                    "  AS page", job)
+            # pages 1 .. page-1 are covered; page `page` is saved, its checkpoint not yet
+            assert row["page"] and row["page"] >= 3 and row["seen"] == row["page"] * PAGE, dict(row)
+            return row["page"]
+        page = await eventually(between_save_and_checkpoint, timeout=60, interval=0.02)
+        await first.kill()
+        async with stack.pool.acquire() as conn:
+            covered = await conn.fetchval("SELECT count(*) FROM job_seen_records WHERE job_id = $1 AND covered", job)
+        assert covered == (page - 1) * PAGE
+        # Upstream deletes 20 issues of the page the dead attempt saved after its last checkpoint.
+        gone = list(range((page - 1) * PAGE + 1, (page - 1) * PAGE + 21))
+        for n in gone:
+            stack.demo.delete_issue(gh.repo, n)
+        second = WorkerProcess(stack, prefix, tmp_path)
+        await second.start()
+        summary = await asyncio.wait_for(handle.result(), 120)
+    finally:
+        await first.stop()
+        if second:
+            await second.stop()
+    assert summary["status"] == "success"
+    assert await _seen_attempt(stack, job) >= 2
+    truth = _provider(stack, gh)
+    assert await _live_ids(stack, gh) == set(truth)  # the covered pages stay, the 20 are gone
+    assert await _job_counts(stack, job) == {"added": 0, "updated": 10, "deleted": 20}
+    assert len(baseline) - len(truth) == 20

@@ -69,12 +69,15 @@ async def close_job(conn: asyncpg.Connection, job_id: int, status: str, *, outpu
         " error_details = coalesce($6, error_details), error_payload = $7 WHERE id = $1 AND status = 'running'",
         job_id, status, output, text.clean(error_type) if error_type else None, text.clean_noted(error),
         text.clean_noted(error_details), error_payload)
-    await _forget_run(conn, job_id)
+    await _forget_run(conn, job_id, keep_covered=status != "success")
 
 
-async def _forget_run(conn: asyncpg.Connection, job_id: int) -> None:
-    """A closed job needs neither what its run saw (deletion detection) nor what records were before it."""
-    await conn.execute("DELETE FROM job_seen_records WHERE job_id = $1", job_id)
+async def _forget_run(conn: asyncpg.Connection, job_id: int, *, keep_covered: bool) -> None:
+    """A closed job needs neither what its run saw (deletion detection) nor what records were before it; an
+    unsuccessful one keeps what its checkpoint covers, for the next job that resumes from that checkpoint
+    (store/records.begin_attempt adopts or drops it)."""
+    await conn.execute("DELETE FROM job_seen_records WHERE job_id = $1 AND NOT (covered AND $2)", job_id,
+                       keep_covered)
     await conn.execute("DELETE FROM job_prior_records WHERE job_id = $1", job_id)
 
 
@@ -84,7 +87,7 @@ async def force_fail(conn: asyncpg.Connection, job_id: int, error: str, *, error
     await conn.execute(
         "UPDATE jobs SET status = 'failed', ended_at = now(), error_type = $2, error = $3 WHERE id = $1"
         " AND status = 'running'", job_id, error_type, text.clean(error))
-    await _forget_run(conn, job_id)
+    await _forget_run(conn, job_id, keep_covered=True)
 
 
 async def add_attempt(conn: asyncpg.Connection, job_id: int, *, attempt: int | None = None) -> None:

@@ -371,6 +371,19 @@ async def begin_attempt(conn: asyncpg.Connection, job_id: int, attempt: int) -> 
         await conn.execute("UPDATE jobs SET seen_attempt = $2 WHERE id = $1", job_id, attempt)
         await conn.execute("DELETE FROM job_seen_records WHERE job_id = $1 AND (NOT covered OR NOT $2)",
                            job_id, resumes)
+        # An earlier job of this sync that ended without success left its checkpoint's covered rows: resuming from
+        # that checkpoint, this job takes them over; starting over, they go.
+        earlier = ("SELECT e.id FROM jobs j JOIN jobs e ON e.connection_pk = j.connection_pk"
+                   " AND e.script_name = j.script_name AND e.variant = j.variant AND e.kind = 'sync'"
+                   " AND e.id < j.id AND e.status <> 'running' AND e.id > coalesce((SELECT s.last_job_id"
+                   " FROM sync_state s WHERE s.connection_pk = j.connection_pk AND s.sync_name = j.script_name"
+                   " AND s.variant = j.variant), 0) WHERE j.id = $1")  # since the last success: those have none
+        if resumes:
+            await conn.execute(
+                "INSERT INTO job_seen_records (job_id, model, external_id, attempt, covered)"
+                f" SELECT $1, model, external_id, $2, true FROM job_seen_records WHERE job_id IN ({earlier})"
+                " ON CONFLICT DO NOTHING", job_id, attempt)
+        await conn.execute(f"DELETE FROM job_seen_records WHERE job_id IN ({earlier})", job_id)
     return resumes
 
 

@@ -3,7 +3,8 @@
 -- A retried run_sync_script reuses its job. Each seen row now says which attempt saw it and whether a
 -- saved checkpoint covers it: a new attempt that resumes from the checkpoint keeps exactly the covered
 -- rows, one that starts over keeps none, and deletion detection counts only covered rows and rows of
--- the job's current attempt (`jobs.seen_attempt`), so a dead or frozen attempt's rows never count.
+-- the job's current attempt (`jobs.seen_attempt`), so a dead or frozen attempt's rows never count. A job
+-- that ends without success keeps its covered rows: the next job resuming from its checkpoint takes them.
 ALTER TABLE job_seen_records ADD COLUMN attempt integer NOT NULL DEFAULT 0;
 ALTER TABLE job_seen_records ADD COLUMN covered boolean NOT NULL DEFAULT false;
 ALTER TABLE jobs ADD COLUMN seen_attempt integer NOT NULL DEFAULT 0;
