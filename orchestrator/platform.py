@@ -7,6 +7,7 @@ its lifetime. Service functions in `control/` and `runs/` take it instead of lon
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,12 +16,14 @@ import aiohttp
 import asyncpg
 from temporalio.client import Client
 
+from orchestrator import startup
 from orchestrator.bundles.store import BundleStore, store_from_settings
 from orchestrator.config.settings import Settings
 from orchestrator.crypto import Sealer
 from orchestrator.errors import OrchestratorError
 from orchestrator.logging import hide_settings_secrets
 from orchestrator.providers.egress import Egress
+from orchestrator.store import faults
 from orchestrator.store.pool import create_pool
 from orchestrator.temporal.client import connect
 
@@ -54,14 +57,24 @@ def sealer_for(settings: Settings) -> Sealer:
 
 @contextlib.asynccontextmanager
 async def open_platform(settings: Settings, *, temporal: Client | None = None,
-                        connect_temporal: bool = True) -> AsyncIterator[Platform]:
+                        connect_temporal: bool = True, wait: bool = False,
+                        stop: asyncio.Event | None = None) -> AsyncIterator[Platform]:
     """Open every handle; close what was opened, in reverse order, however the body ends.
 
     `connect_temporal=False` is for commands that only touch the database (`nango admin env list`).
+    `wait=True` (the worker, the API server) waits for PostgreSQL and Temporal at start-up instead of
+    failing at once (orchestrator/startup.py): up to STARTUP_WAIT_MAX_S, or until `stop` is set.
     """
     hide_settings_secrets(settings)  # before the first connection: its errors may quote the URL
-    pool = await create_pool(settings)
+    limit = settings.startup_wait_max_s
+    pool = await (startup.wait_for("PostgreSQL", startup.address(settings.database_url.get_secret_value(), 5432),
+                                   lambda: create_pool(settings), max_wait_s=limit, stop=stop,
+                                   retryable=faults.is_transient) if wait else create_pool(settings))
     try:
+        if temporal is None and connect_temporal and wait:
+            temporal = await startup.wait_for("Temporal", startup.address(settings.temporal_address, 7233),
+                                              lambda: connect(settings), max_wait_s=limit, stop=stop,
+                                              retryable=startup.temporal_retryable)
         client = temporal or (await connect(settings) if connect_temporal else None)
         async with aiohttp.ClientSession() as http, Egress(lambda: settings.egress_allow) as egress:
             yield Platform(settings=settings, pool=pool, sealer=sealer_for(settings), temporal_client=client,

@@ -20,6 +20,7 @@ from orchestrator.runner.host import Runner
 from orchestrator.runner.sandbox import SandboxConfig, SandboxUnavailableError
 from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.limits import EnvironmentLimiter
+from orchestrator.startup import StartupAborted
 from orchestrator.store.pool import ping
 from orchestrator.temporal import names
 
@@ -62,10 +63,12 @@ async def start_runner(settings: Settings) -> Runner:
 
 
 @contextlib.asynccontextmanager
-async def run_deps(settings: Settings, client: Client | None = None) -> AsyncIterator[RunDeps]:
+async def run_deps(settings: Settings, client: Client | None = None,
+                   stop: asyncio.Event | None = None) -> AsyncIterator[RunDeps]:
+    """The worker's handles; waits for PostgreSQL and Temporal at start-up (StartupAborted when `stop` is set)."""
     runner = await start_runner(settings)
     try:
-        async with open_platform(settings, temporal=client) as platform:
+        async with open_platform(settings, temporal=client, wait=True, stop=stop) as platform:
             deps = RunDeps.extend(
                 platform, bundle_cache=BundleCache(platform.bundles, settings.bundle_cache_dir,
                                                    BundleLimits.from_settings(settings)), runner=runner,
@@ -93,8 +96,8 @@ async def health_server(settings: Settings, deps: RunDeps) -> AsyncIterator[None
     app.router.add_get("/health/live", live)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, settings.api_host if settings.api_host != "127.0.0.1" else "0.0.0.0",
-                      settings.worker_health_port).start()
+    # where the operator says (WORKER_HEALTH_HOST), else where the API binds: loopback for `nango dev`
+    await web.TCPSite(runner, settings.worker_health_host or settings.api_host, settings.worker_health_port).start()
     try:
         yield
     finally:
@@ -132,21 +135,29 @@ def build_workers(deps: RunDeps) -> list[Worker]:
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, *, client: Client | None = None) -> None:
-    async with run_deps(settings, client) as deps:
-        workers = build_workers(deps)
-        log.info("worker_started", task_queues=[w.task_queue for w in workers],
-                 isolation=deps.runner.sandbox.tier if deps.runner else "process")
-        async with contextlib.AsyncExitStack() as stack:
-            if settings.worker_health_port:
-                await stack.enter_async_context(health_server(settings, deps))
-            running = [asyncio.create_task(worker.run()) for worker in workers]
-            stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait({stopping, *running}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            # every queue drains at once, so the whole drain fits in one WORKER_SHUTDOWN_GRACE_S
-            await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
-            results = await asyncio.gather(*running, return_exceptions=True)
-            failed = [r for r in results if isinstance(r, BaseException)]
-            if failed and not stop.is_set():
-                raise failed[0]
-        log.info("worker_stopped")
+    try:
+        async with run_deps(settings, client, stop) as deps:
+            await _serve(settings, stop, deps)
+    except StartupAborted as exc:
+        log.info("worker_stopped", reason=str(exc))
+
+
+async def _serve(settings: Settings, stop: asyncio.Event, deps: RunDeps) -> None:
+    """Run the task queue workers until `stop`, with the health server beside them."""
+    workers = build_workers(deps)
+    log.info("worker_started", task_queues=[w.task_queue for w in workers],
+             isolation=deps.runner.sandbox.tier if deps.runner else "process")
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.worker_health_port:
+            await stack.enter_async_context(health_server(settings, deps))
+        running = [asyncio.create_task(worker.run()) for worker in workers]
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({stopping, *running}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        # every queue drains at once, so the whole drain fits in one WORKER_SHUTDOWN_GRACE_S
+        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+        results = await asyncio.gather(*running, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed and not stop.is_set():
+            raise failed[0]
+    log.info("worker_stopped")

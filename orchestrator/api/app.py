@@ -40,7 +40,8 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> web.App
                           client_max_size=64 * 1024 * 1024)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        async with open_platform(settings, temporal=temporal) as platform:
+        # waits for PostgreSQL and Temporal at start-up (STARTUP_WAIT_MAX_S); SIGTERM still stops it
+        async with open_platform(settings, temporal=temporal, wait=True) as platform:
             app[PLATFORM] = platform
             async with maintenance.running(platform):
                 yield

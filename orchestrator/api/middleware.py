@@ -14,7 +14,9 @@ from aiohttp import web
 from orchestrator.api.errors import error_body, raise_error
 from orchestrator.api.keys import ENVIRONMENT, PLATFORM
 from orchestrator.errors import InvalidInputError, NotFoundError, OrchestratorError
+from orchestrator.logging import clear_hidden, hide
 from orchestrator.store import environments as environments_repo
+from orchestrator.store import faults
 
 log = structlog.get_logger(__name__)
 
@@ -31,6 +33,7 @@ def _is_public(request: web.Request) -> bool:
 @web.middleware
 async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     structlog.contextvars.clear_contextvars()
+    clear_hidden()  # a keep-alive connection serves several requests in one task: start each afresh
     structlog.contextvars.bind_contextvars(request_id=request.headers.get("X-Request-Id") or uuid.uuid4().hex[:12],
                                            method=request.method, path=request.path)
     return await handler(request)
@@ -69,8 +72,30 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.warning("request_failed", error=exc.message, code=exc.code)
         raise_error(500 if exc.terminal else 503, exc.code, exc.message)
     except Exception as exc:
+        if database_unavailable(exc):
+            retry_after = request.app[PLATFORM].settings.api_retry_after_s
+            log.warning("database_unavailable", error=type(exc).__name__, retry_after_s=retry_after)
+            raise web.HTTPServiceUnavailable(
+                text=error_body("database_unavailable", "the database is unavailable; retry in a few seconds",
+                                retry_after_s=retry_after),
+                content_type="application/json", headers={"Retry-After": str(retry_after)}) from None
         log.exception("unhandled_error")
         raise_error(500, "server_error", f"internal error ({type(exc).__name__}); see the server log")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """A fault of PostgreSQL's availability (not of the request): a dropped or refused connection, a server
+    starting or shutting down, a pool that cannot connect. A bare OSError or timeout counts only when
+    raised from inside asyncpg (the pool connecting), not from a provider or the bundle store."""
+    if faults.is_database_error(exc):
+        return faults.is_transient(exc)
+    if isinstance(exc, OSError | TimeoutError):
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_globals.get("__name__", "").startswith("asyncpg"):
+                return True
+            tb = tb.tb_next
+    return False
 
 
 @web.middleware
@@ -79,6 +104,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
+    hide(key.strip())  # the caller's secret key: masked in every line of this request, whatever raises
     if scheme.lower() != "bearer" or not key.strip():
         raise_error(401, "missing_auth_header", "Authentication failed: send 'Authorization: Bearer <secret key>'")
     async with request.app[PLATFORM].pool.acquire() as conn:

@@ -87,9 +87,12 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_worker(settings, stop)
+        await run_worker(settings, stop)  # waits for PostgreSQL and Temporal first; SIGTERM ends the wait
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except OrchestratorError as exc:  # gave up waiting (STARTUP_WAIT_MAX_S), no sandbox: the reason, no traceback
+        fail(f"nango worker: {exc.message}")
 
 
 @app.command()

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # API server
     api_host: str = Field("127.0.0.1", description="Address the API server binds.")
     api_port: int = Field(3003, description="Port the API server binds.")
+    api_retry_after_s: int = Field(
+        5, ge=1, description="While PostgreSQL is unavailable the API answers 503 database_unavailable with this "
+        "Retry-After (seconds), instead of a bare 500.")
     public_url: str = Field("", description="Public base URL of the API (OAuth callbacks, webhook URLs).")
     dashboard_password: SecretStr = Field(
         SecretStr(""), description="Dashboard login that may pick any environment (empty: log in with an "
@@ -87,6 +90,13 @@ class Settings(BaseSettings):
     reconcile_interval_s: int = Field(300, description="How often the API repairs schedules and stuck webhooks "
                                                         "(0 disables).")
     worker_health_port: int = Field(8081, description="Port of the worker's GET /health/live (0 disables it).")
+    worker_health_host: str = Field(
+        "", description="Address the worker's GET /health/live binds; empty: the same as API_HOST (loopback for "
+        "`nango dev`; the chart and the image bind 0.0.0.0 so the kubelet's probes reach it).")
+    startup_wait_max_s: int = Field(
+        0, ge=0, description="At start-up, how long the worker and the API wait for PostgreSQL and Temporal to "
+        "answer (retrying with backoff, up to 30 s apart, logging what they wait for) before giving up; "
+        "0 waits forever (SIGTERM still stops the process).")
     runner_memory_mb: int = Field(512, description="Address-space limit of a script's process.")
     runner_sync_timeout_s: int = Field(24 * 3600, description="Wall-clock limit of a sync run.")
     runner_action_timeout_s: int = Field(15 * 60, description="Wall-clock limit of an action run.")

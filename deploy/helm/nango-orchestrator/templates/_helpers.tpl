@@ -193,9 +193,12 @@ BUNDLE_MAX_FILES: {{ $c.bundles.maxFiles | toString | quote }}
 BUNDLE_MAX_RATIO: {{ $c.bundles.maxRatio | toString | quote }}
 API_HOST: "0.0.0.0"
 API_PORT: {{ $c.api.port | toString | quote }}
+API_RETRY_AFTER_S: {{ $c.api.retryAfterSeconds | toString | quote }}
+STARTUP_WAIT_MAX_S: {{ $c.startupWaitMaxSeconds | toString | quote }}
 SECRET_KEY_GRACE_S: {{ $c.api.secretKeyGraceSeconds | toString | quote }}
 RECONCILE_INTERVAL_S: {{ $c.api.reconcileIntervalSeconds | toString | quote }}
 WORKER_HEALTH_PORT: {{ $c.worker.healthPort | toString | quote }}
+WORKER_HEALTH_HOST: {{ $c.worker.healthHost | quote }}
 WORKER_TASK_QUEUES: {{ $c.worker.taskQueues | quote }}
 WORKER_MAX_CONCURRENT_SYNCS: {{ $c.worker.maxConcurrentSyncs | toString | quote }}
 WORKER_MAX_CONCURRENT_ACTIONS: {{ $c.worker.maxConcurrentActions | toString | quote }}

@@ -1,0 +1,81 @@
+"""Waiting for PostgreSQL and Temporal at start-up, instead of exiting with a traceback.
+
+A worker or API pod often starts before its database or Temporal answers (a cluster coming up, a
+restart). `wait_for` retries the connection with backoff and logs what it waits for, up to
+STARTUP_WAIT_MAX_S (0: forever), and gives up at once when the process is asked to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import structlog
+from temporalio.service import RPCError
+
+from orchestrator.errors import OrchestratorError
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+BACKOFF_MAX_S = 30.0  # the longest pause between two start-up connection attempts
+
+
+class StartupAborted(Exception):
+    """SIGTERM (or SIGINT) arrived while the process waited for PostgreSQL or Temporal."""
+
+
+class DependencyUnavailableError(OrchestratorError):
+    code = "dependency_unavailable"
+    terminal = True
+
+
+def address(url: str, default_port: int) -> str:
+    """host:port of a URL or address, without its credentials (safe to log)."""
+    parts = urlsplit(url if "://" in url else f"//{url}")
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        port = default_port
+    return f"{parts.hostname or 'localhost'}:{port}"
+
+
+def temporal_retryable(exc: BaseException) -> bool:
+    """Client.connect raises RuntimeError('Failed client connect: ...') when the server does not answer."""
+    return isinstance(exc, OSError | TimeoutError | RuntimeError | RPCError)
+
+
+async def wait_for(what: str, where: str, attempt: Callable[[], Awaitable[T]], *, max_wait_s: float,
+                   retryable: Callable[[BaseException], bool], stop: asyncio.Event | None = None) -> T:
+    """Call `attempt` until it succeeds, pausing 1 s, 2 s, 4 s ... up to BACKOFF_MAX_S between tries and
+    logging "waiting for <what> at <where> (attempt n, next in s)"; an error `retryable` refuses is raised at
+    once. Gives up after `max_wait_s` (0: never) with DependencyUnavailableError, or when `stop` is set with
+    StartupAborted."""
+    delay, n, started = 1.0, 0, time.monotonic()
+    while True:
+        n += 1
+        try:
+            return await attempt()
+        except Exception as exc:
+            if not retryable(exc):
+                raise
+            waited = time.monotonic() - started
+            if max_wait_s and waited + delay > max_wait_s:
+                raise DependencyUnavailableError(
+                    f"{what} at {where} did not answer within STARTUP_WAIT_MAX_S={max_wait_s:g} s "
+                    f"({n} attempts; last error: {type(exc).__name__})") from None
+            log.warning(f"waiting for {what} at {where} (attempt {n}, next in {delay:g} s)", event_name=(
+                "waiting_for_dependency"), dependency=what, address=where, attempt=n, next_in_s=delay,
+                error=type(exc).__name__)
+        if stop is None:
+            await asyncio.sleep(delay)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                raise StartupAborted(f"stopped while waiting for {what} at {where}")
+        delay = min(delay * 2, BACKOFF_MAX_S)
