@@ -21,6 +21,7 @@ NON_RETRYABLE: tuple[str, ...] = (
     "BundleLimitError",
     "ConfigError",
     "DatabaseError",
+    "DependencyUnavailableError",
     "DryRunError",
     "EnvironmentExistsError",
     "EnvironmentNotEmptyError",
