@@ -162,6 +162,18 @@ class Stack:
         return open_platform(self.settings, temporal=self.client)
 
 
+async def fresh_connection(pool: asyncpg.Pool, prefix: str = "t") -> tuple[int, int]:
+    """A new environment with a github integration and one connection 'c1': (environment id, connection pk)."""
+    async with pool.acquire() as conn:
+        env_id = await conn.fetchval("INSERT INTO environments (name, secret_key_hash) VALUES ($1, $2) RETURNING id",
+                                     prefix + "-" + uuid.uuid4().hex[:10], uuid.uuid4().hex)
+        integ = await conn.fetchval("INSERT INTO integrations (environment_id, unique_key, provider)"
+                                    " VALUES ($1, 'github', 'github') RETURNING id", env_id)
+        pk = await conn.fetchval("INSERT INTO connections (environment_id, integration_id, connection_id, credentials)"
+                                 " VALUES ($1, $2, 'c1', '\\x00') RETURNING id", env_id, integ)
+    return env_id, pk
+
+
 @pytest.fixture(scope="module")
 async def pool(db_ready: str) -> AsyncIterator[asyncpg.Pool]:
     """A pool on the suite's migrated database, for tests of the store itself."""

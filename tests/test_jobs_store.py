@@ -8,19 +8,13 @@ import asyncpg
 import pytest
 
 from orchestrator.store import jobs
+from tests.conftest import fresh_connection
 
 
 @pytest.fixture
 async def connection(pool: asyncpg.Pool) -> tuple[int, int]:
     """A fresh (environment id, connection pk)."""
-    async with pool.acquire() as conn:
-        env_id = await conn.fetchval("INSERT INTO environments (name, secret_key_hash) VALUES ($1, $2) RETURNING id",
-                                     "js-" + uuid.uuid4().hex[:10], uuid.uuid4().hex)
-        integ = await conn.fetchval("INSERT INTO integrations (environment_id, unique_key, provider)"
-                                    " VALUES ($1, 'github', 'github') RETURNING id", env_id)
-        pk = await conn.fetchval("INSERT INTO connections (environment_id, integration_id, connection_id, credentials)"
-                                 " VALUES ($1, $2, 'c1', '\\x00') RETURNING id", env_id, integ)
-    return env_id, pk
+    return await fresh_connection(pool, "js")
 
 
 async def test_a_retried_sync_activity_gets_its_job_back_and_a_dead_runs_job_is_superseded(

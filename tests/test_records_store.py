@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 
 from orchestrator.errors import RecordError
 from orchestrator.store import records
+from tests.conftest import fresh_connection
 
 ScopeFactory = Callable[..., Awaitable[records.Scope]]
 
@@ -22,16 +22,7 @@ async def new_scope(pool: asyncpg.Pool) -> ScopeFactory:
     """A fresh environment + integration + connection; returns a Scope on it."""
 
     async def make(model: str = "Issue", variant: str = "base") -> records.Scope:
-        async with pool.acquire() as conn:
-            env_id = await conn.fetchval(
-                "INSERT INTO environments (name, secret_key_hash) VALUES ($1, $2) RETURNING id",
-                "rs-" + uuid.uuid4().hex[:10], uuid.uuid4().hex)
-            integ = await conn.fetchval(
-                "INSERT INTO integrations (environment_id, unique_key, provider) VALUES ($1, 'github', 'github')"
-                " RETURNING id", env_id)
-            pk = await conn.fetchval(
-                "INSERT INTO connections (environment_id, integration_id, connection_id, credentials)"
-                " VALUES ($1, $2, 'c1', '\\x00') RETURNING id", env_id, integ)
+        env_id, pk = await fresh_connection(pool, "rs")
         return records.Scope(env_id, pk, model, variant)
 
     return make

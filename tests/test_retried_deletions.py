@@ -20,20 +20,11 @@ from orchestrator.errors import TransientError
 from orchestrator.runs.sinks import DatabaseSink
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import records
-from tests.conftest import eventually, setup_github
+from tests.conftest import eventually, fresh_connection, setup_github
 
 
 async def _scope(pool: asyncpg.Pool) -> records.Scope:
-    async with pool.acquire() as conn:
-        env_id = await conn.fetchval(
-            "INSERT INTO environments (name, secret_key_hash) VALUES ($1, $2) RETURNING id",
-            "rd-" + uuid.uuid4().hex[:10], uuid.uuid4().hex)
-        integ = await conn.fetchval(
-            "INSERT INTO integrations (environment_id, unique_key, provider) VALUES ($1, 'github', 'github')"
-            " RETURNING id", env_id)
-        pk = await conn.fetchval(
-            "INSERT INTO connections (environment_id, integration_id, connection_id, credentials)"
-            " VALUES ($1, $2, 'c1', '\\x00') RETURNING id", env_id, integ)
+    env_id, pk = await fresh_connection(pool, "rd")
     return records.Scope(env_id, pk, "Issue")
 
 
