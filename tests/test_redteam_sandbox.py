@@ -354,6 +354,40 @@ def test_the_probe_itself_passes_here_and_checks_what_it_claims(
     assert "execve() is not refused" in (sandbox.probe_bwrap(box) or "")
 
 
+def test_the_probe_passes_without_proc_and_the_command_never_binds_the_hosts(fresh_detect: None) -> None:
+    """Issue 17: RUNNER_SANDBOX_PROC=none (what auto falls back to under a masked /proc) passes the
+    same self-check; neither mode binds the container's /proc."""
+    limits = sandbox.SandboxLimits(64 * sandbox.MIB, 1, 16, sandbox.MIB)
+    for proc in ("private", "none"):
+        box = sandbox.Sandbox("bwrap", sandbox.seccomp_bpf(), False, sandbox.SandboxConfig(proc=proc), proc)
+        assert sandbox.probe_bwrap(box) is None, proc
+        cmd = box.command(3, limits, seccomp_fd=None, cgroup=None)
+        binds = [cmd[i + 1] for i, arg in enumerate(cmd) if arg in ("--bind", "--ro-bind", "--dev-bind")]
+        assert not [b for b in binds if b == "/proc" or b.startswith("/proc/")], binds
+        assert ("--proc" in cmd) == (proc == "private")
+        assert box.describe()["proc"] == proc
+
+
+def test_auto_falls_back_to_no_proc_only_when_a_private_one_fails(
+        monkeypatch: pytest.MonkeyPatch, fresh_detect: None) -> None:
+    tried: list[str] = []
+
+    def probe(box: sandbox.Sandbox) -> str | None:
+        tried.append(box.proc)
+        return "bubblewrap failed (exit 1): bwrap: Can't mount proc on /newroot/proc" if box.proc == "private" else None
+
+    monkeypatch.setattr(sandbox, "probe_bwrap", probe)
+    assert sandbox.detect(sandbox.SandboxConfig()).proc == "none" and tried == ["private", "none"]
+    tried.clear()
+    sandbox.detect.cache_clear()
+    with pytest.raises(sandbox.SandboxUnavailableError, match="Can't mount proc"):
+        sandbox.detect(sandbox.SandboxConfig(proc="private"))  # pinned: never falls back
+    assert tried == ["private"]
+    with pytest.raises(sandbox.SandboxUnavailableError, match="RUNNER_SANDBOX_PROC='host' is not one of"):
+        sandbox.detect(sandbox.SandboxConfig(proc="host"))
+    assert sandbox_config(settings(runner_sandbox_proc=" None ")).proc == "none"
+
+
 def test_stale_cgroup_sweep_spares_live_and_foreign_workers(tmp_path: Path) -> None:
     ns = sandbox._pid_namespace()
     mine = tmp_path / sandbox.owner_name(os.getpid())

@@ -97,8 +97,17 @@ async def run_action(nango, inp):
             "exec": attempt(lambda: os.execv(sys.executable, [sys.executable, "-c", "1"])),
             "passwd": read("/etc/passwd"), "environ_1": read("/proc/1/environ"),
             "ppid_environ": read(f"/proc/{os.getppid()}/environ"),
+            "self_environ": read("/proc/self/environ"), "proc": _listdir("/proc"),
+            "cpus": os.cpu_count(), "fds": _listdir("/proc/self/fd"),
             "aiohttp": _imp("aiohttp"),
             "dev": attempt(lambda: open("/dev/evil", "wb").write(b"x"))}
+
+
+def _listdir(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError as exc:
+        return type(exc).__name__
 
 
 def _imp(name):
@@ -175,23 +184,37 @@ def assert_sandboxed_or_refused(result: dict[str, Any]) -> str:
 
 def test_the_sandbox_as_kubernetes_runs_it(nonroot_python: tuple[Path, Path]) -> None:
     python, folder = nonroot_python
-    outcome = assert_sandboxed_or_refused(run_driver(python, folder))
+    result = run_driver(python, folder)
+    outcome = assert_sandboxed_or_refused(result)
     # on these machines unprivileged bubblewrap works: the scripts must run fully sandboxed
     if Path("/proc/sys/user/max_user_namespaces").read_text().strip() != "0":
         assert outcome == "sandboxed"
+        # an unmasked /proc: the sandbox's own procfs, where only its own processes are listed
+        assert result["sandbox"]["proc"] == "private"
+        pids = [p for p in result["output"]["proc"] if p.isdigit()]
+        assert len(pids) <= 3, pids
 
 
+# what runc does to a container's /proc (its default maskedPaths and readonlyPaths)
 MASK_PROC = ("mount --bind /dev/null /proc/keys && mount --bind /dev/null /proc/timer_list "
-             "&& mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec \"$@\"")
+             "&& mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys "
+             "&& { [ ! -e /proc/sysrq-trigger ] || { mount --bind /proc/sysrq-trigger /proc/sysrq-trigger "
+             "&& mount -o remount,bind,ro /proc/sysrq-trigger; }; } && exec \"$@\"")
 
 
 def test_under_a_masked_proc_as_runc_leaves_it(nonroot_python: tuple[Path, Path]) -> None:
-    """Issue 17's reproduction: today bubblewrap cannot mount a new /proc there, and the worker says so
-    in bubblewrap's own words; once issue 17 drops --proc, the same test sees scripts run sandboxed."""
+    """Issue 17's reproduction: bubblewrap cannot mount a new /proc there ("Can't mount proc on
+    /newroot/proc"); the worker's probe sees it and runs the sandbox without /proc, never the
+    container's own: the script runs fully sandboxed and sees no process and no environment."""
     if shutil.which("unshare") is None:
         pytest.skip("unshare (util-linux) is absent")
     python, folder = nonroot_python
     result = run_driver(python, folder, prefix=["unshare", "-m", "--propagation", "private", "sh", "-c", MASK_PROC,
                                                 "mask-proc"])
-    if assert_sandboxed_or_refused(result) == "refused":
-        assert "bubblewrap failed" in result["refused"] and "Can't mount proc" in result["refused"], result
+    assert assert_sandboxed_or_refused(result) == "sandboxed", result
+    assert result["sandbox"]["proc"] == "none", result["sandbox"]
+    out = result["output"]
+    assert out["proc"] == "FileNotFoundError", out  # no /proc at all, not the worker's
+    for key in ("environ_1", "ppid_environ", "self_environ"):
+        assert out[key] == "FileNotFoundError", (key, out[key])
+    assert out["cpus"] is None or out["cpus"] >= 1

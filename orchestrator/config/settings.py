@@ -122,6 +122,11 @@ class Settings(BaseSettings):
                                     "its /dev is read-only.")
     runner_file_size_mb: int = Field(64, ge=1, description="Largest file a script's process may write (RLIMIT_FSIZE);"
                                      " a larger write fails with 'File too large'.")
+    runner_sandbox_proc: str = Field(
+        "auto", description="The script sandbox's /proc: private = its own procfs (only its own processes); "
+        "none = no /proc (needed where the container runtime masks /proc, as runc does for a non-root pod, so no "
+        "procfs can be mounted); auto = private, else none, probed at start and logged as runner_isolation's "
+        "proc. The worker's own /proc is never shown to scripts.")
     runner_pids_cgroup: bool = Field(
         True, description="Put each script process in its own v1 pids cgroup where one is writable: a second line "
         "behind the seccomp filter, which alone refuses every new process (threads stay allowed).")

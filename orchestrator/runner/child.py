@@ -320,6 +320,8 @@ def probe(child_filter: str) -> None:
         failures.append("socket() is not refused")
     except PermissionError:
         pass
+    if os.getpid() > 8:  # bwrap is pid 1 of the sandbox's pid namespace and the child pid 2
+        failures.append(f"not in its own pid namespace (pid {os.getpid()})")
     for which, what in ((resource.RLIMIT_AS, "memory"), (resource.RLIMIT_FSIZE, "file size")):
         if resource.getrlimit(which)[0] == resource.RLIM_INFINITY:
             failures.append(f"no {what} limit")

@@ -7,6 +7,9 @@ The sandbox is all or nothing (`detect()` probes once per process and raises
   Python prefix with its site-packages hidden (only the standard library is importable), the SDK
   files and the few packages generated models need (pydantic, orjson), bound under /app; a
   size-capped private `/tmp` and `/dev/shm`, a read-only `/dev`; uid 65534 and no capabilities.
+  `/proc` is the sandbox's own (`proc: private`, a fresh procfs of its pid namespace) or, where the
+  container runtime masks /proc so that no new procfs can be mounted (runc/containerd as a non-root
+  pod), absent (`proc: none`): never the worker's own /proc, which holds its environment and keys.
   The bundle is not mounted: the host sends its files in the init frame and the child writes
   them under its private `/tmp` (so warm children work and no run sees the worker's cache).
 - two stacked seccomp filters: bwrap loads the denylist before it execs Python; the child loads
@@ -101,6 +104,7 @@ class SandboxConfig:
     tmp_size_mb: int = 64  # RUNNER_TMP_SIZE_MB: the private /tmp (the bundle is written there too)
     shm_size_mb: int = 16  # RUNNER_SHM_SIZE_MB: /dev/shm; the rest of /dev is read-only
     pids_cgroup: bool = True  # RUNNER_PIDS_CGROUP: a v1 pids cgroup per run where writable
+    proc: str = "auto"  # RUNNER_SANDBOX_PROC: auto (private, else none), private or none
 
 
 class SandboxUnavailableError(RuntimeError):
@@ -335,6 +339,7 @@ class Sandbox:
     bpf: bytes | None = field(repr=False)  # bwrap's filter (the denylist; exec must stay allowed)
     pids_cgroup: bool
     config: SandboxConfig = field(default_factory=SandboxConfig)
+    proc: str = "private"  # "private": the sandbox's own procfs; "none": no /proc at all (masked /proc)
 
     @property
     def child_bpf(self) -> bytes | None:
@@ -358,7 +363,8 @@ class Sandbox:
         return {"isolation": self.tier, "sandboxed": self.sandboxed, "private_fs": self.private_fs,
                 "seccomp": ("bwrap --seccomp + child filter without exec" if self.tier == "bwrap" else
                             "child filter") if self.bpf else "unavailable",
-                "pids_cgroup": self.pids_cgroup, "tmp_size_mb": self.config.tmp_size_mb,
+                "pids_cgroup": self.pids_cgroup, "proc": self.proc if self.tier == "bwrap" else "host",
+                "tmp_size_mb": self.config.tmp_size_mb,
                 "shm_size_mb": self.config.shm_size_mb}
 
     def command(self, fd: int, limits: SandboxLimits, *, seccomp_fd: int | None,
@@ -420,7 +426,10 @@ class Sandbox:
         for site in sites:
             args += ["--ro-bind", str(site), f"{SANDBOX_SITE}/{site.name}"]
         # /dev: device nodes only, read-only; /dev/shm and /tmp are tmpfs with a size cap
-        args += ["--proc", "/proc", "--dev", "/dev",
+        if self.proc == "private":
+            args += ["--proc", "/proc"]
+        # "none": no /proc at all; the container's own is never bound (the worker's environment and keys)
+        args += ["--dev", "/dev",
                  "--size", str(self.config.shm_size_mb * MIB), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
                  "--size", str(self.config.tmp_size_mb * MIB), "--tmpfs", "/tmp",
                  "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
@@ -504,8 +513,39 @@ def probe_bwrap(candidate: Sandbox) -> str | None:
     return "; ".join([detail, *hints])
 
 
+PROC_MODES = ("auto", "private", "none")
+
+
+def probe_proc_modes(config: SandboxConfig) -> tuple[str, list[str]]:
+    """The /proc mode whose self-check passes here, or the problems of each mode tried.
+
+    auto tries a private procfs first (what scripts expect), then none: under a container runtime
+    that masks /proc (bind mounts over /proc/keys, a read-only /proc/sys), the kernel refuses a new
+    procfs mount to a process without CAP_SYS_ADMIN in the pid namespace's owner, and only a sandbox
+    without /proc can start. The container's own /proc is never bound instead.
+    """
+    if config.proc not in PROC_MODES:
+        return "", [f"RUNNER_SANDBOX_PROC={config.proc!r} is not one of {', '.join(PROC_MODES)}"]
+    modes = ("private", "none") if config.proc == "auto" else (config.proc,)
+    errors: list[str] = []
+    for mode in modes:
+        error = probe_bwrap(Sandbox("bwrap", seccomp_bpf(), False, config, mode))
+        if error is None:
+            if errors:
+                log.info("sandbox_proc_fallback", proc=mode, private_proc_error=errors[0],
+                         note="no procfs can be mounted in the sandbox here (a masked /proc); scripts run "
+                         "without /proc")
+            return mode, []
+        errors.append(error if len(modes) == 1 else f"with proc={mode}: {error}")
+    return "", errors
+
+
 def sandbox_problems(config: SandboxConfig) -> list[str]:
     """Each missing part of the full sandbox with how to fix it; empty when it all works here."""
+    return _probe(config)[1]
+
+
+def _probe(config: SandboxConfig) -> tuple[str, list[str]]:
     problems = []
     if not shutil.which("bwrap"):
         problems.append(BWRAP_MISSING)
@@ -513,11 +553,9 @@ def sandbox_problems(config: SandboxConfig) -> list[str]:
         problems.append(error)
     if not shutil.which("prlimit"):
         problems.append(PRLIMIT_MISSING)
-    if not problems:
-        error = probe_bwrap(Sandbox("bwrap", seccomp_bpf(), False, config))
-        if error:
-            problems.append(error)
-    return problems
+    if problems:
+        return "", problems
+    return probe_proc_modes(config)
 
 
 @functools.cache
@@ -539,9 +577,9 @@ def detect(config: SandboxConfig = SandboxConfig()) -> Sandbox:
             raise SandboxUnavailableError(["RUNNER_ISOLATION=process runs scripts without a sandbox, which needs "
                                            "RUNNER_ALLOW_UNSANDBOXED=true"])
         return Sandbox("process", seccomp_bpf(), cgroups, config)
-    problems = sandbox_problems(config)
+    proc, problems = _probe(config)
     if not problems:
-        return Sandbox("bwrap", seccomp_bpf(), cgroups, config)
+        return Sandbox("bwrap", seccomp_bpf(), cgroups, config, proc)
     if config.allow_unsandboxed and config.isolation == "":
         log.warning("sandbox_unavailable_running_unsandboxed", problems=problems,
                     note="RUNNER_ALLOW_UNSANDBOXED=true: scripts run as plain processes with the worker's "
