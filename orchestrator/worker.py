@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
@@ -21,7 +22,6 @@ from orchestrator.runner.sandbox import SandboxConfig, SandboxUnavailableError
 from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.limits import EnvironmentLimiter
 from orchestrator.startup import StartupAborted
-from orchestrator.store.pool import ping
 from orchestrator.temporal import names
 
 log = structlog.get_logger(__name__)
@@ -35,8 +35,7 @@ class IsolationUnavailableError(OrchestratorError):
 def sandbox_config(settings: Settings) -> SandboxConfig:
     return SandboxConfig(isolation=settings.runner_isolation.strip().lower(),
                          allow_unsandboxed=settings.runner_allow_unsandboxed, tmp_size_mb=settings.runner_tmp_size_mb,
-                         shm_size_mb=settings.runner_shm_size_mb, pids_cgroup=settings.runner_pids_cgroup,
-                         proc=settings.runner_sandbox_proc.strip().lower())
+                         shm_size_mb=settings.runner_shm_size_mb, pids_cgroup=settings.runner_pids_cgroup)
 
 
 async def start_runner(settings: Settings) -> Runner:
@@ -80,27 +79,42 @@ async def run_deps(settings: Settings, client: Client | None = None,
         await runner.close()
 
 
+@dataclass
+class WorkerHealth:
+    """What the worker's probes see: `starting` until its task queue workers poll, `serving`, then `stopping`.
+
+    Process-local on purpose: a PostgreSQL failover or a Temporal blip must not make the kubelet restart
+    every worker at once (the activities retry those themselves).
+    """
+
+    phase: str = "starting"
+
+
 @contextlib.asynccontextmanager
-async def health_server(settings: Settings, deps: RunDeps) -> AsyncIterator[None]:
-    """GET /health/live for Kubernetes probes: the process serves and its pool answers."""
+async def health_server(settings: Settings, health: WorkerHealth | None = None) -> AsyncIterator[WorkerHealth]:
+    """Kubernetes probes. GET /health/live: the event loop answers (no database call);
+    GET /health/ready (startupProbe and readiness): 200 once connected and polling, else 503 with the phase."""
     from aiohttp import web
 
+    state = health or WorkerHealth()
+
     async def live(_: web.Request) -> web.Response:
-        try:
-            async with asyncio.timeout(3):
-                await ping(deps.pool)
-        except Exception as exc:
-            return web.json_response({"status": "error", "postgres": type(exc).__name__}, status=503)
-        return web.json_response({"status": "ok"})
+        return web.json_response({"status": "ok", "phase": state.phase})
+
+    async def ready(_: web.Request) -> web.Response:
+        ok = state.phase == "serving"
+        return web.json_response({"status": "ok" if ok else state.phase, "phase": state.phase},
+                                 status=200 if ok else 503)
 
     app = web.Application()
     app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     # where the operator says (WORKER_HEALTH_HOST), else where the API binds: loopback for `nango dev`
     await web.TCPSite(runner, settings.worker_health_host or settings.api_host, settings.worker_health_port).start()
     try:
-        yield
+        yield state
     finally:
         await runner.cleanup()
 
@@ -136,29 +150,33 @@ def build_workers(deps: RunDeps) -> list[Worker]:
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, *, client: Client | None = None) -> None:
+    health = WorkerHealth()
     try:
-        async with run_deps(settings, client, stop) as deps:
-            await _serve(settings, stop, deps)
+        async with contextlib.AsyncExitStack() as stack:
+            if settings.worker_health_port:
+                # up before the wait for PostgreSQL and Temporal, so the startupProbe sees `starting`
+                await stack.enter_async_context(health_server(settings, health))
+            async with run_deps(settings, client, stop) as deps:
+                await _serve(settings, stop, deps, health)
     except StartupAborted as exc:
         log.info("worker_stopped", reason=str(exc))
 
 
-async def _serve(settings: Settings, stop: asyncio.Event, deps: RunDeps) -> None:
-    """Run the task queue workers until `stop`, with the health server beside them."""
+async def _serve(settings: Settings, stop: asyncio.Event, deps: RunDeps, health: WorkerHealth) -> None:
+    """Run the task queue workers until `stop`; the health server (run_worker) reports the phase."""
     workers = build_workers(deps)
     log.info("worker_started", task_queues=[w.task_queue for w in workers],
              isolation=deps.runner.sandbox.tier if deps.runner else "process")
-    async with contextlib.AsyncExitStack() as stack:
-        if settings.worker_health_port:
-            await stack.enter_async_context(health_server(settings, deps))
-        running = [asyncio.create_task(worker.run()) for worker in workers]
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({stopping, *running}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        # every queue drains at once, so the whole drain fits in one WORKER_SHUTDOWN_GRACE_S
-        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
-        results = await asyncio.gather(*running, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed and not stop.is_set():
-            raise failed[0]
+    running = [asyncio.create_task(worker.run()) for worker in workers]
+    health.phase = "serving"
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({stopping, *running}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    health.phase = "stopping"
+    # every queue drains at once, so the whole drain fits in one WORKER_SHUTDOWN_GRACE_S
+    await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+    results = await asyncio.gather(*running, return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed and not stop.is_set():
+        raise failed[0]
     log.info("worker_stopped")

@@ -420,14 +420,18 @@ def test_commands_and_probes() -> None:
     env = container_env(docs, api)
     assert {p["name"]: p["containerPort"] for p in api_c["ports"]} == {"http": int(env["API_PORT"])}
     assert env["API_HOST"] == "0.0.0.0"
-    assert api_c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    # readiness is PostgreSQL only (a Temporal blip must not empty the Service); its check takes up to 3 s
+    assert api_c["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
+    assert api_c["readinessProbe"]["timeoutSeconds"] > 3
     assert api_c["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
-    # /health checks PostgreSQL then Temporal with 3 s each: the probe must wait for both.
-    assert api_c["readinessProbe"]["timeoutSeconds"] > 6
     health_port = int(container_env(docs, worker)["WORKER_HEALTH_PORT"])
     assert {p["name"]: p["containerPort"] for p in worker_c["ports"]} == {"health": health_port}
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert worker_c[probe]["httpGet"] == {"path": "/health/live", "port": "health"}
+    # the worker: liveness process-local; startup and readiness once it reached PostgreSQL and Temporal
+    assert worker_c["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "health"}
+    for probe in ("startupProbe", "readinessProbe"):
+        assert worker_c[probe]["httpGet"] == {"path": "/health/ready", "port": "health"}
+    startup = worker_c["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300  # room to wait for the dependencies
     service = find(docs, "Service", "-api")
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 

@@ -1,4 +1,5 @@
-"""Health: liveness answers while the process serves; readiness checks PostgreSQL and Temporal."""
+"""Health: liveness answers while the process serves; readiness checks PostgreSQL only (a Temporal blip
+must not take every API pod out of the Service: most routes still answer); /health reports both."""
 
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ from orchestrator.store.pool import ping
 routes = web.RouteTableDef()
 
 
-@routes.get("/health")
-async def health(request: web.Request) -> web.Response:
-    checks: dict[str, str] = {}
+async def _postgres(request: web.Request) -> str:
     try:
         async with asyncio.timeout(3):
             await ping(request.app[PLATFORM].pool)
-        checks["postgres"] = "ok"
     except Exception as exc:
-        checks["postgres"] = f"error: {type(exc).__name__}"
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {"postgres": await _postgres(request)}
     try:
         async with asyncio.timeout(3):
             await request.app[PLATFORM].temporal.service_client.check_health()
@@ -35,3 +39,11 @@ async def health(request: web.Request) -> web.Response:
 @routes.get("/health/live")
 async def live(_: web.Request) -> web.Response:
     return json_response({"status": "ok"})
+
+
+@routes.get("/health/ready")
+async def ready(request: web.Request) -> web.Response:
+    """The readiness probe: PostgreSQL only, so Temporal's state never empties the Service."""
+    checks = {"postgres": await _postgres(request)}
+    ok = checks["postgres"] == "ok"
+    return json_response({"status": "ok" if ok else "degraded", "checks": checks}, status=200 if ok else 503)

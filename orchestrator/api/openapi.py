@@ -106,8 +106,10 @@ PROXY_DESCRIPTION = ("The request goes to the provider with the connection's cre
                      "headers are forwarded as `<Name>`. The upstream status, headers and body come back as is.")
 
 OPERATIONS: tuple[Op, ...] = (
-    Op("GET", "/health", "Readiness: PostgreSQL and Temporal", "health", response=m.Health, public=True, errors=()),
+    Op("GET", "/health", "Status: PostgreSQL and Temporal", "health", response=m.Health, public=True, errors=()),
     Op("GET", "/health/live", "Liveness", "health", response=m.Health, public=True, errors=()),
+    Op("GET", "/health/ready", "Readiness probe: PostgreSQL only", "health", response=m.Health, public=True,
+       errors=()),
     Op("GET", "/openapi.json", "This document", "health", public=True, errors=()),
     # records
     *(Op("GET", p, "Records of a connection's model, paged by cursor", "records", response=m.RecordsPage,
