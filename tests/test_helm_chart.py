@@ -451,6 +451,56 @@ def test_ingress_and_hpa() -> None:
     assert find(docs, "PodDisruptionBudget", "-api")["spec"]["minAvailable"] == 1
 
 
+def render_inline(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """Schema-check, render (an install) and Kubernetes-validate one value set given inline."""
+    with helm.Chart.load(str(CHART)) as chart:
+        chart.validate_schema(values)
+        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    docs = [d for name, text in rendered.items() if not name.endswith("NOTES.txt")
+            for d in yaml.safe_load_all(text) if d]
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBE_VERSIONS[-1], strict=True)
+    return docs
+
+
+def readme_install_values() -> dict[str, Any]:
+    """The `my-values.yaml` example of deploy/helm/README.md's install steps."""
+    text = (CHART.parent / "README.md").read_text()
+    block = text.split("Write `my-values.yaml`", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    return yaml.safe_load("\n".join(line[3:] for line in block.splitlines()))
+
+
+def _size(value: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([kKmMgG]?)", value).groups()  # type: ignore[union-attr]
+    return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit.lower()]
+
+
+def test_the_readme_ingress_example_takes_a_full_bundle_behind_trusted_proxies() -> None:
+    """Issue 17: the dashboard behind an ingress. The README's example renders, its nginx body limit
+    takes a bundle of BUNDLE_MAX_BYTES, and the API trusts the ingress pods' forwarded headers."""
+    values = readme_install_values()
+    docs = render_inline(values)
+    ingress = find(docs, "Ingress")
+    env = container_env(docs, workload(docs, "api"))
+    body = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert _size(body) >= int(env["BUNDLE_MAX_BYTES"]) + 1024**2  # the zip plus the multipart form around it
+    assert env["TRUSTED_PROXIES"] == "10.0.0.0/8"
+    Settings(trusted_proxies=env["TRUSTED_PROXIES"])  # parses
+
+
+def test_trusted_proxies_and_secure_cookie_values() -> None:
+    docs = objects("default")
+    env = container_env(docs, workload(docs, "api"))
+    assert (env["TRUSTED_PROXIES"], env["SESSION_COOKIE_SECURE"]) == ("", "false")
+    docs = render_inline({"existingSecret": "nango-platform", "config": {"api": {
+        "trustedProxies": ["10.0.0.0/8", "fd00::/8"], "sessionCookieSecure": True}}})
+    env = container_env(docs, workload(docs, "api"))
+    assert (env["TRUSTED_PROXIES"], env["SESSION_COOKIE_SECURE"]) == ("10.0.0.0/8,fd00::/8", "true")
+    assert Settings(trusted_proxies=env["TRUSTED_PROXIES"], session_cookie_secure=env["SESSION_COOKIE_SECURE"])
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmValuesError):
+        chart.validate_schema({"config": {"api": {"trustedProxies": ["the ingress"]}}})
+
+
 def test_pods_roll_when_the_configuration_changes() -> None:
     def checksum(value_set: str) -> str:
         docs = objects(value_set)

@@ -8,6 +8,7 @@ each other name by name. Build once at the entry point and pass it down.
 from __future__ import annotations
 
 import base64
+import ipaddress
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -74,6 +75,14 @@ class Settings(BaseSettings):
         "environments, rotate their keys); empty disables it.")
     secret_key_grace_s: int = Field(24 * 3600, description="After a key rotation, how long the previous secret "
                                     "key keeps working (seconds).")
+    trusted_proxies: str = Field(
+        "", description="Comma-separated CIDRs of the reverse proxies in front of the API (the ingress "
+        "controller's pods, e.g. 10.0.0.0/8). Only when the direct peer is in one of them is X-Forwarded-For read "
+        "(its right-most address outside them is the client: the dashboard's login throttle keys on it) and "
+        "X-Forwarded-Proto trusted (https marks the session cookie Secure). Empty: the peer is the client.")
+    session_cookie_secure: bool = Field(
+        False, description="Always mark the dashboard's session cookie Secure (for TLS terminated by a proxy "
+        "not listed in TRUSTED_PROXIES); otherwise Secure when the request came over HTTPS.")
 
     # Worker and runner
     worker_task_queues: str = Field("syncs,actions,webhooks,events", description="Task queue kinds this worker polls.")
@@ -160,6 +169,17 @@ class Settings(BaseSettings):
         "10.0.0.0/8.")
 
     log_level: str = Field("INFO", description="Log level.")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, v: str) -> str:
+        for entry in (e.strip() for e in v.split(",")):
+            if entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"TRUSTED_PROXIES: {entry!r} is not an address or CIDR block") from None
+        return v
 
     @field_validator("encryption_key")
     @classmethod

@@ -24,7 +24,7 @@ from orchestrator.dashboard import queries
 from orchestrator.dashboard import session as sessions
 from orchestrator.dashboard.forms import post_form, submit
 from orchestrator.dashboard.render import Safe, fmt, join, link, url
-from orchestrator.dashboard.throttle import LoginThrottle
+from orchestrator.dashboard.throttle import LoginThrottle, cookie_secure
 from orchestrator.store.types import Environment
 
 SESSION_KEY = web.AppKey("dashboard_session_key", bytes)
@@ -72,9 +72,10 @@ def read_session(request: web.Request) -> sessions.Session | None:
 
 
 def set_session(request: web.Request, resp: web.StreamResponse, session: sessions.Session) -> None:
-    """Write the session back into its cookie (flash messages and environment choice live there)."""
+    """Write the session back into its cookie (flash messages and environment choice live there); Secure over
+    HTTPS, including TLS terminated by a trusted proxy (cookie_secure)."""
     resp.set_cookie(sessions.COOKIE, sessions.dump(request.app[SESSION_KEY], session), path="/", httponly=True,
-                    samesite="Lax", secure=request.secure, max_age=sessions.LIFETIME_S)
+                    samesite="Lax", secure=cookie_secure(request), max_age=sessions.LIFETIME_S)
 
 
 def redirect(request: web.Request, location: str, session: sessions.Session | None = None) -> web.HTTPFound:

@@ -26,6 +26,7 @@ from orchestrator.dashboard.frame import (
     safe_next,
 )
 from orchestrator.dashboard.render import Safe, fmt, join, url
+from orchestrator.dashboard.throttle import request_client
 from orchestrator.store import environments as environments_repo
 
 routes = web.RouteTableDef()
@@ -68,7 +69,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     origin = request.headers.get("Origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.host:
         raise PageError(403, "cross-site login refused")
-    client = request.remote or "unknown"
+    client = request_client(request)  # behind an ingress: from trusted proxies' X-Forwarded-For
     wait = request.app[THROTTLE].blocked_for(client)
     if wait:
         return bare_page("Sign in", _login_form(

@@ -194,6 +194,8 @@ BUNDLE_MAX_RATIO: {{ $c.bundles.maxRatio | toString | quote }}
 API_HOST: "0.0.0.0"
 API_PORT: {{ $c.api.port | toString | quote }}
 API_RETRY_AFTER_S: {{ $c.api.retryAfterSeconds | toString | quote }}
+TRUSTED_PROXIES: {{ $c.api.trustedProxies | join "," | quote }}
+SESSION_COOKIE_SECURE: {{ $c.api.sessionCookieSecure | toString | quote }}
 STARTUP_WAIT_MAX_S: {{ $c.startupWaitMaxSeconds | toString | quote }}
 SECRET_KEY_GRACE_S: {{ $c.api.secretKeyGraceSeconds | toString | quote }}
 RECONCILE_INTERVAL_S: {{ $c.api.reconcileIntervalSeconds | toString | quote }}
