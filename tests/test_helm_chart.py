@@ -547,3 +547,139 @@ def test_dockerfile() -> None:
     assert 'CMD ["server"]' in runtime
     dockerignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert "!orchestrator/" in dockerignore and "!pyproject.toml" in dockerignore
+
+
+# --- issue 17: Localhost seccomp/AppArmor profiles for the worker, their installer, runtimeClassName ----------
+
+SANDBOX_PROFILES_ON = {**VALUE_SETS["default"], "worker": {"runtimeClassName": "gvisor"},
+                       "sandboxProfiles": {"seccomp": True, "appArmor": True, "install": True}}
+SECCOMP_FILE = CHART / "files" / "worker-sandbox-seccomp.json"
+APPARMOR_FILE = CHART / "files" / "worker-sandbox-apparmor"
+
+
+def render_values(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """Render `values` (schema-checked first) and validate every object against the Kubernetes schemas."""
+    with helm.Chart.load(str(CHART)) as chart:
+        chart.validate_schema(values)
+        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    docs = [d for name, text in rendered.items() if text and not name.endswith("NOTES.txt")
+            for d in yaml.safe_load_all(text) if d]
+    for doc in docs:
+        for version in KUBE_VERSIONS:
+            kubernetes_validate.validate(doc, version, strict=True)
+    return docs
+
+
+def test_sandbox_profiles_are_opt_in() -> None:
+    docs = objects("default")
+    assert not [d for d in docs if d["kind"] == "DaemonSet"]
+    assert not [d for d in docs if d["metadata"]["name"].endswith("-sandbox-profiles")]
+    pod = workload(docs, "worker")
+    assert "runtimeClassName" not in pod
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["seccompProfile"] == {"type": "Unconfined"} and sc["appArmorProfile"] == {"type": "Unconfined"}
+    env = container_env(docs, pod)
+    assert env["RUNNER_SANDBOX_PROC"] == "auto"
+
+
+def test_worker_runs_with_localhost_profiles_and_a_runtime_class() -> None:
+    docs = render_values(SANDBOX_PROFILES_ON)
+    pod = workload(docs, "worker")
+    assert pod["runtimeClassName"] == "gvisor"
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["seccompProfile"] == {"type": "Localhost", "localhostProfile": "nango/worker-sandbox.json"}
+    assert sc["appArmorProfile"] == {"type": "Localhost", "localhostProfile": "nango-worker-sandbox"}
+    # the rest of worker.securityContext stays
+    assert sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["readOnlyRootFilesystem"] and not sc["privileged"]
+    # the API's pods are untouched
+    api = workload(docs, "api")["containers"][0]["securityContext"]
+    assert api.get("seccompProfile", {}).get("type") != "Localhost" and "runtimeClassName" not in workload(docs, "api")
+
+
+def test_each_profile_is_selected_on_its_own() -> None:
+    docs = render_values({**VALUE_SETS["default"], "sandboxProfiles": {"seccomp": True}})
+    sc = workload(docs, "worker")["containers"][0]["securityContext"]
+    assert sc["seccompProfile"]["type"] == "Localhost" and sc["appArmorProfile"] == {"type": "Unconfined"}
+    assert not [d for d in docs if d["kind"] == "DaemonSet"]  # installed by other means (SPO, node image)
+    docs = render_values({**VALUE_SETS["default"], "sandboxProfiles": {
+        "appArmor": True, "appArmorProfileName": "acme-bwrap"}})
+    sc = workload(docs, "worker")["containers"][0]["securityContext"]
+    assert sc["appArmorProfile"] == {"type": "Localhost", "localhostProfile": "acme-bwrap"}
+    assert sc["seccompProfile"] == {"type": "Unconfined"}
+
+
+def test_the_installer_daemonset_writes_what_the_worker_selects() -> None:
+    values = {**SANDBOX_PROFILES_ON, "sandboxProfiles": {
+        **SANDBOX_PROFILES_ON["sandboxProfiles"], "seccompProfileName": "acme/bwrap.json",
+        "appArmorProfileName": "acme-bwrap", "installer": {"kubeletRoot": "/var/lib/k0s/kubelet",
+                                                           "tolerations": [{"operator": "Exists"}]}},
+              "worker": {"nodeSelector": {"pool": "workers"}}}
+    docs = render_values(values)
+    ds = find(docs, "DaemonSet", "-sandbox-profiles")
+    pod = ds["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["securityContext"]["privileged"] is True and pod["automountServiceAccountToken"] is False
+    assert container["image"] == "busybox:1.36.1"
+    assert pod["nodeSelector"] == {"pool": "workers"}  # where the workers run, unless installer.nodeSelector
+    assert pod["tolerations"] == [{"operator": "Exists"}]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"profiles": "/profiles", "host": "/host", "securityfs": "/sys/kernel/security"}
+    cm = find(docs, "ConfigMap", "-sandbox-profiles")
+    assert pod["volumes"][0]["configMap"]["name"] == cm["metadata"]["name"]
+    data = cm["data"]
+    assert yaml.safe_load(data["seccomp.json"]) == yaml.safe_load(SECCOMP_FILE.read_text())
+    assert "profile acme-bwrap " in data["apparmor"] and "nango-worker-sandbox" not in data["apparmor"]
+    script = data["install.sh"]
+    assert 'dest="/host/var/lib/k0s/kubelet/seccomp/acme/bwrap.json"' in script
+    assert "apparmor_parser -r -W /etc/apparmor.d/acme-bwrap" in script
+    worker = workload(docs, "worker")["containers"][0]["securityContext"]
+    assert worker["seccompProfile"]["localhostProfile"] == "acme/bwrap.json"
+    assert worker["appArmorProfile"]["localhostProfile"] == "acme-bwrap"
+
+
+@pytest.mark.parametrize("bad", [
+    {"sandboxProfiles": {"install": "yes"}},
+    {"sandboxProfiles": {"seccompProfileName": "../../etc/evil.json"}},
+    {"sandboxProfiles": {"seccompProfileName": "profile.yaml"}},
+    {"sandboxProfiles": {"appArmorProfileName": "two words"}},
+    {"sandboxProfiles": {"installer": {"kubeletRoot": "var/lib/kubelet"}}},
+    {"sandboxProfiles": {"installer": {"image": {"repository": "busybox", "tag": ""}}}},  # pinned: a tag
+    {"sandboxProfiles": {"unknown": True}},
+    {"worker": {"runtimeClassName": 3}},
+    {"config": {"runner": {"sandboxProc": "host"}}},  # the container's own /proc is never an option
+])
+def test_schema_rejects_bad_sandbox_profile_values(bad: dict[str, Any]) -> None:
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmValuesError):
+        chart.validate_schema(bad)
+
+
+def test_the_seccomp_profile_is_the_runtime_default_plus_bubblewrap() -> None:
+    profile = yaml.safe_load(SECCOMP_FILE.read_text())
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"  # an allowlist: unknown syscalls fail
+    allowed = {n for rule in profile["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW" for n in rule["names"]}
+    denied = {n for rule in profile["syscalls"] if rule["action"] == "SCMP_ACT_ERRNO" for n in rule["names"]}
+    assert {"clone", "clone3", "unshare", "setns", "mount", "umount2", "pivot_root", "chroot"} <= allowed
+    assert {"read", "write", "openat", "execve", "prctl", "seccomp", "capset", "setresuid", "wait4"} <= allowed
+    assert {"kexec_load", "bpf", "init_module", "keyctl", "ptrace", "perf_event_open", "open_by_handle_at",
+            "userfaultfd", "reboot", "fsopen", "move_mount"} <= denied
+    assert not allowed & denied
+
+
+def test_the_apparmor_profile_allows_user_namespaces_and_parses() -> None:
+    text = APPARMOR_FILE.read_text()
+    for rule in ("userns,", "mount,", "pivot_root,", "deny /sys/kernel/security/** rwklx,"):
+        assert f"  {rule}\n" in text, rule
+    parser = shutil.which("apparmor_parser")
+    if parser is None:
+        pytest.skip("apparmor_parser is absent: the profile's syntax is not checked here")
+    import subprocess
+
+    version = subprocess.run([parser, "--version"], capture_output=True, text=True, check=False).stdout
+    major = int(re.search(r"version (\d+)", version).group(1)) if re.search(r"version (\d+)", version) else 0
+    # before AppArmor 4.0 the installer drops the abi 4.0 line and the userns rule, as tested here
+    source = text if major >= 4 else "\n".join(
+        line for line in text.splitlines() if not line.startswith("abi ") and line != "  userns,")
+    proc = subprocess.run([parser, "-Q", "-K", "/dev/stdin"], input=source, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr

@@ -155,9 +155,11 @@ def nonroot_python() -> Iterator[tuple[Path, Path]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_driver(python: Path, folder: Path, *, prefix: list[str] | None = None) -> dict[str, Any]:
-    cmd = [*(prefix or []), *SETPRIV, "env", "-i", "PATH=/usr/bin:/bin", "HOME=/tmp", f"NANGO_CANARY={CANARY}",
-           f"ENCRYPTION_KEY_CANARY={CANARY}", str(python), str(folder / "driver.py"), str(folder / "bundle")]
+def run_driver(python: Path, folder: Path, *, prefix: list[str] | None = None,
+               inner: list[str] | None = None) -> dict[str, Any]:
+    cmd = [*(prefix or []), *SETPRIV, *(inner or []), "env", "-i", "PATH=/usr/bin:/bin", "HOME=/tmp",
+           f"NANGO_CANARY={CANARY}", f"ENCRYPTION_KEY_CANARY={CANARY}", str(python), str(folder / "driver.py"),
+           str(folder / "bundle")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -218,3 +220,59 @@ def test_under_a_masked_proc_as_runc_leaves_it(nonroot_python: tuple[Path, Path]
     for key in ("environ_1", "ppid_environ", "self_environ"):
         assert out[key] == "FileNotFoundError", (key, out[key])
     assert out["cpus"] is None or out["cpus"] >= 1
+
+
+# Loads a Kubernetes/OCI seccomp profile (JSON) the way the container runtime would, then execs the rest.
+APPLY_PROFILE = """
+import errno, json, os, sys
+import pyseccomp as sc
+
+profile = json.load(open(sys.argv[1]))
+flt = sc.SyscallFilter(defaction=sc.ERRNO(profile.get("defaultErrnoRet", errno.EPERM)))
+for rule in profile["syscalls"]:
+    action = sc.ALLOW if rule["action"] == "SCMP_ACT_ALLOW" else sc.ERRNO(rule.get("errnoRet", errno.EPERM))
+    for name in rule["names"]:
+        try:
+            flt.add_rule(action, name)
+        except (RuntimeError, OSError, ValueError):
+            pass  # not a syscall of this architecture
+flt.load()
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["proc", "masked-proc"])
+def test_the_sandbox_starts_under_the_charts_seccomp_profile(nonroot_python: tuple[Path, Path], masked: bool) -> None:
+    """Issue 17: the chart's Localhost seccomp profile (files/worker-sandbox-seccomp.json) in place of
+    Unconfined: loaded as the runtime loads it, as uid 10001 without capabilities, the worker's
+    sandbox starts and runs a script fully confined (with and without a runc-masked /proc)."""
+    if masked and shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is absent")
+    python, folder = nonroot_python
+    profile = ROOT / "deploy" / "helm" / "nango-orchestrator" / "files" / "worker-sandbox-seccomp.json"
+    apply = folder / "apply_profile.py"
+    apply.write_text(APPLY_PROFILE)
+    apply.chmod(0o644)
+    prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c", MASK_PROC, "mask-proc"] if masked else None
+    result = run_driver(python, folder, prefix=prefix, inner=[str(python), str(apply), str(profile)])
+    assert assert_sandboxed_or_refused(result) == "sandboxed", result
+    assert result["sandbox"]["proc"] == ("none" if masked else "private")
+
+
+def test_without_what_the_profile_adds_the_worker_refuses(nonroot_python: tuple[Path, Path]) -> None:
+    """The same profile minus what it adds for bubblewrap (as the runtime default is): the worker refuses to
+    start, quoting bubblewrap; so the test above proves the profile, not a filter that never loaded."""
+    python, folder = nonroot_python
+    profile = json.loads((ROOT / "deploy" / "helm" / "nango-orchestrator" / "files" /
+                          "worker-sandbox-seccomp.json").read_text())
+    added = {"clone3", "unshare", "setns", "mount", "umount2", "pivot_root"}
+    for rule in profile["syscalls"]:
+        rule["names"] = [n for n in rule["names"] if n not in added or rule["action"] != "SCMP_ACT_ALLOW"]
+    stripped = folder / "runtime-default-like.json"
+    stripped.write_text(json.dumps(profile))
+    stripped.chmod(0o644)
+    apply = folder / "apply_profile.py"
+    apply.write_text(APPLY_PROFILE)
+    apply.chmod(0o644)
+    result = run_driver(python, folder, inner=[str(python), str(apply), str(stripped)])
+    assert "refused" in result and "bubblewrap failed" in result["refused"], result
