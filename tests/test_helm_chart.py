@@ -501,6 +501,60 @@ def test_trusted_proxies_and_secure_cookie_values() -> None:
         chart.validate_schema({"config": {"api": {"trustedProxies": ["the ingress"]}}})
 
 
+def _egress_policies(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"] for d in docs
+            if d["kind"] == "NetworkPolicy"}
+
+
+def _denied(spec: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """The (allowed CIDRs, excepted CIDRs) of a policy's ipBlock peers."""
+    blocks = [p["ipBlock"] for rule in spec.get("egress", []) for p in rule.get("to", []) if "ipBlock" in p]
+    return {b["cidr"] for b in blocks}, {c for b in blocks for c in b.get("except", [])}
+
+
+def test_egress_denies_cloud_metadata_by_default() -> None:
+    """Issue 17: a second wall behind the application's egress policy. Every pod's egress is open but for
+    the metadata addresses; DNS (node-local caches live in 169.254.0.0/16) stays allowed."""
+    docs = objects("default")
+    policies = _egress_policies(docs)
+    assert set(policies) == {"api", "worker", "migrations"}
+    for component, spec in policies.items():
+        assert "Egress" in spec["policyTypes"], component
+        allowed, denied = _denied(spec)
+        assert allowed == {"0.0.0.0/0", "::/0"} and denied == {"169.254.0.0/16", "fd00:ec2::254/128"}, component
+        dns = [r for r in spec["egress"] if "to" not in r]
+        assert {(p["port"], p["protocol"]) for r in dns for p in r["ports"]} == {(53, "UDP"), (53, "TCP")}
+
+
+def test_egress_takes_an_operator_deny_list_and_can_drop_the_metadata_rule() -> None:
+    docs = render_inline({"existingSecret": "nango-platform", "networkPolicy": {"egress": {
+        "denyCidrs": ["10.0.0.0/8", "fd12:3456::/48", "192.168.0.0/16"]}}})
+    for component, spec in _egress_policies(docs).items():
+        blocks = {b["ipBlock"]["cidr"]: b["ipBlock"]["except"] for r in spec["egress"] for b in r.get("to", [])
+                  if "ipBlock" in b}
+        assert blocks == {"0.0.0.0/0": ["169.254.0.0/16", "10.0.0.0/8", "192.168.0.0/16"],
+                          "::/0": ["fd00:ec2::254/128", "fd12:3456::/48"]}, component
+    # off, with nothing else to deny: egress is not restricted at all (as before)
+    docs = render_inline({"existingSecret": "nango-platform", "networkPolicy": {"egress": {"denyMetadata": False}}})
+    for spec in _egress_policies(docs).values():
+        assert spec["policyTypes"] == ["Ingress"] and "egress" not in spec
+    docs = render_inline({"existingSecret": "nango-platform", "networkPolicy": {"egress": {
+        "denyMetadata": False, "denyCidrs": ["10.0.0.0/8"]}}})
+    assert _denied(_egress_policies(docs)["worker"]) == ({"0.0.0.0/0", "::/0"}, {"10.0.0.0/8"})
+    # the bundled dependencies stay reachable by label when cluster ranges are denied
+    docs = render_inline(VALUE_SETS["bundled"] | {"networkPolicy": {"egress": {"denyCidrs": ["10.0.0.0/8"]}}})
+    worker = _egress_policies(docs)["worker"]
+    assert any("podSelector" in p for r in worker["egress"] for p in r.get("to", []))
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmValuesError):
+        chart.validate_schema({"networkPolicy": {"egress": {"denyCidrs": ["metadata.internal"]}}})
+
+
+def test_restricted_egress_keeps_its_allow_list() -> None:
+    worker = _egress_policies(objects("external"))["worker"]
+    allowed, _ = _denied(worker)
+    assert "::/0" not in allowed  # restrict: true is an allow-list; the open rule is not added
+
+
 def test_pods_roll_when_the_configuration_changes() -> None:
     def checksum(value_set: str) -> str:
         docs = objects(value_set)
