@@ -555,6 +555,55 @@ def test_restricted_egress_keeps_its_allow_list() -> None:
     assert "::/0" not in allowed  # restrict: true is an allow-list; the open rule is not added
 
 
+def test_temporal_mtls_api_key_and_ca_bundles_render() -> None:
+    """Issue 17: Temporal and PostgreSQL for real. mTLS and API-key file paths reach every pod's settings,
+    the Secrets holding them are mounted in the API, worker and migrations pods, verify-full gets its CA."""
+    volumes = [{"name": "temporal-tls", "secret": {"secretName": "temporal-client-tls"}},
+               {"name": "pg-ca", "configMap": {"name": "rds-ca-bundle"}}]
+    mounts = [{"name": "temporal-tls", "mountPath": "/etc/nango/temporal", "readOnly": True},
+              {"name": "pg-ca", "mountPath": "/etc/nango/pg", "readOnly": True}]
+    values = {"existingSecret": "nango-platform", "extraVolumes": volumes, "extraVolumeMounts": mounts,
+              "config": {"temporal": {"address": "ns.acct.tmprl.cloud:7233", "namespace": "ns.acct",
+                                      "tlsCertFile": "/etc/nango/temporal/tls.crt",
+                                      "tlsKeyFile": "/etc/nango/temporal/tls.key",
+                                      "tlsCaFile": "/etc/nango/temporal/ca.crt", "tlsServerName": "t.example",
+                                      "apiKeyFile": "/etc/nango/temporal/api-key",
+                                      "registerSearchAttributes": False},
+                         "database": {"host": "db.example", "sslmode": "verify-full",
+                                      "sslrootcert": "/etc/nango/pg/ca.pem"}}}
+    docs = render_inline(values)
+    for component in ("api", "worker", "migrations"):
+        pod = workload(docs, component)
+        env = container_env(docs, pod)
+        assert {env[k] for k in ("TEMPORAL_TLS_CERT", "TEMPORAL_TLS_KEY", "TEMPORAL_TLS_CA")} == {
+            "/etc/nango/temporal/tls.crt", "/etc/nango/temporal/tls.key", "/etc/nango/temporal/ca.crt"}
+        assert (env["TEMPORAL_API_KEY_FILE"], env["TEMPORAL_TLS_SERVER_NAME"]) == (
+            "/etc/nango/temporal/api-key", "t.example")
+        assert env["TEMPORAL_REGISTER_SEARCH_ATTRIBUTES"] == "false"
+        assert env["DATABASE_URL"] == "postgresql://nango@db.example:5432/nango?sslmode=verify-full" \
+            "&sslrootcert=%2Fetc%2Fnango%2Fpg%2Fca.pem"
+        assert [v for v in pod["volumes"] if v["name"] in ("temporal-tls", "pg-ca")] == volumes, component
+        container_mounts = pod["containers"][0]["volumeMounts"]
+        assert [m for m in container_mounts if m["name"] in ("temporal-tls", "pg-ca")] == mounts, component
+        settings = Settings(**{k.lower(): v for k, v in env.items() if k.startswith("TEMPORAL_")})
+        assert settings.temporal_tls_key and not settings.temporal_register_search_attributes
+    # defaults: no TLS files, registration on, nothing extra mounted
+    docs = objects("default")
+    env = container_env(docs, workload(docs, "worker"))
+    assert (env["TEMPORAL_TLS_CERT"], env["TEMPORAL_API_KEY_FILE"], env["TEMPORAL_REGISTER_SEARCH_ATTRIBUTES"]) \
+        == ("", "", "true")
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmValuesError):
+        chart.validate_schema({"extraVolumeMounts": [{"name": "no-path"}]})
+
+
+def test_the_migration_hook_timeout_is_documented_against_helms_default() -> None:
+    """Helm waits 5m for a hook by default; the Job may run (and retry) up to activeDeadlineSeconds."""
+    deadline = hook(objects("default"), "Job")["spec"]["activeDeadlineSeconds"]
+    readme = (CHART.parent / "README.md").read_text()
+    assert deadline > 300 and "--timeout 20m" in readme and "activeDeadlineSeconds" in readme
+    assert f"{deadline} s" in readme
+
+
 def test_pods_roll_when_the_configuration_changes() -> None:
     def checksum(value_set: str) -> str:
         docs = objects(value_set)

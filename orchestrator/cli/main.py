@@ -101,7 +101,7 @@ def migrate() -> None:
     import asyncpg
 
     from orchestrator.store.migrate import migrate as apply
-    from orchestrator.temporal.client import connect, register_search_attributes
+    from orchestrator.temporal.client import connect, register_search_attributes, search_attributes_to_register
 
     settings = _settings()
     _logging(settings.log_level)
@@ -114,6 +114,10 @@ def migrate() -> None:
         finally:
             await conn.close()
         typer.echo(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
+        if not settings.temporal_register_search_attributes:  # the operator registers them (Temporal Cloud)
+            typer.echo(f"search attributes: not registered (TEMPORAL_REGISTER_SEARCH_ATTRIBUTES=false); namespace "
+                       f"{settings.temporal_namespace} needs {', '.join(search_attributes_to_register())}")
+            return
         client = await connect(settings)
         added = await register_search_attributes(client, settings.temporal_namespace)
         typer.echo(f"search attributes added: {', '.join(added) or 'none (already registered)'}")

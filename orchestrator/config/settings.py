@@ -11,7 +11,7 @@ import base64
 import ipaddress
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +32,23 @@ class Settings(BaseSettings):
     temporal_address: str = Field("127.0.0.1:7233", description="Temporal frontend host:port.")
     temporal_namespace: str = Field("default", description="Temporal namespace for schedules and workflows.")
     temporal_tls: bool = Field(False, description="Use TLS to reach Temporal.")
+    temporal_tls_cert: str = Field(
+        "", description="mTLS: path of the client certificate (PEM) presented to Temporal, e.g. a mounted "
+        "Secret's tls.crt; needs TEMPORAL_TLS_KEY. Any TEMPORAL_TLS_* file turns TLS on.")
+    temporal_tls_key: str = Field("", description="mTLS: path of the client certificate's private key (PEM).")
+    temporal_tls_ca: str = Field(
+        "", description="Path of the CA bundle (PEM) that signed Temporal's server certificate; empty: the "
+        "system roots.")
+    temporal_tls_server_name: str = Field(
+        "", description="Server name to verify Temporal's certificate against, when it differs from "
+        "TEMPORAL_ADDRESS's host (e.g. behind a load balancer).")
+    temporal_api_key_file: str = Field(
+        "", description="Path of a file holding a Temporal Cloud API key (a mounted Secret), sent as a bearer "
+        "token; turns TLS on. Read at each connection, so a rotated key is used by the next process start.")
+    temporal_register_search_attributes: bool = Field(
+        True, description="`nango migrate` registers the platform's search attributes in TEMPORAL_NAMESPACE "
+        "(needs the operator API). false where the operator registers them (Temporal Cloud: tcld or the "
+        "console); `nango migrate` then skips the registration and logs the names and types to register.")
     task_queue_prefix: str = Field("", description="Prefix of task queue names (several stacks on one namespace).")
     temporal_ui_url: str = Field("", description="Temporal UI base URL, for links from the dashboard.")
 
@@ -179,6 +196,13 @@ class Settings(BaseSettings):
                     ipaddress.ip_network(entry, strict=False)
                 except ValueError:
                     raise ValueError(f"TRUSTED_PROXIES: {entry!r} is not an address or CIDR block") from None
+        return v
+
+    @field_validator("temporal_tls_key")
+    @classmethod
+    def _cert_and_key_together(cls, v: str, info: ValidationInfo) -> str:
+        if bool(v) != bool(info.data.get("temporal_tls_cert")):
+            raise ValueError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (mTLS needs both)")
         return v
 
     @field_validator("encryption_key")

@@ -151,8 +151,15 @@ parts
 {{- $name = dig "auth" "database" "nango" .Values.postgresql -}}
 {{- end -}}
 {{- $url := printf "postgresql://%s@%s:%d/%s" (urlquery $user) (required "config.database.host is required" $host) $port (urlquery $name) -}}
+{{- $query := list -}}
 {{- if and $db.sslmode (not .Values.postgresql.enabled) -}}
-{{- $url = printf "%s?sslmode=%s" $url $db.sslmode -}}
+{{- $query = append $query (printf "sslmode=%s" $db.sslmode) -}}
+{{- end -}}
+{{- if and $db.sslrootcert (not .Values.postgresql.enabled) -}}
+{{- $query = append $query (printf "sslrootcert=%s" (urlquery $db.sslrootcert)) -}}
+{{- end -}}
+{{- with $query -}}
+{{- $url = printf "%s?%s" $url (join "&" .) -}}
 {{- end -}}
 {{- $url -}}
 {{- end -}}
@@ -175,6 +182,12 @@ EGRESS_ALLOW: {{ (($c.egress | default dict).allow | default "") | quote }}
 TEMPORAL_ADDRESS: {{ include "nango.temporalAddress" . | quote }}
 TEMPORAL_NAMESPACE: {{ $c.temporal.namespace | quote }}
 TEMPORAL_TLS: {{ $c.temporal.tls | toString | quote }}
+TEMPORAL_TLS_CERT: {{ $c.temporal.tlsCertFile | quote }}
+TEMPORAL_TLS_KEY: {{ $c.temporal.tlsKeyFile | quote }}
+TEMPORAL_TLS_CA: {{ $c.temporal.tlsCaFile | quote }}
+TEMPORAL_TLS_SERVER_NAME: {{ $c.temporal.tlsServerName | quote }}
+TEMPORAL_API_KEY_FILE: {{ $c.temporal.apiKeyFile | quote }}
+TEMPORAL_REGISTER_SEARCH_ATTRIBUTES: {{ $c.temporal.registerSearchAttributes | toString | quote }}
 TASK_QUEUE_PREFIX: {{ $c.temporal.taskQueuePrefix | quote }}
 TEMPORAL_UI_URL: {{ $c.temporal.uiUrl | quote }}
 {{- if eq (include "nango.databaseMode" .) "parts" }}
@@ -376,6 +389,9 @@ ADMIN_SECRET_KEY: {{ . | quote }}
 - name: bundle-cache
   emptyDir:
     sizeLimit: {{ .Values.config.bundleCacheSizeLimit }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "nango.volumeMounts" -}}
@@ -383,6 +399,9 @@ ADMIN_SECRET_KEY: {{ . | quote }}
   mountPath: /tmp
 - name: bundle-cache
   mountPath: {{ .Values.config.bundleCacheDir }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/* Pod template annotations that roll the pods when the configuration changes. */}}
