@@ -6,7 +6,11 @@
 # Build: docker build -t REGISTRY/nango-orchestrator:0.1.0 .
 # Run:   docker run --rm -e DATABASE_URL=... REGISTRY/nango-orchestrator:0.1.0 worker
 
-ARG PYTHON_IMAGE=python:3.11-slim
+# Pinned to an exact Python release on an exact Debian release, so a rebuild gets the same base
+# (bump it deliberately). For a reproducible build pin the digest too:
+#   docker build --build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest> .
+# (`docker buildx imagetools inspect python:3.11.14-slim-bookworm` prints it.)
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # --- builder: the project's wheel and the wheels of its dependencies ---------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -30,8 +34,9 @@ LABEL org.opencontainers.image.title="nango-orchestrator" \
 
 # bubblewrap: the sandbox of script runs (unprivileged user namespaces; not setuid in Debian).
 # libseccomp2: the runner's seccomp filter for the sandboxed child.
+# tini: PID 1, so processes orphaned by a killed sandbox are reaped instead of piling up as zombies.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends bubblewrap libseccomp2 ca-certificates \
+ && apt-get install -y --no-install-recommends bubblewrap libseccomp2 ca-certificates tini \
  && rm -rf /var/lib/apt/lists/*
 
 # A fixed uid/gid so Kubernetes can check runAsNonRoot and the Helm chart can use runAsUser 10001.
@@ -58,5 +63,7 @@ WORKDIR /home/nango
 USER 10001:10001
 EXPOSE 3003 8081
 
-ENTRYPOINT ["nango"]
+# tini forwards SIGTERM to nango only (no -g): the worker drains, its running scripts are not
+# signalled directly, and tini reaps whatever is orphaned.
+ENTRYPOINT ["/usr/bin/tini", "--", "nango"]
 CMD ["server"]

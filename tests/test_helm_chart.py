@@ -638,7 +638,9 @@ def test_dockerfile() -> None:
                     if line.strip() and not line.lstrip().startswith("#")]
     froms = [i for i in instructions if i.upper().startswith("FROM ")]
     assert re.fullmatch(r"FROM \$\{PYTHON_IMAGE\} AS builder", froms[0])
-    assert "ARG PYTHON_IMAGE=python:3.11-slim" in instructions
+    # the base pinned to an exact Python and Debian release (issue 17); a digest may follow it
+    base = next(i for i in instructions if i.startswith("ARG PYTHON_IMAGE="))
+    assert re.fullmatch(r"ARG PYTHON_IMAGE=python:3\.11\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", base), base
     assert len(froms) == 2, "multi-stage: builder and runtime"
     runtime = instructions[instructions.index(froms[1]):]
     assert any("pip wheel" in i for i in instructions[:instructions.index(froms[1])])
@@ -646,7 +648,9 @@ def test_dockerfile() -> None:
     assert any("apt-get install" in i and "bubblewrap" in i for i in runtime)
     users = [i for i in runtime if i.upper().startswith("USER ")]
     assert users and users[-1].split()[1].split(":")[0] == "10001"
-    assert 'ENTRYPOINT ["nango"]' in runtime
+    # an init process as PID 1 reaps orphaned sandbox processes; it signals nango only (no -g)
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--", "nango"]' in runtime
+    assert any("apt-get install" in i and " tini" in i for i in runtime)
     assert 'CMD ["server"]' in runtime
     dockerignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert "!orchestrator/" in dockerignore and "!pyproject.toml" in dockerignore
