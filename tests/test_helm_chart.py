@@ -35,7 +35,8 @@ NAMESPACE = "nango"
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest bundled schema.
 KUBE_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 
-VALUE_SETS: dict[str, dict[str, Any]] = {"default": {}} | {
+# "default": the chart's defaults plus the one choice a first install must make about the key.
+VALUE_SETS: dict[str, dict[str, Any]] = {"default": {"generateEncryptionKey": True}} | {
     path.stem.removesuffix("-values"): yaml.safe_load(path.read_text())
     for path in sorted((CHART / "ci").glob("*-values.yaml"))
 }
@@ -47,7 +48,8 @@ LEFT_TO_DEFAULTS = {
     "RUNNER_ALLOW_UNSANDBOXED": "local development only: the chart never runs scripts without the sandbox",
 }
 # Secret settings: they must never appear in the ConfigMap.
-SECRET_SETTINGS = {"DATABASE_PASSWORD", "ENCRYPTION_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY",
+SECRET_SETTINGS = {"DATABASE_PASSWORD", "ENCRYPTION_KEY", "ENCRYPTION_KEY_PREVIOUS", "MINIO_ACCESS_KEY",
+                   "MINIO_SECRET_KEY",
                    "DASHBOARD_PASSWORD", "ADMIN_SECRET_KEY"}
 # Secret settings only the API reads (dashboard login, admin API): the worker, which runs user
 # scripts, must not hold them. Optional: a Secret without the key leaves the feature off.
@@ -265,7 +267,7 @@ def test_new_settings_are_passed_through() -> None:
 ])
 def test_inconsistent_values_are_refused(values: dict[str, Any], message: str) -> None:
     with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmRenderError, match=message):
-        chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        chart.render({"generateEncryptionKey": True} | values, name=RELEASE, namespace=NAMESPACE, is_install=True)
 
 
 def test_migrations_get_database_and_temporal() -> None:
@@ -324,6 +326,7 @@ def test_existing_secret_is_used_for_every_secret() -> None:
         refs = {name: v["secretKeyRef"] for name, v in env.items() if isinstance(v, dict)}
         expected = {
             "ENCRYPTION_KEY": {"name": "nango-platform", "key": keys["encryptionKey"]},
+            "ENCRYPTION_KEY_PREVIOUS": {"name": "nango-platform", "key": "ENCRYPTION_KEY_PREVIOUS", "optional": True},
             "DATABASE_URL": {"name": "nango-platform", "key": keys["databaseUrl"]},
             "MINIO_ACCESS_KEY": {"name": "nango-platform", "key": keys["minioAccessKey"]},
             "MINIO_SECRET_KEY": {"name": "nango-platform", "key": keys["minioSecretKey"]},
@@ -347,6 +350,75 @@ def test_default_values_generate_a_kept_encryption_key() -> None:
     assert len(base64.b64decode(secret["stringData"]["ENCRYPTION_KEY"])) == 32
     given = VALUE_SETS["external"]["encryptionKey"]
     assert find(objects("external"), "Secret")["stringData"]["ENCRYPTION_KEY"] == given
+
+
+KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+OTHER_KEY = base64.b64encode(b"k" * 32).decode()
+
+
+def render_as(values: dict[str, Any], *, upgrade: bool) -> dict[str, str]:
+    with helm.Chart.load(str(CHART)) as chart:
+        return chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=not upgrade, is_upgrade=upgrade)
+
+
+@pytest.mark.parametrize(("values", "upgrade"), [
+    ({}, True),                                # helm upgrade whose lookup found nothing
+    ({"generateEncryptionKey": True}, True),   # generation is for installs only
+    ({}, False),                               # helm template / Argo CD: offline, lookup is empty
+])
+def test_no_key_no_render(values: dict[str, Any], upgrade: bool) -> None:
+    """Issue 17: two offline renders of an upgrade gave two keys; now a render without a key fails
+    and says what to set, unless a first install asked for a generated key."""
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmRenderError) as failure:
+        chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=not upgrade, is_upgrade=upgrade)
+    message = str(failure.value)
+    assert "encryptionKey is not set" in message
+    assert "Set encryptionKey to the key in use" in message and "existingSecret" in message
+    assert "get secret nango-nango-orchestrator" in message
+
+
+@pytest.mark.parametrize("values", [{"encryptionKey": KEY}, {"encryptionKey": KEY, "generateEncryptionKey": True}])
+def test_upgrades_with_a_key_render_the_same_key_every_time(values: dict[str, Any]) -> None:
+    keys = set()
+    for _ in range(2):
+        docs = [d for d in yaml.safe_load_all(render_as(values, upgrade=True)[
+            "nango-orchestrator/templates/secret.yaml"]) if d]
+        keys.add(docs[0]["stringData"]["ENCRYPTION_KEY"])
+    assert keys == {KEY}
+
+
+def test_upgrade_with_an_existing_secret_needs_no_key() -> None:
+    rendered = render_as(VALUE_SETS["existing-secret"], upgrade=True)
+    assert not yaml.safe_load(rendered["nango-orchestrator/templates/secret.yaml"] or "null")
+
+
+def test_generated_key_only_when_asked_on_install() -> None:
+    first = find(objects("default"), "Secret")["stringData"]["ENCRYPTION_KEY"]
+    again = render_as({"generateEncryptionKey": True}, upgrade=False)["nango-orchestrator/templates/secret.yaml"]
+    assert len(base64.b64decode(first)) == 32
+    assert yaml.safe_load(again)["stringData"]["ENCRYPTION_KEY"] != first  # a new one: install only
+
+
+def test_previous_key_for_a_rotation() -> None:
+    values = {"encryptionKey": OTHER_KEY, "previousEncryptionKey": KEY}
+    rendered = render_as(values, upgrade=True)
+    docs = [d for name, text in rendered.items() if not name.endswith("NOTES.txt")
+            for d in yaml.safe_load_all(text) if d]
+    secret = find(docs, "Secret")
+    assert secret["stringData"]["ENCRYPTION_KEY_PREVIOUS"] == KEY
+    assert secret["stringData"]["ENCRYPTION_KEY"] == OTHER_KEY
+    for component in ("api", "worker"):
+        env = container_env(docs, workload(docs, component))
+        assert env["ENCRYPTION_KEY_PREVIOUS"] == {"secretKeyRef": {
+            "name": secret["metadata"]["name"], "key": "ENCRYPTION_KEY_PREVIOUS", "optional": True}}
+    assert "nango admin keys rotate-encryption" in rendered["nango-orchestrator/templates/NOTES.txt"]
+    # Setting and removing the previous key rolls the pods (the Secret's checksum changes).
+    def checksum(v: dict[str, Any]) -> str:
+        text = render_as(v, upgrade=True)["nango-orchestrator/templates/api-deployment.yaml"]
+        return yaml.safe_load(text)["spec"]["template"]["metadata"]["annotations"]["checksum/secret"]
+    assert checksum(values) != checksum({"encryptionKey": OTHER_KEY})
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmValuesError):
+        chart.validate_schema({"previousEncryptionKey": "short"})
 
 
 def test_migrations_run_before_install_against_external_services() -> None:

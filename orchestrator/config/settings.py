@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     # Secrets
     encryption_key: SecretStr = Field(
         SecretStr(""), description="base64 of 32 random bytes; encrypts credentials at rest.")
+    encryption_key_previous: SecretStr = Field(
+        SecretStr(""), description="During an online key rotation only: the key being replaced (base64 of 32 "
+        "bytes). Values sealed under it still open; new values are sealed under ENCRYPTION_KEY. Unset it once "
+        "`nango admin keys rotate-encryption` has finished.")
 
     # API server
     api_host: str = Field("127.0.0.1", description="Address the API server binds.")
@@ -205,13 +209,17 @@ class Settings(BaseSettings):
             raise ValueError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (mTLS needs both)")
         return v
 
-    @field_validator("encryption_key")
+    @field_validator("encryption_key", "encryption_key_previous")
     @classmethod
     def _key_is_32_bytes(cls, v: SecretStr) -> SecretStr:
         raw = v.get_secret_value()
         if raw and len(base64.b64decode(raw)) != 32:
-            raise ValueError("ENCRYPTION_KEY must be base64 of exactly 32 bytes")
+            raise ValueError("ENCRYPTION_KEY and ENCRYPTION_KEY_PREVIOUS must be base64 of exactly 32 bytes")
         return v
+
+    def previous_encryption_key_bytes(self) -> bytes | None:
+        raw = self.encryption_key_previous.get_secret_value()
+        return base64.b64decode(raw) if raw else None
 
     def encryption_key_bytes(self) -> bytes:
         raw = self.encryption_key.get_secret_value()

@@ -244,7 +244,12 @@ RUNNER_MAX_RECORDS_PER_BATCH: {{ $c.runner.maxRecordsPerBatch | toString | quote
 RUNNER_MAX_RECORD_BYTES: {{ $c.runner.maxRecordBytes | toString | quote }}
 {{- end -}}
 
-{{/* The encryption key: from values, else the one already in the release's Secret, else new. */}}
+{{/*
+The encryption key: from values, else the one already in the release's Secret (lookup), else a new
+one, but only on install and only when the operator asked for it (generateEncryptionKey). Anything
+else fails the render: an offline render (helm template, Argo CD) cannot look the old key up, and a
+silently new key makes every stored credential unreadable (issue 17).
+*/}}
 {{- define "nango.encryptionKey" -}}
 {{- if .Values.encryptionKey -}}
 {{- .Values.encryptionKey -}}
@@ -252,8 +257,10 @@ RUNNER_MAX_RECORD_BYTES: {{ $c.runner.maxRecordBytes | toString | quote }}
 {{- $existing := lookup "v1" "Secret" .Release.Namespace (include "nango.fullname" .) -}}
 {{- if and $existing $existing.data (hasKey $existing.data "ENCRYPTION_KEY") -}}
 {{- index $existing.data "ENCRYPTION_KEY" | b64dec -}}
-{{- else -}}
+{{- else if and .Release.IsInstall .Values.generateEncryptionKey -}}
 {{- randBytes 32 -}}
+{{- else -}}
+{{- fail (printf "encryptionKey is not set and the key in Secret %s/%s could not be read (an upgrade, or an offline render such as helm template or Argo CD). Set encryptionKey to the key in use (kubectl -n %s get secret %s -o jsonpath='{.data.ENCRYPTION_KEY}' | base64 -d) or use existingSecret; only on a first install may generateEncryptionKey=true generate one" .Release.Namespace (include "nango.fullname" .) .Release.Namespace (include "nango.fullname" .)) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -277,6 +284,14 @@ referenced with optional: true, so a Secret without the key leaves the setting a
 {{- $refs = append $refs (list "ENCRYPTION_KEY" $v.existingSecret $v.existingSecretKeys.encryptionKey) -}}
 {{- else -}}
 {{- $refs = append $refs (list "ENCRYPTION_KEY" $own "ENCRYPTION_KEY") -}}
+{{- end -}}
+{{- /* ENCRYPTION_KEY_PREVIOUS: optional, set only while the key is rotated */ -}}
+{{- if $v.existingSecret -}}
+{{- with $v.existingSecretKeys.previousEncryptionKey -}}
+{{- $refs = append $refs (list "ENCRYPTION_KEY_PREVIOUS" $v.existingSecret . true) -}}
+{{- end -}}
+{{- else -}}
+{{- $refs = append $refs (list "ENCRYPTION_KEY_PREVIOUS" $own "ENCRYPTION_KEY_PREVIOUS" true) -}}
 {{- end -}}
 {{- /* DATABASE_URL (url mode) or DATABASE_PASSWORD (parts mode) */ -}}
 {{- if $v.postgresql.enabled -}}
@@ -338,7 +353,7 @@ referenced with optional: true, so a Secret without the key leaves the setting a
 
 {{/* Secret settings every pod of the platform reads (a JSON list, for nango.secretEnv's "only"). */}}
 {{- define "nango.workerSecretNames" -}}
-{{- list "ENCRYPTION_KEY" "DATABASE_URL" "DATABASE_PASSWORD" "MINIO_ACCESS_KEY" "MINIO_SECRET_KEY" | toJson -}}
+{{- list "ENCRYPTION_KEY" "ENCRYPTION_KEY_PREVIOUS" "DATABASE_URL" "DATABASE_PASSWORD" "MINIO_ACCESS_KEY" "MINIO_SECRET_KEY" | toJson -}}
 {{- end -}}
 
 {{/* Secret settings only the API reads: the dashboard login and the admin API. */}}
@@ -361,6 +376,9 @@ MINIO_ACCESS_KEY: {{ . | quote }}
 {{- with $v.config.minio.secretKey }}
 MINIO_SECRET_KEY: {{ . | quote }}
 {{- end }}
+{{- end }}
+{{- with $v.previousEncryptionKey }}
+ENCRYPTION_KEY_PREVIOUS: {{ . | quote }}
 {{- end }}
 {{- with $v.config.api.dashboardPassword }}
 DASHBOARD_PASSWORD: {{ . | quote }}
