@@ -23,7 +23,7 @@ from orchestrator.crypto import Sealer
 from orchestrator.errors import OrchestratorError
 from orchestrator.logging import hide_settings_secrets
 from orchestrator.providers.egress import Egress
-from orchestrator.store import faults
+from orchestrator.store import faults, key_fingerprint
 from orchestrator.store.pool import create_pool
 from orchestrator.temporal.client import connect
 
@@ -52,18 +52,44 @@ class Platform:
 
 
 def sealer_for(settings: Settings) -> Sealer:
-    return Sealer(settings.encryption_key_bytes())
+    return Sealer(settings.encryption_key_bytes(), settings.previous_encryption_key_bytes())
+
+
+class EncryptionKeyMismatchError(OrchestratorError):
+    code = "encryption_key_mismatch"
+    terminal = True
+
+
+async def check_key_fingerprint(conn: asyncpg.Connection, sealer: Sealer) -> str:
+    """Refuse to run with a key other than the one the database's sealed values were written with.
+
+    The first process against an empty fingerprint stores its own (the previous key's while a
+    rotation is configured: the values are still sealed under it). Accepted: the stored fingerprint
+    is the current key's, or the previous key's during a rotation. Returns the stored fingerprint.
+    """
+    stored = await key_fingerprint.claim(conn, sealer.previous_fingerprint or sealer.fingerprint)
+    if stored not in (sealer.fingerprint, sealer.previous_fingerprint):
+        have = sealer.fingerprint + (f" (previous key: {sealer.previous_fingerprint})"
+                                     if sealer.previous_fingerprint else "")
+        raise EncryptionKeyMismatchError(
+            f"ENCRYPTION_KEY does not match the database: the stored values were sealed with the key of "
+            f"fingerprint {stored}, this process has {have}. Set ENCRYPTION_KEY to the key in use (a regenerated "
+            "key cannot open any stored credential); to change keys, follow the rotation procedure "
+            "(ENCRYPTION_KEY_PREVIOUS, `nango admin keys rotate-encryption`).",
+            expected=stored, actual=sealer.fingerprint)
+    return stored
 
 
 @contextlib.asynccontextmanager
 async def open_platform(settings: Settings, *, temporal: Client | None = None,
                         connect_temporal: bool = True, wait: bool = False,
-                        stop: asyncio.Event | None = None) -> AsyncIterator[Platform]:
+                        stop: asyncio.Event | None = None, check_key: bool = True) -> AsyncIterator[Platform]:
     """Open every handle; close what was opened, in reverse order, however the body ends.
 
     `connect_temporal=False` is for commands that only touch the database (`nango admin env list`).
     `wait=True` (the worker, the API server) waits for PostgreSQL and Temporal at start-up instead of
     failing at once (orchestrator/startup.py): up to STARTUP_WAIT_MAX_S, or until `stop` is set.
+    Every process checks ENCRYPTION_KEY against the database's fingerprint (check_key_fingerprint).
     """
     hide_settings_secrets(settings)  # before the first connection: its errors may quote the URL
     limit = settings.startup_wait_max_s
@@ -76,8 +102,12 @@ async def open_platform(settings: Settings, *, temporal: Client | None = None,
                                               lambda: connect(settings), max_wait_s=limit, stop=stop,
                                               retryable=startup.temporal_retryable)
         client = temporal or (await connect(settings) if connect_temporal else None)
+        sealer = sealer_for(settings)
+        if check_key:
+            async with pool.acquire() as conn:
+                await check_key_fingerprint(conn, sealer)
         async with aiohttp.ClientSession() as http, Egress(lambda: settings.egress_allow) as egress:
-            yield Platform(settings=settings, pool=pool, sealer=sealer_for(settings), temporal_client=client,
+            yield Platform(settings=settings, pool=pool, sealer=sealer, temporal_client=client,
                            bundles=store_from_settings(settings), http=http, egress=egress)
     finally:
         await pool.close()

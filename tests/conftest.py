@@ -95,6 +95,9 @@ async def db_ready(database_url: str) -> str:
     conn = await asyncpg.connect(database_url)
     try:
         await migrate(conn)
+        # Each session seals with a new random key (the stack fixture): forget a previous session's
+        # fingerprint when DATABASE_URL names a database that outlives sessions.
+        await conn.execute("DELETE FROM encryption_key_fingerprint")
     finally:
         await conn.close()
     return database_url

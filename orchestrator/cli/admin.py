@@ -319,6 +319,31 @@ def _switch(integration: str, name: str, enabled: bool, kind: str | None, env_na
                   else ""))
 
 
+keys_app = typer.Typer(help="The platform's own keys: rotate ENCRYPTION_KEY online.", no_args_is_help=True)
+admin_app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("rotate-encryption")
+def keys_rotate_encryption(
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows re-sealed per transaction.")] = 500,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-seal every credential and secret under ENCRYPTION_KEY (values under ENCRYPTION_KEY_PREVIOUS
+    still open meanwhile), then record the new key's fingerprint. Idempotent: run it again if interrupted."""
+    from orchestrator.control import keys
+
+    async def run(platform: Platform) -> dict[str, Any]:
+        return await keys.rotate_encryption(platform.pool, platform.sealer, batch_size=batch_size)
+    result = _run_platform(run)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    counts = ", ".join(f"{name}={n}" for name, n in result["resealed"].items())
+    typer.echo(f"re-sealed under the key of fingerprint {result['fingerprint']} ({counts}); the database now "
+               f"expects that key. Remove ENCRYPTION_KEY_PREVIOUS (fingerprint {result['previous_fingerprint']}) "
+               "and roll the pods.")
+
+
 @scripts_app.command("enable")
 def scripts_enable(integration: str, name: str, kind: KindOpt = None, env_name: EnvOpt = "dev") -> None:
     """Switch a sync or action on (a sync's schedules are recreated for every connection)."""

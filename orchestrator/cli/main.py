@@ -70,8 +70,11 @@ def server() -> None:
 
     settings = _settings()
     _logging(settings.log_level)
-    web.run_app(create_app(settings), host=settings.api_host, port=settings.api_port, access_log=None,
-                print=None)
+    try:
+        web.run_app(create_app(settings), host=settings.api_host, port=settings.api_port, access_log=None,
+                    print=None)
+    except OrchestratorError as exc:  # gave up waiting, or ENCRYPTION_KEY does not match the database
+        fail(f"nango server: {exc.message}")
 
 
 @app.command()
@@ -100,6 +103,7 @@ def migrate() -> None:
     """Apply database migrations and register Temporal search attributes (idempotent)."""
     import asyncpg
 
+    from orchestrator.platform import check_key_fingerprint, sealer_for
     from orchestrator.store.migrate import migrate as apply
     from orchestrator.temporal.client import connect, register_search_attributes, search_attributes_to_register
 
@@ -111,6 +115,8 @@ def migrate() -> None:
                                      password=settings.database_password.get_secret_value() or None)
         try:
             applied = await apply(conn)
+            if settings.encryption_key.get_secret_value():  # the chart's hook has no key: the API/worker write it
+                await check_key_fingerprint(conn, sealer_for(settings))
         finally:
             await conn.close()
         typer.echo(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
@@ -122,7 +128,10 @@ def migrate() -> None:
         added = await register_search_attributes(client, settings.temporal_namespace)
         typer.echo(f"search attributes added: {', '.join(added) or 'none (already registered)'}")
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except OrchestratorError as exc:  # ENCRYPTION_KEY does not match the database's fingerprint
+        fail(f"nango migrate: {exc.message}")
 
 
 # The authoring commands live in orchestrator/cli/authoring.py.
