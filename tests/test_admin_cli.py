@@ -56,3 +56,24 @@ async def test_admin_errors_are_clear(stack: Stack) -> None:
     result = await asyncio.to_thread(CliRunner().invoke, app, ["admin", "syncs", "list", "-e", "no-such-env"],
                                      env=_env(stack))
     assert result.exit_code == 1 and "no environment 'no-such-env'" in result.output
+
+
+def test_admin_keys_new_prints_a_usable_encryption_key() -> None:
+    import base64
+
+    from orchestrator.config.settings import Settings
+    from orchestrator.crypto import Sealer
+
+    first, second = (CliRunner().invoke(app, ["admin", "keys", "new"]) for _ in range(2))
+    assert first.exit_code == 0 and second.exit_code == 0, first.output
+    key = first.stdout.strip()
+    assert len(base64.b64decode(key)) == 32 and key != second.stdout.strip()
+    sealer = Sealer(Settings(encryption_key=key).encryption_key_bytes())  # type: ignore[arg-type]
+    assert sealer.open(sealer.seal("token")) == "token"
+    with_no_key = Settings(encryption_key="")  # type: ignore[arg-type]
+    try:
+        with_no_key.encryption_key_bytes()
+    except ValueError as exc:
+        assert "nango admin keys new" in str(exc)
+    else:
+        raise AssertionError("an empty ENCRYPTION_KEY must be refused")

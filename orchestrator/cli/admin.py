@@ -319,8 +319,18 @@ def _switch(integration: str, name: str, enabled: bool, kind: str | None, env_na
                   else ""))
 
 
-keys_app = typer.Typer(help="The platform's own keys: rotate ENCRYPTION_KEY online.", no_args_is_help=True)
+keys_app = typer.Typer(help="The platform's own keys: make a new ENCRYPTION_KEY, rotate it online.",
+                       no_args_is_help=True)
 admin_app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new() -> None:
+    """Print a new ENCRYPTION_KEY (base64 of 32 random bytes); it touches nothing, store it yourself."""
+    import base64
+    import secrets
+
+    typer.echo(base64.b64encode(secrets.token_bytes(32)).decode())
 
 
 @keys_app.command("rotate-encryption")

@@ -224,5 +224,5 @@ class Settings(BaseSettings):
     def encryption_key_bytes(self) -> bytes:
         raw = self.encryption_key.get_secret_value()
         if not raw:
-            raise ValueError("ENCRYPTION_KEY is not set; generate one with `nango admin gen-key`")
+            raise ValueError("ENCRYPTION_KEY is not set; generate one with `nango admin keys new`")
         return base64.b64decode(raw)
