@@ -676,6 +676,72 @@ def test_the_migration_hook_timeout_is_documented_against_helms_default() -> Non
     assert f"{deadline} s" in readme
 
 
+POOLS = {"syncs": {"queues": "syncs", "replicaCount": 4, "terminationGracePeriodSeconds": 600,
+                   "shutdownGraceSeconds": 540, "resources": {"limits": {"memory": "6Gi"}}},
+         "scripts": {"queues": "actions, webhooks,events", "replicaCount": 2,
+                     "nodeSelector": {"pool": "scripts"}, "resources": {"limits": {"memory": "26Gi"}}}}
+
+
+def _render_error(values: dict[str, Any]) -> str:
+    with helm.Chart.load(str(CHART)) as chart, pytest.raises(helm.HelmRenderError) as failure:
+        chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return str(failure.value)
+
+
+def test_worker_pools_render_one_deployment_per_pool() -> None:
+    """Issue 17: separate worker pools per kind with their own replicas, grace periods and resources."""
+    docs = render_inline({"existingSecret": "nango-platform", "worker": {"pools": POOLS}})
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert set(deployments) == {"nango-nango-orchestrator-api", "nango-nango-orchestrator-worker-syncs",
+                                "nango-nango-orchestrator-worker-scripts"}  # no single worker Deployment
+    syncs, scripts = (deployments[f"nango-nango-orchestrator-worker-{p}"] for p in ("syncs", "scripts"))
+    for deployment, pool, replicas, grace, memory in ((syncs, "syncs", 4, 600, "6Gi"),
+                                                      (scripts, "scripts", 2, 60, "26Gi")):
+        spec = deployment["spec"]
+        assert spec["replicas"] == replicas
+        assert spec["selector"]["matchLabels"]["app.kubernetes.io/worker-pool"] == pool
+        pod = spec["template"]["spec"]
+        assert pod["terminationGracePeriodSeconds"] == grace
+        assert pod["containers"][0]["resources"]["limits"]["memory"] == memory
+        assert pod["containers"][0]["args"] == ["worker"]
+        # the ConfigMap's settings, with the pool's own queues (and drain time) over them
+        env = {v["name"]: v.get("value") for v in pod["containers"][0]["env"]}
+        assert env["WORKER_TASK_QUEUES"] == {"syncs": "syncs", "scripts": "actions,webhooks,events"}[pool]
+        assert spec["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"  # policies
+    assert {v["name"]: v.get("value") for v in syncs["spec"]["template"]["spec"]["containers"][0]["env"]}[
+        "WORKER_SHUTDOWN_GRACE_S"] == "540"
+    assert scripts["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "scripts"}
+    # the pools' queues parse as the worker reads them
+    for deployment in (syncs, scripts):
+        queues = next(v["value"] for v in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+                      if v["name"] == "WORKER_TASK_QUEUES")
+        assert Settings(worker_task_queues=queues).worker_task_queues == queues
+
+
+@pytest.mark.parametrize(("pools", "message"), [
+    ({**POOLS, "syncs": {**POOLS["syncs"], "resources": {"limits": {"memory": "4Gi"}}}},
+     "worker.pools.syncs.resources.limits.memory (4Gi) is below its concurrency times runner.memoryMb: "
+     "10 slots (syncs) x 512 MiB = 5120 MiB"),
+    ({**POOLS, "scripts": {**POOLS["scripts"], "resources": {"limits": {"memory": "24000Mi"}}}},
+     "50 slots (actions,webhooks,events) x 512 MiB = 25600 MiB"),
+    ({**POOLS, "syncs": {**POOLS["syncs"], "resources": {"requests": {"memory": "6Gi"}}}},
+     "worker.pools.syncs.resources.limits.memory is required"),
+    ({"syncs": POOLS["syncs"]}, 'no pool polls "actions"'),
+    ({**POOLS, "syncs": {**POOLS["syncs"], "terminationGracePeriodSeconds": 300}},
+     "worker.pools.syncs: terminationGracePeriodSeconds (300) must exceed its shutdownGraceSeconds (540)"),
+])
+def test_worker_pools_that_cannot_work_fail_to_render(pools: dict[str, Any], message: str) -> None:
+    assert message in _render_error({"existingSecret": "nango-platform", "worker": {"pools": pools}})
+
+
+def test_worker_pools_schema() -> None:
+    with helm.Chart.load(str(CHART)) as chart:
+        for bad in ({"Syncs": POOLS["syncs"]}, {"syncs": {**POOLS["syncs"], "queues": "syncs,crons"}},
+                    {"syncs": {"queues": "syncs"}}):
+            with pytest.raises(helm.HelmValuesError):
+                chart.validate_schema({"worker": {"pools": bad}})
+
+
 def test_pods_roll_when_the_configuration_changes() -> None:
     def checksum(value_set: str) -> str:
         docs = objects(value_set)
