@@ -742,6 +742,45 @@ def test_worker_pools_schema() -> None:
                 chart.validate_schema({"worker": {"pools": bad}})
 
 
+def test_a_pool_can_scale_on_its_task_queue_backlog_with_keda() -> None:
+    """Issue 17: an optional KEDA ScaledObject per pool on Temporal task-queue backlog instead of CPU."""
+    pools = {**POOLS, "syncs": {**POOLS["syncs"], "keda": {
+        "enabled": True, "minReplicaCount": 0, "maxReplicaCount": 20, "authenticationRef": "temporal-cloud"}},
+        "scripts": {**POOLS["scripts"], "keda": {"enabled": True, "maxReplicaCount": 8, "targetQueueSize": 5}}}
+    values = {"existingSecret": "nango-platform", "worker": {"pools": pools},
+              "config": {"temporal": {"namespace": "prod", "taskQueuePrefix": "eu-", "tlsServerName": "t.example"}}}
+    with helm.Chart.load(str(CHART)) as chart:
+        chart.validate_schema(values)
+        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    docs = [d for name, text in rendered.items() if not name.endswith("NOTES.txt")
+            for d in yaml.safe_load_all(text) if d]
+    for doc in docs:
+        if doc["kind"] != "ScaledObject":  # a CRD: not in the Kubernetes schemas
+            kubernetes_validate.validate(doc, KUBE_VERSIONS[-1], strict=True)
+    scaled = {d["spec"]["scaleTargetRef"]["name"]: d["spec"] for d in docs if d["kind"] == "ScaledObject"}
+    assert set(scaled) == {"nango-nango-orchestrator-worker-syncs", "nango-nango-orchestrator-worker-scripts"}
+    syncs, scripts = scaled["nango-nango-orchestrator-worker-syncs"], scaled["nango-nango-orchestrator-worker-scripts"]
+    assert (syncs["minReplicaCount"], syncs["maxReplicaCount"]) == (0, 20)
+    assert (scripts["minReplicaCount"], scripts["maxReplicaCount"]) == (1, 8)
+    (trigger,) = syncs["triggers"]
+    assert trigger["type"] == "temporal" and trigger["authenticationRef"] == {"name": "temporal-cloud"}
+    assert trigger["metadata"] == {"endpoint": "temporal-frontend:7233", "namespace": "prod", "taskQueue": "eu-syncs",
+                                   "queueTypes": "workflow,activity", "targetQueueSize": "10",
+                                   "activationTargetQueueSize": "0", "tlsServerName": "t.example"}
+    # one trigger per task queue of the pool, named as the worker names them
+    from orchestrator.temporal import names
+    assert [t["metadata"]["taskQueue"] for t in scripts["triggers"]] == [
+        names.queue("eu-", k) for k in (names.ACTION_QUEUE, names.WEBHOOK_QUEUE, names.EVENT_QUEUE)]
+    assert {t["metadata"]["targetQueueSize"] for t in scripts["triggers"]} == {"5"}
+    # the scaled Deployments leave replicas to KEDA's HPA
+    for doc in docs:
+        if doc["kind"] == "Deployment" and "-worker-" in doc["metadata"]["name"]:
+            assert "replicas" not in doc["spec"]
+    assert "maxReplicaCount is required" in _render_error(
+        {"existingSecret": "nango-platform", "worker": {"pools": {**POOLS, "syncs": {**POOLS["syncs"],
+                                                                   "keda": {"enabled": True}}}}})
+
+
 def test_pods_roll_when_the_configuration_changes() -> None:
     def checksum(value_set: str) -> str:
         docs = objects(value_set)
