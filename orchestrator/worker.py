@@ -35,7 +35,8 @@ class IsolationUnavailableError(OrchestratorError):
 def sandbox_config(settings: Settings) -> SandboxConfig:
     return SandboxConfig(isolation=settings.runner_isolation.strip().lower(),
                          allow_unsandboxed=settings.runner_allow_unsandboxed, tmp_size_mb=settings.runner_tmp_size_mb,
-                         shm_size_mb=settings.runner_shm_size_mb, pids_cgroup=settings.runner_pids_cgroup)
+                         shm_size_mb=settings.runner_shm_size_mb, pids_cgroup=settings.runner_pids_cgroup,
+                         proc=settings.runner_sandbox_proc.strip().lower())
 
 
 async def start_runner(settings: Settings) -> Runner:
