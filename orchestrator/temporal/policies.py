@@ -23,10 +23,12 @@ NON_RETRYABLE: tuple[str, ...] = (
     "DatabaseError",
     "DependencyUnavailableError",
     "DryRunError",
+    "EncryptionKeyMismatchError",
     "EnvironmentExistsError",
     "EnvironmentNotEmptyError",
     "InvalidInputError",
     "IsolationUnavailableError",
+    "KeyRotationError",
     "NotFoundError",
     "OrchestratorError",
     "RecordError",
@@ -37,6 +39,7 @@ NON_RETRYABLE: tuple[str, ...] = (
     "SecretRequiredError",
     "SignatureError",
     "StackError",
+    "TemporalSettingsError",
 )
 
 # Sync activities: infrastructure faults (database, bundle store, a lost worker) retry with backoff
