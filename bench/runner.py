@@ -34,6 +34,7 @@ from bench.records import database  # noqa: E402
 from orchestrator.crypto import Sealer  # noqa: E402
 from orchestrator.runner.host import Limits, Runner  # noqa: E402
 from orchestrator.runs.testing import ScriptBench  # noqa: E402
+from orchestrator.sdk.nango import RECORDS_PER_CALL  # noqa: E402
 from orchestrator.store.migrate import migrate  # noqa: E402
 from orchestrator.store.pool import init_connection  # noqa: E402
 
@@ -134,7 +135,8 @@ async def main() -> None:
             records = namespace["make"](args.records, "host")
             size = len(orjson.dumps(records)) / len(records)
             started = time.perf_counter()
-            await host.rpc_batch_save("BenchHost", records)
+            for at in range(0, len(records), RECORDS_PER_CALL):  # the calls the SDK makes, so the quota holds
+                await host.rpc_batch_save("BenchHost", records[at:at + RECORDS_PER_CALL])
             host_s = time.perf_counter() - started
         finally:
             await warm.close()
