@@ -45,7 +45,7 @@ from orchestrator.api.keys import PLATFORM
 from orchestrator.errors import InvalidInputError
 from orchestrator.providers.catalog import fill
 from orchestrator.providers.custom import find_provider
-from orchestrator.providers.egress import EgressRefused, refusal, strict_egress
+from orchestrator.providers.egress import EgressRefused, strict_egress
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import oauth as oauth_repo
@@ -221,16 +221,14 @@ async def _exchange(request: web.Request, integration_id: int, code: str, redire
             "client_id": row["oauth_client_id"], "client_secret": secret}
     egress = request.app[PLATFORM].egress or strict_egress()
     try:
-        egress.check_outbound(token_url)
-        async with egress.session.post(token_url, data=form, headers={"Accept": "application/json"},
-                                       timeout=aiohttp.ClientTimeout(total=30), allow_redirects=False) as resp:
+        async with egress.post_outbound(token_url, data=form, headers={"Accept": "application/json"},
+                                        timeout=aiohttp.ClientTimeout(total=30)) as resp:
             raw = await resp.read()
             status = resp.status
             content_type = resp.headers.get("Content-Type", "")
-    except (aiohttp.ClientError, TimeoutError, EgressRefused) as exc:
-        refused = refusal(exc)
-        if refused is not None:
-            raise _Failure(403, "egress_refused", str(refused)) from None
+    except EgressRefused as refused:
+        raise _Failure(403, "egress_refused", str(refused)) from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise _Failure(502, "token_exchange_failed", f"token endpoint unreachable: {type(exc).__name__}") from None
     body: dict[str, Any]
     try:

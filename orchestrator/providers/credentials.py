@@ -13,7 +13,7 @@ from orchestrator.errors import OrchestratorError, TransientError
 from orchestrator.platform import Platform
 from orchestrator.providers.catalog import fill
 from orchestrator.providers.custom import resolve_provider
-from orchestrator.providers.egress import EgressRefused, refusal, strict_egress
+from orchestrator.providers.egress import EgressRefused, strict_egress
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import locks
@@ -65,16 +65,14 @@ async def refresh(platform: Platform, connection: Connection, *, force: bool = F
         form = {"grant_type": "refresh_token", "refresh_token": cur_creds.refresh_token.get_secret_value(),
                 "client_id": row["oauth_client_id"], "client_secret": str(secret)}
         try:
-            egress.check_outbound(token_url)
-            async with egress.session.post(token_url, data=form, headers={"Accept": "application/json"},
-                                           timeout=aiohttp.ClientTimeout(total=30), allow_redirects=False) as resp:
+            async with egress.post_outbound(token_url, data=form, headers={"Accept": "application/json"},
+                                            timeout=aiohttp.ClientTimeout(total=30)) as resp:
                 raw = await resp.read()
                 status = resp.status
-        except (aiohttp.ClientError, TimeoutError, EgressRefused) as exc:
-            refused = refusal(exc)
-            if refused is not None:  # a custom provider's token URL aimed inside: no retry can fix that
-                raise RefreshError(f"cannot refresh the token of connection '{connection.connection_id}': "
-                                   f"{refused}") from None
+        except EgressRefused as refused:  # a token URL aimed inside: no retry can fix that
+            raise RefreshError(f"cannot refresh the token of connection '{connection.connection_id}': "
+                               f"{refused}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"token endpoint unreachable: {exc}") from None
         try:
             body: dict[str, Any] = orjson.loads(raw)

@@ -27,11 +27,12 @@ subdomain), an address (`10.0.0.5`, `::1`, `[::1]:8080`, `127.0.0.1:8080`) or a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import socket
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -284,11 +285,26 @@ class Egress:
     def check_outbound(self, url: str | URL) -> None:
         """For requests the platform sends on a tenant's say-so (token endpoints, result webhooks): any public
         host, internal addresses only where the operator's list names them. A literal address is checked here,
-        a host name's addresses by the session's resolver when it connects; send with allow_redirects=False."""
+        a host name's addresses by the session's resolver when it connects (`post_outbound` does both)."""
         host, port = http_origin(url)
         ip = _ip(host)
         if ip is not None:
             check_address(self.operator(), host, port, ip)
+
+    @contextlib.asynccontextmanager
+    async def post_outbound(self, url: str, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST on a tenant's say-so (token endpoints, result webhooks): the URL checked, no redirect
+        followed, and a refusal by the session's resolver raised as the EgressRefused itself rather than
+        wrapped in a connector error, so callers tell "refused" from "unreachable" with one except."""
+        self.check_outbound(url)
+        try:
+            async with self.session.post(url, allow_redirects=False, **kwargs) as resp:
+                yield resp
+        except aiohttp.ClientError as exc:
+            refused = refusal(exc)
+            if refused is not None:
+                raise refused from None
+            raise
 
     def policy(self, base_url: str | None, integration_allow: Iterable[str] = (),
                integration_key: str = "") -> EgressPolicy:

@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 import structlog
 
-from orchestrator.providers.egress import EgressRefused, refusal, strict_egress
+from orchestrator.providers.egress import EgressRefused, strict_egress
 from orchestrator.runs.deps import RunDeps
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import notifications as notifications_repo
@@ -82,13 +82,13 @@ async def _deliver(deps: RunDeps, job_id: int, url: str, secret: str, payload: d
         error: str | None = None
         refused: EgressRefused | None = None
         try:
-            egress.check_outbound(url)
-            async with egress.session.post(url, data=body, headers=headers, allow_redirects=False,
-                                           timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as resp:
+            async with egress.post_outbound(url, data=body, headers=headers,
+                                            timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as resp:
                 status = resp.status
-        except (aiohttp.ClientError, TimeoutError, EgressRefused) as exc:
-            refused = refusal(exc)
-            error = str(refused) if refused is not None else f"{type(exc).__name__}: {exc}"
+        except EgressRefused as exc:
+            refused, error = exc, str(exc)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
         async with deps.pool.acquire() as conn:
             await notifications_repo.add_attempt(conn, job_id, url, status, error)
         if refused is not None:  # the environment's webhook URL points inside: no retry can fix that
