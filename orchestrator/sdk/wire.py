@@ -65,9 +65,9 @@ async def read_frame(reader: asyncio.StreamReader, *, body_timeout_s: float | No
     started = asyncio.get_running_loop().time()
     size: int | None = None
     try:
-        async with asyncio.timeout_at(started + body_timeout_s):
+        async with asyncio.timeout_at(started + body_timeout_s) as deadline:  # one timer for the whole frame
             size = _size(first + await _header_rest(reader))
-        async with asyncio.timeout_at(started + frame_deadline(size, body_timeout_s)):
+            deadline.reschedule(started + frame_deadline(size, body_timeout_s))
             body = await _body(reader, size)
     except TimeoutError:
         what = f"a frame of {size} bytes" if size is not None else "a frame header"
