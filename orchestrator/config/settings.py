@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     worker_shutdown_grace_s: int = Field(30, description="On SIGTERM, how long running scripts may finish first.")
     reconcile_interval_s: int = Field(300, description="How often the API repairs schedules and stuck webhooks "
                                                         "(0 disables).")
+    reconcile_concurrency: int = Field(
+        32, ge=1, le=1000, description="Temporal calls one reconcile keeps in flight (schedule creations, "
+        "re-timings, deletions): a deploy that re-times 10,000 schedules makes about 20,000 calls. Keep it well "
+        "under the namespace's frontend RPS limit (frontend.namespaceRPS) shared with the workers.")
     worker_health_port: int = Field(8081, description="Port of the worker's GET /health/live (0 disables it).")
     worker_health_host: str = Field(
         "", description="Address the worker's GET /health/live binds; empty: the same as API_HOST (loopback for "
