@@ -71,6 +71,15 @@ async def test_variant_has_its_own_schedule_and_records(stack: Stack, tmp_path: 
         assert "not 'base'" in err["error"]["message"]
 
 
+async def ui_retime(stack: Stack, sid: str, every: timedelta) -> None:
+    """Change a schedule's interval as the Temporal UI does: the spec replaced, nothing else touched."""
+    def edit(inp: ScheduleUpdateInput) -> ScheduleUpdate:
+        sched = inp.description.schedule
+        sched.spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])
+        return ScheduleUpdate(schedule=sched)
+    await stack.client.get_schedule_handle(sid).update(edit)
+
+
 async def _interval(stack: Stack, sid: str) -> int | None:
     view = await schedules.describe(stack.client, sid)
     assert view is not None
@@ -94,11 +103,7 @@ async def test_which_interval_wins(stack: Stack, tmp_path: Path) -> None:
             "sync_name": "issues", "provider_config_key": "github", "connection_id": other, "frequency": "every 2h"})
 
         # conn-3: an interval edited in the Temporal UI (spec replaced through the client, as the UI does)
-        def ui_edit(inp: ScheduleUpdateInput) -> ScheduleUpdate:
-            sched = inp.description.schedule
-            sched.spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=45))])
-            return ScheduleUpdate(schedule=sched)
-        await stack.client.get_schedule_handle(sid3).update(ui_edit)
+        await ui_retime(stack, sid3, timedelta(minutes=45))
 
         # a deploy that changes `runs` re-times only the schedules that follow the default
         await api.deploy(await asyncio.to_thread(compile_project, _folder(tmp_path, "every 10 minutes")))

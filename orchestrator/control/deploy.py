@@ -3,6 +3,9 @@
 A deploy is planned first (what is added, updated, removed) and applied only when it removes
 nothing or the caller confirmed the removals, so a typo in nango.yaml never silently deletes a
 sync and its schedules.
+
+Schedules Temporal refuses do not stop the deploy: every integration is stored and reconciled, then the
+refusals are raised together (ReconcileError, each naming its connection); the maintenance loop retries them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import structlog
 from orchestrator.bundles.limits import BundleLimits
 from orchestrator.bundles.limits import inspect as inspect_bundle
 from orchestrator.bundles.store import bundle_key
-from orchestrator.control.reconcile import reconcile_integration
+from orchestrator.control.reconcile import ReconcileError, reconcile_integration
 from orchestrator.errors import InvalidInputError, NotFoundError
 from orchestrator.platform import Platform
 from orchestrator.providers import custom as providers_repo
@@ -128,6 +131,7 @@ async def deploy(
             for custom in providers.values():
                 await providers_repo.upsert(conn, env.id, custom)
         log.info("providers_deployed", providers=sorted(providers))
+    refused: list[ReconcileError] = []
     for bundle, integration_plan in zip(bundles, plans, strict=True):
         manifest = bundle.manifest
         key = manifest["integration"]
@@ -163,9 +167,17 @@ async def deploy(
                     await scripts_repo.delete(conn, old.id)
             await record_history(conn, env.id, integration.id, bundle.sha256, skey, integration_plan,
                                  deployed_by=deployed_by, only=only, rollback_of=rollback_of)
-        await reconcile_integration(platform, integration)
+        try:
+            await reconcile_integration(platform, integration)
+        except ReconcileError as exc:  # stored and recorded: the other integrations still deploy
+            refused.append(exc)
         changes = {k: v for k, v in integration_plan.as_dict().items() if k != "integration"}
         log.info("deployed", integration=key, sha256=bundle.sha256, **changes)
+    if refused:
+        raise refused[0] if len(refused) == 1 else ReconcileError(
+            "the deploy was stored, but some schedules could not be updated in Temporal (retried by the "
+            "maintenance loop): " + " | ".join(e.message for e in refused),
+            failed=[f for e in refused for f in e.fields.get("failed", [])])
     return DeployResult(applied=True, plans=plans, providers=sorted(providers or {}))
 
 

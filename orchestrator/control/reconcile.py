@@ -4,15 +4,24 @@ Creates missing schedules, deletes orphans, re-times schedules that follow the d
 default, and never touches a per-connection override or an edit made in the Temporal UI.
 Runs under a PostgreSQL advisory lock per integration, so two reconcilers (two API replicas, a
 deploy racing a connection creation) never duplicate or delete each other's work.
+
+The database is read in three queries whatever the number of connections; the Temporal calls (one per
+schedule to create, two to re-time, one to delete) run RECONCILE_CONCURRENCY at a time, because a deploy
+that re-times 10,000 schedules one call after the other takes minutes. A schedule that fails does not stop
+the others: every one is tried, then the failures are raised together, each naming its connection.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import structlog
 
 from orchestrator.config.schedule import parse_schedule
+from orchestrator.errors import TransientError
 from orchestrator.platform import Platform
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environments as environments_repo
@@ -20,11 +29,12 @@ from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import locks
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store import variants as variants_repo
-from orchestrator.store.types import DeployedScript, Integration
+from orchestrator.store.types import DeployedScript, Environment, Integration
 from orchestrator.temporal import names, schedules
 from orchestrator.temporal.types import SyncInput
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 DEFAULT_FREQUENCY = "every 1d"  # a sync without `runs` in nango.yaml, as in Nango
@@ -42,6 +52,40 @@ class ReconcileReport:
     created: list[str] = field(default_factory=list)
     retimed: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    # one entry per schedule Temporal refused: schedule_id, connection_id, sync, variant, error
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+
+class ReconcileError(TransientError):
+    """Some schedules could not be brought in line; the others were. Transient: the maintenance loop and the
+    next deploy retry, and every field names what failed so nobody has to guess from a count."""
+
+    code = "schedules_not_reconciled"
+
+
+def _describe_failure(f: dict[str, str]) -> str:
+    variant = f", variant {f['variant']}" if f["variant"] not in ("", "base") else ""
+    return f"connection '{f['connection_id']}' (sync {f['sync']}{variant}): {f['error']}"
+
+
+def _failure_error(integration: Integration, report: ReconcileReport) -> ReconcileError:
+    shown = [_describe_failure(f) for f in report.failed[:10]]
+    more = f"; and {len(report.failed) - 10} more" if len(report.failed) > 10 else ""
+    return ReconcileError(
+        f"{len(report.failed)} schedule(s) of integration '{integration.unique_key}' could not be updated in "
+        f"Temporal (the others were; the maintenance loop retries): " + "; ".join(shown) + more,
+        integration=integration.unique_key, failed=report.failed, created=len(report.created),
+        retimed=len(report.retimed), deleted=len(report.deleted))
+
+
+async def _bounded(limit: int, items: Iterable[T], work: Callable[[T], Awaitable[None]]) -> None:
+    """Run `work` over items, at most `limit` at a time (workers share one iterator: no task per item)."""
+    it = iter(items)
+
+    async def worker() -> None:
+        for item in it:
+            await work(item)
+    await asyncio.gather(*(worker() for _ in range(max(1, limit))))
 
 
 async def reconcile_integration(platform: Platform, integration: Integration) -> ReconcileReport:
@@ -62,36 +106,70 @@ async def reconcile_integration(platform: Platform, integration: Integration) ->
                           if r["sync_name"] in syncs]
                 overrides = await jobs_repo.frequency_overrides(conn, list(conns))
             existing = await schedules.list_intervals(client, names.schedule_prefix(env.name, integration.unique_key))
-            desired: set[str] = set()
-            for c_pk, name, variant in pairs:
+            queue = names.queue(platform.task_queue_prefix, names.SYNC_QUEUE)
+            desired = {names.sync_schedule_id(env.name, integration.unique_key, conns[c_pk], name, variant)
+                       for c_pk, name, variant in pairs}
+
+            def failed(sid: str, exc: Exception) -> None:
+                parsed = names.parse_schedule_id(sid) or {}
+                report.failed.append({"schedule_id": sid, "connection_id": parsed.get("connection_id", sid),
+                                      "sync": parsed.get("sync", "?"), "variant": parsed.get("variant", "base"),
+                                      "error": f"{type(exc).__name__}: {exc}"})
+
+            async def one(pair: tuple[int, str, str]) -> None:
+                c_pk, name, variant = pair
                 connection_id, s = conns[c_pk], syncs[name]
-                sync = SyncInput(env.id, env.name, integration.unique_key, connection_id, name, variant)
                 sid = names.sync_schedule_id(env.name, integration.unique_key, connection_id, name, variant)
-                desired.add(sid)
-                override = overrides.get((c_pk, name, variant))
-                interval = parse_schedule(override or deployed_frequency(s))
-                if sid in existing:
-                    # only a schedule whose spec differs can need re-timing; set_interval keeps UI edits
-                    if (not override and existing[sid] != int(interval.total_seconds())
-                            and await schedules.set_interval(client, sid, interval, source="default",
-                                                             only_if_following_default=True)):
-                        report.retimed.append(sid)
-                    continue
-                created = await schedules.ensure(
-                    client, sync, interval=interval, source="override" if override else "default",
-                    task_queue=names.queue(platform.task_queue_prefix, names.SYNC_QUEUE),
-                    paused=not s.config.get("auto_start", True))
-                if created:
-                    report.created.append(sid)
-                elif not override and await schedules.set_interval(
-                        client, sid, interval, source="default", only_if_following_default=True):
-                    report.retimed.append(sid)
-            for sid in existing:
-                if sid not in desired and await schedules.delete(client, sid):
-                    report.deleted.append(sid)
+                try:
+                    if kind := await _reconcile_one(platform, env, integration, s, connection_id, variant,
+                                                    overrides.get((c_pk, name, variant)), existing.get(sid, _MISSING),
+                                                    queue):
+                        getattr(report, kind).append(sid)
+                except Exception as exc:  # the other schedules still get their turn; raised together below
+                    failed(sid, exc)
+
+            async def drop(sid: str) -> None:
+                try:
+                    if await schedules.delete(client, sid):
+                        report.deleted.append(sid)
+                except Exception as exc:
+                    failed(sid, exc)
+
+            limit = platform.settings.reconcile_concurrency
+            await _bounded(limit, pairs, one)
+            await _bounded(limit, [sid for sid in existing if sid not in desired], drop)
         finally:
             await locks.unlock(lock_conn, "reconcile", integration.id)
-    if report.created or report.retimed or report.deleted:
+    if report.created or report.retimed or report.deleted or report.failed:
         log.info("schedules_reconciled", integration=integration.unique_key, created=len(report.created),
-                 retimed=len(report.retimed), deleted=len(report.deleted))
+                 retimed=len(report.retimed), deleted=len(report.deleted), failed=len(report.failed))
+    if report.failed:
+        raise _failure_error(integration, report)
     return report
+
+
+_MISSING: Any = object()  # no schedule with that id in the listing (None is a listed schedule without interval)
+
+
+async def _reconcile_one(platform: Platform, env: Environment, integration: Integration, script: DeployedScript,
+                         connection_id: str, variant: str, override: str | None, listed: int | None,
+                         queue: str) -> str | None:
+    """Bring one schedule in line; returns 'created', 'retimed' or None (nothing to do)."""
+    client = platform.temporal
+    sid = names.sync_schedule_id(env.name, integration.unique_key, connection_id, script.name, variant)
+    interval = parse_schedule(override or deployed_frequency(script))
+    if listed is not _MISSING:
+        # only a schedule whose spec differs can need re-timing; set_interval keeps UI edits
+        if (not override and listed != int(interval.total_seconds())
+                and await schedules.set_interval(client, sid, interval, source="default",
+                                                 only_if_following_default=True)):
+            return "retimed"
+        return None
+    sync = SyncInput(env.id, env.name, integration.unique_key, connection_id, script.name, variant)
+    if await schedules.ensure(client, sync, interval=interval, source="override" if override else "default",
+                              task_queue=queue, paused=not script.config.get("auto_start", True)):
+        return "created"
+    if not override and await schedules.set_interval(client, sid, interval, source="default",
+                                                     only_if_following_default=True):
+        return "retimed"  # the listing lagged behind a schedule that exists
+    return None

@@ -1,0 +1,114 @@
+"""A redeploy that changes a sync's interval for hundreds of connections, through the real stack.
+
+Every schedule ends with the new interval (read back from Temporal), paused ones stay paused, an interval
+edited in the Temporal UI is kept, and schedules Temporal refuses are named while all the others are applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestrator.authoring.compile import compile_project
+from orchestrator.client.api import ApiError
+from orchestrator.control.reconcile import ReconcileError, reconcile_integration
+from orchestrator.store import integrations as integrations_repo
+from orchestrator.temporal import names, schedules
+from orchestrator.temporal.schedules import ScheduleView
+from tests.conftest import EXAMPLES, Stack
+from tests.test_variants_intervals import ui_retime
+
+CONNECTIONS = 240
+
+
+def _folder(tmp_path: Path, runs: str) -> Path:
+    """The example integration, its sync not started by itself (no run floods the shared worker)."""
+    folder = tmp_path / f"ints-{runs.replace(' ', '')}"
+    shutil.copytree(EXAMPLES, folder)
+    text = (folder / "nango.yaml").read_text().replace(
+        "runs: every 5 minutes", f"runs: {runs}\n        auto_start: false")
+    (folder / "nango.yaml").write_text(text)
+    return folder
+
+
+async def _add_connections(stack: Stack, env: str, ids: list[str]) -> None:
+    """Connections as rows (no schedule work of their own): the reconciler is what we watch."""
+    async with stack.pool.acquire() as conn:
+        env_id, integ = await conn.fetchrow(
+            "SELECT e.id, i.id FROM environments e JOIN integrations i ON i.environment_id = e.id"
+            " WHERE e.name = $1 AND i.unique_key = 'github'", env)
+        await conn.executemany(
+            "INSERT INTO connections (environment_id, integration_id, connection_id, credentials)"
+            " VALUES ($1, $2, $3, '\\x00')", [(env_id, integ, c) for c in ids])
+
+
+async def _views(stack: Stack, sids: list[str]) -> dict[str, ScheduleView | None]:
+    gate = asyncio.Semaphore(16)
+
+    async def one(sid: str) -> ScheduleView | None:
+        async with gate:
+            return await schedules.describe(stack.client, sid)
+    return dict(zip(sids, await asyncio.gather(*(one(s) for s in sids)), strict=True))
+
+
+async def _reconcile(stack: Stack, env: str) -> None:
+    async with stack.platform() as platform:
+        async with platform.pool.acquire() as conn:
+            env_id = await conn.fetchval("SELECT id FROM environments WHERE name = $1", env)
+            integration = await integrations_repo.get(conn, env_id, "github")
+        assert integration is not None
+        await reconcile_integration(platform, integration)
+
+
+async def test_redeploy_retimes_hundreds_of_schedules(stack: Stack, tmp_path: Path) -> None:
+    env, key = await stack.new_environment()
+    ids = [f"c-{i:04d}" for i in range(CONNECTIONS)]
+    sids = [names.sync_schedule_id(env, "github", c, "issues") for c in ids]
+    async with stack.api(key) as api:
+        await api.deploy(await asyncio.to_thread(compile_project, _folder(tmp_path, "every 1h")))
+        await _add_connections(stack, env, ids)
+        await _reconcile(stack, env)  # as the maintenance loop (or the next connection's creation) does
+        before = await _views(stack, sids)
+        assert all(v is not None and v.interval_s == 3600 and v.paused for v in before.values())
+
+        # a tenth resumed by the user; one re-timed in the Temporal UI
+        resumed = set(sids[::10])
+        await asyncio.gather(*(schedules.unpause(stack.client, sid, "resumed") for sid in resumed))
+        ui_edited = sids[1]
+        await ui_retime(stack, ui_edited, timedelta(minutes=45))
+
+        await api.deploy(await asyncio.to_thread(compile_project, _folder(tmp_path, "every 2h")))
+        after = await _views(stack, sids)
+        wrong = {sid: v.interval_s if v else None for sid, v in after.items()
+                 if sid != ui_edited and (v is None or v.interval_s != 7200)}
+        assert not wrong, f"{len(wrong)} schedules not re-timed: {sorted(wrong.items())[:5]}"
+        assert after[ui_edited] is not None and after[ui_edited].interval_s == 45 * 60
+        flipped = [sid for sid, v in after.items() if v is None or v.paused != (sid not in resumed)]
+        assert not flipped, f"pause state changed by the redeploy: {flipped[:5]}"
+
+
+async def test_refused_schedules_are_named_and_the_rest_applied(stack: Stack, tmp_path: Path) -> None:
+    env, key = await stack.new_environment()
+    ids = [f"ok-{i:03d}" for i in range(60)]
+    sids = [names.sync_schedule_id(env, "github", c, "issues") for c in ids]
+    async with stack.api(key) as api:
+        await api.deploy(await asyncio.to_thread(compile_project, _folder(tmp_path, "every 1h")))
+        await _add_connections(stack, env, ids)
+        await _reconcile(stack, env)
+        # two connections whose schedule id is longer than Temporal accepts (its ID length limit): every call
+        # about them is refused, whatever the reconciler does
+        bad = ["x" * 1100 + "-a", "x" * 1100 + "-b"]
+        await _add_connections(stack, env, bad)
+        with pytest.raises(ApiError) as caught:
+            await api.deploy(await asyncio.to_thread(compile_project, _folder(tmp_path, "every 2h")))
+        err = caught.value
+        assert err.code == ReconcileError.code, err
+        assert "2 schedule(s)" in err.message and bad[0] in err.message and bad[1] in err.message, err.message
+        after = await _views(stack, sids)
+        assert all(v is not None and v.interval_s == 7200 and v.paused for v in after.values())
+        # the deploy itself was stored: its history has the new version
+        assert len(await api.deploy_history("github")) == 2
