@@ -1,7 +1,8 @@
 """Activities for actions, webhook scripts and event scripts: thin adapters to orchestrator.runs.
 
 Log context and error translation are `activities.boundary`'s job; run_script_job heartbeats
-(its workflows give it a heartbeat timeout) so a lost worker is noticed and a cancel reaches it.
+(its workflows give it a heartbeat timeout) so a lost worker is noticed and a cancel reaches it,
+except as an action's local activity, which has no heartbeat (its workflow task timeout does that).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ class ScriptActivities:
     @activity.defn(name="run_script_job")
     @boundary
     async def run_script_job(self, inp: ScriptJobInput) -> ScriptJobResult:
-        return await script_runs.run_job(self.deps, inp, heartbeat=activity.heartbeat, attempt=await attempt_info())
+        # an action runs as a local activity: nothing to heartbeat to (its workflow task keeps it alive)
+        heartbeat = None if activity.info().is_local else activity.heartbeat
+        return await script_runs.run_job(self.deps, inp, heartbeat=heartbeat, attempt=await attempt_info())
 
     @activity.defn(name="fail_script_job")
     @boundary

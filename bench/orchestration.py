@@ -1,12 +1,18 @@
-"""Orchestration benchmark: prints one JSON object.
+"""Orchestration benchmark: Temporal's floor beside what an action and a sync pay above it. One JSON object.
 
-- schedules: create N connection-sync schedules (paused) the way deploy/reconcile does;
-- trigger_to_start: schedule trigger -> the script's job opened, p50/p95;
-- action round trip through the API (POST /action/trigger, ActionWorkflow, runner) p50/p95, and the same
-  trivial action run directly in a runner without Temporal or HTTP (the raw baseline), with the ratio.
+Measured in one run, on this machine (embedded PostgreSQL, the Temporal dev server binary with the same
+dynamic config `nango dev` gives it, the API and one worker in this process sharing one Temporal client,
+as `nango dev` runs them):
 
-Everything runs on this machine: embedded PostgreSQL, the Temporal dev server binary, the API and one
-worker in this process. `python bench/orchestration.py [--schedules 10000] [--samples 30]`
+- bare: a workflow with one no-op activity, started and awaited by the client (the floor), calls spaced
+  100 ms apart and back to back;
+- action: a trivial action through the API (POST /action/trigger -> ActionWorkflow -> the sandboxed runner
+  -> the job row), spaced 100 ms and back to back;
+- trigger_to_start: a schedule trigger until the sync's job is opened (prepare_sync), p50/p95;
+- the ratios the issue states its goals in: action/bare spaced (<= 1.3), back-to-back/spaced (<= 1.5).
+
+`python -m bench.orchestration [--samples 40]`: about a minute; everything it starts is stopped and its
+folder under .nango/ removed.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,6 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from aiohttp import web  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
+from temporalio import activity, workflow  # noqa: E402
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker  # noqa: E402
 
 from orchestrator.api.app import create_app  # noqa: E402
 from orchestrator.authoring.compile import compile_project  # noqa: E402
@@ -42,46 +51,61 @@ from orchestrator.devstack.postgres import EmbeddedPostgres  # noqa: E402
 from orchestrator.devstack.processes import free_port  # noqa: E402
 from orchestrator.devstack.temporal import TemporalDevServer  # noqa: E402
 from orchestrator.logging import configure_logging  # noqa: E402
-from orchestrator.runner.host import Limits, Runner, RunSpec, run_script  # noqa: E402
+from orchestrator.providers.egress import entry_for  # noqa: E402
 from orchestrator.store import environments as environments_repo  # noqa: E402
 from orchestrator.store.migrate import migrate  # noqa: E402
 from orchestrator.store.pool import create_pool  # noqa: E402
 from orchestrator.temporal import names, schedules  # noqa: E402
 from orchestrator.temporal.client import connect  # noqa: E402
-from orchestrator.temporal.types import SyncInput  # noqa: E402
 from orchestrator.worker import run_worker  # noqa: E402
 
 TRIVIAL_ACTION = "async def run_action(nango, input):\n    return {'echo': input}\n"
+BARE_QUEUE = "bench-bare"
+SPACING_S = 0.1
 
 
-def pct(values: list[float], q: float) -> float:
+@activity.defn(name="bench_noop")
+async def noop(value: int) -> int:
+    return value
+
+
+@workflow.defn(name="BenchBareWorkflow")
+class BareWorkflow:
+    @workflow.run
+    async def run(self, value: int) -> int:
+        return await workflow.execute_activity("bench_noop", value, result_type=int,
+                                               start_to_close_timeout=timedelta(seconds=30))
+
+
+def ms(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
 
 
-async def bench_schedules(client, count: int) -> dict:  # type: ignore[no-untyped-def]
-    env = "bench" + uuid.uuid4().hex[:6]
-    sem = asyncio.Semaphore(32)
+async def series(call: Callable[[int], Awaitable[None]], samples: int, spacing: float) -> list[float]:
+    """Latency of `samples` calls, one at a time, `spacing` seconds apart (0: back to back); two warm-up calls."""
+    for i in range(2):
+        await call(-1 - i)
+    out: list[float] = []
+    for i in range(samples):
+        t = time.perf_counter()
+        await call(i)
+        out.append(time.perf_counter() - t)
+        if spacing:
+            await asyncio.sleep(spacing)
+    return out
 
-    async def one(i: int) -> None:
-        async with sem:
-            await schedules.ensure(client, SyncInput(1, env, "github", f"conn-{i}", "issues"),
-                                   interval=timedelta(hours=1), task_queue="bench-none", paused=True)
 
-    started = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(count)))
-    elapsed = time.perf_counter() - started
-    return {"schedules_created": count, "schedules_seconds": round(elapsed, 2),
-            "schedules_per_s": round(count / elapsed, 1), "ms_per_schedule": round(elapsed / count * 1000, 2)}
+def figures(prefix: str, values: list[float]) -> dict[str, float]:
+    return {f"{prefix}_p50_ms": ms(values, 0.5), f"{prefix}_p95_ms": ms(values, 0.95)}
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--schedules", type=int, default=10_000)
-    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--samples", type=int, default=40)
     args = parser.parse_args()
     configure_logging("WARNING", "console")  # logs to stderr; stdout carries only the JSON
-    home = ROOT / ".nango" / f"bench-orch-{uuid.uuid4().hex[:6]}"
+    home = ROOT / ".nango" / f"bench-orch-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     home.mkdir(parents=True)
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(shutil.rmtree, home, True)
@@ -91,10 +115,12 @@ async def main() -> None:
         temporal = TemporalDevServer(port=free_port(), ui_port=None, db_file=None, log_file=home / "temporal.log")
         await temporal.start()
         stack.push_async_callback(temporal.stop)
+        provider_port = free_port()
         settings = Settings(database_url=SecretStr(dsn), temporal_address=temporal.address,
                             bundle_dir=home / "bundles", bundle_cache_dir=home / "cache",
                             encryption_key=SecretStr(base64.b64encode(os.urandom(32)).decode()),
-                            api_port=free_port(), worker_health_port=0, reconcile_interval_s=0)
+                            api_port=free_port(), worker_health_port=0, reconcile_interval_s=0,
+                            egress_allow=entry_for(f"http://127.0.0.1:{provider_port}"))
         pool = await create_pool(settings)
         stack.push_async_callback(pool.close)
         async with pool.acquire() as conn:
@@ -102,17 +128,13 @@ async def main() -> None:
             key = new_secret_key()
             await environments_repo.create(conn, "bench", key)
         client = await connect(settings)
-        out: dict = {}
-        out.update(await bench_schedules(client, args.schedules))
 
-        demo = DemoState()
-        provider_port = free_port()
-        demo_runner = await serve_demo("127.0.0.1", provider_port, demo)
+        demo_runner = await serve_demo("127.0.0.1", provider_port, DemoState())
         stack.push_async_callback(demo_runner.cleanup)
-        runner = web.AppRunner(create_app(settings, temporal=client), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", settings.api_port).start()
-        stack.push_async_callback(runner.cleanup)
+        api_runner = web.AppRunner(create_app(settings, temporal=client), access_log=None)
+        await api_runner.setup()
+        await web.TCPSite(api_runner, "127.0.0.1", settings.api_port).start()
+        stack.push_async_callback(api_runner.cleanup)
         stop = asyncio.Event()
         worker = asyncio.create_task(run_worker(settings, stop, client=client))
 
@@ -121,6 +143,15 @@ async def main() -> None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(worker, 30)
         stack.push_async_callback(stop_worker)
+        bare = Worker(client, task_queue=BARE_QUEUE, workflows=[BareWorkflow], activities=[noop],
+                      workflow_runner=UnsandboxedWorkflowRunner())
+        bare_task = asyncio.create_task(bare.run())
+
+        async def stop_bare() -> None:
+            await bare.shutdown()
+            with contextlib.suppress(Exception):
+                await bare_task
+        stack.push_async_callback(stop_bare)
 
         folder = home / "ints"
         shutil.copytree(ROOT / "examples" / "nango-integrations", folder)
@@ -129,16 +160,40 @@ async def main() -> None:
         text = text.replace("        input: CreateIssue\n        output: GithubIssue\n", "")
         (folder / "nango.yaml").write_text(text.replace("        sync_type: incremental\n",
                                                         "        sync_type: incremental\n        auto_start: false\n"))
-        api_url = f"http://127.0.0.1:{settings.api_port}"
-        async with NangoClient(api_url, key) as api:
+        out: dict[str, object] = {}
+        async with NangoClient(f"http://127.0.0.1:{settings.api_port}", key) as api:
             await api.deploy(compile_project(folder))
             await api.create_connection("github", "conn-1", {"type": "OAUTH2", "access_token": "demo-token"},
                                         connection_config={"base_url": f"http://127.0.0.1:{provider_port}"},
                                         metadata={"repo": "demo/hello-world"})
-            # trigger -> script start
+
+            async def bare_call(i: int) -> None:
+                got = await client.execute_workflow(BareWorkflow.run, i, id=f"bench-bare-{uuid.uuid4()}",
+                                                    task_queue=BARE_QUEUE)
+                assert got == i, got
+
+            headers = {"Connection-Id": "conn-1", "Provider-Config-Key": "github"}
+
+            def action_call(series_name: str) -> Callable[[int], Awaitable[None]]:
+                async def call(i: int) -> None:
+                    value = {"series": series_name, "i": i}
+                    res = await api.request("POST", "/action/trigger",
+                                            json={"action_name": "create-issue", "input": value}, headers=headers)
+                    assert res == {"echo": value}, res
+                return call
+
+            # interleaved, so a slow phase of a shared machine does not land on one series only
+            bare_spaced, action_spaced, bare_b2b, action_b2b = [], [], [], []
+            rounds = 4
+            for _ in range(rounds):
+                bare_spaced += await series(bare_call, args.samples // rounds, SPACING_S)
+                action_spaced += await series(action_call("spaced"), args.samples // rounds, SPACING_S)
+                bare_b2b += await series(bare_call, args.samples // rounds, 0)
+                action_b2b += await series(action_call("back_to_back"), args.samples // rounds, 0)
+
             sid = names.sync_schedule_id("bench", "github", "conn-1", "issues")
-            latencies: list[float] = []
-            for _ in range(args.samples):
+            starts: list[float] = []
+            for _ in range(max(10, args.samples // 2)):
                 async with pool.acquire() as conn:
                     before = await conn.fetchval("SELECT coalesce(max(id), 0) FROM jobs")
                     t0 = await conn.fetchval("SELECT clock_timestamp()")
@@ -150,47 +205,28 @@ async def main() -> None:
                     if row and row["status"] != "running":
                         break
                     await asyncio.sleep(0.02)
-                latencies.append((row["started_at"] - t0).total_seconds())
-            out["trigger_to_start_p50_ms"] = pct(latencies, 0.5)
-            out["trigger_to_start_p95_ms"] = pct(latencies, 0.95)
-            # action round trip through the API
-            headers = {"Connection-Id": "conn-1", "Provider-Config-Key": "github"}
-            trips: list[float] = []
-            for i in range(args.samples):
-                t = time.perf_counter()
-                res = await api.request("POST", "/action/trigger", json={"action_name": "create-issue", "input": i},
-                                        headers=headers)
-                trips.append(time.perf_counter() - t)
-                assert res == {"echo": i}, res
-        # the same action run directly in a runner: no HTTP, no Temporal, no database
-        bundle = folder
+                starts.append((row["started_at"] - t0).total_seconds())
+                await asyncio.sleep(SPACING_S)
 
-        class Host:
-            async def call(self, method: str, params: dict) -> None:
-                return None
-
-            def log(self, *a: object) -> None:
-                pass
-
-        # warm children, as the worker keeps them: the baseline is the runner itself, not a cold start
-        runner_pool = await Runner.create(warm=2)
-        runner_pool.prewarm(Limits())
-        stack.push_async_callback(runner_pool.close)
-        await asyncio.sleep(1)
-        direct: list[float] = []
-        for i in range(args.samples):
-            t = time.perf_counter()
-            outcome = await run_script(RunSpec(kind="action", bundle_dir=bundle,
-                                               module_path="github/actions/create_issue.py", timeout_s=60,
-                                               context={"connection_id": "c", "provider_config_key": "github",
-                                                        "input": i}), Host(), runner=runner_pool)
-            direct.append(time.perf_counter() - t)
-            assert outcome.ok and outcome.output == {"echo": i}, outcome
+            # where an action's time goes: the job row's life (opened by the API, closed by run_script_job)
+            async with pool.acquire() as conn:
+                rows = await conn.fetch("SELECT input->>'series' AS series, extract(epoch FROM ended_at - started_at)"
+                                        " AS open_s FROM jobs WHERE kind = 'action' AND (input->>'i')::int >= 0")
+        med = statistics.median
+        for name in ("spaced", "back_to_back"):
+            out[f"action_{name}_job_open_p50_ms"] = ms([float(r["open_s"]) for r in rows if r["series"] == name], 0.5)
+        out.update(figures("bare_spaced", bare_spaced))
+        out.update(figures("bare_back_to_back", bare_b2b))
+        out.update(figures("action_spaced", action_spaced))
+        out.update(figures("action_back_to_back", action_b2b))
+        out.update(figures("trigger_to_start", starts))
         out.update({
-            "action_api_p50_ms": pct(trips, 0.5), "action_api_p95_ms": pct(trips, 0.95),
-            "action_direct_runner_p50_ms": pct(direct, 0.5), "action_direct_runner_p95_ms": pct(direct, 0.95),
-            "action_overhead_ratio_p50": round(statistics.median(trips) / statistics.median(direct), 2),
-            "samples": args.samples,
+            "action_vs_bare_spaced": round(med(action_spaced) / med(bare_spaced), 2),
+            "action_back_to_back_vs_spaced": round(med(action_b2b) / med(action_spaced), 2),
+            "bare_back_to_back_vs_spaced": round(med(bare_b2b) / med(bare_spaced), 2),
+            "trigger_to_start_vs_bare_spaced": round(med(starts) / med(bare_spaced), 2),
+            "targets": {"action_vs_bare_spaced": 1.3, "action_back_to_back_vs_spaced": 1.5},
+            "samples": len(bare_spaced), "trigger_samples": len(starts),
         })
         print(json.dumps(out))
 

@@ -135,6 +135,7 @@ def build_workers(deps: RunDeps) -> list[Worker]:
             client, task_queue=names.queue(prefix, names.SYNC_QUEUE), workflows=[SyncWorkflow],
             activities=SyncActivities(deps).all(),
             max_concurrent_activities=deps.settings.worker_max_concurrent_syncs,
+            max_concurrent_local_activities=deps.settings.worker_max_concurrent_syncs,
             graceful_shutdown_timeout=grace))
     scripts = ScriptActivities(deps).all()
     per_kind = {
@@ -146,7 +147,9 @@ def build_workers(deps: RunDeps) -> list[Worker]:
         if kind in kinds:
             workers.append(Worker(
                 client, task_queue=names.queue(prefix, queue), workflows=[workflow], activities=scripts,
-                max_concurrent_activities=limit, graceful_shutdown_timeout=grace))
+                # an action's run is a local activity (workflows/scripts.py): the kind's limit holds for both
+                max_concurrent_activities=limit, max_concurrent_local_activities=limit,
+                graceful_shutdown_timeout=grace))
     return workers
 
 

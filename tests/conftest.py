@@ -32,7 +32,7 @@ from orchestrator.demo_provider import DemoState
 from orchestrator.demo_provider import serve as serve_demo
 from orchestrator.devstack.postgres import EmbeddedPostgres
 from orchestrator.devstack.processes import free_port, wait_for_port
-from orchestrator.devstack.temporal import temporal_cli
+from orchestrator.devstack.temporal import dynamic_config_args, temporal_cli
 from orchestrator.logging import configure_logging
 from orchestrator.platform import Platform, open_platform
 from orchestrator.providers.egress import entry_for
@@ -107,8 +107,7 @@ async def db_ready(database_url: str) -> str:
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(), search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_extra_args=["--dynamic-config-value", "frontend.namespaceRPS=10000",
-                               "--dynamic-config-value", "worker.schedulerNamespaceStartWorkflowRPS=1000"])
+        dev_server_extra_args=dynamic_config_args())
     try:
         yield env
     finally:

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from orchestrator.temporal.policies import BUSY_FIRST_WAIT, BUSY_MAX_WAIT, ENVIRONMENT_BUSY, attempts
@@ -30,26 +31,43 @@ MARGIN = timedelta(minutes=1)  # past the script's own wall limit, for fetching 
 BOOKKEEPING_TIMEOUT = timedelta(minutes=1)
 WEBHOOK_SCRIPT_ATTEMPTS = 3
 EVENT_SCRIPT_ATTEMPTS = 3
+ACTION_RUNS_LOCALLY = "action-runs-as-local-activity"  # workflow.patched id (issue 18)
 
 
-def _environment_busy(exc: ActivityError) -> bool:
-    return isinstance(exc.cause, ApplicationError) and exc.cause.type == ENVIRONMENT_BUSY
+# How a run's failure reaches the workflow: wrapped in an ActivityError from a regular activity, as the
+# error itself (an ApplicationError, or a TimeoutError) from a local activity.
+RunFailure = (ActivityError, ApplicationError, TemporalTimeoutError)
 
 
-async def _run(job: ScriptJobInput, timeout_s: int, heartbeat_timeout_s: int, tries: int) -> ScriptJobResult:
+def _environment_busy(exc: Exception) -> bool:
+    cause = exc.cause if isinstance(exc, ActivityError) else exc
+    return isinstance(cause, ApplicationError) and cause.type == ENVIRONMENT_BUSY
+
+
+async def _run(job: ScriptJobInput, timeout_s: int, heartbeat_timeout_s: int, tries: int, *,
+               local: bool = False) -> ScriptJobResult:
     """Run one job; when its attempts run out on infrastructure faults, close its row as failed and re-raise.
 
     While its environment's share of the worker's slots is full, wait on a timer (backing off) and run it
     again: the waiting holds no worker slot and spends none of the job's attempts.
+
+    `local`: run it as a local activity in the worker that runs this workflow task (no task queue
+    dispatch, no second workflow task: the action's latency floor). The same timeout and retry policy
+    apply; a lost worker is noticed by the workflow task timeout instead of the heartbeat timeout, and
+    the workflow task's replay on another worker runs the job again (run_job answers from a closed job).
     """
     wait = BUSY_FIRST_WAIT
     while True:
         try:
+            if local:
+                return await workflow.execute_local_activity(
+                    "run_script_job", job, result_type=ScriptJobResult,
+                    start_to_close_timeout=timedelta(seconds=timeout_s) + MARGIN, retry_policy=attempts(tries))
             return await workflow.execute_activity(
                 "run_script_job", job, result_type=ScriptJobResult,
                 start_to_close_timeout=timedelta(seconds=timeout_s) + MARGIN,
                 heartbeat_timeout=timedelta(seconds=heartbeat_timeout_s), retry_policy=attempts(tries))
-        except ActivityError as exc:
+        except RunFailure as exc:
             if _environment_busy(exc):
                 await workflow.sleep(wait)
                 wait = min(wait * 2, BUSY_MAX_WAIT)
@@ -64,7 +82,9 @@ class ActionWorkflow:
     @workflow.run
     async def run(self, inp: ActionWorkflowInput) -> ScriptJobResult:
         job = inp.job
-        result = await _run(job, inp.timeout_s, inp.heartbeat_timeout_s, 1 + inp.max_retries)
+        # histories started before actions ran locally replay the regular activity they recorded
+        local = workflow.patched(ACTION_RUNS_LOCALLY)
+        result = await _run(job, inp.timeout_s, inp.heartbeat_timeout_s, 1 + inp.max_retries, local=local)
         if not result.ok:
             raise ApplicationError(f"action '{job.script_name}' failed: {result.error_message}",
                                    result.error_payload, type=result.error_type or "ActionError", non_retryable=True)

@@ -26,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 SCRIPT_MARGIN = timedelta(minutes=5)
+PREPARE_TIMEOUT = timedelta(minutes=2)
+PREPARE_RUNS_LOCALLY = "prepare-sync-as-local-activity"  # workflow.patched id (issue 18)
 
 
 @workflow.defn(name="SyncWorkflow")
@@ -49,11 +51,20 @@ class SyncWorkflow:
         if self._run is not None and not self._run.done():
             self._run.cancel()
 
+    async def _prepare(self, sync: SyncInput) -> PreparedSync:
+        """prepare_sync as a local activity: the job opens in the first workflow task, no dispatch before the
+        script's (a run started before this change replays the regular activity its history holds)."""
+        if workflow.patched(PREPARE_RUNS_LOCALLY):
+            return await workflow.execute_local_activity(
+                "prepare_sync", sync, result_type=PreparedSync, start_to_close_timeout=PREPARE_TIMEOUT,
+                retry_policy=INFRA_RETRY)
+        return await workflow.execute_activity(
+            "prepare_sync", sync, result_type=PreparedSync, start_to_close_timeout=PREPARE_TIMEOUT,
+            retry_policy=INFRA_RETRY)
+
     @workflow.run
     async def run(self, sync: SyncInput) -> SyncSummary:
-        prepared: PreparedSync = await workflow.execute_activity(
-            "prepare_sync", sync, result_type=PreparedSync, start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=INFRA_RETRY)
+        prepared = await self._prepare(sync)
         if prepared.skip_reason:
             workflow.logger.info("sync skipped: %s", prepared.skip_reason)
             return SyncSummary(None, "skipped", error=prepared.skip_reason)

@@ -97,9 +97,11 @@ async def run_action(request: web.Request, integration: str, connection_id: str,
         return web.Response(body=orjson.dumps({"id": public_id, "statusUrl": status_url}), status=202,
                             content_type="application/json", headers={"Location": status_url})
     try:
-        await handle.result()
+        result = await handle.result()
     except WorkflowFailureError:
-        pass  # the job row holds what happened
+        return answer(await _job_row(request, public_id))  # the job row holds what happened
+    if result.ok:  # the workflow succeeds only once the job is closed with this very output
+        return web.Response(body=orjson.dumps(result.output), content_type="application/json")
     return answer(await _job_row(request, public_id))
 
 

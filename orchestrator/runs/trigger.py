@@ -43,9 +43,12 @@ def trigger_for(deps: RunDeps, environment_id: int, environment: str):  # type: 
                              input=input)
         handle = await start_action(deps, job, public_id=public_id, max_retries=0)
         try:
-            await handle.result()
+            result = await handle.result()
         except WorkflowFailureError:
             pass  # the job row says why
+        else:
+            if result.ok:  # the workflow succeeds only once the job is closed with this very output
+                return result.output
         async with deps.pool.acquire() as conn:
             done = await jobs_repo.get(conn, job_id, with_counts=False)
         assert done is not None

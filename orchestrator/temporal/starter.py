@@ -1,4 +1,9 @@
-"""Starting action, webhook and event workflows by name (the API never imports workflows/)."""
+"""Starting action, webhook and event workflows by name (the API never imports workflows/).
+
+Every start asks for eager start: where a worker for the task queue runs in this process on the same
+client (`nango dev`, the tests, the benches), the server hands the first workflow task straight back to
+it, with no task queue dispatch; elsewhere (a separate API process) the request is a no-op.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +49,7 @@ async def start_action(handles: Handles, job: ScriptJobInput, *, public_id: str,
         task_queue=names.queue(settings.task_queue_prefix, names.ACTION_QUEUE), result_type=ScriptJobResult,
         search_attributes=names.search_attributes(job.environment, job.integration, job.connection_id,
                                                   job.script_name, "action"),
-        execution_timeout=timedelta(seconds=timeout_s * (1 + max_retries) + 300))
+        execution_timeout=timedelta(seconds=timeout_s * (1 + max_retries) + 300), request_eager_start=True)
 
 
 async def start_webhook(handles: Handles, inp: WebhookInput, *,
@@ -56,7 +61,8 @@ async def start_webhook(handles: Handles, inp: WebhookInput, *,
         WebhookWorkflowInput(inp, settings.runner_webhook_timeout_s, settings.runner_heartbeat_timeout_s),
         id=f"webhook:{names.escape(inp.environment)}:{public_id}",
         task_queue=names.queue(settings.task_queue_prefix, names.WEBHOOK_QUEUE), result_type=WebhookWorkflowResult,
-        search_attributes=names.search_attributes(inp.environment, inp.integration, "", "", "webhook"))
+        search_attributes=names.search_attributes(inp.environment, inp.integration, "", "", "webhook"),
+        request_eager_start=True)
 
 
 async def run_event(handles: Handles, inp: EventInput, *, wait: bool = True) -> list[ScriptJobResult] | None:
@@ -68,7 +74,7 @@ async def run_event(handles: Handles, inp: EventInput, *, wait: bool = True) -> 
         id=f"event:{names.escape(inp.environment)}:{uuid.uuid4()}",
         task_queue=names.queue(settings.task_queue_prefix, names.EVENT_QUEUE), result_type=EventWorkflowResult,
         search_attributes=names.search_attributes(inp.environment, inp.integration, inp.connection_id,
-                                                  inp.event, "event"))
+                                                  inp.event, "event"), request_eager_start=True)
     if not wait:
         return None
     return (await handle.result()).results
