@@ -6,6 +6,7 @@ infrastructure faults are retried, as many times as the caller allowed.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from temporalio import workflow
@@ -84,7 +85,10 @@ class ActionWorkflow:
         job = inp.job
         # histories started before actions ran locally replay the regular activity they recorded
         local = workflow.patched(ACTION_RUNS_LOCALLY)
-        result = await _run(job, inp.timeout_s, inp.heartbeat_timeout_s, 1 + inp.max_retries, local=local)
+        tries = 1 + inp.max_retries
+        if local:  # a local activity's attempts restart at 1 on another worker: run_job keeps the count on the job
+            job = dataclasses.replace(job, max_attempts=tries)
+        result = await _run(job, inp.timeout_s, inp.heartbeat_timeout_s, tries, local=local)
         if not result.ok:
             raise ApplicationError(f"action '{job.script_name}' failed: {result.error_message}",
                                    result.error_payload, type=result.error_type or "ActionError", non_retryable=True)

@@ -59,7 +59,12 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
         if job.status != "running":  # a retried activity after the job already closed
             return ScriptJobResult(ok=job.status == "success", output=job.output, error_type=job.error_type,
                                    error_message=job.error, error_payload=job.error_payload)
-        await attempts.record(conn, job.id, attempt or Attempt(), resumes="from the start")
+        attempt = counted(attempt or Attempt(), job.attempts)
+        await attempts.record(conn, job.id, attempt, resumes="from the start")
+    if inp.max_attempts and attempt.number > inp.max_attempts:
+        return await _close(deps, inp.job_id, ScriptJobResult(False, error_type="platform_error", error_message=(
+            f"the worker running this {inp.kind} was lost and its {inp.max_attempts} attempt(s) are spent")))
+    async with deps.pool.acquire() as conn:
         env = await environments_repo.by_id(conn, inp.environment_id)
         env_vars = await environment_variables_repo.list_all(conn, deps.sealer, inp.environment_id)
         integration = await integrations_repo.get(conn, inp.environment_id, inp.integration)
@@ -114,6 +119,16 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
             async with deps.pool.acquire() as conn:
                 await jobs_repo.set_error_details(conn, inp.job_id, err["traceback"])
     return await _close(deps, inp.job_id, result)
+
+
+def counted(attempt: Attempt, started: int) -> Attempt:
+    """This attempt's number as the job counts them. An action runs as a local activity, whose attempts
+    restart at 1 when its workflow task is replayed on another worker after the first was lost: a job
+    that already started `started` >= this number of attempts, and is still running, lost one."""
+    if started < attempt.number:
+        return attempt
+    return Attempt(number=started + 1, failure_type="WorkerLost", failure_message=(
+        "the worker running it was lost (its workflow task timed out) and another worker took the run over"))
 
 
 async def _close(deps: RunDeps, job_id: int, result: ScriptJobResult) -> ScriptJobResult:

@@ -106,6 +106,7 @@ class ScriptJobInput:
     input: Any = None
     event: str | None = None
     webhook_payload_id: int | None = None
+    max_attempts: int = 0  # the run's attempt budget (0: the activity's retry policy alone keeps count)
 
 
 @dataclass
