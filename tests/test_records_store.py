@@ -440,17 +440,16 @@ async def test_reads_and_lookups_use_the_scope_indexes(pool: asyncpg.Pool, new_s
             for start in range(0, 3000, 1000):
                 await records.batch_save(conn, s, [{"id": str(i), "pad": "x" * 200} for i in range(start,
                                                                                                start + 1000)])
+        scope_id = await conn.fetchval("SELECT id FROM record_scopes WHERE connection_pk = $1", scope.connection_pk)
         async with conn.transaction():
             await conn.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
             plan = "\n".join(r[0] for r in await conn.fetch(
-                "EXPLAIN " + records._READ, scope.connection_pk, scope.model, scope.variant, 0, None, None, 100))
+                "EXPLAIN " + records._PAGE_COPY.format(scope=scope_id, after=0, extra="", limit=100)))
         assert "Index Scan using records_scope_cursor_idx" in plan and "Sort" not in plan, plan
-        scope_id = await conn.fetchval("SELECT id FROM record_scopes WHERE connection_pk = $1", scope.connection_pk)
         plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + records._LOOKUP, scope_id, ["1", "2"]))
         assert "records_pkey" in plan and "Seq Scan on records" not in plan, plan
         plan = "\n".join(r[0] for r in await conn.fetch(
-            "EXPLAIN " + records._READ_IDS, scope.connection_pk, scope.model, scope.variant, 0, None, None, 100,
-            ["1", "2"]))
+            "EXPLAIN " + records._PAGE_IDS, scope_id, ["1", "2"], 0, None, None, 100))
         assert "records_pkey" in plan and "records_scope_cursor_idx" not in plan, plan
 
 

@@ -1,9 +1,13 @@
-"""GET /records: the records cache, paged by an opaque cursor (Nango's wire format)."""
+"""GET /records: the records cache, paged by an opaque cursor (Nango's wire format).
+
+A page is streamed as PostgreSQL sends it (chunks of stored response bytes): never held whole in memory.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+import orjson
 from aiohttp import web
 
 from orchestrator.api.common import connection_headers, environment, load_connection
@@ -73,7 +77,7 @@ def _variant(raw: str | None) -> str:
 
 @routes.get("/records")
 @routes.get("/records/")
-async def list_records(request: web.Request) -> web.Response:
+async def list_records(request: web.Request) -> web.StreamResponse:
     q = request.query
     model = q.get("model", "").strip()
     if not model:
@@ -95,7 +99,18 @@ async def list_records(request: web.Request) -> web.Response:
     integration, connection_id = connection_headers(request)
     connection = await load_connection(request, integration, connection_id)
     scope = records_repo.Scope(environment(request).id, connection.id, model, variant)
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+
+    async def write(chunk: bytes) -> None:
+        if not response.prepared:  # headers go out with the first records: an error before them is a JSON error
+            await response.prepare(request)
+            await response.write(b'{"records":[')
+        await response.write(chunk)
     async with request.app[PLATFORM].pool.acquire() as conn:
-        page = await records_repo.read_page(conn, scope, cursor=cursor, limit=limit, modified_after=modified_after,
-                                            actions=actions, ids=ids)
-    return web.Response(body=page.to_json(), content_type="application/json")
+        _, next_cursor = await records_repo.stream_page(conn, scope, write, cursor=cursor, limit=limit,
+                                                        modified_after=modified_after, actions=actions, ids=ids)
+    if not response.prepared:
+        await write(b"")
+    await response.write(b'],"next_cursor":' + orjson.dumps(next_cursor) + b"}")
+    await response.write_eof()
+    return response

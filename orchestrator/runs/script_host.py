@@ -242,14 +242,17 @@ class ScriptHost:
     def _model_lock(self, model: str) -> asyncio.Lock:
         return self._write_locks.setdefault(model, asyncio.Lock())
 
-    def _check_quota(self, method: str, model: str, records: Any, *, sizes: bool = True) -> None:
-        """Refuse a call over the run's quotas (records per call, bytes per record) before anything is written."""
+    def _check_quota(self, method: str, model: str, records: Any, *,
+                     sizes: bool = True) -> list[bytes | None] | None:
+        """Refuse a call over the run's quotas (records per call, bytes per record) before anything is written.
+
+        Returns the records as encoded to measure them, which the store reuses (each record is encoded once)."""
         if not isinstance(records, list | tuple):
-            return  # not a batch at all: the sink refuses it with the contract's message
+            return None  # not a batch at all: the sink refuses it with the contract's message
         try:
             with records_repo.record_errors():
-                contract.check_quota(records, model, method, max_records=self.quotas.records_per_batch,
-                                     max_bytes=self.quotas.record_bytes if sizes else None)
+                return contract.quota_bodies(records, model, method, max_records=self.quotas.records_per_batch,
+                                             max_bytes=self.quotas.record_bytes if sizes else None)
         except OrchestratorError as exc:
             self.warn(f"refused: {exc.message}")
             raise
@@ -275,8 +278,8 @@ class ScriptHost:
         track = self.track_deletes or model in self.tracked_models
 
         async def write() -> records_repo.WriteResult:
-            self._check_quota("batch_save", model, records)  # a refused chunk aborts the rest of its call
-            return await self.sink.save(model, records, track_seen=track)
+            encoded = self._check_quota("batch_save", model, records)  # a refused chunk aborts the rest of its call
+            return await self.sink.save(model, records, track_seen=track, encoded=encoded)
         result = await self._ordered(model, batch, write)
         if result.duplicate_ids:
             self.log("warn", contract.duplicate_ids_warning(model, result.duplicate_ids), None)

@@ -27,8 +27,10 @@ LogEntry = tuple[str, str, dict[str, Any] | None]  # (level, message, fields)
 class RecordSink(Protocol):
     """What a ScriptHost needs to keep a run's records, logs and checkpoint."""
 
-    async def save(self, model: str, records: Sequence[Any], *, track_seen: bool = False) -> WriteResult:
-        """Upsert; duplicate ids keep the last record and come back in `duplicate_ids`."""
+    async def save(self, model: str, records: Sequence[Any], *, track_seen: bool = False,
+                   encoded: Sequence[bytes | None] | None = None) -> WriteResult:
+        """Upsert; duplicate ids keep the last record and come back in `duplicate_ids`. `encoded`: each record's
+        stored JSON by position, when the caller already has it (`contract.quota_bodies`)."""
 
     async def update(self, model: str, records: Sequence[Any]) -> WriteResult:
         """Deep-merge patches into stored records; ids not stored come back in `missing_ids`."""
@@ -68,10 +70,11 @@ class DatabaseSink:
     def scope(self, model: str) -> records_repo.Scope:
         return records_repo.Scope(self.environment_id, self.connection_pk, model, self.variant)
 
-    async def save(self, model: str, records: Sequence[Any], *, track_seen: bool = False) -> WriteResult:
+    async def save(self, model: str, records: Sequence[Any], *, track_seen: bool = False,
+                   encoded: Sequence[bytes | None] | None = None) -> WriteResult:
         async with self.pool.acquire() as conn:
             return await records_repo.batch_save(conn, self.scope(model), records, job_id=self.job_id,
-                                                 track_seen=track_seen, attempt=self.attempt)
+                                                 track_seen=track_seen, attempt=self.attempt, encoded=encoded)
 
     async def update(self, model: str, records: Sequence[Any]) -> WriteResult:
         async with self.pool.acquire() as conn:
@@ -141,7 +144,8 @@ class MemorySink:
         """How many records the script has sent so far, all calls together."""
         return sum(len(rows) for kinds in self.records.values() for rows in kinds.values())
 
-    async def save(self, model: str, records: Sequence[Any], *, track_seen: bool = False) -> WriteResult:
+    async def save(self, model: str, records: Sequence[Any], *, track_seen: bool = False,
+                   encoded: Sequence[bytes | None] | None = None) -> WriteResult:
         with records_repo.record_errors():
             items, dupes = contract.dedupe(records, model)
             bodies = {rid: contract.encode_record(record, rid, index, model) for rid, record, index in items}

@@ -163,11 +163,16 @@ def encode_record(record: dict[str, Any], rid: str, index: int, model: str) -> b
     except TypeError as exc:
         raise InvalidRecord(f"record #{index} (id '{rid}') of model '{model}' is not JSON: {exc}", model=model,
                             index=index, record_id=rid) from None
+    check_body(body, rid, index, model)
+    return body
+
+
+def check_body(body: bytes, rid: str, index: int, model: str) -> None:
+    """Refuse an encoded record holding NUL in text (PostgreSQL cannot store it)."""
     if b"\\u0000" in body and _NUL_ESCAPE.search(body):
         raise InvalidRecord(f"record #{index} (id '{rid}') of model '{model}' contains a NUL character "
                             "(\\u0000), which PostgreSQL cannot store in JSON", model=model, index=index,
                             record_id=rid)
-    return body
 
 
 MAX_RECORDS_PER_BATCH = 10_000  # RUNNER_MAX_RECORDS_PER_BATCH's default: above the SDK's 5,000 per call
@@ -182,23 +187,37 @@ def check_quota(records: Any, model: str, method: str, *, max_records: int = MAX
     careless script cannot make the worker and PostgreSQL hold one giant batch or record. A
     record that is not JSON is left to `encode_record`, which names the problem.
     """
+    quota_bodies(records, model, method, max_records=max_records, max_bytes=max_bytes)
+
+
+def quota_bodies(records: Any, model: str, method: str, *, max_records: int = MAX_RECORDS_PER_BATCH,
+                 max_bytes: int | None = MAX_RECORD_BYTES) -> list[bytes | None] | None:
+    """`check_quota`, returning what it encoded: each record's stored JSON (sorted keys) by position, None for
+    one that is not JSON (left to `encode_record`). The store takes these bytes instead of encoding again.
+    None when sizes are not checked."""
     check_batch(records, model)
     if len(records) > max_records:
         raise InvalidRecord(f"{method}({model}): {len(records)} records in one call; the limit is {max_records} "
                             "records per call (RUNNER_MAX_RECORDS_PER_BATCH)", model=model)
     if max_bytes is None or _orjson is None:
-        return
+        return None
+    bodies: list[bytes | None] = []
+    option = _orjson.OPT_SORT_KEYS | _orjson.OPT_NON_STR_KEYS
     for index, record in enumerate(records):
         try:
-            size = len(_orjson.dumps(record, option=_orjson.OPT_NON_STR_KEYS))
+            body = _orjson.dumps(record, option=option)
         except TypeError:
+            bodies.append(None)
             continue
+        bodies.append(body)
+        size = len(body)
         if size > max_bytes:
             rid = record.get("id") if isinstance(record, dict) else None
             named = f" (id '{str(rid)[:64]}')" if rid is not None else ""
             raise InvalidRecord(f"record #{index}{named} of model '{model}' is {size} bytes as JSON; the limit is "
                                 f"{max_bytes} bytes per record (RUNNER_MAX_RECORD_BYTES)", model=model, index=index,
                                 record_id=str(rid)[:64] if rid is not None else None)
+    return bodies
 
 
 def dedupe(records: Sequence[Any], model: str) -> tuple[list[Item], list[str]]:

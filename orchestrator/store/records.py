@@ -9,14 +9,15 @@ a no-op and moves nothing.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
 import hashlib
 import struct
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -52,7 +53,6 @@ class Scope:
 # (orchestrator.sdk.contract), shared with `nango_mock` and the dry run so they accept and refuse
 # exactly what this store does; here a refusal is a RecordError, the platform's error for it.
 _encode = contract.encode_record
-Row = tuple[str, bytes, bytes]  # (id, JSON with sorted keys, sha256 of that JSON)
 Item = contract.Item  # (id, record, index in the caller's batch)
 
 
@@ -63,11 +63,6 @@ def record_errors() -> Iterator[None]:
         yield
     except contract.InvalidRecord as exc:
         raise RecordError(exc.message, **exc.details) from None
-
-
-def _row(item: Item, model: str) -> Row:
-    body = _encode(item[1], item[0], item[2], model)
-    return item[0], body, hashlib.sha256(body).digest()
 
 
 _SCOPE_ID = "(SELECT id FROM record_scopes WHERE connection_pk = $1 AND model = $2 AND variant = $3)"
@@ -106,40 +101,49 @@ async def _add_counts(conn: asyncpg.Connection, job_id: int | None, model: str, 
 
 
 # What is stored for each id of a batch. LATERAL ... LIMIT 1 keeps this a nested loop of primary-key probes
-# whatever the statistics say (a hash join would read the whole scope).
+# whatever the statistics say (a hash join would read the whole scope). `first_seen_at` comes rendered as the
+# response shows it, for the bodies of the records that changed.
 _LOOKUP = """
-SELECT u.id, x.data_hash, x.deleted_at IS NOT NULL AS deleted, x.job_id
+SELECT u.id, x.data_hash, x.deleted_at IS NOT NULL AS deleted, x.job_id, x.first_seen_at
 FROM unnest($2::text[]) AS u(id)
 CROSS JOIN LATERAL (
-    SELECT r.data_hash, r.deleted_at, r.job_id FROM records r WHERE r.scope_id = $1 AND r.external_id = u.id LIMIT 1
+    SELECT r.data_hash, r.deleted_at, r.job_id, to_json(r.first_seen_at)::text AS first_seen_at
+    FROM records r WHERE r.scope_id = $1 AND r.external_id = u.id LIMIT 1
 ) x
 """
 
-# Changed or revived records. ON CONFLICT probes the primary key row by row: no plan to get wrong.
+# The transaction's now(), as the response renders it, and `$1` fresh cursors in ascending order.
+_STAMP = ("SELECT to_json(now())::text AS now,"
+          " (SELECT array_agg(nextval('records_cursor_seq') ORDER BY g) FROM generate_series(1, $1) g) AS cursors")
+
+# Changed or revived records, their bodies rendered by the caller. ON CONFLICT probes the primary key row by
+# row: no plan to get wrong.
 _UPSERT = """
-INSERT INTO records AS r (scope_id, environment_id, connection_pk, model, variant, external_id, data, data_hash,
-                          last_action, job_id)
-SELECT $1, $6, $7, $8, $9, u.id, convert_from(u.data, 'UTF8')::jsonb, u.hash, 'ADDED', $2
-FROM unnest($3::text[], $4::bytea[], $5::bytea[]) AS u(id, data, hash)
+INSERT INTO records AS r (scope_id, environment_id, connection_pk, model, variant, external_id, body, meta_len,
+                          data_hash, last_action, job_id, cursor)
+SELECT $1, $8, $9, $10, $11, u.id, u.body, u.meta_len, u.hash, 'ADDED', $2, u.cursor
+FROM unnest($3::text[], $4::text[], $5::int[], $6::bytea[], $7::bigint[]) AS u(id, body, meta_len, hash, cursor)
 ON CONFLICT (scope_id, external_id) DO UPDATE SET
-    data = EXCLUDED.data,
+    body = EXCLUDED.body,
+    meta_len = EXCLUDED.meta_len,
     data_hash = EXCLUDED.data_hash,
     last_modified_at = now(),
     last_action = CASE WHEN r.deleted_at IS NULL THEN 'UPDATED' ELSE 'ADDED' END,
     deleted_at = NULL,
     job_id = EXCLUDED.job_id,
-    cursor = nextval('records_cursor_seq')
+    cursor = EXCLUDED.cursor
 WHERE r.data_hash IS DISTINCT FROM EXCLUDED.data_hash OR r.deleted_at IS NOT NULL
 """
 
-_COPY_COLUMNS = ["scope_id", "environment_id", "connection_pk", "model", "variant", "external_id", "data",
-                 "data_hash", "last_action", "job_id"]
-_COPY_CHUNK = 100  # rows per COPY message: small enough that encoding overlaps the server's work
+_COPY_COLUMNS = ["scope_id", "environment_id", "connection_pk", "model", "variant", "external_id", "cursor",
+                 "body", "meta_len", "data_hash", "last_action", "job_id"]
+_COPY_CHUNK = 250  # rows per COPY message: small enough that building them overlaps the server's work
 _PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 _PGCOPY_TRAILER = struct.pack("!h", -1)
 _LEN = struct.Struct("!i")
-_JSONB_LEN = struct.Struct("!ib")  # jsonb's binary form: a version byte (1), then the JSON text
+_CURSOR_LEN = struct.Struct("!iq")
 _HASH_LEN = _LEN.pack(32)
+_META_LEN = struct.Struct("!ii")
 
 
 def _copy_text(value: str) -> bytes:
@@ -147,35 +151,89 @@ def _copy_text(value: str) -> bytes:
     return _LEN.pack(len(raw)) + raw
 
 
-async def _copy_rows(scope: Scope, scope_id: int, items: list[Item], job_id: int | None) -> AsyncIterator[bytes]:
-    """New records in COPY's binary format, encoded chunk by chunk while PostgreSQL ingests the previous one.
+def _meta_prefix(first_seen_at: bytes, now: bytes, action: bytes) -> bytes:
+    """`_nango_metadata` up to the cursor (what records_meta() of migration 0015 renders in SQL)."""
+    return b"".join((b',"_nango_metadata":{"first_seen_at":', first_seen_at, b',"last_modified_at":', now,
+                     b',"last_action":"', action, b'","deleted_at":null,"pruned_at":null,"cursor":"'))
 
-    A record that fails to encode raises here: COPY is aborted and the transaction rolls back.
-    """
+
+def _cursor_text(value: int) -> bytes:
+    return base64.urlsafe_b64encode(b"c%d" % value).rstrip(b"=")
+
+
+@dataclass
+class _Plan:
+    """One batch sorted out under the scope lock: what is new, what changed, what the job changes first."""
+
+    new: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # (id, JSON, sha256)
+    changed: list[tuple[str, bytes, bytes, bytes, bool]] = field(default_factory=list)  # + first_seen_at, revived
+    prior: list[tuple[str, bytes, bool]] = field(default_factory=list)
+
+
+def _encoded(items: list[Item], model: str, encoded: Sequence[bytes | None] | None) -> list[tuple[bytes, bytes]]:
+    """Each item's stored JSON and its sha256; bytes the host already encoded (its size quota) are reused."""
+    out = []
+    sha256, encode, check = hashlib.sha256, _encode, contract.check_body
+    for rid, record, index in items:
+        body = encoded[index] if encoded is not None and index < len(encoded) else None
+        if body is None:
+            body = encode(record, rid, index, model)
+        else:
+            check(body, rid, index, model)
+        out.append((body, sha256(body).digest()))
+    return out
+
+
+async def _copy_rows(scope: Scope, scope_id: int, rows: list[tuple[str, bytes, bytes]], cursors: list[int],
+                     prefix: bytes, job_id: int | None) -> AsyncIterator[bytes]:
+    """New records in COPY's binary format, built chunk by chunk while PostgreSQL ingests the previous one."""
     head = (struct.pack("!hiqiqiq", len(_COPY_COLUMNS), 8, scope_id, 8, scope.environment_id, 8, scope.connection_pk)
             + _copy_text(scope.model) + _copy_text(scope.variant))
     tail = _copy_text("ADDED") + (struct.pack("!iq", 8, job_id) if job_id is not None else _LEN.pack(-1))
-    model, pack_len, pack_jsonb, sha256 = scope.model, _LEN.pack, _JSONB_LEN.pack, hashlib.sha256
+    pack_len, pack_cursor, pack_meta, cursor_text = _LEN.pack, _CURSOR_LEN.pack, _META_LEN.pack, _cursor_text
     yield _PGCOPY_HEADER
-    for start in range(0, len(items), _COPY_CHUNK):
+    for start in range(0, len(rows), _COPY_CHUNK):
         lines = []
-        for rid, record, index in items[start:start + _COPY_CHUNK]:
-            body = _encode(record, rid, index, model)
+        for (rid, body, digest), cursor in zip(rows[start:start + _COPY_CHUNK], cursors[start:start + _COPY_CHUNK],
+                                               strict=True):
             raw_id = rid.encode()
-            lines.append(head + pack_len(len(raw_id)) + raw_id + pack_jsonb(len(body) + 1, 1) + body
-                         + _HASH_LEN + sha256(body).digest() + tail)
+            meta = prefix + cursor_text(cursor) + b'"}}'
+            lines.append(b"".join((head, pack_len(len(raw_id)), raw_id, pack_cursor(8, cursor),
+                                   pack_len(len(body) - 1 + len(meta)), body[:-1], meta, pack_meta(4, len(meta)),
+                                   _HASH_LEN, digest, tail)))
         yield b"".join(lines)
     yield _PGCOPY_TRAILER
 
 
+def _plan(items: list[Item], bodies: list[tuple[bytes, bytes]], stored: dict[str, Any], job_id: int | None,
+          result: WriteResult) -> _Plan:
+    plan = _Plan()
+    for (rid, _, _), (body, digest) in zip(items, bodies, strict=True):
+        found = stored.get(rid)
+        if found is None:
+            plan.new.append((rid, body, digest))
+            continue
+        stored_hash, deleted, stored_job, first_seen_at = found
+        if deleted or stored_hash != digest:
+            plan.changed.append((rid, body, digest, first_seen_at.encode(), deleted))
+            if deleted:
+                result.added += 1  # a soft-deleted record that comes back is ADDED again
+            else:
+                result.updated += 1
+            if job_id is not None and stored_job != job_id:
+                plan.prior.append((rid, stored_hash, not deleted))
+    return plan
+
+
 async def _save(
     conn: asyncpg.Connection, scope: Scope, items: list[Item], *, job_id: int | None, track_seen: bool,
-    attempt: int = 0,
+    attempt: int = 0, encoded: Sequence[bytes | None] | None = None,
 ) -> WriteResult:
     """Upsert validated-id items in one transaction.
 
-    Under the scope lock: look up the stored hash of every id (primary-key probes), skip what did not change,
-    stream the new records straight into the table with COPY and upsert the changed (or revived) ones.
+    Under the scope lock: look up the stored hash of every id (primary-key probes) while the batch is encoded
+    and hashed, skip what did not change, stream the new records straight into the table with COPY and upsert
+    the changed (or revived) ones. Every written row carries its rendered response body.
     """
     result = WriteResult()
     if not items:
@@ -184,34 +242,37 @@ async def _save(
     async with conn.transaction():
         scope_id = await _lock_scope(conn, scope, create=True)
         assert scope_id is not None
-        stored = {r[0]: (r[1], r[2], r[3]) for r in await conn.fetch(_LOOKUP, scope_id, ids)}
-        new: list[Item] = []
-        changed: list[Row] = []
-        prior: list[tuple[str, bytes, bool]] = []  # what the job is about to change for the first time
-        for item in items:
-            found = stored.get(item[0])
-            if found is None:
-                new.append(item)
-                continue
-            row = _row(item, scope.model)
-            if found[1] or found[0] != row[2]:
-                changed.append(row)
-                if found[1]:
-                    result.added += 1  # a soft-deleted record that comes back is ADDED again
-                else:
-                    result.updated += 1
-                if job_id is not None and found[2] != job_id:
-                    prior.append((item[0], found[0], not found[1]))
-        if prior:
-            await _keep_prior(conn, job_id, scope_id, prior)
-        if changed:
-            await conn.execute(_UPSERT, scope_id, job_id, [r[0] for r in changed], [r[1] for r in changed],
-                               [r[2] for r in changed], scope.environment_id, scope.connection_pk, scope.model,
-                               scope.variant)
-        if new:
-            await conn.copy_to_table("records", source=_copy_rows(scope, scope_id, new, job_id),
-                                     columns=_COPY_COLUMNS, format="binary")
-            result.added += len(new)
+        # The server probes the ids while this process encodes and hashes the batch.
+        lookup = asyncio.ensure_future(conn.fetch(_LOOKUP, scope_id, ids))
+        await asyncio.sleep(0)
+        try:
+            bodies = _encoded(items, scope.model, encoded)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await lookup
+            raise
+        stored = {r[0]: (r[1], r[2], r[3], r[4]) for r in await lookup}
+        plan = _plan(items, bodies, stored, job_id, result)
+        if plan.prior:
+            await _keep_prior(conn, job_id, scope_id, plan.prior)
+        if plan.new or plan.changed:
+            stamp = await conn.fetchrow(_STAMP, len(plan.new) + len(plan.changed))
+            now, cursors = stamp["now"].encode(), stamp["cursors"]
+        if plan.changed:
+            rendered, lens, changed_cursors = [], [], cursors[len(plan.new):]
+            for (_, body, _, first_seen_at, deleted), cursor in zip(plan.changed, changed_cursors, strict=True):
+                meta = (_meta_prefix(first_seen_at, now, b"ADDED" if deleted else b"UPDATED") + _cursor_text(cursor)
+                        + b'"}}')
+                rendered.append((body[:-1] + meta).decode())
+                lens.append(len(meta))
+            await conn.execute(_UPSERT, scope_id, job_id, [c[0] for c in plan.changed], rendered, lens,
+                               [c[2] for c in plan.changed], changed_cursors, scope.environment_id,
+                               scope.connection_pk, scope.model, scope.variant)
+        if plan.new:
+            source = _copy_rows(scope, scope_id, plan.new, cursors[:len(plan.new)], _meta_prefix(now, now, b"ADDED"),
+                                job_id)
+            await conn.copy_to_table("records", source=source, columns=_COPY_COLUMNS, format="binary")
+            result.added += len(plan.new)
         if track_seen and job_id is not None:
             await conn.execute(
                 "INSERT INTO job_seen_records AS s (job_id, model, external_id, attempt)"
@@ -243,17 +304,19 @@ _PRIOR_OF_LIVE = (
 
 async def batch_save(
     conn: asyncpg.Connection, scope: Scope, records: Sequence[Any], *, job_id: int | None = None,
-    track_seen: bool = False, attempt: int = 0,
+    track_seen: bool = False, attempt: int = 0, encoded: Sequence[bytes | None] | None = None,
 ) -> WriteResult:
     """Upsert a batch; duplicate ids keep the last record (reported in `duplicate_ids`).
 
     Every id is checked before anything is written; a record that is not JSON fails the batch inside its
     transaction, so a rejected batch writes nothing either way. With `track_seen`, the ids are marked seen
-    by `attempt` of the job's run (see `begin_attempt`).
+    by `attempt` of the job's run (see `begin_attempt`). `encoded`, when given, is each record's stored JSON
+    by position (`contract.quota_bodies`, what the host computed for its size quota): not encoded again.
     """
     with record_errors():
         items, dupes = contract.dedupe(records, scope.model)
-        result = await _save(conn, scope, items, job_id=job_id, track_seen=track_seen, attempt=attempt)
+        result = await _save(conn, scope, items, job_id=job_id, track_seen=track_seen, attempt=attempt,
+                             encoded=encoded)
     result.duplicate_ids = dupes
     return result
 
@@ -282,6 +345,11 @@ async def batch_delete(
     return result
 
 
+def _record_of(body: str, meta_len: int) -> Any:
+    """The record as saved: its body without the `_nango_metadata` suffix."""
+    return orjson.loads(body[:-meta_len] + "}")
+
+
 deep_merge = contract.deep_merge  # objects merge recursively, anything else (arrays included) is replaced
 
 
@@ -299,11 +367,11 @@ async def batch_update(
         if scope_id is None:
             result.missing_ids = list(patches)
             return result
-        stored = {r["external_id"]: r["data"] for r in await conn.fetch(
-            "SELECT external_id, data::text AS data FROM records WHERE scope_id = $1"
+        stored = {r["external_id"]: _record_of(r["body"], r["meta_len"]) for r in await conn.fetch(
+            "SELECT external_id, body, meta_len FROM records WHERE scope_id = $1"
             " AND external_id = any($2::text[]) AND deleted_at IS NULL", scope_id, list(patches))}
         result.missing_ids = [rid for rid in patches if rid not in stored]
-        merged = [deep_merge(orjson.loads(stored[rid]), patch) for rid, patch in patches.items() if rid in stored]
+        merged = [deep_merge(stored[rid], patch) for rid, patch in patches.items() if rid in stored]
         with record_errors():
             items, _ = contract.dedupe(merged, scope.model)
             inner = await _save(conn, scope, items, job_id=job_id, track_seen=False)
@@ -313,10 +381,10 @@ async def batch_update(
 
 async def get_by_ids(conn: asyncpg.Connection, scope: Scope, ids: Iterable[str | int]) -> dict[str, Any]:
     rows = await conn.fetch(
-        f"SELECT external_id, data::text AS data FROM records WHERE scope_id = {_SCOPE_ID}"
+        f"SELECT external_id, body, meta_len FROM records WHERE scope_id = {_SCOPE_ID}"
         " AND external_id = any($4::text[]) AND deleted_at IS NULL",
         scope.connection_pk, scope.model, scope.variant, [str(i) for i in ids])
-    return {r["external_id"]: orjson.loads(r["data"]) for r in rows}
+    return {r["external_id"]: _record_of(r["body"], r["meta_len"]) for r in rows}
 
 
 # Seen by the run as it stands: covered by the checkpoint it resumed from (or saved), or by its current attempt.
@@ -445,7 +513,7 @@ def decode_cursor(text: str) -> int:
 
 @dataclass
 class Page:
-    records_bytes: bytes  # the page's records as JSON objects joined by commas, rendered by PostgreSQL
+    records_bytes: bytes  # the page's records as JSON objects joined by commas, as stored (`records.body`)
     count: int
     next_cursor: str | None
 
@@ -463,35 +531,106 @@ class Page:
         return [orjson.dumps(r).decode() for r in self.records()]
 
 
-# Each record is its stored JSON text with `"_nango_metadata": {...}` spliced in before the closing brace
-# (every stored record is an object with an id, so never `{}`), and the page is aggregated into one bytea:
-# much cheaper than `data || jsonb_build_object(...)` per row and than joining 10,000 strings in Python.
-_META = """
-'{"first_seen_at":' || to_json(first_seen_at)::text
-|| ',"last_modified_at":' || to_json(last_modified_at)::text
-|| ',"last_action":"' || last_action
-|| '","deleted_at":' || coalesce(to_json(deleted_at)::text, 'null')
-|| ',"pruned_at":null,"cursor":"'
-|| rtrim(translate(encode(convert_to('c' || cursor::text, 'UTF8'), 'base64'), '+/', '-_'), '=') || '"}'
-"""
-_PAGE = """
-SELECT string_agg(substring(d FOR length(d) - 1) || convert_to(',"_nango_metadata":' || m || '}}', 'UTF8'),
-                  '\\x2c'::bytea ORDER BY cursor) AS body,
-       max(cursor) AS last, count(*) AS n
-FROM (SELECT convert_to(data::text, 'UTF8') AS d, {meta} AS m, cursor FROM records
-      WHERE {where}
-        AND ($5::timestamptz IS NULL OR last_modified_at >= $5)
-        AND ($6::text[] IS NULL OR last_action = any($6))
-      ORDER BY cursor
-      LIMIT $7) AS page
-"""
+# Each row's `body` is its response JSON, rendered when it was written (migration 0015). A page is those bodies
+# in cursor order, copied out with COPY (text format: one row a line, backslashes doubled, nothing else
+# escaped since JSON text holds no raw control character), so PostgreSQL streams while the caller writes.
 # Pages walk the partial (scope_id, cursor) index of one scope (the literal `cursor > 0` lets the planner use
 # it): other connections' rows are never read.
-_READ = _PAGE.format(meta=_META, where=f"scope_id = {_SCOPE_ID} AND cursor > 0 AND cursor > $4")
+_PAGE_COPY = ("SELECT body FROM records WHERE scope_id = {scope} AND cursor > 0 AND cursor > {after}{extra}"
+              " ORDER BY cursor LIMIT {limit}")  # copied out by COPY (...) TO STDOUT
 # With `ids` (at most a few hundred), probe the primary key instead; `cursor + 0` keeps the cursor index (which
 # would walk the whole scope) out of reach.
-_READ_IDS = _PAGE.format(meta=_META, where=f"scope_id = {_SCOPE_ID} AND external_id = any($8::text[])"
-                                           " AND cursor + 0 > $4")
+_PAGE_IDS = ("SELECT body FROM records WHERE scope_id = $1 AND external_id = any($2::text[]) AND cursor + 0 > $3"
+             " AND ($4::timestamptz IS NULL OR last_modified_at >= $4)"
+             " AND ($5::text[] IS NULL OR last_action = any($5)) ORDER BY cursor LIMIT $6")
+_CURSOR_KEY = b'"cursor":"'
+CHUNK_BYTES = 512 * 1024  # what a page is written out in
+
+
+class _Chunker:
+    """COPY's text output to comma-joined records, passed on in chunks of about `chunk_bytes`."""
+
+    def __init__(self, write: Callable[[bytes], Awaitable[None]], chunk_bytes: int) -> None:
+        self.out, self.chunk_bytes = write, chunk_bytes
+        self.parts: list[bytes] = []
+        self.size = self.count = 0
+        self.tail = b""  # the end of the last record, where its cursor is
+
+    async def copied(self, data: bytes) -> None:
+        """Whole rows of COPY's text output."""
+        lines = data.count(b"\n")
+        if not lines:
+            return
+        if b"\\" in data:
+            data = data.replace(b"\\\\", b"\\")
+        data = data[:-1].replace(b"\n", b",")
+        if self.count:
+            data = b"," + data
+        self.count += lines
+        self.tail = data[-64:]
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= self.chunk_bytes:
+            await self.flush()
+
+    async def rows(self, bodies: list[str]) -> None:
+        """Bodies as stored (not COPY's escaped text)."""
+        if bodies:
+            data = ",".join(bodies).encode()
+            self.parts.append(b"," + data if self.count else data)
+            self.count += len(bodies)
+            self.tail = data[-64:]
+
+    async def flush(self) -> None:
+        if self.parts:
+            chunk = b"".join(self.parts)
+            self.parts, self.size = [], 0
+            await self.out(chunk)
+
+    def last_cursor(self) -> str:
+        at = self.tail.rindex(_CURSOR_KEY) + len(_CURSOR_KEY)
+        return self.tail[at:self.tail.index(b'"', at)].decode()
+
+
+async def stream_page(
+    conn: asyncpg.Connection, scope: Scope, write: Callable[[bytes], Awaitable[None]], *, cursor: str | None = None,
+    limit: int = 100, modified_after: datetime | None = None, actions: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None, chunk_bytes: int = CHUNK_BYTES,
+) -> tuple[int, str | None]:
+    """Pass a page's records to `write` in chunks of about `chunk_bytes` (records joined by commas; every chunk
+    after the first starts with a comma), as PostgreSQL sends them; return (count, next_cursor).
+
+    Nothing is parsed or re-encoded and at most one chunk is held: the caller streams the response."""
+    after = decode_cursor(cursor) if cursor else 0
+    last_actions = [a.upper() for a in actions] if actions else None
+    if last_actions and any(a not in ("ADDED", "UPDATED", "DELETED") for a in last_actions):
+        raise InvalidInputError(f"unknown record action in {actions!r}", parameter="filter")
+    chunker = _Chunker(write, chunk_bytes)
+    async with conn.transaction(readonly=True):
+        scope_id = await conn.fetchval("SELECT id FROM record_scopes WHERE connection_pk = $1 AND model = $2"
+                                       " AND variant = $3", scope.connection_pk, scope.model, scope.variant)
+        if scope_id is None:
+            return 0, None
+        if ids:
+            rows = await conn.fetch(_PAGE_IDS, scope_id, [str(i) for i in ids], after, modified_after, last_actions,
+                                    limit)
+            await chunker.rows([r[0] for r in rows])
+        else:
+            extra = ""
+            if modified_after is not None:  # a datetime: its ISO text is digits and -:+.T only
+                since = modified_after if modified_after.tzinfo else modified_after.replace(tzinfo=UTC)
+                extra += f" AND last_modified_at >= '{since.isoformat()}'::timestamptz"
+            if last_actions:
+                extra += " AND last_action IN (" + ", ".join(f"'{a}'" for a in last_actions) + ")"
+            # Walk the index in cursor order: with stale statistics the planner may otherwise collect the whole
+            # scope with a bitmap scan and sort it, once per page.
+            await conn.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
+            await conn.copy_from_query(
+                _PAGE_COPY.format(scope=int(scope_id), after=int(after), extra=extra, limit=int(limit)),
+                output=chunker.copied)
+    await chunker.flush()
+    n = chunker.count
+    return n, (chunker.last_cursor() if n and n == limit else None)
 
 
 async def read_page(
@@ -499,19 +638,14 @@ async def read_page(
     modified_after: datetime | None = None, actions: Sequence[str] | None = None,
     ids: Sequence[str] | None = None,
 ) -> Page:
-    after = decode_cursor(cursor) if cursor else 0
-    last_actions = [a.upper() for a in actions] if actions else None
-    args: list[Any] = [scope.connection_pk, scope.model, scope.variant, after, modified_after, last_actions, limit]
-    if ids:
-        row = await conn.fetchrow(_READ_IDS, *args, [str(i) for i in ids])
-    else:
-        async with conn.transaction(readonly=True):
-            # Walk the index in cursor order: with stale statistics the planner may otherwise collect the whole
-            # scope with a bitmap scan and sort it, once per page.
-            await conn.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
-            row = await conn.fetchrow(_READ, *args)
-    n = row["n"]
-    return Page(row["body"] or b"", n, encode_cursor(row["last"]) if n and n == limit else None)
+    """One page, whole in memory (the dashboard, the unified API); GET /records streams (`stream_page`)."""
+    parts: list[bytes] = []
+
+    async def keep(chunk: bytes) -> None:
+        parts.append(chunk)
+    n, next_cursor = await stream_page(conn, scope, keep, cursor=cursor, limit=limit, modified_after=modified_after,
+                                       actions=actions, ids=ids)
+    return Page(b"".join(parts), n, next_cursor)
 
 
 async def count(conn: asyncpg.Connection, scope: Scope) -> int:
