@@ -112,3 +112,28 @@ async def test_refused_schedules_are_named_and_the_rest_applied(stack: Stack, tm
         assert all(v is not None and v.interval_s == 7200 and v.paused for v in after.values())
         # the deploy itself was stored: its history has the new version
         assert len(await api.deploy_history("github")) == 2
+
+
+async def test_reconciling_one_connection_touches_only_its_schedules(stack: Stack, tmp_path: Path) -> None:
+    """What creating a connection does: its schedule is created by id; nothing else is listed or deleted."""
+    env, key = await stack.new_environment()
+    async with stack.api(key) as api:
+        await api.deploy(await asyncio.to_thread(compile_project, _folder(tmp_path, "every 1h")))
+    await _add_connections(stack, env, ["first", "second"])
+    async with stack.platform() as platform:
+        async with platform.pool.acquire() as conn:
+            env_id = await conn.fetchval("SELECT id FROM environments WHERE name = $1", env)
+            integration = await integrations_repo.get(conn, env_id, "github")
+            second = await conn.fetchval("SELECT id FROM connections WHERE environment_id = $1"
+                                         " AND connection_id = 'second'", env_id)
+        assert integration is not None
+        first_sid, second_sid = (names.sync_schedule_id(env, "github", c, "issues") for c in ("first", "second"))
+        report = await reconcile_integration(platform, integration, only_connections=[second])
+        assert report.created == [second_sid] and not report.deleted
+        assert await schedules.describe(stack.client, first_sid) is None
+        # again: the schedule exists and already has the deployed interval, so nothing changes
+        again = await reconcile_integration(platform, integration, only_connections=[second])
+        assert not (again.created or again.retimed or again.deleted)
+        # the full reconcile catches up with the other connection
+        full = await reconcile_integration(platform, integration)
+        assert full.created == [first_sid]

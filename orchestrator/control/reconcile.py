@@ -14,7 +14,7 @@ the others: every one is tried, then the failures are raised together, each nami
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -88,7 +88,13 @@ async def _bounded(limit: int, items: Iterable[T], work: Callable[[T], Awaitable
     await asyncio.gather(*(worker() for _ in range(max(1, limit))))
 
 
-async def reconcile_integration(platform: Platform, integration: Integration) -> ReconcileReport:
+async def reconcile_integration(platform: Platform, integration: Integration,
+                                only_connections: Collection[int] | None = None) -> ReconcileReport:
+    """Create, re-time and delete the integration's schedules (see the module docstring).
+
+    With `only_connections` (connection pks: a connection just created or re-authorized), only their
+    schedules are looked at, each by id, without listing the namespace and without deleting anything: the
+    cost of adding a connection stays flat however many the integration already has."""
     pool, client = platform.pool, platform.temporal
     report = ReconcileReport()
     async with pool.acquire() as lock_conn:
@@ -100,12 +106,17 @@ async def reconcile_integration(platform: Platform, integration: Integration) ->
                 syncs = {s.name: s for s in await scripts_repo.list_for_integration(conn, integration.id)
                          if s.kind == "sync" and s.enabled}
                 conns = await connections_repo.ids_for_integration(conn, integration.id)
+                if only_connections is not None:
+                    wanted = set(only_connections)
+                    conns = {pk: cid for pk, cid in conns.items() if pk in wanted}
                 pairs = [(c_pk, name, "base") for c_pk in conns for name in syncs]
                 pairs += [(r["connection_pk"], r["sync_name"], r["variant"])
                           for r in await variants_repo.for_integration(conn, integration.id)
-                          if r["sync_name"] in syncs]
+                          if r["sync_name"] in syncs and r["connection_pk"] in conns]
                 overrides = await jobs_repo.frequency_overrides(conn, list(conns))
-            existing = await schedules.list_intervals(client, names.schedule_prefix(env.name, integration.unique_key))
+            # by id (ensure, then set_interval when it exists) for a few connections; one listing for all
+            existing = {} if only_connections is not None else await schedules.list_intervals(
+                client, names.schedule_prefix(env.name, integration.unique_key))
             queue = names.queue(platform.task_queue_prefix, names.SYNC_QUEUE)
             desired = {names.sync_schedule_id(env.name, integration.unique_key, conns[c_pk], name, variant)
                        for c_pk, name, variant in pairs}
