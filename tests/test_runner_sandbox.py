@@ -70,7 +70,10 @@ async def test_every_tier_runs_a_script_with_seccomp(bundle: Path, tier: str) ->
     runner = await Runner.create(tier=tier)
     assert runner.sandbox.tier == tier
     handler = Handler()
-    outcome = await run_script(spec(bundle), handler, runner=runner)
+    try:
+        outcome = await run_script(spec(bundle), handler, runner=runner)
+    finally:
+        await runner.close()  # waits for the used child's teardown, which runs after the result came back
     assert outcome.ok, outcome.error
     out = outcome.output
     assert out["value"] == 42 and out["meta"] == {"repo": "a/b"}
@@ -140,9 +143,12 @@ async def test_script_without_entry_point_and_syntax_error_are_clear(tmp_path: P
     (tmp_path / "a.py").write_text("async def nothing(nango):\n    pass\n")
     (tmp_path / "b.py").write_text("def broken(:\n")
     runner = await Runner.create()
-    for module, needle in (("a.py", "has no function run_action()"), ("b.py", "SyntaxError")):
-        outcome = await run_script(RunSpec("action", tmp_path, module, 10, context={
-            "connection_id": "c", "provider_config_key": "p"}), Handler(), runner=runner)
-        assert not outcome.ok
-        assert outcome.error["type"] == "ScriptLoadError"
-        assert needle in outcome.error["message"] or needle in outcome.error.get("traceback", "")
+    try:
+        for module, needle in (("a.py", "has no function run_action()"), ("b.py", "SyntaxError")):
+            outcome = await run_script(RunSpec("action", tmp_path, module, 10, context={
+                "connection_id": "c", "provider_config_key": "p"}), Handler(), runner=runner)
+            assert not outcome.ok
+            assert outcome.error["type"] == "ScriptLoadError"
+            assert needle in outcome.error["message"] or needle in outcome.error.get("traceback", "")
+    finally:
+        await runner.close()

@@ -4,9 +4,13 @@ Started as `python -I -S -B -c <boot> <fd> <filter> <import paths...>` (see sand
 RPC socket on <fd>. Its first act is to load its own seccomp filter (<filter>, base64: the
 denylist plus execve/execveat, stacked on bwrap's), so nothing after the interpreter's start can
 create or replace a process. It then imports the SDK (and pydantic, for generated models) and
-waits for its init frame, so a pre-started "warm" child answers a run in a few milliseconds.
+sends a `ready` frame (the host hands out only a warm child that said so), then waits for its
+init frame, so a pre-started "warm" child answers a run in a few milliseconds.
 After the init frame it applies the limits, writes the bundle sent by the host under its private
 /tmp, installs the import guard and calls the script's entry point. No bytecode is written.
+Before its `done` frame it flushes stdout/stderr and writes the run's end mark on both, so the
+host knows it has every line and can return the result without waiting for this process to exit
+(the host kills it: a child serves one run only).
 """
 
 from __future__ import annotations
@@ -245,6 +249,9 @@ def _warm_imports() -> None:
 async def main(fd: int) -> int:
     sock = socket.socket(fileno=fd)
     reader, writer = await asyncio.open_unix_connection(sock=sock, limit=wire.MAX_FRAME)
+    # imports done and filter loaded: from now on this child can start a run in a few milliseconds
+    writer.write(wire.encode({"method": "ready", "params": {}}))
+    await writer.drain()
     init = await wire.read_frame(reader)
     if not isinstance(init, dict):
         return 2
@@ -269,6 +276,8 @@ async def main(fd: int) -> int:
     except (TypeError, ValueError, wire.FrameError) as exc:
         encoded = wire.encode({"method": "done", "params": {"ok": False, "error": {
             "type": "OutputError", "message": f"the script's result cannot be sent: {exc}", "traceback": ""}}})
+    _end_output(init.get("end_mark"))
+    channel.flush()
     writer.write(encoded)
     await writer.drain()
     # Stay until the host hangs up: it may still be answering calls that were in flight when the script
@@ -280,6 +289,24 @@ async def main(fd: int) -> int:
     except (OSError, TimeoutError):
         pass
     return 0
+
+
+def _end_output(mark: Any) -> None:
+    """Flush what print() buffered, then write the host's end mark on stdout and stderr.
+
+    Both reach the pipes before the done frame is sent, so the host, once it has read both marks,
+    has every line the script wrote and returns the result without waiting for this process to exit.
+    """
+    for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):
+        try:
+            stream.flush()
+        except Exception:  # the script may have replaced or closed sys.stdout: the mark still goes to the fd
+            pass
+        if isinstance(mark, str) and mark:
+            try:
+                os.write(fd, mark.encode() + b"\n")
+            except OSError:
+                pass
 
 
 def _load_filter(child_filter: str) -> None:

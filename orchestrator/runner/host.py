@@ -2,8 +2,12 @@
 
 The child gets a fresh, explicit environment (nothing inherited, so no secret leaks) and one end
 of a socketpair on which it talks framed JSON. Its stdout and stderr become log lines. Many RPC
-calls may be in flight; each is served in its own task. Whatever happens (timeout, cancel,
-crash), the child's whole process group is killed in `finally`.
+calls may be in flight; each is served in its own task. The result is returned as soon as the
+child's `done` frame and its end marks on stdout/stderr arrive (every line and call it sent before
+is delivered first); the child is then killed and reaped in the background, off the caller's path.
+A child serves exactly one run: scripts are untrusted and come from many tenants, so a used child
+is always torn down, never recycled. Whatever happens (timeout, cancel, crash), the child's whole
+process group is killed, and `Runner.close()` waits for every teardown.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ MAX_OUTPUT_LINES = 1000
 MAX_LINE = 10_000
 MAX_OUTPUT_BYTES = 10 * 1024 * 1024
 MAX_BUNDLE_CHARS = 32 * 1024 * 1024
+READY_TIMEOUT_S = 30.0  # a warm child that has not said `ready` by then is discarded
+END_MARK_WAIT_S = 2.0  # after `done`, how long the host waits for the end marks on stdout/stderr
 
 
 class RpcHandler(Protocol):
@@ -82,6 +88,7 @@ class RunOutcome:
     error: dict[str, Any] | None = None
     duration_s: float = 0.0
     spawn_to_entry_s: float | None = None
+    result_to_return_s: float | None = None  # the child's `done` frame read -> run_script returns
 
 
 class RpcFailure(Exception):
@@ -98,17 +105,51 @@ def child_env() -> dict[str, str]:
             "PYTHONUNBUFFERED": "1", "HOME": "/tmp", "TMPDIR": "/tmp"}
 
 
+class ChildNotReadyError(RuntimeError):
+    """A warm child died or said something else before its `ready` frame."""
+
+
 @dataclass
 class Child:
-    """A started child process waiting for its init frame."""
+    """A started child process. `ready` once it has sent its `ready` frame: its imports are done and
+    its own seccomp filter is loaded, so it is blocked on its init frame and starts a run at once."""
 
     proc: asyncio.subprocess.Process
     sock: socket.socket
     cgroup: PidsCgroup | None
     limits: Limits
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    ready: bool = False
 
     def alive(self) -> bool:
         return self.proc.returncode is None
+
+    def usable(self) -> bool:
+        """Whether an idle ready child may be handed out: still running and its socket not closed.
+
+        Checked synchronously with a non-blocking peek, so a child that died a moment ago (before
+        the event loop noticed its exit) is discarded too; an idle child never sends anything."""
+        if not self.ready or not self.alive() or self.reader.at_eof():
+            return False
+        try:
+            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        return False  # end of stream, or a byte an idle child has no business sending
+
+    async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Read the child's `ready` frame (ChildNotReadyError if it died or sent anything else)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                msg = await wire.read_frame(self.reader, body_timeout_s=timeout_s)
+        except (TimeoutError, wire.FrameError, OSError) as exc:
+            raise ChildNotReadyError(f"the child did not get ready: {exc!r}") from None
+        if not isinstance(msg, dict) or msg.get("method") != "ready":
+            raise ChildNotReadyError("the child ended or sent something else before `ready`")
+        self.ready = True
 
     def kill(self) -> None:
         _kill_group(self.proc.pid)
@@ -123,7 +164,11 @@ class Child:
                 await self.proc.wait()
         except (ProcessLookupError, TimeoutError):
             log.warning("child_not_reaped", pid=self.proc.pid)
-        self.sock.close()
+        self.writer.close()  # the transport owns the socket and closes it
+        try:
+            await self.writer.wait_closed()
+        except (OSError, RuntimeError):
+            pass
         if self.cgroup is not None:
             for _ in range(50):
                 self.cgroup.kill()
@@ -139,8 +184,11 @@ LOCAL = SandboxConfig(allow_unsandboxed=True)
 class Runner:
     """Starts children for the isolation tier that works here, keeping `warm` of them pre-started.
 
-    A warm child has already paid for the interpreter start and the SDK/pydantic imports and
-    sits blocked on its init frame; its bundle arrives in that frame. One runner per worker.
+    A warm child has already paid for the interpreter start and the SDK/pydantic imports, loaded
+    its seccomp filter and said `ready`; it sits blocked on its init frame and its bundle arrives
+    in that frame. Only ready children enter the pool, so `acquire` never hands out one still
+    booting; a child that died while idle is discarded. Each child serves one run and is then
+    torn down in the background (`retire`); `close()` waits for every teardown. One runner per worker.
     """
 
     def __init__(self, sandbox: Sandbox, *, warm: int = 0) -> None:
@@ -148,6 +196,10 @@ class Runner:
         self.warm = warm
         self._idle: dict[Limits, list[Child]] = {}
         self._refills: set[asyncio.Task[None]] = set()
+        self._booting: dict[Limits, int] = {}  # warm children started, not yet ready
+        self._waiting: dict[Limits, int] = {}  # acquirers waiting for one of them
+        self._teardowns: set[asyncio.Task[None]] = set()
+        self._pool_grew = asyncio.Event()
         self._bundles: dict[Path, dict[str, str]] = {}
         self._closed = False
 
@@ -183,17 +235,38 @@ class Runner:
             child_sock.close()
             if seccomp_fd is not None:
                 os.close(seccomp_fd)
-        return Child(proc, host_sock, cgroup, limits)
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=host_sock, limit=wire.MAX_FRAME)
+        except BaseException:
+            host_sock.close()
+            _kill_group(proc.pid)
+            self._track(_reap(proc, cgroup))
+            raise
+        return Child(proc, host_sock, cgroup, limits, reader, writer)
 
     async def acquire(self, limits: Limits) -> Child:
+        """A ready warm child, never one still booting.
+
+        When none is idle but a warm child is booting (and no other caller already waits for it),
+        wait until it is ready: it started earlier than a new one would. Otherwise start a cold
+        child (run_script reads its `ready` frame after sending the init frame)."""
         idle = self._idle.setdefault(limits, [])
         child: Child | None = None
-        while idle:
-            candidate = idle.pop()
-            if candidate.alive():
-                child = candidate
+        while child is None:
+            while idle:
+                candidate = idle.pop()
+                if candidate.usable():
+                    child = candidate
+                    break
+                self.retire(candidate)  # died while idle: discarded, never handed out
+            if child is not None or self._closed or self._booting.get(limits, 0) <= self._waiting.get(limits, 0):
                 break
-            await candidate.release()
+            self._waiting[limits] = self._waiting.get(limits, 0) + 1
+            try:
+                self._pool_grew.clear()
+                await self._pool_grew.wait()
+            finally:
+                self._waiting[limits] -= 1
         if self.warm and not self._closed:
             self._schedule_refill(limits)
         return child if child is not None else await self.spawn(limits)
@@ -202,21 +275,58 @@ class Runner:
         if self.warm:
             self._schedule_refill(limits)
 
-    def _schedule_refill(self, limits: Limits) -> None:
-        if any(not t.done() for t in self._refills):
-            return
-        task = asyncio.get_running_loop().create_task(self._refill(limits))
-        self._refills.add(task)
-        task.add_done_callback(self._refills.discard)
+    def ready_count(self, limits: Limits) -> int:
+        """How many ready children wait in the pool for these limits (health output, tests, the bench)."""
+        return sum(1 for child in self._idle.get(limits, ()) if child.usable())
 
-    async def _refill(self, limits: Limits) -> None:
-        idle = self._idle.setdefault(limits, [])
-        while not self._closed and len(idle) < self.warm:
+    async def until_ready(self, limits: Limits, count: int = 1) -> None:
+        """Wait until `count` ready children wait in the pool (start-up, the bench); needs `prewarm`."""
+        while self.ready_count(limits) < count:
+            self._pool_grew.clear()
+            await self._pool_grew.wait()
+
+    def retire(self, child: Child, pumps: list[asyncio.Task[None]] | None = None) -> None:
+        """Kill a child now and reap it in the background: it never serves another run."""
+        child.kill()
+        self._track(_teardown(child, pumps or []))
+
+    def _track(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._teardowns.add(task)
+        task.add_done_callback(self._teardowns.discard)
+
+    def _schedule_refill(self, limits: Limits) -> None:
+        """Start, side by side, as many children as the pool lacks (ready ones plus those booting)."""
+        missing = self.warm - len(self._idle.get(limits, ())) - self._booting.get(limits, 0)
+        for _ in range(max(0, missing)):
+            self._booting[limits] = self._booting.get(limits, 0) + 1
+            task = asyncio.get_running_loop().create_task(self._warm_one(limits))
+            self._refills.add(task)
+            task.add_done_callback(self._refills.discard)
+
+    async def _warm_one(self, limits: Limits) -> None:
+        """Start one child; it enters the pool only once it has said `ready`."""
+        try:
             try:
-                idle.append(await self.spawn(limits))
+                child = await self.spawn(limits)
             except OSError:
                 log.exception("warm_spawn_failed")
                 return
+            try:
+                await child.wait_ready()
+            except BaseException as exc:
+                self.retire(child)
+                if isinstance(exc, ChildNotReadyError):
+                    log.warning("warm_child_not_ready", error=str(exc))
+                    return
+                raise
+            if self._closed:
+                self.retire(child)
+                return
+            self._idle.setdefault(limits, []).append(child)
+        finally:
+            self._booting[limits] -= 1
+            self._pool_grew.set()  # a waiting acquire looks again, whether this child made it or not
 
     async def bundle_files(self, bundle_dir: Path) -> dict[str, str]:
         """The bundle's files, sent in the init frame (bundle folders never change once unpacked)."""
@@ -229,13 +339,43 @@ class Runner:
         return cached
 
     async def close(self) -> None:
+        """Stop refilling, kill the idle children and wait until every child ever started is reaped."""
         self._closed = True
-        for task in list(self._refills):
+        refills = list(self._refills)
+        for task in refills:
             task.cancel()
-        await asyncio.gather(*self._refills, return_exceptions=True)
-        children = [c for idle in self._idle.values() for c in idle]
+        await asyncio.gather(*refills, return_exceptions=True)
+        for idle in self._idle.values():
+            for child in idle:
+                self.retire(child)
         self._idle.clear()
-        await asyncio.gather(*(c.release() for c in children), return_exceptions=True)
+        while self._teardowns:
+            await asyncio.gather(*list(self._teardowns), return_exceptions=True)
+
+
+async def _teardown(child: Child, pumps: list[asyncio.Task[None]]) -> None:
+    """Reap a killed child, drop its cgroup and let its output pumps reach the end of the pipes."""
+    await child.release()
+    for pump in pumps:
+        try:
+            async with asyncio.timeout(2):
+                await pump
+        except TimeoutError:
+            pump.cancel()
+        except Exception:
+            log.exception("output_pump_failed")
+
+
+async def _reap(proc: asyncio.subprocess.Process, cgroup: PidsCgroup | None) -> None:
+    """Reap a child that never became a `Child` (its connection could not be set up)."""
+    try:
+        async with asyncio.timeout(10):
+            await proc.wait()
+    except TimeoutError:
+        log.warning("child_not_reaped", pid=proc.pid)
+    if cgroup is not None:
+        cgroup.kill()
+        cgroup.remove()
 
 
 def _read_bundle(bundle_dir: Path) -> dict[str, str]:
@@ -253,42 +393,69 @@ def _read_bundle(bundle_dir: Path) -> dict[str, str]:
     return files
 
 
-async def _pump(stream: asyncio.StreamReader | None, level: str, handler: RpcHandler,
+@dataclass
+class _Output:
+    """One of the child's output pipes: read into log lines until the run's end mark arrives."""
+
+    level: str
+    mark: bytes
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def _pump(stream: asyncio.StreamReader | None, out: _Output, handler: RpcHandler,
                 overflow: asyncio.Future[str]) -> None:
+    """Deliver the stream's lines up to the end mark; after it, only drain the pipe (the run has returned)."""
     if stream is None:
+        out.ended.set()
         return
     lines = 0
     size = 0
-    while True:
-        try:
-            raw = await stream.readline()
-        except (ValueError, asyncio.LimitOverrunError):
-            raw = await stream.read(MAX_LINE)
-        if not raw:
-            return
-        lines += 1
-        size += len(raw)
-        if size > MAX_OUTPUT_BYTES:
-            # the run ends; keep draining (and dropping) until EOF, or the pipe never closes and
-            # asyncio's Process.wait() never returns
-            if not overflow.done():
-                overflow.set_result(f"script wrote more than {MAX_OUTPUT_BYTES // (1024 * 1024)} MiB to "
-                                    f"{'stdout' if level == 'info' else 'stderr'}; use nango.log()")
-            continue
-        if lines <= MAX_OUTPUT_LINES:
-            handler.log(level, raw.decode(errors="replace").rstrip("\n")[:MAX_LINE], {"stream": level})
-        elif lines == MAX_OUTPUT_LINES + 1:
-            handler.log("warn", f"output beyond {MAX_OUTPUT_LINES} lines is discarded", None)
+    try:
+        while True:
+            try:
+                raw = await stream.readline()
+            except (ValueError, asyncio.LimitOverrunError):
+                raw = await stream.read(MAX_LINE)
+            if not raw:
+                return
+            if out.ended.is_set():
+                continue  # past the end mark: the result was returned, keep the pipe drained until EOF
+            if raw.endswith(out.mark):
+                out.ended.set()
+                raw = raw[:-len(out.mark)]
+                if not raw:
+                    continue
+            lines += 1
+            size += len(raw)
+            if size > MAX_OUTPUT_BYTES:
+                # the run ends; keep draining (and dropping) until EOF, or the pipe never closes and
+                # asyncio's Process.wait() never returns
+                if not overflow.done():
+                    overflow.set_result(f"script wrote more than {MAX_OUTPUT_BYTES // (1024 * 1024)} MiB to "
+                                        f"{'stdout' if out.level == 'info' else 'stderr'}; use nango.log()")
+                continue
+            if lines <= MAX_OUTPUT_LINES:
+                handler.log(out.level, raw.decode(errors="replace").rstrip("\n")[:MAX_LINE], {"stream": out.level})
+            elif lines == MAX_OUTPUT_LINES + 1:
+                handler.log("warn", f"output beyond {MAX_OUTPUT_LINES} lines is discarded", None)
+    finally:
+        out.ended.set()
 
 
 async def run_script(spec: RunSpec, handler: RpcHandler,
                      on_start: Callable[[], Awaitable[None]] | None = None, *,
                      runner: Runner | None = None) -> RunOutcome:
-    started = time.monotonic()
+    """Run one script in a fresh child and return its outcome as soon as the child reports it."""
     if runner is None:  # `nango dryrun`: the author's own script on the author's machine
         runner = Runner(await asyncio.to_thread(detect, LOCAL))
+        try:
+            return await run_script(spec, handler, on_start, runner=runner)
+        finally:
+            await runner.close()
+    started = time.monotonic()
+    mark = "\x1fnango-end-" + os.urandom(12).hex()
     init: dict[str, Any] = {"kind": spec.kind, "module_path": spec.module_path, "limits": spec.limits.as_init(),
-                            **spec.context}
+                            **spec.context, "end_mark": mark}
     if runner.sandbox.private_fs:
         init["bundle_files"] = await runner.bundle_files(spec.bundle_dir)
     else:
@@ -298,20 +465,26 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
         handler.log("warn", f"this run is NOT sandboxed (isolation: {runner.sandbox.tier}, "
                     "RUNNER_ALLOW_UNSANDBOXED=true): for local development only", None)
     child = await runner.acquire(spec.limits)
-    proc = child.proc
-    try:
-        reader, writer = await asyncio.open_unix_connection(sock=child.sock, limit=wire.MAX_FRAME)
-    except BaseException:
-        await child.release()
-        raise
+    proc, reader, writer = child.proc, child.reader, child.writer
     loop = asyncio.get_running_loop()
     overflow: asyncio.Future[str] = loop.create_future()
-    pumps = [asyncio.create_task(_pump(proc.stdout, "info", handler, overflow)),
-             asyncio.create_task(_pump(proc.stderr, "warn", handler, overflow))]
+    outputs = [_Output("info", mark.encode() + b"\n"), _Output("warn", mark.encode() + b"\n")]
+    pumps = [asyncio.create_task(_pump(proc.stdout, outputs[0], handler, overflow)),
+             asyncio.create_task(_pump(proc.stderr, outputs[1], handler, overflow))]
     calls: set[asyncio.Task[None]] = set()
-    write_lock = asyncio.Lock()
+    replies: list[bytes] = []  # held back until the end of the loop turn: they leave in one write
+    turn_open: list[bool] = []  # a reply already left in this turn
+
+    def end_turn() -> None:
+        turn_open.clear()
+        if replies:
+            data = b"".join(replies) if len(replies) > 1 else replies[0]
+            replies.clear()
+            writer.write(data)
     outcome: RunOutcome | None = None
+    finished = False  # the child sent `done`: the fast path (return now, tear down in the background)
     entered: list[float] = []
+    done_at: list[float] = []
     waits: list[int] = []  # how often the RPC cap made the host stop reading
 
     async def respond(msg_id: Any, method: str, params: dict[str, Any]) -> None:
@@ -328,16 +501,33 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
             data = wire.encode(reply)
         except (TypeError, wire.FrameError) as exc:
             data = wire.encode({"id": msg_id, "error": {"type": "rpc_error", "message": str(exc)}})
-        async with write_lock:
-            try:
-                writer.write(data)
-                await writer.drain()
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the child already ended (its script raised); its outcome is read elsewhere
+        # one write() per frame keeps frames whole, so no lock. The first reply of a loop turn leaves at
+        # once; those that follow in the same turn (answers to a gather of calls) leave together at its end
+        if turn_open:
+            replies.append(data)
+        else:
+            writer.write(data)
+            turn_open.append(True)
+            loop.call_soon(end_turn)
+        try:
+            await writer.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the child already ended (its script raised); its outcome is read elsewhere
 
     async def serve() -> RunOutcome:
-        writer.write(wire.encode(init))
-        await writer.drain()
+        nonlocal finished
+        try:
+            writer.write(wire.encode(init))
+            await writer.drain()
+        except (ConnectionResetError, BrokenPipeError):  # the child died before its run could start
+            code = await proc.wait()
+            return RunOutcome(False, error={"type": "ScriptCrashed", "message": _exit_reason(code, spec)})
+        if not child.ready:  # a cold child: its `ready` frame comes first (the init frame already waits for it)
+            try:
+                await child.wait_ready(spec.timeout_s)
+            except ChildNotReadyError:
+                code = await proc.wait()
+                return RunOutcome(False, error={"type": "ScriptCrashed", "message": _exit_reason(code, spec)})
         if on_start:
             await on_start()
         while True:
@@ -354,8 +544,10 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
             if not isinstance(params, dict):
                 return RunOutcome(False, error={"type": "ProtocolError", "message": "params must be an object"})
             if method == "done":
+                done_at.append(time.monotonic())
                 if calls:
                     await asyncio.gather(*calls, return_exceptions=True)
+                finished = True
                 return RunOutcome(bool(params.get("ok")), output=params.get("output"), error=params.get("error"))
             if method == "log":
                 handler.log(str(params.get("level", "info")), str(params.get("message", "")),
@@ -379,34 +571,36 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
                 outcome = serving.result()
             else:
                 outcome = RunOutcome(False, error={"type": "OutputLimitExceeded", "message": overflow.result()})
-        if outcome.ok or outcome.error is None or outcome.error.get("type") not in ("ProtocolError",
-                                                                                   "OutputLimitExceeded"):
-            # all replies are written (serve waited for them): hang up so the child, which lingers until
-            # then, exits by itself
-            writer.close()
-            try:
-                async with asyncio.timeout(5):
-                    await proc.wait()
-            except TimeoutError:
-                pass
+            if finished:
+                # the child flushed its output and wrote the end marks before `done`: once both pumps
+                # have read them, every line it printed has been delivered
+                marks = [asyncio.ensure_future(o.ended.wait()) for o in outputs]
+                try:
+                    await asyncio.wait(marks, timeout=END_MARK_WAIT_S)
+                finally:
+                    for waiting in marks:
+                        waiting.cancel()
     except TimeoutError:
         limit = f"{spec.kind} script exceeded its wall-clock limit of {spec.timeout_s:g} s"
         outcome = RunOutcome(False, error={"type": "TimeoutError", "message": limit})
+        finished = False
     finally:
         child.kill()
         serving.cancel()
         for task in calls:
             task.cancel()
-        writer.close()
-        await asyncio.gather(serving, *calls, return_exceptions=True)
-        await child.release()
-        for pump in pumps:
-            try:
-                async with asyncio.timeout(2):
-                    await pump
-            except TimeoutError:
-                pump.cancel()
+        if finished:
+            # result in hand: reaping, the cgroup and the pipes' last bytes are handled off the caller's path
+            runner.retire(child, pumps)
+        else:
+            # a crash, a timeout or a protocol error: wait for the pipes, which hold the child's last words
+            # (a traceback, faulthandler's dump), before saying how it ended
+            writer.close()
+            await asyncio.gather(serving, *calls, return_exceptions=True)
+            await _teardown(child, pumps)
     outcome.duration_s = time.monotonic() - started
+    if done_at and finished:
+        outcome.result_to_return_s = time.monotonic() - done_at[0]
     if entered:
         outcome.spawn_to_entry_s = entered[0] - started
     return outcome

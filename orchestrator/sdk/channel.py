@@ -1,4 +1,10 @@
-"""The child's end of the RPC channel: many calls in flight, answered by id."""
+"""The child's end of the RPC channel: many calls in flight, answered by id.
+
+The first call of a turn of the event loop leaves at once (a lone call waits for nothing); the
+calls that follow it in the same turn (an `asyncio.gather` of many) leave together at the end of
+the turn, so the host wakes twice for all of them, not once per call. Notifications (log lines) flush first and go
+out at once, in order: a log line written just before a crash is never held back.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ class Channel:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._reader_task: asyncio.Task[None] | None = None
+        self._outbox: list[bytes] = []  # call frames waiting for the end of this loop turn
+        self._turn_open = False  # a frame already left in this turn: the next ones wait for its end
 
     def start(self) -> None:
         self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
@@ -45,14 +53,33 @@ class Channel:
         frame = wire.encode({"id": msg_id, "method": method, "params": params})  # what cannot cross fails here,
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()  # before any reply is awaited
         self._pending[msg_id] = fut
-        self._writer.write(frame)
+        if self._turn_open:
+            self._outbox.append(frame)
+        else:
+            self._writer.write(frame)
+            self._turn_open = True
+            asyncio.get_running_loop().call_soon(self._end_turn)
         await self._writer.drain()
         return await fut
 
+    def _end_turn(self) -> None:
+        self._turn_open = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the call frames held back in this loop turn, in one write."""
+        if self._outbox:
+            data = b"".join(self._outbox) if len(self._outbox) > 1 else self._outbox[0]
+            self._outbox.clear()
+            self._writer.write(data)
+
     def notify(self, method: str, params: dict[str, Any]) -> None:
-        self._writer.write(wire.encode({"method": method, "params": params}))
+        frame = wire.encode({"method": method, "params": params})
+        self.flush()
+        self._writer.write(frame)
 
     async def drain(self) -> None:
+        self.flush()
         await self._writer.drain()
 
     async def close(self, linger: float = 0.0) -> None:

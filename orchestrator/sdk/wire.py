@@ -24,7 +24,8 @@ except ImportError:  # pragma: no cover - the child without site-packages
     def dumps(value: Any) -> bytes:
         return _json.dumps(value, separators=(",", ":"), default=str).encode()
 
-    loads = _json.loads
+    def loads(body: bytes | memoryview) -> Any:
+        return _json.loads(bytes(body))
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
@@ -55,7 +56,15 @@ async def read_frame(reader: asyncio.StreamReader, *, body_timeout_s: float | No
 
     Waiting for a frame to start is never limited. With `body_timeout_s` (the host reading a
     child), a frame that has started must complete within `frame_deadline(size, body_timeout_s)`:
-    a peer that announces N bytes and stalls is a FrameError, not a run held until its time limit."""
+    a peer that announces N bytes and stalls is a FrameError, not a run held until its time limit.
+    A frame already whole in the reader's buffer (the usual case: a peer writes each frame at once)
+    is taken without arming any deadline: there is nothing left to wait for."""
+    buffered = getattr(reader, "_buffer", None)  # CPython's StreamReader; elsewhere the general path below
+    if buffered is not None and len(buffered) >= HEADER.size:
+        size = _size(bytes(buffered[:HEADER.size]))
+        if len(buffered) >= HEADER.size + size:
+            frame = await reader.readexactly(HEADER.size + size)  # returns at once: the bytes are here
+            return _decode(memoryview(frame)[HEADER.size:])
     try:
         first = await reader.readexactly(1)
     except asyncio.IncompleteReadError:
@@ -98,7 +107,7 @@ async def _body(reader: asyncio.StreamReader, size: int) -> bytes:
     return await _exactly(reader, size, "stream ended inside a frame")
 
 
-def _decode(body: bytes) -> Any:
+def _decode(body: bytes | memoryview) -> Any:
     try:
         return loads(body)
     except ValueError as exc:
