@@ -19,6 +19,8 @@ def test_cause_names_what_failed() -> None:
     assert cause(Attempt(2, "timeout:HEARTBEAT", "activity Heartbeat timeout", "123@w1")).startswith(
         "worker lost (worker 123@w1)")
     assert cause(Attempt(2)).startswith("worker lost")  # nothing recorded: the worker vanished
+    lost_action = cause(Attempt(2, "WorkerLost", "the worker running it was lost"))  # an action's local activity
+    assert lost_action.startswith("worker lost") and "workflow task timed out" in lost_action
     assert cause(Attempt(2, "ConnectionDoesNotExistError", "connection was closed in the middle of operation")
                  ).startswith("database unavailable")
     assert cause(Attempt(2, "TransientError", "the run hit an infrastructure fault and will be retried: "

@@ -52,6 +52,9 @@ def cause(attempt: Attempt) -> str:
     if kind == "timeout:HEARTBEAT" or (not kind and not message):
         return (f"worker lost{worker}: the previous attempt stopped heartbeating (the worker was killed, "
                 "stopped, or cut off from Temporal) and its heartbeat timed out")
+    if kind == "WorkerLost":  # an action's local activity, taken over after its workflow task timed out
+        return (f"worker lost{worker}: its workflow task timed out (the worker was killed, stopped, or cut off "
+                "from Temporal) and another worker took the run over")
     if kind.startswith("timeout:"):
         return f"the previous attempt timed out ({kind.removeprefix('timeout:').lower().replace('_', '-')}){worker}"
     if any(t in kind for t in _DATABASE_TYPES) or any(w in low for w in _DATABASE_WORDS):
