@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import os
 import random
 import shutil
@@ -56,6 +55,9 @@ from orchestrator.store.pool import init_connection  # noqa: E402
 from orchestrator.store.types import OAuth2Credentials  # noqa: E402
 
 MODEL = "BenchIssue"
+PAGE = 10_000  # GET /records' largest page
+SEALER_KEY = os.urandom(32)
+SEALER = Sealer(SEALER_KEY)
 
 
 def make_records(n: int, *, revision: int = 0, seed: int = 7) -> list[dict[str, Any]]:
@@ -120,20 +122,8 @@ async def copy_baseline(pool: asyncpg.Pool, data: list[list[dict[str, Any]]]) ->
     return elapsed
 
 
-async def save_all(pool: asyncpg.Pool, scope: records.Scope, data: list[list[dict[str, Any]]],
-                   job_id: int) -> tuple[float, records.WriteResult]:
-    total = records.WriteResult()
-    async with pool.acquire() as conn:
-        await conn.execute("CHECKPOINT")  # each phase starts without the previous one's dirty pages
-        start = time.perf_counter()
-        for batch in data:
-            result = await records.batch_save(conn, scope, batch, job_id=job_id)
-            total.added += result.added
-            total.updated += result.updated
-        return time.perf_counter() - start, total
-
-
-async def read_all(url: str, key: str, connection_id: str, integration: str, *, parse: bool) -> tuple[float, int]:
+async def read_all(url: str, key: str, connection_id: str, integration: str, *, parse: bool,
+                   path: str = "/records") -> tuple[float, int]:
     """Page through GET /records with limit 10,000, as a consumer in its own process would.
 
     parse=False: the client takes each body as bytes and finds next_cursor at its end (the records are counted
@@ -147,7 +137,7 @@ async def read_all(url: str, key: str, connection_id: str, integration: str, *, 
         start = time.perf_counter()
         while True:
             params = {"model": MODEL, "limit": "10000", **({"cursor": cursor} if cursor else {})}
-            async with session.get(url + "/records", params=params, headers=headers) as resp:
+            async with session.get(url + path, params=params, headers=headers) as resp:
                 assert resp.status == 200, await resp.text()
                 body = await resp.read()
             if parse:
@@ -164,105 +154,248 @@ async def read_all(url: str, key: str, connection_id: str, integration: str, *, 
     return elapsed, seen
 
 
-async def read_in_subprocess(url: str, key: str, *, parse: bool) -> tuple[float, int]:
-    """The consumer runs in its own process, so its parsing does not share the API server's event loop."""
+async def read_together(url: str, key: str, clients: int, *, parse: bool, path: str) -> tuple[float, int]:
+    """`clients` consumers paging through every record at once (one process, one event loop)."""
+    start = time.perf_counter()
+    results = await asyncio.gather(*(read_all(url, key, "bench-conn", "github", parse=parse, path=path)
+                                     for _ in range(clients)))
+    return time.perf_counter() - start, sum(seen for _, seen in results)
+
+
+async def read_in_subprocess(url: str, key: str, *, parse: bool, clients: int = 1,
+                             path: str = "/records") -> tuple[float, int]:
+    """The consumers run in their own process, so their work does not share the API server's event loop."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.records", "--read-client", url, key, *(["--parse"] if parse else []),
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "bench.records", "--read-client", url, key, "--clients", str(clients), "--path", path,
+        *(["--parse"] if parse else []), cwd=ROOT, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out
     result = orjson.loads(out.splitlines()[-1])
     return result["seconds"], result["records"]
 
 
-async def main(n: int, batch_size: int) -> dict[str, Any]:
-    first = make_records(n)
-    changed = make_records(n, revision=1)
-    first_batches, changed_batches = batches(first, batch_size), batches(changed, batch_size)
-    # The 400,000 input records stay alive for the whole run; a worker never holds that many at once, so keep
-    # the cyclic GC from walking them on every collection (it would dominate the Python side otherwise).
-    gc.freeze()
-    sealer = Sealer(os.urandom(32))
-    async with database() as dsn:
-        admin = await asyncpg.connect(dsn)
-        schema = None
-        if os.environ.get("DATABASE_URL"):
-            schema = f"bench_{uuid.uuid4().hex[:8]}"
-            await admin.execute(f"CREATE SCHEMA {schema}")
-            await admin.execute(f"SET search_path TO {schema}")
-        await migrate(admin)
+async def new_connection(pool: asyncpg.Pool, name: str) -> tuple[records.Scope, int, str]:
+    """(scope, running job, environment secret key) of a fresh connection `bench-conn` in a new environment."""
+    key = new_secret_key()
+    async with pool.acquire() as conn:
+        env = await environments_repo.create(conn, f"bench-{name}-" + uuid.uuid4().hex[:6], key)
+        integ = await integrations_repo.upsert(conn, env.id, "github", "github")
+        pk, _ = await connections_repo.create(
+            conn, SEALER, environment_id=env.id, integration_id=integ.id, connection_id="bench-conn",
+            credentials=OAuth2Credentials(access_token="x"))
+        job_id = await conn.fetchval(
+            "INSERT INTO jobs (environment_id, connection_pk, script_name, status)"
+            " VALUES ($1, $2, 'bench', 'running') RETURNING id", env.id, pk)
+    return records.Scope(env.id, pk, MODEL), job_id, key
+
+
+@contextlib.asynccontextmanager
+async def prepared_database(dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """The schema migrated (in a throw-away schema with DATABASE_URL) and a pool on it."""
+    admin = await asyncpg.connect(dsn)
+    schema = None
+    if os.environ.get("DATABASE_URL"):
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        await admin.execute(f"CREATE SCHEMA {schema}")
+        await admin.execute(f"SET search_path TO {schema}")
+        os.environ["BENCH_SCHEMA"] = schema  # for the API process
+    await migrate(admin)
+    pool = await asyncpg.create_pool(dsn, init=init_connection, min_size=2, max_size=6,
+                                     server_settings={"search_path": schema} if schema else None)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+        if schema:
+            await admin.execute(f"DROP SCHEMA {schema} CASCADE")
         await admin.close()
-        settings = {"search_path": schema} if schema else None
-        pool = await asyncpg.create_pool(dsn, init=init_connection, min_size=2, max_size=4, server_settings=settings)
+
+
+async def copy_out_baseline(pool: asyncpg.Pool, scope: records.Scope, limit: int) -> tuple[float, int]:
+    """`COPY (SELECT the same rows) TO STDOUT`, page by page as GET /records reads them: the wire's speed."""
+    seen = 0
+    async with pool.acquire() as conn:
+        scope_id = await conn.fetchval("SELECT id FROM record_scopes WHERE connection_pk = $1",
+                                       scope.connection_pk)
+        after = 0
+        start = time.perf_counter()
+        while True:
+            tail = [b""]
+            rows = [0]
+
+            async def sink(data: bytes, tail: list[bytes] = tail, rows: list[int] = rows) -> None:
+                rows[0] += data.count(b"\n")
+                tail[0] = data  # whole rows: the last line starts with the last cursor
+            await conn.copy_from_query(
+                f"SELECT cursor, body FROM records WHERE scope_id = {scope_id} AND cursor > 0 AND cursor > {after}"
+                f" ORDER BY cursor LIMIT {limit}", output=sink)
+            seen += rows[0]
+            if rows[0] < limit:
+                break
+            after = int(tail[0][tail[0].rindex(b"\n", 0, len(tail[0]) - 1) + 1:].split(b"\t", 1)[0])
+        return time.perf_counter() - start, seen
+
+
+def _rss_mb(pid: int, field: str) -> float:
+    """VmRSS (now) or VmHWM (peak so far) of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+@contextlib.asynccontextmanager
+async def api_process(dsn: str, old_scope: int) -> AsyncIterator[tuple[str, int]]:
+    """GET /records served by its own process (its memory measured alone): (url, pid)."""
+    env = {**os.environ, "BENCH_DSN": dsn, "BENCH_SEALER": SEALER_KEY.hex(), "BENCH_OLD_SCOPE": str(old_scope)}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.records", "--serve", cwd=ROOT, env=env,
+                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        port = int((await proc.stdout.readline()).decode().strip())
+        yield f"http://127.0.0.1:{port}", proc.pid
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
         try:
-            key = new_secret_key()
-            async with pool.acquire() as conn:
-                env = await environments_repo.create(conn, "bench-" + uuid.uuid4().hex[:6], key)
-                integ = await integrations_repo.upsert(conn, env.id, "github", "github")
-                pk, _ = await connections_repo.create(
-                    conn, sealer, environment_id=env.id, integration_id=integ.id, connection_id="bench-conn",
-                    credentials=OAuth2Credentials(access_token="x"))
-                job_id = await conn.fetchval(
-                    "INSERT INTO jobs (environment_id, connection_pk, script_name, status)"
-                    " VALUES ($1, $2, 'bench', 'running') RETURNING id", env.id, pk)
-            scope = records.Scope(env.id, pk, MODEL)
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
-            copy_s = await copy_baseline(pool, first_batches)
-            save_s, r1 = await save_all(pool, scope, first_batches, job_id)
-            resave_s, r2 = await save_all(pool, scope, first_batches, job_id)
-            changed_s, r3 = await save_all(pool, scope, changed_batches, job_id)
-            assert (r1.added, r1.updated, r2.added, r2.updated, r3.updated) == (n, 0, 0, 0, n), (r1, r2, r3)
 
-            app = web.Application(middlewares=[error_middleware, auth_middleware])
-            http = aiohttp.ClientSession()
-            app[PLATFORM] = Platform(settings=Settings(database_url=SecretStr(dsn)), pool=pool, sealer=sealer,
-                                     temporal_client=None, bundles=DirectoryStore(Path(".nango/bench-bundles")),
-                                     http=http)
-            app.on_cleanup.append(lambda _: http.close())
-            app.add_routes(records_api.routes)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            port = free_port()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-            try:
-                url = f"http://127.0.0.1:{port}"
-                read_s, seen = await read_in_subprocess(url, key, parse=False)
-                assert seen == n, seen
-                read_parsed_s, seen = await read_in_subprocess(url, key, parse=True)
-                assert seen == n, seen
-            finally:
-                await runner.cleanup()
-        finally:
-            await pool.close()
-    avg_size = sum(len(orjson.dumps(r)) for r in first) / n
+# GET /records as it was before issue 18 (the baseline `read_vs_old`): each page rendered by PostgreSQL from the
+# stored jsonb with the metadata spliced in, aggregated into one bytea, fetched whole, joined in Python. It reads
+# `bench_old_records`, a copy of the rows in the old layout (jsonb `data`, no stored body).
+_OLD_META = ("'{\"first_seen_at\":' || to_json(first_seen_at)::text || ',\"last_modified_at\":'"
+             " || to_json(last_modified_at)::text || ',\"last_action\":\"' || last_action || '\",\"deleted_at\":'"
+             " || coalesce(to_json(deleted_at)::text, 'null') || ',\"pruned_at\":null,\"cursor\":\"'"
+             " || rtrim(translate(encode(convert_to('c' || cursor::text, 'UTF8'), 'base64'), '+/', '-_'), '=')"
+             " || '\"}'")
+_OLD_PAGE = ("SELECT string_agg(substring(d FOR length(d) - 1) || convert_to(',\"_nango_metadata\":' || m || '}',"
+             " 'UTF8'), '\\x2c'::bytea ORDER BY cursor) AS body, max(cursor) AS last, count(*) AS n"
+             f" FROM (SELECT convert_to(data::text, 'UTF8') AS d, {_OLD_META} AS m, cursor FROM bench_old_records"
+             " WHERE scope_id = $1 AND cursor > 0 AND cursor > $2 ORDER BY cursor LIMIT $3) AS page")
+
+
+async def old_records(request: web.Request) -> web.Response:
+    q = request.query
+    after = records.decode_cursor(q["cursor"]) if q.get("cursor") else 0
+    limit = int(q.get("limit") or 100)
+    async with request.app[PLATFORM].pool.acquire() as conn, conn.transaction(readonly=True):
+        await conn.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
+        row = await conn.fetchrow(_OLD_PAGE, int(os.environ["BENCH_OLD_SCOPE"]), after, limit)
+    n = row["n"]
+    next_cursor = records.encode_cursor(row["last"]) if n and n == limit else None
+    return web.Response(body=b"".join([b'{"records":[', row["body"] or b"", b'],"next_cursor":',
+                                       orjson.dumps(next_cursor), b"}"]), content_type="application/json")
+
+
+async def old_layout(pool: asyncpg.Pool, scope: records.Scope) -> int:
+    """Copy the scope's rows into `bench_old_records`, the layout before issue 18; its scope id."""
+    async with pool.acquire() as conn:
+        scope_id = await conn.fetchval("SELECT id FROM record_scopes WHERE connection_pk = $1", scope.connection_pk)
+        await conn.execute("CREATE TABLE bench_old_records AS SELECT scope_id, cursor, first_seen_at, last_modified_at,"
+                           f" last_action, deleted_at, data FROM records WHERE scope_id = {int(scope_id)}")
+        await conn.execute("CREATE INDEX ON bench_old_records (scope_id, cursor) WHERE cursor > 0")
+        await conn.execute("VACUUM ANALYZE bench_old_records")
+    return scope_id
+
+
+async def serve() -> None:
+    """The API side of the read bench: the records route behind the real auth middleware, until stdin closes."""
+    dsn = os.environ["BENCH_DSN"]
+    schema = os.environ.get("BENCH_SCHEMA")
+    pool = await asyncpg.create_pool(dsn, init=init_connection, min_size=2, max_size=8,
+                                     server_settings={"search_path": schema} if schema else None)
+    app = web.Application(middlewares=[error_middleware, auth_middleware])
+    http = aiohttp.ClientSession()
+    app[PLATFORM] = Platform(settings=Settings(database_url=SecretStr(dsn)), pool=pool,
+                             sealer=Sealer(bytes.fromhex(os.environ["BENCH_SEALER"])), temporal_client=None,
+                             bundles=DirectoryStore(ROOT / ".nango" / "bench-bundles"), http=http)
+    app.on_cleanup.append(lambda _: http.close())
+    app.add_routes(records_api.routes)
+    app.router.add_get("/old-records", old_records)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print(port, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await runner.cleanup()
+    await pool.close()
+
+
+async def read_phases(dsn: str, pool: asyncpg.Pool, target: tuple[records.Scope, int, str], n: int,
+                      clients: int) -> dict[str, Any]:
+    scope, _, key = target
+    copy_s, copied = await copy_out_baseline(pool, scope, PAGE)
+    assert copied == n, copied
+    old_scope = await old_layout(pool, scope)
+    async with api_process(dsn, old_scope) as (url, pid):
+        rss_idle = _rss_mb(pid, "VmRSS")
+        old_s, seen = await read_in_subprocess(url, key, parse=False, path="/old-records")
+        assert seen == n, seen
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # the peak (VmHWM) counts from here: GET /records only
+        read_s, seen = await read_in_subprocess(url, key, parse=False)
+        assert seen == n, seen
+        read_parsed_s, seen = await read_in_subprocess(url, key, parse=True)
+        assert seen == n, seen
+        samples: list[float] = []
+
+        async def sample() -> None:
+            while True:
+                samples.append(_rss_mb(pid, "VmRSS"))
+                await asyncio.sleep(0.05)
+        sampler = asyncio.create_task(sample())
+        together_s, seen = await read_in_subprocess(url, key, parse=False, clients=clients)
+        sampler.cancel()
+        assert seen == clients * n, seen
+        rss_peak = _rss_mb(pid, "VmHWM")
+    async with pool.acquire() as conn:
+        await conn.execute("DROP TABLE bench_old_records")
+    read_per_s = n / read_s
     return {
-        "records": n,
-        "batch_size": batch_size,
-        "avg_record_bytes": round(avg_size),
-        "save_per_s": round(n / save_s),
-        "resave_unchanged_per_s": round(n / resave_s),
-        "save_changed_per_s": round(n / changed_s),
-        "read_per_s": round(n / read_s),
-        "read_parsed_per_s": round(n / read_parsed_s),
-        "copy_baseline_per_s": round(n / copy_s),
-        "save_vs_copy": round(copy_s / save_s, 3),
-        "seconds": {"copy": round(copy_s, 2), "save": round(save_s, 2), "resave_unchanged": round(resave_s, 2),
-                    "save_changed": round(changed_s, 2), "read": round(read_s, 2),
-                    "read_parsed": round(read_parsed_s, 2)},
+        "read_per_s": round(read_per_s), "read_parsed_per_s": round(n / read_parsed_s),
+        "copy_out_per_s": round(n / copy_s), "read_vs_copy_out": round(copy_s / read_s, 3),
+        "old_read_per_s": round(n / old_s), "read_vs_old": round(old_s / read_s, 2),
+        "clients": clients, "read_together_per_s": round(clients * n / together_s),
+        "api_rss_idle_mb": rss_idle, "api_rss_peak_mb": rss_peak,
+        "api_rss_peak_while_clients_mb": max(samples, default=0.0),
+        "seconds": {"copy_out": round(copy_s, 2), "old_read": round(old_s, 2), "read": round(read_s, 2),
+                    "read_parsed": round(read_parsed_s, 2),
+                    "read_together": round(together_s, 2)},
     }
+
+
+async def main(n: int, batch_size: int, clients: int) -> dict[str, Any]:
+    from bench import peers
+
+    async with database() as dsn, prepared_database(dsn) as pool:
+        target = await new_connection(pool, "save")
+        writes = await peers.write_passes(pool, dsn, n, batch_size, with_dlt=False, save_to=target)
+        reads = await read_phases(dsn, pool, target, n, clients)
+    return {"records": n, "batch_size": batch_size, "avg_record_bytes": writes["avg_record_bytes"],
+            "writes": {k: writes[k] for k in ("per_s", "ratios", "seconds")}, "reads": reads}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--clients", type=int, default=4, help="clients paging through all records at once")
     parser.add_argument("--read-client", nargs=2, metavar=("URL", "KEY"), help=argparse.SUPPRESS)
     parser.add_argument("--parse", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--path", default="/records", help=argparse.SUPPRESS)
     args = parser.parse_args()
     # stdout carries the one JSON object; the embedded PostgreSQL's log lines go to stderr
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    if args.read_client:
-        seconds, count = asyncio.run(read_all(*args.read_client, "bench-conn", "github", parse=args.parse))
+    if args.serve:
+        asyncio.run(serve())
+    elif args.read_client:
+        seconds, count = asyncio.run(read_together(*args.read_client, args.clients, parse=args.parse,
+                                                   path=args.path))
         print(orjson.dumps({"seconds": seconds, "records": count}).decode())
     else:
-        print(orjson.dumps(asyncio.run(main(args.records, args.batch))).decode())
+        print(orjson.dumps(asyncio.run(main(args.records, args.batch, args.clients))).decode())

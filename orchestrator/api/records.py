@@ -6,6 +6,7 @@ A page is streamed as PostgreSQL sends it (chunks of stored response bytes): nev
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -99,6 +100,13 @@ async def list_records(request: web.Request) -> web.StreamResponse:
     integration, connection_id = connection_headers(request)
     connection = await load_connection(request, integration, connection_id)
     scope = records_repo.Scope(environment(request).id, connection.id, model, variant)
+    return await stream_records(request, scope, cursor=cursor, limit=limit, modified_after=modified_after,
+                                actions=actions, ids=ids)
+
+
+async def stream_records(request: web.Request, scope: records_repo.Scope, **page: Any) -> web.StreamResponse:
+    """A page in Nango's wire format, streamed as PostgreSQL sends it (`records.stream_page`): at most a chunk
+    in memory, whatever the page size."""
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
 
     async def write(chunk: bytes) -> None:
@@ -107,8 +115,7 @@ async def list_records(request: web.Request) -> web.StreamResponse:
             await response.write(b'{"records":[')
         await response.write(chunk)
     async with request.app[PLATFORM].pool.acquire() as conn:
-        _, next_cursor = await records_repo.stream_page(conn, scope, write, cursor=cursor, limit=limit,
-                                                        modified_after=modified_after, actions=actions, ids=ids)
+        _, next_cursor = await records_repo.stream_page(conn, scope, write, **page)
     if not response.prepared:
         await write(b"")
     await response.write(b'],"next_cursor":' + orjson.dumps(next_cursor) + b"}")

@@ -25,7 +25,7 @@ from orchestrator.api.actions import run_action
 from orchestrator.api.common import connection_headers, environment, json_body, json_response, load_connection
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
-from orchestrator.api.records import MAX_IDS, _filter, _limit, _modified_after
+from orchestrator.api.records import MAX_IDS, _filter, _limit, _modified_after, stream_records
 from orchestrator.bundles.build import read_manifest
 from orchestrator.config.jsonschema import all_model_schemas, parse_models, type_schema
 from orchestrator.config.nango_yaml import NangoConfig
@@ -110,7 +110,8 @@ def _query_input(request: web.Request) -> dict[str, Any] | None:
     return out
 
 
-async def _records(request: web.Request, endpoint: Endpoint, integration: str, connection_id: str) -> web.Response:
+async def _records(request: web.Request, endpoint: Endpoint, integration: str,
+                   connection_id: str) -> web.StreamResponse:
     q = request.query
     outputs = endpoint.script.config.get("output") or []
     model = q.get("model", "").strip() or endpoint.model
@@ -125,10 +126,8 @@ async def _records(request: web.Request, endpoint: Endpoint, integration: str, c
     actions = _filter(q.get("filter"))
     connection = await load_connection(request, integration, connection_id)
     scope = records_repo.Scope(environment(request).id, connection.id, model, q.get("variant") or "base")
-    async with request.app[PLATFORM].pool.acquire() as conn:
-        page = await records_repo.read_page(conn, scope, cursor=q.get("cursor") or None, limit=limit,
-                                            modified_after=modified_after, actions=actions, ids=ids or None)
-    return web.Response(body=page.to_json(), content_type="application/json")
+    return await stream_records(request, scope, cursor=q.get("cursor") or None, limit=limit,
+                                modified_after=modified_after, actions=actions, ids=ids or None)
 
 
 async def environment_reference(app: web.Application, env: Environment, integration: str | None = None, *,

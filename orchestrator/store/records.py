@@ -165,38 +165,59 @@ def _cursor_text(value: int) -> bytes:
 class _Plan:
     """One batch sorted out under the scope lock: what is new, what changed, what the job changes first."""
 
-    new: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # (id, JSON, sha256)
-    changed: list[tuple[str, bytes, bytes, bytes, bool]] = field(default_factory=list)  # + first_seen_at, revived
+    new: list[int] = field(default_factory=list)  # positions in the batch
+    changed: list[tuple[str, bytes, bytes, bytes, bool]] = field(default_factory=list)  # id, JSON, sha256,
+    # first_seen_at as rendered, revived
     prior: list[tuple[str, bytes, bool]] = field(default_factory=list)
 
 
-def _encoded(items: list[Item], model: str, encoded: Sequence[bytes | None] | None) -> list[tuple[bytes, bytes]]:
-    """Each item's stored JSON and its sha256; bytes the host already encoded (its size quota) are reused."""
-    out = []
-    sha256, encode, check = hashlib.sha256, _encode, contract.check_body
-    for rid, record, index in items:
-        body = encoded[index] if encoded is not None and index < len(encoded) else None
-        if body is None:
-            body = encode(record, rid, index, model)
-        else:
-            check(body, rid, index, model)
-        out.append((body, sha256(body).digest()))
-    return out
+class _Bodies:
+    """Each item's stored JSON and its sha256, computed once, when first needed (or ahead, while the server
+    works); bytes the host already encoded for its size quota are reused, not encoded again."""
+
+    def __init__(self, items: list[Item], model: str, encoded: Sequence[bytes | None] | None) -> None:
+        self.items, self.model, self.encoded = items, model, encoded
+        self.done: list[tuple[bytes, bytes] | None] = [None] * len(items)
+        self.ahead = 0  # items [0, ahead) are done
+
+    def __getitem__(self, k: int) -> tuple[bytes, bytes]:
+        got = self.done[k]
+        if got is None:
+            rid, record, index = self.items[k]
+            encoded = self.encoded
+            body = encoded[index] if encoded is not None and index < len(encoded) else None
+            if body is None:
+                body = _encode(record, rid, index, self.model)
+            else:
+                contract.check_body(body, rid, index, self.model)
+            got = self.done[k] = (body, hashlib.sha256(body).digest())
+        return got
+
+    async def ahead_of(self, pending: asyncio.Future[Any], step: int = 250) -> None:
+        """Encode in order while `pending` (the server's work) runs; stop as soon as it is answered."""
+        n = len(self.items)
+        while not pending.done() and self.ahead < n:
+            for k in range(self.ahead, min(self.ahead + step, n)):
+                self[k]
+            self.ahead = min(self.ahead + step, n)
+            await asyncio.sleep(0)  # lets the event loop take the answer when it has arrived
 
 
-async def _copy_rows(scope: Scope, scope_id: int, rows: list[tuple[str, bytes, bytes]], cursors: list[int],
+async def _copy_rows(scope: Scope, scope_id: int, bodies: _Bodies, new: list[int], cursors: list[int],
                      prefix: bytes, job_id: int | None) -> AsyncIterator[bytes]:
-    """New records in COPY's binary format, built chunk by chunk while PostgreSQL ingests the previous one."""
+    """New records in COPY's binary format, built (and encoded) chunk by chunk while PostgreSQL ingests the
+    previous one. A record that fails to encode raises here: COPY is aborted and the transaction rolls back."""
     head = (struct.pack("!hiqiqiq", len(_COPY_COLUMNS), 8, scope_id, 8, scope.environment_id, 8, scope.connection_pk)
             + _copy_text(scope.model) + _copy_text(scope.variant))
     tail = _copy_text("ADDED") + (struct.pack("!iq", 8, job_id) if job_id is not None else _LEN.pack(-1))
     pack_len, pack_cursor, pack_meta, cursor_text = _LEN.pack, _CURSOR_LEN.pack, _META_LEN.pack, _cursor_text
+    items = bodies.items
     yield _PGCOPY_HEADER
-    for start in range(0, len(rows), _COPY_CHUNK):
+    for start in range(0, len(new), _COPY_CHUNK):
         lines = []
-        for (rid, body, digest), cursor in zip(rows[start:start + _COPY_CHUNK], cursors[start:start + _COPY_CHUNK],
-                                               strict=True):
-            raw_id = rid.encode()
+        for k, cursor in zip(new[start:start + _COPY_CHUNK], cursors[start:start + _COPY_CHUNK], strict=True):
+            body, digest = bodies[k]
+            raw_id = items[k][0].encode()
             meta = prefix + cursor_text(cursor) + b'"}}'
             lines.append(b"".join((head, pack_len(len(raw_id)), raw_id, pack_cursor(8, cursor),
                                    pack_len(len(body) - 1 + len(meta)), body[:-1], meta, pack_meta(4, len(meta)),
@@ -205,14 +226,15 @@ async def _copy_rows(scope: Scope, scope_id: int, rows: list[tuple[str, bytes, b
     yield _PGCOPY_TRAILER
 
 
-def _plan(items: list[Item], bodies: list[tuple[bytes, bytes]], stored: dict[str, Any], job_id: int | None,
+def _plan(items: list[Item], bodies: _Bodies, stored: dict[str, Any], job_id: int | None,
           result: WriteResult) -> _Plan:
     plan = _Plan()
-    for (rid, _, _), (body, digest) in zip(items, bodies, strict=True):
+    for k, (rid, _, _) in enumerate(items):
         found = stored.get(rid)
         if found is None:
-            plan.new.append((rid, body, digest))
+            plan.new.append(k)
             continue
+        body, digest = bodies[k]
         stored_hash, deleted, stored_job, first_seen_at = found
         if deleted or stored_hash != digest:
             plan.changed.append((rid, body, digest, first_seen_at.encode(), deleted))
@@ -242,11 +264,12 @@ async def _save(
     async with conn.transaction():
         scope_id = await _lock_scope(conn, scope, create=True)
         assert scope_id is not None
-        # The server probes the ids while this process encodes and hashes the batch.
+        # The server probes the ids while this process encodes and hashes the batch; what is not encoded by the
+        # time the answer comes is encoded when needed (new records: while COPY ingests the previous chunk).
+        bodies = _Bodies(items, scope.model, encoded)
         lookup = asyncio.ensure_future(conn.fetch(_LOOKUP, scope_id, ids))
-        await asyncio.sleep(0)
         try:
-            bodies = _encoded(items, scope.model, encoded)
+            await bodies.ahead_of(lookup)
         except BaseException:
             with contextlib.suppress(Exception):
                 await lookup
@@ -269,8 +292,8 @@ async def _save(
                                [c[2] for c in plan.changed], changed_cursors, scope.environment_id,
                                scope.connection_pk, scope.model, scope.variant)
         if plan.new:
-            source = _copy_rows(scope, scope_id, plan.new, cursors[:len(plan.new)], _meta_prefix(now, now, b"ADDED"),
-                                job_id)
+            source = _copy_rows(scope, scope_id, bodies, plan.new, cursors[:len(plan.new)],
+                                _meta_prefix(now, now, b"ADDED"), job_id)
             await conn.copy_to_table("records", source=source, columns=_COPY_COLUMNS, format="binary")
             result.added += len(plan.new)
         if track_seen and job_id is not None:
@@ -554,21 +577,19 @@ class _Chunker:
         self.out, self.chunk_bytes = write, chunk_bytes
         self.parts: list[bytes] = []
         self.size = self.count = 0
+        self.comma = False  # a record was passed on: the next one starts with a comma
         self.tail = b""  # the end of the last record, where its cursor is
 
     async def copied(self, data: bytes) -> None:
-        """Whole rows of COPY's text output."""
+        """Whole rows of COPY's text output, each ending with a newline (which becomes the comma after it)."""
         lines = data.count(b"\n")
         if not lines:
             return
         if b"\\" in data:
             data = data.replace(b"\\\\", b"\\")
-        data = data[:-1].replace(b"\n", b",")
-        if self.count:
-            data = b"," + data
         self.count += lines
         self.tail = data[-64:]
-        self.parts.append(data)
+        self.parts.append(data.replace(b"\n", b","))
         self.size += len(data)
         if self.size >= self.chunk_bytes:
             await self.flush()
@@ -576,16 +597,20 @@ class _Chunker:
     async def rows(self, bodies: list[str]) -> None:
         """Bodies as stored (not COPY's escaped text)."""
         if bodies:
-            data = ",".join(bodies).encode()
-            self.parts.append(b"," + data if self.count else data)
+            data = (",".join(bodies) + ",").encode()
+            self.parts.append(data)
             self.count += len(bodies)
             self.tail = data[-64:]
 
     async def flush(self) -> None:
+        """Pass on what is held; every record so far ends with a comma, which is held back for the next one."""
         if self.parts:
-            chunk = b"".join(self.parts)
+            chunk = b"".join(self.parts) if len(self.parts) > 1 else self.parts[0]
             self.parts, self.size = [], 0
-            await self.out(chunk)
+            if self.comma:
+                await self.out(b",")
+            await self.out(memoryview(chunk)[:-1])  # type: ignore[arg-type]  # bytes-like, not copied
+            self.comma = True
 
     def last_cursor(self) -> str:
         at = self.tail.rindex(_CURSOR_KEY) + len(_CURSOR_KEY)
@@ -606,24 +631,24 @@ async def stream_page(
     if last_actions and any(a not in ("ADDED", "UPDATED", "DELETED") for a in last_actions):
         raise InvalidInputError(f"unknown record action in {actions!r}", parameter="filter")
     chunker = _Chunker(write, chunk_bytes)
-    async with conn.transaction(readonly=True):
-        scope_id = await conn.fetchval("SELECT id FROM record_scopes WHERE connection_pk = $1 AND model = $2"
-                                       " AND variant = $3", scope.connection_pk, scope.model, scope.variant)
-        if scope_id is None:
-            return 0, None
-        if ids:
-            rows = await conn.fetch(_PAGE_IDS, scope_id, [str(i) for i in ids], after, modified_after, last_actions,
-                                    limit)
-            await chunker.rows([r[0] for r in rows])
-        else:
-            extra = ""
-            if modified_after is not None:  # a datetime: its ISO text is digits and -:+.T only
-                since = modified_after if modified_after.tzinfo else modified_after.replace(tzinfo=UTC)
-                extra += f" AND last_modified_at >= '{since.isoformat()}'::timestamptz"
-            if last_actions:
-                extra += " AND last_action IN (" + ", ".join(f"'{a}'" for a in last_actions) + ")"
-            # Walk the index in cursor order: with stale statistics the planner may otherwise collect the whole
-            # scope with a bitmap scan and sort it, once per page.
+    scope_id = await conn.fetchval("SELECT id FROM record_scopes WHERE connection_pk = $1 AND model = $2"
+                                   " AND variant = $3", scope.connection_pk, scope.model, scope.variant)
+    if scope_id is None:
+        return 0, None
+    if ids:
+        rows = await conn.fetch(_PAGE_IDS, scope_id, [str(i) for i in ids], after, modified_after, last_actions,
+                                limit)
+        await chunker.rows([r[0] for r in rows])
+    else:
+        extra = ""
+        if modified_after is not None:  # a datetime: its ISO text is digits and -:+.T only
+            since = modified_after if modified_after.tzinfo else modified_after.replace(tzinfo=UTC)
+            extra += f" AND last_modified_at >= '{since.isoformat()}'::timestamptz"
+        if last_actions:
+            extra += " AND last_action IN (" + ", ".join(f"'{a}'" for a in last_actions) + ")"
+        # Walk the index in cursor order: with stale statistics the planner may otherwise collect the whole scope
+        # with a bitmap scan and sort it, once per page.
+        async with conn.transaction(readonly=True):
             await conn.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
             await conn.copy_from_query(
                 _PAGE_COPY.format(scope=int(scope_id), after=int(after), extra=extra, limit=int(limit)),
