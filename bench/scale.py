@@ -1,0 +1,442 @@
+"""Cost as work grows: prints ONE JSON object.
+
+records: the per-record cost of `records.batch_save` (first save, every record changed) and of reading a
+connection's records in pages of 10,000 (`records.read_page`), for fresh connections on an empty `records`
+table and again after other connections filled it; one connection's reads are repeated at every size.
+
+schedules: creating one schedule per connection through the reconciler against raw
+`client.create_schedule` calls at the same concurrency (and one after the other, as the reconciler did
+before), then a deploy that changes the sync's interval for every connection, and a reconcile with nothing
+to do (the listing).
+
+    .venv/bin/python -m bench.scale                       # a few minutes: 1M other records, 2,000 schedules
+    .venv/bin/python -m bench.scale --others 2000000 --schedules 10000    # the issue's sizes
+    .venv/bin/python -m bench.scale --part schedules      # or --part records
+
+Everything runs here (embedded PostgreSQL under .nango/bench-scale-*, the Temporal dev server in memory
+with the dev stack's RPS settings) and is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import gc
+import os
+import random
+import shutil
+import statistics
+import string
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+from pydantic import SecretStr
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+    ScheduleState,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from orchestrator.authoring.compile import compile_project  # noqa: E402
+from orchestrator.config.settings import Settings  # noqa: E402
+from orchestrator.control import deploy as deploy_control  # noqa: E402
+from orchestrator.control.reconcile import reconcile_integration  # noqa: E402
+from orchestrator.crypto import new_secret_key  # noqa: E402
+from orchestrator.devstack.postgres import EmbeddedPostgres  # noqa: E402
+from orchestrator.devstack.processes import free_port  # noqa: E402
+from orchestrator.devstack.temporal import TemporalDevServer  # noqa: E402
+from orchestrator.logging import configure_logging  # noqa: E402
+from orchestrator.platform import Platform, open_platform  # noqa: E402
+from orchestrator.store import environments as environments_repo  # noqa: E402
+from orchestrator.store import integrations as integrations_repo  # noqa: E402
+from orchestrator.store import records  # noqa: E402
+from orchestrator.store.migrate import migrate  # noqa: E402
+from orchestrator.store.pool import init_connection  # noqa: E402
+from orchestrator.temporal import names, schedules  # noqa: E402
+
+MODEL = "BenchIssue"
+BATCH = 5_000
+PAGE = 10_000
+
+
+def make_records(n: int, *, revision: int = 0, seed: int = 11) -> list[dict[str, Any]]:
+    """Deterministic ~1 KB records shaped like a typical API object."""
+    rnd = random.Random(seed)
+    words = ["".join(rnd.choices(string.ascii_lowercase, k=rnd.randint(3, 9))) for _ in range(500)]
+    return [{
+        "id": f"issue-{i:08d}", "number": i,
+        "title": f"Issue {i}: " + " ".join(rnd.choices(words, k=6)) + (f" (rev {revision})" if revision else ""),
+        "body": " ".join(rnd.choices(words, k=95)), "state": "open" if i % 3 else "closed",
+        "url": f"https://github.example.com/acme/widgets/issues/{i}",
+        "author": {"login": rnd.choice(words), "id": rnd.randint(1, 10**6), "site_admin": False},
+        "labels": [rnd.choice(words) for _ in range(rnd.randint(0, 4))], "comments": rnd.randint(0, 50),
+        "created_at": "2024-03-01T12:00:00Z", "updated_at": f"2024-03-{1 + revision:02d}T12:00:00Z",
+        "closed_at": None,
+    } for i in range(n)]
+
+
+def batches(rows: list[Any], size: int = BATCH) -> list[list[Any]]:
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else 0.0
+
+
+# ---------------------------------------------------------------------------------------------- records
+
+class Store:
+    """One database of the same server, migrated, with one integration whose connections are created as rows."""
+
+    def __init__(self, pool: asyncpg.Pool, env_id: int, integration_id: int) -> None:
+        self.pool, self.env_id, self.integration_id = pool, env_id, integration_id
+
+    @classmethod
+    async def create(cls, dsn: str, name: str) -> Store:
+        admin = await asyncpg.connect(dsn)
+        try:
+            await admin.execute(f"CREATE DATABASE {name}")
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(dsn, database=name)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        pool = await asyncpg.create_pool(dsn, database=name, init=init_connection, min_size=1, max_size=3)
+        async with pool.acquire() as conn:
+            env = await environments_repo.create(conn, "rec-" + uuid.uuid4().hex[:6], new_secret_key())
+            integ = await integrations_repo.upsert(conn, env.id, "github", "github")
+        return cls(pool, env.id, integ.id)
+
+    async def new_connections(self, count: int, prefix: str) -> list[tuple[records.Scope, int]]:
+        """(scope, running job id) for `count` new connections."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "INSERT INTO connections (environment_id, integration_id, connection_id, credentials)"
+                " SELECT $1, $2, $3 || g, '\\x00' FROM generate_series(1, $4) g RETURNING id",
+                self.env_id, self.integration_id, f"{prefix}-{uuid.uuid4().hex[:6]}-", count)
+            jobs = await conn.fetch(
+                "INSERT INTO jobs (environment_id, connection_pk, script_name, status)"
+                " SELECT $1, pk, 'bench', 'running' FROM unnest($2::bigint[]) pk RETURNING id, connection_pk",
+                self.env_id, [r["id"] for r in rows])
+        return [(records.Scope(self.env_id, j["connection_pk"], MODEL), j["id"]) for j in jobs]
+
+    async def fill(self, total: int, per_connection: int) -> float:
+        """Other connections' records until `total` more are stored (two writers, as two workers would)."""
+        data = batches(make_records(per_connection, seed=5))
+        queue = await self.new_connections(max(1, total // per_connection), "other")
+        start = time.perf_counter()
+
+        async def writer() -> None:
+            async with self.pool.acquire() as conn:
+                while queue:
+                    scope, job = queue.pop()
+                    for batch in data:
+                        await records.batch_save(conn, scope, batch, job_id=job)
+        await asyncio.gather(writer(), writer())
+        elapsed = time.perf_counter() - start
+        async with self.pool.acquire() as conn:
+            # what autovacuum does after a load this size, done now rather than during a measurement
+            await conn.execute("VACUUM (ANALYZE)")
+            await conn.execute("CHECKPOINT")
+        return elapsed
+
+    async def save(self, scope: records.Scope, job: int, data: list[list[dict[str, Any]]]) -> tuple[float, float]:
+        """Seconds, and CPU seconds of the PostgreSQL backend that did the work."""
+        async with self.pool.acquire() as conn:
+            cpu = backend_cpu(conn)
+            start = time.perf_counter()
+            for batch in data:
+                await records.batch_save(conn, scope, batch, job_id=job)
+            return time.perf_counter() - start, backend_cpu(conn) - cpu
+
+    async def read(self, scope: records.Scope) -> tuple[float, float, int, tuple[int, int]]:
+        """Seconds to page through the scope at limit 10,000, the backend's CPU seconds, records seen, and the
+        blocks PostgreSQL touched for it (pg_statio, every table): (found in shared buffers, read from the OS)."""
+        async with self.pool.acquire() as conn:
+            before = await blocks(conn)
+            cpu = backend_cpu(conn)
+            start = time.perf_counter()
+            cursor, seen = None, 0
+            while True:
+                page = await records.read_page(conn, scope, cursor=cursor, limit=PAGE)
+                seen += page.count
+                if not page.next_cursor:
+                    break
+                cursor = page.next_cursor
+            elapsed, cpu = time.perf_counter() - start, backend_cpu(conn) - cpu
+            after = await blocks(conn)
+            return elapsed, cpu, seen, (after[0] - before[0], after[1] - before[1])
+
+
+def backend_cpu(conn: asyncpg.Connection) -> float:
+    """CPU seconds the connection's PostgreSQL backend has run (Linux schedstat, nanoseconds): unlike the
+    wall clock, barely moved by other processes competing for the same two cores."""
+    pid = conn.get_server_pid()  # type: ignore[attr-defined]  # a pool's proxy forwards it
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0]) / 1e9
+
+
+async def blocks(conn: asyncpg.Connection) -> tuple[int, int]:
+    """Blocks of every user table, index and TOAST found in shared buffers and read from the OS so far
+    (this backend's counts flushed first)."""
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = await conn.fetchrow(
+        "SELECT coalesce(sum(coalesce(heap_blks_hit, 0) + coalesce(idx_blks_hit, 0) + coalesce(toast_blks_hit, 0)"
+        " + coalesce(tidx_blks_hit, 0)), 0)::bigint AS hit, coalesce(sum(coalesce(heap_blks_read, 0)"
+        " + coalesce(idx_blks_read, 0) + coalesce(toast_blks_read, 0) + coalesce(tidx_blks_read, 0)), 0)::bigint"
+        " AS read FROM pg_statio_user_tables")
+    return row["hit"], row["read"]
+
+
+async def measure(stores: dict[str, Store], watched: dict[str, records.Scope], first: list[list[dict[str, Any]]],
+                  changed: list[list[dict[str, Any]]], n: int, repeat: int) -> dict[str, dict[str, float]]:
+    """Per-record cost (microseconds, median over `repeat` fresh connections) in each store, the stores
+    taking turns so both see the same moment of a noisy machine."""
+    figures: dict[str, dict[str, list[float]]] = {k: {} for k in stores}
+    order = list(stores)
+    for r in range(repeat):
+        for key in order if r % 2 == 0 else order[::-1]:
+            store, into = stores[key], figures[key]
+            (scope, job), = await store.new_connections(1, "t")
+            for name, data in (("save_first", first), ("save_changed", changed)):
+                seconds, cpu = await store.save(scope, job, data)
+                into.setdefault(f"{name}_us", []).append(seconds / n * 1e6)
+                into.setdefault(f"{name}_pg_cpu_us", []).append(cpu / n * 1e6)
+            for name, target in (("read", scope), ("watched_read", watched[key])):
+                # the best of three reads: the cost of the read itself, less whatever else ran meanwhile
+                runs = [await store.read(target) for _ in range(3)]
+                assert all(seen == n for _, _, seen, _ in runs), runs
+                into.setdefault(f"{name}_us", []).append(min(r[0] for r in runs) / n * 1e6)
+                into.setdefault(f"{name}_pg_cpu_us", []).append(min(r[1] for r in runs) / n * 1e6)
+                if name == "read":
+                    hit, missed = runs[0][3]
+                    into.setdefault("read_blocks_hit_per_1k", []).append(hit / n * 1000)
+                    into.setdefault("read_blocks_missed_per_1k", []).append(missed / n * 1000)
+    return {k: {name: round(statistics.median(v), 2) for name, v in f.items()} for k, f in figures.items()}
+
+
+async def bench_records(dsn: str, *, n: int, repeat: int, others: int, steps: int) -> dict[str, Any]:
+    """`grown` fills with other connections' records step by step; `empty` holds only what is measured."""
+    first, changed = batches(make_records(n)), batches(make_records(n, revision=1))
+    gc.freeze()  # the input records live for the whole run: keep the cyclic GC from walking them
+    tag = uuid.uuid4().hex[:6]
+    stores = {"grown": await Store.create(dsn, f"scale_grown_{tag}"),
+              "empty": await Store.create(dsn, f"scale_empty_{tag}")}
+    try:
+        watched = {}
+        for key, store in stores.items():  # one connection each, saved on the empty table, read at every size
+            (scope, job), = await store.new_connections(1, "watched")
+            await store.save(scope, job, first)
+            watched[key] = scope
+        sizes = [0] + ([others * (i + 1) // steps for i in range(steps)] if others else [])
+        per_size: list[dict[str, Any]] = []
+        loaded, fill_s = 0, 0.0
+        for size in sizes:
+            if size > loaded:
+                fill_s += await stores["grown"].fill(size - loaded, per_connection=max(BATCH, min(20_000, n)))
+                loaded = size
+            figures = await measure(stores, watched, first, changed, n, repeat)
+            grown, empty = figures["grown"], figures["empty"]
+            per_size.append({"other_records": size, **figures, "ratios": {
+                name: ratio(grown[name], empty[name])
+                for name in grown if not name.startswith("read_blocks")}})
+    finally:
+        for store in stores.values():
+            await store.pool.close()
+    last = per_size[-1]["ratios"]
+    return {
+        "records_per_connection": n, "fresh_connections_per_size": repeat, "page_limit": PAGE,
+        "fill_per_s": round(loaded / fill_s) if fill_s else None, "sizes": per_size,
+        # cost with `others` records of other connections / cost on a table without them, measured in turns at
+        # the same moment: the goal is 0.8-1.2 (the 0 row shows the noise floor)
+        "save_first_ratio": last["save_first_us"], "save_changed_ratio": last["save_changed_us"],
+        "read_ratio": last["read_us"], "watched_read_ratio": last["watched_read_us"],
+        # the same ratios in CPU of the PostgreSQL backend (what the database did, whatever else ran)
+        "pg_cpu_ratios": {name.removesuffix("_pg_cpu_us"): last[name] for name in last if "_pg_cpu_" in name},
+    }
+
+
+# -------------------------------------------------------------------------------------------- schedules
+
+def _folder(home: Path, runs: str) -> Path:
+    """The example integration with its sync re-timed and not started by itself (no run is measured)."""
+    folder = home / f"ints-{runs.replace(' ', '')}"
+    shutil.copytree(ROOT / "examples" / "nango-integrations", folder)
+    text = (folder / "nango.yaml").read_text().replace(
+        "runs: every 5 minutes", f"runs: {runs}\n        auto_start: false")
+    (folder / "nango.yaml").write_text(text)
+    return folder
+
+
+async def _deploy(platform: Platform, env: Any, home: Path, runs: str) -> None:
+    bundles = await asyncio.to_thread(compile_project, _folder(home, runs))
+    await deploy_control.deploy(platform, env, [deploy_control.UploadedBundle.parse(b.data) for b in bundles])
+
+
+async def raw_creates(client: Client, count: int, concurrency: int, task_queue: str) -> float:
+    """Seconds for `count` bare `create_schedule` calls (paused, one-hour interval) at this concurrency."""
+    prefix = "raw-" + uuid.uuid4().hex[:6]
+    ids = iter(range(count))
+
+    async def worker() -> None:
+        for i in ids:
+            await client.create_schedule(f"{prefix}-{i}", Schedule(
+                action=ScheduleActionStartWorkflow("SyncWorkflow", {"n": i}, id=f"{prefix}-wf-{i}",
+                                                   task_queue=task_queue),
+                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
+                state=ScheduleState(paused=True)))
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - start
+
+
+async def connection_added(platform: Platform, integration: Any, prefix: str, times: int = 5) -> float:
+    """Median seconds to reconcile one new connection alone (what creating a connection does)."""
+    seconds = []
+    for i in range(times):
+        async with platform.pool.acquire() as conn:
+            pk = await conn.fetchval(
+                "INSERT INTO connections (environment_id, integration_id, connection_id, credentials)"
+                " VALUES ($1, $2, $3, '\\x00') RETURNING id", integration.environment_id, integration.id,
+                f"{prefix}-{i}")
+        start = time.perf_counter()
+        report = await reconcile_integration(platform, integration, only_connections=[pk])
+        seconds.append(time.perf_counter() - start)
+        assert len(report.created) == 1, report
+    return statistics.median(seconds)
+
+
+async def bench_schedules(platform: Platform, home: Path, count: int, sequential: int) -> dict[str, Any]:
+    client, pool = platform.temporal, platform.pool
+    concurrency = platform.settings.reconcile_concurrency
+    queue = names.queue(platform.task_queue_prefix, names.SYNC_QUEUE)
+    async with pool.acquire() as conn:
+        env = await environments_repo.create(conn, "scale-" + uuid.uuid4().hex[:6], new_secret_key())
+    await _deploy(platform, env, home, "every 1h")
+    async with pool.acquire() as conn:
+        integration = await integrations_repo.get(conn, env.id, "github")
+        assert integration is not None
+    one_before = await connection_added(platform, integration, "alone")
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO connections (environment_id, integration_id, connection_id, credentials)"
+            " SELECT $1, $2, 'conn-' || g, '\\x00' FROM generate_series(1, $3) g", env.id, integration.id, count)
+
+    # the raw baseline half before and half after ours: the server slows a little as schedules pile up
+    raw_s = await raw_creates(client, count // 2, concurrency, queue)
+    start = time.perf_counter()
+    created = await reconcile_integration(platform, integration)
+    ours_s = time.perf_counter() - start
+    raw_s += await raw_creates(client, count - count // 2, concurrency, queue)
+    raw_seq_s = await raw_creates(client, sequential, 1, queue) if sequential else 0.0
+    assert len(created.created) == count, len(created.created)
+
+    start = time.perf_counter()
+    await _deploy(platform, env, home, "every 2h")
+    redeploy_s = time.perf_counter() - start
+    start = time.perf_counter()
+    noop = await reconcile_integration(platform, integration)
+    noop_s = time.perf_counter() - start
+    assert not (noop.created or noop.retimed or noop.deleted), noop
+    one_after = await connection_added(platform, integration, "late")
+
+    # read a sample back from Temporal: the new interval, still paused
+    sample = random.Random(3).sample(range(1, count + 1), min(count, 200))
+    views = await asyncio.gather(*(schedules.describe(client, names.sync_schedule_id(
+        env.name, "github", f"conn-{i}", "issues")) for i in sample))
+    wrong = [v for v in views if v is None or v.interval_s != 7200 or not v.paused]
+    assert not wrong, wrong[:3]
+    return {
+        "schedules": count, "concurrency": concurrency,
+        "create_ours_per_s": round(count / ours_s, 1),
+        "create_raw_per_s": round(count / raw_s, 1),
+        "create_raw_sequential_per_s": round(sequential / raw_seq_s, 1) if sequential else None,
+        # ours / raw at the same concurrency: the goal is about 1 (no slower than the bare client)
+        "create_vs_raw": ratio(raw_s, ours_s),
+        "create_vs_raw_sequential": ratio(count / ours_s, sequential / raw_seq_s) if sequential else None,
+        "redeploy_retime_s": round(redeploy_s, 2),  # goal: < 60 s for 10,000 connections
+        "reconcile_noop_s": round(noop_s, 2),
+        # a connection added (its schedule created by id, no listing): with `schedules` others / with none
+        "connection_added_ms": {"alone": round(one_before * 1000, 1), "among_others": round(one_after * 1000, 1)},
+        "connection_added_ratio": ratio(one_after, one_before),
+        "sample_checked": len(sample),
+    }
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+@contextlib.asynccontextmanager
+async def stack(home: Path, with_temporal: bool, concurrency: int) -> AsyncIterator[Platform]:
+    async with contextlib.AsyncExitStack() as exits:
+        pg = EmbeddedPostgres(home / "pg", free_port(), durable=False)
+        dsn = await pg.start()
+        exits.push_async_callback(pg.stop)
+        address = "127.0.0.1:1"
+        if with_temporal:
+            temporal = TemporalDevServer(port=free_port(), ui_port=None, db_file=None, log_file=home / "temporal.log")
+            await temporal.start()
+            exits.push_async_callback(temporal.stop)
+            address = temporal.address
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        settings = Settings(database_url=SecretStr(dsn), temporal_address=address, bundle_dir=home / "bundles",
+                            bundle_cache_dir=home / "cache", reconcile_concurrency=concurrency,
+                            encryption_key=SecretStr(base64.b64encode(os.urandom(32)).decode()),
+                            api_port=free_port(), worker_health_port=0, reconcile_interval_s=0,
+                            task_queue_prefix="bench-")
+        yield await exits.enter_async_context(open_platform(settings, connect_temporal=with_temporal, wait=True))
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    configure_logging("WARNING", "console")  # logs to stderr; stdout carries only the JSON
+    home = ROOT / ".nango" / f"bench-scale-{os.getpid()}"
+    home.mkdir(parents=True)
+    out: dict[str, Any] = {}
+    try:
+        async with stack(home, args.part in ("all", "schedules"), args.concurrency) as platform:
+            if args.part in ("all", "schedules"):
+                out["schedules"] = await bench_schedules(platform, home, args.schedules, args.sequential)
+            if args.part in ("all", "records"):
+                out["records"] = await bench_records(
+                    platform.settings.database_url.get_secret_value(), n=args.records, repeat=args.repeat,
+                    others=args.others, steps=args.steps)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--part", choices=("all", "records", "schedules"), default="all")
+    parser.add_argument("--records", type=int, default=20_000, help="records per measured connection")
+    parser.add_argument("--repeat", type=int, default=3, help="fresh connections measured at each size")
+    parser.add_argument("--others", type=int, default=1_000_000, help="other connections' records at the end")
+    parser.add_argument("--steps", type=int, default=2, help="sizes between 0 and --others")
+    parser.add_argument("--schedules", type=int, default=2_000)
+    parser.add_argument("--sequential", type=int, default=500,
+                        help="schedules created one call after the other (the reconciler before), for scale")
+    parser.add_argument("--concurrency", type=int, default=Settings.model_fields["reconcile_concurrency"].default)
+    result = asyncio.run(main(parser.parse_args()))
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
