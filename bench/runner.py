@@ -1,8 +1,9 @@
 """Runner benchmark: prints ONE JSON object.
 
 - a trivial script run end to end through the Runner (warm pool, cold child), each beside a raw
-  baseline measured in the same run: one framed request/reply with an already running plain Python
-  process on a socketpair (warm), and starting a bare `python -I -S -c pass` to its exit (cold);
+  baseline measured in the same run: an already running plain Python process that gets the script's
+  source in one frame, runs it and replies in one frame (warm), and starting a bare
+  `python -I -S -c pass` to its exit (cold);
 - result-to-return: the child's `done` frame read -> `run_script` returns, beside what the caller
   would wait if the child's teardown (kill, reap, cgroup) were still on its path;
 - `Runner.acquire` with a ready warm child vs a cold spawn until the child says `ready`;
@@ -12,7 +13,7 @@
   the same save called directly on the host side (`ScriptHost.rpc_batch_save`), as a throughput
   ratio (target >= 0.7).
 
-    .venv/bin/python -m bench.runner [--records N] [--spawns N] [--runs N] [--tier bwrap|process]
+    .venv/bin/python -m bench.runner [--records N] [--spawns N] [--runs N] [--warm N] [--tier bwrap|process]
 
 Uses DATABASE_URL when set, otherwise an embedded PostgreSQL under .nango/bench-*. Everything it
 creates (the bench folder, the database folder, every child) is removed on exit, error or Ctrl-C.
@@ -87,8 +88,9 @@ async def run_action(nango, inp):
 
 
 RAW_PEER = """
-import socket, struct, sys
+import asyncio, json, socket, struct, sys
 sock = socket.socket(fileno=int(sys.argv[1]))
+loop = asyncio.new_event_loop()
 def exactly(n):
     data = b""
     while len(data) < n:
@@ -99,7 +101,10 @@ def exactly(n):
     return data
 while True:
     (size,) = struct.unpack(">I", exactly(4))
-    body = exactly(size)
+    request = json.loads(exactly(size))
+    scope = {}
+    exec(compile(request["source"], "noop.py", "exec"), scope)
+    body = json.dumps({"ok": True, "output": loop.run_until_complete(scope["run_action"](None, None))}).encode()
     sock.sendall(struct.pack(">I", len(body)) + body)
 """
 
@@ -141,7 +146,8 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 async def raw_warm_ms(n: int) -> list[float]:
-    """One framed JSON request/reply with a plain Python process that is already running (no sandbox)."""
+    """A plain Python process already running (no sandbox) sent the script's source in one frame: it compiles
+    it, runs its entry point on its event loop and replies in one frame. The floor of a warm run."""
     host, peer = socket.socketpair()
     proc = await asyncio.create_subprocess_exec(sys.executable, "-I", "-S", "-c", RAW_PEER, str(peer.fileno()),
                                                 pass_fds=(peer.fileno(),))
@@ -151,7 +157,7 @@ async def raw_warm_ms(n: int) -> list[float]:
     try:
         for _ in range(n):
             started = time.perf_counter()
-            body = orjson.dumps({"kind": "action", "module_path": "noop.py", "input": None})
+            body = orjson.dumps({"kind": "action", "module_path": "noop.py", "source": NOOP_SCRIPT})
             writer.write(len(body).to_bytes(4, "big") + body)
             size = int.from_bytes(await reader.readexactly(4), "big")
             orjson.loads(await reader.readexactly(size))
@@ -221,6 +227,7 @@ async def main() -> None:
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--spawns", type=int, default=30)
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--warm", type=int, default=2, help="warm pool size (RUNNER_WARM_CHILDREN)")
     parser.add_argument("--rpc", type=int, default=5_000)
     parser.add_argument("--tier", default=None)
     args = parser.parse_args()
@@ -235,8 +242,8 @@ async def main() -> None:
 
 async def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     # without the database: the runner's own costs, beside raw baselines taken now
-    lone = await TimedRunner.create(tier=args.tier, warm=2)
-    runner = TimedRunner(lone.sandbox, warm=2)
+    lone = await TimedRunner.create(tier=args.tier, warm=args.warm)
+    runner = TimedRunner(lone.sandbox, warm=args.warm)
     cold = TimedRunner(lone.sandbox, warm=0)
     try:
         runner.prewarm(Limits())
@@ -252,6 +259,7 @@ async def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         await cold.close()
     teardown = runner.teardown_ms + cold.teardown_ms
     run_figures = {
+        "warm_pool": args.warm,
         "trivial_run_ms": {
             "warm_spaced_100ms": summary(warm_total), "warm_back_to_back": summary(back_to_back),
             "cold": summary(cold_total),
