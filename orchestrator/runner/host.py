@@ -581,16 +581,21 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
                     for waiting in marks:
                         waiting.cancel()
     except TimeoutError:
-        limit = f"{spec.kind} script exceeded its wall-clock limit of {spec.timeout_s:g} s"
-        outcome = RunOutcome(False, error={"type": "TimeoutError", "message": limit})
-        finished = False
+        if finished:  # the clock ran out after `done` (while the end marks were awaited): the result stands
+            outcome = outcome or serving.result()
+        else:
+            limit = f"{spec.kind} script exceeded its wall-clock limit of {spec.timeout_s:g} s"
+            outcome = RunOutcome(False, error={"type": "TimeoutError", "message": limit})
     finally:
         child.kill()
         serving.cancel()
         for task in calls:
             task.cancel()
         if finished:
-            # result in hand: reaping, the cgroup and the pipes' last bytes are handled off the caller's path
+            # result in hand: reaping, the cgroup and the pipes' last bytes are handled off the caller's path;
+            # nothing the pipes still hold becomes a log line of a run that has returned
+            for out in outputs:
+                out.ended.set()
             runner.retire(child, pumps)
         else:
             # a crash, a timeout or a protocol error: wait for the pipes, which hold the child's last words
