@@ -232,7 +232,7 @@ async def copy_out_baseline(pool: asyncpg.Pool, scope: records.Scope, limit: int
             seen += rows[0]
             if rows[0] < limit:
                 break
-            after = int(tail[0][tail[0].rindex(b"\n", 0, len(tail[0]) - 1) + 1:].split(b"\t", 1)[0])
+            after = int(tail[0][tail[0].rfind(b"\n", 0, len(tail[0]) - 1) + 1:].split(b"\t", 1)[0])
         return time.perf_counter() - start, seen
 
 
@@ -242,6 +242,10 @@ def _rss_mb(pid: int, field: str) -> float:
         if line.startswith(field + ":"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
+
+
+def _reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # Linux: VmHWM starts again from the current RSS
 
 
 @contextlib.asynccontextmanager
@@ -336,7 +340,7 @@ async def read_phases(dsn: str, pool: asyncpg.Pool, target: tuple[records.Scope,
         rss_idle = _rss_mb(pid, "VmRSS")
         old_s, seen = await read_in_subprocess(url, key, parse=False, path="/old-records")
         assert seen == n, seen
-        Path(f"/proc/{pid}/clear_refs").write_text("5")  # the peak (VmHWM) counts from here: GET /records only
+        _reset_peak(pid)  # the peak (VmHWM) counts from here: GET /records only
         read_s, seen = await read_in_subprocess(url, key, parse=False)
         assert seen == n, seen
         read_parsed_s, seen = await read_in_subprocess(url, key, parse=True)
