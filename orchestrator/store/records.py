@@ -605,10 +605,8 @@ class _Chunker:
     async def flush(self) -> None:
         """Pass on what is held; every record so far ends with a comma, which is held back for the next one."""
         if self.parts:
-            chunk = b"".join(self.parts) if len(self.parts) > 1 else self.parts[0]
+            chunk = b"".join([b",", *self.parts] if self.comma else self.parts)
             self.parts, self.size = [], 0
-            if self.comma:
-                await self.out(b",")
             await self.out(memoryview(chunk)[:-1])  # type: ignore[arg-type]  # bytes-like, not copied
             self.comma = True
 
