@@ -5,6 +5,7 @@ No database needed: the real sandbox (bubblewrap + seccomp), real child processe
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import textwrap
@@ -180,6 +181,8 @@ async def test_a_warm_child_killed_while_idle_is_never_handed_out(bundle: Path) 
         outcome = await run_script(spec(bundle, "noop.py", n=1), handler, runner=runner)
         assert outcome.ok and outcome.output == {"n": 1}, (outcome.error, handler.logs)
         assert runner.handed[-1] is not victim
+        await asyncio.wait_for(runner.until_ready(Limits()), 60)  # and the pool is whole again
+        assert runner.ready_count(Limits()) == 1
     finally:
         await runner.close()
     ours_reaped(runner)

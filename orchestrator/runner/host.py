@@ -280,8 +280,18 @@ class Runner:
         return sum(1 for child in self._idle.get(limits, ()) if child.usable())
 
     async def until_ready(self, limits: Limits, count: int = 1) -> None:
-        """Wait until `count` ready children wait in the pool (start-up, the bench); needs `prewarm`."""
-        while self.ready_count(limits) < count:
+        """Wait until `count` ready children (at most `warm`) wait in the pool: start-up, tests, the bench.
+
+        A child that fails to start is replaced, so a sandbox that never starts makes this wait forever:
+        bound it with a timeout."""
+        count = min(count, self.warm)
+        while self.ready_count(limits) < count and not self._closed:
+            if not self._booting.get(limits, 0):
+                idle = self._idle.get(limits, [])
+                for dead in [child for child in idle if not child.usable()]:
+                    idle.remove(dead)
+                    self.retire(dead)
+                self._schedule_refill(limits)
             self._pool_grew.clear()
             await self._pool_grew.wait()
 
