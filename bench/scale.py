@@ -95,6 +95,12 @@ def batches(rows: list[Any], size: int = BATCH) -> list[list[Any]]:
     return [rows[i:i + size] for i in range(0, len(rows), size)]
 
 
+def progress(line: str) -> None:
+    """A phase's figure on stderr as soon as it is known (stdout carries only the final JSON)."""
+    sys.stderr.write(f"bench.scale: {line}\n")
+    sys.stderr.flush()
+
+
 def ratio(a: float, b: float) -> float:
     return round(a / b, 3) if b else 0.0
 
@@ -347,12 +353,14 @@ async def bench_schedules(platform: Platform, home: Path, count: int, sequential
     created = await reconcile_integration(platform, integration)
     ours_s = time.perf_counter() - start
     raw_s += await raw_creates(client, count - count // 2, concurrency, queue)
+    progress(f"created {count} schedules: ours {ours_s:.1f} s, raw {raw_s:.1f} s")
     raw_seq_s = await raw_creates(client, sequential, 1, queue) if sequential else 0.0
     assert len(created.created) == count, len(created.created)
 
     start = time.perf_counter()
     await _deploy(platform, env, home, "every 2h")
     redeploy_s = time.perf_counter() - start
+    progress(f"redeploy re-timed {count} schedules in {redeploy_s:.1f} s")
     start = time.perf_counter()
     noop = await reconcile_integration(platform, integration)
     noop_s = time.perf_counter() - start
