@@ -69,9 +69,9 @@ class RecordingRunner(Runner):
         self.started.append(child)
         return child
 
-    async def acquire(self, limits: Limits) -> Child:
+    async def acquire(self, limits: Limits, **options: Any) -> Child:
         known = set(map(id, self.started))
-        child = await super().acquire(limits)
+        child = await super().acquire(limits, **options)
         if id(child) in known and not child.ready:  # from the pool, yet still booting
             self.booting_handed.append(child)
         self.handed.append(child)

@@ -244,8 +244,11 @@ class Runner:
             raise
         return Child(proc, host_sock, cgroup, limits, reader, writer)
 
-    async def acquire(self, limits: Limits) -> Child:
+    async def acquire(self, limits: Limits, *, refill: bool = True) -> Child:
         """A ready warm child, never one still booting.
+
+        `refill=False` leaves starting its replacement to the caller (`prewarm`): run_script does it once
+        the init frame is written, since starting a process holds the event loop for a few ms.
 
         When none is idle but a warm child is booting (and no other caller already waits for it),
         wait until it is ready: it started earlier than a new one would. Otherwise start a cold
@@ -267,12 +270,13 @@ class Runner:
                 await self._pool_grew.wait()
             finally:
                 self._waiting[limits] -= 1
-        if self.warm and not self._closed:
+        if refill and self.warm and not self._closed:
             self._schedule_refill(limits)
         return child if child is not None else await self.spawn(limits)
 
     def prewarm(self, limits: Limits) -> None:
-        if self.warm:
+        """Start the children the pool lacks for these limits (in the background)."""
+        if self.warm and not self._closed:
             self._schedule_refill(limits)
 
     def ready_count(self, limits: Limits) -> int:
@@ -474,7 +478,7 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
         log.warning("run_not_sandboxed", isolation=runner.sandbox.tier, module=spec.module_path)
         handler.log("warn", f"this run is NOT sandboxed (isolation: {runner.sandbox.tier}, "
                     "RUNNER_ALLOW_UNSANDBOXED=true): for local development only", None)
-    child = await runner.acquire(spec.limits)
+    child = await runner.acquire(spec.limits, refill=False)
     proc, reader, writer = child.proc, child.reader, child.writer
     loop = asyncio.get_running_loop()
     overflow: asyncio.Future[str] = loop.create_future()
@@ -532,6 +536,8 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
         except (ConnectionResetError, BrokenPipeError):  # the child died before its run could start
             code = await proc.wait()
             return RunOutcome(False, error={"type": "ScriptCrashed", "message": _exit_reason(code, spec)})
+        finally:
+            runner.prewarm(spec.limits)  # the replacement starts once this run's child has its init frame
         if not child.ready:  # a cold child: its `ready` frame comes first (the init frame already waits for it)
             try:
                 await child.wait_ready(spec.timeout_s)

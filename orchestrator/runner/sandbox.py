@@ -165,15 +165,17 @@ def seccomp_bpf(deny_exec: bool = False) -> bytes | None:
     return b"".join(chunks)
 
 
-def _python_paths() -> tuple[Path, list[Path]]:
-    """The interpreter prefix and the folders of the packages the child imports."""
+@functools.cache
+def _python_paths() -> tuple[Path, tuple[Path, ...]]:
+    """The interpreter prefix and the folders of the packages the child imports (found once per process:
+    every spawn needs them, and packages do not move under a running worker)."""
     prefix = Path(sys.base_prefix)
     sites: list[Path] = []
     for name in CHILD_PACKAGES:
         spec_dir = _package_path(name)
         if spec_dir is not None:
             sites.append(spec_dir)
-    return prefix, sites
+    return prefix, tuple(sites)
 
 
 def _package_path(name: str) -> Path | None:
@@ -430,7 +432,7 @@ class Sandbox:
         # -B: no bytecode is ever written (-I ignores PYTHONDONTWRITEBYTECODE)
         return [*cmd, python, "-I", "-S", "-B", "-c", BOOT, str(fd), child_filter, *paths]
 
-    def _bwrap_args(self, prefix: Path, sites: list[Path], seccomp_fd: int | None) -> list[str]:
+    def _bwrap_args(self, prefix: Path, sites: tuple[Path, ...], seccomp_fd: int | None) -> list[str]:
         bwrap = shutil.which("bwrap") or "bwrap"
         args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
                 "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL",
@@ -458,7 +460,7 @@ class Sandbox:
                 args += ["--ro-bind", str(src), f"{SANDBOX_APP}/{rel}"]
         for site in sites:
             args += ["--ro-bind", str(site), f"{SANDBOX_SITE}/{site.name}"]
-        for pyc, target in child_bytecode(root, tuple(sites)):
+        for pyc, target in child_bytecode(root, sites):
             args += ["--ro-bind", str(pyc), target]
         # /dev: device nodes only, read-only; /dev/shm and /tmp are tmpfs with a size cap
         if self.proc == "private":
