@@ -215,7 +215,7 @@ async def save_connection(app: web.Application, env: Environment, integration: I
                 await connections_repo.delete(conn, connection.id)
             raise ConnectionValidationError("validate-connection rejected the connection: "
                                             + "; ".join(f.error_message or "failed" for f in failures))
-    await reconcile_integration(app[PLATFORM], integration)
+    await reconcile_integration(app[PLATFORM], integration, only_connections=[connection.id])
     if created:
         await events.fire(app[PLATFORM], env, connection, events.POST_CREATION, wait=False)
     log.info("connection_saved", connection=connection_id, integration=integration.unique_key, created=created)

@@ -247,7 +247,7 @@ async def create_variant(platform: Platform, target: Target) -> None:
         await variants_repo.add(conn, target.connection.id, target.script.name, target.variant)
         rows = await integrations_repo.list_all(conn, target.connection.environment_id)
     integration = next(i for i in rows if i.id == target.connection.integration_id)
-    await reconcile_integration(platform, integration)
+    await reconcile_integration(platform, integration, only_connections=[target.connection.id])
 
 
 async def delete_variant(platform: Platform, env: Environment, target: Target) -> None:
