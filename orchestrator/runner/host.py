@@ -518,11 +518,13 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
         # one write() per frame keeps frames whole, so no lock. The first reply of a loop turn leaves at
         # once; those that follow in the same turn (answers to a gather of calls) leave together at its end
         if turn_open:
+            if not replies:
+                loop.call_soon(end_turn)
             replies.append(data)
         else:
+            end_turn()  # whatever is held back first, in order
             writer.write(data)
             turn_open.append(True)
-            loop.call_soon(end_turn)
         try:
             await writer.drain()
         except (BrokenPipeError, ConnectionResetError):
@@ -549,6 +551,7 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
         while True:
             try:
                 msg = await wire.read_frame(reader, body_timeout_s=spec.frame_timeout_s)
+                turn_open.clear()  # a frame came in: the next reply starts a new write
             except wire.FrameError as exc:
                 return RunOutcome(False, error={"type": "ProtocolError", "message": f"script sent a bad frame: {exc}"})
             if msg is None:

@@ -1,9 +1,10 @@
 """The child's end of the RPC channel: many calls in flight, answered by id.
 
-The first call of a turn of the event loop leaves at once (a lone call waits for nothing); the
-calls that follow it in the same turn (an `asyncio.gather` of many) leave together at the end of
-the turn, so the host wakes twice for all of them, not once per call. Notifications (log lines) flush first and go
-out at once, in order: a log line written just before a crash is never held back.
+The first call of a turn of the event loop leaves at once (a lone call waits for nothing, and costs
+no extra turn); the calls that follow it in the same turn (an `asyncio.gather` of many) leave
+together at the end of the turn, so the host wakes twice for all of them, not once per call.
+Notifications (log lines) flush first and go out at once, in order: a log line written just before
+a crash is never held back.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Channel:
                 msg = await wire.read_frame(self._reader)
                 if msg is None:
                     break
+                self._turn_open = False  # a frame came in: this is a later turn than the last write
                 fut = self._pending.pop(msg.get("id"), None)
                 if fut is None or fut.done():
                     continue
@@ -54,11 +56,13 @@ class Channel:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()  # before any reply is awaited
         self._pending[msg_id] = fut
         if self._turn_open:
+            if not self._outbox:
+                asyncio.get_running_loop().call_soon(self._end_turn)
             self._outbox.append(frame)
         else:
+            self.flush()
             self._writer.write(frame)
             self._turn_open = True
-            asyncio.get_running_loop().call_soon(self._end_turn)
         await self._writer.drain()
         return await fut
 
