@@ -4,34 +4,13 @@ read path sent it, and the store keeps working on the carried-over rows (unchang
 from __future__ import annotations
 
 import hashlib
-import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import orjson
-import pytest
 
 from orchestrator.store import records
 from orchestrator.store.migrate import _migration_files, migrate
-from orchestrator.store.pool import init_connection
-
-
-@pytest.fixture
-async def fresh_db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    name = "mig_" + uuid.uuid4().hex[:10]
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        conn = await asyncpg.connect(database_url, database=name)
-        await init_connection(conn)
-        try:
-            yield conn
-        finally:
-            await conn.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await admin.close()
-
+from tests.test_jobs_migration import fresh_db  # noqa: F401  (a throw-away database per test)
 
 # The page as the read path before 0015 rendered it (stored jsonb as text, metadata spliced in).
 _OLD_PAGE = """
@@ -53,7 +32,7 @@ SAVED = [
 ]
 
 
-async def test_0015_carries_records_over_byte_for_byte(fresh_db: asyncpg.Connection) -> None:
+async def test_0015_carries_records_over_byte_for_byte(fresh_db: asyncpg.Connection) -> None:  # noqa: F811
     conn = fresh_db
     await conn.execute("CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL"
                        " DEFAULT now())")
