@@ -369,4 +369,9 @@ async def test_actions_over_an_environments_share_hold_no_worker_slot(stack: Sta
                     raise AssertionError(f"action {action['id']} not done: {exc}") from None
                 assert result["title"].startswith("t")
         await eventually(all_done, timeout=120, interval=1.0)  # the waiting ones ran later, none failed
+    async with stack.pool.acquire() as conn:  # waiting for the share is not an attempt: none looks retried
+        attempts = await conn.fetch(
+            "SELECT j.attempts FROM jobs j JOIN environments e ON e.id = j.environment_id"
+            " WHERE e.name = $1 AND j.script_name = 'create-issue'", busy.env)
+    assert sorted(r["attempts"] for r in attempts) == [1] * len(flood)
     await redteam.assert_no_secret(stack, busy.env)

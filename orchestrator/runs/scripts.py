@@ -19,6 +19,7 @@ from orchestrator.runs import attempts
 from orchestrator.runs.attempts import Attempt
 from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.host import Heartbeat, InfraWatch, beat_interval, beating, build_host, with_heartbeat
+from orchestrator.runs.limits import EnvironmentBusyError
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environment_variables as environment_variables_repo
 from orchestrator.store import environments as environments_repo
@@ -96,9 +97,14 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
                        "input_model": _model_name(cfg.get("input")) if inp.kind == "action" else None,
                        "output_model": _model_name(cfg.get("output")) if inp.kind == "action" else None})
     watched = InfraWatch(host)
-    async with beating(host, heartbeat, every):
-        async with deps.limiter.slot(inp.environment_id, inp.kind, on_full=host.warn, key=inp.job_id):
-            outcome = await run_script(spec, watched, runner=deps.runner)
+    try:
+        async with beating(host, heartbeat, every):
+            async with deps.limiter.slot(inp.environment_id, inp.kind, on_full=host.warn, key=inp.job_id):
+                outcome = await run_script(spec, watched, runner=deps.runner)
+    except EnvironmentBusyError:
+        async with deps.pool.acquire() as conn:  # refused before the script started: not an attempt
+            await jobs_repo.give_back_attempt(conn, inp.job_id, attempt.number)
+        raise
     if not outcome.ok and watched.faults:
         raise TransientError(f"{inp.kind} run hit an infrastructure fault and will be retried: {watched.faults[-1]}")
     if outcome.ok:

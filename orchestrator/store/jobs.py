@@ -99,6 +99,12 @@ async def add_attempt(conn: asyncpg.Connection, job_id: int, *, attempt: int | N
         await conn.execute("UPDATE jobs SET attempts = greatest(attempts, $2) WHERE id = $1", job_id, attempt)
 
 
+async def give_back_attempt(conn: asyncpg.Connection, job_id: int, attempt: int) -> None:
+    """Uncount an attempt that never started the script (its environment's share was full): the run's
+    next try, a fresh activity whose attempt number starts over, must not look like a lost worker's."""
+    await conn.execute("UPDATE jobs SET attempts = $2 - 1 WHERE id = $1 AND attempts = $2", job_id, attempt)
+
+
 async def set_error_details(conn: asyncpg.Connection, job_id: int, details: str) -> None:
     """Keep the script's traceback before the outcome is known (closing keeps it)."""
     await conn.execute("UPDATE jobs SET error_details = $2 WHERE id = $1", job_id, text.clean_noted(details))
