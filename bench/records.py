@@ -306,7 +306,8 @@ async def old_layout(pool: asyncpg.Pool, scope: records.Scope) -> int:
     async with pool.acquire() as conn:
         scope_id = await conn.fetchval("SELECT id FROM record_scopes WHERE connection_pk = $1", scope.connection_pk)
         await conn.execute("CREATE TABLE bench_old_records AS SELECT scope_id, cursor, first_seen_at, last_modified_at,"
-                           f" last_action, deleted_at, data FROM records WHERE scope_id = {int(scope_id)}")
+                           " last_action, deleted_at, (left(body, -meta_len) || '}')::jsonb AS data"
+                           f" FROM records WHERE scope_id = {int(scope_id)}")
         await conn.execute("CREATE INDEX ON bench_old_records (scope_id, cursor) WHERE cursor > 0")
         await conn.execute("VACUUM ANALYZE bench_old_records")
     return scope_id

@@ -20,7 +20,7 @@ async def assert_no_secret(stack: Stack, env: str, *more: str) -> None:
             " JOIN environments e ON e.id = j.environment_id WHERE e.name = $1"
             " UNION ALL SELECT concat_ws(' ', l.message, l.fields::text) FROM script_logs l JOIN jobs j"
             " ON j.id = l.job_id JOIN environments e ON e.id = j.environment_id WHERE e.name = $1"
-            " UNION ALL SELECT r.data::text FROM records r JOIN record_scopes s ON s.id = r.scope_id"
+            " UNION ALL SELECT r.body FROM records r JOIN record_scopes s ON s.id = r.scope_id"
             " JOIN connections c ON c.id = s.connection_pk JOIN environments e ON e.id = c.environment_id"
             " WHERE e.name = $1", env)
     for row in texts:

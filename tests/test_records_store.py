@@ -39,7 +39,8 @@ async def new_job(pool: asyncpg.Pool, scope: records.Scope, sync: str = "issues"
 async def rows(pool: asyncpg.Pool, scope: records.Scope) -> dict[str, dict[str, Any]]:
     async with pool.acquire() as conn:
         found = await conn.fetch(
-            "SELECT r.external_id, r.data, r.cursor, r.last_action, r.deleted_at, r.job_id FROM records r"
+            "SELECT r.external_id, (left(r.body, -r.meta_len) || '}')::jsonb AS data, r.cursor, r.last_action,"
+            " r.deleted_at, r.job_id FROM records r"
             " JOIN record_scopes s ON s.id = r.scope_id"
             " WHERE s.connection_pk = $1 AND s.model = $2 AND s.variant = $3",
             scope.connection_pk, scope.model, scope.variant)

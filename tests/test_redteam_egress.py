@@ -183,7 +183,7 @@ async def _everything_stored(stack: Stack, env: str) -> str:
                                 " WHERE e.name = $1", env)
         logs = await conn.fetch("SELECT l.* FROM script_logs l JOIN jobs j ON j.id = l.job_id"
                                 " JOIN environments e ON e.id = j.environment_id WHERE e.name = $1", env)
-        records = await conn.fetch("SELECT r.data FROM records r JOIN environments e ON e.id = r.environment_id"
+        records = await conn.fetch("SELECT r.body FROM records r JOIN environments e ON e.id = r.environment_id"
                                    " WHERE e.name = $1", env)
     return orjson.dumps([dict(r) for r in [*jobs, *logs, *records]], default=str).decode()
 

@@ -6,8 +6,12 @@
 -- * The writer renders `body` when it writes a record (it knows the cursor, now() and the action). Any
 --   other UPDATE that leaves `body` as it was (a delete, a manual fix of a timestamp) is re-rendered from
 --   the row by the BEFORE UPDATE trigger below, so `body` always says what the columns say.
--- * `data` stays for anyone who queries the table, as a VIRTUAL generated column: computed when read,
---   never stored or parsed on write (the jsonb parse was a large part of the write cost).
+-- * The `data` jsonb column goes: it is never stored or parsed on write (the jsonb parse was a large part
+--   of the write cost). Whoever queries the table by hand reads the view `records_json` below, whose
+--   `data` is computed from `body` when read (no generated column: those need PostgreSQL 18 to be virtual).
+-- * A rolling upgrade from an earlier release: its pods name `data`, so until they are replaced their
+--   record reads and writes fail loudly (a 500, a failed sync run that runs again on its schedule) rather
+--   than serve or store anything wrong. deploy/helm/README.md "Upgrade" says how to avoid even that.
 -- * Existing rows are carried over with the bytes the old read path sent: `data::text` with the metadata
 --   spliced in by the same expression.
 
@@ -42,7 +46,6 @@ CREATE TABLE records (
     last_action      text NOT NULL CHECK (last_action IN ('ADDED', 'UPDATED', 'DELETED')),
     data_hash        bytea NOT NULL,
     body             text NOT NULL,
-    data             jsonb GENERATED ALWAYS AS ((left(body, -meta_len) || '}')::jsonb) VIRTUAL,
     PRIMARY KEY (scope_id, external_id)
 );
 
@@ -69,3 +72,9 @@ $$;
 
 CREATE TRIGGER records_render BEFORE UPDATE ON records
     FOR EACH ROW WHEN (NEW.body = OLD.body) EXECUTE FUNCTION records_render();
+
+-- For people and tools that query records by hand: each record's own JSON as jsonb, without the metadata.
+CREATE VIEW records_json AS
+SELECT scope_id, environment_id, connection_pk, model, variant, external_id, cursor, job_id, first_seen_at,
+       last_modified_at, deleted_at, last_action, (left(body, -meta_len) || '}')::jsonb AS data
+FROM records;
