@@ -17,7 +17,7 @@ from orchestrator.bundles.limits import BundleLimits
 from orchestrator.config.settings import Settings
 from orchestrator.errors import OrchestratorError
 from orchestrator.platform import open_platform
-from orchestrator.runner.host import Runner
+from orchestrator.runner.host import Limits, Runner
 from orchestrator.runner.sandbox import SandboxConfig, SandboxUnavailableError
 from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.limits import EnvironmentLimiter
@@ -25,6 +25,8 @@ from orchestrator.startup import StartupAborted
 from orchestrator.temporal import names
 
 log = structlog.get_logger(__name__)
+
+WARM_POOL_WAIT_S = 30.0  # at start, how long polling waits for the warm pool to be ready
 
 
 class IsolationUnavailableError(OrchestratorError):
@@ -85,16 +87,26 @@ class WorkerHealth:
     """What the worker's probes see: `starting` until its task queue workers poll, `serving`, then `stopping`.
 
     Process-local on purpose: a PostgreSQL failover or a Temporal blip must not make the kubelet restart
-    every worker at once (the activities retry those themselves).
+    every worker at once (the activities retry those themselves). Once serving, readiness also says how
+    many warm children are ready (an operator sees a pool that cannot keep up or never boots).
     """
 
     phase: str = "starting"
+    runner: Runner | None = None
+    limits: Limits | None = None
+
+    def warm_children(self) -> dict[str, int] | None:
+        """Ready warm children and the pool's size, once the worker serves (None before)."""
+        if self.runner is None or self.limits is None:
+            return None
+        return {"ready": self.runner.ready_count(self.limits), "size": self.runner.warm}
 
 
 @contextlib.asynccontextmanager
 async def health_server(settings: Settings, health: WorkerHealth | None = None) -> AsyncIterator[WorkerHealth]:
     """Kubernetes probes. GET /health/live: the event loop answers (no database call);
-    GET /health/ready (startupProbe and readiness): 200 once connected and polling, else 503 with the phase."""
+    GET /health/ready (startupProbe and readiness): 200 once connected and polling, else 503 with the phase;
+    with `warm_children` ({"ready": n, "size": RUNNER_WARM_CHILDREN}) once serving."""
     from aiohttp import web
 
     state = health or WorkerHealth()
@@ -104,8 +116,10 @@ async def health_server(settings: Settings, health: WorkerHealth | None = None) 
 
     async def ready(_: web.Request) -> web.Response:
         ok = state.phase == "serving"
-        return web.json_response({"status": "ok" if ok else state.phase, "phase": state.phase},
-                                 status=200 if ok else 503)
+        body: dict[str, object] = {"status": "ok" if ok else state.phase, "phase": state.phase}
+        if (warm := state.warm_children()) is not None:
+            body["warm_children"] = warm
+        return web.json_response(body, status=200 if ok else 503)
 
     app = web.Application()
     app.router.add_get("/health/live", live)
@@ -166,8 +180,36 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, client: Client 
         log.info("worker_stopped", reason=str(exc))
 
 
+async def warm_pool_ready(runner: Runner, limits: Limits, stop: asyncio.Event,
+                          timeout_s: float = WARM_POOL_WAIT_S) -> bool:
+    """Wait (at most `timeout_s`, or until `stop`) for the whole warm pool to be ready, so the first actions
+    after a start do not wait for a booting child. False, with a log line, when it is not: serve anyway."""
+    if not runner.warm:
+        return True
+    filling = asyncio.create_task(runner.until_ready(limits, runner.warm))
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({filling, stopping}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (filling, stopping):
+            task.cancel()
+        await asyncio.gather(filling, stopping, return_exceptions=True)
+    ready = runner.ready_count(limits)
+    if ready < runner.warm and not stop.is_set():
+        log.warning("warm_pool_not_ready", ready=ready, size=runner.warm, waited_s=timeout_s,
+                    note="serving anyway: the first runs may start a child of their own")
+    return ready >= runner.warm
+
+
 async def _serve(settings: Settings, stop: asyncio.Event, deps: RunDeps, health: WorkerHealth) -> None:
-    """Run the task queue workers until `stop`; the health server (run_worker) reports the phase."""
+    """Run the task queue workers until `stop`; the health server (run_worker) reports the phase.
+
+    Polling starts once the warm pool is ready (or after WARM_POOL_WAIT_S)."""
+    if deps.runner is not None:
+        await warm_pool_ready(deps.runner, deps.limits(), stop)
+        health.runner, health.limits = deps.runner, deps.limits()
+    if stop.is_set():
+        return
     workers = build_workers(deps)
     log.info("worker_started", task_queues=[w.task_queue for w in workers],
              isolation=deps.runner.sandbox.tier if deps.runner else "process")

@@ -1,6 +1,7 @@
 """The runner's child lifecycle: results returned at once, children torn down, warm pool hands out ready ones.
 
-No database needed: the real sandbox (bubblewrap + seccomp), real child processes, checked through /proc.
+The real sandbox (bubblewrap + seccomp), real child processes, checked through /proc; the worker's start-up
+(its pool ready before it polls, shown by its health endpoint) runs against the suite's real stack.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+import structlog
 
+from orchestrator.devstack.processes import free_port
 from orchestrator.runner.host import Child, Limits, Runner, RunSpec, run_script
-from tests.conftest import eventually
+from orchestrator.worker import run_worker, warm_pool_ready
+from tests.conftest import Stack, eventually
 
 CHATTY = """
 import sys
@@ -258,3 +263,49 @@ async def test_dry_run_without_a_runner_leaves_nothing_behind(bundle: Path) -> N
     assert outcome.ok and outcome.output == {"n": 3}, outcome.error
     left = {pid: s for pid, s in descendants(os.getpid()).items() if pid not in before}
     await all_gone(left)
+
+
+async def test_a_worker_polls_only_once_its_warm_pool_is_ready_and_its_health_says_so(stack: Stack) -> None:
+    port = free_port()
+    settings = stack.settings.model_copy(update={
+        "task_queue_prefix": f"pool-{os.getpid()}-", "api_host": "127.0.0.1", "worker_health_port": port,
+        "runner_warm_children": 3})
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, stop, client=stack.client))
+    seen: list[tuple[int, dict[str, Any]]] = []
+    try:
+        async def serving() -> None:
+            try:
+                async with aiohttp.ClientSession() as session, session.get(
+                        f"http://127.0.0.1:{port}/health/ready", timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                    seen.append((resp.status, await resp.json()))
+            except aiohttp.ClientConnectionError:
+                pass  # the health server is not up yet
+            assert seen and seen[-1][0] == 200
+        await eventually(serving, timeout=60, interval=0.02)
+        # the first answer that says `serving` already finds the whole pool ready: the worker waited for it
+        assert seen[-1][1] == {"status": "ok", "phase": "serving", "warm_children": {"ready": 3, "size": 3}}
+        assert all(body["phase"] == "starting" and "warm_children" not in body for _, body in seen[:-1])
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 30)
+
+
+class NeverStarts(Runner):
+    """A sandbox whose children cannot be started (the launcher is missing, the pid limit is reached)."""
+
+    async def spawn(self, limits: Limits) -> Child:
+        await asyncio.sleep(0.05)
+        raise OSError("cannot start a child here")
+
+
+async def test_a_warm_pool_that_never_gets_ready_delays_the_start_only_so_long() -> None:
+    base = await Runner.create(warm=2)
+    runner = NeverStarts(base.sandbox, warm=2)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            ready = await asyncio.wait_for(warm_pool_ready(runner, Limits(), asyncio.Event(), timeout_s=0.5), 10)
+        assert not ready
+        assert {"event": "warm_pool_not_ready", "ready": 0, "size": 2}.items() <= logs[-1].items()
+    finally:
+        await runner.close()

@@ -142,7 +142,7 @@ class Settings(BaseSettings):
         True, description="Deprecated and ignored: the worker always refuses to start without the full sandbox "
         "(see RUNNER_ALLOW_UNSANDBOXED). Still accepted so existing deployments keep starting.")
     runner_cpu_seconds: int = Field(7200, description="CPU-time limit (RLIMIT_CPU) of a script's process; 0 = none.")
-    runner_warm_children: int = Field(2, description="Pre-started script processes kept ready per worker.")
+    runner_warm_children: int = Field(4, description="Pre-started script processes kept ready per worker.")
     runner_isolation: str = Field(
         "", description="Pin the isolation: empty or bwrap = the full sandbox (bubblewrap + seccomp + rlimits), "
         "never downgraded; process = no sandbox, which needs RUNNER_ALLOW_UNSANDBOXED=true.")
