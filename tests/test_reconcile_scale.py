@@ -2,6 +2,7 @@
 
 Every schedule ends with the new interval (read back from Temporal), paused ones stay paused, an interval
 edited in the Temporal UI is kept, and schedules Temporal refuses are named while all the others are applied.
+Schedules whose PostgreSQL row says what we last wrote are re-timed from the listing, without a describe.
 """
 
 from __future__ import annotations
@@ -10,13 +11,19 @@ import asyncio
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from temporalio.client import Client, DescribeScheduleInput, Interceptor, OutboundInterceptor, UpdateScheduleInput
 
 from orchestrator.authoring.compile import compile_project
 from orchestrator.client.api import ApiError
+from orchestrator.control import deploy as deploy_control
 from orchestrator.control.reconcile import ReconcileError, reconcile_integration
+from orchestrator.platform import open_platform
+from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
+from orchestrator.store import schedule_intervals
 from orchestrator.temporal import names, schedules
 from orchestrator.temporal.schedules import ScheduleView
 from tests.conftest import EXAMPLES, Stack
@@ -137,3 +144,77 @@ async def test_reconciling_one_connection_touches_only_its_schedules(stack: Stac
         # the full reconcile catches up with the other connection
         full = await reconcile_integration(platform, integration)
         assert full.created == [first_sid]
+
+
+class _CountDescribes(Interceptor):
+    """Counts the client calls that describe a schedule: `describe` and `handle.update()` (describe, then update)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        counter = self
+
+        class Counting(OutboundInterceptor):
+            async def describe_schedule(self, input: DescribeScheduleInput) -> Any:
+                counter.count += 1
+                return await super().describe_schedule(input)
+
+            async def update_schedule(self, input: UpdateScheduleInput) -> None:
+                counter.count += 1
+                await super().update_schedule(input)
+        return Counting(next)
+
+
+async def test_redeploy_retimes_from_the_listing_without_describing(stack: Stack, tmp_path: Path) -> None:
+    """Running schedules are re-timed from the listing and their PostgreSQL row; a paused one, one edited in the
+    Temporal UI and one from before the rows existed are described (as before) and keep what they had."""
+    env, key = await stack.new_environment()
+    ids = [f"r-{i:03d}" for i in range(40)]
+    sids = [names.sync_schedule_id(env, "github", c, "issues") for c in ids]
+    async with stack.api(key) as api:  # a 30-day interval: nothing fires while the test runs
+        await api.deploy(await asyncio.to_thread(compile_project, _folder(tmp_path, "every 30d")))
+    await _add_connections(stack, env, ids)
+    await _reconcile(stack, env)
+    held, ui_edited, legacy = sids[0], sids[1], sids[2]
+    await asyncio.gather(*(schedules.unpause(stack.client, sid, "started by the user") for sid in sids[1:]))
+    await schedules.pause(stack.client, held, "on hold by ops")
+    await ui_retime(stack, ui_edited, timedelta(days=45))
+    async with stack.pool.acquire() as conn:  # as a schedule created before the rows existed
+        await schedule_intervals.delete(conn, [legacy])
+    prefix = names.schedule_prefix(env, "github")
+    for _ in range(200):  # the listing shows changes a moment after Temporal made them
+        shown: dict[str, schedules.Listed] = {}
+        async for page in schedules.list_pages(stack.client, prefix):
+            shown.update(page)
+        if shown[held].paused and not any(shown[s].paused for s in sids[1:]) and \
+                shown[ui_edited].interval_s == 45 * 86400:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the listing never showed the pause, the resumes and the UI edit")
+
+    counter = _CountDescribes()
+    async with open_platform(stack.settings, temporal=Client(**{**stack.client.config(),
+                                                                 "interceptors": [counter]})) as platform:
+        async with platform.pool.acquire() as conn:
+            environment = await environments_repo.by_name(conn, env)
+        assert environment is not None
+        bundles = await asyncio.to_thread(compile_project, _folder(tmp_path, "every 31d"))
+        await deploy_control.deploy(platform, environment,
+                                    [deploy_control.UploadedBundle.parse(b.data) for b in bundles])
+    assert counter.count == 3  # the paused, the UI-edited and the row-less one; the 37 others from the listing
+
+    after = await _views(stack, sids)
+    assert all(v is not None for v in after.values())
+    wrong = [sid for sid, v in after.items() if sid != ui_edited and v and v.interval_s != 31 * 86400]
+    assert not wrong and after[ui_edited] and after[ui_edited].interval_s == 45 * 86400
+    assert after[held] and after[held].paused and after[held].note == "on hold by ops"
+    running = [v for sid, v in after.items() if sid != held]
+    assert all(v and not v.paused and v.note == "started by the user" for v in running)
+    async with stack.pool.acquire() as conn:
+        rows = await schedule_intervals.for_ids(conn, sids)
+    # the row-less schedule got its row from the describe; the UI-edited one keeps what we wrote before
+    assert rows[legacy] == schedule_intervals.Written(31 * 86400, "default")
+    assert rows[ui_edited] == schedule_intervals.Written(30 * 86400, "default")
+    assert all(rows[sid].interval_s == 31 * 86400 for sid in sids if sid != ui_edited)

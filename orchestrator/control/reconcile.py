@@ -5,9 +5,12 @@ default, and never touches a per-connection override or an edit made in the Temp
 Runs under a PostgreSQL advisory lock per integration, so two reconcilers (two API replicas, a
 deploy racing a connection creation) never duplicate or delete each other's work.
 
-The database is read in three queries whatever the number of connections; the Temporal calls (one per
-schedule to create, two to re-time, one to delete) run RECONCILE_CONCURRENCY at a time, because a deploy
-that re-times 10,000 schedules one call after the other takes minutes. A schedule that fails does not stop
+The database is read in three queries whatever the number of connections (plus one per listing page with
+schedules to re-time); the Temporal calls (one per schedule to create, one to re-time when PostgreSQL holds
+what we last wrote into it, else two: describe and update; one to delete) run RECONCILE_CONCURRENCY at a
+time, because a deploy that re-times 10,000 schedules one call after the other takes minutes. The listing
+is walked page by page and each page's re-timings are sent before the next page is read, so the paused
+state and note each one carries are seconds old at most (see `schedules.retime_listed`). A schedule that fails does not stop
 the others: every one is tried, then the failures are raised together, each naming its connection.
 """
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 
@@ -26,10 +29,11 @@ from orchestrator.platform import Platform
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import jobs as jobs_repo
-from orchestrator.store import locks
+from orchestrator.store import locks, schedule_intervals
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store import variants as variants_repo
-from orchestrator.store.types import DeployedScript, Environment, Integration
+from orchestrator.store.schedule_intervals import Written
+from orchestrator.store.types import DeployedScript, Integration
 from orchestrator.temporal import names, schedules
 from orchestrator.temporal.types import SyncInput
 
@@ -114,12 +118,10 @@ async def reconcile_integration(platform: Platform, integration: Integration,
                           for r in await variants_repo.for_integration(conn, integration.id)
                           if r["sync_name"] in syncs and r["connection_pk"] in conns]
                 overrides = await jobs_repo.frequency_overrides(conn, list(conns))
-            # by id (ensure, then set_interval when it exists) for a few connections; one listing for all
-            existing = {} if only_connections is not None else await schedules.list_intervals(
-                client, names.schedule_prefix(env.name, integration.unique_key))
             queue = names.queue(platform.task_queue_prefix, names.SYNC_QUEUE)
-            desired = {names.sync_schedule_id(env.name, integration.unique_key, conns[c_pk], name, variant)
-                       for c_pk, name, variant in pairs}
+            prefix = names.schedule_prefix(env.name, integration.unique_key)
+            plan = {names.sync_schedule_id(env.name, integration.unique_key, conns[c_pk], name, variant):
+                    (c_pk, name, variant) for c_pk, name, variant in pairs}
 
             def failed(sid: str, exc: Exception) -> None:
                 parsed = names.parse_schedule_id(sid) or {}
@@ -127,28 +129,54 @@ async def reconcile_integration(platform: Platform, integration: Integration,
                                       "sync": parsed.get("sync", "?"), "variant": parsed.get("variant", "base"),
                                       "error": f"{type(exc).__name__}: {exc}"})
 
-            async def one(pair: tuple[int, str, str]) -> None:
-                c_pk, name, variant = pair
-                connection_id, s = conns[c_pk], syncs[name]
-                sid = names.sync_schedule_id(env.name, integration.unique_key, connection_id, name, variant)
+            def target(sid: str) -> tuple[SyncInput, DeployedScript, str | None]:
+                c_pk, name, variant = plan[sid]
+                sync = SyncInput(env.id, env.name, integration.unique_key, conns[c_pk], name, variant)
+                return sync, syncs[name], overrides.get((c_pk, name, variant))
+
+            async def create(sid: str) -> None:
                 try:
-                    if kind := await _reconcile_one(platform, env, integration, s, connection_id, variant,
-                                                    overrides.get((c_pk, name, variant)), existing.get(sid, _MISSING),
-                                                    queue):
+                    if kind := await _create_one(platform, *target(sid), queue):
                         getattr(report, kind).append(sid)
                 except Exception as exc:  # the other schedules still get their turn; raised together below
                     failed(sid, exc)
 
             async def drop(sid: str) -> None:
                 try:
-                    if await schedules.delete(client, sid):
+                    if await schedules.delete(client, sid, pool=pool):
                         report.deleted.append(sid)
                 except Exception as exc:
                     failed(sid, exc)
 
+            async def retime(item: tuple[str, schedules.Listed, Written | None]) -> None:
+                sid, shown, written = item
+                sync, script, _ = target(sid)
+                try:
+                    if await schedules.retime_listed(client, sync, parse_schedule(deployed_frequency(script)),
+                                                     task_queue=queue, pool=pool, listed=shown, written=written):
+                        report.retimed.append(sid)
+                except Exception as exc:
+                    failed(sid, exc)
+
             limit = platform.settings.reconcile_concurrency
-            await _bounded(limit, pairs, one)
-            await _bounded(limit, [sid for sid in existing if sid not in desired], drop)
+            listed: set[str] = set()
+            if only_connections is None:
+                # page by page, so each re-timing closely follows the listing it trusts (schedules.retime_listed)
+                async for page in schedules.list_pages(client, prefix):
+                    listed.update(page)
+                    due = [sid for sid, shown in page.items()
+                           if sid in plan and _needs_retime(target(sid), shown.interval_s)]
+                    if due:
+                        async with pool.acquire() as conn:
+                            rows = await schedule_intervals.for_ids(conn, due)
+                        await _bounded(limit, [(sid, page[sid], rows.get(sid)) for sid in due], retime)
+            # by id (ensure, then set_interval when it exists): every schedule of a few connections, or those
+            # the listing did not show
+            await _bounded(limit, [sid for sid in plan if sid not in listed], create)
+            if only_connections is None:
+                await _bounded(limit, [sid for sid in listed if sid not in plan], drop)
+                async with pool.acquire() as conn:  # rows of schedules deleted by other paths
+                    await schedule_intervals.delete_unlisted(conn, prefix, listed | plan.keys())
         finally:
             await locks.unlock(lock_conn, "reconcile", integration.id)
     if report.created or report.retimed or report.deleted or report.failed:
@@ -159,28 +187,23 @@ async def reconcile_integration(platform: Platform, integration: Integration,
     return report
 
 
-_MISSING: Any = object()  # no schedule with that id in the listing (None is a listed schedule without interval)
+def _needs_retime(target: tuple[SyncInput, DeployedScript, str | None], listed_s: int | None) -> bool:
+    """Only a schedule following the deployed default whose listed spec differs can need re-timing."""
+    _, script, override = target
+    return not override and listed_s != int(parse_schedule(deployed_frequency(script)).total_seconds())
 
 
-async def _reconcile_one(platform: Platform, env: Environment, integration: Integration, script: DeployedScript,
-                         connection_id: str, variant: str, override: str | None, listed: int | None,
-                         queue: str) -> str | None:
-    """Bring one schedule in line; returns 'created', 'retimed' or None (nothing to do)."""
-    client = platform.temporal
-    sid = names.sync_schedule_id(env.name, integration.unique_key, connection_id, script.name, variant)
+async def _create_one(platform: Platform, sync: SyncInput, script: DeployedScript, override: str | None,
+                      queue: str) -> str | None:
+    """Create a schedule the listing did not show; returns 'created', 'retimed' or None (nothing to do)."""
+    client, pool = platform.temporal, platform.pool
     interval = parse_schedule(override or deployed_frequency(script))
-    if listed is not _MISSING:
-        # only a schedule whose spec differs can need re-timing; set_interval keeps UI edits
-        if (not override and listed != int(interval.total_seconds())
-                and await schedules.set_interval(client, sid, interval, source="default",
-                                                 only_if_following_default=True)):
-            return "retimed"
-        return None
-    sync = SyncInput(env.id, env.name, integration.unique_key, connection_id, script.name, variant)
     if await schedules.ensure(client, sync, interval=interval, source="override" if override else "default",
-                              task_queue=queue, paused=not script.config.get("auto_start", True)):
+                              task_queue=queue, pool=pool, paused=not script.config.get("auto_start", True)):
         return "created"
-    if not override and await schedules.set_interval(client, sid, interval, source="default",
+    sid = names.sync_schedule_id(sync.environment, sync.integration, sync.connection_id, sync.sync_name,
+                                 sync.variant)
+    if not override and await schedules.set_interval(client, sid, interval, source="default", pool=pool,
                                                      only_if_following_default=True):
-        return "retimed"  # the listing lagged behind a schedule that exists
+        return "retimed"  # it exists: the listing lagged behind it, or only this connection was looked at
     return None

@@ -140,7 +140,7 @@ async def set_frequency(platform: Platform, env: Environment, items: list[Target
         every = interval or parse_schedule(default)
         text = frequency or default
         try:
-            await schedules.set_interval(client, t.schedule_id(env), every,
+            await schedules.set_interval(client, t.schedule_id(env), every, pool=pool,
                                          source="override" if interval else "default")
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
@@ -259,7 +259,7 @@ async def delete_variant(platform: Platform, env: Environment, target: Target) -
             raise NotFoundError(f"no variant '{target.variant}' of sync '{target.script.name}' for connection "
                                 f"'{target.connection.connection_id}'")
     await cancel(platform, env, [target], "variant deleted")
-    await schedules.delete(client, target.schedule_id(env))
+    await schedules.delete(client, target.schedule_id(env), pool=pool)
     async with pool.acquire() as conn, conn.transaction():
         await jobs_repo.delete_state(conn, target.connection.id, target.script.name, target.variant)
         # deleting the record scopes deletes their records (trigger, migration 0002)

@@ -1,17 +1,24 @@
 """One Temporal Schedule per (connection, sync): created, re-timed, paused, triggered, removed.
 
-The platform never overwrites a schedule: it creates missing ones, deletes orphans, changes an
-interval with `handle.update()` touching only the spec, and pauses with a note. The interval it
-last wrote travels in the schedule action's memo, so a spec that differs from it was edited by
-someone else (the Temporal UI) and is kept.
+The platform never overwrites a schedule edited elsewhere: it creates missing ones, deletes orphans, changes
+an interval (spec and the memo of what it wrote) and pauses with a note. The interval it last wrote travels
+in the schedule action's memo, so a spec that differs from it was edited by someone else (the Temporal UI)
+and is kept. The same two values are kept per schedule id in PostgreSQL (`store/schedule_intervals.py`),
+written by `ensure`, `set_interval` and `retime_listed`, so a deploy re-times from the listing without a
+describe per schedule (see `retime_listed` for what that costs in exactness).
 """
 
 from __future__ import annotations
 
+import json
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
+from temporalio.api.workflowservice.v1 import UpdateScheduleRequest
 from temporalio.client import (
     Client,
     Schedule,
@@ -19,6 +26,7 @@ from temporalio.client import (
     ScheduleAlreadyRunningError,
     ScheduleDescription,
     ScheduleIntervalSpec,
+    ScheduleListDescription,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
@@ -28,6 +36,8 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from orchestrator.store import schedule_intervals
+from orchestrator.store.schedule_intervals import Written
 from orchestrator.temporal import names
 from orchestrator.temporal.types import SyncInput
 
@@ -67,7 +77,6 @@ def _memo(desc: ScheduleDescription) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in action.memo.items():
         if hasattr(value, "data"):  # a raw Payload when read back from the server
-            import json
             try:
                 out[key] = json.loads(value.data)
             except ValueError:
@@ -106,28 +115,36 @@ def _action(sync: SyncInput, task_queue: str, interval_s: int, source: str) -> S
     )
 
 
+def _schedule(sync: SyncInput, task_queue: str, interval: timedelta, source: str, *, paused: bool,
+              note: str) -> Schedule:
+    """The whole schedule as the platform defines it: `ensure` creates it, `retime_listed` sends it again."""
+    return Schedule(
+        action=_action(sync, task_queue, int(interval.total_seconds()), source),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=interval)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.BUFFER_ONE, pause_on_failure=False),
+        state=ScheduleState(paused=paused, note=note),
+    )
+
+
 async def ensure(
-    client: Client, sync: SyncInput, *, interval: timedelta, task_queue: str, paused: bool = False,
-    source: str = "default",
+    client: Client, sync: SyncInput, *, interval: timedelta, task_queue: str, pool: asyncpg.Pool,
+    paused: bool = False, source: str = "default",
 ) -> bool:
     """Create the schedule if it is missing (running once now: the initial sync). True if created."""
     sid = names.sync_schedule_id(sync.environment, sync.integration, sync.connection_id, sync.sync_name,
                                  sync.variant)
     interval_s = int(interval.total_seconds())
-    schedule = Schedule(
-        action=_action(sync, task_queue, interval_s, source),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=interval)]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.BUFFER_ONE, pause_on_failure=False),
-        state=ScheduleState(paused=paused, note="created paused (auto_start: false)" if paused else "created"),
-    )
+    schedule = _schedule(sync, task_queue, interval, source, paused=paused,
+                         note="created paused (auto_start: false)" if paused else "created")
     try:
         await client.create_schedule(
             sid, schedule, trigger_immediately=not paused,
             search_attributes=names.search_attributes(sync.environment, sync.integration, sync.connection_id,
                                                       sync.sync_name))
-        return True
     except ScheduleAlreadyRunningError:
         return False
+    await schedule_intervals.record(pool, sid, interval_s, source)
+    return True
 
 
 async def describe(client: Client, schedule_id: str) -> ScheduleView | None:
@@ -140,21 +157,25 @@ async def describe(client: Client, schedule_id: str) -> ScheduleView | None:
     return view(schedule_id, desc)
 
 
-async def set_interval(client: Client, schedule_id: str, interval: timedelta, *, source: str,
+async def set_interval(client: Client, schedule_id: str, interval: timedelta, *, source: str, pool: asyncpg.Pool,
                        only_if_following_default: bool = False) -> bool:
-    """Re-time a schedule, touching only its spec and the memo of what we wrote.
+    """Re-time a schedule, touching only its spec and the memo of what we wrote (a describe, then an update).
 
     With `only_if_following_default`, a schedule that carries a per-connection override or was
-    edited elsewhere (spec differs from what we last wrote) is left alone. True if changed.
+    edited elsewhere (spec differs from what we last wrote) is left alone. True if changed. Either way
+    the memo's values are recorded in PostgreSQL, so the next deploy can skip the describe.
     """
     interval_s = int(interval.total_seconds())
     changed = False
+    written: Written | None = None
 
     def updater(inp: ScheduleUpdateInput) -> ScheduleUpdate | None:
-        nonlocal changed
+        nonlocal changed, written
         desc = inp.description
         memo = _memo(desc)
         current = _interval_of(desc)
+        if isinstance(memo.get(MEMO_INTERVAL), int):
+            written = Written(memo[MEMO_INTERVAL], memo.get(MEMO_SOURCE, "default"))
         if only_if_following_default:
             if memo.get(MEMO_SOURCE, "default") != "default":
                 return None
@@ -168,10 +189,80 @@ async def set_interval(client: Client, schedule_id: str, interval: timedelta, *,
         if isinstance(action, ScheduleActionStartWorkflow):
             action.memo = {MEMO_INTERVAL: interval_s, MEMO_SOURCE: source}
         changed = True
+        written = Written(interval_s, source)
         return ScheduleUpdate(schedule=schedule)
 
     await client.get_schedule_handle(schedule_id).update(updater)
+    if written is not None:
+        await schedule_intervals.record(pool, schedule_id, written.interval_s, written.source)
     return changed
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A schedule as the listing shows it (Temporal's visibility store: it may lag a change by a moment)."""
+
+    interval_s: int | None
+    paused: bool
+    note: str
+
+
+def _listed(entry: ScheduleListDescription) -> Listed:
+    spec = entry.schedule.spec if entry.schedule else None
+    intervals = spec.intervals if spec else []
+    state = entry.schedule.state if entry.schedule else None
+    return Listed(interval_s=int(intervals[0].every.total_seconds()) if intervals else None,
+                  paused=bool(state and state.paused), note=(state.note if state else None) or "")
+
+
+LIST_PAGE_SIZE = 200  # schedules per listing page: a re-timing follows the page that showed it by about this many
+
+
+async def list_pages(client: Client, prefix: str, page_size: int = LIST_PAGE_SIZE
+                     ) -> AsyncIterator[dict[str, Listed]]:
+    """The namespace's schedules page by page, keeping those whose id starts with prefix (a page may be empty)."""
+    pages = await client.list_schedules(page_size=page_size)
+    while True:
+        await pages.fetch_next_page()
+        yield {e.id: _listed(e) for e in pages.current_page or [] if e.id.startswith(prefix)}
+        if not pages.next_page_token:
+            return
+
+
+async def retime_listed(client: Client, sync: SyncInput, interval: timedelta, *, task_queue: str,
+                        pool: asyncpg.Pool, listed: Listed, written: Written | None) -> bool:
+    """Re-time a schedule that follows the deployed default, from its listing and its PostgreSQL row alone.
+
+    No describe: when the row says we wrote the deployed default, the listed interval is still the one we
+    wrote and the listing shows the schedule running, one UpdateSchedule sends the whole schedule as
+    `ensure` defines it, unpaused, with the listed note. Anything else goes through `set_interval`
+    (describe, the memo decides, the row is recorded): no row yet (a schedule from before the rows existed),
+    an override, a listed interval that differs from the row (edited elsewhere, or a row out of step), or a
+    schedule listed as paused (so a resume the listing does not show yet is never undone, and a paused
+    schedule is never unpaused). True if changed.
+
+    What remains: UpdateSchedule replaces the state and, without a describe, carries no conflict token. A
+    pause (or note change) that reaches Temporal after the listing page showing the schedule running was
+    read, or that the listing does not show yet, and before this update lands, is undone: the schedule runs
+    again with the note it was listed with. The window is the time to re-time one page (`LIST_PAGE_SIZE`
+    schedules) plus the listing's lag behind Temporal (the scheduler workflow publishes its state to
+    visibility after each change). An edit of the policy made in the Temporal UI (overlap, catch-up window)
+    is also replaced by ours.
+    """
+    sid = names.sync_schedule_id(sync.environment, sync.integration, sync.connection_id, sync.sync_name,
+                                 sync.variant)
+    interval_s = int(interval.total_seconds())
+    if listed.interval_s == interval_s:
+        return False
+    if listed.paused or written is None or written.source != "default" or written.interval_s != listed.interval_s:
+        return await set_interval(client, sid, interval, source="default", pool=pool, only_if_following_default=True)
+    schedule = _schedule(sync, task_queue, interval, "default", paused=False, note=listed.note)
+    # the SDK's only public update is describe-then-update; this is its request without the describe
+    await client.workflow_service.update_schedule(UpdateScheduleRequest(
+        namespace=client.namespace, schedule_id=sid, schedule=await schedule._to_proto(client),
+        identity=client.identity, request_id=str(uuid.uuid4())), retry=True)
+    await schedule_intervals.record(pool, sid, interval_s, "default")
+    return True
 
 
 async def pause(client: Client, schedule_id: str, note: str) -> None:
@@ -186,25 +277,19 @@ async def trigger(client: Client, schedule_id: str) -> None:
     await client.get_schedule_handle(schedule_id).trigger(overlap=ScheduleOverlapPolicy.BUFFER_ONE)
 
 
-async def delete(client: Client, schedule_id: str) -> bool:
+async def delete(client: Client, schedule_id: str, *, pool: asyncpg.Pool | None = None) -> bool:
+    """Remove the schedule (and its PostgreSQL row when given the pool; a row left behind by a caller without
+    it is harmless: it is replaced when the id is created again and purged by the next full reconcile)."""
     try:
         await client.get_schedule_handle(schedule_id).delete()
-        return True
+        found = True
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-
-
-async def list_intervals(client: Client, prefix: str) -> dict[str, int | None]:
-    """Schedule id -> interval in seconds, for every schedule whose id starts with prefix (one listing)."""
-    out: dict[str, int | None] = {}
-    async for entry in await client.list_schedules():
-        if entry.id.startswith(prefix):
-            spec = entry.schedule.spec if entry.schedule else None
-            intervals = spec.intervals if spec else []
-            out[entry.id] = int(intervals[0].every.total_seconds()) if intervals else None
-    return out
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        found = False
+    if pool is not None:
+        await schedule_intervals.delete(pool, [schedule_id])
+    return found
 
 
 async def list_ids(client: Client, prefix: str) -> list[str]:
