@@ -1,5 +1,7 @@
 """Actions run as a local activity (issue 18): a lost worker's action is taken over by another worker, it
-counts against the attempts the caller allowed, its job is closed once, and its history still shows the run."""
+counts against the attempts the caller allowed, its job is closed once, and its history still shows the run.
+An awaited action answers as soon as its job row is closed (the worker's notification), and from the
+workflow's result when that notification cannot come."""
 
 from __future__ import annotations
 
@@ -12,16 +14,21 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from aiohttp.test_utils import TestClient, TestServer
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from orchestrator.api.actions import JOB_CLOSES
+from orchestrator.api.app import create_app
+from orchestrator.store import job_events
 from orchestrator.store import jobs as jobs_repo
+from orchestrator.temporal import names
 from orchestrator.temporal.starter import start_action
 from orchestrator.temporal.types import ActionWorkflowInput, ScriptJobInput, ScriptJobResult
-from tests.conftest import Stack, setup_github
+from tests.conftest import Stack, eventually, setup_github
 from workflows.scripts import ActionWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,3 +129,61 @@ async def test_a_job_whose_lost_attempts_spent_its_budget_is_closed_failed_once(
     assert row["status"] == "failed" and row["attempts"] == 3
     assert "worker running this action was lost" in row["error"]
     assert len(stack.demo.repo(gh.repo).issues) == 1  # the action did not run again: no issue created
+
+
+def _action_headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", "Connection-Id": "conn-1", "Provider-Config-Key": "github"}
+
+
+async def test_an_awaited_action_answers_once_its_job_is_closed_without_waiting_for_the_workflow(
+        stack: Stack) -> None:
+    """No worker polls this API's task queue: its workflow never completes, yet the caller gets the output
+    the job was closed with, as soon as the job's closer says so."""
+    gh = await setup_github(stack, issues=1)
+    settings = stack.settings.model_copy(update={"task_queue_prefix": f"nobody-{uuid.uuid4().hex[:6]}-"})
+    async with TestClient(TestServer(create_app(settings, temporal=stack.client))) as api:
+        call = asyncio.create_task(api.post("/action/trigger", headers=_action_headers(gh.key),
+                                            json={"action_name": "create-issue", "input": {"title": "t"}}))
+
+        async def opened() -> tuple[int, str]:
+            async with stack.pool.acquire() as conn:
+                row = await conn.fetchrow("SELECT j.id, j.public_id FROM jobs j JOIN environments e"
+                                          " ON e.id = j.environment_id WHERE e.name = $1 AND j.kind = 'action'",
+                                          gh.env)
+            assert row is not None
+            return row["id"], str(row["public_id"])
+        job_id, public_id = await eventually(opened, timeout=30, interval=0.05)
+        handle = stack.client.get_workflow_handle(f"action:{names.escape(gh.env)}:{public_id}")
+        try:
+            async with stack.pool.acquire() as conn:  # what the worker's run_job does once the script returned
+                await jobs_repo.close_job(conn, job_id, "success", output={"number": 7, "title": "t"})
+                await job_events.notify_closed(conn, job_id)
+            resp = await asyncio.wait_for(call, 30)
+            assert resp.status == 200
+            assert await resp.json() == {"number": 7, "title": "t"}
+            assert (await handle.describe()).status.name == "RUNNING"  # the answer did not come from Temporal
+        finally:
+            await handle.terminate("test over")
+
+
+async def test_actions_still_answer_while_the_job_close_listener_is_down_and_it_comes_back(stack: Stack) -> None:
+    gh = await setup_github(stack, issues=1)
+    async with TestClient(TestServer(create_app(stack.settings, temporal=stack.client))) as api:
+        listener = api.app[JOB_CLOSES]
+        assert listener.listening
+        async with stack.pool.acquire() as conn:  # a database restart or failover, as the listeners see it
+            cut = await conn.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                      " WHERE query = $1", f'LISTEN "{job_events.CHANNEL}"')
+        assert cut >= 1
+        for n in range(2):  # answered whether the listener is still down or already back
+            resp = await api.post("/action/trigger", headers=_action_headers(gh.key),
+                                  json={"action_name": "create-issue", "input": {"title": f"during {n}"}})
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["title"] == f"during {n}"
+
+        async def back() -> None:
+            assert listener.listening
+        await eventually(back, timeout=30, interval=0.1)
+        resp = await api.post("/action/trigger", headers=_action_headers(gh.key),
+                              json={"action_name": "create-issue", "input": {"title": "after"}})
+        assert resp.status == 200 and (await resp.json())["title"] == "after"

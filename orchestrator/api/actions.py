@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import orjson
@@ -22,11 +25,24 @@ from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
+from orchestrator.store.job_events import JobCloseListener
 from orchestrator.store.types import Job
 from orchestrator.temporal.starter import start_action
-from orchestrator.temporal.types import ScriptJobInput
+from orchestrator.temporal.types import ScriptJobInput, ScriptJobResult
 
 routes = web.RouteTableDef()
+JOB_CLOSES = web.AppKey("job_closes", JobCloseListener)
+
+
+async def job_closes(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context (after the platform's): the LISTEN connection awaited actions hear their job close on."""
+    listener = JobCloseListener(app[PLATFORM].settings)
+    await listener.start()
+    app[JOB_CLOSES] = listener
+    try:
+        yield
+    finally:
+        await listener.close()
 
 
 class TriggerBody(BaseModel):
@@ -91,15 +107,43 @@ async def run_action(request: web.Request, integration: str, connection_id: str,
     job = ScriptJobInput(environment_id=env.id, environment=env.name, integration=integration,
                          connection_id=connection_id, script_name=action_name, kind="action", job_id=job_id,
                          input=action_input)
-    handle = await start_action(request.app[PLATFORM], job, public_id=public_id, max_retries=max_retries)
     if _flag(request.headers.get("X-Async")):
+        await start_action(request.app[PLATFORM], job, public_id=public_id, max_retries=max_retries)
         status_url = f"/action/{public_id}"
         return web.Response(body=orjson.dumps({"id": public_id, "statusUrl": status_url}), status=202,
                             content_type="application/json", headers={"Location": status_url})
+    closes = request.app.get(JOB_CLOSES)
+    closed = closes.expect(job_id) if closes is not None else None  # before the job can close
     try:
-        result = await handle.result()
-    except WorkflowFailureError:
-        return answer(await _job_row(request, public_id))  # the job row holds what happened
+        handle = await start_action(request.app[PLATFORM], job, public_id=public_id, max_retries=max_retries)
+        return await _await_action(request, handle.result(), closed, public_id)
+    finally:
+        if closes is not None:
+            closes.forget(job_id)
+
+
+async def _await_action(request: web.Request, workflow_result: Awaitable[ScriptJobResult],
+                        closed: asyncio.Future[None] | None, public_id: str) -> web.Response:
+    """The answer, from whichever comes first: the job row once the worker says it closed it (no wait for
+    Temporal to complete the workflow and return it), or the workflow's result (retries exhausted, a lost
+    notification). Both say the same: the workflow ends only after the job is closed with its outcome."""
+    result_task = asyncio.ensure_future(workflow_result)
+    try:
+        if closed is not None:
+            await asyncio.wait({result_task, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if not result_task.done():
+                job = await _job_row(request, public_id)
+                if job is not None and job.status != "running":
+                    return answer(job)
+        try:
+            result = await result_task
+        except WorkflowFailureError:
+            return answer(await _job_row(request, public_id))  # the job row holds what happened
+    finally:
+        if not result_task.done():
+            result_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await result_task
     if result.ok:  # the workflow succeeds only once the job is closed with this very output
         return web.Response(body=orjson.dumps(result.output), content_type="application/json")
     return answer(await _job_row(request, public_id))

@@ -47,6 +47,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> web.App
                 yield
 
     app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(actions.job_closes)  # awaited actions answer once their job row is closed
     for module in (health, records, connections, integrations, deploy, syncs, actions, webhooks, environment,
                    envvars, proxy, oauth, jobs, openapi):
         app.add_routes(module.routes)

@@ -7,6 +7,8 @@ workflow around it.
 
 from __future__ import annotations
 
+import contextlib
+
 import asyncpg
 import orjson
 import structlog
@@ -23,7 +25,7 @@ from orchestrator.runs.limits import EnvironmentBusyError
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environment_variables as environment_variables_repo
 from orchestrator.store import environments as environments_repo
-from orchestrator.store import faults
+from orchestrator.store import faults, job_events
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
@@ -53,8 +55,8 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
                   attempt: Attempt | None = None) -> ScriptJobResult:
     """Run one job; heartbeats (when given) while the bundle is fetched and the script runs, as a sync does.
     Every attempt is counted on the job; a retry says in the job's log what failed (it starts over)."""
-    async with deps.pool.acquire() as conn:
-        job = await jobs_repo.get(conn, inp.job_id)
+    async with deps.pool.acquire() as conn:  # one connection for every read before the script starts
+        job = await jobs_repo.get(conn, inp.job_id, with_counts=False)
         if job is None:
             raise NotFoundError(f"job {inp.job_id} does not exist")
         if job.status != "running":  # a retried activity after the job already closed
@@ -62,10 +64,10 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
                                    error_message=job.error, error_payload=job.error_payload)
         attempt = counted(attempt or Attempt(), job.attempts)
         await attempts.record(conn, job.id, attempt, resumes="from the start")
-    if inp.max_attempts and attempt.number > inp.max_attempts:
-        return await _close(deps, inp.job_id, ScriptJobResult(False, error_type="platform_error", error_message=(
-            f"the worker running this {inp.kind} was lost and its {inp.max_attempts} attempt(s) are spent")))
-    async with deps.pool.acquire() as conn:
+        if inp.max_attempts and attempt.number > inp.max_attempts:
+            return await _close(deps, inp.job_id, ScriptJobResult(False, error_type="platform_error", error_message=(
+                f"the worker running this {inp.kind} was lost and its {inp.max_attempts} attempt(s) are spent")),
+                conn=conn)
         env = await environments_repo.by_id(conn, inp.environment_id)
         env_vars = await environment_variables_repo.list_all(conn, deps.sealer, inp.environment_id)
         integration = await integrations_repo.get(conn, inp.environment_id, inp.integration)
@@ -73,7 +75,9 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
                                                 inp.connection_id)
         script = (await scripts_repo.get(conn, integration.id, _SCRIPT_KIND[inp.kind], inp.script_name)
                   if integration else None)
-    if env is None or connection is None or script is None or not script.enabled:
+        provider = (await resolve_provider(conn, connection.environment_id, connection.provider)
+                    if connection is not None and script is not None else None)
+    if env is None or connection is None or script is None or provider is None or not script.enabled:
         what = "connection" if connection is None else "script"
         result = ScriptJobResult(False, error_type="not_found",
                                  error_message=f"{inp.kind} '{inp.script_name}': the {what} no longer exists")
@@ -82,7 +86,6 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
     every = beat_interval(deps.settings.runner_heartbeat_timeout_s)
     if credentials.expires_soon(connection):  # a slow token endpoint must not look like a dead worker
         connection = await with_heartbeat(credentials.refresh(deps, connection), heartbeat, every)
-    provider = await resolve_provider(deps.pool, connection.environment_id, connection.provider)
     bundle_dir = await with_heartbeat(deps.cache.fetch(script.bundle_key, script.bundle_sha256), heartbeat, every)
 
     host = build_host(deps, connection, provider, env, env_vars, job_id=inp.job_id,
@@ -137,22 +140,28 @@ def counted(attempt: Attempt, started: int) -> Attempt:
         "the worker running it was lost (its workflow task timed out) and another worker took the run over"))
 
 
-async def _close(deps: RunDeps, job_id: int, result: ScriptJobResult) -> ScriptJobResult:
+async def _close(deps: RunDeps, job_id: int, result: ScriptJobResult,
+                 conn: asyncpg.Connection | None = None) -> ScriptJobResult:
     """Close the job with the result; when the database refuses it for good (an output PostgreSQL cannot
-    store), the job ends failed with that reason instead, and so does the returned result."""
-    async with deps.pool.acquire() as conn:
-        try:
-            await jobs_repo.close_job(conn, job_id, "success" if result.ok else "failed", output=result.output,
-                                      error_type=None if result.ok else result.error_type,
-                                      error=None if result.ok else result.error_message,
-                                      error_payload=result.error_payload)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            if not faults.is_deterministic(exc):
-                raise  # retried by the activity's policy
-            reason = f"the run's outcome could not be stored: {faults.describe(exc)}"
-            log.warning("job_close_refused", job_id=job_id, error=reason)
-            await jobs_repo.force_fail(conn, job_id, reason)
-            return ScriptJobResult(False, error_type="DatabaseError", error_message=reason)
+    store), the job ends failed with that reason instead, and so does the returned result. Then tell the
+    API processes (an awaited action answers from the closed row without waiting for the workflow)."""
+    if conn is None:
+        async with deps.pool.acquire() as own:
+            return await _close(deps, job_id, result, own)
+    try:
+        await jobs_repo.close_job(conn, job_id, "success" if result.ok else "failed", output=result.output,
+                                  error_type=None if result.ok else result.error_type,
+                                  error=None if result.ok else result.error_message,
+                                  error_payload=result.error_payload)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        if not faults.is_deterministic(exc):
+            raise  # retried by the activity's policy
+        reason = f"the run's outcome could not be stored: {faults.describe(exc)}"
+        log.warning("job_close_refused", job_id=job_id, error=reason)
+        await jobs_repo.force_fail(conn, job_id, reason)
+        result = ScriptJobResult(False, error_type="DatabaseError", error_message=reason)
+    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        await job_events.notify_closed(conn, job_id)  # best effort: without it the API awaits the workflow
     return result
 
 
