@@ -9,9 +9,9 @@ The database is read in three queries whatever the number of connections (plus o
 schedules to re-time); the Temporal calls (one per schedule to create, one to re-time when PostgreSQL holds
 what we last wrote into it, else two: describe and update; one to delete) run RECONCILE_CONCURRENCY at a
 time, because a deploy that re-times 10,000 schedules one call after the other takes minutes. The listing
-is walked page by page and each page's re-timings are sent before the next page is read, so the paused
-state and note each one carries are seconds old at most (see `schedules.retime_listed`). A schedule that fails does not stop
-the others: every one is tried, then the failures are raised together, each naming its connection.
+is walked page by page and each page's re-timings are sent as it arrives, so the paused state and note each
+one carries are a page or two old at most (see `schedules.retime_listed`). A schedule that fails does not
+stop the others: every one is tried, then the failures are raised together, each naming its connection.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import asyncpg
 import structlog
+from temporalio.client import Client
 
 from orchestrator.config.schedule import parse_schedule
 from orchestrator.errors import TransientError
@@ -161,15 +163,8 @@ async def reconcile_integration(platform: Platform, integration: Integration,
             limit = platform.settings.reconcile_concurrency
             listed: set[str] = set()
             if only_connections is None:
-                # page by page, so each re-timing closely follows the listing it trusts (schedules.retime_listed)
-                async for page in schedules.list_pages(client, prefix):
-                    listed.update(page)
-                    due = [sid for sid, shown in page.items()
-                           if sid in plan and _needs_retime(target(sid), shown.interval_s)]
-                    if due:
-                        async with pool.acquire() as conn:
-                            rows = await schedule_intervals.for_ids(conn, due)
-                        await _bounded(limit, [(sid, page[sid], rows.get(sid)) for sid in due], retime)
+                await _walk_listing(client, pool, prefix, limit, listed, lambda sid, shown: sid in plan and
+                                    _needs_retime(target(sid), shown.interval_s), retime)
             # by id (ensure, then set_interval when it exists): every schedule of a few connections, or those
             # the listing did not show
             await _bounded(limit, [sid for sid in plan if sid not in listed], create)
@@ -185,6 +180,33 @@ async def reconcile_integration(platform: Platform, integration: Integration,
     if report.failed:
         raise _failure_error(integration, report)
     return report
+
+
+async def _walk_listing(client: Client, pool: asyncpg.Pool, prefix: str, limit: int, listed: set[str],
+                        due: Callable[[str, schedules.Listed], bool],
+                        retime: Callable[[tuple[str, schedules.Listed, Written | None]], Awaitable[None]]) -> None:
+    """List the schedules page by page into `listed`, handing each due one (with its PostgreSQL row) to `limit`
+    workers as its page arrives: the next page is read while the workers finish this one, and no sooner, so a
+    re-timing is sent about two pages at most after the listing that showed its paused state and note."""
+    queue: asyncio.Queue[tuple[str, schedules.Listed, Written | None] | None] = asyncio.Queue(
+        maxsize=schedules.LIST_PAGE_SIZE)
+
+    async def worker() -> None:
+        while (item := await queue.get()) is not None:
+            await retime(item)
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, limit))]
+    try:
+        async for page in schedules.list_pages(client, prefix):
+            listed.update(page)
+            if wanted := [sid for sid, shown in page.items() if due(sid, shown)]:
+                async with pool.acquire() as conn:
+                    rows = await schedule_intervals.for_ids(conn, wanted)
+                for sid in wanted:
+                    await queue.put((sid, page[sid], rows.get(sid)))
+    finally:
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.gather(*workers)
 
 
 def _needs_retime(target: tuple[SyncInput, DeployedScript, str | None], listed_s: int | None) -> bool:

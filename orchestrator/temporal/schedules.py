@@ -215,7 +215,7 @@ def _listed(entry: ScheduleListDescription) -> Listed:
                   paused=bool(state and state.paused), note=(state.note if state else None) or "")
 
 
-LIST_PAGE_SIZE = 200  # schedules per listing page: a re-timing follows the page that showed it by about this many
+LIST_PAGE_SIZE = 200  # schedules per listing page; a re-timing is sent at most about two pages after its listing
 
 
 async def list_pages(client: Client, prefix: str, page_size: int = LIST_PAGE_SIZE
@@ -232,6 +232,9 @@ async def list_pages(client: Client, prefix: str, page_size: int = LIST_PAGE_SIZ
 async def retime_listed(client: Client, sync: SyncInput, interval: timedelta, *, task_queue: str,
                         pool: asyncpg.Pool, listed: Listed, written: Written | None) -> bool:
     """Re-time a schedule that follows the deployed default, from its listing and its PostgreSQL row alone.
+
+    Nothing to do when the row says we already wrote this interval as the default: the listing lags behind
+    the updates a deploy has just sent (by a minute measured after 2,000 of them on the dev server).
 
     No describe: when the row says we wrote the deployed default, the listed interval is still the one we
     wrote and the listing shows the schedule running, one UpdateSchedule sends the whole schedule as
@@ -252,8 +255,8 @@ async def retime_listed(client: Client, sync: SyncInput, interval: timedelta, *,
     sid = names.sync_schedule_id(sync.environment, sync.integration, sync.connection_id, sync.sync_name,
                                  sync.variant)
     interval_s = int(interval.total_seconds())
-    if listed.interval_s == interval_s:
-        return False
+    if listed.interval_s == interval_s or written == Written(interval_s, "default"):
+        return False  # in line, or our update is sent and the listing has not caught up with it yet
     if listed.paused or written is None or written.source != "default" or written.interval_s != listed.interval_s:
         return await set_interval(client, sid, interval, source="default", pool=pool, only_if_following_default=True)
     schedule = _schedule(sync, task_queue, interval, "default", paused=False, note=listed.note)
