@@ -196,6 +196,89 @@ async def test_records_must_be_a_list(pool: asyncpg.Pool, new_scope: ScopeFactor
             await records.batch_save(conn, scope, {"id": "1"})  # type: ignore[arg-type]
 
 
+async def stored_state(pool: asyncpg.Pool, scope: records.Scope) -> list[tuple[Any, ...]]:
+    """What a consumer gets, in cursor order, without the instants and cursor values (which differ by scope);
+    and every body checked against its columns (records_meta: what the migration and the trigger render)."""
+    async with pool.acquire() as conn:
+        scope_id = await conn.fetchval("SELECT id FROM record_scopes WHERE connection_pk = $1 AND model = $2",
+                                       scope.connection_pk, scope.model)
+        assert await conn.fetchval(
+            "SELECT count(*) FROM records WHERE scope_id = $1 AND body <> left(body, -meta_len) || records_meta("
+            "first_seen_at, last_modified_at, last_action, deleted_at, cursor)", scope_id) == 0
+        found = await conn.fetch(
+            "SELECT external_id, left(body, -meta_len) || '}' AS data, last_action, deleted_at IS NULL AS live,"
+            " first_seen_at = last_modified_at AS fresh, job_id IS NOT NULL AS by_job FROM records WHERE scope_id = $1"
+            " ORDER BY cursor",
+            scope_id)
+    return [tuple(r.values()) for r in found]
+
+
+async def test_a_mostly_changed_batch_is_upserted_directly_with_the_same_outcome(
+        pool: asyncpg.Pool, new_scope: ScopeFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch whose sample is mostly changed skips the lookup (`_save_direct`); rows, counts, cursor order, the
+    bodies and what a retried job recounts are the same as through the lookup path."""
+    direct = []
+    save_direct = records._save_direct
+
+    async def spy(*args: Any, **kw: Any) -> None:
+        direct.append(len(args[3].items))
+        await save_direct(*args, **kw)
+    monkeypatch.setattr(records, "_save_direct", spy)
+
+    first = [issue(i, v=0) for i in range(200)]
+    # 150 changed, 20 unchanged, 20 new, 10 revived (deleted in between), in a shuffled order
+    second = ([issue(i, v=1) for i in range(150)] + first[150:170] + [issue(i, v=1) for i in range(200, 220)]
+              + [issue(i, v=0) for i in range(190, 200)])
+    random.Random(3).shuffle(second)
+    outcome = []
+    for lookup_only in (False, True):
+        monkeypatch.setattr(records, "SAMPLE", 1000 if lookup_only else 32)  # a batch this small: lookup path
+        scope = await new_scope()
+        jobs = [await new_job(pool, scope, sync=f"s{i}") for i in range(2)]
+        async with pool.acquire() as conn:
+            await records.batch_save(conn, scope, first, job_id=jobs[0])
+            await records.batch_delete(conn, scope, first[190:], job_id=jobs[0])
+            result = await records.batch_save(conn, scope, second, job_id=jobs[1])
+            replay = await records.batch_save(conn, scope, second, job_id=jobs[1])
+            await records.recount(conn, jobs[1], scope.connection_pk, scope.variant)
+        outcome.append(((result.added, result.updated), (replay.added, replay.updated),
+                        await job_counts(pool, jobs[1]), await stored_state(pool, scope)))
+    assert direct == [len(second)]  # the batch, once: its replay is unchanged, and SAMPLE=1000 never probes
+    assert outcome[0] == outcome[1]
+    counts, replayed, recounted, state = outcome[0]
+    assert counts == (30, 150) and replayed == (0, 0) and recounted == {"Issue": (30, 150, 0)}
+    # the batch's writes come after everything before it, in batch order
+    written = [rid for rid, _, action, *_ in state if action != "DELETED"][-180:]
+    assert written == [r["id"] for r in second if r not in first[150:170]]
+
+
+async def test_a_bad_record_in_a_directly_upserted_batch_writes_nothing(
+        pool: asyncpg.Pool, new_scope: ScopeFactory) -> None:
+    scope = await new_scope()
+    async with pool.acquire() as conn:
+        await records.batch_save(conn, scope, [issue(i) for i in range(3000)])
+        before = await stored_state(pool, scope)
+        batch = [issue(i, v=1) for i in range(3000)]
+        batch[2500]["when"] = {1, 2}  # not JSON, in the third chunk: the first two were sent already
+        with pytest.raises(RecordError, match="record #2500"):
+            await records.batch_save(conn, scope, batch)
+        assert await stored_state(pool, scope) == before
+        assert (await records.batch_save(conn, scope, batch[:2500])).updated == 2500
+
+
+async def test_a_big_first_batch_into_an_empty_scope_then_a_mostly_new_one(
+        pool: asyncpg.Pool, new_scope: ScopeFactory) -> None:
+    """An empty scope takes the batch without a lookup; the next batch, mostly new with a few stored ids,
+    takes the lookup path and still tells them apart."""
+    scope = await new_scope()
+    async with pool.acquire() as conn:
+        first = await records.batch_save(conn, scope, [issue(i) for i in range(100)])
+        second = await records.batch_save(conn, scope, [issue(i) for i in range(90, 300)])
+    assert (first.added, first.updated, second.added, second.updated) == (100, 0, 200, 0)
+    state = await stored_state(pool, scope)
+    assert [r[0] for r in state] == [str(i) for i in range(300)]
+
+
 # ---- delete, revive, update -------------------------------------------------------------------------
 
 async def test_soft_delete_and_a_record_that_comes_back_is_added_again(

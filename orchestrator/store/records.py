@@ -13,11 +13,11 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import hashlib
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from hashlib import sha256
 from typing import Any
 
 import asyncpg
@@ -135,6 +135,58 @@ ON CONFLICT (scope_id, external_id) DO UPDATE SET
 WHERE r.data_hash IS DISTINCT FROM EXCLUDED.data_hash OR r.deleted_at IS NOT NULL
 """
 
+# The direct path for a batch that mostly changed: one statement per chunk, no lookup first. Each id is probed
+# once (LATERAL ... LIMIT 1: a primary-key probe whatever the statistics say); a stored row that changed (or was
+# deleted) is updated through its ctid, an unknown id inserted, an unchanged row left alone (not even locked).
+# Bodies come in two parts rendered by the caller: the JSON up to `"first_seen_at":` and the metadata after it
+# (as for an update); the stored first_seen_at goes between, so nothing counts characters. A revived or new row
+# says ADDED ($7: now() as rendered, the first_seen_at of a new row). The scope row is locked: no other writer
+# inserts these ids meanwhile. Rows come back with what they were, for the job's prior state (`_keep_prior`).
+_DIRECT = """
+WITH v AS (
+    SELECT u.id, u.cursor, u.head, u.tail, u.len, u.hash, x.tid, x.data_hash AS old_hash, x.live, x.job_id
+    FROM unnest($8::text[], $9::bigint[], $10::text[], $11::text[], $12::int[], $13::bytea[])
+        AS u(id, cursor, head, tail, len, hash)
+    LEFT JOIN LATERAL (SELECT r.ctid AS tid, r.data_hash, r.deleted_at IS NULL AS live, r.job_id FROM records r
+                       WHERE r.scope_id = $1 AND r.external_id = u.id LIMIT 1) x ON true
+), up AS (
+    UPDATE records r SET
+        body = v.head || to_json(r.first_seen_at)::text
+            || CASE WHEN v.live THEN v.tail
+                    ELSE replace(v.tail, '"last_action":"UPDATED"', '"last_action":"ADDED"') END,
+        meta_len = v.len + length(to_json(r.first_seen_at)::text) - CASE WHEN v.live THEN 0 ELSE 2 END,
+        data_hash = v.hash,
+        last_modified_at = now(),
+        last_action = CASE WHEN v.live THEN 'UPDATED' ELSE 'ADDED' END,
+        deleted_at = NULL,
+        job_id = $2,
+        cursor = v.cursor
+    FROM v WHERE r.ctid = v.tid AND (v.old_hash <> v.hash OR NOT v.live)
+    RETURNING v.id, r.last_action, v.old_hash, v.live, v.job_id
+), ins AS (
+    INSERT INTO records (scope_id, environment_id, connection_pk, model, variant, external_id, cursor, body,
+                         meta_len, data_hash, last_action, job_id)
+    SELECT $1, $3, $4, $5, $6, v.id, v.cursor,
+           v.head || $7::text || replace(v.tail, '"last_action":"UPDATED"', '"last_action":"ADDED"'),
+           v.len + length($7::text) - 2, v.hash, 'ADDED', $2
+    FROM v WHERE v.tid IS NULL
+    RETURNING external_id
+)
+SELECT * FROM up UNION ALL SELECT external_id, 'ADDED', NULL, NULL, NULL FROM ins
+"""
+_DIRECT_CHUNK = 1000  # rows per statement: the next chunk is encoded while the server writes this one
+
+# Which path a batch takes: whether the scope holds any record, and the stored hash of a sample of ids (NULL: not
+# stored; empty: deleted, so it would be revived). The scope row is locked: nothing changes under this answer.
+_PROBE = """
+SELECT EXISTS (SELECT 1 FROM records WHERE scope_id = $1) AS stored,
+       array(SELECT x.h FROM unnest($2::text[]) WITH ORDINALITY AS u(id, i)
+             LEFT JOIN LATERAL (SELECT CASE WHEN r.deleted_at IS NULL THEN r.data_hash ELSE '\\x'::bytea END AS h
+                                FROM records r WHERE r.scope_id = $1 AND r.external_id = u.id LIMIT 1) x ON true
+             ORDER BY u.i) AS hashes
+"""
+SAMPLE = 32  # ids probed to choose a batch's path; a batch this small or smaller takes the lookup path
+
 _COPY_COLUMNS = ["scope_id", "environment_id", "connection_pk", "model", "variant", "external_id", "cursor",
                  "body", "meta_len", "data_hash", "last_action", "job_id"]
 _COPY_CHUNK = 250  # rows per COPY message: small enough that building them overlaps the server's work
@@ -144,6 +196,7 @@ _LEN = struct.Struct("!i")
 _CURSOR_LEN = struct.Struct("!iq")
 _HASH_LEN = _LEN.pack(32)
 _META_LEN = struct.Struct("!ii")
+_META_END = b'"}}'
 
 
 def _copy_text(value: str) -> bytes:
@@ -158,7 +211,9 @@ def _meta_prefix(first_seen_at: bytes, now: bytes, action: bytes) -> bytes:
 
 
 def _cursor_text(value: int) -> bytes:
-    return base64.urlsafe_b64encode(b"c%d" % value).rstrip(b"=")
+    """encode_cursor's text as bytes. The base64 of "c" and digits never holds '+' or '/', so plain base64 is
+    the URL-safe one here."""
+    return binascii.b2a_base64(b"c%d" % value, newline=False).rstrip(b"=")
 
 
 @dataclass
@@ -166,9 +221,18 @@ class _Plan:
     """One batch sorted out under the scope lock: what is new, what changed, what the job changes first."""
 
     new: list[int] = field(default_factory=list)  # positions in the batch
-    changed: list[tuple[str, bytes, bytes, bytes, bool]] = field(default_factory=list)  # id, JSON, sha256,
-    # first_seen_at as rendered, revived
+    changed: list[tuple[int, bytes, bool]] = field(default_factory=list)  # position, first_seen_at as rendered,
+    # revived
     prior: list[tuple[str, bytes, bool]] = field(default_factory=list)
+
+    def cursors(self, taken: list[int]) -> tuple[list[int], list[int]]:
+        """Fresh cursors of the new and of the changed records, ascending in batch order across both."""
+        if not self.changed:
+            return taken, []
+        if not self.new:
+            return [], taken
+        at = dict(zip(sorted([*self.new, *(c[0] for c in self.changed)]), taken, strict=True))
+        return [at[k] for k in self.new], [at[c[0]] for c in self.changed]
 
 
 class _Bodies:
@@ -190,17 +254,23 @@ class _Bodies:
                 body = _encode(record, rid, index, self.model)
             else:
                 contract.check_body(body, rid, index, self.model)
-            got = self.done[k] = (body, hashlib.sha256(body).digest())
+            got = self.done[k] = (body, sha256(body).digest())
         return got
 
     async def ahead_of(self, pending: asyncio.Future[Any], step: int = 250) -> None:
-        """Encode in order while `pending` (the server's work) runs; stop as soon as it is answered."""
+        """Encode in order while `pending` (the server's work) runs; stop as soon as it is answered. If encoding
+        fails, the answer is awaited first (the connection serves one statement at a time), then it raises."""
         n = len(self.items)
-        while not pending.done() and self.ahead < n:
-            for k in range(self.ahead, min(self.ahead + step, n)):
-                self[k]
-            self.ahead = min(self.ahead + step, n)
-            await asyncio.sleep(0)  # lets the event loop take the answer when it has arrived
+        try:
+            while not pending.done() and self.ahead < n:
+                for k in range(self.ahead, min(self.ahead + step, n)):
+                    self[k]
+                self.ahead = min(self.ahead + step, n)
+                await asyncio.sleep(0)  # lets the event loop take the answer when it has arrived
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await pending
+            raise
 
 
 async def _copy_rows(scope: Scope, scope_id: int, bodies: _Bodies, new: list[int], cursors: list[int],
@@ -211,17 +281,18 @@ async def _copy_rows(scope: Scope, scope_id: int, bodies: _Bodies, new: list[int
             + _copy_text(scope.model) + _copy_text(scope.variant))
     tail = _copy_text("ADDED") + (struct.pack("!iq", 8, job_id) if job_id is not None else _LEN.pack(-1))
     pack_len, pack_cursor, pack_meta, cursor_text = _LEN.pack, _CURSOR_LEN.pack, _META_LEN.pack, _cursor_text
-    items = bodies.items
+    items, done, fixed = bodies.items, bodies.done, len(prefix) + len(_META_END)
     yield _PGCOPY_HEADER
     for start in range(0, len(new), _COPY_CHUNK):
         lines = []
         for k, cursor in zip(new[start:start + _COPY_CHUNK], cursors[start:start + _COPY_CHUNK], strict=True):
-            body, digest = bodies[k]
+            body, digest = done[k] or bodies[k]
             raw_id = items[k][0].encode()
-            meta = prefix + cursor_text(cursor) + b'"}}'
+            text = cursor_text(cursor)
+            meta_len = fixed + len(text)
             lines.append(b"".join((head, pack_len(len(raw_id)), raw_id, pack_cursor(8, cursor),
-                                   pack_len(len(body) - 1 + len(meta)), body[:-1], meta, pack_meta(4, len(meta)),
-                                   _HASH_LEN, digest, tail)))
+                                   pack_len(len(body) - 1 + meta_len), body[:-1], prefix, text, _META_END,
+                                   pack_meta(4, meta_len), _HASH_LEN, digest, tail)))
         yield b"".join(lines)
     yield _PGCOPY_TRAILER
 
@@ -234,10 +305,10 @@ def _plan(items: list[Item], bodies: _Bodies, stored: dict[str, Any], job_id: in
         if found is None:
             plan.new.append(k)
             continue
-        body, digest = bodies[k]
+        digest = bodies[k][1]
         stored_hash, deleted, stored_job, first_seen_at = found
         if deleted or stored_hash != digest:
-            plan.changed.append((rid, body, digest, first_seen_at.encode(), deleted))
+            plan.changed.append((k, first_seen_at.encode(), deleted))
             if deleted:
                 result.added += 1  # a soft-deleted record that comes back is ADDED again
             else:
@@ -247,15 +318,88 @@ def _plan(items: list[Item], bodies: _Bodies, stored: dict[str, Any], job_id: in
     return plan
 
 
+async def _mostly_changed(conn: asyncpg.Connection, scope_id: int, items: list[Item],
+                          bodies: _Bodies) -> bool | None:
+    """Probe a sample of the batch: True when most of it changed (the direct path pays), None when the scope
+    holds no record at all (every record is new: no lookup needed), False otherwise."""
+    step = len(items) / SAMPLE
+    sample = [int(i * step) for i in range(SAMPLE)]
+    probe = asyncio.ensure_future(conn.fetchrow(_PROBE, scope_id, [items[k][0] for k in sample]))
+    digests = [bodies[k][1] for k in sample]  # hashed while the server probes
+    try:
+        row = await probe
+    except BaseException:
+        probe.cancel()
+        raise
+    if not row["stored"]:
+        return None
+    changed = sum(1 for h, d in zip(row["hashes"], digests, strict=True) if h is not None and h != d)
+    return changed * 2 > SAMPLE
+
+
+_FIRST_SEEN = b',"_nango_metadata":{"first_seen_at":'
+
+
+async def _save_direct(conn: asyncpg.Connection, scope: Scope, scope_id: int, bodies: _Bodies,
+                       job_id: int | None, result: WriteResult) -> None:
+    """Write the batch with `_DIRECT`, chunk by chunk, each chunk encoded while the server writes the previous
+    one. Cursors ascend in batch order (an unchanged record leaves its cursor unused)."""
+    items, n = bodies.items, len(bodies.items)
+    stamp = asyncio.ensure_future(conn.fetchrow(_STAMP, n))
+    await bodies.ahead_of(stamp)
+    row = await stamp
+    now, cursors = row["now"], row["cursors"]
+    mid = _meta_prefix(b"", now.encode(), b"UPDATED")[len(_FIRST_SEEN):]  # what follows first_seen_at
+    fixed, cursor_text = len(_FIRST_SEEN) + len(mid) + len(_META_END), _cursor_text
+    prior: list[tuple[str, bytes, bool]] = []
+    pending: asyncio.Future[Any] | None = None
+    for start in range(0, n, _DIRECT_CHUNK):
+        ks = range(start, min(start + _DIRECT_CHUNK, n))
+        ids, heads, tails, lens, hashes = [], [], [], [], []
+        for k in ks:
+            body, digest = bodies[k]
+            text = cursor_text(cursors[k])
+            ids.append(items[k][0])
+            heads.append((body[:-1] + _FIRST_SEEN).decode())
+            tails.append((mid + text + _META_END).decode())
+            lens.append(fixed + len(text))
+            hashes.append(digest)
+        if pending is not None:
+            _count_direct(await pending, job_id, result, prior)
+        pending = asyncio.ensure_future(conn.fetch(
+            _DIRECT, scope_id, job_id, scope.environment_id, scope.connection_pk, scope.model, scope.variant, now,
+            ids, cursors[start:ks.stop], heads, tails, lens, hashes))
+        bodies.ahead = max(bodies.ahead, ks.stop)
+        await bodies.ahead_of(pending)
+    assert pending is not None
+    _count_direct(await pending, job_id, result, prior)
+    if prior:
+        await _keep_prior(conn, job_id, scope_id, prior)
+
+
+def _count_direct(rows: list[asyncpg.Record], job_id: int | None, result: WriteResult,
+                  prior: list[tuple[str, bytes, bool]]) -> None:
+    """What `_DIRECT` wrote: a revived record is ADDED again, as in the lookup path."""
+    for rid, action, old_hash, live, old_job in rows:
+        if action == "UPDATED":
+            result.updated += 1
+        else:
+            result.added += 1
+        if old_hash is not None and job_id is not None and old_job != job_id:
+            prior.append((rid, old_hash, live))
+
+
 async def _save(
     conn: asyncpg.Connection, scope: Scope, items: list[Item], *, job_id: int | None, track_seen: bool,
     attempt: int = 0, encoded: Sequence[bytes | None] | None = None,
 ) -> WriteResult:
     """Upsert validated-id items in one transaction.
 
-    Under the scope lock: look up the stored hash of every id (primary-key probes) while the batch is encoded
-    and hashed, skip what did not change, stream the new records straight into the table with COPY and upsert
-    the changed (or revived) ones. Every written row carries its rendered response body.
+    Under the scope lock, a batch larger than SAMPLE is probed first. A scope with no record yet takes every
+    record as new: straight into COPY. A batch that mostly changed is upserted directly (`_save_direct`).
+    Otherwise the stored hash of every id is looked up (primary-key probes) while the batch is encoded and
+    hashed, unchanged records are skipped, new ones streamed into the table with COPY and changed (or revived)
+    ones upserted. Every written row carries its rendered response body; cursors ascend in batch order.
     """
     result = WriteResult()
     if not items:
@@ -264,38 +408,12 @@ async def _save(
     async with conn.transaction():
         scope_id = await _lock_scope(conn, scope, create=True)
         assert scope_id is not None
-        # The server probes the ids while this process encodes and hashes the batch; what is not encoded by the
-        # time the answer comes is encoded when needed (new records: while COPY ingests the previous chunk).
         bodies = _Bodies(items, scope.model, encoded)
-        lookup = asyncio.ensure_future(conn.fetch(_LOOKUP, scope_id, ids))
-        try:
-            await bodies.ahead_of(lookup)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await lookup
-            raise
-        stored = {r[0]: (r[1], r[2], r[3], r[4]) for r in await lookup}
-        plan = _plan(items, bodies, stored, job_id, result)
-        if plan.prior:
-            await _keep_prior(conn, job_id, scope_id, plan.prior)
-        if plan.new or plan.changed:
-            stamp = await conn.fetchrow(_STAMP, len(plan.new) + len(plan.changed))
-            now, cursors = stamp["now"].encode(), stamp["cursors"]
-        if plan.changed:
-            rendered, lens, changed_cursors = [], [], cursors[len(plan.new):]
-            for (_, body, _, first_seen_at, deleted), cursor in zip(plan.changed, changed_cursors, strict=True):
-                meta = (_meta_prefix(first_seen_at, now, b"ADDED" if deleted else b"UPDATED") + _cursor_text(cursor)
-                        + b'"}}')
-                rendered.append((body[:-1] + meta).decode())
-                lens.append(len(meta))
-            await conn.execute(_UPSERT, scope_id, job_id, [c[0] for c in plan.changed], rendered, lens,
-                               [c[2] for c in plan.changed], changed_cursors, scope.environment_id,
-                               scope.connection_pk, scope.model, scope.variant)
-        if plan.new:
-            source = _copy_rows(scope, scope_id, bodies, plan.new, cursors[:len(plan.new)],
-                                _meta_prefix(now, now, b"ADDED"), job_id)
-            await conn.copy_to_table("records", source=source, columns=_COPY_COLUMNS, format="binary")
-            result.added += len(plan.new)
+        path = await _mostly_changed(conn, scope_id, items, bodies) if len(items) > SAMPLE else False
+        if path:
+            await _save_direct(conn, scope, scope_id, bodies, job_id, result)
+        else:
+            await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=path is not None)
         if track_seen and job_id is not None:
             await conn.execute(
                 "INSERT INTO job_seen_records AS s (job_id, model, external_id, attempt)"
@@ -304,6 +422,45 @@ async def _save(
                 " WHERE s.attempt < EXCLUDED.attempt", job_id, scope.model, ids, attempt)
         await _add_counts(conn, job_id, scope.model, result)
     return result
+
+
+async def _save_looked_up(conn: asyncpg.Connection, scope: Scope, scope_id: int, bodies: _Bodies,
+                          job_id: int | None, result: WriteResult, *, lookup: bool) -> None:
+    """The lookup path (`lookup=False`: the scope is empty, every record is new and nothing is looked up).
+
+    The server probes the ids while this process encodes and hashes the batch; what is not encoded by the
+    time the answer comes is encoded when needed (new records: while COPY ingests the previous chunk)."""
+    items = bodies.items
+    stored: dict[str, Any] = {}
+    if lookup:
+        pending = asyncio.ensure_future(conn.fetch(_LOOKUP, scope_id, [item[0] for item in items]))
+        await bodies.ahead_of(pending)
+        stored = {r[0]: (r[1], r[2], r[3], r[4]) for r in await pending}
+    plan = _plan(items, bodies, stored, job_id, result)
+    if plan.prior:
+        await _keep_prior(conn, job_id, scope_id, plan.prior)
+    if not (plan.new or plan.changed):
+        return
+    stamp = await conn.fetchrow(_STAMP, len(plan.new) + len(plan.changed))
+    now = stamp["now"].encode()
+    new_cursors, changed_cursors = plan.cursors(stamp["cursors"])
+    if plan.changed:
+        rendered, lens, hashes = [], [], []
+        for (k, first_seen_at, deleted), cursor in zip(plan.changed, changed_cursors, strict=True):
+            body, digest = bodies[k]
+            meta = (_meta_prefix(first_seen_at, now, b"ADDED" if deleted else b"UPDATED") + _cursor_text(cursor)
+                    + _META_END)
+            rendered.append((body[:-1] + meta).decode())
+            lens.append(len(meta))
+            hashes.append(digest)
+        await conn.execute(_UPSERT, scope_id, job_id, [items[c[0]][0] for c in plan.changed], rendered, lens,
+                           hashes, changed_cursors, scope.environment_id, scope.connection_pk, scope.model,
+                           scope.variant)
+    if plan.new:
+        source = _copy_rows(scope, scope_id, bodies, plan.new, new_cursors, _meta_prefix(now, now, b"ADDED"),
+                            job_id)
+        await conn.copy_to_table("records", source=source, columns=_COPY_COLUMNS, format="binary")
+        result.added += len(plan.new)
 
 
 async def _keep_prior(conn: asyncpg.Connection, job_id: int | None, scope_id: int,
