@@ -3,7 +3,8 @@
 An awaited action's answer is its job row (`api/actions.py`): once the row is closed, waiting for Temporal to
 complete the workflow and the client's long poll to return it adds ~15-20 ms and tells nothing new. The
 worker sends `pg_notify` after each close; each API process keeps one LISTEN connection. Best effort: a
-notification lost (listener down, reconnecting) leaves the caller on the workflow's result, as before.
+notification lost (listener down, reconnecting; or a transaction-mode pooler such as pgbouncer in front,
+where LISTEN hears nothing) leaves the caller on the workflow's result, as before.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ log = structlog.get_logger(__name__)
 
 CHANNEL = "nango_job_closed"
 RECONNECT_S = 2.0  # pause between two attempts to restore a lost listener connection
+CONNECT_TIMEOUT_S = 10.0
 
 
 async def notify_closed(conn: asyncpg.Connection, job_id: int) -> None:
@@ -72,7 +74,8 @@ class JobCloseListener:
 
     async def _listen(self) -> None:
         conn = await asyncpg.connect(self.settings.database_url.get_secret_value(),
-                                     password=self.settings.database_password.get_secret_value() or None)
+                                     password=self.settings.database_password.get_secret_value() or None,
+                                     timeout=CONNECT_TIMEOUT_S)
         try:
             await conn.add_listener(CHANNEL, self._heard)
         except BaseException:
