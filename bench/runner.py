@@ -232,7 +232,7 @@ async def main() -> None:
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--spawns", type=int, default=30)
     parser.add_argument("--runs", type=int, default=40)
-    parser.add_argument("--warm", type=int, default=2, help="warm pool size (RUNNER_WARM_CHILDREN)")
+    parser.add_argument("--warm", type=int, default=4, help="warm pool size (RUNNER_WARM_CHILDREN, default 4)")
     parser.add_argument("--rpc", type=int, default=5_000)
     parser.add_argument("--tier", default=None)
     args = parser.parse_args()
