@@ -76,6 +76,40 @@ def timed_run_script() -> None:
             RUNS.append(time.perf_counter() - started)
     script_runs.run_script = run_script  # type: ignore[assignment]
 
+SPANS: dict[str, list[float]] = {}  # --spans: each timed step of an action, every call
+
+
+def timed_steps() -> None:
+    """--spans: time the real functions on an action's path where its callers look them up (wrapped, not
+    replaced): the API handler's steps, run_job's reads before the script, the runner, closing the job."""
+    from orchestrator.api import actions
+    from orchestrator.runs import attempts
+    from orchestrator.store import connections, environment_variables, environments, integrations, jobs
+    from orchestrator.store import scripts as scripts_repo
+
+    def wrap(owner: Any, name: str, label: str) -> None:
+        real = getattr(owner, name)
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await real(*args, **kwargs)
+            finally:
+                SPANS.setdefault(label, []).append(time.perf_counter() - started)
+        setattr(owner, name, timed)
+    for owner, name, label in (
+            (actions, "run_action", "api: handler, all of it"), (actions, "load_connection", "api: connection"),
+            (actions, "start_action", "api: start_action (eager start)"), (jobs, "open_job", "job opened"),
+            (script_runs, "run_job", "worker: run_job, all of it"), (jobs, "get", "run_job: job row"),
+            (attempts, "record", "run_job: attempt counted"), (environments, "by_id", "run_job: environment"),
+            (environment_variables, "list_all", "run_job: environment variables"),
+            (integrations, "get", "run_job: integration"), (connections, "get", "connection (API and run_job)"),
+            (scripts_repo, "get", "script row (API and run_job)"),
+            (script_runs, "resolve_provider", "run_job: provider"),
+            (script_runs, "run_script", "run_job: run_script"), (jobs, "close_job", "run_job: job closed")):
+        wrap(owner, name, label)
+
+
 TRIVIAL_ACTION = "async def run_action(nango, input):\n    return {'echo': input}\n"
 BARE_QUEUE = "bench-bare"
 SPACING_S = 0.1
@@ -120,9 +154,13 @@ def figures(prefix: str, values: list[float]) -> dict[str, float]:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=40)
+    parser.add_argument("--spans", action="store_true",
+                        help="also time each step of an action (API, run_job's reads, runner, close): spans_p50_ms")
     args = parser.parse_args()
     configure_logging("WARNING", "console")  # logs to stderr; stdout carries only the JSON
     timed_run_script()
+    if args.spans:
+        timed_steps()
     home = ROOT / ".nango" / f"bench-orch-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     home.mkdir(parents=True)
     async with contextlib.AsyncExitStack() as stack:
@@ -256,6 +294,8 @@ async def main() -> None:
         out.update(figures("action_spaced", action_spaced))
         out.update(figures("action_back_to_back", action_b2b))
         out.update(figures("trigger_to_start", starts))
+        if SPANS:  # every call (the bench's own setup included), p50 per step
+            out["spans_p50_ms"] = {label: ms(values, 0.5) for label, values in SPANS.items()}
         out.update({
             "action_vs_bare_spaced": round(med(action_spaced) / med(bare_spaced), 2),
             "action_back_to_back_vs_spaced": round(med(action_b2b) / med(action_spaced), 2),
