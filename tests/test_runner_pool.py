@@ -227,6 +227,24 @@ async def test_many_sequential_runs_leave_no_process_or_zombie(bundle: Path) -> 
     await all_gone(trees)
 
 
+async def test_a_runs_replacement_comes_after_it_and_none_starts_once_the_runner_is_closed(bundle: Path) -> None:
+    runner = await recording_runner(warm=2)
+    runner.prewarm(Limits())
+    try:
+        await asyncio.wait_for(runner.until_ready(Limits(), 2), 60)
+        outcome = await run_script(spec(bundle, "noop.py", n=1), Handler(), runner=runner)
+        assert outcome.ok, outcome.error
+        await asyncio.wait_for(runner.until_ready(Limits(), 2), 60)  # the pool is whole again
+        started = len(runner.started)
+        outcome = await run_script(spec(bundle, "noop.py", n=2), Handler(), runner=runner)
+        assert outcome.ok, outcome.error
+    finally:
+        await runner.close()  # before its replacement was due
+    await asyncio.sleep(0.2)
+    assert len(runner.started) == started  # nothing started after close
+    ours_reaped(runner)
+
+
 @pytest.mark.parametrize("warm", [0, 1])
 async def test_output_written_just_before_the_result_has_all_arrived_when_it_returns(bundle: Path,
                                                                                      warm: int) -> None:
