@@ -262,6 +262,8 @@ async def test_a_bad_record_in_a_directly_upserted_batch_writes_nothing(
         batch[2500]["when"] = {1, 2}  # not JSON, in the third chunk: the first two were sent already
         with pytest.raises(RecordError, match="record #2500"):
             await records.batch_save(conn, scope, batch)
+        with pytest.raises(RecordError, match="record #0"):  # the first record is in the sample that is probed
+            await records.batch_save(conn, scope, [batch[2500], *batch[:2500]])
         assert await stored_state(pool, scope) == before
         assert (await records.batch_save(conn, scope, batch[:2500])).updated == 2500
 

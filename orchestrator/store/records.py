@@ -338,12 +338,13 @@ async def _mostly_changed(conn: asyncpg.Connection, scope_id: int, items: list[I
     step = len(items) / SAMPLE
     sample = [int(i * step) for i in range(SAMPLE)]
     probe = asyncio.ensure_future(conn.fetchrow(_PROBE, scope_id, [items[k][0] for k in sample]))
-    digests = [bodies[k][1] for k in sample]  # hashed while the server probes
     try:
-        row = await probe
+        digests = [bodies[k][1] for k in sample]  # hashed while the server probes
     except BaseException:
-        probe.cancel()
+        with contextlib.suppress(Exception):
+            await probe  # the connection serves one statement at a time
         raise
+    row = await probe
     if not row["stored"]:
         return None
     changed = sum(1 for h, d in zip(row["hashes"], digests, strict=True) if h is not None and h != d)
