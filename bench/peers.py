@@ -4,6 +4,8 @@ In one run, on one embedded PostgreSQL, the same ~1 KB records (200,000 by defau
 written three passes each (first save, unchanged re-save, every record changed) by:
 
 - `batch_save`: the store (`orchestrator.store.records.batch_save`), with a job collecting counts;
+- `batch_save_encoded` (first pass only): the same with each record's JSON passed in as the host passes it
+  (`contract.quota_bodies`, computed for the size quota before the store is called; here before the clock);
 - `naive`: a hand-written upsert on the same `records` table, `executemany` of `INSERT ... ON CONFLICT DO
   UPDATE ... WHERE data_hash IS DISTINCT FROM ...` with the JSON encoded and hashed per record in Python
   (it stores the record's JSON as its body and renders no metadata: less work than the store does);
@@ -46,6 +48,7 @@ from bench.records import (  # noqa: E402
     new_connection,
     prepared_database,
 )
+from orchestrator.sdk import contract  # noqa: E402
 from orchestrator.store import records  # noqa: E402
 
 PASSES = ("first", "unchanged", "changed")
@@ -83,13 +86,14 @@ async def naive_pass(pool: asyncpg.Pool, scope: records.Scope, data: list[list[d
 
 
 async def save_pass(pool: asyncpg.Pool, scope: records.Scope, data: list[list[dict[str, Any]]],
-                    job_id: int) -> tuple[float, records.WriteResult]:
+                    job_id: int, *, encoded: bool = False) -> tuple[float, records.WriteResult]:
     total = records.WriteResult()
+    bodies = [contract.quota_bodies(batch, scope.model, "batchSave") if encoded else None for batch in data]
     async with pool.acquire() as conn:
         await conn.execute("CHECKPOINT")  # each phase starts without the previous one's dirty pages
         start = time.perf_counter()
-        for batch in data:
-            result = await records.batch_save(conn, scope, batch, job_id=job_id)
+        for batch, body in zip(data, bodies, strict=True):
+            result = await records.batch_save(conn, scope, batch, job_id=job_id, encoded=body)
             total.added += result.added
             total.updated += result.updated
         return time.perf_counter() - start, total
@@ -122,11 +126,17 @@ async def write_passes(pool: asyncpg.Pool, dsn: str, n: int, batch_size: int, *,
     counts: dict[str, tuple[int, int]] = {}
     save_scope, job_id, _ = save_to or await new_connection(pool, "save")
     naive_scope, naive_job, _ = await new_connection(pool, "naive")
+    encoded_scope, encoded_job, _ = await new_connection(pool, "encoded")
     seconds["copy"] = {"first": await copy_baseline(pool, data["first"])}
     for name in PASSES:
         seconds["naive"][name] = await naive_pass(pool, naive_scope, data[name], naive_job)
         seconds["batch_save"][name], result = await save_pass(pool, save_scope, data[name], job_id)
         counts[name] = (result.added, result.updated)
+        if name == "first":
+            seconds["batch_save_encoded"] = {}
+            seconds["batch_save_encoded"][name], result = await save_pass(pool, encoded_scope, data[name],
+                                                                          encoded_job, encoded=True)
+            assert (result.added, result.updated) == (n, 0), result
     assert counts == {"first": (n, 0), "unchanged": (0, 0), "changed": (0, n)}, counts
     notes = []
     if with_dlt:
@@ -142,6 +152,7 @@ async def write_passes(pool: asyncpg.Pool, dsn: str, n: int, batch_size: int, *,
     rates = {who: {p: round(n / s) for p, s in passes.items()} for who, passes in seconds.items()}
     ratios = {f"save_vs_naive_{p}": round(seconds["naive"][p] / seconds["batch_save"][p], 3) for p in PASSES}
     ratios["save_vs_copy_first"] = round(seconds["copy"]["first"] / seconds["batch_save"]["first"], 3)
+    ratios["save_encoded_vs_copy_first"] = round(seconds["copy"]["first"] / seconds["batch_save_encoded"]["first"], 3)
     if "dlt" in seconds:
         ratios.update({f"save_vs_dlt_{p}": round(seconds["dlt"][p] / seconds["batch_save"][p], 3) for p in PASSES})
     return {"records": n, "batch_size": batch_size,
