@@ -141,17 +141,18 @@ WHERE r.data_hash IS DISTINCT FROM EXCLUDED.data_hash OR r.deleted_at IS NOT NUL
 # inserts these ids meanwhile. A job keeps what the rows it changed first were (as `_keep_prior` does).
 _DIRECT = """
 WITH v AS (
-    SELECT u.id, u.cursor, u.head, u.tail, u.len, u.hash, x.tid, x.data_hash AS old_hash, x.live, x.job_id
+    SELECT u.id, u.cursor, u.head, u.tail, u.len, u.hash, x.tid, x.data_hash AS old_hash, x.live, x.job_id, x.seen
     FROM unnest($8::text[], $9::bigint[], $10::text[], $11::text[], $12::int[], $13::bytea[])
         AS u(id, cursor, head, tail, len, hash)
-    LEFT JOIN LATERAL (SELECT r.ctid AS tid, r.data_hash, r.deleted_at IS NULL AS live, r.job_id FROM records r
-                       WHERE r.scope_id = $1 AND r.external_id = u.id LIMIT 1) x ON true
+    LEFT JOIN LATERAL (SELECT r.ctid AS tid, r.data_hash, r.deleted_at IS NULL AS live, r.job_id,
+                              to_json(r.first_seen_at)::text AS seen
+                       FROM records r WHERE r.scope_id = $1 AND r.external_id = u.id LIMIT 1) x ON true
 ), up AS (
     UPDATE records r SET
-        body = v.head || to_json(r.first_seen_at)::text
+        body = v.head || v.seen
             || CASE WHEN v.live THEN v.tail
                     ELSE replace(v.tail, '"last_action":"UPDATED"', '"last_action":"ADDED"') END,
-        meta_len = v.len + length(to_json(r.first_seen_at)::text) - CASE WHEN v.live THEN 0 ELSE 2 END,
+        meta_len = v.len + length(v.seen) - CASE WHEN v.live THEN 0 ELSE 2 END,
         data_hash = v.hash,
         last_modified_at = now(),
         last_action = CASE WHEN v.live THEN 'UPDATED' ELSE 'ADDED' END,
@@ -344,6 +345,7 @@ async def _mostly_changed(conn: asyncpg.Connection, scope_id: int, items: list[I
         with contextlib.suppress(Exception):
             await probe  # the connection serves one statement at a time
         raise
+    await bodies.ahead_of(probe)  # and the rest of the batch is encoded until the answer comes
     row = await probe
     if not row["stored"]:
         return None
@@ -446,7 +448,9 @@ async def _save_looked_up(conn: asyncpg.Connection, scope: Scope, scope_id: int,
         await _keep_prior(conn, job_id, scope_id, plan.prior)
     if not (plan.new or plan.changed):
         return
-    stamp = await conn.fetchrow(_STAMP, len(plan.new) + len(plan.changed))
+    stamping = asyncio.ensure_future(conn.fetchrow(_STAMP, len(plan.new) + len(plan.changed)))
+    await bodies.ahead_of(stamping)  # the server's turn is Python's time to encode ahead
+    stamp = await stamping
     now = stamp["now"].encode()
     new_cursors, changed_cursors = plan.cursors(stamp["cursors"])
     if plan.changed:
