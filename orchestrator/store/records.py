@@ -100,13 +100,25 @@ async def _add_counts(conn: asyncpg.Connection, job_id: int | None, model: str, 
         job_id, model, result.added, result.updated, result.deleted)
 
 
-# What is stored for each id of a batch: one scan of the primary key for all the ids (= any: the array sorted,
-# leaf pages walked in order; a probe per id through LATERAL cost 2-8x the server CPU, most for ids not stored).
-# `first_seen_at` comes rendered as the response shows it, for the bodies of the records that changed.
+# What is stored for each id of a batch. From PostgreSQL 17 on, one scan of the primary key for all the ids (= any:
+# the array sorted, one descent, leaf pages walked in order; it stays that plan with statistics that know nothing
+# of the scope). Measured on 18: 14 ms of backend CPU per 5,000 stored ids and 0-2 ms for ids not stored, against
+# 34 and 16-18 ms for one LATERAL probe per id. Before 17 the planner may scan the whole scope for a large array
+# (seen on 15: a bitmap scan on scope_id, the ids as a filter), so there each id keeps its LATERAL ... LIMIT 1
+# probe, a nested loop whatever the statistics say. `first_seen_at` comes rendered as the response shows it, for
+# the bodies of the records that changed.
 _LOOKUP = """
 SELECT r.external_id, r.data_hash, r.deleted_at IS NOT NULL AS deleted, r.job_id,
        to_json(r.first_seen_at)::text AS first_seen_at
 FROM records r WHERE r.scope_id = $1 AND r.external_id = any($2::text[])
+"""
+_LOOKUP_PROBES = """
+SELECT u.id, x.data_hash, x.deleted_at IS NOT NULL AS deleted, x.job_id, x.first_seen_at
+FROM unnest($2::text[]) AS u(id)
+CROSS JOIN LATERAL (
+    SELECT r.data_hash, r.deleted_at, r.job_id, to_json(r.first_seen_at)::text AS first_seen_at
+    FROM records r WHERE r.scope_id = $1 AND r.external_id = u.id LIMIT 1
+) x
 """
 
 # The transaction's now(), as the response renders it, and `$1` fresh cursors in ascending order.
@@ -440,7 +452,8 @@ async def _save_looked_up(conn: asyncpg.Connection, scope: Scope, scope_id: int,
     items = bodies.items
     stored: dict[str, Any] = {}
     if lookup:
-        pending = asyncio.ensure_future(conn.fetch(_LOOKUP, scope_id, [item[0] for item in items]))
+        sql = _LOOKUP if conn.get_server_version() >= (17, 0) else _LOOKUP_PROBES
+        pending = asyncio.ensure_future(conn.fetch(sql, scope_id, [item[0] for item in items]))
         await bodies.ahead_of(pending)
         stored = {r[0]: (r[1], r[2], r[3], r[4]) for r in await pending}
     plan = _plan(items, bodies, stored, job_id, result)
