@@ -6,8 +6,9 @@ table and again after other connections filled it; one connection's reads are re
 
 schedules: creating one schedule per connection through the reconciler against raw
 `client.create_schedule` calls at the same concurrency (and one after the other, as the reconciler did
-before), then a deploy that changes the sync's interval for every connection, and a reconcile with nothing
-to do (the listing).
+before), then (the schedules resumed, as running syncs are) a deploy that changes the sync's interval for
+every connection, a reconcile with nothing to do (the listing), and describe-then-update re-timings of a
+sample (the path a schedule without a PostgreSQL row, or listed paused, still takes) for comparison.
 
     .venv/bin/python -m bench.scale                       # a few minutes: 1M other records, 2,000 schedules
     .venv/bin/python -m bench.scale --others 2000000 --schedules 10000    # the issue's sizes
@@ -337,7 +338,7 @@ async def bench_schedules(platform: Platform, home: Path, count: int, sequential
     queue = names.queue(platform.task_queue_prefix, names.SYNC_QUEUE)
     async with pool.acquire() as conn:
         env = await environments_repo.create(conn, "scale-" + uuid.uuid4().hex[:6], new_secret_key())
-    await _deploy(platform, env, home, "every 1h")
+    await _deploy(platform, env, home, "every 30d")  # 30 then 31 days: a resumed schedule never fires here
     async with pool.acquire() as conn:
         integration = await integrations_repo.get(conn, env.id, "github")
         assert integration is not None
@@ -357,22 +358,59 @@ async def bench_schedules(platform: Platform, home: Path, count: int, sequential
     raw_seq_s = await raw_creates(client, sequential, 1, queue) if sequential else 0.0
     assert len(created.created) == count, len(created.created)
 
+    # resumed, as most syncs are (a paused one is described before re-timing); then wait for the listing
+    sids = [names.sync_schedule_id(env.name, "github", f"conn-{i}", "issues") for i in range(1, count + 1)]
+    ids = iter(sids)
+
+    async def resume() -> None:
+        for sid in ids:
+            await schedules.unpause(client, sid, "resumed")
     start = time.perf_counter()
-    await _deploy(platform, env, home, "every 2h")
+    await asyncio.gather(*(resume() for _ in range(concurrency)))
+    resume_s = time.perf_counter() - start
+    prefix = names.schedule_prefix(env.name, "github")
+    while True:
+        listed: dict[str, schedules.Listed] = {}
+        async for page in schedules.list_pages(client, prefix):
+            listed.update(page)
+        if not any(listed[sid].paused for sid in sids):
+            break
+        await asyncio.sleep(0.5)
+    listing_lag_s = time.perf_counter() - start - resume_s
+    progress(f"resumed {count} schedules in {resume_s:.1f} s, listed so {listing_lag_s:.1f} s later")
+
+    start = time.perf_counter()
+    await _deploy(platform, env, home, "every 31d")
     redeploy_s = time.perf_counter() - start
     progress(f"redeploy re-timed {count} schedules in {redeploy_s:.1f} s")
     start = time.perf_counter()
     noop = await reconcile_integration(platform, integration)
     noop_s = time.perf_counter() - start
+    progress(f"reconcile with nothing to do: {noop_s:.1f} s")
     assert not (noop.created or noop.retimed or noop.deleted), noop
     one_after = await connection_added(platform, integration, "late")
 
     # read a sample back from Temporal: the new interval, still paused
     sample = random.Random(3).sample(range(1, count + 1), min(count, 200))
-    views = await asyncio.gather(*(schedules.describe(client, names.sync_schedule_id(
-        env.name, "github", f"conn-{i}", "issues")) for i in sample))
-    wrong = [v for v in views if v is None or v.interval_s != 7200 or not v.paused]
+    gate = asyncio.Semaphore(8)  # a describe is a query the scheduler workflow answers: unbounded, they time out
+
+    async def read(i: int) -> schedules.ScheduleView | None:
+        async with gate:
+            return await schedules.describe(client, names.sync_schedule_id(env.name, "github", f"conn-{i}", "issues"))
+    views = await asyncio.gather(*(read(i) for i in sample))
+    wrong = [v for v in views if v is None or v.interval_s != 31 * 86400 or v.paused or v.note != "resumed"]
     assert not wrong, wrong[:3]
+
+    # the describe-then-update path on a sample, at the same concurrency: what every re-timing cost before
+    baseline = iter(sids[:min(count, 500)])
+
+    async def retime_described() -> None:
+        for sid in baseline:
+            await schedules.set_interval(client, sid, timedelta(days=32), source="default", pool=pool,
+                                         only_if_following_default=True)
+    start = time.perf_counter()
+    await asyncio.gather(*(retime_described() for _ in range(concurrency)))
+    described_per_s = min(count, 500) / (time.perf_counter() - start)
     return {
         "schedules": count, "concurrency": concurrency,
         "create_ours_per_s": round(count / ours_s, 1),
@@ -381,7 +419,11 @@ async def bench_schedules(platform: Platform, home: Path, count: int, sequential
         # ours / raw at the same concurrency: the goal is about 1 (no slower than the bare client)
         "create_vs_raw": ratio(raw_s, ours_s),
         "create_vs_raw_sequential": ratio(count / ours_s, sequential / raw_seq_s) if sequential else None,
+        "resume_s": round(resume_s, 2), "listing_lag_s": round(listing_lag_s, 2),
         "redeploy_retime_s": round(redeploy_s, 2),  # goal: < 60 s for 10,000 connections
+        "redeploy_retime_per_s": round(count / redeploy_s, 1),
+        "retime_described_per_s": round(described_per_s, 1),  # a sample of 500 through describe + update
+        "redeploy_vs_described": ratio(count / redeploy_s, described_per_s),
         "reconcile_noop_s": round(noop_s, 2),
         # a connection added (its schedule created by id, no listing): with `schedules` others / with none
         "connection_added_ms": {"alone": round(one_before * 1000, 1), "among_others": round(one_after * 1000, 1)},

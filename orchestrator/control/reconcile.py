@@ -163,7 +163,8 @@ async def reconcile_integration(platform: Platform, integration: Integration,
             limit = platform.settings.reconcile_concurrency
             listed: set[str] = set()
             if only_connections is None:
-                await _walk_listing(client, pool, prefix, limit, listed, lambda sid, shown: sid in plan and
+                await _walk_listing(client, pool, prefix, schedules.integration_query(env.name, integration.unique_key),
+                                    limit, listed, lambda sid, shown: sid in plan and
                                     _needs_retime(target(sid), shown.interval_s), retime)
             # by id (ensure, then set_interval when it exists): every schedule of a few connections, or those
             # the listing did not show
@@ -182,10 +183,11 @@ async def reconcile_integration(platform: Platform, integration: Integration,
     return report
 
 
-async def _walk_listing(client: Client, pool: asyncpg.Pool, prefix: str, limit: int, listed: set[str],
-                        due: Callable[[str, schedules.Listed], bool],
+async def _walk_listing(client: Client, pool: asyncpg.Pool, prefix: str, query: str | None, limit: int,
+                        listed: set[str], due: Callable[[str, schedules.Listed], bool],
                         retime: Callable[[tuple[str, schedules.Listed, Written | None]], Awaitable[None]]) -> None:
-    """List the schedules page by page into `listed`, handing each due one (with its PostgreSQL row) to `limit`
+    """List the schedules (those with the integration's search attributes, when `query` says so) page by page
+    into `listed`, handing each due one (with its PostgreSQL row) to `limit`
     workers as its page arrives: the next page is read while the workers finish this one, and no sooner, so a
     re-timing is sent about two pages at most after the listing that showed its paused state and note."""
     queue: asyncio.Queue[tuple[str, schedules.Listed, Written | None] | None] = asyncio.Queue(
@@ -196,7 +198,7 @@ async def _walk_listing(client: Client, pool: asyncpg.Pool, prefix: str, limit: 
             await retime(item)
     workers = [asyncio.create_task(worker()) for _ in range(max(1, limit))]
     try:
-        async for page in schedules.list_pages(client, prefix):
+        async for page in schedules.list_pages(client, prefix, query=query):
             listed.update(page)
             if wanted := [sid for sid, shown in page.items() if due(sid, shown)]:
                 async with pool.acquire() as conn:

@@ -11,6 +11,7 @@ describe per schedule (see `retime_listed` for what that costs in exactness).
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -218,10 +219,21 @@ def _listed(entry: ScheduleListDescription) -> Listed:
 LIST_PAGE_SIZE = 200  # schedules per listing page; a re-timing is sent at most about two pages after its listing
 
 
-async def list_pages(client: Client, prefix: str, page_size: int = LIST_PAGE_SIZE
+_PLAIN = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def integration_query(environment: str, integration: str) -> str | None:
+    """A listing query for one integration's schedules by the search attributes `ensure` gives each, so the
+    listing skips the namespace's other schedules; None when a name would need quoting (then list them all)."""
+    if not (_PLAIN.fullmatch(environment) and _PLAIN.fullmatch(integration)):
+        return None
+    return f'{names.SA_ENVIRONMENT.name} = "{environment}" AND {names.SA_INTEGRATION.name} = "{integration}"'
+
+
+async def list_pages(client: Client, prefix: str, *, query: str | None = None, page_size: int = LIST_PAGE_SIZE
                      ) -> AsyncIterator[dict[str, Listed]]:
-    """The namespace's schedules page by page, keeping those whose id starts with prefix (a page may be empty)."""
-    pages = await client.list_schedules(page_size=page_size)
+    """The schedules (matching `query`, if given) page by page, keeping those whose id starts with prefix."""
+    pages = await client.list_schedules(query, page_size=page_size)
     while True:
         await pages.fetch_next_page()
         yield {e.id: _listed(e) for e in pages.current_page or [] if e.id.startswith(prefix)}
