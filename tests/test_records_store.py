@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from orchestrator.errors import RecordError
+from orchestrator.sdk import contract
 from orchestrator.store import records
 from tests.conftest import fresh_connection
 
@@ -279,6 +280,27 @@ async def test_a_big_first_batch_into_an_empty_scope_then_a_mostly_new_one(
     assert (first.added, first.updated, second.added, second.updated) == (100, 0, 200, 0)
     state = await stored_state(pool, scope)
     assert [r[0] for r in state] == [str(i) for i in range(300)]
+
+
+async def test_a_first_save_with_the_hosts_encoded_bytes_checks_them_as_it_would_encode(
+        pool: asyncpg.Pool, new_scope: ScopeFactory) -> None:
+    """The bytes the host encoded for its quota are stored and hashed as encoding them here would; a NUL escape
+    among them still refuses the batch, backslashes that are not one do not."""
+    scope, other = await new_scope(), await new_scope()
+    batch = [issue(i, t=f"line\nquote\" back\\slash \\u0000-{i}" if i % 7 == 0 else "plain") for i in range(300)]
+    async with pool.acquire() as conn:
+        given = await records.batch_save(conn, scope, batch, encoded=contract.quota_bodies(batch, "Issue", "save"))
+        assert (await records.batch_save(conn, other, batch)).added == 300
+        assert given.added == 300
+        hashes = ("SELECT external_id, data_hash, left(body, -meta_len) FROM records WHERE scope_id ="
+                  " (SELECT id FROM record_scopes WHERE connection_pk = $1) ORDER BY external_id")
+        assert await conn.fetch(hashes, scope.connection_pk) == await conn.fetch(hashes, other.connection_pk)
+        assert (await records.batch_save(conn, scope, batch)).updated == 0  # the same hashes: nothing changed
+        bad_scope = await new_scope()
+        bad = [*batch[:200], issue("nul", t="a\x00b"), *batch[200:]]
+        with pytest.raises(RecordError, match="record #200 \\(id 'nul'\\) of model 'Issue' contains a NUL"):
+            await records.batch_save(conn, bad_scope, bad, encoded=contract.quota_bodies(bad, "Issue", "save"))
+    assert await rows(pool, bad_scope) == {}
 
 
 # ---- delete, revive, update -------------------------------------------------------------------------

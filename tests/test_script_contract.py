@@ -207,3 +207,50 @@ def test_one_definition_of_entry_points_and_imports() -> None:
     assert contract.import_kind("requests") == "other"
     assert contract.forbidden_import("orchestrator.store") == (
         "import of 'orchestrator.store' is not allowed: scripts may use only orchestrator.sdk from the platform")
+
+
+class _Record(dict):  # type: ignore[type-arg]
+    """A dict subclass: accepted as a record like any dict."""
+
+
+def _one_by_one(records: list[Any], model: str) -> tuple[list[contract.Item], list[str]]:
+    """dedupe as the rules say it, one record at a time (what the batch-wide fast path must agree with)."""
+    by_id: dict[str, contract.Item] = {}
+    dupes: list[str] = []
+    for index, record in enumerate(records):
+        rid = contract.record_id(record, index, model)
+        if rid in by_id:
+            dupes.append(rid)
+            del by_id[rid]
+        by_id[rid] = (rid, record, index)
+    return list(by_id.values()), list(dict.fromkeys(dupes))
+
+
+@pytest.mark.parametrize("batch", [
+    [], [{"id": "a"}, {"id": "b"}], [{"id": 0}, {"id": "1"}, {"id": 2**64}], [{"id": 1}, {"id": "1"}],
+    [{"id": "a", "v": 1}, {"id": "b"}, {"id": "a", "v": 2}], [_Record(id="a"), {"id": "b"}], [{"id": "é" * 255}],
+    [{"id": "a"}, {"id": ""}], [{"id": 1}, {"id": ""}], [{"id": "a"}, {"id": True}], [{"id": "a"}, {"id": 1.0}],
+    [{"id": "a"}, {}], [{"id": "a"}, {"id": "x" * 256}], [{"id": 10**300}], [{"id": "a"}, {"id": "n\x00"}],
+    [{"id": "a"}, "text"], [{"id": "a"}, None],
+])
+def test_dedupe_of_a_whole_batch_agrees_with_the_per_record_rules(batch: list[Any]) -> None:
+    try:
+        expected: Any = _one_by_one(batch, "Row")
+    except contract.InvalidRecord as exc:
+        expected = (exc.message, exc.details)
+    try:
+        got: Any = contract.dedupe(batch, "Row")
+    except contract.InvalidRecord as exc:
+        got = (exc.message, exc.details)
+    assert got == expected
+
+
+def test_quota_bodies_encode_each_record_and_name_the_first_too_big() -> None:
+    batch = [{"id": 1, "b": 2, "a": 1}, {"id": 2, "when": {1, 2}}, {"id": 3, "t": "x" * 50}, {"id": 4, "t": "y" * 60}]
+    assert contract.quota_bodies(batch[:1], "Row", "batchSave") == [b'{"a":1,"b":2,"id":1}']
+    assert contract.quota_bodies(batch[:2], "Row", "batchSave") == [b'{"a":1,"b":2,"id":1}', None]
+    for records in (batch, [batch[0], *batch[2:]]):  # with and without a record that is not JSON
+        with pytest.raises(contract.InvalidRecord) as err:
+            contract.quota_bodies(records, "Row", "batchSave", max_bytes=40)
+        assert err.value.message.startswith(f"record #{len(records) - 2} (id '3') of model 'Row' is 65 bytes")
+    assert contract.quota_bodies([], "Row", "batchSave") == []

@@ -273,11 +273,24 @@ class _Bodies:
         return got
 
     def fill(self, stop: int) -> None:
-        """Encode items [ahead, stop) in one tight loop (no call per item when none was done out of order)."""
-        done, get = self.done, self.__getitem__
-        for k in range(self.ahead, stop):
-            if done[k] is None:
-                get(k)
+        """Encode items [ahead, stop) in one tight loop. Bytes passed in that hold no NUL escape are hashed right
+        here (no call per item); anything else goes through `__getitem__`, which encodes, checks and raises."""
+        done, items, encoded, get = self.done, self.items, self.encoded, self.__getitem__
+        if encoded is None:
+            for k in range(self.ahead, stop):
+                if done[k] is None:
+                    get(k)
+        else:
+            given = len(encoded)
+            for k in range(self.ahead, stop):
+                if done[k] is None:
+                    index = items[k][2]
+                    body = encoded[index] if index < given else None
+                    # a NUL escape needs a backslash: one memchr first, the escape searched only when there is one
+                    if body is None or (body.find(92) >= 0 and b"\\u0000" in body):
+                        get(k)
+                    else:
+                        done[k] = (body, sha256(body).digest())
         self.ahead = max(self.ahead, stop)
 
     async def ahead_of(self, pending: asyncio.Future[Any], step: int = 250) -> None:
@@ -301,21 +314,20 @@ async def _copy_rows(scope: Scope, scope_id: int, bodies: _Bodies, new: list[int
     head = (struct.pack("!hiqiqiq", len(_COPY_COLUMNS), 8, scope_id, 8, scope.environment_id, 8, scope.connection_pk)
             + _copy_text(scope.model) + _copy_text(scope.variant))
     tail = _copy_text("ADDED") + (struct.pack("!iq", 8, job_id) if job_id is not None else _LEN.pack(-1))
-    pack_len, pack_cursor, pack_meta, cursor_text = _LEN.pack, _CURSOR_BODY.pack, _META_HASH.pack, _cursor_text
-    items, done, fixed = bodies.items, bodies.done, len(prefix) + len(_META_END)
+    pack_len, pack_cursor, pack_meta, b64 = _LEN.pack, _CURSOR_BODY.pack, _META_HASH.pack, binascii.b2a_base64
+    items, done, fixed, end = bodies.items, bodies.done, len(prefix) + len(_META_END), _META_END
     yield _PGCOPY_HEADER
     for start in range(0, len(new), _COPY_CHUNK):
         chunk = new[start:start + _COPY_CHUNK]
         bodies.fill(chunk[-1] + 1)
         parts: list[bytes] = []
-        add = parts.extend
         for k, cursor in zip(chunk, cursors[start:start + _COPY_CHUNK], strict=True):
             body, digest = done[k] or bodies[k]
             raw_id = items[k][0].encode()
-            text = cursor_text(cursor)
+            text = b64(b"c%d" % cursor, newline=False).rstrip(b"=")  # _cursor_text, inlined
             meta_len = fixed + len(text)
-            add((head, pack_len(len(raw_id)), raw_id, pack_cursor(8, cursor, len(body) - 1 + meta_len), body[:-1],
-                 prefix, text, _META_END, pack_meta(4, meta_len, 32), digest, tail))
+            parts += (head, pack_len(len(raw_id)), raw_id, pack_cursor(8, cursor, len(body) - 1 + meta_len),
+                      body[:-1], prefix, text, end, pack_meta(4, meta_len, 32), digest, tail)
         yield b"".join(parts)
     yield _PGCOPY_TRAILER
 
