@@ -78,6 +78,28 @@ async def test_paging_metadata_and_trailing_slash(stack: Stack) -> None:
     assert none == {"records": [], "next_cursor": None}
 
 
+async def test_a_page_of_many_chunks_keeps_every_record_exact_and_once(stack: Stack) -> None:
+    """A page spans many of PostgreSQL's COPY pieces and the route's writes: records with backslashes, quotes,
+    newlines and non-ASCII text come back exactly, each once, in cursor order, at any limit."""
+    key, scope = await setup_connection(stack)
+    text = "back\\slash \\n-not-a-newline tab\t newline\n quote\" é 漢字 🎉 " * 40
+    saved = [{"id": f"r\\{i}\n", "n": i, "text": text if i % 3 else "plain " * 300} for i in range(1_500)]
+    await save(stack, scope, saved)
+    _, whole = await get(stack, key, {"model": "Issue", "limit": "10000"})
+    assert [{k: v for k, v in r.items() if k != "_nango_metadata"} for r in whole["records"]] == saved
+    assert whole["next_cursor"] is None
+    got: list[int] = []
+    cursor = None
+    while True:
+        _, page = await get(stack, key, {"model": "Issue", "limit": "700", **({"cursor": cursor} if cursor else {})})
+        got += [r["n"] for r in page["records"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+        assert cursor == page["records"][-1]["_nango_metadata"]["cursor"]
+    assert got == list(range(1_500))
+
+
 async def test_filters_ids_modified_after_and_variant(stack: Stack) -> None:
     key, scope = await setup_connection(stack)
     await save(stack, scope, [{"id": str(i), "v": 1} for i in range(10)])

@@ -758,48 +758,43 @@ _PAGE_IDS = ("SELECT body FROM records WHERE scope_id = $1 AND external_id = any
              " AND ($4::timestamptz IS NULL OR last_modified_at >= $4)"
              " AND ($5::text[] IS NULL OR last_action = any($5)) ORDER BY cursor LIMIT $6")
 _CURSOR_KEY = b'"cursor":"'
-CHUNK_BYTES = 512 * 1024  # what a page is written out in
+CHUNK_BYTES = 64 * 1024  # COPY output that arrives in smaller pieces is gathered up to this before a write
 
 
 class _Chunker:
-    """COPY's text output to comma-joined records, passed on in chunks of about `chunk_bytes`."""
+    """COPY's text output to comma-joined records, passed on as it arrives (pieces smaller than `chunk_bytes`
+    gathered first). One piece is held back until the next arrives, so the last record goes out without its comma
+    and nothing is copied to move a comma: a piece is copied once (newlines to commas)."""
 
     def __init__(self, write: Callable[[bytes], Awaitable[None]], chunk_bytes: int) -> None:
         self.out, self.chunk_bytes = write, chunk_bytes
-        self.parts: list[bytes] = []
-        self.size = self.count = 0
-        self.comma = False  # a record was passed on: the next one starts with a comma
+        self.held: bytes | bytearray = b""  # whole records, each followed by a comma
+        self.count = 0  # set by the caller: COPY's row count, or the rows given
         self.tail = b""  # the end of the last record, where its cursor is
 
-    async def copied(self, data: bytes) -> None:
+    async def copied(self, data: bytes | bytearray) -> None:
         """Whole rows of COPY's text output, each ending with a newline (which becomes the comma after it)."""
-        lines = data.count(b"\n")
-        if not lines:
-            return
         if b"\\" in data:
             data = data.replace(b"\\\\", b"\\")
-        self.count += lines
-        self.tail = data[-64:]
-        self.parts.append(data.replace(b"\n", b","))
-        self.size += len(data)
-        if self.size >= self.chunk_bytes:
-            await self.flush()
+        data = data.replace(b"\n", b",")
+        if len(self.held) >= self.chunk_bytes:
+            await self.out(self.held)  # type: ignore[arg-type]  # bytes-like
+            self.held = data
+        else:
+            self.held = self.held + data if self.held else data
 
     async def rows(self, bodies: list[str]) -> None:
         """Bodies as stored (not COPY's escaped text)."""
         if bodies:
-            data = (",".join(bodies) + ",").encode()
-            self.parts.append(data)
-            self.count += len(bodies)
-            self.tail = data[-64:]
+            self.held = (",".join(bodies) + ",").encode()
+            self.count = len(bodies)
 
     async def flush(self) -> None:
-        """Pass on what is held; every record so far ends with a comma, which is held back for the next one."""
-        if self.parts:
-            chunk = b"".join([b",", *self.parts] if self.comma else self.parts)
-            self.parts, self.size = [], 0
-            await self.out(memoryview(chunk)[:-1])  # type: ignore[arg-type]  # bytes-like, not copied
-            self.comma = True
+        """Pass on what is held, without the comma after the last record."""
+        if self.held:
+            self.tail = bytes(self.held[-64:])
+            await self.out(memoryview(self.held)[:-1])  # type: ignore[arg-type]  # bytes-like, not copied
+            self.held = b""
 
     def last_cursor(self) -> str:
         at = self.tail.rindex(_CURSOR_KEY) + len(_CURSOR_KEY)
@@ -811,8 +806,8 @@ async def stream_page(
     limit: int = 100, modified_after: datetime | None = None, actions: Sequence[str] | None = None,
     ids: Sequence[str] | None = None, chunk_bytes: int = CHUNK_BYTES,
 ) -> tuple[int, str | None]:
-    """Pass a page's records to `write` in chunks of about `chunk_bytes` (records joined by commas; every chunk
-    after the first starts with a comma), as PostgreSQL sends them; return (count, next_cursor).
+    """Pass a page's records to `write` in chunks as PostgreSQL sends them (records joined by commas; every chunk
+    but the last ends with a comma; pieces under `chunk_bytes` gathered first); return (count, next_cursor).
 
     Nothing is parsed or re-encoded and at most one chunk is held: the caller streams the response."""
     after = decode_cursor(cursor) if cursor else 0
@@ -839,9 +834,10 @@ async def stream_page(
         # with a bitmap scan and sort it, once per page.
         async with conn.transaction(readonly=True):
             await conn.execute("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
-            await conn.copy_from_query(
+            status = await conn.copy_from_query(
                 _PAGE_COPY.format(scope=int(scope_id), after=int(after), extra=extra, limit=int(limit)),
                 output=chunker.copied)
+        chunker.count = int(status.rsplit(" ", 1)[-1])  # "COPY <rows>": no need to count the newlines
     await chunker.flush()
     n = chunker.count
     return n, (chunker.last_cursor() if n and n == limit else None)
