@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import http.client
 import os
 import random
@@ -58,6 +59,7 @@ from orchestrator.store.types import OAuth2Credentials  # noqa: E402
 
 MODEL = "BenchIssue"
 PAGE = 10_000  # GET /records' largest page
+_COUNTED = b'"cursor":"'  # once per record in a page
 SEALER_KEY = os.urandom(32)
 SEALER = Sealer(SEALER_KEY)
 
@@ -125,51 +127,57 @@ async def copy_baseline(pool: asyncpg.Pool, data: list[list[dict[str, Any]]]) ->
 
 
 def read_all(url: str, key: str, connection_id: str, integration: str, *, parse: bool,
-             path: str = "/records") -> tuple[float, int]:
-    """Page through GET /records with limit 10,000, as a consumer in its own process would.
+             path: str = "/records") -> tuple[float, int, float]:
+    """Page through GET /records with limit 10,000, as a consumer in its own process would: (seconds, records,
+    the consumer's own CPU seconds).
 
     A plain http.client connection (the aiohttp client, at ~40 MB/s on this VM, measured itself rather than the
-    server). parse=False: the client takes each body as bytes and finds next_cursor at its end (the records are
-    counted after the clock stops); parse=True: a Python consumer that also decodes every page with orjson.
+    server). parse=False: each body is read into one reused 1 MB buffer (`readinto`) and dropped; records are
+    counted by their `"cursor":"` key (`bytearray.count`) and next_cursor is read from the body's last bytes, so
+    the consumer costs about what the socket reads cost. parse=True: a Python consumer that decodes every page.
     """
     headers = {"Authorization": f"Bearer {key}", "Connection-Id": connection_id, "Provider-Config-Key": integration}
     split = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(split.hostname or "127.0.0.1", split.port)
-    bodies: list[bytes] = []
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    edge = len(_COUNTED) - 1
     seen = 0
     cursor: str | None = None
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while True:
         params = {"model": MODEL, "limit": str(PAGE), **({"cursor": cursor} if cursor else {})}
         conn.request("GET", f"{path}?{urllib.parse.urlencode(params)}", headers=headers)
         resp = conn.getresponse()
-        body = resp.read()
-        assert resp.status == 200, body[:500]
-        if parse:
+        if parse or resp.status != 200:
+            body = resp.read()
+            assert resp.status == 200, body[:500]
             page = orjson.loads(body)
             seen += len(page["records"])
             cursor = page["next_cursor"]
         else:
-            bodies.append(body)
-            cursor = orjson.loads(b"{" + body[body.rindex(b'"next_cursor":'):])["next_cursor"]
+            tail = b""  # the body's last bytes so far: a key split between two reads, and next_cursor at the end
+            while n := resp.readinto(view):
+                seen += buf.count(_COUNTED, 0, n) + (tail[-edge:] + bytes(view[:min(n, edge)])).count(_COUNTED)
+                tail = (tail + bytes(view[max(0, n - 200):n]))[-200:]
+            cursor = orjson.loads(b"{" + tail[tail.rindex(b'"next_cursor":'):])["next_cursor"]
         if not cursor:
-            elapsed = time.perf_counter() - start
             break
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     conn.close()
-    seen += sum(len(orjson.loads(b)["records"]) for b in bodies)
-    return elapsed, seen
+    return elapsed, seen, cpu
 
 
-async def read_together(url: str, key: str, clients: int, *, parse: bool, path: str) -> tuple[float, int]:
-    """`clients` consumers paging through every record at once (one thread each)."""
+async def read_together(url: str, key: str, clients: int, *, parse: bool, path: str) -> tuple[float, int, float]:
+    """`clients` consumers paging through every record at once (one thread each): (seconds, records, CPU s)."""
     start = time.perf_counter()
     results = await asyncio.gather(*(asyncio.to_thread(read_all, url, key, "bench-conn", "github", parse=parse,
                                                        path=path) for _ in range(clients)))
-    return time.perf_counter() - start, sum(seen for _, seen in results)
+    return time.perf_counter() - start, sum(r[1] for r in results), sum(r[2] for r in results)
 
 
 async def read_in_subprocess(url: str, key: str, *, parse: bool, clients: int = 1,
-                             path: str = "/records") -> tuple[float, int]:
+                             path: str = "/records") -> tuple[float, int, float]:
     """The consumers run in their own process, so their work does not share the API server's event loop."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.records", "--read-client", url, key, "--clients", str(clients), "--path", path,
@@ -177,7 +185,7 @@ async def read_in_subprocess(url: str, key: str, *, parse: bool, clients: int = 
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out
     result = orjson.loads(out.splitlines()[-1])
-    return result["seconds"], result["records"]
+    return result["seconds"], result["records"], result["cpu_seconds"]
 
 
 async def new_connection(pool: asyncpg.Pool, name: str) -> tuple[records.Scope, int, str]:
@@ -217,14 +225,15 @@ async def prepared_database(dsn: str) -> AsyncIterator[asyncpg.Pool]:
         await admin.close()
 
 
-async def copy_out_baseline(pool: asyncpg.Pool, scope: records.Scope, limit: int) -> tuple[float, int]:
-    """`COPY (SELECT the same rows) TO STDOUT`, page by page as GET /records reads them: the wire's speed."""
+async def copy_out_baseline(pool: asyncpg.Pool, scope: records.Scope, limit: int) -> tuple[float, int, float]:
+    """`COPY (SELECT the same rows) TO STDOUT`, page by page as GET /records reads them: the wire's speed
+    (seconds, rows, this process's CPU seconds: asyncpg's and a sink that only counts lines)."""
     seen = 0
     async with pool.acquire() as conn:
         scope_id = await conn.fetchval("SELECT id FROM record_scopes WHERE connection_pk = $1",
                                        scope.connection_pk)
         after = 0
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         while True:
             tail = [b""]
             rows = [0]
@@ -239,7 +248,52 @@ async def copy_out_baseline(pool: asyncpg.Pool, scope: records.Scope, limit: int
             if rows[0] < limit:
                 break
             after = int(tail[0][tail[0].rfind(b"\n", 0, len(tail[0]) - 1) + 1:].split(b"\t", 1)[0])
-        return time.perf_counter() - start, seen
+        return time.perf_counter() - start, seen, time.process_time() - cpu
+
+
+async def page_starts(pool: asyncpg.Pool, scope: records.Scope, limit: int) -> tuple[int, list[int]]:
+    """(scope id, the cursor each page starts after), as paging finds them; the last page is empty when the
+    count is a multiple of `limit` (a full page has a next_cursor)."""
+    async with pool.acquire() as conn:
+        scope_id = await conn.fetchval("SELECT id FROM record_scopes WHERE connection_pk = $1", scope.connection_pk)
+        rows = await conn.fetch("SELECT cursor FROM (SELECT cursor, row_number() OVER (ORDER BY cursor) AS k"
+                                f" FROM records WHERE scope_id = {int(scope_id)} AND cursor > 0) AS c"
+                                f" WHERE k % {int(limit)} = 0 ORDER BY cursor")
+    return scope_id, [0, *(r[0] for r in rows)]
+
+
+async def c_consumers(dsn: str, url: str, key: str, scope_id: int, starts: list[int]) -> dict[str, float] | None:
+    """The same pages read by C clients that discard the bytes, each page's address known up front: psql for
+    the COPY (one session), curl for GET /records and the old path (one keep-alive connection each). Seconds
+    per path, the client's start-up included; None without psql or curl."""
+    psql, curl = shutil.which("psql"), shutil.which("curl")
+    if not psql or not curl:
+        return None
+    schema = os.environ.get("BENCH_SCHEMA")
+    script = "".join([f"SET search_path TO {schema};\n" if schema else "", *(
+        f"COPY (SELECT body FROM records WHERE scope_id = {scope_id} AND cursor > 0 AND cursor > {after}"
+        f" ORDER BY cursor LIMIT {PAGE}) TO STDOUT;\n" for after in starts)])
+    headers = ["-H", f"Authorization: Bearer {key}", "-H", "Connection-Id: bench-conn",
+               "-H", "Provider-Config-Key: github"]
+
+    async def timed(*argv: str, stdin: bytes | None = None) -> float:
+        start = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.DEVNULL)
+        await proc.communicate(stdin)
+        assert proc.returncode == 0, argv[:3]
+        return time.perf_counter() - start
+
+    def urls(path: str) -> list[str]:
+        out = []
+        for after in starts:
+            params = {"model": MODEL, "limit": str(PAGE), **({"cursor": records.encode_cursor(after)} if after else {})}
+            out += ["-o", "/dev/null", f"{url}{path}?{urllib.parse.urlencode(params)}"]
+        return out
+    copy_s = await timed(psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, stdin=script.encode())
+    old_s = await timed(curl, "-s", "--fail", "--http1.1", *headers, *urls("/old-records"))
+    read_s = await timed(curl, "-s", "--fail", "--http1.1", *headers, *urls("/records"))
+    return {"copy_out_psql": copy_s, "old_read_curl": old_s, "read_curl": read_s}
 
 
 def _rss_mb(pid: int, field: str) -> float:
@@ -329,10 +383,16 @@ async def serve() -> None:
     app.router.add_get("/old-records", old_records)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    profile = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None  # a path: the API's cProfile stats
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     print(port, flush=True)
+    if profile:
+        profile.enable()
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    if profile:
+        profile.disable()
+        profile.dump_stats(os.environ["BENCH_PROFILE"])
     await runner.cleanup()
     await pool.close()
 
@@ -342,18 +402,20 @@ async def read_phases(dsn: str, pool: asyncpg.Pool, target: tuple[records.Scope,
     scope, _, key = target
     async with pool.acquire() as conn:  # the writes left 400,000 dead row versions; both layouts read vacuumed
         await conn.execute("VACUUM ANALYZE records")
-    copy_s, copied = await copy_out_baseline(pool, scope, PAGE)
+    copy_s, copied, copy_cpu = await copy_out_baseline(pool, scope, PAGE)
     assert copied == n, copied
+    scope_id, starts = await page_starts(pool, scope, PAGE)
     old_scope = await old_layout(pool, scope)
     async with api_process(dsn, old_scope) as (url, pid):
         rss_idle = _rss_mb(pid, "VmRSS")
-        old_s, seen = await read_in_subprocess(url, key, parse=False, path="/old-records")
+        old_s, seen, old_cpu = await read_in_subprocess(url, key, parse=False, path="/old-records")
         assert seen == n, seen
         _reset_peak(pid)  # the peak (VmHWM) counts from here: GET /records only
-        read_s, seen = await read_in_subprocess(url, key, parse=False)
+        read_s, seen, read_cpu = await read_in_subprocess(url, key, parse=False)
         assert seen == n, seen
-        read_parsed_s, seen = await read_in_subprocess(url, key, parse=True)
+        read_parsed_s, seen, _ = await read_in_subprocess(url, key, parse=True)
         assert seen == n, seen
+        c_seconds = await c_consumers(dsn, url, key, scope_id, starts)
         samples: list[float] = []
 
         async def sample() -> None:
@@ -361,31 +423,48 @@ async def read_phases(dsn: str, pool: asyncpg.Pool, target: tuple[records.Scope,
                 samples.append(_rss_mb(pid, "VmRSS"))
                 await asyncio.sleep(0.05)
         sampler = asyncio.create_task(sample())
-        together_s, seen = await read_in_subprocess(url, key, parse=False, clients=clients)
+        together_s, seen, _ = await read_in_subprocess(url, key, parse=False, clients=clients)
         sampler.cancel()
         assert seen == clients * n, seen
         rss_peak = _rss_mb(pid, "VmHWM")
     async with pool.acquire() as conn:
         await conn.execute("DROP TABLE bench_old_records")
     read_per_s = n / read_s
+    c_figures: dict[str, Any] = {"c_consumers": "skipped: needs psql and curl"}
+    if c_seconds:
+        c_figures = {"c_consumers": {
+            "copy_out_psql_per_s": round(n / c_seconds["copy_out_psql"]),
+            "read_curl_per_s": round(n / c_seconds["read_curl"]),
+            "old_read_curl_per_s": round(n / c_seconds["old_read_curl"]),
+            "read_vs_copy_out": round(c_seconds["copy_out_psql"] / c_seconds["read_curl"], 3),
+            "read_vs_old": round(c_seconds["old_read_curl"] / c_seconds["read_curl"], 2),
+            "seconds": {k: round(v, 2) for k, v in c_seconds.items()}}}
     return {
         "read_per_s": round(read_per_s), "read_parsed_per_s": round(n / read_parsed_s),
         "copy_out_per_s": round(n / copy_s), "read_vs_copy_out": round(copy_s / read_s, 3),
         "old_read_per_s": round(n / old_s), "read_vs_old": round(old_s / read_s, 2),
+        **c_figures,
         "clients": clients, "read_together_per_s": round(clients * n / together_s),
         "api_rss_idle_mb": rss_idle, "api_rss_peak_mb": rss_peak,
         "api_rss_peak_while_clients_mb": max(samples, default=0.0),
         "seconds": {"copy_out": round(copy_s, 2), "old_read": round(old_s, 2), "read": round(read_s, 2),
                     "read_parsed": round(read_parsed_s, 2),
                     "read_together": round(together_s, 2)},
+        "consumer_cpu_seconds": {"copy_out": round(copy_cpu, 2), "old_read": round(old_cpu, 2),
+                                 "read": round(read_cpu, 2)},
     }
 
 
-async def main(n: int, batch_size: int, clients: int) -> dict[str, Any]:
+async def main(n: int, batch_size: int, clients: int, reads_only: bool = False) -> dict[str, Any]:
     from bench import peers
 
     async with database() as dsn, prepared_database(dsn) as pool:
         target = await new_connection(pool, "save")
+        if reads_only:  # the records saved once (first save), nothing measured but the reads
+            scope, job_id, _ = target
+            save_s, _ = await peers.save_pass(pool, scope, batches(make_records(n), batch_size), job_id)
+            reads = await read_phases(dsn, pool, target, n, clients)
+            return {"records": n, "batch_size": batch_size, "first_save_s": round(save_s, 2), "reads": reads}
         writes = await peers.write_passes(pool, dsn, n, batch_size, with_dlt=False, save_to=target)
         reads = await read_phases(dsn, pool, target, n, clients)
     return {"records": n, "batch_size": batch_size, "avg_record_bytes": writes["avg_record_bytes"],
@@ -397,6 +476,7 @@ if __name__ == "__main__":
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--clients", type=int, default=4, help="clients paging through all records at once")
+    parser.add_argument("--reads-only", action="store_true", help="save the records once, measure only the reads")
     parser.add_argument("--read-client", nargs=2, metavar=("URL", "KEY"), help=argparse.SUPPRESS)
     parser.add_argument("--parse", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -407,8 +487,8 @@ if __name__ == "__main__":
     if args.serve:
         asyncio.run(serve())
     elif args.read_client:
-        seconds, count = asyncio.run(read_together(*args.read_client, args.clients, parse=args.parse,
-                                                   path=args.path))
-        print(orjson.dumps({"seconds": seconds, "records": count}).decode())
+        seconds, count, cpu = asyncio.run(read_together(*args.read_client, args.clients, parse=args.parse,
+                                                        path=args.path))
+        print(orjson.dumps({"seconds": seconds, "records": count, "cpu_seconds": cpu}).decode())
     else:
-        print(orjson.dumps(asyncio.run(main(args.records, args.batch, args.clients))).decode())
+        print(orjson.dumps(asyncio.run(main(args.records, args.batch, args.clients, args.reads_only))).decode())
