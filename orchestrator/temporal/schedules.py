@@ -259,9 +259,10 @@ async def retime_listed(client: Client, sync: SyncInput, interval: timedelta, *,
     What remains: UpdateSchedule replaces the state and, without a describe, carries no conflict token. A
     pause (or note change) that reaches Temporal after the listing page showing the schedule running was
     read, or that the listing does not show yet, and before this update lands, is undone: the schedule runs
-    again with the note it was listed with. The window is the time to re-time one page (`LIST_PAGE_SIZE`
-    schedules) plus the listing's lag behind Temporal (the scheduler workflow publishes its state to
-    visibility after each change). An edit of the policy made in the Temporal UI (overlap, catch-up window)
+    again with the note it was listed with. The window is the time to re-time one or two pages
+    (`LIST_PAGE_SIZE` schedules each) plus the listing's lag behind Temporal: the scheduler workflow publishes
+    its state to visibility once it has processed the change, a minute or more behind after a mass change on
+    the dev server (bench/README.md). An edit of the policy made in the Temporal UI (overlap, catch-up window)
     is also replaced by ours.
     """
     sid = names.sync_schedule_id(sync.environment, sync.integration, sync.connection_id, sync.sync_name,
