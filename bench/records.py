@@ -398,24 +398,34 @@ async def serve() -> None:
 
 
 async def read_phases(dsn: str, pool: asyncpg.Pool, target: tuple[records.Scope, int, str], n: int,
-                      clients: int) -> dict[str, Any]:
+                      clients: int, rounds: int) -> dict[str, Any]:
+    """Every path read `rounds` times, interleaved round by round so load drift hits them alike; the figures are
+    each path's best round (the ratios of one round are listed too), then `clients` consumers at once."""
     scope, _, key = target
     async with pool.acquire() as conn:  # the writes left 400,000 dead row versions; both layouts read vacuumed
         await conn.execute("VACUUM ANALYZE records")
-    copy_s, copied, copy_cpu = await copy_out_baseline(pool, scope, PAGE)
-    assert copied == n, copied
     scope_id, starts = await page_starts(pool, scope, PAGE)
     old_scope = await old_layout(pool, scope)
+    seconds: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+
+    def keep(path: str, took: float, seen: int, used: float | None = None) -> None:
+        assert seen == n, (path, seen)
+        seconds.setdefault(path, []).append(took)
+        if used is not None:
+            cpu.setdefault(path, []).append(used)
     async with api_process(dsn, old_scope) as (url, pid):
         rss_idle = _rss_mb(pid, "VmRSS")
-        old_s, seen, old_cpu = await read_in_subprocess(url, key, parse=False, path="/old-records")
-        assert seen == n, seen
-        _reset_peak(pid)  # the peak (VmHWM) counts from here: GET /records only
-        read_s, seen, read_cpu = await read_in_subprocess(url, key, parse=False)
-        assert seen == n, seen
-        read_parsed_s, seen, _ = await read_in_subprocess(url, key, parse=True)
-        assert seen == n, seen
-        c_seconds = await c_consumers(dsn, url, key, scope_id, starts)
+        for _ in range(rounds):
+            keep("copy_out", *await copy_out_baseline(pool, scope, PAGE))
+            keep("old_read", *await read_in_subprocess(url, key, parse=False, path="/old-records"))
+            keep("read", *await read_in_subprocess(url, key, parse=False))
+            c_seconds = await c_consumers(dsn, url, key, scope_id, starts)
+            for path, took in (c_seconds or {}).items():
+                keep(path, took, n)
+        keep("read_parsed", *await read_in_subprocess(url, key, parse=True))
+        rss_before = _rss_mb(pid, "VmRSS")
+        _reset_peak(pid)  # the peak (VmHWM) counts from here: the `clients` at once
         samples: list[float] = []
 
         async def sample() -> None:
@@ -429,33 +439,33 @@ async def read_phases(dsn: str, pool: asyncpg.Pool, target: tuple[records.Scope,
         rss_peak = _rss_mb(pid, "VmHWM")
     async with pool.acquire() as conn:
         await conn.execute("DROP TABLE bench_old_records")
-    read_per_s = n / read_s
+    best = {path: min(took) for path, took in seconds.items()}
+
+    def ratios(base: str, read: str) -> dict[str, Any]:
+        return {"best": round(best[base] / best[read], 3),
+                "rounds": [round(b / r, 3) for b, r in zip(seconds[base], seconds[read], strict=True)]}
     c_figures: dict[str, Any] = {"c_consumers": "skipped: needs psql and curl"}
-    if c_seconds:
+    if "read_curl" in best:
         c_figures = {"c_consumers": {
-            "copy_out_psql_per_s": round(n / c_seconds["copy_out_psql"]),
-            "read_curl_per_s": round(n / c_seconds["read_curl"]),
-            "old_read_curl_per_s": round(n / c_seconds["old_read_curl"]),
-            "read_vs_copy_out": round(c_seconds["copy_out_psql"] / c_seconds["read_curl"], 3),
-            "read_vs_old": round(c_seconds["old_read_curl"] / c_seconds["read_curl"], 2),
-            "seconds": {k: round(v, 2) for k, v in c_seconds.items()}}}
+            "copy_out_psql_per_s": round(n / best["copy_out_psql"]), "read_curl_per_s": round(n / best["read_curl"]),
+            "old_read_curl_per_s": round(n / best["old_read_curl"]),
+            "read_vs_copy_out": ratios("copy_out_psql", "read_curl"),
+            "read_vs_old": ratios("old_read_curl", "read_curl")}}
     return {
-        "read_per_s": round(read_per_s), "read_parsed_per_s": round(n / read_parsed_s),
-        "copy_out_per_s": round(n / copy_s), "read_vs_copy_out": round(copy_s / read_s, 3),
-        "old_read_per_s": round(n / old_s), "read_vs_old": round(old_s / read_s, 2),
+        "rounds": rounds, "read_per_s": round(n / best["read"]), "read_parsed_per_s": round(n / best["read_parsed"]),
+        "copy_out_per_s": round(n / best["copy_out"]), "old_read_per_s": round(n / best["old_read"]),
+        "read_vs_copy_out": ratios("copy_out", "read"), "read_vs_old": ratios("old_read", "read"),
         **c_figures,
         "clients": clients, "read_together_per_s": round(clients * n / together_s),
-        "api_rss_idle_mb": rss_idle, "api_rss_peak_mb": rss_peak,
+        "api_rss_idle_mb": rss_idle, "api_rss_before_clients_mb": rss_before, "api_rss_peak_mb": rss_peak,
         "api_rss_peak_while_clients_mb": max(samples, default=0.0),
-        "seconds": {"copy_out": round(copy_s, 2), "old_read": round(old_s, 2), "read": round(read_s, 2),
-                    "read_parsed": round(read_parsed_s, 2),
-                    "read_together": round(together_s, 2)},
-        "consumer_cpu_seconds": {"copy_out": round(copy_cpu, 2), "old_read": round(old_cpu, 2),
-                                 "read": round(read_cpu, 2)},
+        "seconds": {path: [round(t, 2) for t in took] for path, took in seconds.items()}
+        | {"read_together": round(together_s, 2)},
+        "consumer_cpu_seconds": {path: round(min(used), 2) for path, used in cpu.items()},
     }
 
 
-async def main(n: int, batch_size: int, clients: int, reads_only: bool = False) -> dict[str, Any]:
+async def main(n: int, batch_size: int, clients: int, reads_only: bool = False, rounds: int = 3) -> dict[str, Any]:
     from bench import peers
 
     async with database() as dsn, prepared_database(dsn) as pool:
@@ -463,10 +473,10 @@ async def main(n: int, batch_size: int, clients: int, reads_only: bool = False) 
         if reads_only:  # the records saved once (first save), nothing measured but the reads
             scope, job_id, _ = target
             save_s, _ = await peers.save_pass(pool, scope, batches(make_records(n), batch_size), job_id)
-            reads = await read_phases(dsn, pool, target, n, clients)
+            reads = await read_phases(dsn, pool, target, n, clients, rounds)
             return {"records": n, "batch_size": batch_size, "first_save_s": round(save_s, 2), "reads": reads}
         writes = await peers.write_passes(pool, dsn, n, batch_size, with_dlt=False, save_to=target)
-        reads = await read_phases(dsn, pool, target, n, clients)
+        reads = await read_phases(dsn, pool, target, n, clients, rounds)
     return {"records": n, "batch_size": batch_size, "avg_record_bytes": writes["avg_record_bytes"],
             "writes": {k: writes[k] for k in ("per_s", "ratios", "seconds")}, "reads": reads}
 
@@ -476,6 +486,7 @@ if __name__ == "__main__":
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--clients", type=int, default=4, help="clients paging through all records at once")
+    parser.add_argument("--rounds", type=int, default=3, help="reads: every path this many times, interleaved")
     parser.add_argument("--reads-only", action="store_true", help="save the records once, measure only the reads")
     parser.add_argument("--read-client", nargs=2, metavar=("URL", "KEY"), help=argparse.SUPPRESS)
     parser.add_argument("--parse", action="store_true", help=argparse.SUPPRESS)
@@ -491,4 +502,5 @@ if __name__ == "__main__":
                                                         path=args.path))
         print(orjson.dumps({"seconds": seconds, "records": count, "cpu_seconds": cpu}).decode())
     else:
-        print(orjson.dumps(asyncio.run(main(args.records, args.batch, args.clients, args.reads_only))).decode())
+        result = asyncio.run(main(args.records, args.batch, args.clients, args.reads_only, args.rounds))
+        print(orjson.dumps(result).decode())
