@@ -26,6 +26,7 @@ from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import schedule_intervals
 from orchestrator.temporal import names, schedules
 from orchestrator.temporal.schedules import ScheduleView
+from orchestrator.temporal.types import SyncInput
 from tests.conftest import EXAMPLES, Stack
 from tests.test_variants_intervals import ui_retime
 
@@ -177,7 +178,8 @@ async def test_redeploy_retimes_from_the_listing_without_describing(stack: Stack
     await _add_connections(stack, env, ids)
     await _reconcile(stack, env)
     held, ui_edited, legacy = sids[0], sids[1], sids[2]
-    await asyncio.gather(*(schedules.unpause(stack.client, sid, "started by the user") for sid in sids[1:]))
+    await asyncio.gather(*(schedules.unpause(stack.client, sid, "started by the user", pool=stack.pool)
+                           for sid in sids[1:]))
     await schedules.pause(stack.client, held, "on hold by ops")
     await ui_retime(stack, ui_edited, timedelta(days=45))
     async with stack.pool.acquire() as conn:  # as a schedule created before the rows existed
@@ -218,3 +220,33 @@ async def test_redeploy_retimes_from_the_listing_without_describing(stack: Stack
     assert rows[legacy] == schedule_intervals.Written(31 * 86400, "default")
     assert rows[ui_edited] == schedule_intervals.Written(30 * 86400, "default")
     assert all(rows[sid].interval_s == 31 * 86400 for sid in sids if sid != ui_edited)
+
+
+async def test_a_pause_sent_by_the_platform_survives_a_listing_that_still_shows_it_running(
+        stack: Stack, tmp_path: Path) -> None:
+    """The listing lags (a minute after a mass change): a schedule paused through the platform just before a
+    deploy may still be listed running. Re-timing it from that listing must not undo the pause."""
+    env, key = await stack.new_environment()
+    async with stack.api(key) as api:
+        await api.deploy(await asyncio.to_thread(compile_project, _folder(tmp_path, "every 30d")))
+    await _add_connections(stack, env, ["p-1"])
+    await _reconcile(stack, env)
+    sid = names.sync_schedule_id(env, "github", "p-1", "issues")
+    await schedules.unpause(stack.client, sid, "started by the user", pool=stack.pool)
+    async with stack.pool.acquire() as conn:
+        written = (await schedule_intervals.for_ids(conn, [sid]))[sid]
+        env_id = await conn.fetchval("SELECT id FROM environments WHERE name = $1", env)
+    stale = schedules.Listed(interval_s=30 * 86400, paused=False, note="started by the user")  # read before
+    await schedules.pause(stack.client, sid, "on hold by ops", pool=stack.pool)  # the pause, sent after it
+
+    sync = SyncInput(env_id, env, "github", "p-1", "issues", "base")
+    queue = names.queue(stack.settings.task_queue_prefix, names.SYNC_QUEUE)
+    assert await schedules.retime_listed(stack.client, sync, timedelta(days=31), task_queue=queue, pool=stack.pool,
+                                         listed=stale, written=written)
+    view = await schedules.describe(stack.client, sid)
+    assert view is not None and view.interval_s == 31 * 86400  # re-timed (described first)
+    assert view.paused and view.note == "on hold by ops"  # and still paused as the platform left it
+
+    await schedules.unpause(stack.client, sid, "back on", pool=stack.pool)  # resumed: blind re-timing again
+    async with stack.pool.acquire() as conn:
+        assert not await schedule_intervals.is_held(conn, sid)

@@ -203,7 +203,8 @@ async def _move_schedules(request: web.Request, old_key: str, integration: Integ
     await reconcile_integration(request.app[PLATFORM], integration)
     for connection_id, sync, variant in paused:
         await schedules.pause(client, names.sync_schedule_id(env.name, integration.unique_key, connection_id, sync,
-                                                             variant), "paused before the integration was renamed")
+                                                             variant), "paused before the integration was renamed",
+                              pool=request.app[PLATFORM].pool)
 
 
 @routes.delete("/integrations/{unique_key}")

@@ -109,7 +109,7 @@ async def disable(platform: Platform, env: Environment, integration_key: str,
     variant_ids = [names.sync_schedule_id(env.name, integration_key, cid, name, v) for _, cid, v in variants]
     for sid in base + variant_ids:
         try:
-            await schedules.pause(client, sid, f"{script.kind} '{name}' disabled")
+            await schedules.pause(client, sid, f"{script.kind} '{name}' disabled", pool=pool)
             result.schedules_paused += 1
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
@@ -117,7 +117,7 @@ async def disable(platform: Platform, env: Environment, integration_key: str,
     report = await reconcile_integration(platform, integration)
     result.schedules_deleted.extend(report.deleted)
     for sid in base + variant_ids:  # what the reconciler left (variants, or a listing that lagged)
-        if sid not in result.schedules_deleted and await schedules.delete(client, sid):
+        if sid not in result.schedules_deleted and await schedules.delete(client, sid, pool=pool):
             result.schedules_deleted.append(sid)
     log.info("script_disabled", integration=integration_key, kind="sync", script=name, changed=changed,
              schedules_deleted=len(result.schedules_deleted))

@@ -7,6 +7,7 @@ requested", cancels a running run and triggers; `prepare_sync` reads and clears 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -87,13 +88,14 @@ async def _handle_missing(fn: Any, *args: Any) -> bool:
 
 async def pause(platform: Platform, env: Environment, items: list[Target], note: str = "paused") -> int:
     """Pause each schedule with a note; returns how many schedules exist (a missing one is skipped)."""
-    return sum([await _handle_missing(schedules.pause, platform.temporal, t.schedule_id(env), note) for t in items])
+    return sum([await _handle_missing(functools.partial(schedules.pause, pool=platform.pool), platform.temporal,
+                                      t.schedule_id(env), note) for t in items])
 
 
 async def resume(platform: Platform, env: Environment, items: list[Target], note: str = "resumed") -> int:
     """Unpause each schedule with a note; returns how many schedules exist (a missing one is skipped)."""
-    return sum([await _handle_missing(schedules.unpause, platform.temporal, t.schedule_id(env), note)
-                for t in items])
+    return sum([await _handle_missing(functools.partial(schedules.unpause, pool=platform.pool), platform.temporal,
+                                      t.schedule_id(env), note) for t in items])
 
 
 async def cancel(platform: Platform, env: Environment, items: list[Target], reason: str = "cancelled") -> int:

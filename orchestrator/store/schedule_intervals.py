@@ -18,11 +18,14 @@ class Written:
     source: str  # "default" (the deployed `runs`) or "override" (per connection)
 
 
-async def record(conn: asyncpg.Connection | asyncpg.Pool, schedule_id: str, interval_s: int, source: str) -> None:
+async def record(conn: asyncpg.Connection | asyncpg.Pool, schedule_id: str, interval_s: int, source: str, *,
+                 held: bool | None = None) -> None:
+    """What we wrote; `held` (a schedule just created, paused or not) replaces the pause mark, else it stays."""
     await conn.execute(
-        "INSERT INTO schedule_intervals (schedule_id, interval_s, source) VALUES ($1, $2, $3)"
+        "INSERT INTO schedule_intervals (schedule_id, interval_s, source, held)"
+        " VALUES ($1, $2, $3, coalesce($4, false))"
         " ON CONFLICT (schedule_id) DO UPDATE SET interval_s = EXCLUDED.interval_s, source = EXCLUDED.source,"
-        " updated_at = now()", schedule_id, interval_s, source)
+        " held = coalesce($4, schedule_intervals.held), updated_at = now()", schedule_id, interval_s, source, held)
 
 
 async def for_ids(conn: asyncpg.Connection | asyncpg.Pool, schedule_ids: Collection[str]) -> dict[str, Written]:
@@ -30,6 +33,16 @@ async def for_ids(conn: asyncpg.Connection | asyncpg.Pool, schedule_ids: Collect
     rows = await conn.fetch("SELECT schedule_id, interval_s, source FROM schedule_intervals"
                             " WHERE schedule_id = ANY($1::text[])", list(schedule_ids))
     return {r["schedule_id"]: Written(r["interval_s"], r["source"]) for r in rows}
+
+
+async def set_held(conn: asyncpg.Connection | asyncpg.Pool, schedule_id: str, held: bool) -> None:
+    """Mark (before pausing) or clear (after resuming) a pause sent by the platform; no row, nothing to mark:
+    a schedule without a row is always described before it is re-timed."""
+    await conn.execute("UPDATE schedule_intervals SET held = $2 WHERE schedule_id = $1", schedule_id, held)
+
+
+async def is_held(conn: asyncpg.Connection | asyncpg.Pool, schedule_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT held FROM schedule_intervals WHERE schedule_id = $1", schedule_id))
 
 
 async def delete(conn: asyncpg.Connection | asyncpg.Pool, schedule_ids: Collection[str]) -> None:

@@ -144,7 +144,7 @@ async def ensure(
                                                       sync.sync_name))
     except ScheduleAlreadyRunningError:
         return False
-    await schedule_intervals.record(pool, sid, interval_s, source)
+    await schedule_intervals.record(pool, sid, interval_s, source, held=paused)  # created paused: not re-timed blind
     return True
 
 
@@ -256,21 +256,27 @@ async def retime_listed(client: Client, sync: SyncInput, interval: timedelta, *,
     schedule listed as paused (so a resume the listing does not show yet is never undone, and a paused
     schedule is never unpaused). True if changed.
 
+    A pause sent by the platform (its API, `nango admin`, disabling a sync) marks the row held before it
+    reaches Temporal, and the mark is read just before the update: such a schedule is described, so its pause
+    is never undone however far the listing lags (only a pause sent within the few milliseconds between that
+    read and the update landing could be).
+
     What remains: UpdateSchedule replaces the state and, without a describe, carries no conflict token. A
-    pause (or note change) that reaches Temporal after the listing page showing the schedule running was
-    read, or that the listing does not show yet, and before this update lands, is undone: the schedule runs
-    again with the note it was listed with. The window is the time to re-time one or two pages
-    (`LIST_PAGE_SIZE` schedules each) plus the listing's lag behind Temporal: the scheduler workflow publishes
-    its state to visibility once it has processed the change, a minute or more behind after a mass change on
-    the dev server (bench/README.md). An edit of the policy made in the Temporal UI (overlap, catch-up window)
-    is also replaced by ours.
+    pause made outside the platform (the Temporal UI, `temporal schedule toggle`) that reaches Temporal after
+    the listing page showing the schedule running was read, or that the listing does not show yet, and before
+    this update lands, is undone: the schedule runs again with the note it was listed with. The window is the
+    time to re-time one or two pages (`LIST_PAGE_SIZE` schedules each) plus the listing's lag behind Temporal:
+    the scheduler workflow publishes its state to visibility once it has processed the change, a minute or
+    more behind after a mass change on the dev server (bench/README.md). Pause from the platform to be safe.
+    An edit of the policy made in the Temporal UI (overlap, catch-up window) is also replaced by ours.
     """
     sid = names.sync_schedule_id(sync.environment, sync.integration, sync.connection_id, sync.sync_name,
                                  sync.variant)
     interval_s = int(interval.total_seconds())
     if listed.interval_s == interval_s or written == Written(interval_s, "default"):
         return False  # in line, or our update is sent and the listing has not caught up with it yet
-    if listed.paused or written is None or written.source != "default" or written.interval_s != listed.interval_s:
+    if listed.paused or written is None or written.source != "default" or written.interval_s != listed.interval_s \
+            or await schedule_intervals.is_held(pool, sid):  # read now, not with the page: a pause just sent
         return await set_interval(client, sid, interval, source="default", pool=pool, only_if_following_default=True)
     schedule = _schedule(sync, task_queue, interval, "default", paused=False, note=listed.note)
     # the SDK's only public update is describe-then-update; this is its request without the describe
@@ -281,12 +287,18 @@ async def retime_listed(client: Client, sync: SyncInput, interval: timedelta, *,
     return True
 
 
-async def pause(client: Client, schedule_id: str, note: str) -> None:
+async def pause(client: Client, schedule_id: str, note: str, *, pool: asyncpg.Pool | None = None) -> None:
+    """Pause with a note. With the pool, the schedule's row is marked held first, so a deploy re-timing it
+    meanwhile describes it instead of trusting a listing that still shows it running (`retime_listed`)."""
+    if pool is not None:
+        await schedule_intervals.set_held(pool, schedule_id, True)
     await client.get_schedule_handle(schedule_id).pause(note=note)
 
 
-async def unpause(client: Client, schedule_id: str, note: str) -> None:
+async def unpause(client: Client, schedule_id: str, note: str, *, pool: asyncpg.Pool | None = None) -> None:
     await client.get_schedule_handle(schedule_id).unpause(note=note)
+    if pool is not None:
+        await schedule_intervals.set_held(pool, schedule_id, False)
 
 
 async def trigger(client: Client, schedule_id: str) -> None:

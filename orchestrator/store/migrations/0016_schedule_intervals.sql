@@ -7,5 +7,8 @@ CREATE TABLE schedule_intervals (
     schedule_id text PRIMARY KEY,
     interval_s  integer NOT NULL,
     source      text NOT NULL CHECK (source IN ('default', 'override')),
+    -- set before the platform pauses the schedule, cleared after it resumes it: a re-timing that finds it set
+    -- describes the schedule, so a pause the listing does not show yet is never undone
+    held        boolean NOT NULL DEFAULT false,
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
