@@ -21,6 +21,7 @@ from orchestrator.api.app import create_app
 from orchestrator.cli.main import app as cli_app
 from orchestrator.client import ApiError, NangoClient
 from orchestrator.devstack.processes import free_port
+from orchestrator.store import schedule_intervals
 from orchestrator.temporal import schedules
 from tests.conftest import Stack, allow_egress, eventually, setup_github, wait_for_job
 
@@ -119,6 +120,8 @@ async def test_admin_api_creates_lists_rotates_and_deletes(stack: Stack, admin_u
         # Deleting an environment with connections needs force; its schedules go with it.
         gh = await setup_github(stack, issues=1)
         await wait_for_job(stack, gh)
+        async with stack.pool.acquire() as conn:  # what the platform wrote into the schedule is kept ...
+            assert await schedule_intervals.for_ids(conn, [gh.schedule_id()])
         await _expect(admin.request("DELETE", f"/admin/environments/{gh.env}"), 409,
                       "1 integration(s) and 1 connection(s)")
         await _expect(admin.request("DELETE", f"/admin/environments/{gh.env}", params={"force": "maybe"}), 400,
@@ -126,6 +129,8 @@ async def test_admin_api_creates_lists_rotates_and_deletes(stack: Stack, admin_u
         deleted = await admin.request("DELETE", f"/admin/environments/{gh.env}", params={"force": "true"})
         assert deleted["schedules_deleted"] == [gh.schedule_id()]
         assert await schedules.describe(stack.client, gh.schedule_id()) is None
+        async with stack.pool.acquire() as conn:  # ... and goes with the environment
+            assert not await schedule_intervals.for_ids(conn, [gh.schedule_id()])
         assert not await _works(stack, gh.key)
         await admin.request("DELETE", f"/admin/environments/{name}")  # empty: no force needed
         await _expect(admin.request("DELETE", f"/admin/environments/{name}"), 404, f"no environment '{name}'")

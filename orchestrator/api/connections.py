@@ -255,7 +255,8 @@ async def delete_connection(request: web.Request) -> web.Response:
                  if s.kind == "sync"]
     for s in syncs:
         await schedules.delete(app[PLATFORM].temporal, names.sync_schedule_id(env.name, integration_key,
-                                                                     connection.connection_id, s.name))
+                                                                     connection.connection_id, s.name),
+                               pool=app[PLATFORM].pool)
     async with app[PLATFORM].pool.acquire() as conn:
         await connections_repo.delete(conn, connection.id)
     return json_response({"success": True})

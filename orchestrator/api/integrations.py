@@ -199,7 +199,7 @@ async def _move_schedules(request: web.Request, old_key: str, integration: Integ
         parts = names.parse_schedule_id(sid)
         if view is not None and view.paused and parts:
             paused.add((parts["connection_id"], parts["sync"], parts["variant"]))
-        await schedules.delete(client, sid)
+        await schedules.delete(client, sid, pool=request.app[PLATFORM].pool)
     await reconcile_integration(request.app[PLATFORM], integration)
     for connection_id, sync, variant in paused:
         await schedules.pause(client, names.sync_schedule_id(env.name, integration.unique_key, connection_id, sync,
@@ -214,7 +214,7 @@ async def delete_integration(request: web.Request) -> web.Response:
         integration = await _get(request, conn)
     client = request.app[PLATFORM].temporal
     for sid in await schedules.list_ids(client, names.schedule_prefix(env.name, integration.unique_key)):
-        await schedules.delete(client, sid)
+        await schedules.delete(client, sid, pool=request.app[PLATFORM].pool)
     async with request.app[PLATFORM].pool.acquire() as conn:
         await integrations_repo.delete(conn, integration.id)
     return json_response({"success": True})

@@ -16,6 +16,7 @@ from orchestrator.crypto import new_secret_key
 from orchestrator.errors import InvalidInputError, NotFoundError
 from orchestrator.platform import Platform
 from orchestrator.store import environments as repo
+from orchestrator.store import schedule_intervals
 from orchestrator.store.types import Environment
 from orchestrator.temporal import names, schedules
 
@@ -129,6 +130,8 @@ async def delete(platform: Platform, name: str, *, force: bool = False) -> dict[
     deleted = [sid for sid in dict.fromkeys([*known, *listed]) if await schedules.delete(client, sid)]
     async with pool.acquire() as conn:
         await repo.delete(conn, env.id)
+        # what we wrote into its schedules: every row under the environment's prefix, listed or not
+        await schedule_intervals.delete_unlisted(conn, names.schedule_prefix(env.name), [])
     log.info("environment_deleted", environment=name, schedules_deleted=len(deleted))
     return {"environment": name, "deleted": True, "integrations": counts["integrations"],
             "connections": counts["connections"], "schedules_deleted": deleted}
