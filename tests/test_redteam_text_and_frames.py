@@ -165,15 +165,15 @@ async def test_idle_time_before_a_frame_is_not_limited_and_a_slow_whole_frame_ar
     reader = asyncio.StreamReader()
 
     async def feed() -> None:
-        await asyncio.sleep(0.5)  # idle: longer than the deadline
+        await asyncio.sleep(1.5)  # idle: longer than the deadline
         frame = wire.encode({"method": "log", "params": {"message": "late"}})
         for i in range(0, len(frame), 3):  # trickled, but within the deadline
             reader.feed_data(frame[i:i + 3])
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # ~75 ms in all: a wide margin under the deadline on a loaded machine
         reader.feed_eof()
     feeding = asyncio.create_task(feed())
-    assert await wire.read_frame(reader, body_timeout_s=0.3) == {"method": "log", "params": {"message": "late"}}
-    assert await wire.read_frame(reader, body_timeout_s=0.3) is None
+    assert await wire.read_frame(reader, body_timeout_s=1.0) == {"method": "log", "params": {"message": "late"}}
+    assert await wire.read_frame(reader, body_timeout_s=1.0) is None
     await feeding
     # the child's side (no deadline) reads as before
     plain = asyncio.StreamReader()
