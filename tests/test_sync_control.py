@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio.client import ScheduleIntervalSpec, ScheduleSpec, ScheduleUpdate, ScheduleUpdateInput
 
@@ -49,6 +49,24 @@ async def test_pause_resume_and_trigger_a_paused_sync_runs_once_and_stays_paused
         await api.request("POST", "/sync/start", json=body)
         st = await _status(stack, gh.key)
         assert not st["paused"] and st["nextScheduledSyncAt"]
+
+
+async def test_a_schedule_runs_one_interval_after_its_creation_and_keeps_its_phase_when_re_timed(
+        stack: Stack) -> None:
+    """Anchored at creation as Nango does: not at the epoch's 5-minute marks, where every schedule of the
+    frequency would fire in the same second and one created just before a mark would run twice at once."""
+    created = datetime.now(UTC)
+    gh = await setup_github(stack, issues=1)
+    view = await schedules.describe(stack.client, gh.schedule_id())
+    assert view is not None and view.next_run is not None
+    assert abs((view.next_run - created).total_seconds() - 300) < 5, (created, view.next_run)
+    async with stack.api(gh.key) as api:  # 5 min -> 2 h: runs stay at the same phase within the hour
+        await api.request("PUT", "/sync/update-connection-frequency", json={
+            "sync_name": "issues", "provider_config_key": "github", "connection_id": "conn-1",
+            "frequency": "every 2h"})
+    retimed = await schedules.describe(stack.client, gh.schedule_id())
+    assert retimed is not None and retimed.interval_s == 7200 and retimed.next_run is not None
+    assert retimed.next_run.timestamp() % 300 == view.next_run.timestamp() % 300, (view.next_run, retimed.next_run)
 
 
 async def test_frequency_override_and_reset_to_default(stack: Stack) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -116,12 +117,36 @@ def _action(sync: SyncInput, task_queue: str, interval_s: int, source: str) -> S
     )
 
 
+def anchored_offset(interval: timedelta, now: float | None = None) -> timedelta:
+    """The offset that puts a new schedule's runs one interval apart from its creation, as Nango anchors them.
+
+    Without one, Temporal counts intervals from the epoch: every schedule of a frequency fires in the same
+    second (10,000 connections created over a day would all start together at each :00/:05), and a schedule
+    created a moment before a boundary runs again right after its initial run.
+    """
+    every = max(int(interval.total_seconds()), 1)
+    return timedelta(seconds=int(time.time() if now is None else now) % every)
+
+
+def _spec(interval: timedelta, offset: timedelta) -> ScheduleSpec:
+    """Re-timing keeps a schedule's phase (its offset folded into the new interval), so a deploy that changes
+    the frequency of many schedules leaves them as spread out as they were."""
+    every = max(int(interval.total_seconds()), 1)
+    folded = timedelta(seconds=int(offset.total_seconds()) % every)
+    return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=interval, offset=folded)])
+
+
+def _offset_of(spec: ScheduleSpec | None) -> timedelta:
+    intervals = spec.intervals if spec else []
+    return intervals[0].offset if intervals else timedelta(0)
+
+
 def _schedule(sync: SyncInput, task_queue: str, interval: timedelta, source: str, *, paused: bool,
-              note: str) -> Schedule:
+              note: str, offset: timedelta) -> Schedule:
     """The whole schedule as the platform defines it: `ensure` creates it, `retime_listed` sends it again."""
     return Schedule(
         action=_action(sync, task_queue, int(interval.total_seconds()), source),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=interval)]),
+        spec=_spec(interval, offset),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.BUFFER_ONE, pause_on_failure=False),
         state=ScheduleState(paused=paused, note=note),
     )
@@ -136,7 +161,8 @@ async def ensure(
                                  sync.variant)
     interval_s = int(interval.total_seconds())
     schedule = _schedule(sync, task_queue, interval, source, paused=paused,
-                         note="created paused (auto_start: false)" if paused else "created")
+                         note="created paused (auto_start: false)" if paused else "created",
+                         offset=anchored_offset(interval))
     try:
         await client.create_schedule(
             sid, schedule, trigger_immediately=not paused,
@@ -185,7 +211,7 @@ async def set_interval(client: Client, schedule_id: str, interval: timedelta, *,
         if current == interval_s and memo.get(MEMO_SOURCE) == source and memo.get(MEMO_INTERVAL) == interval_s:
             return None
         schedule = desc.schedule
-        schedule.spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=interval)])
+        schedule.spec = _spec(interval, _offset_of(schedule.spec))
         action = schedule.action
         if isinstance(action, ScheduleActionStartWorkflow):
             action.memo = {MEMO_INTERVAL: interval_s, MEMO_SOURCE: source}
@@ -206,6 +232,7 @@ class Listed:
     interval_s: int | None
     paused: bool
     note: str
+    offset: timedelta = timedelta(0)
 
 
 def _listed(entry: ScheduleListDescription) -> Listed:
@@ -213,7 +240,8 @@ def _listed(entry: ScheduleListDescription) -> Listed:
     intervals = spec.intervals if spec else []
     state = entry.schedule.state if entry.schedule else None
     return Listed(interval_s=int(intervals[0].every.total_seconds()) if intervals else None,
-                  paused=bool(state and state.paused), note=(state.note if state else None) or "")
+                  paused=bool(state and state.paused), note=(state.note if state else None) or "",
+                  offset=_offset_of(spec))
 
 
 LIST_PAGE_SIZE = 200  # schedules per listing page; a re-timing is sent at most about two pages after its listing
@@ -278,7 +306,8 @@ async def retime_listed(client: Client, sync: SyncInput, interval: timedelta, *,
     if listed.paused or written is None or written.source != "default" or written.interval_s != listed.interval_s \
             or await schedule_intervals.is_held(pool, sid):  # read now, not with the page: a pause just sent
         return await set_interval(client, sid, interval, source="default", pool=pool, only_if_following_default=True)
-    schedule = _schedule(sync, task_queue, interval, "default", paused=False, note=listed.note)
+    schedule = _schedule(sync, task_queue, interval, "default", paused=False, note=listed.note,
+                         offset=listed.offset)
     # the SDK's only public update is describe-then-update; this is its request without the describe
     await client.workflow_service.update_schedule(UpdateScheduleRequest(
         namespace=client.namespace, schedule_id=sid, schedule=await schedule._to_proto(client),
