@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,58 @@ async def test_a_different_limit_gets_its_own_child(bundle: Path) -> None:
         assert outcome.ok, outcome.error
     finally:
         await runner.close()
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found += [int(child), *_descendants(int(child))]
+    return found
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def _comm(pid: int) -> str:
+    return Path(f"/proc/{pid}/comm").read_text()
+
+
+NICE_SCRIPT = """
+import os, sys
+
+async def run_action(nango, inp):
+    preloaded = "ssl" in sys.modules
+    import ssl
+    return {"nice": os.getpriority(os.PRIO_PROCESS, 0), "ssl_preloaded": preloaded, "ssl": ssl.OPENSSL_VERSION}
+"""
+
+
+async def test_children_boot_and_run_scripts_at_runner_child_nice(tmp_path: Path) -> None:
+    """RUNNER_CHILD_NICE reaches the sandboxed process from its boot (read from the host's /proc) and the script
+    runs at it; the boot leaves ssl out (the child has no network) yet a script can still import it."""
+    (tmp_path / "github" / "actions").mkdir(parents=True)
+    (tmp_path / "github" / "actions" / "act.py").write_text(NICE_SCRIPT)
+    runner = await start_runner(Settings(runner_child_nice=7, runner_warm_children=0))
+    try:
+        assert runner.sandbox.describe()["child_nice"] == 7
+        child = await runner.spawn(Limits())
+        try:
+            await child.wait_ready()
+            pythons = [pid for pid in _descendants(child.proc.pid) if _comm(pid).startswith("python")]
+            assert len(pythons) == 1 and _nice(pythons[0]) == 7, pythons
+            assert _nice(child.proc.pid) == os.getpriority(os.PRIO_PROCESS, 0)  # the worker's side is untouched
+        finally:
+            runner.retire(child)
+        run = RunSpec("action", tmp_path, "github/actions/act.py", 20,
+                      context={"connection_id": "c", "provider_config_key": "github", "input": {}})
+        outcome = await run_script(run, Handler(), runner=runner)
+    finally:
+        await runner.close()
+    assert outcome.ok, outcome.error
+    assert outcome.output["nice"] == 7 and outcome.output["ssl_preloaded"] is False
+    assert outcome.output["ssl"].startswith("OpenSSL")
 
 
 async def test_worker_starts_with_the_full_sandbox_and_refuses_process_without_the_opt_out() -> None:

@@ -1,11 +1,12 @@
 """The sandboxed child: load one script from its bundle and call its entry point.
 
-Started as `python -I -S -B -c <boot> <fd> <filter> <import paths...>` (see sandbox.py), with the
-RPC socket on <fd>. Its first act is to load its own seccomp filter (<filter>, base64: the
-denylist plus execve/execveat, stacked on bwrap's), so nothing after the interpreter's start can
-create or replace a process. It then imports the SDK (and pydantic, for generated models) and
-sends a `ready` frame (the host hands out only a warm child that said so), then waits for its
-init frame, so a pre-started "warm" child answers a run in a few milliseconds.
+Started as `python -I -S -B -c <boot> <fd> <filter> <nice> <import paths...>` (see sandbox.py), with
+the RPC socket on <fd>; child_boot.py lowers its CPU priority and imports this module. Its first act
+is to load its own seccomp filter (<filter>, base64: the denylist plus execve/execveat, stacked on
+bwrap's), so nothing after the interpreter's start can create or replace a process. It then imports
+the SDK (and pydantic, for generated models) and sends a `ready` frame (the host hands out only a
+warm child that said so), then waits for its init frame, so a pre-started "warm" child answers a
+run in a few milliseconds.
 After the init frame it applies the limits, writes the bundle sent by the host under its private
 /tmp, installs the import guard and calls the script's entry point. No bytecode is written.
 Before its `done` frame it flushes stdout/stderr and writes the run's end mark on both, so the

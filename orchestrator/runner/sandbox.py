@@ -62,13 +62,13 @@ MIB = 1024 * 1024
 # packages the child may need: what generated models.py may import (pydantic), orjson to speed up the wire
 CHILD_PACKAGES = (*sorted(contract.MODELS_MAY_IMPORT), "orjson")
 CHILD_FILES = ("orchestrator/__init__.py", "orchestrator/runner/__init__.py", "orchestrator/runner/child.py",
-               "orchestrator/runner/seccomp_child.py")
+               "orchestrator/runner/child_boot.py", "orchestrator/runner/seccomp_child.py")
 CHILD_DIRS = ("orchestrator/sdk",)
-# argv: <rpc fd> <child seccomp filter, base64, or "-"> <import paths...>
-PROBE = ("import sys; sys.path[:0] = sys.argv[3:]; from orchestrator.runner.child import probe; "
+# argv: <rpc fd> <child seccomp filter, base64, or "-"> <nice> <import paths...>
+PROBE = ("import sys; sys.path[:0] = sys.argv[4:]; from orchestrator.runner.child import probe; "
          "probe(sys.argv[2])")
-BOOT = ("import sys; sys.path[:0] = sys.argv[3:]; from orchestrator.runner.child import entry; "
-        "entry(int(sys.argv[1]), sys.argv[2])")
+BOOT = ("import sys; sys.path[:0] = sys.argv[4:]; from orchestrator.runner.child_boot import start; "
+        "start(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))")
 # what the child's own filter adds to bwrap's: no program replaces the interpreter once it runs
 EXEC_SYSCALLS = ("execve", "execveat")
 
@@ -105,6 +105,7 @@ class SandboxConfig:
     shm_size_mb: int = 16  # RUNNER_SHM_SIZE_MB: /dev/shm; the rest of /dev is read-only
     pids_cgroup: bool = True  # RUNNER_PIDS_CGROUP: a v1 pids cgroup per run where writable
     proc: str = "auto"  # RUNNER_SANDBOX_PROC: auto (private, else none), private or none
+    child_nice: int = 10  # RUNNER_CHILD_NICE: children boot and run below the worker's CPU priority (0: same)
 
 
 class SandboxUnavailableError(RuntimeError):
@@ -400,7 +401,7 @@ class Sandbox:
                             "child filter") if self.bpf else "unavailable",
                 "pids_cgroup": self.pids_cgroup, "proc": self.proc if self.tier == "bwrap" else "host",
                 "tmp_size_mb": self.config.tmp_size_mb,
-                "shm_size_mb": self.config.shm_size_mb}
+                "shm_size_mb": self.config.shm_size_mb, "child_nice": self.config.child_nice}
 
     def command(self, fd: int, limits: SandboxLimits, *, seccomp_fd: int | None,
                 cgroup: PidsCgroup | None) -> list[str]:
@@ -430,7 +431,8 @@ class Sandbox:
         child_bpf = self.child_bpf
         child_filter = base64.b64encode(child_bpf).decode() if child_bpf else "-"
         # -B: no bytecode is ever written (-I ignores PYTHONDONTWRITEBYTECODE)
-        return [*cmd, python, "-I", "-S", "-B", "-c", BOOT, str(fd), child_filter, *paths]
+        return [*cmd, python, "-I", "-S", "-B", "-c", BOOT, str(fd), child_filter, str(self.config.child_nice),
+                *paths]
 
     def _bwrap_args(self, prefix: Path, sites: tuple[Path, ...], seccomp_fd: int | None) -> list[str]:
         bwrap = shutil.which("bwrap") or "bwrap"
