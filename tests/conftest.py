@@ -12,8 +12,8 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from orchestrator.providers.egress import entry_for
 from orchestrator.store import environments as environments_repo
 from orchestrator.store.migrate import migrate
 from orchestrator.store.pool import init_connection
+from orchestrator.temporal import names, schedules
 from orchestrator.temporal.names import SEARCH_ATTRIBUTES
 from orchestrator.worker import run_worker
 
@@ -50,7 +51,7 @@ configure_logging("INFO", "console")
 EXAMPLES = ROOT / "examples" / "nango-integrations"
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 60, interval: float = 0.3) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 60, interval: float = 0.1) -> Any:
     """Retry an assertion until it passes or the deadline comes (poll, don't sleep)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -140,6 +141,15 @@ async def demo() -> AsyncIterator[tuple[DemoState, str]]:
         await runner.cleanup()
 
 
+_TEST_NUMBER = [0]  # counts finished tests: a test's environments are quiet once it has ended
+
+
+@pytest.fixture(autouse=True)
+def _count_tests() -> Iterator[None]:
+    yield
+    _TEST_NUMBER[0] += 1
+
+
 @dataclass
 class Stack:
     settings: Settings
@@ -148,13 +158,37 @@ class Stack:
     pool: asyncpg.Pool
     demo: DemoState
     provider_url: str
+    environments: list[tuple[int, str]] = field(default_factory=list)  # (test number, name)
 
     async def new_environment(self) -> tuple[str, str]:
+        await self._quiet_finished_tests()
         name = "t" + uuid.uuid4().hex[:10]
         key = new_secret_key()
         async with self.pool.acquire() as conn:
             await environments_repo.create(conn, name, key)
+        self.environments.append((_TEST_NUMBER[0], name))
         return name, key
+
+    async def _quiet_finished_tests(self) -> None:
+        """Delete the schedules of environments that finished tests made.
+
+        Each test's example sync runs every 5 minutes: left alone, hundreds of them fire through the rest of
+        the suite and every later test shares the worker and the dev server with their runs.
+        """
+        done = [name for number, name in self.environments if number < _TEST_NUMBER[0]]
+        if not done:
+            return
+        self.environments = [(n, e) for n, e in self.environments if n >= _TEST_NUMBER[0]]
+        async with self.pool.acquire() as conn:
+            ids = await conn.fetch("SELECT schedule_id FROM schedule_intervals WHERE schedule_id LIKE ANY($1::text[])",
+                                   [names.schedule_prefix(e) + "%" for e in done])
+        gate = asyncio.Semaphore(16)
+
+        async def drop(sid: str) -> None:
+            async with gate:
+                with contextlib.suppress(Exception):  # quieting is best effort, never a test's failure
+                    await schedules.delete(self.client, sid, pool=self.pool)
+        await asyncio.gather(*(drop(r["schedule_id"]) for r in ids))
 
     def api(self, key: str) -> NangoClient:
         return NangoClient(self.api_url, key)
@@ -195,7 +229,7 @@ async def stack(db_ready: str, temporal_env: WorkflowEnvironment, s3_endpoint: s
         minio_bucket="bundles-" + uuid.uuid4().hex[:6], bundle_cache_dir=tmp_root / "cache",
         encryption_key=SecretStr(base64.b64encode(os.urandom(32)).decode()), api_port=port,
         task_queue_prefix=f"t{uuid.uuid4().hex[:6]}-", worker_health_port=0,
-        runner_sync_timeout_s=120, runner_action_timeout_s=60, runner_heartbeat_timeout_s=6,
+        runner_sync_timeout_s=120, runner_action_timeout_s=60, runner_heartbeat_timeout_s=6, runner_frame_timeout_s=4,
         worker_shutdown_grace_s=5, reconcile_interval_s=0,
         # the demo provider runs on loopback: listed, as an operator lists an internal host (nothing else is)
         egress_allow=entry_for(provider_url),

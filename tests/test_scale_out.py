@@ -37,10 +37,9 @@ async def test_two_workers_two_apis_every_run_once_and_a_killed_worker_is_replac
         stack: Stack, tmp_path: Path) -> None:
     prefix = f"s{uuid.uuid4().hex[:6]}-"
     workers = [WorkerProcess(stack, prefix, tmp_path), WorkerProcess(stack, prefix, tmp_path)]
-    apis = [await _api_process(stack, tmp_path, prefix), await _api_process(stack, tmp_path, prefix)]
+    apis = list(await asyncio.gather(_api_process(stack, tmp_path, prefix), _api_process(stack, tmp_path, prefix)))
     try:
-        for w in workers:
-            await w.start()
+        await asyncio.gather(*(w.start() for w in workers))
         # connections created through both API processes, runs triggered through both
         gh = await setup_github(stack, folder=slow_folder(tmp_path, auto_start=False))
         env, key = gh.env, gh.key
