@@ -131,7 +131,7 @@ async def delete(platform: Platform, name: str, *, force: bool = False) -> dict[
     async with pool.acquire() as conn:
         await repo.delete(conn, env.id)
         # what we wrote into its schedules: every row under the environment's prefix, listed or not
-        await schedule_intervals.delete_unlisted(conn, names.schedule_prefix(env.name), [])
+        await schedule_intervals.delete_prefix(conn, names.schedule_prefix(env.name))
     log.info("environment_deleted", environment=name, schedules_deleted=len(deleted))
     return {"environment": name, "deleted": True, "integrations": counts["integrations"],
             "connections": counts["connections"], "schedules_deleted": deleted}

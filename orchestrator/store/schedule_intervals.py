@@ -55,3 +55,8 @@ async def delete_unlisted(conn: asyncpg.Connection | asyncpg.Pool, prefix: str, 
         "DELETE FROM schedule_intervals WHERE starts_with(schedule_id, $1) AND NOT schedule_id = ANY($2::text[])",
         prefix, list(listed))
     return int(status.split()[-1])
+
+
+async def delete_prefix(conn: asyncpg.Connection | asyncpg.Pool, prefix: str) -> int:
+    """Drop every row under `prefix`: the environment they belong to is being deleted."""
+    return await delete_unlisted(conn, prefix, [])
