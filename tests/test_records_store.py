@@ -282,6 +282,46 @@ async def test_a_big_first_batch_into_an_empty_scope_then_a_mostly_new_one(
     assert [r[0] for r in state] == [str(i) for i in range(300)]
 
 
+async def test_a_batch_whose_sample_is_all_new_is_copied_and_a_stored_id_outside_the_sample_still_counts(
+        pool: asyncpg.Pool, new_scope: ScopeFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch none of whose sampled ids is stored is copied without a lookup (`_save_fresh`); when an id outside
+    the sample is stored after all (live or deleted), the COPY is undone and the lookup path gives the outcome it
+    always gave: rows, bodies, counts, cursor order and a retried job's recount."""
+    fresh: list[bool] = []
+    save_fresh = records._save_fresh
+
+    async def spy(*args: Any, **kw: Any) -> bool:
+        fresh.append(await save_fresh(*args, **kw))
+        return fresh[-1]
+    monkeypatch.setattr(records, "_save_fresh", spy)
+
+    first = [issue(i) for i in range(100)]
+    # 300 records: new ones, then two stored ids at positions the sample of 32 skips (1 and 2): one live and
+    # unchanged, one deleted (it comes back), and one stored id that changed at position 3
+    stored_later = [issue(5), issue(6), issue(7, v=1)]
+    second = [issue(1000), *stored_later, *[issue(i) for i in range(1001, 1297)]]
+    third = [issue(i) for i in range(2000, 2300)]  # all new: copied straight
+    outcome = []
+    for lookup_only in (False, True):
+        monkeypatch.setattr(records, "SAMPLE", 1000 if lookup_only else 32)
+        scope = await new_scope()
+        jobs = [await new_job(pool, scope, sync=f"s{i}") for i in range(2)]
+        async with pool.acquire() as conn:
+            await records.batch_save(conn, scope, first, job_id=jobs[0])
+            await records.batch_delete(conn, scope, [issue(6)], job_id=jobs[0])
+            results = [await records.batch_save(conn, scope, batch, job_id=jobs[1]) for batch in (second, third)]
+            replay = await records.batch_save(conn, scope, second, job_id=jobs[1])
+            await records.recount(conn, jobs[1], scope.connection_pk, scope.variant)
+        outcome.append(([(r.added, r.updated) for r in results], (replay.added, replay.updated),
+                        await job_counts(pool, jobs[1]), await stored_state(pool, scope)))
+    assert fresh == [False, True]  # `second` fell back to the lookup, `third` was copied; the replay looked up
+    assert outcome[0] == outcome[1]
+    counts, replayed, recounted, state = outcome[0]
+    assert counts == [(298, 1), (300, 0)] and replayed == (0, 0) and recounted == {"Issue": (598, 1, 0)}
+    written = [rid for rid, *_ in state][-599:]
+    assert written == [r["id"] for r in second if r["id"] != "5"] + [r["id"] for r in third]
+
+
 async def test_a_first_save_with_the_hosts_encoded_bytes_checks_them_as_it_would_encode(
         pool: asyncpg.Pool, new_scope: ScopeFactory) -> None:
     """The bytes the host encoded for its quota are stored and hashed as encoding them here would; a NUL escape

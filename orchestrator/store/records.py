@@ -356,10 +356,10 @@ def _plan(items: list[Item], bodies: _Bodies, stored: dict[str, Any], job_id: in
     return plan
 
 
-async def _mostly_changed(conn: asyncpg.Connection, scope_id: int, items: list[Item],
-                          bodies: _Bodies) -> bool | None:
-    """Probe a sample of the batch: True when most of it changed (the direct path pays), None when the scope
-    holds no record at all (every record is new: no lookup needed), False otherwise."""
+async def _choose_path(conn: asyncpg.Connection, scope_id: int, items: list[Item], bodies: _Bodies) -> str:
+    """Probe a sample of the batch for its path: "empty" (the scope holds no record: every record is new),
+    "direct" (most of the sample changed), "fresh" (no sampled id is stored: most likely all new, COPY tried
+    first) or "lookup"."""
     step = len(items) / SAMPLE
     sample = [int(i * step) for i in range(SAMPLE)]
     probe = asyncio.ensure_future(conn.fetchrow(_PROBE, scope_id, [items[k][0] for k in sample]))
@@ -372,9 +372,12 @@ async def _mostly_changed(conn: asyncpg.Connection, scope_id: int, items: list[I
     await bodies.ahead_of(probe)  # and the rest of the batch is encoded until the answer comes
     row = await probe
     if not row["stored"]:
-        return None
-    changed = sum(1 for h, d in zip(row["hashes"], digests, strict=True) if h is not None and h != d)
-    return changed * 2 > SAMPLE
+        return "empty"
+    hashes = row["hashes"]
+    if all(h is None for h in hashes):
+        return "fresh"
+    changed = sum(1 for h, d in zip(hashes, digests, strict=True) if h is not None and h != d)
+    return "direct" if changed * 2 > SAMPLE else "lookup"
 
 
 _FIRST_SEEN = b',"_nango_metadata":{"first_seen_at":'
@@ -427,7 +430,8 @@ async def _save(
     """Upsert validated-id items in one transaction.
 
     Under the scope lock, a batch larger than SAMPLE is probed first. A scope with no record yet takes every
-    record as new: straight into COPY. A batch that mostly changed is upserted directly (`_save_direct`).
+    record as new: straight into COPY; so does a batch none of whose sampled ids is stored, in a savepoint that
+    a stored id after all rolls back (`_save_fresh`). A batch that mostly changed is upserted directly (`_save_direct`).
     Otherwise the stored hash of every id is looked up (primary-key probes) while the batch is encoded and
     hashed, unchanged records are skipped, new ones streamed into the table with COPY and changed (or revived)
     ones upserted. Every written row carries its rendered response body; cursors ascend in batch order.
@@ -440,11 +444,14 @@ async def _save(
         scope_id = await _lock_scope(conn, scope, create=True)
         assert scope_id is not None
         bodies = _Bodies(items, scope.model, encoded)
-        path = await _mostly_changed(conn, scope_id, items, bodies) if len(items) > SAMPLE else False
-        if path:
+        path = await _choose_path(conn, scope_id, items, bodies) if len(items) > SAMPLE else "lookup"
+        if path == "direct":
             await _save_direct(conn, scope, scope_id, bodies, job_id, result)
+        elif path == "fresh":
+            if not await _save_fresh(conn, scope, scope_id, bodies, job_id, result):
+                await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=True)
         else:
-            await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=path is not None)
+            await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=path == "lookup")
         if track_seen and job_id is not None:
             await conn.execute(
                 "INSERT INTO job_seen_records AS s (job_id, model, external_id, attempt)"
@@ -495,6 +502,23 @@ async def _save_looked_up(conn: asyncpg.Connection, scope: Scope, scope_id: int,
                             job_id)
         await conn.copy_to_table("records", source=source, columns=_COPY_COLUMNS, format="binary")
         result.added += len(plan.new)
+
+
+async def _save_fresh(conn: asyncpg.Connection, scope: Scope, scope_id: int, bodies: _Bodies, job_id: int | None,
+                      result: WriteResult) -> bool:
+    """COPY the whole batch as new, without looking its ids up, in a savepoint; False when an id was stored after
+    all (the primary key refuses it): the savepoint is rolled back and the caller takes the lookup path.
+
+    The sample showed no stored id, so the batch is almost surely new (a sync's first run, past its first
+    batch): sending every id again only to hear that none is stored cost about as much as the COPY's Python."""
+    try:
+        async with conn.transaction():
+            await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=False)
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != "records_pkey":
+            raise
+        return False
+    return True
 
 
 async def _keep_prior(conn: asyncpg.Connection, job_id: int | None, scope_id: int,
