@@ -107,19 +107,25 @@ async def database() -> AsyncIterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def copy_baseline(pool: asyncpg.Pool, data: list[list[dict[str, Any]]]) -> float:
-    """Plain binary COPY of the same records (id, jsonb) into an unindexed table, one transaction per batch."""
+async def copy_baseline(pool: asyncpg.Pool, data: list[list[dict[str, Any]]],
+                        encoded: list[list[bytes]] | None = None) -> float:
+    """Plain binary COPY of the same records (id, jsonb) into an unindexed table, one transaction per batch.
+
+    Given the records, it encodes them inside the clock, as `batch_save` given the records does; given `encoded`
+    (each record's JSON by batch, what `batch_save` gets passed in), it copies those bytes and encodes nothing:
+    each side of a ratio gets the same input."""
     table = f"bench_copy_{uuid.uuid4().hex[:6]}"
     async with pool.acquire() as conn:
         # jsonb's binary wire format is a version byte and the JSON text; the pool's codec is text-only.
-        await conn.set_type_codec("jsonb", encoder=lambda v: b"\x01" + orjson.dumps(v), decoder=lambda b: b,
-                                  schema="pg_catalog", format="binary")
+        encoder = (lambda v: b"\x01" + v) if encoded else (lambda v: b"\x01" + orjson.dumps(v))
+        await conn.set_type_codec("jsonb", encoder=encoder, decoder=lambda b: b, schema="pg_catalog", format="binary")
         await conn.execute(f"CREATE TABLE {table} (external_id text, data jsonb)")
         await conn.execute("CHECKPOINT")
         start = time.perf_counter()
-        for batch in data:
-            await conn.copy_records_to_table(table, records=[(str(r["id"]), r) for r in batch],
-                                             columns=["external_id", "data"])
+        for k, batch in enumerate(data):
+            values = encoded[k] if encoded else batch
+            rows = [(str(r["id"]), v) for r, v in zip(batch, values, strict=True)]
+            await conn.copy_records_to_table(table, records=rows, columns=["external_id", "data"])
         elapsed = time.perf_counter() - start
         await conn.execute(f"DROP TABLE {table}")
         await init_connection(conn)
