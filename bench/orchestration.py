@@ -76,7 +76,8 @@ def timed_run_script() -> None:
             RUNS.append(time.perf_counter() - started)
     script_runs.run_script = run_script  # type: ignore[assignment]
 
-SPANS: dict[str, list[float]] = {}  # --spans: each timed step of an action, every call
+SPANS: dict[str, dict[str, list[float]]] = {}  # --spans: each timed step of an action, every call, by series
+SERIES = ["other"]  # the series the calls being timed belong to (spaced, back_to_back; other: setup, syncs)
 
 
 def timed_steps() -> None:
@@ -95,7 +96,7 @@ def timed_steps() -> None:
             try:
                 return await real(*args, **kwargs)
             finally:
-                SPANS.setdefault(label, []).append(time.perf_counter() - started)
+                SPANS.setdefault(SERIES[0], {}).setdefault(label, []).append(time.perf_counter() - started)
         setattr(owner, name, timed)
     for owner, name, label in (
             (actions, "run_action", "api: handler, all of it"), (actions, "load_connection", "api: connection"),
@@ -235,6 +236,7 @@ async def main() -> None:
                 async def call(i: int) -> None:
                     value = {"series": series_name, "i": i, "k": uuid.uuid4().hex}
                     RUNS.clear()
+                    SERIES[0] = series_name if i >= 0 else "other"
                     res = await api.request("POST", "/action/trigger",
                                             json={"action_name": "create-issue", "input": value}, headers=headers)
                     assert res == {"echo": value}, res
@@ -254,6 +256,7 @@ async def main() -> None:
                 bare_b2b += await series(bare_call, args.samples // rounds, 0)
                 action_b2b += await series(action_call("back_to_back", runner_b2b), args.samples // rounds, 0)
 
+            SERIES[0] = "other"
             sid = names.sync_schedule_id("bench", "github", "conn-1", "issues")
             starts: list[float] = []
             for _ in range(max(10, args.samples // 2)):
@@ -294,8 +297,9 @@ async def main() -> None:
         out.update(figures("action_spaced", action_spaced))
         out.update(figures("action_back_to_back", action_b2b))
         out.update(figures("trigger_to_start", starts))
-        if SPANS:  # every call (the bench's own setup included), p50 per step
-            out["spans_p50_ms"] = {label: ms(values, 0.5) for label, values in SPANS.items()}
+        if SPANS:  # p50 per step and series (other: setup, warm-up calls, the sync triggers)
+            out["spans_p50_ms"] = {series: {label: ms(values, 0.5) for label, values in steps.items()}
+                                   for series, steps in SPANS.items()}
         out.update({
             "action_vs_bare_spaced": round(med(action_spaced) / med(bare_spaced), 2),
             "action_back_to_back_vs_spaced": round(med(action_b2b) / med(action_spaced), 2),
