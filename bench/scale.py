@@ -13,6 +13,11 @@ sample (the path a schedule without a PostgreSQL row, or listed paused, still ta
     .venv/bin/python -m bench.scale                       # a few minutes: 1M other records, 2,000 schedules
     .venv/bin/python -m bench.scale --others 2000000 --schedules 10000    # the issue's sizes
     .venv/bin/python -m bench.scale --part schedules      # or --part records
+    .venv/bin/python -m bench.scale --part schedules --schedules 10000 --no-raw-baseline --sequential 0 \
+        --retime-at 64,128,32                             # only re-timings, one redeploy per concurrency
+
+CPU figures are per schedule, in ms, of the Temporal dev server, PostgreSQL and this process (`/proc/<pid>/stat`),
+and the redeploy's calls are counted and timed where the client sends them, so a run says where the time went.
 
 Everything runs here (embedded PostgreSQL under .nango/bench-scale-*, the Temporal dev server in memory
 with the dev stack's RPS settings) and is removed at the end.
@@ -24,6 +29,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import gc
 import os
 import random
@@ -33,7 +39,8 @@ import string
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -284,6 +291,86 @@ async def bench_records(dsn: str, *, n: int, repeat: int, others: int, steps: in
 
 # -------------------------------------------------------------------------------------------- schedules
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live descendants: the Temporal dev server, or the
+    postmaster and its backends."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{entry}/stat") as f:
+                    children.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    total, todo = 0.0, [pid]
+    while todo:
+        one = todo.pop()
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{one}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICKS
+        todo += children.get(one, [])
+    return total
+
+
+@dataclass
+class Cpu:
+    """CPU seconds of the three parties (the Temporal server, PostgreSQL, this process) over one phase."""
+
+    pids: dict[str, int]
+    start: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.start = self.now()
+
+    def now(self) -> dict[str, float]:
+        return {"ours": time.process_time(), **{name: tree_cpu(pid) for name, pid in self.pids.items()}}
+
+    def per(self, count: int) -> dict[str, float]:
+        """Milliseconds of CPU per item since the start, by party."""
+        end = self.now()
+        return {f"{name}_cpu_ms": round((end[name] - self.start[name]) / count * 1000, 2) for name in end}
+
+
+class Tally:
+    """Wraps one RPC of the client's workflow service: how many calls, how long each took, and how long at
+    least one was in flight (wall clock)."""
+
+    def __init__(self, service: Any, rpc: str) -> None:
+        self.service, self.rpc, self.inner = service, rpc, getattr(service, rpc)
+        self.count, self.total_s, self.busy_s, self.flying, self.since = 0, 0.0, 0.0, 0, 0.0
+        setattr(service, rpc, self.call)
+
+    async def call(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        if not self.flying:
+            self.since = start
+        self.flying += 1
+        try:
+            return await self.inner(*args, **kwargs)
+        finally:
+            end = time.perf_counter()
+            self.flying -= 1
+            self.count += 1
+            self.total_s += end - start
+            if not self.flying:
+                self.busy_s += end - self.since
+
+    def close(self) -> dict[str, float]:
+        delattr(self.service, self.rpc)
+        return {"calls": self.count, "in_flight_s": round(self.busy_s, 2),
+                "mean_ms": round(self.total_s / self.count * 1000, 1) if self.count else 0.0}
+
+
+async def phase(pids: dict[str, int], count: int, run: Awaitable[Any]) -> tuple[float, dict[str, float]]:
+    """Seconds `run` took, and the CPU each party spent on it per item (ms)."""
+    cpu = Cpu(pids)
+    start = time.perf_counter()
+    await run
+    return time.perf_counter() - start, cpu.per(count)
+
+
 def _folder(home: Path, runs: str) -> Path:
     """The example integration with its sync re-timed and not started by itself (no run is measured)."""
     folder = home / f"ints-{runs.replace(' ', '')}"
@@ -332,7 +419,8 @@ async def connection_added(platform: Platform, integration: Any, prefix: str, ti
     return statistics.median(seconds)
 
 
-async def bench_schedules(platform: Platform, home: Path, count: int, sequential: int) -> dict[str, Any]:
+async def bench_schedules(platform: Platform, home: Path, count: int, sequential: int, pids: dict[str, int],
+                          raw_baseline: bool = True, retime_at: list[int] | None = None) -> dict[str, Any]:
     client, pool = platform.temporal, platform.pool
     concurrency = platform.settings.reconcile_concurrency
     queue = names.queue(platform.task_queue_prefix, names.SYNC_QUEUE)
@@ -349,11 +437,11 @@ async def bench_schedules(platform: Platform, home: Path, count: int, sequential
             " SELECT $1, $2, 'conn-' || g, '\\x00' FROM generate_series(1, $3) g", env.id, integration.id, count)
 
     # the raw baseline half before and half after ours: the server slows a little as schedules pile up
-    raw_s = await raw_creates(client, count // 2, concurrency, queue)
+    raw_s = await raw_creates(client, count // 2, concurrency, queue) if raw_baseline else 0.0
     start = time.perf_counter()
     created = await reconcile_integration(platform, integration)
     ours_s = time.perf_counter() - start
-    raw_s += await raw_creates(client, count - count // 2, concurrency, queue)
+    raw_s += await raw_creates(client, count - count // 2, concurrency, queue) if raw_baseline else 0.0
     progress(f"created {count} schedules: ours {ours_s:.1f} s, raw {raw_s:.1f} s")
     raw_seq_s = await raw_creates(client, sequential, 1, queue) if sequential else 0.0
     assert len(created.created) == count, len(created.created)
@@ -364,36 +452,52 @@ async def bench_schedules(platform: Platform, home: Path, count: int, sequential
 
     async def resume() -> None:
         for sid in ids:
-            await schedules.unpause(client, sid, "resumed")
-    start = time.perf_counter()
-    await asyncio.gather(*(resume() for _ in range(concurrency)))
-    resume_s = time.perf_counter() - start
+            await schedules.unpause(client, sid, "resumed", pool=pool)  # as the platform resumes: mark cleared
+    applying = Cpu(pids)
+    resume_s, resume_cpu = await phase(pids, count, asyncio.gather(*(resume() for _ in range(concurrency))))
     prefix = names.schedule_prefix(env.name, "github")
 
     async def until_listed(done: Callable[[schedules.Listed], bool]) -> None:
-        """Until the listing shows every schedule so: Temporal has applied the calls it accepted."""
+        """Until the listing shows every schedule so: Temporal has applied the calls it accepted. A listing of
+        10,000 takes the server CPU the updates need, so the waits between listings are three times as long
+        as the last listing took (the server spends at most about a quarter of its time on them)."""
         while True:
             listed: dict[str, schedules.Listed] = {}
-            async for page in schedules.list_pages(client, prefix):
+            start = time.perf_counter()
+            async for page in schedules.list_pages(client, prefix, page_size=1000):
                 listed.update(page)
             if all(sid in listed and done(listed[sid]) for sid in sids):
                 return
-            await asyncio.sleep(0.5)
-    await until_listed(lambda shown: not shown.paused)
-    listing_lag_s = time.perf_counter() - start - resume_s
-    progress(f"resumed {count} schedules in {resume_s:.1f} s, listed so {listing_lag_s:.1f} s later")
+            await asyncio.sleep(max(1.0, 3 * (time.perf_counter() - start)))
+    lag_s, _ = await phase(pids, count, until_listed(lambda shown: not shown.paused))
+    resume_applied_cpu = applying.per(count)
+    progress(f"resumed {count} schedules in {resume_s:.1f} s ({resume_cpu}), listed so {lag_s:.1f} s later "
+             f"({resume_applied_cpu} in all)")
 
-    start = time.perf_counter()
-    await _deploy(platform, env, home, "every 31d")
-    redeploy_s = time.perf_counter() - start
-    progress(f"redeploy re-timed {count} schedules in {redeploy_s:.1f} s")
-    await until_listed(lambda shown: shown.interval_s == 31 * 86400)
-    applied_s = time.perf_counter() - start
-    progress(f"the listing showed them all re-timed {applied_s:.1f} s after the redeploy started")
-    start = time.perf_counter()
-    noop = await reconcile_integration(platform, integration)
-    noop_s = time.perf_counter() - start
-    progress(f"reconcile with nothing to do: {noop_s:.1f} s")
+    redeploys: list[dict[str, Any]] = []
+    for days, limit in enumerate(retime_at or [concurrency], start=31):
+        # each redeploy at its own concurrency, once the listing showed the previous one applied
+        at = dataclasses.replace(platform, settings=platform.settings.model_copy(
+            update={"reconcile_concurrency": limit}))
+        rpcs = [Tally(client.workflow_service, rpc)
+                for rpc in ("list_schedules", "update_schedule", "describe_schedule")]
+        applying = Cpu(pids)
+        redeploy_s, redeploy_cpu = await phase(pids, count, _deploy(at, env, home, f"every {days}d"))
+        calls = {t.rpc: t.close() for t in rpcs}
+        progress(f"redeploy at {limit} in flight re-timed {count} schedules in {redeploy_s:.1f} s: "
+                 f"CPU {redeploy_cpu}, calls {calls}")
+        applied_s, _ = await phase(pids, count, until_listed(
+            lambda shown, target=days * 86400: shown.interval_s == target))
+        applied_s += redeploy_s
+        applied_cpu = applying.per(count)
+        progress(f"the listing showed them all re-timed {applied_s:.1f} s after the redeploy started ({applied_cpu})")
+        redeploys.append({"concurrency": limit, "retime_s": round(redeploy_s, 2),
+                          "retime_per_s": round(count / redeploy_s, 1), "applied_s": round(applied_s, 2),
+                          "cpu_ms": redeploy_cpu, "applied_cpu_ms": applied_cpu, "calls": calls})
+    noop_task = asyncio.ensure_future(reconcile_integration(platform, integration))
+    noop_s, noop_cpu = await phase(pids, count, noop_task)
+    noop = noop_task.result()
+    progress(f"reconcile with nothing to do: {noop_s:.1f} s ({noop_cpu})")
     assert not (noop.created or noop.retimed or noop.deleted), noop
     one_after = await connection_added(platform, integration, "late")
 
@@ -405,7 +509,7 @@ async def bench_schedules(platform: Platform, home: Path, count: int, sequential
         async with gate:
             return await schedules.describe(client, names.sync_schedule_id(env.name, "github", f"conn-{i}", "issues"))
     views = await asyncio.gather(*(read(i) for i in sample))
-    wrong = [v for v in views if v is None or v.interval_s != 31 * 86400 or v.paused or v.note != "resumed"]
+    wrong = [v for v in views if v is None or v.interval_s != days * 86400 or v.paused or v.note != "resumed"]
     assert not wrong, wrong[:3]
 
     # the describe-then-update path on a sample, at the same concurrency: what every re-timing cost before
@@ -413,7 +517,7 @@ async def bench_schedules(platform: Platform, home: Path, count: int, sequential
 
     async def retime_described() -> None:
         for sid in baseline:
-            await schedules.set_interval(client, sid, timedelta(days=32), source="default", pool=pool,
+            await schedules.set_interval(client, sid, timedelta(days=days + 1), source="default", pool=pool,
                                          only_if_following_default=True)
     start = time.perf_counter()
     await asyncio.gather(*(retime_described() for _ in range(concurrency)))
@@ -421,18 +525,27 @@ async def bench_schedules(platform: Platform, home: Path, count: int, sequential
     return {
         "schedules": count, "concurrency": concurrency,
         "create_ours_per_s": round(count / ours_s, 1),
-        "create_raw_per_s": round(count / raw_s, 1),
+        "create_raw_per_s": round(count / raw_s, 1) if raw_s else None,
         "create_raw_sequential_per_s": round(sequential / raw_seq_s, 1) if sequential else None,
         # ours / raw at the same concurrency: the goal is about 1 (no slower than the bare client)
-        "create_vs_raw": ratio(raw_s, ours_s),
+        "create_vs_raw": ratio(raw_s, ours_s) if raw_s else None,
         "create_vs_raw_sequential": ratio(count / ours_s, sequential / raw_seq_s) if sequential else None,
-        "resume_s": round(resume_s, 2), "listing_lag_s": round(listing_lag_s, 2),
-        "redeploy_retime_s": round(redeploy_s, 2),  # goal: < 60 s for 10,000 connections
-        "redeploy_retime_per_s": round(count / redeploy_s, 1),
-        "redeploy_applied_s": round(applied_s, 2),  # until the listing showed every new interval
+        "resume_s": round(resume_s, 2), "listing_lag_s": round(lag_s, 2),
+        # CPU per schedule (ms) of the Temporal server, PostgreSQL and this process: while the calls were made,
+        # and until the listing showed them all applied (the server's work on each call goes on after it returns)
+        "resume_cpu_ms": resume_cpu, "resume_applied_cpu_ms": resume_applied_cpu,
+        "redeploy_cpu_ms": redeploys[0]["cpu_ms"], "redeploy_applied_cpu_ms": redeploys[0]["applied_cpu_ms"],
+        # the first redeploy's calls: how many, their mean latency, and how long at least one was in flight
+        "redeploy_calls": redeploys[0]["calls"],
+        # every redeploy (--retime-at): its concurrency, seconds, CPU per schedule, calls
+        "redeploys": redeploys,
+        "redeploy_retime_s": redeploys[0]["retime_s"],  # goal: < 60 s for 10,000 connections
+        "redeploy_retime_per_s": redeploys[0]["retime_per_s"],
+        "redeploy_applied_s": redeploys[0]["applied_s"],  # until the listing showed every new interval
         "retime_described_per_s": round(described_per_s, 1),  # a sample of 500 through describe + update
-        "redeploy_vs_described": ratio(count / redeploy_s, described_per_s),
+        "redeploy_vs_described": ratio(redeploys[0]["retime_per_s"], described_per_s),
         "reconcile_noop_s": round(noop_s, 2),
+        "reconcile_noop_cpu_ms": noop_cpu,  # per schedule: the listing's cost
         # a connection added (its schedule created by id, no listing): with `schedules` others / with none
         "connection_added_ms": {"alone": round(one_before * 1000, 1), "among_others": round(one_after * 1000, 1)},
         "connection_added_ratio": ratio(one_after, one_before),
@@ -443,16 +556,22 @@ async def bench_schedules(platform: Platform, home: Path, count: int, sequential
 # ------------------------------------------------------------------------------------------------- main
 
 @contextlib.asynccontextmanager
-async def stack(home: Path, with_temporal: bool, concurrency: int) -> AsyncIterator[Platform]:
+async def stack(home: Path, with_temporal: bool, concurrency: int,
+                pids: dict[str, int]) -> AsyncIterator[Platform]:
+    """The platform on its own PostgreSQL (and Temporal); `pids` gets their processes' ids for CPU figures."""
     async with contextlib.AsyncExitStack() as exits:
         pg = EmbeddedPostgres(home / "pg", free_port(), durable=False)
         dsn = await pg.start()
         exits.push_async_callback(pg.stop)
+        assert pg.process is not None and pg.process.proc is not None
+        pids["postgres"] = pg.process.proc.pid
         address = "127.0.0.1:1"
         if with_temporal:
             temporal = TemporalDevServer(port=free_port(), ui_port=None, db_file=None, log_file=home / "temporal.log")
             await temporal.start()
             exits.push_async_callback(temporal.stop)
+            assert temporal.process is not None and temporal.process.proc is not None
+            pids["temporal"] = temporal.process.proc.pid
             address = temporal.address
         conn = await asyncpg.connect(dsn)
         try:
@@ -473,9 +592,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     home.mkdir(parents=True)
     out: dict[str, Any] = {}
     try:
-        async with stack(home, args.part in ("all", "schedules"), args.concurrency) as platform:
+        pids: dict[str, int] = {}
+        async with stack(home, args.part in ("all", "schedules"), args.concurrency, pids) as platform:
             if args.part in ("all", "schedules"):
-                out["schedules"] = await bench_schedules(platform, home, args.schedules, args.sequential)
+                out["schedules"] = await bench_schedules(platform, home, args.schedules, args.sequential, pids,
+                                                         raw_baseline=args.raw_baseline, retime_at=args.retime_at)
             if args.part in ("all", "records"):
                 out["records"] = await bench_records(
                     platform.settings.database_url.get_secret_value(), n=args.records, repeat=args.repeat,
@@ -495,6 +616,11 @@ if __name__ == "__main__":
     parser.add_argument("--schedules", type=int, default=2_000)
     parser.add_argument("--sequential", type=int, default=500,
                         help="schedules created one call after the other (the reconciler before), for scale")
+    parser.add_argument("--raw-baseline", action=argparse.BooleanOptionalAction, default=True,
+                        help="bare create_schedule calls beside ours (--no-raw-baseline: only the re-timing matters)")
+    parser.add_argument("--retime-at", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                        help="redeploys one after the other, each at its own concurrency (e.g. 64,128,32; the "
+                        "next once the listing shows the previous applied); default: one at --concurrency")
     parser.add_argument("--concurrency", type=int, default=Settings.model_fields["reconcile_concurrency"].default)
     result = asyncio.run(main(parser.parse_args()))
     sys.stdout.write(orjson.dumps(result).decode() + "\n")

@@ -286,8 +286,8 @@ async def retime_listed(client: Client, sync: SyncInput, interval: timedelta, *,
 
     A pause sent by the platform (its API, `nango admin`, disabling a sync) marks the row held before it
     reaches Temporal, and the mark is read just before the update: such a schedule is described, so its pause
-    is never undone however far the listing lags (only a pause sent within the few milliseconds between that
-    read and the update landing could be).
+    is never undone however far the listing lags (only a pause sent between that read and the update landing
+    could be: milliseconds on an idle server, 0.4-0.8 s per call with 64 in flight at 10,000 on the dev server).
 
     What remains: UpdateSchedule replaces the state and, without a describe, carries no conflict token. A
     pause made outside the platform (the Temporal UI, `temporal schedule toggle`) that reaches Temporal after
