@@ -1,11 +1,13 @@
 """The first code a sandboxed child runs: its CPU priority, then the child's imports without `ssl`.
 
 Standard library only, and nothing heavy before the priority is lowered: a warm child's boot (about
-150-200 ms of CPU, nearly all imports) must yield the CPU to the worker, the API and the runs in
-flight, which it otherwise competes with as an equal (bwrap's `--new-session` gives the child its
-own session, and so its own scheduler autogroup where the kernel has them). The script that later
-runs in this process stays at that priority: untrusted code runs below the trusted worker that
-serves it.
+150-200 ms of CPU, of which ~40 ms the sandbox and the bare interpreter, the rest imports) must yield
+the CPU to the worker, the API and the runs in flight, which it otherwise competes with as an equal
+(bwrap's `--new-session` gives the child its own session, and so its own scheduler autogroup where
+the kernel has them). The script that later runs in this process stays at that priority: untrusted
+code runs below the trusted worker that serves it. It cannot lower its nice value (that needs a
+privilege or RLIMIT_NICE, which it has neither of); on a kernel with autogroups it can set its
+session's group back to 0, the weight every child had before, never above the worker.
 """
 
 from __future__ import annotations
