@@ -162,8 +162,10 @@ class Settings(BaseSettings):
         "procfs can be mounted); auto = private, else none, probed at start and logged as runner_isolation's "
         "proc. The worker's own /proc is never shown to scripts.")
     runner_child_nice: int = Field(
-        10, ge=0, le=19, description="Nice value of script processes from their boot on (0 = the worker's own): "
-        "warm children booting and the scripts themselves yield the CPU to the worker, the API and the database.")
+        0, ge=0, le=19, description="Nice value of script processes from their boot on (0 = the worker's own): "
+        "above 0, warm children booting and the scripts themselves yield the CPU to the worker, the API and the "
+        "database. Off by default: on a node whose trusted side keeps the CPU busy, children booting at a low "
+        "priority starve and runs wait for them (bench/README.md, orchestration).")
     runner_pids_cgroup: bool = Field(
         True, description="Put each script process in its own v1 pids cgroup where one is writable: a second line "
         "behind the seccomp filter, which alone refuses every new process (threads stay allowed).")

@@ -105,7 +105,7 @@ class SandboxConfig:
     shm_size_mb: int = 16  # RUNNER_SHM_SIZE_MB: /dev/shm; the rest of /dev is read-only
     pids_cgroup: bool = True  # RUNNER_PIDS_CGROUP: a v1 pids cgroup per run where writable
     proc: str = "auto"  # RUNNER_SANDBOX_PROC: auto (private, else none), private or none
-    child_nice: int = 10  # RUNNER_CHILD_NICE: children boot and run below the worker's CPU priority (0: same)
+    child_nice: int = 0  # RUNNER_CHILD_NICE: > 0, children boot and run below the worker's CPU priority
 
 
 class SandboxUnavailableError(RuntimeError):
