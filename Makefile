@@ -36,7 +36,7 @@ run: venv sandbox-tools
 
 test: venv sandbox-tools browser-tools
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=30
 
 lint: venv
 	$(BIN)/ruff check .
