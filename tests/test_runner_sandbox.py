@@ -143,16 +143,20 @@ def _comm(pid: int) -> str:
 NICE_SCRIPT = """
 import os, sys
 
+MODELS_WARM = "pydantic.main" in sys.modules  # what generated models import, before this script imports it
+
 async def run_action(nango, inp):
     preloaded = "ssl" in sys.modules
     import ssl
-    return {"nice": os.getpriority(os.PRIO_PROCESS, 0), "ssl_preloaded": preloaded, "ssl": ssl.OPENSSL_VERSION}
+    return {"nice": os.getpriority(os.PRIO_PROCESS, 0), "ssl_preloaded": preloaded, "ssl": ssl.OPENSSL_VERSION,
+            "models_warm": MODELS_WARM}
 """
 
 
 async def test_children_boot_and_run_scripts_at_runner_child_nice(tmp_path: Path) -> None:
     """RUNNER_CHILD_NICE reaches the sandboxed process from its boot (read from the host's /proc) and the script
-    runs at it; the boot leaves ssl out (the child has no network) yet a script can still import it."""
+    runs at it; the boot leaves ssl out (the child has no network) yet a script can still import it, and has
+    already imported what generated models need."""
     (tmp_path / "github" / "actions").mkdir(parents=True)
     (tmp_path / "github" / "actions" / "act.py").write_text(NICE_SCRIPT)
     runner = await start_runner(Settings(runner_child_nice=7, runner_warm_children=0))
@@ -174,6 +178,7 @@ async def test_children_boot_and_run_scripts_at_runner_child_nice(tmp_path: Path
     assert outcome.ok, outcome.error
     assert outcome.output["nice"] == 7 and outcome.output["ssl_preloaded"] is False
     assert outcome.output["ssl"].startswith("OpenSSL")
+    assert outcome.output["models_warm"] is True  # paid by the warm boot, not on the run's path
 
 
 async def test_worker_starts_with_the_full_sandbox_and_refuses_process_without_the_opt_out() -> None:
