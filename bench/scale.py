@@ -319,7 +319,7 @@ class Cpu:
     """CPU seconds of the three parties (the Temporal server, PostgreSQL, this process) over one phase."""
 
     pids: dict[str, int]
-    start: dict[str, float] = field(default_factory=dict)
+    start: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
         self.start = self.now()

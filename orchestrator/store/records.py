@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import orjson
@@ -356,7 +356,10 @@ def _plan(items: list[Item], bodies: _Bodies, stored: dict[str, Any], job_id: in
     return plan
 
 
-async def _choose_path(conn: asyncpg.Connection, scope_id: int, items: list[Item], bodies: _Bodies) -> str:
+_Path = Literal["empty", "fresh", "direct", "lookup"]
+
+
+async def _choose_path(conn: asyncpg.Connection, scope_id: int, items: list[Item], bodies: _Bodies) -> _Path:
     """Probe a sample of the batch for its path: "empty" (the scope holds no record: every record is new),
     "direct" (most of the sample changed), "fresh" (no sampled id is stored: most likely all new, COPY tried
     first) or "lookup"."""
@@ -444,7 +447,7 @@ async def _save(
         scope_id = await _lock_scope(conn, scope, create=True)
         assert scope_id is not None
         bodies = _Bodies(items, scope.model, encoded)
-        path = await _choose_path(conn, scope_id, items, bodies) if len(items) > SAMPLE else "lookup"
+        path: _Path = await _choose_path(conn, scope_id, items, bodies) if len(items) > SAMPLE else "lookup"
         if path == "direct":
             await _save_direct(conn, scope, scope_id, bodies, job_id, result)
         elif path == "fresh":

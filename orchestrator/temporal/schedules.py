@@ -117,23 +117,18 @@ def _action(sync: SyncInput, task_queue: str, interval_s: int, source: str) -> S
     )
 
 
-def anchored_offset(interval: timedelta, now: float | None = None) -> timedelta:
-    """The offset that puts a new schedule's runs one interval apart from its creation, as Nango anchors them.
+def _spec(interval: timedelta, phase: timedelta) -> ScheduleSpec:
+    """Every `interval`, at `phase` folded into it (Temporal's offset).
 
-    Without one, Temporal counts intervals from the epoch: every schedule of a frequency fires in the same
-    second (10,000 connections created over a day would all start together at each :00/:05), and a schedule
-    created a moment before a boundary runs again right after its initial run.
+    A new schedule's phase is its creation time, so it runs one interval after its initial run, as Nango anchors
+    syncs; without an offset Temporal counts from the epoch: every schedule of a frequency fires in the same
+    second, and one created a moment before a boundary runs again right after its initial run. A re-timing
+    passes the schedule's current offset, so a deploy that changes the frequency of many schedules leaves them
+    as spread out as they were.
     """
     every = max(int(interval.total_seconds()), 1)
-    return timedelta(seconds=int(time.time() if now is None else now) % every)
-
-
-def _spec(interval: timedelta, offset: timedelta) -> ScheduleSpec:
-    """Re-timing keeps a schedule's phase (its offset folded into the new interval), so a deploy that changes
-    the frequency of many schedules leaves them as spread out as they were."""
-    every = max(int(interval.total_seconds()), 1)
-    folded = timedelta(seconds=int(offset.total_seconds()) % every)
-    return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=interval, offset=folded)])
+    offset = timedelta(seconds=int(phase.total_seconds()) % every)
+    return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=interval, offset=offset)])
 
 
 def _offset_of(spec: ScheduleSpec | None) -> timedelta:
@@ -142,11 +137,11 @@ def _offset_of(spec: ScheduleSpec | None) -> timedelta:
 
 
 def _schedule(sync: SyncInput, task_queue: str, interval: timedelta, source: str, *, paused: bool,
-              note: str, offset: timedelta) -> Schedule:
+              note: str, phase: timedelta) -> Schedule:
     """The whole schedule as the platform defines it: `ensure` creates it, `retime_listed` sends it again."""
     return Schedule(
         action=_action(sync, task_queue, int(interval.total_seconds()), source),
-        spec=_spec(interval, offset),
+        spec=_spec(interval, phase),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.BUFFER_ONE, pause_on_failure=False),
         state=ScheduleState(paused=paused, note=note),
     )
@@ -162,7 +157,7 @@ async def ensure(
     interval_s = int(interval.total_seconds())
     schedule = _schedule(sync, task_queue, interval, source, paused=paused,
                          note="created paused (auto_start: false)" if paused else "created",
-                         offset=anchored_offset(interval))
+                         phase=timedelta(seconds=time.time()))
     try:
         await client.create_schedule(
             sid, schedule, trigger_immediately=not paused,
@@ -307,7 +302,7 @@ async def retime_listed(client: Client, sync: SyncInput, interval: timedelta, *,
             or await schedule_intervals.is_held(pool, sid):  # read now, not with the page: a pause just sent
         return await set_interval(client, sid, interval, source="default", pool=pool, only_if_following_default=True)
     schedule = _schedule(sync, task_queue, interval, "default", paused=False, note=listed.note,
-                         offset=listed.offset)
+                         phase=listed.offset)
     # the SDK's only public update is describe-then-update; this is its request without the describe
     await client.workflow_service.update_schedule(UpdateScheduleRequest(
         namespace=client.namespace, schedule_id=sid, schedule=await schedule._to_proto(client),
