@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from orchestrator.config.settings import Settings
 from orchestrator.runner import sandbox
-from orchestrator.runner.host import Limits, Runner, RunSpec, run_script
+from orchestrator.runner.host import MODELS_MEMORY, Limits, Runner, RunSpec, run_script
 from orchestrator.worker import IsolationUnavailableError, start_runner
 
 SCRIPT = """
@@ -155,8 +155,7 @@ async def run_action(nango, inp):
 
 async def test_children_boot_and_run_scripts_at_runner_child_nice(tmp_path: Path) -> None:
     """RUNNER_CHILD_NICE reaches the sandboxed process from its boot (read from the host's /proc) and the script
-    runs at it; the boot leaves ssl out (the child has no network) yet a script can still import it, and has
-    already imported what generated models need."""
+    runs at it; the boot leaves ssl out (the child has no network) yet a script can still import it."""
     (tmp_path / "github" / "actions").mkdir(parents=True)
     (tmp_path / "github" / "actions" / "act.py").write_text(NICE_SCRIPT)
     runner = await start_runner(Settings(runner_child_nice=7, runner_warm_children=0))
@@ -178,7 +177,52 @@ async def test_children_boot_and_run_scripts_at_runner_child_nice(tmp_path: Path
     assert outcome.ok, outcome.error
     assert outcome.output["nice"] == 7 and outcome.output["ssl_preloaded"] is False
     assert outcome.output["ssl"].startswith("OpenSSL")
-    assert outcome.output["models_warm"] is True  # paid by the warm boot, not on the run's path
+
+
+MODELS_PY = """
+from pydantic import BaseModel
+
+
+class Thing(BaseModel):
+    a: int
+"""
+
+USES_MODELS = """
+from models import Thing
+
+
+async def run_action(nango, inp):
+    return Thing(a=inp["a"]).model_dump()
+"""
+
+
+async def test_boots_preload_pydantic_only_while_recent_runs_used_models(tmp_path: Path) -> None:
+    """A boot imports pydantic (~130 ms of CPU) only while the runner's recent runs imported models: a worker
+    whose scripts use none spends nothing on it, one whose scripts use models gets them preloaded."""
+    (tmp_path / "github" / "actions").mkdir(parents=True)
+    (tmp_path / "github" / "actions" / "act.py").write_text(NICE_SCRIPT)
+    (tmp_path / "github" / "actions" / "uses.py").write_text(USES_MODELS)
+    (tmp_path / "models.py").write_text(MODELS_PY)
+    context = {"connection_id": "c", "provider_config_key": "github"}
+    plain = RunSpec("action", tmp_path, "github/actions/act.py", 20, context={**context, "input": {}})
+    models = RunSpec("action", tmp_path, "github/actions/uses.py", 20, context={**context, "input": {"a": 3}})
+    runner = await start_runner(Settings(runner_warm_children=0))
+    try:
+        first = await run_script(plain, Handler(), runner=runner)
+        assert first.ok and first.output["models_warm"] is False
+        assert not runner.warm_models
+        used = await run_script(models, Handler(), runner=runner)
+        assert used.ok and used.output == {"a": 3}
+        assert runner.warm_models
+        after = await run_script(plain, Handler(), runner=runner)
+        assert after.ok and after.output["models_warm"] is True  # paid by the boot, not on the run's path
+        for _ in range(MODELS_MEMORY):
+            runner.note_run(models=False)
+        assert not runner.warm_models
+        again = await run_script(plain, Handler(), runner=runner)
+        assert again.ok and again.output["models_warm"] is False
+    finally:
+        await runner.close()
 
 
 async def test_worker_starts_with_the_full_sandbox_and_refuses_process_without_the_opt_out() -> None:

@@ -1,12 +1,13 @@
 """The sandboxed child: load one script from its bundle and call its entry point.
 
-Started as `python -I -S -B -c <boot> <fd> <filter> <nice> <import paths...>` (see sandbox.py), with
+Started as `python -I -S -B -c <boot> <fd> <filter> <nice> <models 0|1> <import paths...>` (see sandbox.py), with
 the RPC socket on <fd>; child_boot.py lowers its CPU priority and imports this module. Its first act
 is to load its own seccomp filter (<filter>, base64: the denylist plus execve/execveat, stacked on
 bwrap's), so nothing after the interpreter's start can create or replace a process. It then imports
-the SDK (and pydantic, for generated models) and sends a `ready` frame (the host hands out only a
-warm child that said so), then waits for its init frame, so a pre-started "warm" child answers a
-run in a few milliseconds.
+the SDK (and pydantic, when the host asks: its recent runs imported it) and sends a `ready` frame
+(the host hands out only a warm child that said so), then waits for its init frame, so a pre-started
+"warm" child answers a run in a few milliseconds. Its `done` frame says whether the run imported
+pydantic, which decides whether the host's next boots preload it.
 After the init frame it applies the limits, writes the bundle sent by the host under its private
 /tmp, installs the import guard and calls the script's entry point. No bytecode is written.
 Before its `done` frame it flushes stdout/stderr and writes the run's end mark on both, so the
@@ -73,12 +74,16 @@ def _install_import_guard() -> None:
             )
             if not allowed:
                 raise ScriptImportError(contract.forbidden_import(name, names))
+            if top == "pydantic":
+                _used["pydantic"] = True
         return real_import(name, globals, locals, fromlist, level)
 
     builtins.__import__ = guarded
 
 
 _bundle_modules: set[str] = set()
+# what the run used that a warm boot can preload, told to the host in `done` so that its next boots do (or don't)
+_used: dict[str, bool] = {"pydantic": False}
 
 
 def _write_bundle(files: dict[str, str], target: str) -> str:
@@ -236,11 +241,14 @@ def _apply_limits(limits: dict[str, int]) -> None:
             pass
 
 
-def _warm_imports() -> None:
-    """What every run needs, imported before the init frame arrives (that is what makes a child warm)."""
+def _warm_imports(models: bool) -> None:
+    """What every run needs, imported before the init frame arrives (that is what makes a child warm), and
+    what generated models need when the host says the recent runs used them."""
     import orchestrator.sdk  # noqa: F401
     from orchestrator.sdk import channel  # noqa: F401
 
+    if not models:
+        return
     try:
         _warm_models()
     except Exception:  # a warm-up only: the script's own import reports any real problem
@@ -250,7 +258,8 @@ def _warm_imports() -> None:
 def _warm_models() -> None:
     """What a generated models.py needs, paid here instead of on the run's path: `from pydantic import
     BaseModel, ConfigDict, Field` (~90 ms of CPU on a small VM) and the first model class, which builds
-    pydantic's schema machinery (~40 ms; later classes cost ~1 ms). Nearly every real script imports models."""
+    pydantic's schema machinery (~40 ms; later classes cost ~1 ms). Nearly every real script imports models;
+    a boot for a script that does not would spend that CPU beside the runs in flight for nothing."""
     from pydantic import BaseModel, ConfigDict, Field
 
     class _Warm(BaseModel):
@@ -288,7 +297,7 @@ async def main(fd: int) -> int:
         _install_import_guard()
         outcome = await _run(init, channel, bundle_dir)
     try:
-        encoded = wire.encode({"method": "done", "params": outcome})
+        encoded = wire.encode({"method": "done", "params": {**outcome, "used": _used}})
     except (TypeError, ValueError, wire.FrameError) as exc:
         encoded = wire.encode({"method": "done", "params": {"ok": False, "error": {
             "type": "OutputError", "message": f"the script's result cannot be sent: {exc}", "traceback": ""}}})
@@ -385,10 +394,10 @@ def probe(child_filter: str) -> None:
         print("ok", flush=True)
 
 
-def entry(fd: int = RPC_FD, child_filter: str = "-") -> None:
+def entry(fd: int = RPC_FD, child_filter: str = "-", models: bool = False) -> None:
     _load_filter(child_filter)
     faulthandler.enable()  # a crash (SIGSEGV, SIGBUS...) leaves the Python traceback in the job's logs
-    _warm_imports()
+    _warm_imports(models)
     sys.exit(asyncio.run(main(fd)))
 
 

@@ -48,7 +48,7 @@ def import_child() -> types.ModuleType:
     return child
 
 
-def start(fd: int, child_filter: str, nice: int) -> None:
+def start(fd: int, child_filter: str, nice: int, models: bool = False) -> None:
     lower_priority(nice)
     child = import_child()
-    child.entry(fd, child_filter)
+    child.entry(fd, child_filter, models)

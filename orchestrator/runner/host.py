@@ -13,6 +13,7 @@ process group is killed, and `Runner.close()` waits for every teardown.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import os
 import signal
@@ -51,6 +52,8 @@ READY_TIMEOUT_S = 30.0  # a warm child that has not said `ready` by then is disc
 # trivial run_script 10.6-15.6 ms with the replacement starting during the run, 5.2-7.3 ms after it.
 REFILL_DELAY_S = 0.05
 END_MARK_WAIT_S = 2.0  # after `done`, how long the host waits for the end marks on stdout/stderr
+# warm children import pydantic while any of the last this many runs (that reached `done`) imported it
+MODELS_MEMORY = 16
 
 
 class RpcHandler(Protocol):
@@ -189,11 +192,12 @@ LOCAL = SandboxConfig(allow_unsandboxed=True)
 class Runner:
     """Starts children for the isolation tier that works here, keeping `warm` of them pre-started.
 
-    A warm child has already paid for the interpreter start and the SDK/pydantic imports, loaded
-    its seccomp filter and said `ready`; it sits blocked on its init frame and its bundle arrives
-    in that frame. Only ready children enter the pool, so `acquire` never hands out one still
-    booting; a child that died while idle is discarded. Each child serves one run and is then
-    torn down in the background (`retire`); `close()` waits for every teardown. One runner per worker.
+    A warm child has already paid for the interpreter start and the SDK imports (and pydantic's while
+    recent runs used it: `note_run`), loaded its seccomp filter and said `ready`; it sits blocked on
+    its init frame and its bundle arrives in that frame. Only ready children enter the pool, so
+    `acquire` never hands out one still booting; a child that died while idle is discarded. Each child
+    serves one run and is then torn down in the background (`retire`); `close()` waits for every
+    teardown. One runner per worker.
     """
 
     def __init__(self, sandbox: Sandbox, *, warm: int = 0) -> None:
@@ -207,6 +211,7 @@ class Runner:
         self._teardowns: set[asyncio.Task[None]] = set()
         self._pool_grew = asyncio.Event()
         self._bundles: dict[Path, dict[str, str]] = {}
+        self._used_models: collections.deque[bool] = collections.deque(maxlen=MODELS_MEMORY)
         self._closed = False
 
     @classmethod
@@ -219,6 +224,17 @@ class Runner:
                                          or tier == "process")
         return cls(await asyncio.to_thread(detect, config), warm=warm)
 
+    def note_run(self, *, models: bool) -> None:
+        """A run said in `done` whether its script imported pydantic (generated models do). The child's word
+        is untrusted but decides only whether later boots preload pydantic: a trivial script's boot no longer
+        spends ~130 ms of CPU beside the runs in flight on a warm-up it does not use, and a workload that
+        uses models gets it preloaded once the children already in the pool have served."""
+        self._used_models.append(models)
+
+    @property
+    def warm_models(self) -> bool:
+        return any(self._used_models)
+
     async def spawn(self, limits: Limits) -> Child:
         host_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cgroup = PidsCgroup.create(PIDS_MAX) if self.sandbox.pids_cgroup else None
@@ -227,7 +243,8 @@ class Runner:
             seccomp_fd = seccomp_pipe(self.sandbox.bpf)
         fds = (child_sock.fileno(),) + ((seccomp_fd,) if seccomp_fd is not None else ())
         try:
-            cmd = self.sandbox.command(child_sock.fileno(), limits.sandbox(), seccomp_fd=seccomp_fd, cgroup=cgroup)
+            cmd = self.sandbox.command(child_sock.fileno(), limits.sandbox(), seccomp_fd=seccomp_fd, cgroup=cgroup,
+                                       models=self.warm_models)
             proc = await asyncio.create_subprocess_exec(
                 *cmd, pass_fds=fds, env=child_env(), cwd="/", stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
@@ -588,6 +605,8 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
                 return RunOutcome(False, error={"type": "ProtocolError", "message": "params must be an object"})
             if method == "done":
                 done_at.append(time.monotonic())
+                used = params.get("used")
+                runner.note_run(models=isinstance(used, dict) and used.get("pydantic") is True)
                 if calls:
                     await asyncio.gather(*calls, return_exceptions=True)
                 finished = True

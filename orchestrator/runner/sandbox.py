@@ -64,11 +64,11 @@ CHILD_PACKAGES = (*sorted(contract.MODELS_MAY_IMPORT), "orjson")
 CHILD_FILES = ("orchestrator/__init__.py", "orchestrator/runner/__init__.py", "orchestrator/runner/child.py",
                "orchestrator/runner/child_boot.py", "orchestrator/runner/seccomp_child.py")
 CHILD_DIRS = ("orchestrator/sdk",)
-# argv: <rpc fd> <child seccomp filter, base64, or "-"> <nice> <import paths...>
-PROBE = ("import sys; sys.path[:0] = sys.argv[4:]; from orchestrator.runner.child import probe; "
+# argv: <rpc fd> <child seccomp filter, base64, or "-"> <nice> <warm models: 0|1> <import paths...>
+PROBE = ("import sys; sys.path[:0] = sys.argv[5:]; from orchestrator.runner.child import probe; "
          "probe(sys.argv[2])")
-BOOT = ("import sys; sys.path[:0] = sys.argv[4:]; from orchestrator.runner.child_boot import start; "
-        "start(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))")
+BOOT = ("import sys; sys.path[:0] = sys.argv[5:]; from orchestrator.runner.child_boot import start; "
+        "start(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == '1')")
 # what the child's own filter adds to bwrap's: no program replaces the interpreter once it runs
 EXEC_SYSCALLS = ("execve", "execveat")
 
@@ -404,7 +404,7 @@ class Sandbox:
                 "shm_size_mb": self.config.shm_size_mb, "child_nice": self.config.child_nice}
 
     def command(self, fd: int, limits: SandboxLimits, *, seccomp_fd: int | None,
-                cgroup: PidsCgroup | None) -> list[str]:
+                cgroup: PidsCgroup | None, models: bool = False) -> list[str]:
         """sh (joins the cgroup) -> prlimit (rlimits) -> [bwrap] -> python child (loads its filter first)."""
         prefix, sites = _python_paths()
         python = str(Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}")
@@ -432,7 +432,7 @@ class Sandbox:
         child_filter = base64.b64encode(child_bpf).decode() if child_bpf else "-"
         # -B: no bytecode is ever written (-I ignores PYTHONDONTWRITEBYTECODE)
         return [*cmd, python, "-I", "-S", "-B", "-c", BOOT, str(fd), child_filter, str(self.config.child_nice),
-                *paths]
+                "1" if models else "0", *paths]
 
     def _bwrap_args(self, prefix: Path, sites: tuple[Path, ...], seccomp_fd: int | None) -> list[str]:
         bwrap = shutil.which("bwrap") or "bwrap"
