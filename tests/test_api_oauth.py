@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -88,6 +89,21 @@ async def test_oauth_errors_and_who_may_start_a_flow(stack: Stack) -> None:
         async with browser.get(base + "?connection_id=c1", allow_redirects=False,
                                headers={"Authorization": f"Bearer {key}"}) as resp:
             assert resp.status == 302
+        # an end user holding a session that fixes no id cannot name one (it would overwrite another user's
+        # connection): the flow creates a connection with a generated id and leaves the other one as it was
+        victim = (await api.get_connection("github", "conn-1"))["credentials"]
+        open_session = (await api.create_connect_session(allowed_integrations=["github"]))["token"]
+        async with browser.get(f"{base}?connection_id=conn-1&connect_session_token={open_session}",
+                               allow_redirects=False) as resp:
+            assert resp.status == 403 and (await resp.json())["error"]["code"] == "connection_id_not_allowed"
+        async with browser.get(f"{base}?connect_session_token={open_session}", allow_redirects=False) as resp:
+            to_provider = resp.headers["Location"]
+        async with browser.get(to_provider, allow_redirects=False) as resp:
+            callback = resp.headers["Location"]
+        async with browser.get(callback) as resp:
+            made = await resp.json()
+        assert made["success"] and made["created"] and str(uuid.UUID(made["connection_id"])) == made["connection_id"]
+        assert (await api.get_connection("github", "conn-1"))["credentials"] == victim
         session = await api.create_connect_session(allowed_integrations=["github"], connection_id="fixed",
                                                    return_url="https://app.example/done?x=1")
         token = session["token"]

@@ -7,10 +7,13 @@ random, stored hashed, valid 30 minutes by default and limited to the integratio
 the connection id) the backend allowed. A server-side caller may instead send its secret key as
 `Authorization: Bearer` to `/oauth/connect/...` directly.
 
-1. `GET /oauth/connect/{integration}?connection_id=...&connect_session_token=...` stores a
+1. `GET /oauth/connect/{integration}?connect_session_token=...` (or `?connection_id=...` with the
+   secret key) stores a
    one-time `state` (random, 10 minutes) and redirects (302) to the provider's authorization URL
    (the integration's `oauth_authorization_url` override, else the provider catalog's) with
-   `client_id`, `redirect_uri` (= `{PUBLIC_URL}/oauth/callback`), `scope`, `state`.
+   `client_id`, `redirect_uri` (= `{PUBLIC_URL}/oauth/callback`), `scope`, `state`. Under a session
+   token the connection id is the session's, or a generated uuid (as Nango does): the end user who
+   holds the token never names one, so it cannot overwrite another user's connection.
 2. `GET /oauth/callback?code=...&state=...` consumes the state, exchanges the code at the token
    URL with the integration's client id and secret (sealed at rest), and saves the connection
    through the same code path as `POST /connections` (validate-connection, schedules,
@@ -28,6 +31,7 @@ import hashlib
 import html
 import re
 import secrets
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -150,11 +154,18 @@ async def connect(request: web.Request) -> web.Response:
     allowed = session.get("allowed_integrations")
     if allowed is not None and key not in allowed:
         raise_error(403, "integration_not_allowed", f"this connect session does not allow integration '{key}'")
-    connection_id = session.get("connection_id") or request.query.get("connection_id", "").strip()
     asked = request.query.get("connection_id", "").strip()
+    connection_id = session.get("connection_id") or asked
     if session.get("connection_id") and asked and asked != session["connection_id"]:
         raise_error(403, "connection_id_not_allowed",
                     f"this connect session is for connection '{session['connection_id']}'")
+    if session and not session.get("connection_id"):
+        # the end user holding the token must not name an id: that would overwrite another user's connection
+        if asked:
+            raise_error(403, "connection_id_not_allowed",
+                        "this connect session creates a new connection with a generated id; to connect a given "
+                        "connection id, set connection_id in POST /connect/sessions")
+        connection_id = str(uuid.uuid4())
     if not connection_id:
         raise_error(400, "missing_connection_id", "connection_id is required")
     if len(connection_id) > 255 or not re.fullmatch(CONNECTION_ID_PATTERN, connection_id):

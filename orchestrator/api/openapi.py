@@ -197,7 +197,9 @@ OPERATIONS: tuple[Op, ...] = (
        "oauth", body=ConnectSessionBody, response=ConnectSessionResponse, status=201),
     Op("GET", "/oauth/connect/{integration}", "Start the OAuth2 flow: redirects to the provider", "oauth",
        public=True, status=302, errors=(400, 401, 403, 404), params=(
-           Param("integration", "path"), Param("connection_id", "query"),
+           Param("integration", "path"),
+           Param("connection_id", "query", description="with the secret key only; under a session token the id "
+                                                       "is the session's or a generated uuid"),
            Param("connect_session_token", "query", description="from POST /connect/sessions (or send the secret "
                                                                "key as a Bearer token)"))),
     Op("GET", "/oauth/callback", "The provider's redirect: exchanges the code and creates the connection", "oauth",
