@@ -21,12 +21,14 @@ from tests.conftest import EXAMPLES, GithubSetup, Stack, eventually, setup_githu
 PAGES = 20
 PER_PAGE = 50
 
-# A slow, resumable sync: one page per checkpoint, deterministic ids.
+# A slow, resumable sync: one page per checkpoint, deterministic ids. Its pause per page is the connection's
+# `pause` metadata (read once per attempt): a test slows only the attempt it interrupts (see `set_pause`).
 SLOW_SYNC = f'''
 import asyncio
 
 
 async def fetch_data(nango):
+    pause = (await nango.get_metadata()).get("pause", 0.25)
     start = ((await nango.get_checkpoint()) or {{}}).get("page", 0)
     for page in range(start, {PAGES}):
         batch = [{{"id": f"r{{page}}-{{i}}", "number": page * {PER_PAGE} + i, "title": "t", "body": None,
@@ -34,7 +36,7 @@ async def fetch_data(nango):
                   "updated_at": "u", "closed_at": None}} for i in range({PER_PAGE})]
         await nango.batch_save(batch, "GithubIssue")
         await nango.save_checkpoint({{"page": page + 1}})
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(pause)
 
 
 async def on_webhook(nango, payload):
@@ -64,7 +66,8 @@ class WorkerProcess:
                     "ENCRYPTION_KEY": s.encryption_key.get_secret_value(), "TASK_QUEUE_PREFIX": prefix,
                     "RUNNER_HEARTBEAT_TIMEOUT_S": "4", "BUNDLE_CACHE_DIR": str(tmp / f"cache-{uuid.uuid4().hex[:6]}"),
                     "WORKER_HEALTH_PORT": "0", "WORKER_TASK_QUEUES": "syncs", "LOG_FORMAT": "json",
-                    "EGRESS_ALLOW": s.egress_allow, **env}
+                    # one sync at a time: one warm child, not the four a start would wait for
+                    "RUNNER_WARM_CHILDREN": "1", "EGRESS_ALLOW": s.egress_allow, **env}
         self.log = tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -101,6 +104,12 @@ async def _start_run(stack: Stack, gh: GithubSetup, prefix: str) -> WorkflowHand
         id=f"fault-{uuid.uuid4().hex[:8]}", task_queue=f"{prefix}syncs")
 
 
+async def set_pause(stack: Stack, gh: GithubSetup, seconds: float, connection_id: str | None = None) -> None:
+    """The slow sync's pause per page from its next attempt on: 0 once the wait has done its job."""
+    async with stack.api(gh.key) as api:
+        await api.update_metadata("github", connection_id or gh.connection_id, {"pause": seconds})
+
+
 async def _saved(stack: Stack, gh: GithubSetup) -> tuple[int, int]:
     """(records stored, records the job counted as added)."""
     async with stack.pool.acquire() as conn:
@@ -130,6 +139,7 @@ async def test_worker_killed_mid_sync_is_replaced_without_lost_or_duplicate_reco
     await first.kill()
     partial, _ = await _saved(stack, gh)
     assert partial < PAGES * PER_PAGE
+    await set_pause(stack, gh, 0)  # the retry need not be slow
     second = WorkerProcess(stack, prefix, tmp_path)
     await second.start()
     try:
@@ -165,6 +175,7 @@ async def test_postgres_restarted_mid_run_the_run_resumes(stack: Stack, pg_serve
 async def test_bundle_store_unreachable_retries_then_completes(stack: Stack, tmp_path: Path) -> None:
     gh = await setup_github(stack, issues=3)
     folder_gh = await setup_github(stack, folder=slow_folder(tmp_path, auto_start=False))
+    await set_pause(stack, folder_gh, 0)  # nothing here needs a slow run
     prefix = f"b{uuid.uuid4().hex[:6]}-"
     broken = WorkerProcess(stack, prefix, tmp_path, MINIO_ENDPOINT="127.0.0.1:9")
     await broken.start()

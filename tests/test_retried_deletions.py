@@ -201,6 +201,7 @@ PAGE = 100
 
 # A full sync of the repository, one page at a time, slow enough to be killed mid-run. With CHECKPOINTS it
 # saves a checkpoint after each page, a pause after the page's save, so a kill can land between the two.
+# The pause is the connection's `pause` metadata (read once per attempt): only the attempt killed waits.
 FULL_SYNC = '''
 import asyncio
 
@@ -215,7 +216,8 @@ def to_issue(raw):
 
 
 async def fetch_data(nango):
-    repo = (await nango.get_metadata())["repo"]
+    metadata = await nango.get_metadata()
+    repo, pause = metadata["repo"], metadata.get("pause", 0.3)
     page = ((await nango.get_checkpoint()) or {{}}).get("page", 1) if CHECKPOINTS else 1
     while True:
         resp = await nango.get(f"/repos/{{repo}}/issues", params={{"state": "all", "sort": "created",
@@ -223,7 +225,7 @@ async def fetch_data(nango):
         if not resp.data:
             return
         await nango.batch_save([to_issue(raw) for raw in resp.data], "GithubIssue")
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(pause)
         page += 1
         if CHECKPOINTS:
             await nango.save_checkpoint({{"page": page}})
@@ -291,7 +293,7 @@ async def _seen_attempt(stack: Any, job: int) -> int:
 
 async def test_worker_killed_then_records_deleted_upstream_the_retry_deletes_them(
         stack: Any, tmp_path: Any) -> None:
-    from tests.test_faults import WorkerProcess
+    from tests.test_faults import WorkerProcess, set_pause
 
     gh = await setup_github(stack, issues=ISSUES, folder=full_sync_folder(tmp_path, checkpoints=False))
     prefix = f"rd{uuid.uuid4().hex[:6]}-"
@@ -299,6 +301,7 @@ async def test_worker_killed_then_records_deleted_upstream_the_retry_deletes_the
     await first.start()
     second: WorkerProcess | None = None
     try:
+        await set_pause(stack, gh, 0)
         handle, _ = await _run_job(stack, gh, prefix)  # the baseline: every issue live
         assert (await asyncio.wait_for(handle.result(), 90))["status"] == "success"
         baseline = _provider(stack, gh)
@@ -312,6 +315,7 @@ async def test_worker_killed_then_records_deleted_upstream_the_retry_deletes_the
         for _ in range(25):
             stack.demo.add_issue(gh.repo, title="new")
 
+        await set_pause(stack, gh, 0.3)  # slow enough to be killed mid-run
         handle, job = await _run_job(stack, gh, prefix)
 
         async def saved_some() -> None:
@@ -329,6 +333,7 @@ async def test_worker_killed_then_records_deleted_upstream_the_retry_deletes_the
         assert gone_ids <= dead_saw
         for n in gone:
             stack.demo.delete_issue(gh.repo, n)
+        await set_pause(stack, gh, 0)  # the retry need not be slow
         second = WorkerProcess(stack, prefix, tmp_path)
         await second.start()
         summary = await asyncio.wait_for(handle.result(), 120)
@@ -349,7 +354,7 @@ async def test_worker_killed_then_records_deleted_upstream_the_retry_deletes_the
 
 async def test_worker_killed_after_a_checkpoint_the_resumed_retry_keeps_what_it_covers(
         stack: Any, tmp_path: Any) -> None:
-    from tests.test_faults import WorkerProcess
+    from tests.test_faults import WorkerProcess, set_pause
 
     gh = await setup_github(stack, issues=ISSUES, folder=full_sync_folder(tmp_path, checkpoints=True))
     prefix = f"rc{uuid.uuid4().hex[:6]}-"
@@ -357,12 +362,14 @@ async def test_worker_killed_after_a_checkpoint_the_resumed_retry_keeps_what_it_
     await first.start()
     second: WorkerProcess | None = None
     try:
+        await set_pause(stack, gh, 0)
         handle, _ = await _run_job(stack, gh, prefix)
         assert (await asyncio.wait_for(handle.result(), 90))["status"] == "success"
         baseline = _provider(stack, gh)
         for n in range(1, 11):  # edited before the run: the dead attempt saves them (covered by a checkpoint)
             stack.demo.update_issue(gh.repo, n, title=f"Edited {n}")
 
+        await set_pause(stack, gh, 0.3)  # a window between each page's save and its checkpoint
         handle, job = await _run_job(stack, gh, prefix)
 
         async def between_save_and_checkpoint() -> int:
@@ -384,6 +391,7 @@ async def test_worker_killed_after_a_checkpoint_the_resumed_retry_keeps_what_it_
         gone = list(range((page - 1) * PAGE + 1, (page - 1) * PAGE + 21))
         for n in gone:
             stack.demo.delete_issue(gh.repo, n)
+        await set_pause(stack, gh, 0)  # the retry need not be slow
         second = WorkerProcess(stack, prefix, tmp_path)
         await second.start()
         summary = await asyncio.wait_for(handle.result(), 120)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from orchestrator.runs.attempts import Attempt, cause, retry_line
 from tests.conftest import Stack, setup_github
-from tests.test_faults import PAGES, PER_PAGE, WorkerProcess, _at_least, _saved, _start_run, slow_folder
+from tests.test_faults import PAGES, PER_PAGE, WorkerProcess, _at_least, _saved, _start_run, set_pause, slow_folder
 
 
 def test_cause_names_what_failed() -> None:
@@ -44,6 +44,7 @@ async def test_a_killed_worker_s_run_counts_two_attempts_and_says_why_in_its_log
     await first.kill()
     async with stack.pool.acquire() as conn:
         killed_at = await conn.fetchval("SELECT clock_timestamp()")
+    await set_pause(stack, gh, 0)  # the retry need not be slow
     second = WorkerProcess(stack, prefix, tmp_path)
     await second.start()
     try:

@@ -14,7 +14,7 @@ from orchestrator.devstack.processes import free_port, wait_for_port
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.temporal import names, schedules
 from tests.conftest import Stack, eventually, setup_github
-from tests.test_faults import PAGES, PER_PAGE, WorkerProcess, _start_run, slow_folder
+from tests.test_faults import PAGES, PER_PAGE, WorkerProcess, _start_run, set_pause, slow_folder
 
 
 async def _api_process(stack: Stack, tmp: Path, prefix: str) -> tuple[asyncio.subprocess.Process, str]:
@@ -48,7 +48,7 @@ async def test_two_workers_two_apis_every_run_once_and_a_killed_worker_is_replac
             async with NangoClient(url, key) as api:
                 await api.create_connection("github", f"scale-{i}", {"type": "OAUTH2", "access_token": "demo-token"},
                                             connection_config={"base_url": stack.provider_url},
-                                            metadata={"repo": gh.repo})
+                                            metadata={"repo": gh.repo, "pause": 0})  # nothing killed: no wait
         sids = [names.sync_schedule_id(env, "github", f"scale-{i}", "issues") for i in range(2)]
         for sid in sids:
             assert await schedules.describe(stack.client, sid) is not None
@@ -74,6 +74,7 @@ async def test_two_workers_two_apis_every_run_once_and_a_killed_worker_is_replac
         identity = desc.raw_description.pending_activities[0].last_worker_identity
         victim = next(w for w in workers if w.proc and identity.startswith(f"{w.proc.pid}@"))
         await victim.kill()
+        await set_pause(stack, gh, 0)  # the retry need not be slow
         summary = await asyncio.wait_for(handle.result(), 90)
         assert summary["status"] == "success"
         async with stack.pool.acquire() as conn:
