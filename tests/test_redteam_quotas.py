@@ -31,6 +31,17 @@ from tests import redteam
 from tests.conftest import EXAMPLES, GithubSetup, Stack, eventually, setup_github, wait_for_job
 
 ON_WEBHOOK = "\n\nasync def on_webhook(nango, payload):\n    pass\n"
+# A slow script holds its slot until the test releases it by adding the repository `<repo>-go` to the demo
+# provider (which the script polls; 30 s at most, so a failed test leaves no run holding the shared worker):
+# the hold proves what a fixed sleep did, and ends once the point is made.
+HELD = ("    repo = (await nango.get_metadata())['repo']\n"
+        "    for _ in range(120):\n"
+        "        try:\n"
+        "            if (await nango.get(f'/repos/{repo}-go')).status == 200:\n"
+        "                break\n"
+        "        except HttpError:\n"
+        "            pass\n"
+        "        await asyncio.sleep(0.25)\n")
 ISSUE = ("{'id': str(i), 'number': i, 'title': 't', 'body': None, 'state': 'open', 'url': 'u', 'author': None,"
          " 'labels': [], 'created_at': 'c', 'updated_at': 'u', 'closed_at': None}")
 
@@ -269,9 +280,9 @@ async def test_one_environment_cannot_hold_every_sync_slot(stack: Stack, tmp_pat
     share = environment_shares(stack.settings)["sync"]
     assert 1 <= share < stack.settings.worker_max_concurrent_syncs
     busy = await _deploy(stack, tmp_path, (
-        "import asyncio\n\nasync def fetch_data(nango):\n"
+        "import asyncio\n\nfrom orchestrator.sdk import HttpError\n\nasync def fetch_data(nango):\n"
         "    await nango.log('long sync started')\n"
-        "    await asyncio.sleep(12)\n" + ON_WEBHOOK))
+        + HELD + ON_WEBHOOK))
     async with stack.api(busy.key) as api:  # more long syncs than its share, one per connection
         for n in range(share + 1):
             await api.create_connection("github", f"more-{n}", {"type": "OAUTH2", "access_token": "demo-token"},
@@ -301,6 +312,7 @@ async def test_one_environment_cannot_hold_every_sync_slot(stack: Stack, tmp_pat
     await wait_for_job(stack, other, status="success", timeout=30)
     assert time.monotonic() - started < 30
     assert len(await running()) <= share  # never more than its share at once
+    stack.demo.add_repo(busy.repo + "-go", 0)  # release the held syncs
 
     async def all_done() -> None:
         async with stack.pool.acquire() as conn:
@@ -317,16 +329,14 @@ async def test_one_environment_cannot_hold_every_sync_slot(stack: Stack, tmp_pat
 SLOW_ACTION = """
 import asyncio
 
-from orchestrator.sdk import NangoAction
+from orchestrator.sdk import HttpError, NangoAction
 
 from ..syncs.issues import to_issue
 
 
 async def run_action(nango: NangoAction, input):
     await nango.log("slow action started")
-    await asyncio.sleep(6)
-    repo = (await nango.get_metadata())["repo"]
-    return to_issue((await nango.post(f"/repos/{repo}/issues", data={"title": input.title})).data)
+""" + HELD + """    return to_issue((await nango.post(f"/repos/{repo}/issues", data={"title": input.title})).data)
 """
 
 
@@ -358,8 +368,9 @@ async def test_actions_over_an_environments_share_hold_no_worker_slot(stack: Sta
     async with stack.api(other.key) as api:
         created = await api.trigger_action("github", "conn-1", "create-issue", {"title": "not starved"})
     assert created["title"] == "not starved"
-    assert time.monotonic() - started < 5  # before the first slow actions (6 s) could have freed a slot
+    assert time.monotonic() - started < 5  # while every slow action still held its slot
 
+    stack.demo.add_repo(busy.repo + "-go", 0)  # release the held actions
     async with stack.api(busy.key) as api:
         async def all_done() -> None:
             for action in flood:
