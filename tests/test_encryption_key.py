@@ -188,14 +188,15 @@ async def start(settings: Settings, stack: Stack) -> Processes:
 
 
 def slow_sync(tmp_path: Path) -> Path:
-    """The example integration with a sync that makes proxied requests for ~6 s before its work."""
+    """The example integration with a sync that first makes `slow_requests` (connection metadata) proxied
+    requests, 0.3 s apart: 20 (~6 s) keep the run going through a rotation; the other runs need none."""
     folder = tmp_path / "ints"
     shutil.copytree(EXAMPLES, folder)
     script = folder / "github/syncs/issues.py"
     script.write_text("import asyncio\n" + script.read_text().replace(
         "    metadata = await nango.get_metadata()\n",
         "    metadata = await nango.get_metadata()\n"
-        "    for _ in range(20):\n"
+        "    for _ in range(metadata.get('slow_requests', 0)):\n"
         "        assert (await nango.get(f\"/repos/{metadata['repo']}/issues\")).status == 200\n"
         "        await asyncio.sleep(0.3)\n", 1))
     return folder
@@ -250,6 +251,7 @@ async def test_online_rotation_keeps_credentials_readable_and_syncs_running(stac
             # Rotate while a sync runs (its proxied requests use the connection's credentials) and
             # clients read credentials.
             async with mine.api(gh.key) as api:
+                await api.update_metadata("github", gh.connection_id, {"slow_requests": 20})
                 await api.trigger_sync("github", connection_id=gh.connection_id)
 
             async def running() -> int:
@@ -282,6 +284,8 @@ async def test_online_rotation_keeps_credentials_readable_and_syncs_running(stac
                              "integrations.oauth_client_secret=1", "integrations.webhook_secret=1"):
                 assert resealed in result.output, result.output
             await wait_for_job(mine, gh, count=2)
+            async with mine.api(gh.key) as api:
+                await api.update_metadata("github", gh.connection_id, {"slow_requests": 0})
             async with pool.acquire() as conn:
                 assert await fingerprint_repo.get(conn) == key_fingerprint(base64.b64decode(new))
             assert not any((await keys.count_under_previous(pool, sealer_for(rotating))).values())
