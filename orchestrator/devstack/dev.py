@@ -82,7 +82,7 @@ async def run_dev(opts: DevOptions) -> None:
     home.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
         loop.add_signal_handler(sig, stop.set)
     keys = dev_secrets(home)
     dev_json = home / "dev.json"

@@ -81,7 +81,10 @@ class ManagedProcess:
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.argv, stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL,
-                env=self.env if self.env is not None else os.environ.copy(), user=self.user)
+                env=self.env if self.env is not None else os.environ.copy(), user=self.user,
+                # its own session: a terminal's Ctrl-C reaches only `nango dev`, which stops the servers in order
+                # (PostgreSQL last, after the worker and the API have closed their pools), not all at once
+                start_new_session=True)
         finally:
             out.close()
         log.info("process_started", name=self.name, pid=self.proc.pid)
