@@ -142,6 +142,7 @@ def build_workers(deps: RunDeps) -> list[Worker]:
 
     client, prefix = deps.temporal, deps.task_queue_prefix
     grace = timedelta(seconds=deps.settings.worker_shutdown_grace_s)
+    sticky = timedelta(seconds=deps.settings.worker_sticky_timeout_s)
     kinds = {k.strip() for k in deps.settings.worker_task_queues.split(",") if k.strip()}
     workers: list[Worker] = []
     if "syncs" in kinds:
@@ -150,7 +151,7 @@ def build_workers(deps: RunDeps) -> list[Worker]:
             activities=SyncActivities(deps).all(),
             max_concurrent_activities=deps.settings.worker_max_concurrent_syncs,
             max_concurrent_local_activities=deps.settings.worker_max_concurrent_syncs,
-            graceful_shutdown_timeout=grace))
+            graceful_shutdown_timeout=grace, sticky_queue_schedule_to_start_timeout=sticky))
     scripts = ScriptActivities(deps).all()
     per_kind = {
         "actions": (names.ACTION_QUEUE, ActionWorkflow, deps.settings.worker_max_concurrent_actions),
@@ -163,7 +164,7 @@ def build_workers(deps: RunDeps) -> list[Worker]:
                 client, task_queue=names.queue(prefix, queue), workflows=[workflow], activities=scripts,
                 # an action's run is a local activity (workflows/scripts.py): the kind's limit holds for both
                 max_concurrent_activities=limit, max_concurrent_local_activities=limit,
-                graceful_shutdown_timeout=grace))
+                graceful_shutdown_timeout=grace, sticky_queue_schedule_to_start_timeout=sticky))
     return workers
 
 

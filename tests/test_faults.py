@@ -67,7 +67,9 @@ class WorkerProcess:
                     "RUNNER_HEARTBEAT_TIMEOUT_S": "4", "BUNDLE_CACHE_DIR": str(tmp / f"cache-{uuid.uuid4().hex[:6]}"),
                     "WORKER_HEALTH_PORT": "0", "WORKER_TASK_QUEUES": "syncs", "LOG_FORMAT": "json",
                     # one sync at a time: one warm child, not the four a start would wait for
-                    "RUNNER_WARM_CHILDREN": "1", "EGRESS_ALLOW": s.egress_allow, **env}
+                    "RUNNER_WARM_CHILDREN": "1", "EGRESS_ALLOW": s.egress_allow,
+                    # a killed worker's workflows move to another after 1 s, not Temporal's 10 s
+                    "WORKER_STICKY_TIMEOUT_S": "1", **env}
         self.log = tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
         self.proc: asyncio.subprocess.Process | None = None
 

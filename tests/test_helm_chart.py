@@ -46,6 +46,7 @@ SETTINGS = {name.upper() for name in Settings.model_fields}
 LEFT_TO_DEFAULTS = {
     "BUNDLE_DIR": "the chart always uses MinIO/S3; a local directory store cannot be shared by pods",
     "RUNNER_ALLOW_UNSANDBOXED": "local development only: the chart never runs scripts without the sandbox",
+    "WORKER_STICKY_TIMEOUT_S": "Temporal's own default; the tests shorten it so a killed worker's runs go on sooner",
 }
 # Secret settings: they must never appear in the ConfigMap.
 SECRET_SETTINGS = {"DATABASE_PASSWORD", "ENCRYPTION_KEY", "ENCRYPTION_KEY_PREVIOUS", "MINIO_ACCESS_KEY",

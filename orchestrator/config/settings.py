@@ -117,6 +117,10 @@ class Settings(BaseSettings):
         "-1: no per-environment limit. A run over its environment's share gives its worker slot back and is "
         "retried later (a sync after waiting up to 5 s; an action, webhook or event script at once).")
     worker_shutdown_grace_s: int = Field(30, description="On SIGTERM, how long running scripts may finish first.")
+    worker_sticky_timeout_s: float = Field(
+        10.0, gt=0, description="How long a workflow's next task waits for the worker that ran its last one (which "
+        "holds the workflow in its cache) before any worker takes it: after a worker is lost, its runs' next steps "
+        "wait this long. Temporal's default.")
     reconcile_interval_s: int = Field(300, description="How often the API repairs schedules and stuck webhooks "
                                                         "(0 disables).")
     reconcile_concurrency: int = Field(
