@@ -150,11 +150,11 @@ async def _raise_connection_lost(entries: list[Any]) -> None:
 
 async def test_a_stalled_frame_is_a_frame_error_within_its_deadline() -> None:
     reader = asyncio.StreamReader()
-    reader.feed_data(struct.pack(">I", 16 * 1024 * 1024) + b"{\"method\"")  # 16 MiB announced, 9 bytes sent
+    reader.feed_data(struct.pack(">I", 4 * 1024 * 1024) + b"{\"method\"")  # 4 MiB announced, 9 bytes sent
     started = time.monotonic()
     with pytest.raises(wire.FrameError, match="did not complete within"):
         await wire.read_frame(reader, body_timeout_s=0.2)
-    assert 0.2 <= time.monotonic() - started < 0.2 + 16 / 4 + 1  # the base plus 1 s per 4 MiB announced
+    assert 0.2 <= time.monotonic() - started < 0.2 + 4 / 4 + 1  # the base plus 1 s per 4 MiB announced
     half_header = asyncio.StreamReader()
     half_header.feed_data(b"\x00\x00")
     with pytest.raises(wire.FrameError, match="frame header did not complete"):
@@ -280,16 +280,16 @@ async def test_a_forged_frame_that_never_completes_ends_the_run_quickly(stack: S
         "import asyncio, struct\n\n"
         "async def fetch_data(nango):\n"
         "    await nango.log('about to forge')\n"
-        "    nango._channel._writer.write(struct.pack('>I', 16 * 1024 * 1024) + b'{\"method\": \"log\"')\n"
+        "    nango._channel._writer.write(struct.pack('>I', 4 * 1024 * 1024) + b'{\"method\": \"log\"')\n"
         "    await nango._channel.drain()\n"
         "    await asyncio.sleep(3600)\n"))
     started = time.monotonic()
     jobs = await wait_for_job(stack, gh, status="failed", timeout=90)
     elapsed = time.monotonic() - started
-    limit = wire.frame_deadline(16 * 1024 * 1024, stack.settings.runner_frame_timeout_s)
+    limit = wire.frame_deadline(4 * 1024 * 1024, stack.settings.runner_frame_timeout_s)
     assert elapsed < limit + 30, elapsed  # not the sync's time limit
     error = jobs[0]["error"]
-    assert "ProtocolError" in error and "16777216 bytes did not complete" in error, error
+    assert "ProtocolError" in error and "4194304 bytes did not complete" in error, error
     assert "RUNNER_FRAME_TIMEOUT_S" in error
     assert [e["message"] for e in await _logs(stack, jobs[0]["id"])] == ["about to forge"]
     await assert_no_secret(stack, gh.env)
