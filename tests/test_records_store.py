@@ -214,17 +214,23 @@ async def stored_state(pool: asyncpg.Pool, scope: records.Scope) -> list[tuple[A
     return [tuple(r.values()) for r in found]
 
 
-async def test_a_mostly_changed_batch_is_upserted_directly_with_the_same_outcome(
-        pool: asyncpg.Pool, new_scope: ScopeFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A batch whose sample is mostly changed skips the lookup (`_save_direct`); rows, counts, cursor order, the
-    bodies and what a retried job recounts are the same as through the lookup path."""
-    direct = []
+def spy_direct(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each batch that takes the direct path (`_save_direct`), as it is taken."""
+    direct: list[int] = []
     save_direct = records._save_direct
 
     async def spy(*args: Any, **kw: Any) -> None:
         direct.append(len(args[3].items))
         await save_direct(*args, **kw)
     monkeypatch.setattr(records, "_save_direct", spy)
+    return direct
+
+
+async def test_a_mostly_changed_batch_is_upserted_directly_with_the_same_outcome(
+        pool: asyncpg.Pool, new_scope: ScopeFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch whose sample is mostly changed skips the lookup (`_save_direct`); rows, counts, cursor order, the
+    bodies and what a retried job recounts are the same as through the lookup path."""
+    direct = spy_direct(monkeypatch)
 
     first = [issue(i, v=0) for i in range(200)]
     # 150 changed, 20 unchanged, 20 new, 10 revived (deleted in between), in a shuffled order
@@ -267,6 +273,31 @@ async def test_a_bad_record_in_a_directly_upserted_batch_writes_nothing(
             await records.batch_save(conn, scope, [batch[2500], *batch[:2500]])
         assert await stored_state(pool, scope) == before
         assert (await records.batch_save(conn, scope, batch[:2500])).updated == 2500
+
+
+async def test_directly_upserted_batches_in_one_transaction_keep_only_what_succeeded(
+        pool: asyncpg.Pool, new_scope: ScopeFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The direct path stages its chunks in a session table: a batch that fails after some chunks were written
+    leaves nothing staged for the next one, inside the caller's transaction as across transactions."""
+    direct = spy_direct(monkeypatch)
+    scope = await new_scope()
+    async with pool.acquire() as conn:
+        await records.batch_save(conn, scope, [issue(i) for i in range(2500)])
+        bad = [issue(i, v=1) for i in range(2500)]
+        bad[2200]["when"] = {1, 2}  # the third chunk: two were staged and written before it fails
+        async with conn.transaction():
+            first = await records.batch_save(conn, scope, [issue(i, v=2) for i in range(1000, 2500)])
+            with pytest.raises(RecordError, match="record #2200"):
+                await records.batch_save(conn, scope, bad)
+            second = await records.batch_save(conn, scope, [issue(i, v=3) for i in range(2000)])
+        third = await records.batch_save(conn, scope, [issue(i, v=4) for i in range(1500, 2600)])
+    assert direct == [1500, 2500, 2000, 1100]
+    assert (first.updated, second.updated, third.updated, third.added) == (1500, 2000, 1000, 100)
+    stored = await rows(pool, scope)
+    assert len(stored) == 2600
+    assert {r["data"]["v"] for i, r in stored.items() if int(i) < 1500} == {3}
+    assert {r["data"]["v"] for i, r in stored.items() if 1500 <= int(i) < 2600} == {4}
+    assert [r["id"] for r in await read_all(pool, scope, limit=1000)][-1100:] == [str(i) for i in range(1500, 2600)]
 
 
 async def test_a_big_first_batch_into_an_empty_scope_then_a_mostly_new_one(
