@@ -119,7 +119,7 @@ async def copy_baseline(pool: asyncpg.Pool, data: list[list[dict[str, Any]]],
         # jsonb's binary wire format is a version byte and the JSON text; the pool's codec is text-only.
         encoder = (lambda v: b"\x01" + v) if encoded else (lambda v: b"\x01" + orjson.dumps(v))
         await conn.set_type_codec("jsonb", encoder=encoder, decoder=lambda b: b, schema="pg_catalog", format="binary")
-        await conn.execute(f"CREATE TABLE {table} (external_id text, data jsonb)")
+        await conn.execute(f"CREATE TABLE {table} (external_id text, data jsonb) WITH (autovacuum_enabled = off)")
         await conn.execute("CHECKPOINT")
         start = time.perf_counter()
         for k, batch in enumerate(data):
