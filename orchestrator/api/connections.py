@@ -46,10 +46,17 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("true", "1", "yes")
 
 
+def errors(c: Connection) -> list[dict[str, Any]]:
+    """Nango's `errors` entry for a connection whose token refresh was refused (`log_id`: the refusal's id)."""
+    e = c.refresh_error
+    return [{"type": "auth", "log_id": e.get("id", ""), "message": e.get("message", ""),
+             "failed_at": e.get("at")}] if e else []
+
+
 def summary(c: Connection) -> dict[str, Any]:
     return {"id": c.id, "connection_id": c.connection_id, "provider_config_key": c.integration_key,
             "provider": c.provider, "created": c.created_at.isoformat(), "metadata": c.metadata or None,
-            "errors": [], "end_user": None, "tags": {}}
+            "errors": errors(c), "end_user": None, "tags": {}}
 
 
 def public_credentials(creds: Credentials, *, include_refresh_token: bool) -> dict[str, Any]:
@@ -65,7 +72,7 @@ def full(c: Connection, *, include_refresh_token: bool = True) -> dict[str, Any]
     return {"id": c.id, "connection_id": c.connection_id, "provider_config_key": c.integration_key,
             "provider": c.provider, "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat(),
             "last_fetched_at": datetime.now(UTC).isoformat(), "connection_config": c.connection_config,
-            "webhook_url_override": None, "metadata": c.metadata or None, "errors": [], "end_user": None,
+            "webhook_url_override": None, "metadata": c.metadata or None, "errors": errors(c), "end_user": None,
             "tags": {}, "credentials": public_credentials(c.credentials, include_refresh_token=include_refresh_token)}
 
 

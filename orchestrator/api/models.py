@@ -61,8 +61,11 @@ class IntegrationEnvelope(BaseModel):
 
 
 class ConnectionErrorOut(BaseModel):
+    """Nango's `{type, log_id}`; for `auth` (a refused token refresh) also what the provider said and when."""
     type: str
     log_id: str
+    message: str | None = None
+    failed_at: datetime | None = None
 
 
 class ConnectionSummary(BaseModel):

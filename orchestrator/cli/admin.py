@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from orchestrator.platform import Platform
     from orchestrator.store.types import Environment
 
-admin_app = typer.Typer(help="Operate a running platform: syncs, environments, keys.", no_args_is_help=True)
+admin_app = typer.Typer(help="Operate a running platform: syncs, connections, environments, keys.",
+                        no_args_is_help=True)
 syncs_app = typer.Typer(help="Pause, resume, trigger, cancel and re-time syncs.", no_args_is_help=True)
 admin_app.add_typer(syncs_app, name="syncs")
 
@@ -120,6 +121,58 @@ def list_syncs(env_name: EnvOpt = "dev", integration: Annotated[str | None, type
         state = "paused" if r["paused"] else ("running" if r["running"] else "scheduled")
         typer.echo(f"{r['schedule_id']}  every {r['interval_s']}s  {state}  next={r['next_run'] or '-'}"
                    + (f"  note={r['note']!r}" if r["note"] else ""))
+
+
+connections_app = typer.Typer(help="List connections with their token state; force a token refresh.",
+                               no_args_is_help=True)
+admin_app.add_typer(connections_app, name="connections")
+
+
+@connections_app.command("list")
+def list_connections(env_name: EnvOpt = "dev",
+                     integration: Annotated[str | None, typer.Option(help="Filter.")] = None,
+                     as_json: JsonOpt = False) -> None:
+    """Every connection of the environment, with when its token expires and any refused refresh."""
+    from orchestrator.store import connections as connections_repo
+
+    async def run(platform: Platform, env: Environment) -> list[dict[str, Any]]:
+        async with platform.pool.acquire() as conn:
+            found = await connections_repo.list_for_environment(conn, platform.sealer, env.id,
+                                                               integration_key=integration)
+        return [{"integration": c.integration_key, "connection": c.connection_id,
+                 "expires_at": (exp.isoformat() if (exp := getattr(c.credentials, "expires_at", None)) else None),
+                 "refresh_error": c.refresh_error} for c in found]
+
+    rows = _run(env_name, run)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        error = r["refresh_error"]
+        state = (f"REFRESH REFUSED since {error.get('at')}: {error.get('message')}" if error
+                 else f"token expires {r['expires_at']}" if r["expires_at"] else "no expiry")
+        typer.echo(f"{r['integration']}/{r['connection']}  {state}")
+
+
+@connections_app.command("refresh")
+def refresh_connection(integration: Annotated[str, typer.Argument(help="Integration (provider config key).")],
+                       connection: Annotated[str, typer.Argument(help="Connection id.")],
+                       env_name: EnvOpt = "dev") -> None:
+    """Force a token refresh now: once the cause of a refused refresh is fixed, this clears it when it works."""
+    from orchestrator.providers import credentials
+    from orchestrator.store import connections as connections_repo
+
+    async def run(platform: Platform, env: Environment) -> str:
+        async with platform.pool.acquire() as conn:
+            found = await connections_repo.get(conn, platform.sealer, env.id, integration, connection)
+        if found is None:
+            _fail(f"no connection '{connection}' of integration '{integration}' in environment '{env.name}'")
+            raise AssertionError  # _fail exits
+        fresh = await credentials.refresh(platform, found, force=True)
+        expires = getattr(fresh.credentials, "expires_at", None)
+        return f"refreshed {integration}/{connection}: token expires {expires.isoformat() if expires else 'never'}"
+
+    typer.echo(_run(env_name, run))
 
 
 def _on_targets(env_name: str, integration: str, syncs: list[str] | None, connection: str | None,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import structlog
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -70,14 +71,20 @@ async def maintenance_loop(platform: Platform) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(platform: Platform) -> AsyncIterator[None]:
-    if platform.settings.reconcile_interval_s <= 0:
+async def in_background(loop: Coroutine[Any, Any, None] | None) -> AsyncIterator[None]:
+    """Run a never-ending loop beside the API while the context lasts (None: nothing to run)."""
+    if loop is None:
         yield
         return
-    task = asyncio.create_task(maintenance_loop(platform))
+    task = asyncio.create_task(loop)
     try:
         yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def running(platform: Platform) -> contextlib.AbstractAsyncContextManager[None]:
+    enabled = platform.settings.reconcile_interval_s > 0
+    return in_background(maintenance_loop(platform) if enabled else None)

@@ -1,4 +1,5 @@
-"""OAuth2 token refresh: before expiry, on a 401, or when a script forces it."""
+"""OAuth2 token refresh: before expiry (the background refresher, control/refresher.py, or on use), on a 401, or
+when a script forces it."""
 
 from __future__ import annotations
 
@@ -34,20 +35,50 @@ def expires_soon(connection: Connection, margin: timedelta = REFRESH_MARGIN) -> 
             and creds.expires_at - datetime.now(UTC) < margin)
 
 
+def refused(connection: Connection) -> RefreshError:
+    """The error of a connection whose last refresh the provider refused."""
+    error = connection.refresh_error or {}
+    return RefreshError(f"the token of connection '{connection.connection_id}' could not be refreshed "
+                        f"(since {error.get('at', '?')}: {error.get('message', 'refused')}); reconnect it, or "
+                        "force a refresh once the cause is fixed", failed_at=error.get("at"))
+
+
 async def refresh(platform: Platform, connection: Connection, *, force: bool = False) -> Connection:
-    """Refresh the connection's OAuth2 token when it expires soon (or always with force)."""
-    pool, sealer, egress = platform.pool, platform.sealer, platform.egress or strict_egress()
+    """Refresh the connection's OAuth2 token when it expires soon (or always with force).
+
+    A refusal by the provider (an HTTP 4xx, an answer without a token, no client credentials) marks the
+    connection: later calls without `force` fail at once with that reason instead of asking again. Network
+    errors, 5xx and 429 are transient (TransientError) and mark nothing."""
     creds = connection.credentials
     if not isinstance(creds, OAuth2Credentials) or creds.refresh_token is None:
         return connection
     if not force and not expires_soon(connection):
         return connection
+    if not force and connection.refresh_error:
+        raise refused(connection)
+    try:
+        return await _refresh(platform, connection, creds, force=force)
+    except RefreshError as exc:
+        if exc.fields.get("failed_at"):  # refused before: already marked
+            raise
+        async with platform.pool.acquire() as conn:
+            error = await connections_repo.mark_refresh_failed(conn, connection.id, exc.message)
+        log.warning("token_refresh_refused", connection=connection.connection_id,
+                    integration=connection.integration_key, error=exc.message)
+        raise refused(connection.model_copy(update={"refresh_error": error})) from None
+
+
+async def _refresh(platform: Platform, connection: Connection, creds: OAuth2Credentials, *,
+                   force: bool) -> Connection:
+    pool, sealer, egress = platform.pool, platform.sealer, platform.egress or strict_egress()
     async with pool.acquire() as conn, conn.transaction():
         # one refresher at a time per connection: others wait, then see the fresh token
         await locks.lock_for_transaction(conn, "refresh", connection.id)
         current = await connections_repo.get_by_pk(conn, sealer, connection.id)
         if current is None:
             raise RefreshError(f"connection '{connection.connection_id}' no longer exists")
+        if not force and current.refresh_error:
+            raise refused(current)  # another process was refused while we waited
         if not force and not expires_soon(current):
             return current
         if current.credentials.model_dump() != creds.model_dump() and force:
@@ -69,15 +100,18 @@ async def refresh(platform: Platform, connection: Connection, *, force: bool = F
                                             timeout=aiohttp.ClientTimeout(total=30)) as resp:
                 raw = await resp.read()
                 status = resp.status
-        except EgressRefused as refused:  # a token URL aimed inside: no retry can fix that
+        except EgressRefused as blocked:  # a token URL aimed inside: no retry can fix that
             raise RefreshError(f"cannot refresh the token of connection '{connection.connection_id}': "
-                               f"{refused}") from None
+                               f"{blocked}") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"token endpoint unreachable: {exc}") from None
         try:
             body: dict[str, Any] = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = {}
+        if status >= 500 or status == 429:  # the provider's trouble, not a verdict on this refresh token
+            raise TransientError(f"token endpoint answered HTTP {status} for connection "
+                                 f"'{connection.connection_id}'")
         if status >= 400 or "access_token" not in body:
             raise RefreshError(f"token refresh for connection '{connection.connection_id}' failed: HTTP {status} "
                                f"{body.get('error') or raw[:200].decode(errors='replace')}")

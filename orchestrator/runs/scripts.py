@@ -85,7 +85,12 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
         return result
     every = beat_interval(deps.settings.runner_heartbeat_timeout_s)
     if credentials.expires_soon(connection):  # a slow token endpoint must not look like a dead worker
-        connection = await with_heartbeat(credentials.refresh(deps, connection), heartbeat, every)
+        try:
+            connection = await with_heartbeat(credentials.refresh(deps, connection), heartbeat, every)
+        except credentials.RefreshError as exc:
+            result = ScriptJobResult(False, error_type="connection_refresh_failed", error_message=exc.message)
+            await _close(deps, inp.job_id, result)
+            return result
     bundle_dir = await with_heartbeat(deps.cache.fetch(script.bundle_key, script.bundle_sha256), heartbeat, every)
 
     host = build_host(deps, connection, provider, env, env_vars, job_id=inp.job_id,

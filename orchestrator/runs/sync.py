@@ -61,7 +61,13 @@ async def prepare(deps: RunDeps, sync: SyncInput, *, workflow_id: str, run_id: s
             conn, environment_id=sync.environment_id, connection_pk=connection.id, script_name=sync.sync_name,
             variant=sync.variant, kind="sync", full_resync=full_resync, workflow_id=workflow_id, run_id=run_id)
     if credentials.expires_soon(connection):
-        await credentials.refresh(deps, connection)
+        try:
+            await credentials.refresh(deps, connection)
+        except credentials.RefreshError as exc:  # refused now or before: the run would only fail at the provider
+            async with deps.pool.acquire() as conn:
+                await jobs_repo.close_job(conn, job_id, "failed", error_type="connection_refresh_failed",
+                                          error=exc.message)
+            return _skip(exc.message)
     cfg = script.config
     last = state["last_success_at"]
     return PreparedSync(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -12,13 +13,17 @@ from orchestrator.store.types import Connection, Credentials, CredentialsEnvelop
 
 _SELECT = (
     "SELECT c.id, c.environment_id, c.integration_id, i.unique_key AS integration_key, i.provider,"
-    " c.connection_id, c.credentials, c.connection_config, c.metadata, c.created_at, c.updated_at"
+    " c.connection_id, c.credentials, c.connection_config, c.metadata, c.created_at, c.updated_at, c.refresh_error"
     " FROM connections c JOIN integrations i ON i.id = c.integration_id"
 )
 
 
 def _expiry(creds: Credentials) -> datetime | None:
     return getattr(creds, "expires_at", None)
+
+
+def refreshable(creds: Credentials) -> bool:
+    return getattr(creds, "refresh_token", None) is not None
 
 
 def _row_to_connection(row: asyncpg.Record, sealer: Sealer) -> Connection:
@@ -32,22 +37,45 @@ async def create(
     connection_id: str, credentials: Credentials, connection_config: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> tuple[int, bool]:
-    """Insert or replace the credentials of a connection; returns (pk, created)."""
+    """Insert or replace the credentials of a connection (a reconnect clears a failed refresh); returns
+    (pk, created)."""
     row = await conn.fetchrow(
         "INSERT INTO connections (environment_id, integration_id, connection_id, credentials,"
-        " credentials_expires_at, connection_config, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " credentials_expires_at, connection_config, metadata, refreshable) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         " ON CONFLICT (integration_id, connection_id) DO UPDATE SET credentials = EXCLUDED.credentials,"
-        " credentials_expires_at = EXCLUDED.credentials_expires_at, updated_at = now()"
+        " credentials_expires_at = EXCLUDED.credentials_expires_at, refreshable = EXCLUDED.refreshable,"
+        " refresh_error = NULL, updated_at = now()"
         " RETURNING id, (xmax = 0) AS created",
         environment_id, integration_id, connection_id, sealer.seal(credentials_to_json(credentials)),
-        _expiry(credentials), connection_config or {}, metadata or {})
+        _expiry(credentials), connection_config or {}, metadata or {}, refreshable(credentials))
     return row["id"], row["created"]
 
 
 async def update_credentials(conn: asyncpg.Connection, sealer: Sealer, pk: int, credentials: Credentials) -> None:
+    """New credentials (a refresh that worked): whatever refresh failed before is over."""
     await conn.execute(
-        "UPDATE connections SET credentials = $2, credentials_expires_at = $3, updated_at = now() WHERE id = $1",
-        pk, sealer.seal(credentials_to_json(credentials)), _expiry(credentials))
+        "UPDATE connections SET credentials = $2, credentials_expires_at = $3, refreshable = $4,"
+        " refresh_error = NULL, updated_at = now() WHERE id = $1",
+        pk, sealer.seal(credentials_to_json(credentials)), _expiry(credentials), refreshable(credentials))
+
+
+async def due_for_refresh(conn: asyncpg.Connection, within: timedelta, limit: int) -> list[int]:
+    """Connections whose token expires within `within`, can be refreshed and has not been refused: soonest first."""
+    rows = await conn.fetch(
+        "SELECT id FROM connections WHERE refreshable AND refresh_error IS NULL"
+        " AND credentials_expires_at < now() + $1 ORDER BY credentials_expires_at LIMIT $2", within, limit)
+    return [r["id"] for r in rows]
+
+
+async def mark_refresh_failed(conn: asyncpg.Connection, pk: int, message: str) -> dict[str, Any]:
+    """The provider refused a refresh: remember why, so nothing calls it again for this connection until fixed."""
+    error = {"id": str(uuid.uuid4()), "message": message, "at": datetime.now(UTC).isoformat()}
+    await conn.execute("UPDATE connections SET refresh_error = $2 WHERE id = $1", pk, error)
+    return error
+
+
+async def mark_unrefreshable(conn: asyncpg.Connection, pk: int) -> None:
+    await conn.execute("UPDATE connections SET refreshable = false WHERE id = $1", pk)
 
 
 async def get(

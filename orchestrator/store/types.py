@@ -75,6 +75,8 @@ class Connection(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
+    # the provider refused a token refresh ({id, message, at}); cleared by a reconnect or a refresh that works
+    refresh_error: dict[str, Any] | None = None
 
 
 class DeployedScript(BaseModel):

@@ -59,7 +59,11 @@ async def connection_page(ctx: Ctx) -> web.Response:
                '{provider} · created {created} · updated {updated}</p></section>',
                meta=pretty_json(c.metadata), cfg=pretty_json(c.connection_config), integ=c.integration_key,
                provider=c.provider, created=when(c.created_at), updated=when(c.updated_at))
-    body = join(cards) + (Safe("") if syncs else Safe('<p class="card muted">No syncs deployed.</p>')) + meta
+    refused = c.refresh_error
+    alert = fmt('<div class="flash error" data-auth-error>Token refresh refused since {at}: {msg}. Its syncs and '
+                'scripts do not call the provider until the connection is reconnected (or a forced refresh works).'
+                '</div>', at=when(refused.get("at")), msg=refused.get("message", "")) if refused else Safe("")
+    body = alert + join(cards) + (Safe("") if syncs else Safe('<p class="card muted">No syncs deployed.</p>')) + meta
     return page(ctx, c.connection_id, body, active="connections",
                 crumbs=[("Connections", url("/dashboard/connections", integration=c.integration_key))],
                 refresh=4 if running else 0)

@@ -51,10 +51,12 @@ async def connections_page(ctx: Ctx) -> web.Response:
         if c is None:
             continue
         mine = syncs.get(c.integration_key, [])
-        first = fmt('<td rowspan="{n}"><a href="{href}" class="conn"><strong>{cid}</strong></a>'
+        first = fmt('<td rowspan="{n}"><a href="{href}" class="conn"><strong>{cid}</strong></a>{auth}'
                     '<div class="muted small">{integ} · created {created}</div></td>',
                     n=max(len(mine), 1), href=conn_href(c.integration_key, c.connection_id), cid=c.connection_id,
-                    integ=c.integration_key, created=when(c.created_at))
+                    integ=c.integration_key, created=when(c.created_at),
+                    auth=Safe(' <span class="badge b-failed" title="token refresh refused">auth error</span>')
+                    if c.refresh_error else "")
         if not mine:
             body_rows.append(Safe(f'<tr>{first}<td colspan="6" class="muted">no syncs deployed</td></tr>'))
             continue

@@ -212,6 +212,7 @@ SESSION_COOKIE_SECURE: {{ $c.api.sessionCookieSecure | toString | quote }}
 STARTUP_WAIT_MAX_S: {{ $c.startupWaitMaxSeconds | toString | quote }}
 SECRET_KEY_GRACE_S: {{ $c.api.secretKeyGraceSeconds | toString | quote }}
 RECONCILE_INTERVAL_S: {{ $c.api.reconcileIntervalSeconds | toString | quote }}
+TOKEN_REFRESH_INTERVAL_S: {{ $c.api.tokenRefreshIntervalSeconds | toString | quote }}
 RECONCILE_CONCURRENCY: {{ $c.api.reconcileConcurrency | toString | quote }}
 WORKER_HEALTH_PORT: {{ $c.worker.healthPort | toString | quote }}
 WORKER_HEALTH_HOST: {{ $c.worker.healthHost | quote }}
