@@ -313,3 +313,18 @@ async def wait_for_job(stack: Stack, setup: GithubSetup, *, count: int = 1, stat
             assert rows[0]["status"] == status, dict(rows[0])
         return [dict(r) for r in rows]
     return await eventually(check, timeout=timeout)
+
+
+@contextlib.asynccontextmanager
+async def serve_post(path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                     ) -> AsyncIterator[str]:
+    """A local HTTP server answering POST `path` with `handler` (a customer's webhook receiver): yields its URL."""
+    app = web.Application()
+    app.router.add_post(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}{path}"
+    finally:
+        await runner.cleanup()

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from orchestrator.runs import notify
 from orchestrator.temporal import schedules
-from tests.conftest import Stack, allow_egress, eventually, setup_github, wait_for_job
+from tests.conftest import Stack, allow_egress, eventually, serve_post, setup_github, wait_for_job
 
 
 class Receiver:
@@ -40,17 +40,8 @@ async def receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Receiver]:
     monkeypatch.setattr(notify, "TIMEOUT_S", 1.0)
     monkeypatch.setattr(notify, "BACKOFF_S", 0.2)
     rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
-    rec.url = f"http://127.0.0.1:{port}/hook"
-    try:
+    async with serve_post("/hook", rec.handle) as rec.url:
         yield rec
-    finally:
-        await runner.cleanup()
 
 
 async def idle(stack: Stack, schedule_id: str) -> None:

@@ -20,6 +20,7 @@ from orchestrator.api.keys import PLATFORM
 from orchestrator.control import events
 from orchestrator.control.reconcile import reconcile_integration
 from orchestrator.errors import TransientError
+from orchestrator.providers import auth_webhooks
 from orchestrator.providers import credentials as credentials_mod
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import integrations as integrations_repo
@@ -220,13 +221,24 @@ async def save_connection(app: web.Application, env: Environment, integration: I
         if failures:
             async with app[PLATFORM].pool.acquire() as conn:
                 await connections_repo.delete(conn, connection.id)
-            raise ConnectionValidationError("validate-connection rejected the connection: "
-                                            + "; ".join(f.error_message or "failed" for f in failures))
+            error = ConnectionValidationError("validate-connection rejected the connection: "
+                                              + "; ".join(f.error_message or "failed" for f in failures))
+            auth_event(app, connection, "creation", error=("connection_validation_failed", error.message))
+            raise error
     await reconcile_integration(app[PLATFORM], integration, only_connections=[connection.id])
     if created:
         await events.fire(app[PLATFORM], env, connection, events.POST_CREATION, wait=False)
+    auth_event(app, connection, "creation" if created else "override")
     log.info("connection_saved", connection=connection_id, integration=integration.unique_key, created=created)
     return connection, created
+
+
+def auth_event(app: web.Application, c: Connection, operation: auth_webhooks.Operation, *,
+               error: tuple[str, str] | None = None) -> None:
+    """The auth webhook for what just happened to the connection (sent in the background)."""
+    auth_webhooks.send(app[PLATFORM], auth_webhooks.AuthEvent(
+        c.environment_id, c.integration_key, c.provider, c.connection_id, c.credentials.type, operation,
+        error is None, *(error or (None, None))))
 
 
 @routes.post("/connections")
@@ -266,6 +278,7 @@ async def delete_connection(request: web.Request) -> web.Response:
                                pool=app[PLATFORM].pool)
     async with app[PLATFORM].pool.acquire() as conn:
         await connections_repo.delete(conn, connection.id)
+    auth_event(app, connection, "deletion")
     return json_response({"success": True})
 
 

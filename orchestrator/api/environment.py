@@ -23,6 +23,9 @@ class EnvironmentBody(BaseModel):
                                               description="a second URL that gets every webhook too")
     webhook_secret: str | None = None
     notify_on_empty: bool | None = None
+    on_auth_creation: bool | None = Field(None, description="auth webhooks when a connection is created, has its "
+                                          "credentials replaced (success or failure) or is deleted")
+    on_auth_refresh_error: bool | None = Field(None, description="an auth webhook when a token refresh is refused")
 
 
 class RotateOwnKeyBody(BaseModel):
@@ -43,6 +46,8 @@ async def get_environment(request: web.Request) -> web.Response:
     return json_response({"name": row["name"], "webhook_url": row["webhook_url"],
                           "webhook_url_secondary": row["webhook_url_secondary"],
                           "has_webhook_secret": row["has_secret"], "notify_on_empty": row["notify_on_empty"],
+                          "on_auth_creation": row["on_auth_creation"],
+                          "on_auth_refresh_error": row["on_auth_refresh_error"],
                           "secret_key_rotated_at": _iso(row["secret_key_rotated_at"]),
                           "previous_key_expires_at": _iso(row["previous_key_expires_at"])})
 
@@ -57,7 +62,8 @@ async def patch_environment(request: web.Request) -> web.Response:
             conn, env.id, set_url="webhook_url" in given, url=body.webhook_url,
             sealed_secret=request.app[PLATFORM].sealer.seal(body.webhook_secret) if body.webhook_secret else None,
             notify_on_empty=body.notify_on_empty, set_secondary="webhook_url_secondary" in given,
-            secondary_url=body.webhook_url_secondary)
+            secondary_url=body.webhook_url_secondary, on_auth_creation=body.on_auth_creation,
+            on_auth_refresh_error=body.on_auth_refresh_error)
     return await get_environment(request)
 
 

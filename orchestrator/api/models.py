@@ -194,6 +194,8 @@ class EnvironmentOut(BaseModel):
     webhook_url_secondary: str | None = None
     has_webhook_secret: bool
     notify_on_empty: bool
+    on_auth_creation: bool = True
+    on_auth_refresh_error: bool = True
     secret_key_rotated_at: datetime | None = None
     previous_key_expires_at: datetime | None = None
 

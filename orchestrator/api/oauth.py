@@ -47,6 +47,7 @@ from orchestrator.api.connections import CONNECTION_ID_PATTERN, ConnectionValida
 from orchestrator.api.errors import error_body, raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.errors import InvalidInputError
+from orchestrator.providers import auth_webhooks
 from orchestrator.providers.catalog import fill
 from orchestrator.providers.custom import find_provider
 from orchestrator.providers.egress import EgressRefused, strict_egress
@@ -302,11 +303,19 @@ async def callback(request: web.Request) -> web.Response:
     if env is None or integration_obj is None:
         return _answer(request, return_url, 404, _failure_payload("unknown_provider_config",
                                                                    "the integration no longer exists"))
+
+    def failed(status: int, code: str, message: str) -> web.Response:
+        """The flow's end without a connection: the app's answer, and the creation-failed auth webhook."""
+        assert env is not None and integration_obj is not None
+        auth_webhooks.send(request.app[PLATFORM], auth_webhooks.AuthEvent(
+            env.id, integration_obj.unique_key, integration_obj.provider, row["connection_id"], "OAUTH2", "creation",
+            False, code, message))
+        return _answer(request, return_url, status, _failure_payload(code, message))
+
     if q.get("error"):
         message = q.get("error_description") or q["error"]
         log.info("oauth_denied", integration=integration_obj.unique_key, error=q["error"])
-        return _answer(request, return_url, 400, _failure_payload("authorization_failed",
-                                                                   f"the provider said: {message}"))
+        return failed(400, "authorization_failed", f"the provider said: {message}")
     code = q.get("code", "")
     if not code:
         return _answer(request, return_url, 400, _failure_payload("invalid_callback", "the callback has no code"))
@@ -316,7 +325,7 @@ async def callback(request: web.Request) -> web.Response:
         creds, token_url_override = await _exchange(request, integration_obj.id, code, row["redirect_uri"],
                                                      connection_config, provider.token_url if provider else None)
     except _Failure as exc:
-        return _answer(request, return_url, exc.status, _failure_payload(exc.code, exc.message))
+        return failed(exc.status, exc.code, exc.message)
     if token_url_override:
         connection_config["token_url"] = token_url_override
     try:

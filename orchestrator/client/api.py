@@ -357,9 +357,11 @@ class NangoClient:
         return await self.request("GET", "/environment")
 
     async def update_environment(self, *, webhook_url: str | None = None, webhook_secret: str | None = None,
-                                 notify_on_empty: bool | None = None) -> dict[str, Any]:
+                                 notify_on_empty: bool | None = None, on_auth_creation: bool | None = None,
+                                 on_auth_refresh_error: bool | None = None) -> dict[str, Any]:
         body = {k: v for k, v in (("webhook_url", webhook_url), ("webhook_secret", webhook_secret),
-                                  ("notify_on_empty", notify_on_empty)) if v is not None}
+                                  ("notify_on_empty", notify_on_empty), ("on_auth_creation", on_auth_creation),
+                                  ("on_auth_refresh_error", on_auth_refresh_error)) if v is not None}
         return await self.request("PATCH", "/environment", json=body)
 
     async def get_environment_variables(self) -> list[EnvironmentVariable]:

@@ -104,6 +104,10 @@ async def outgoing_webhooks(conn: asyncpg.Connection, env_id: int, *, before: in
     return [{**r, "sync_name": r["script_name"]} for r in rows]
 
 
+async def auth_webhooks(conn: asyncpg.Connection, env_id: int, *, limit: int) -> list[dict[str, Any]]:
+    return await notifications_repo.auth_attempts(conn, env_id, limit=limit)
+
+
 async def lock_environment(conn: asyncpg.Connection, env_id: int) -> None:
     """Serialize read-modify-write of an environment's variables (inside the caller's transaction)."""
     await environments_repo.lock(conn, env_id)

@@ -12,6 +12,7 @@ import structlog
 
 from orchestrator.errors import OrchestratorError, TransientError
 from orchestrator.platform import Platform
+from orchestrator.providers import auth_webhooks
 from orchestrator.providers.catalog import fill
 from orchestrator.providers.custom import resolve_provider
 from orchestrator.providers.egress import EgressRefused, strict_egress
@@ -65,6 +66,9 @@ async def refresh(platform: Platform, connection: Connection, *, force: bool = F
             error = await connections_repo.mark_refresh_failed(conn, connection.id, exc.message)
         log.warning("token_refresh_refused", connection=connection.connection_id,
                     integration=connection.integration_key, error=exc.message)
+        auth_webhooks.send(platform, auth_webhooks.AuthEvent(
+            connection.environment_id, connection.integration_key, connection.provider, connection.connection_id,
+            connection.credentials.type, "refresh", False, "refresh_token_external_error", exc.message))
         raise refused(connection.model_copy(update={"refresh_error": error})) from None
 
 

@@ -1,4 +1,5 @@
-"""Result webhooks sent to the customer's app (table `notification_attempts`): every delivery attempt."""
+"""Webhooks sent to the customer's app, every delivery attempt: sync results (`notification_attempts`, per job)
+and auth events (`auth_webhook_attempts`, per environment)."""
 
 from __future__ import annotations
 
@@ -30,4 +31,20 @@ async def for_environment(conn: asyncpg.Connection, environment_id: int, *, befo
         " JOIN connections c ON c.id = j.connection_pk JOIN integrations i ON i.id = c.integration_id"
         " WHERE j.environment_id = $1 AND ($2::bigint IS NULL OR n.id < $2) ORDER BY n.id DESC LIMIT $3",
         environment_id, before, limit)
+    return [dict(r) for r in rows]
+
+
+async def add_auth_attempt(conn: asyncpg.Connection, environment_id: int, *, integration: str, connection_id: str,
+                           operation: str, success: bool, url: str, status: int | None, error: str | None) -> None:
+    await conn.execute(
+        "INSERT INTO auth_webhook_attempts (environment_id, integration, connection_id, operation, success, url,"
+        " status, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        environment_id, integration, connection_id, operation, success, url, status, error)
+
+
+async def auth_attempts(conn: asyncpg.Connection, environment_id: int, *, limit: int = 100) -> list[dict[str, Any]]:
+    """An environment's auth webhook attempts, newest first."""
+    rows = await conn.fetch(
+        "SELECT id, integration, connection_id, operation, success, url, status, error, attempted_at"
+        " FROM auth_webhook_attempts WHERE environment_id = $1 ORDER BY id DESC LIMIT $2", environment_id, limit)
     return [dict(r) for r in rows]

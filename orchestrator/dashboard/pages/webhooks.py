@@ -1,5 +1,5 @@
 """The Webhooks page: webhooks received from providers, the webhook script runs they started, and
-deliveries to the environment's own webhook URL."""
+deliveries to the environment's own webhook URL (sync results and auth events)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ async def webhooks_page(ctx: Ctx) -> web.Response:
         incoming = await queries.incoming_webhooks(conn, ctx.env.id, before=in_before, limit=PAGE_SIZE)
         outgoing = await queries.outgoing_webhooks(conn, ctx.env.id, before=out_before, limit=PAGE_SIZE)
         runs = await queries.script_jobs(conn, ctx.env.id, "webhook", before=None, limit=10)
+        auth = await queries.auth_webhooks(conn, ctx.env.id, limit=PAGE_SIZE)
     in_rows = [(when(w["received_at"]), w["unique_key"], w["event_type"] or "-", badge(w["status"]),
                 ", ".join(w["connections"]) or "-", w["error"] or "",
                 fmt('<details><summary>{s}</summary><pre class="json">{b}</pre></details>',
@@ -32,6 +33,9 @@ async def webhooks_page(ctx: Ctx) -> web.Response:
     out_rows = [(when(n["attempted_at"]), link(url("/dashboard/job", id=n["job_id"]), f"#{n['job_id']}"),
                  f"{n['sync_name']} · {n['connection_id']}", n["url"].split("?")[0],
                  badge(str(n["status"]) if n["status"] else "error"), n["error"] or "") for n in outgoing]
+    auth_rows = [(when(a["attempted_at"]), f"{a['operation']} · {'success' if a['success'] else 'failure'}",
+                  f"{a['integration']} · {a['connection_id']}", a["url"].split("?")[0],
+                  badge(str(a["status"]) if a["status"] else "error"), a["error"] or "") for a in auth]
     run_rows = [(link(url("/dashboard/job", id=j["id"]), f"#{j['id']}"), when(j["started_at"]), j["sync_name"],
                  j["connection_id"], badge(j["status"]), j["error"] or "") for j in runs]
 
@@ -43,7 +47,7 @@ async def webhooks_page(ctx: Ctx) -> web.Response:
         '<h2>Incoming from providers</h2><section class="card flush">{inc}</section>{inc_more}'
         '<h2>Webhook script runs</h2><section class="card flush">{runs}</section>'
         '<h2>Outgoing to your app</h2><p class="muted">{target}</p><section class="card flush">{out}</section>'
-        '{out_more}',
+        '{out_more}<h2>Auth events sent to your app</h2><section class="card flush">{auth}</section>',
         inc=table(["Received", "Integration", "Event", "Status", "Connections", "Error", "Body"], in_rows,
                   empty="No webhook received yet."),
         inc_more=more("in_before", incoming, incoming[-1]["id"] if incoming else None),
@@ -52,5 +56,7 @@ async def webhooks_page(ctx: Ctx) -> web.Response:
         target=f"Deliveries go to {ctx.env.webhook_url.split('?')[0]}" if ctx.env.webhook_url
         else "No webhook URL is set for this environment.",
         out=table(["Attempted", "Run", "Sync", "URL", "Status", "Error"], out_rows, empty="No delivery yet."),
-        out_more=more("out_before", outgoing, outgoing[-1]["id"] if outgoing else None))
+        out_more=more("out_before", outgoing, outgoing[-1]["id"] if outgoing else None),
+        auth=table(["Attempted", "Event", "Connection", "URL", "Status", "Error"], auth_rows,
+                   empty="No auth webhook sent yet."))
     return page(ctx, "Webhooks", body, active="webhooks")

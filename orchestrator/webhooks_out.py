@@ -1,0 +1,64 @@
+"""Webhooks to the customer's app (sync results, auth events): signed as Nango signs them, retried on 5xx and
+timeouts, sent through the egress policy, every attempt handed to the caller to record.
+
+`X-Nango-Hmac-Sha256` is the hex HMAC-SHA256 of the body with the environment's webhook secret, which is what
+`@nangohq/node`'s `verifyIncomingWebhookRequest` checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+
+from orchestrator.providers.egress import Egress, EgressRefused
+
+log = structlog.get_logger(__name__)
+
+ATTEMPTS = 4
+BACKOFF_S = 1.0
+TIMEOUT_S = 15.0  # per attempt
+
+# called after each attempt with the answer's status (None: no answer) and the error, if any
+Record = Callable[[int | None, str | None], Awaitable[None]]
+
+
+def sign(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def deliver(egress: Egress, url: str, secret: str, payload: dict[str, Any], record: Record, *,
+                  attempts: int = ATTEMPTS, backoff_s: float = BACKOFF_S, timeout_s: float = TIMEOUT_S) -> bool:
+    """POST one payload; True once a 2xx answered. 4xx and a refused URL end it; 5xx and timeouts are retried."""
+    body = orjson.dumps(payload)
+    headers = {"Content-Type": "application/json", "User-Agent": "nango-orchestrator"}
+    if secret:
+        headers["X-Nango-Hmac-Sha256"] = sign(secret, body)
+    for attempt in range(1, attempts + 1):
+        status: int | None = None
+        error: str | None = None
+        refused = False
+        try:
+            async with egress.post_outbound(url, data=body, headers=headers,
+                                            timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+                status = resp.status
+        except EgressRefused as exc:
+            refused, error = True, str(exc)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        await record(status, error)
+        if refused:  # the environment's webhook URL points inside: no retry can fix that
+            log.warning("webhook_delivery_refused", error=error)
+            return False
+        if status is not None and status < 500:
+            return status < 300
+        if attempt < attempts:
+            await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
+    log.warning("webhook_delivery_failed", url=url.split("?")[0])
+    return False
