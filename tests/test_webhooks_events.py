@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import shutil
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -71,11 +72,13 @@ async def test_sync_results_are_posted_signed_to_the_environment_webhook(stack: 
                 await api.create_connection("github", "conn-1", {"type": "OAUTH2", "access_token": "demo-token"},
                                             connection_config={"base_url": stack.provider_url}, metadata={"repo": repo})
 
-            async def got() -> None:
-                assert received
-            await eventually(got, timeout=30)
-            payload, signature = received[0]
-            assert payload["type"] == "sync" and payload["success"] is True
+            async def got() -> tuple[dict[str, Any], str]:
+                # the connection's auth webhook (type "auth", operation "creation") comes first, signed alike
+                synced = [(p, s) for p, s in received if p["type"] == "sync"]
+                assert synced and any(p["type"] == "auth" for p, _ in received), received
+                return synced[0]
+            payload, signature = await eventually(got, timeout=30)
+            assert payload["success"] is True
             assert payload["connectionId"] == "conn-1" and payload["syncName"] == "issues"
             assert payload["model"] == "GithubIssue"
             assert payload["responseResults"] == {"added": 2, "updated": 0, "deleted": 0}
