@@ -33,11 +33,13 @@ def sign(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-async def deliver(egress: Egress, url: str, secret: str, payload: dict[str, Any], record: Record, *,
-                  attempts: int = ATTEMPTS, backoff_s: float = BACKOFF_S, timeout_s: float = TIMEOUT_S) -> bool:
-    """POST one payload; True once a 2xx answered. 4xx and a refused URL end it; 5xx and timeouts are retried."""
-    body = orjson.dumps(payload)
-    headers = {"Content-Type": "application/json", "User-Agent": "nango-orchestrator"}
+async def deliver(egress: Egress, url: str, secret: str, payload: dict[str, Any] | bytes, record: Record, *,
+                  attempts: int = ATTEMPTS, backoff_s: float = BACKOFF_S, timeout_s: float = TIMEOUT_S,
+                  headers: dict[str, str] | None = None) -> bool:
+    """POST one payload (JSON, or bytes sent as they are); True once a 2xx answered. 4xx and a refused URL end
+    it; 5xx and timeouts are retried. `headers` are added to ours (a forwarded webhook's provider headers)."""
+    body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    headers = {**(headers or {}), "Content-Type": "application/json", "User-Agent": "nango-orchestrator"}
     if secret:
         headers["X-Nango-Hmac-Sha256"] = sign(secret, body)
     for attempt in range(1, attempts + 1):

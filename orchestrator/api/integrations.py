@@ -50,6 +50,8 @@ class IntegrationBody(BaseModel):
     webhook_routing: WebhookRouting | None = None
     # accept provider webhooks without a signature (only meaningful while no webhook_secret is set)
     webhook_accept_unsigned: bool | None = None
+    # forward provider webhooks to the environment's webhook URLs (type "forward"), as Nango does (default on)
+    forward_webhooks: bool | None = None
     # override the provider catalog's OAuth endpoints (an enterprise host, the demo provider)
     oauth_authorization_url: str | None = Field(None, pattern=URL_PATTERN)
     oauth_token_url: str | None = Field(None, pattern=URL_PATTERN)
@@ -83,7 +85,8 @@ async def public(conn: Any, i: Integration, *, include: set[str] | None = None,
     out: dict[str, Any] = {
         "unique_key": i.unique_key, "provider": i.provider,
         "display_name": i.display_name or (provider.display_name if provider else i.provider),
-        "logo": "", "forward_webhooks": True, "created_at": i.created_at.isoformat(),
+        "logo": "", "forward_webhooks": await integrations_repo.forwards_webhooks(conn, i.id),
+        "created_at": i.created_at.isoformat(),
         "updated_at": i.updated_at.isoformat(), "egress_allow": await integrations_repo.egress_allow(conn, i.id)}
     if include:
         row = await integrations_repo.settings(conn, i.id)
@@ -143,7 +146,7 @@ async def _apply(request: web.Request, conn: Any, integration: Integration, body
         oauth_scopes=scopes,
         oauth_authorization_url=body.oauth_authorization_url or (creds.authorization_url if creds else None),
         oauth_token_url=body.oauth_token_url or (creds.token_url if creds else None),
-        webhook_accept_unsigned=body.webhook_accept_unsigned)
+        webhook_accept_unsigned=body.webhook_accept_unsigned, forward_webhooks=body.forward_webhooks)
 
 
 @routes.post("/integrations")

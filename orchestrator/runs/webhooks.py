@@ -6,7 +6,8 @@ says the value is the connection id (`{"body_path": "...", "match": "connection_
 goes only to the connections its routing matches: without routing, or when no connection
 matches, it is stored as 'unmatched' with the reason and logged, never fanned out to every
 connection (a provider signs every tenant's events with one secret, so a payload for one tenant
-must not run in another's connection).
+must not run in another's connection). The first routing also forwards the payload to the customer's app
+(forward.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 import structlog
 
+from orchestrator.runs import forward
 from orchestrator.runs.deps import RunDeps
 from orchestrator.sdk.pagination import dig
 from orchestrator.store import connections as connections_repo
@@ -81,6 +83,8 @@ async def route(deps: RunDeps, inp: WebhookInput) -> WebhookTargets:
             status = "dispatched" if jobs else "ignored" if not syncs else "unmatched"
             await webhooks_repo.mark_routed(conn, inp.payload_id, status, sorted({j.connection_id for j in jobs}),
                                             error=reason if status == "unmatched" else None)
+    if row["forward_webhooks"]:
+        forward.forward(deps, inp.environment_id, inp.payload_id, row, body, [c.connection_id for c in conns])
     if status == "unmatched":
         log.warning("webhook_unmatched", payload=inp.payload_id, integration=row["unique_key"], reason=reason)
     else:

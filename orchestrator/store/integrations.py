@@ -63,12 +63,12 @@ async def summaries(conn: asyncpg.Connection, environment_id: int) -> list[dict[
 
 async def settings(conn: asyncpg.Connection, integration_id: int) -> dict[str, Any] | None:
     """The OAuth app and webhook settings: oauth_client_id, oauth_client_secret (sealed), oauth_scopes,
-    oauth_authorization_url, oauth_token_url, webhook_routing, webhook_secret (sealed), has_secret and
-    webhook_accept_unsigned."""
+    oauth_authorization_url, oauth_token_url, webhook_routing, webhook_secret (sealed), has_secret,
+    webhook_accept_unsigned and forward_webhooks."""
     row = await conn.fetchrow(
         "SELECT oauth_client_id, oauth_client_secret, oauth_scopes, oauth_authorization_url, oauth_token_url,"
-        " webhook_routing, webhook_secret, webhook_secret IS NOT NULL AS has_secret, webhook_accept_unsigned"
-        " FROM integrations WHERE id = $1", integration_id)
+        " webhook_routing, webhook_secret, webhook_secret IS NOT NULL AS has_secret, webhook_accept_unsigned,"
+        " forward_webhooks FROM integrations WHERE id = $1", integration_id)
     return dict(row) if row else None
 
 
@@ -77,7 +77,7 @@ async def update_settings(
     oauth_client_id: str | None = None, sealed_client_secret: bytes | None = None,
     sealed_webhook_secret: bytes | None = None, webhook_routing: dict[str, Any] | None = None,
     oauth_scopes: str | None = None, oauth_authorization_url: str | None = None, oauth_token_url: str | None = None,
-    webhook_accept_unsigned: bool | None = None,
+    webhook_accept_unsigned: bool | None = None, forward_webhooks: bool | None = None,
 ) -> None:
     """Change what is given; None keeps the current value (secrets come sealed)."""
     await conn.execute(
@@ -89,9 +89,10 @@ async def update_settings(
         " oauth_scopes = COALESCE($7, oauth_scopes),"
         " oauth_authorization_url = COALESCE($8, oauth_authorization_url),"
         " oauth_token_url = COALESCE($9, oauth_token_url),"
-        " webhook_accept_unsigned = COALESCE($10, webhook_accept_unsigned), updated_at = now() WHERE id = $1",
+        " webhook_accept_unsigned = COALESCE($10, webhook_accept_unsigned),"
+        " forward_webhooks = COALESCE($11, forward_webhooks), updated_at = now() WHERE id = $1",
         integration_id, display_name, oauth_client_id, sealed_client_secret, sealed_webhook_secret, webhook_routing,
-        oauth_scopes, oauth_authorization_url, oauth_token_url, webhook_accept_unsigned)
+        oauth_scopes, oauth_authorization_url, oauth_token_url, webhook_accept_unsigned, forward_webhooks)
 
 
 async def egress_allow(conn: asyncpg.Connection, integration_id: int) -> list[str]:
@@ -112,3 +113,7 @@ async def rename(conn: asyncpg.Connection, integration_id: int, unique_key: str)
 async def delete(conn: asyncpg.Connection, integration_id: int) -> None:
     """Delete the integration; its connections, scripts and records go with it (ON DELETE CASCADE)."""
     await conn.execute("DELETE FROM integrations WHERE id = $1", integration_id)
+
+
+async def forwards_webhooks(conn: asyncpg.Connection, integration_id: int) -> bool:
+    return bool(await conn.fetchval("SELECT forward_webhooks FROM integrations WHERE id = $1", integration_id))

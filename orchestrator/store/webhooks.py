@@ -17,11 +17,11 @@ async def add(conn: asyncpg.Connection, *, public_id: str, environment_id: int, 
 
 
 async def for_routing(conn: asyncpg.Connection, payload_id: int) -> dict[str, Any] | None:
-    """What routing needs: the payload (id, event_type, body, status, integration_id) and its integration's
-    `webhook_routing` and `unique_key`."""
+    """What routing needs: the payload (id, event_type, body, headers, status, integration_id) and its
+    integration's `webhook_routing`, `unique_key`, `provider` and `forward_webhooks`."""
     row = await conn.fetchrow(
-        "SELECT w.id, w.event_type, w.body, w.status, w.integration_id, i.webhook_routing, i.unique_key"
-        " FROM webhook_payloads w"
+        "SELECT w.id, w.event_type, w.body, w.headers, w.status, w.integration_id, i.webhook_routing, i.unique_key,"
+        " i.provider, i.forward_webhooks FROM webhook_payloads w"
         " JOIN integrations i ON i.id = w.integration_id WHERE w.id = $1", payload_id)
     return dict(row) if row else None
 
@@ -57,7 +57,13 @@ async def list_for_environment(conn: asyncpg.Connection, environment_id: int, *,
     """An environment's incoming payloads, newest first (the body cut to 2000 bytes)."""
     rows = await conn.fetch(
         "SELECT w.id, w.public_id, w.event_type, w.status, w.connections, w.error, w.received_at, w.processed_at,"
-        " substring(w.body from 1 for 2000) AS body, i.unique_key"
+        " substring(w.body from 1 for 2000) AS body, w.forward_attempts, i.unique_key"
         " FROM webhook_payloads w JOIN integrations i ON i.id = w.integration_id WHERE w.environment_id = $1"
         " AND ($2::bigint IS NULL OR w.id < $2) ORDER BY w.id DESC LIMIT $3", environment_id, before, limit)
     return [dict(r) for r in rows]
+
+
+async def add_forward_attempt(conn: asyncpg.Connection, payload_id: int, attempt: dict[str, Any]) -> None:
+    """One delivery attempt of the payload's forward to the customer's app (url, connection, status, error, at)."""
+    await conn.execute("UPDATE webhook_payloads SET forward_attempts = forward_attempts || $2::jsonb WHERE id = $1",
+                       payload_id, [attempt])

@@ -26,7 +26,7 @@ async def webhooks_page(ctx: Ctx) -> web.Response:
         runs = await queries.script_jobs(conn, ctx.env.id, "webhook", before=None, limit=10)
         auth = await queries.auth_webhooks(conn, ctx.env.id, limit=PAGE_SIZE)
     in_rows = [(when(w["received_at"]), w["unique_key"], w["event_type"] or "-", badge(w["status"]),
-                ", ".join(w["connections"]) or "-", w["error"] or "",
+                ", ".join(w["connections"]) or "-", w["error"] or "", _forwarded(w["forward_attempts"]),
                 fmt('<details><summary>{s}</summary><pre class="json">{b}</pre></details>',
                     s=short_json(bytes(w["body"]).decode(errors="replace"), 60),
                     b=bytes(w["body"]).decode(errors="replace"))) for w in incoming]
@@ -48,7 +48,7 @@ async def webhooks_page(ctx: Ctx) -> web.Response:
         '<h2>Webhook script runs</h2><section class="card flush">{runs}</section>'
         '<h2>Outgoing to your app</h2><p class="muted">{target}</p><section class="card flush">{out}</section>'
         '{out_more}<h2>Auth events sent to your app</h2><section class="card flush">{auth}</section>',
-        inc=table(["Received", "Integration", "Event", "Status", "Connections", "Error", "Body"], in_rows,
+        inc=table(["Received", "Integration", "Event", "Status", "Connections", "Error", "Forwarded", "Body"], in_rows,
                   empty="No webhook received yet."),
         inc_more=more("in_before", incoming, incoming[-1]["id"] if incoming else None),
         runs=table(["Run", "Started", "Script", "Connection", "Status", "Error"], run_rows,
@@ -60,3 +60,9 @@ async def webhooks_page(ctx: Ctx) -> web.Response:
         auth=table(["Attempted", "Event", "Connection", "URL", "Status", "Error"], auth_rows,
                    empty="No auth webhook sent yet."))
     return page(ctx, "Webhooks", body, active="webhooks")
+
+
+def _forwarded(attempts: list[dict[str, Any]]) -> str:
+    """The forward's outcome per URL and connection: its last attempt's status (or error)."""
+    last = {(a["url"], a.get("connection_id")): a for a in attempts}
+    return ", ".join(str(a["status"] or "error") for a in last.values()) or "-"
