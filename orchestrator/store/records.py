@@ -213,6 +213,7 @@ SAMPLE = 32  # ids probed to choose a batch's path; a batch this small or smalle
 _COPY_COLUMNS = ["scope_id", "environment_id", "connection_pk", "model", "variant", "external_id", "cursor",
                  "body", "meta_len", "data_hash", "last_action", "job_id"]
 _COPY_CHUNK = 250  # rows per COPY message: small enough that building them overlaps the server's work
+_COPY_FIRST = 32  # rows of the first message: the server starts ingesting while the second is built
 _PGCOPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 _PGCOPY_TRAILER = struct.pack("!h", -1)
 _LEN = struct.Struct("!i")
@@ -323,12 +324,13 @@ async def _copy_rows(scope: Scope, scope_id: int, bodies: _Bodies, new: list[int
     tail = _copy_text("ADDED") + (struct.pack("!iq", 8, job_id) if job_id is not None else _LEN.pack(-1))
     pack_len, pack_cursor, pack_meta, b64 = _LEN.pack, _CURSOR_BODY.pack, _META_HASH.pack, binascii.b2a_base64
     items, done, fixed, end = bodies.items, bodies.done, len(prefix) + len(_META_END), _META_END
-    yield _PGCOPY_HEADER
-    for start in range(0, len(new), _COPY_CHUNK):
-        chunk = new[start:start + _COPY_CHUNK]
+    parts: list[bytes] = [_PGCOPY_HEADER]
+    start, size = 0, _COPY_FIRST
+    while start < len(new):
+        chunk, chunk_cursors = new[start:start + size], cursors[start:start + size]
+        start, size = start + size, _COPY_CHUNK
         bodies.fill(chunk[-1] + 1)
-        parts: list[bytes] = []
-        for k, cursor in zip(chunk, cursors[start:start + _COPY_CHUNK], strict=True):
+        for k, cursor in zip(chunk, chunk_cursors, strict=True):
             body, digest = done[k] or bodies[k]
             raw_id = items[k][0].encode()
             text = b64(b"c%d" % cursor, newline=False).rstrip(b"=")  # _cursor_text, inlined
@@ -336,6 +338,7 @@ async def _copy_rows(scope: Scope, scope_id: int, bodies: _Bodies, new: list[int
             parts += (head, pack_len(len(raw_id)), raw_id, pack_cursor(8, cursor, len(body) - 1 + meta_len),
                       body[:-1], prefix, text, end, pack_meta(4, meta_len, 32), digest, tail)
         yield b"".join(parts)
+        parts = []
     yield _PGCOPY_TRAILER
 
 
