@@ -14,7 +14,9 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.api import end_users
 from orchestrator.api.common import environment, json_body, json_response, load_connection
+from orchestrator.api.end_users import EndUser, Organization
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.control import events
@@ -57,7 +59,7 @@ def errors(c: Connection) -> list[dict[str, Any]]:
 def summary(c: Connection) -> dict[str, Any]:
     return {"id": c.id, "connection_id": c.connection_id, "provider_config_key": c.integration_key,
             "provider": c.provider, "created": c.created_at.isoformat(), "metadata": c.metadata or None,
-            "errors": errors(c), "end_user": None, "tags": {}}
+            "errors": errors(c), "end_user": c.end_user, "tags": c.tags}
 
 
 def public_credentials(creds: Credentials, *, include_refresh_token: bool) -> dict[str, Any]:
@@ -73,8 +75,9 @@ def full(c: Connection, *, include_refresh_token: bool = True) -> dict[str, Any]
     return {"id": c.id, "connection_id": c.connection_id, "provider_config_key": c.integration_key,
             "provider": c.provider, "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat(),
             "last_fetched_at": datetime.now(UTC).isoformat(), "connection_config": c.connection_config,
-            "webhook_url_override": None, "metadata": c.metadata or None, "errors": errors(c), "end_user": None,
-            "tags": {}, "credentials": public_credentials(c.credentials, include_refresh_token=include_refresh_token)}
+            "webhook_url_override": None, "metadata": c.metadata or None, "errors": errors(c),
+            "end_user": c.end_user, "tags": c.tags,
+            "credentials": public_credentials(c.credentials, include_refresh_token=include_refresh_token)}
 
 
 def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -93,20 +96,19 @@ def _int_query(request: web.Request, name: str, default: int, low: int, high: in
 @routes.get("/connections")
 async def list_connections(request: web.Request) -> web.Response:
     """Nango's legacy and object forms: connectionId, search, integrationId (comma list), endUserId,
-    endUserOrganizationId, tags[...], limit, page. Connections here have no end user and no tags,
-    so filtering by them matches nothing."""
+    endUserOrganizationId, tags[key]=value (every one must match), limit, page."""
     env = environment(request)
     q = request.query
     limit = _int_query(request, "limit", 1000, 1, 10_000)
     page = _int_query(request, "page", 0, 0, 1_000_000)
-    if q.get("endUserId") or q.get("endUserOrganizationId") or any(k.startswith("tags[") and v for k, v in q.items()):
-        return json_response({"connections": []})
+    tags = {k[5:-1]: v for k, v in q.items() if k.startswith("tags[") and k.endswith("]") and len(k) > 6}
     integrations = [i.strip() for i in (q.get("integrationId") or "").split(",") if i.strip()]
     async with request.app[PLATFORM].pool.acquire() as conn:
         found = await connections_repo.list_for_environment(
             conn, request.app[PLATFORM].sealer, env.id,
             integration_key=integrations[0] if len(integrations) == 1 else None,
-            connection_id=q.get("connectionId") or None,
+            connection_id=q.get("connectionId") or None, end_user_id=q.get("endUserId") or None,
+            organization_id=q.get("endUserOrganizationId") or None, tags=tags,
             limit=limit if len(integrations) <= 1 and not q.get("search") else 100_000,
             offset=page * limit if len(integrations) <= 1 and not q.get("search") else 0)
     if len(integrations) > 1:
@@ -166,6 +168,9 @@ class CreateConnectionBody(BaseModel):
     password: str | None = None
     connection_config: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    end_user: EndUser | None = None
+    organization: Organization | None = None
+    tags: dict[str, str] | None = Field(None, max_length=64)
 
     def to_credentials(self) -> Credentials:
         c = dict(self.credentials or {})
@@ -205,7 +210,8 @@ class ConnectionValidationError(Exception):
 
 async def save_connection(app: web.Application, env: Environment, integration: Integration, connection_id: str,
                           creds: Credentials, *, connection_config: dict[str, Any] | None = None,
-                          metadata: dict[str, Any] | None = None) -> tuple[Connection, bool]:
+                          metadata: dict[str, Any] | None = None, end_user: dict[str, Any] | None = None,
+                          tags: dict[str, str] | None = None) -> tuple[Connection, bool]:
     """Store a connection (new, or new credentials for an existing one) and run what follows:
     validate-connection (a new connection it rejects is removed), schedules, post-connection-creation.
     The one code path behind POST /connections and the OAuth callback."""
@@ -213,7 +219,7 @@ async def save_connection(app: web.Application, env: Environment, integration: I
         pk, created = await connections_repo.create(
             conn, app[PLATFORM].sealer, environment_id=env.id, integration_id=integration.id,
             connection_id=connection_id,
-            credentials=creds, connection_config=connection_config, metadata=metadata)
+            credentials=creds, connection_config=connection_config, metadata=metadata, end_user=end_user, tags=tags)
         connection = await connections_repo.get_by_pk(conn, app[PLATFORM].sealer, pk)
     assert connection is not None
     if created:
@@ -223,20 +229,20 @@ async def save_connection(app: web.Application, env: Environment, integration: I
                 await connections_repo.delete(conn, connection.id)
             error = ConnectionValidationError("validate-connection rejected the connection: "
                                               + "; ".join(f.error_message or "failed" for f in failures))
-            auth_event(app, connection, "creation", error=("connection_validation_failed", error.message))
+            await auth_event(app, connection, "creation", error=("connection_validation_failed", error.message))
             raise error
     await reconcile_integration(app[PLATFORM], integration, only_connections=[connection.id])
     if created:
         await events.fire(app[PLATFORM], env, connection, events.POST_CREATION, wait=False)
-    auth_event(app, connection, "creation" if created else "override")
+    await auth_event(app, connection, "creation" if created else "override")
     log.info("connection_saved", connection=connection_id, integration=integration.unique_key, created=created)
     return connection, created
 
 
-def auth_event(app: web.Application, c: Connection, operation: auth_webhooks.Operation, *,
-               error: tuple[str, str] | None = None) -> None:
-    """The auth webhook for what just happened to the connection (sent in the background)."""
-    auth_webhooks.send(app[PLATFORM], auth_webhooks.AuthEvent(
+async def auth_event(app: web.Application, c: Connection, operation: auth_webhooks.Operation, *,
+                     error: tuple[str, str] | None = None) -> None:
+    """The auth webhook for what just happened to the connection (delivered in the background)."""
+    await auth_webhooks.send(app[PLATFORM], auth_webhooks.AuthEvent(
         c.environment_id, c.integration_key, c.provider, c.connection_id, c.credentials.type, operation,
         error is None, *(error or (None, None))))
 
@@ -253,9 +259,11 @@ async def create_connection(request: web.Request) -> web.Response:
         raise_error(404, "unknown_provider_config",
                     f"no integration '{body.provider_config_key}' in environment '{env.name}'")
     try:
-        connection, created = await save_connection(request.app, env, integration, body.connection_id, creds,
-                                                    connection_config=body.connection_config,
-                                                    metadata=body.metadata)
+        named = body.end_user is not None or body.organization is not None or body.tags
+        connection, created = await save_connection(
+            request.app, env, integration, body.connection_id, creds, connection_config=body.connection_config,
+            metadata=body.metadata, end_user=end_users.stored(body.end_user, body.organization),
+            tags=end_users.tags_for(body.end_user, body.organization, body.tags) if named else None)
     except ConnectionValidationError as exc:
         raise_error(400, "connection_validation_failed", exc.message)
     return json_response(full(connection), status=201 if created else 200)
@@ -278,7 +286,28 @@ async def delete_connection(request: web.Request) -> web.Response:
                                pool=app[PLATFORM].pool)
     async with app[PLATFORM].pool.acquire() as conn:
         await connections_repo.delete(conn, connection.id)
-    auth_event(app, connection, "deletion")
+    await auth_event(app, connection, "deletion")
+    return json_response({"success": True})
+
+
+class PatchConnectionBody(BaseModel):
+    """Nango's PATCH /connections/{id}: a new end user and/or tags (what is given replaces what was stored)."""
+    model_config = ConfigDict(extra="forbid")
+    end_user: EndUser | None = None
+    organization: Organization | None = None
+    tags: dict[str, str] | None = Field(None, max_length=64)
+
+
+@routes.patch("/connections/{connection_id}")
+async def patch_connection(request: web.Request) -> web.Response:
+    body = PatchConnectionBody.model_validate(await json_body(request))
+    connection = await load_connection(request, _provider_config_key(request), request.match_info["connection_id"])
+    end_user = end_users.stored(body.end_user, body.organization) if body.end_user else None
+    tags = None
+    if body.tags is not None or body.end_user is not None or body.organization is not None:
+        tags = end_users.tags_for(body.end_user, body.organization, body.tags)
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        await connections_repo.set_end_user_and_tags(conn, connection.id, end_user=end_user, tags=tags)
     return json_response({"success": True})
 
 

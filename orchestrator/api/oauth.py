@@ -42,8 +42,10 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.api import end_users
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.connections import CONNECTION_ID_PATTERN, ConnectionValidationError, save_connection
+from orchestrator.api.end_users import EndUser, Organization
 from orchestrator.api.errors import error_body, raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.errors import InvalidInputError
@@ -51,6 +53,7 @@ from orchestrator.providers import auth_webhooks
 from orchestrator.providers.catalog import fill
 from orchestrator.providers.custom import find_provider
 from orchestrator.providers.egress import EgressRefused, strict_egress
+from orchestrator.store import connections as connections_repo
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import oauth as oauth_repo
@@ -68,9 +71,9 @@ def _hash(token: str) -> str:
 
 
 class ConnectSessionBody(BaseModel):
-    """Nango's `end_user`, `organization`, `integrations_config_defaults` and `tags` are accepted and ignored
-    (connections here have no end users); `connection_id`, `connection_config`, `metadata`, `return_url` and
-    `ttl_seconds` are ours."""
+    """Nango's body: `end_user` (optional here), `organization` and `tags` are kept on the connection the session
+    makes (end_users.py); `integrations_config_defaults` is accepted and ignored; `connection_id`,
+    `connection_config`, `metadata`, `return_url` and `ttl_seconds` are ours."""
     model_config = ConfigDict(extra="forbid")
     allowed_integrations: list[str] | None = Field(None, max_length=100)
     connection_id: str | None = Field(None, min_length=1, max_length=255, pattern=CONNECTION_ID_PATTERN)
@@ -78,16 +81,30 @@ class ConnectSessionBody(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     return_url: str | None = Field(None, max_length=2000, pattern=URL_PATTERN)
     ttl_seconds: int = Field(1800, ge=60, le=24 * 3600)
-    end_user: dict[str, Any] | None = None
-    organization: dict[str, Any] | None = None
+    end_user: EndUser | None = None
+    organization: Organization | None = None
     integrations_config_defaults: dict[str, Any] | None = None
-    tags: dict[str, str] | None = None
+    tags: dict[str, str] | None = Field(None, max_length=64)
+
+
+class ReconnectSessionBody(BaseModel):
+    """Nango's reconnect session: re-authorize one existing connection (its id and integration are fixed)."""
+    model_config = ConfigDict(extra="forbid")
+    connection_id: str = Field(min_length=1, max_length=255, pattern=CONNECTION_ID_PATTERN)
+    integration_id: str = Field(min_length=1, max_length=255)
+    end_user: EndUser | None = None
+    organization: Organization | None = None
+    integrations_config_defaults: dict[str, Any] | None = None
+    tags: dict[str, str] | None = Field(None, max_length=64)
+    return_url: str | None = Field(None, max_length=2000, pattern=URL_PATTERN)
+    ttl_seconds: int = Field(1800, ge=60, le=24 * 3600)
 
 
 class ConnectSessionData(BaseModel):
     token: str
     expires_at: datetime
     connect_url: str | None = None
+    connect_link: str | None = None
 
 
 class ConnectSessionResponse(BaseModel):
@@ -110,20 +127,51 @@ async def create_session(request: web.Request) -> web.Response:
             if unknown:
                 raise_error(400, "invalid_body", f"unknown integration(s) in allowed_integrations: "
                             f"{', '.join(unknown)}")
-        token = "nango_connect_session_" + secrets.token_urlsafe(32)
-        expires_at = datetime.now(UTC) + timedelta(seconds=body.ttl_seconds)
+    return await _session(request, env, allowed=allowed, connection_id=body.connection_id,
+                          connection_config=body.connection_config, metadata=body.metadata, return_url=body.return_url,
+                          ttl_seconds=body.ttl_seconds, end_user=body.end_user, organization=body.organization,
+                          tags=body.tags)
+
+
+@routes.post("/connect/sessions/reconnect")
+async def create_reconnect_session(request: web.Request) -> web.Response:
+    """A session whose flow re-authorizes the named connection: same id, new credentials, its end user kept
+    unless the body names one."""
+    env = environment(request)
+    body = ReconnectSessionBody.model_validate(await json_body(request))
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        existing = await connections_repo.get(conn, request.app[PLATFORM].sealer, env.id, body.integration_id,
+                                              body.connection_id)
+    if existing is None:
+        raise_error(404, "unknown_connection", f"no connection '{body.connection_id}' of integration "
+                    f"'{body.integration_id}' in environment '{env.name}' to reconnect")
+    return await _session(request, env, allowed=[body.integration_id], connection_id=body.connection_id,
+                          connection_config=existing.connection_config, metadata={}, return_url=body.return_url,
+                          ttl_seconds=body.ttl_seconds, end_user=body.end_user, organization=body.organization,
+                          tags=body.tags, reconnect=True)
+
+
+async def _session(request: web.Request, env: Environment, *, allowed: list[str] | None, connection_id: str | None,
+                   connection_config: dict[str, Any], metadata: dict[str, Any], return_url: str | None,
+                   ttl_seconds: int, end_user: EndUser | None, organization: Organization | None,
+                   tags: dict[str, str] | None, reconnect: bool = False) -> web.Response:
+    token = "nango_connect_session_" + secrets.token_urlsafe(32)
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
+    named = end_user is not None or organization is not None or tags
+    async with request.app[PLATFORM].pool.acquire() as conn:
         await oauth_repo.create_session(
             conn, environment_id=env.id, token_hash=_hash(token), allowed_integrations=allowed,
-            connection_id=body.connection_id, connection_config=body.connection_config, metadata=body.metadata,
-            return_url=body.return_url, expires_at=expires_at)
+            connection_id=connection_id, connection_config=connection_config, metadata=metadata,
+            return_url=return_url, expires_at=expires_at, end_user=end_users.stored(end_user, organization),
+            tags=end_users.tags_for(end_user, organization, tags) if named else None, reconnect=reconnect)
     connect_url = None
     if allowed and len(allowed) == 1:
         query = {"connect_session_token": token}
-        if body.connection_id:
-            query["connection_id"] = body.connection_id
+        if connection_id:
+            query["connection_id"] = connection_id
         connect_url = f"{_public_base(request)}/oauth/connect/{allowed[0]}?{urlencode(query)}"
     return json_response({"data": {"token": token, "expires_at": expires_at.isoformat(),
-                                    "connect_url": connect_url}}, status=201)
+                                    "connect_url": connect_url, "connect_link": connect_url}}, status=201)
 
 
 async def _caller(request: web.Request) -> tuple[Environment, dict[str, Any]]:
@@ -197,7 +245,8 @@ async def connect(request: web.Request) -> web.Response:
         await oauth_repo.create_state(
             conn, state=state, environment_id=env.id, integration_id=integration.id, connection_id=connection_id,
             connection_config=connection_config, metadata=session.get("metadata") or {}, redirect_uri=redirect_uri,
-            return_url=session.get("return_url"), expires_at=datetime.now(UTC) + STATE_TTL)
+            return_url=session.get("return_url"), expires_at=datetime.now(UTC) + STATE_TTL,
+            end_user=session.get("end_user"), tags=session.get("tags") or None)
     params = {**provider.authorization_params, "response_type": "code", "client_id": row["oauth_client_id"],
               "redirect_uri": redirect_uri,
               "state": state}
@@ -304,10 +353,10 @@ async def callback(request: web.Request) -> web.Response:
         return _answer(request, return_url, 404, _failure_payload("unknown_provider_config",
                                                                    "the integration no longer exists"))
 
-    def failed(status: int, code: str, message: str) -> web.Response:
+    async def failed(status: int, code: str, message: str) -> web.Response:
         """The flow's end without a connection: the app's answer, and the creation-failed auth webhook."""
         assert env is not None and integration_obj is not None
-        auth_webhooks.send(request.app[PLATFORM], auth_webhooks.AuthEvent(
+        await auth_webhooks.send(request.app[PLATFORM], auth_webhooks.AuthEvent(
             env.id, integration_obj.unique_key, integration_obj.provider, row["connection_id"], "OAUTH2", "creation",
             False, code, message))
         return _answer(request, return_url, status, _failure_payload(code, message))
@@ -315,7 +364,7 @@ async def callback(request: web.Request) -> web.Response:
     if q.get("error"):
         message = q.get("error_description") or q["error"]
         log.info("oauth_denied", integration=integration_obj.unique_key, error=q["error"])
-        return failed(400, "authorization_failed", f"the provider said: {message}")
+        return await failed(400, "authorization_failed", f"the provider said: {message}")
     code = q.get("code", "")
     if not code:
         return _answer(request, return_url, 400, _failure_payload("invalid_callback", "the callback has no code"))
@@ -325,12 +374,13 @@ async def callback(request: web.Request) -> web.Response:
         creds, token_url_override = await _exchange(request, integration_obj.id, code, row["redirect_uri"],
                                                      connection_config, provider.token_url if provider else None)
     except _Failure as exc:
-        return failed(exc.status, exc.code, exc.message)
+        return await failed(exc.status, exc.code, exc.message)
     if token_url_override:
         connection_config["token_url"] = token_url_override
     try:
         connection, created = await save_connection(request.app, env, integration_obj, row["connection_id"], creds,
-                                                    connection_config=connection_config, metadata=row["metadata"])
+                                                    connection_config=connection_config, metadata=row["metadata"],
+                                                    end_user=row["end_user"], tags=row["tags"] or None)
     except ConnectionValidationError as exc:
         return _answer(request, return_url, 400, _failure_payload("connection_validation_failed", exc.message))
     log.info("oauth_connected", integration=integration_obj.unique_key, connection=connection.connection_id,

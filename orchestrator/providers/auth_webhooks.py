@@ -51,22 +51,30 @@ class AuthEvent:
 _sending: set[asyncio.Task[None]] = set()
 
 
-def send(platform: Platform, event: AuthEvent) -> None:
-    """Deliver the event's webhook in the background (a reference is kept until it is done)."""
-    task = asyncio.get_running_loop().create_task(_send(platform, event))
+async def send(platform: Platform, event: AuthEvent) -> None:
+    """Decide now, from the environment's switches as they are when the event happens, and deliver in the
+    background (a reference is kept until it is done)."""
+    try:
+        async with platform.pool.acquire() as conn:
+            env = await environments_repo.webhook_settings(conn, event.environment_id)
+    except Exception as exc:  # a database outage: the event is lost, which the log says
+        log.warning("auth_webhook_not_sent", connection=event.connection_id, operation=event.operation,
+                    error=f"{type(exc).__name__}: {exc}")
+        return
+    if env is None or not env["on_auth_refresh_error" if event.operation == "refresh" else "on_auth_creation"]:
+        return
+    urls = [u for u in dict.fromkeys((env["webhook_url"], env["webhook_url_secondary"])) if u]
+    if not urls:
+        return
+    secret = str(platform.sealer.open(env["webhook_secret"])) if env["webhook_secret"] else ""
+    task = asyncio.get_running_loop().create_task(_deliver(platform, event, event.payload(env["name"]), urls, secret))
     _sending.add(task)
     task.add_done_callback(_sending.discard)
 
 
-async def _send(platform: Platform, event: AuthEvent) -> None:
+async def _deliver(platform: Platform, event: AuthEvent, payload: dict[str, Any], urls: list[str],
+                   secret: str) -> None:
     try:
-        async with platform.pool.acquire() as conn:
-            env = await environments_repo.webhook_settings(conn, event.environment_id)
-        if env is None or not env["on_auth_refresh_error" if event.operation == "refresh" else "on_auth_creation"]:
-            return
-        urls = [u for u in dict.fromkeys((env["webhook_url"], env["webhook_url_secondary"])) if u]
-        secret = str(platform.sealer.open(env["webhook_secret"])) if env["webhook_secret"] else ""
-        payload = event.payload(env["name"])
         for url in urls:
             async def record(status: int | None, error: str | None, url: str = url) -> None:
                 async with platform.pool.acquire() as conn:
@@ -76,6 +84,6 @@ async def _send(platform: Platform, event: AuthEvent) -> None:
             await webhooks_out.deliver(platform.egress or strict_egress(), url, secret, payload, record,
                                        attempts=webhooks_out.ATTEMPTS, backoff_s=webhooks_out.BACKOFF_S,
                                        timeout_s=webhooks_out.TIMEOUT_S)
-    except Exception as exc:  # a database outage: the event is lost, which the log says
+    except Exception as exc:  # a database outage while recording: the rest is lost, which the log says
         log.warning("auth_webhook_not_sent", connection=event.connection_id, operation=event.operation,
                     error=f"{type(exc).__name__}: {exc}")

@@ -66,7 +66,7 @@ async def refresh(platform: Platform, connection: Connection, *, force: bool = F
             error = await connections_repo.mark_refresh_failed(conn, connection.id, exc.message)
         log.warning("token_refresh_refused", connection=connection.connection_id,
                     integration=connection.integration_key, error=exc.message)
-        auth_webhooks.send(platform, auth_webhooks.AuthEvent(
+        await auth_webhooks.send(platform, auth_webhooks.AuthEvent(
             connection.environment_id, connection.integration_key, connection.provider, connection.connection_id,
             connection.credentials.type, "refresh", False, "refresh_token_external_error", exc.message))
         raise refused(connection.model_copy(update={"refresh_error": error})) from None
