@@ -20,13 +20,13 @@ from pydantic.json_schema import models_json_schema
 from orchestrator.api import models as m
 from orchestrator.api.actions import TriggerBody
 from orchestrator.api.common import json_response
-from orchestrator.api.connections import CreateConnectionBody, MetadataBody
+from orchestrator.api.connections import CreateConnectionBody, MetadataBody, PatchConnectionBody
 from orchestrator.api.deploy import DeployHistory, RollbackBody
 from orchestrator.api.environment import EnvironmentBody, RotateOwnKeyBody
 from orchestrator.api.environments import CreateEnvironmentBody, RotateKeyBody
 from orchestrator.api.envvars import EnvironmentVariablesBody
 from orchestrator.api.integrations import IntegrationBody
-from orchestrator.api.oauth import ConnectSessionBody, ConnectSessionResponse
+from orchestrator.api.oauth import ConnectSessionBody, ConnectSessionResponse, ReconnectSessionBody
 from orchestrator.api.providers import ProviderEnvelope, ProviderList
 from orchestrator.api.scripts import SwitchBody
 from orchestrator.api.syncs import FrequencyBody, SyncsBody, VariantBody
@@ -129,6 +129,8 @@ OPERATIONS: tuple[Op, ...] = (
            Param("refresh_github_app_jwt_token", "query", BOOL_STR))),
     Op("DELETE", "/connections/{connection_id}", "Delete a connection", "connections", response=m.Success,
        params=(Param("connection_id", "path"), PCK)),
+    Op("PATCH", "/connections/{connection_id}", "Set a connection's end user and/or tags", "connections",
+       body=PatchConnectionBody, response=m.Success, params=(Param("connection_id", "path"), PCK)),
     Op("POST", "/connections/metadata", "Set (replace) the metadata of one or many connections", "connections",
        body=MetadataBody, response=m.MetadataEcho),
     Op("PATCH", "/connections/metadata", "Update (shallow merge) the metadata of one or many connections",
@@ -193,6 +195,8 @@ OPERATIONS: tuple[Op, ...] = (
          response_media="*/*", errors=(400, 404, 502), description=PROXY_DESCRIPTION,
          body=None) for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")),
     # OAuth
+    Op("POST", "/connect/sessions/reconnect", "Create a reconnect session: re-authorize one existing connection",
+       "oauth", body=ReconnectSessionBody, response=ConnectSessionResponse, status=201),
     Op("POST", "/connect/sessions", "Create a connect session (a short-lived token to start an OAuth flow)",
        "oauth", body=ConnectSessionBody, response=ConnectSessionResponse, status=201),
     Op("GET", "/oauth/connect/{integration}", "Start the OAuth2 flow: redirects to the provider", "oauth",

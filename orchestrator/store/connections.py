@@ -13,7 +13,8 @@ from orchestrator.store.types import Connection, Credentials, CredentialsEnvelop
 
 _SELECT = (
     "SELECT c.id, c.environment_id, c.integration_id, i.unique_key AS integration_key, i.provider,"
-    " c.connection_id, c.credentials, c.connection_config, c.metadata, c.created_at, c.updated_at, c.refresh_error"
+    " c.connection_id, c.credentials, c.connection_config, c.metadata, c.created_at, c.updated_at, c.refresh_error,"
+    " c.end_user, c.tags"
     " FROM connections c JOIN integrations i ON i.id = c.integration_id"
 )
 
@@ -35,19 +36,22 @@ def _row_to_connection(row: asyncpg.Record, sealer: Sealer) -> Connection:
 async def create(
     conn: asyncpg.Connection, sealer: Sealer, *, environment_id: int, integration_id: int,
     connection_id: str, credentials: Credentials, connection_config: dict[str, Any] | None = None,
-    metadata: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None, end_user: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> tuple[int, bool]:
-    """Insert or replace the credentials of a connection (a reconnect clears a failed refresh); returns
-    (pk, created)."""
+    """Insert or replace the credentials of a connection (a reconnect clears a failed refresh; an end user or
+    tags given replace the stored ones); returns (pk, created)."""
     row = await conn.fetchrow(
         "INSERT INTO connections (environment_id, integration_id, connection_id, credentials,"
-        " credentials_expires_at, connection_config, metadata, refreshable) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " credentials_expires_at, connection_config, metadata, refreshable, end_user, tags)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, '{}'::jsonb))"
         " ON CONFLICT (integration_id, connection_id) DO UPDATE SET credentials = EXCLUDED.credentials,"
         " credentials_expires_at = EXCLUDED.credentials_expires_at, refreshable = EXCLUDED.refreshable,"
-        " refresh_error = NULL, updated_at = now()"
+        " refresh_error = NULL, end_user = COALESCE($9, connections.end_user),"
+        " tags = COALESCE($10, connections.tags), updated_at = now()"
         " RETURNING id, (xmax = 0) AS created",
         environment_id, integration_id, connection_id, sealer.seal(credentials_to_json(credentials)),
-        _expiry(credentials), connection_config or {}, metadata or {}, refreshable(credentials))
+        _expiry(credentials), connection_config or {}, metadata or {}, refreshable(credentials), end_user, tags)
     return row["id"], row["created"]
 
 
@@ -94,13 +98,24 @@ async def get_by_pk(conn: asyncpg.Connection, sealer: Sealer, pk: int) -> Connec
 
 async def list_for_environment(
     conn: asyncpg.Connection, sealer: Sealer, environment_id: int, *, integration_key: str | None = None,
-    connection_id: str | None = None, limit: int = 1000, offset: int = 0,
+    connection_id: str | None = None, limit: int = 1000, offset: int = 0, end_user_id: str | None = None,
+    organization_id: str | None = None, tags: dict[str, str] | None = None,
 ) -> list[Connection]:
+    """The environment's connections, filtered by integration, id, end user, organization and tags (all given)."""
     rows = await conn.fetch(
         _SELECT + " WHERE c.environment_id = $1 AND ($2::text IS NULL OR i.unique_key = $2)"
-        " AND ($3::text IS NULL OR c.connection_id = $3) ORDER BY c.id LIMIT $4 OFFSET $5",
-        environment_id, integration_key, connection_id, limit, offset)
+        " AND ($3::text IS NULL OR c.connection_id = $3) AND ($6::text IS NULL OR c.end_user->>'id' = $6)"
+        " AND ($7::text IS NULL OR c.end_user->'organization'->>'id' = $7) AND c.tags @> $8::jsonb"
+        " ORDER BY c.id LIMIT $4 OFFSET $5",
+        environment_id, integration_key, connection_id, limit, offset, end_user_id, organization_id, tags or {})
     return [_row_to_connection(r, sealer) for r in rows]
+
+
+async def set_end_user_and_tags(conn: asyncpg.Connection, pk: int, *, end_user: dict[str, Any] | None,
+                                tags: dict[str, str] | None) -> None:
+    """PATCH /connections: what is given replaces the stored end user / tags."""
+    await conn.execute("UPDATE connections SET end_user = COALESCE($2, end_user), tags = COALESCE($3, tags),"
+                       " updated_at = now() WHERE id = $1", pk, end_user, tags)
 
 
 async def list_for_integration(conn: asyncpg.Connection, sealer: Sealer, integration_id: int) -> list[Connection]:

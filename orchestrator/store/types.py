@@ -77,6 +77,9 @@ class Connection(BaseModel):
     updated_at: datetime
     # the provider refused a token refresh ({id, message, at}); cleared by a reconnect or a refresh that works
     refresh_error: dict[str, Any] | None = None
+    # who the connection was made for (Nango's end user, with its organization) and its tags
+    end_user: dict[str, Any] | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
 
 
 class DeployedScript(BaseModel):
