@@ -10,6 +10,7 @@ and no jump in the worker's memory. A normal sync succeeds right after each.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import io
 import os
@@ -57,8 +58,9 @@ def _with_extra(base: Bundle, add: dict[str, int] | None = None, zeros: int = 0,
     return Bundle("github", data, hashlib.sha256(data).hexdigest(), base.manifest)
 
 
+@functools.cache
 def _bomb() -> Bundle:
-    """A gigabyte of zeros in about a megabyte."""
+    """A gigabyte of zeros in about a megabyte; built once (8 s of CPU), shared by the tests that only read it."""
     bomb = _with_extra(_github_bundle(), zeros=1024 * MiB)
     assert len(bomb.data) < 2 * MiB
     return bomb
