@@ -291,11 +291,13 @@ async def delete_connection(request: web.Request) -> web.Response:
 
 
 class PatchConnectionBody(BaseModel):
-    """Nango's PATCH /connections/{id}: a new end user and/or tags (what is given replaces what was stored)."""
+    """Nango's PATCH /connections/{id}: a new end user and/or tags (what is given replaces what was stored);
+    `metadata` is merged into the connection's (shallow, as PATCH /connections/metadata)."""
     model_config = ConfigDict(extra="forbid")
     end_user: EndUser | None = None
     organization: Organization | None = None
     tags: dict[str, str] | None = Field(None, max_length=64)
+    metadata: dict[str, Any] | None = None
 
 
 @routes.patch("/connections/{connection_id}")
@@ -307,7 +309,10 @@ async def patch_connection(request: web.Request) -> web.Response:
     if body.tags is not None or body.end_user is not None or body.organization is not None:
         tags = end_users.tags_for(body.end_user, body.organization, body.tags)
     async with request.app[PLATFORM].pool.acquire() as conn:
-        await connections_repo.set_end_user_and_tags(conn, connection.id, end_user=end_user, tags=tags)
+        async with conn.transaction():
+            await connections_repo.set_end_user_and_tags(conn, connection.id, end_user=end_user, tags=tags)
+            if body.metadata is not None:
+                await connections_repo.write_metadata(conn, [connection.id], body.metadata, merge=True)
     return json_response({"success": True})
 
 

@@ -90,6 +90,12 @@ def discover_folder(path: Path | None) -> Folder:
     return found
 
 
+def working_folder() -> Path:
+    """Where `.env` is read from for commands that need no integrations folder: the one found upwards, else here."""
+    found = look_up()
+    return found.path if found is not None else Path(".")
+
+
 def look_up() -> Folder | None:
     """The folder holding nango.yaml, the current folder or the nearest parent; None when there is none."""
     here = Path.cwd()

@@ -14,6 +14,7 @@ from orchestrator.cli import authoring, templates_cmd, testing_cmd
 from orchestrator.cli.admin import admin_app
 from orchestrator.cli.common import fail
 from orchestrator.cli.env import env_app
+from orchestrator.cli.objects import connections_app, integrations_app
 from orchestrator.cli.providers import providers_app
 from orchestrator.errors import OrchestratorError
 
@@ -147,6 +148,8 @@ app.command()(templates_cmd.add)
 app.add_typer(admin_app, name="admin")
 app.add_typer(env_app, name="env")
 app.add_typer(providers_app, name="providers")
+app.add_typer(integrations_app, name="integrations")
+app.add_typer(connections_app, name="connections")
 
 
 def main() -> None:

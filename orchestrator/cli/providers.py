@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, discover_folder, fail, look_up, resolve_target
+from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, discover_folder, fail, resolve_target, working_folder
 
 providers_app = typer.Typer(help="Providers: the built-in catalog and custom providers (list, show).",
                             no_args_is_help=True)
@@ -32,10 +32,7 @@ PathOpt = Annotated[Path | None, typer.Option(
 
 def _folder(path: Path | None) -> Path:
     """The integrations folder for providers.yaml and .env: --path, the one found upwards, else the current one."""
-    if path is not None:
-        return discover_folder(path).path
-    found = look_up()
-    return found.path if found is not None else Path(".")
+    return discover_folder(path).path if path is not None else working_folder()
 
 
 def read_folder_providers(folder: Path) -> str | None:
