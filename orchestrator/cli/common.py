@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
     from orchestrator.authoring.checks import ScriptCheckError
+    from orchestrator.client import NangoClient
     from orchestrator.config.nango_yaml import NangoConfig
+
+T = TypeVar("T")
 
 DEFAULT_SERVER = "http://127.0.0.1:3003"
 
@@ -196,3 +200,22 @@ def resolve_target(folder: Path, server: str | None, secret_key: str | None, env
     if not url.startswith(("http://", "https://")):
         url = "http://" + url
     return Target(url.rstrip("/"), key, environment)
+
+
+def call_api(target: Target, fn: Callable[[NangoClient], Awaitable[T]], *, unreachable_hint: str = "") -> T:
+    """Run `fn` against the target's API; its errors end the command with what the server said."""
+    import aiohttp
+
+    from orchestrator.client import ApiError, NangoClient
+
+    async def run() -> T:
+        async with NangoClient(target.server, target.secret_key) as api:
+            return await fn(api)
+    try:
+        return asyncio.run(run())
+    except ApiError as exc:
+        if exc.status == 401:
+            fail(f"{target.server} refused the secret key ({exc.message})")
+        fail(f"{exc.status} {exc.code}: {exc.message}")
+    except aiohttp.ClientConnectionError as exc:
+        fail(f"cannot reach {target.server}: {exc}{unreachable_hint}")

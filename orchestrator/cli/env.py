@@ -7,7 +7,6 @@ the `.env` of the current folder.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, Target, fail, resolve_target
+from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, Target, call_api, fail, resolve_target
 
 env_app = typer.Typer(help="Environment variables of an environment (set, list, unset).", no_args_is_help=True)
 
@@ -25,22 +24,7 @@ def _target(server: str | None, secret_key: str | None, environment: str | None)
 
 
 def _call(target: Target, method: str, body: Any = None) -> Any:
-    import aiohttp
-
-    from orchestrator.client import ApiError, NangoClient
-
-    async def send() -> Any:
-        async with NangoClient(target.server, target.secret_key) as api:
-            return await api.request(method, "/environment-variables", json=body)
-
-    try:
-        return asyncio.run(send())
-    except ApiError as exc:
-        if exc.status == 401:
-            fail(f"{target.server} refused the secret key ({exc.message})")
-        fail(f"{exc.status} {exc.message}")
-    except aiohttp.ClientConnectionError as exc:
-        fail(f"cannot reach {target.server}: {exc}")
+    return call_api(target, lambda api: api.request(method, "/environment-variables", json=body))
 
 
 def _current(target: Target) -> dict[str, str]:

@@ -7,7 +7,6 @@ credentials given prints a connect URL to open in a browser instead.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, fail, resolve_target, working_folder
+from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, call_api, fail, resolve_target, working_folder
 
 if TYPE_CHECKING:
     from orchestrator.client import NangoClient
@@ -33,24 +32,7 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confir
 
 def _call(server: str | None, secret_key: str | None, environment: str | None,
           fn: Callable[[NangoClient], Awaitable[T]]) -> T:
-    """Run `fn` against the API; its errors end the command with what the server said."""
-    import aiohttp
-
-    from orchestrator.client import ApiError, NangoClient
-
-    target = resolve_target(working_folder(), server, secret_key, environment)
-
-    async def run() -> T:
-        async with NangoClient(target.server, target.secret_key) as api:
-            return await fn(api)
-    try:
-        return asyncio.run(run())
-    except ApiError as exc:
-        if exc.status == 401:
-            fail(f"{target.server} refused the secret key ({exc.message})")
-        fail(f"{exc.status} {exc.code}: {exc.message}")
-    except aiohttp.ClientConnectionError as exc:
-        fail(f"cannot reach {target.server}: {exc}")
+    return call_api(resolve_target(working_folder(), server, secret_key, environment), fn)
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:

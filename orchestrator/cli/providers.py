@@ -9,14 +9,25 @@ process environment apply.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, discover_folder, fail, resolve_target, working_folder
+from orchestrator.cli.common import (
+    EnvOpt,
+    KeyOpt,
+    ServerOpt,
+    call_api,
+    discover_folder,
+    fail,
+    resolve_target,
+    working_folder,
+)
+
+if TYPE_CHECKING:
+    from orchestrator.client import NangoClient
 
 providers_app = typer.Typer(help="Providers: the built-in catalog and custom providers (list, show).",
                             no_args_is_help=True)
@@ -63,24 +74,11 @@ def _local(folder: Path) -> list[dict[str, Any]]:
 
 
 def _remote(folder: Path, path: str, server: str | None, secret_key: str | None, environment: str | None) -> Any:
-    import aiohttp
-
-    from orchestrator.client import ApiError, NangoClient
-
     target = resolve_target(folder, server, secret_key, environment)
 
-    async def send() -> Any:
-        async with NangoClient(target.server, target.secret_key) as api:
-            return await api.request("GET", path)
-
-    try:
-        return asyncio.run(send())["data"]
-    except ApiError as exc:
-        if exc.status == 401:
-            fail(f"{target.server} refused the secret key ({exc.message})")
-        fail(f"{exc.status} {exc.message}")
-    except aiohttp.ClientConnectionError as exc:
-        fail(f"cannot reach {target.server}: {exc} (use --local for the built-in catalog)")
+    async def get(api: NangoClient) -> Any:
+        return (await api.request("GET", path))["data"]
+    return call_api(target, get, unreachable_hint=" (use --local for the built-in catalog)")
 
 
 @providers_app.command("list")
