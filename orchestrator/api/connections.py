@@ -21,9 +21,12 @@ from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.control import events
 from orchestrator.control.reconcile import reconcile_integration
-from orchestrator.errors import TransientError
-from orchestrator.providers import auth_webhooks
+from orchestrator.errors import InvalidInputError, TransientError
+from orchestrator.providers import auth_webhooks, client_credentials
 from orchestrator.providers import credentials as credentials_mod
+from orchestrator.providers.catalog import fill
+from orchestrator.providers.custom import find_provider
+from orchestrator.providers.egress import strict_egress
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import scripts as scripts_repo
@@ -34,6 +37,7 @@ from orchestrator.store.types import (
     Credentials,
     Environment,
     Integration,
+    OAuth2ClientCredentials,
     OAuth2Credentials,
     credentials_to_json,
 )
@@ -199,7 +203,52 @@ class CreateConnectionBody(BaseModel):
             return BasicCredentials(username=username, password=password)
         raise_error(400, "invalid_body",
                     "credentials are required: {type: OAUTH2, access_token, refresh_token?, expires_at?} or "
-                    "{type: API_KEY, apiKey} or {type: BASIC, username, password}")
+                    "{type: OAUTH2_CC, client_id?, client_secret?} or {type: API_KEY, apiKey} or "
+                    "{type: BASIC, username, password}")
+
+    def client_credentials(self) -> tuple[str | None, str | None] | None:
+        """OAUTH2_CC: the client id and secret given (None: the integration's OAuth app), or None for another mode."""
+        c = self.credentials or {}
+        if str(c.get("type", "")).upper() != "OAUTH2_CC":
+            return None
+        cid, secret = c.get("client_id"), c.get("client_secret")
+        return (str(cid) if cid else None, str(secret) if secret else None)
+
+
+async def mint_client_credentials(request: web.Request, env: Environment, integration: Integration,
+                                  client: tuple[str | None, str | None],
+                                  connection_config: dict[str, Any]) -> OAuth2ClientCredentials:
+    """An OAUTH2_CC connection's first token, minted before anything is stored: a refused client makes none."""
+    platform = request.app[PLATFORM]
+    async with platform.pool.acquire() as conn:
+        row = await integrations_repo.settings(conn, integration.id)
+    provider = await find_provider(platform.pool, env.id, integration.provider)
+    if provider is None or row is None:
+        raise_error(400, "unknown_provider", f"integration '{integration.unique_key}' has no known provider")
+    client_id = client[0] or row["oauth_client_id"]
+    client_secret = client[1] or (str(platform.sealer.open(row["oauth_client_secret"]))
+                                  if row["oauth_client_secret"] else None)
+    if not client_id or not client_secret:
+        raise_error(400, "missing_client_credentials", "an OAUTH2_CC connection needs credentials.client_id and "
+                    f"client_secret, or an OAuth app on integration '{integration.unique_key}'")
+    try:
+        token_url = connection_config.get("token_url") or (provider.token_url and fill(provider.token_url,
+                                                                                       connection_config))
+    except InvalidInputError as exc:
+        raise_error(400, "invalid_connection_config", exc.message)
+    if not token_url:
+        raise_error(400, "missing_token_url", f"provider '{provider.name}' has no token URL")
+    scopes = row["oauth_scopes"]
+    try:
+        fields = await client_credentials.mint(
+            platform.egress or strict_egress(), token_url, client_id, client_secret,
+            scopes=[x for x in (scopes.replace(",", " ").split() if scopes is not None else provider.default_scopes)
+                    if x], scope_separator=provider.scope_separator, token_params=provider.token_params)
+    except client_credentials.ClientRefusedError as exc:
+        raise_error(400, exc.code, exc.message)
+    except TransientError as exc:
+        raise_error(502, "token_endpoint_unavailable", exc.message)
+    return OAuth2ClientCredentials(client_id=client_id, client_secret=client_secret, **fields)
 
 
 class ConnectionValidationError(Exception):
@@ -252,12 +301,16 @@ async def auth_event(app: web.Application, c: Connection, operation: auth_webhoo
 async def create_connection(request: web.Request) -> web.Response:
     env = environment(request)
     body = CreateConnectionBody.model_validate(await json_body(request))
-    creds = body.to_credentials()
+    client = body.client_credentials()
+    creds = body.to_credentials() if client is None else None
     async with request.app[PLATFORM].pool.acquire() as conn:
         integration = await integrations_repo.get(conn, env.id, body.provider_config_key)
     if integration is None:
         raise_error(404, "unknown_provider_config",
                     f"no integration '{body.provider_config_key}' in environment '{env.name}'")
+    if client is not None:
+        creds = await mint_client_credentials(request, env, integration, client, body.connection_config)
+    assert creds is not None
     try:
         named = body.end_user is not None or body.organization is not None or body.tags
         connection, created = await save_connection(

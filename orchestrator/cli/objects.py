@@ -154,9 +154,10 @@ def connections_show(
 
 
 def _credentials(api_key: str | None, username: str | None, password: str | None, access_token: str | None,
-                 refresh_token: str | None, file: Path | None) -> dict[str, Any] | None:
+                 refresh_token: str | None, file: Path | None, client_credentials: bool,
+                 client_id: str | None, client_secret: str | None) -> dict[str, Any] | None:
     given = [name for name, v in (("--api-key", api_key), ("--username", username), ("--access-token", access_token),
-                                  ("--file", file)) if v]
+                                  ("--file", file), ("--client-credentials", client_credentials)) if v]
     if len(given) > 1:
         fail(f"give one kind of credentials, not {' and '.join(given)}")
     if file is not None:
@@ -167,6 +168,11 @@ def _credentials(api_key: str | None, username: str | None, password: str | None
         if not isinstance(creds, dict) or not creds.get("type"):
             fail(f"{file}: expected an object with a type, e.g. {{\"type\": \"API_KEY\", \"apiKey\": \"...\"}}")
         return dict(creds)
+    if client_credentials:  # the platform mints the token; the integration's OAuth app unless given here
+        return {"type": "OAUTH2_CC", **({"client_id": client_id} if client_id else {}),
+                **({"client_secret": client_secret} if client_secret else {})}
+    if client_id or client_secret:
+        fail("--client-id and --client-secret go with --client-credentials")
     if api_key:
         return {"type": "API_KEY", "apiKey": api_key}
     if username:
@@ -192,6 +198,13 @@ def connections_create(
     access_token: Annotated[str | None, typer.Option(help="OAUTH2 credentials you already hold.")] = None,
     refresh_token: Annotated[str | None, typer.Option(help="With --access-token.")] = None,
     file: Annotated[Path | None, typer.Option(help="Credentials as JSON in Nango's shapes.")] = None,
+    client_credentials: Annotated[bool, typer.Option("--client-credentials", help="OAUTH2_CC: the platform mints "
+                                                     "the token (with the integration's OAuth app unless "
+                                                     "--client-id/--client-secret).")] = False,
+    client_id: Annotated[str | None, typer.Option(help="With --client-credentials.")] = None,
+    client_secret: Annotated[str | None, typer.Option(help="With --client-credentials.",
+                                                      envvar="NANGO_CONNECTION_CLIENT_SECRET",
+                                                      show_envvar=True)] = None,
     config: Annotated[list[str] | None, typer.Option("--config", help="connection_config key=value "
                                                      "(repeatable).")] = None,
     metadata: Annotated[str | None, typer.Option(help="Metadata as a JSON object.")] = None,
@@ -200,7 +213,8 @@ def connections_create(
     as_json: JsonOpt = False, environment: EnvOpt = None, server: ServerOpt = None, secret_key: KeyOpt = None,
 ) -> None:
     """Create a connection from credentials; for an OAuth integration without them, print a connect URL."""
-    creds = _credentials(api_key, username, password, access_token, refresh_token, file)
+    creds = _credentials(api_key, username, password, access_token, refresh_token, file, client_credentials,
+                         client_id, client_secret)
     try:
         meta = json.loads(metadata) if metadata else {}
     except ValueError as exc:

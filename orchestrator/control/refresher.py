@@ -44,8 +44,9 @@ async def refresh_due(platform: Platform) -> dict[str, int]:
                     await connections_repo.mark_unrefreshable(conn, pk)
                     return
             try:
-                await credentials.refresh(platform, connection)
-                tally["refreshed"] += 1
+                after = await credentials.refresh(platform, connection)
+                # another replica may have renewed it while this one waited for the lock: not counted twice
+                tally["refreshed"] += after.credentials != connection.credentials
             except credentials.RefreshError:
                 tally["refused"] += 1
             except (OrchestratorError, OSError) as exc:  # transient: the next pass tries again

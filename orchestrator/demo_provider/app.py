@@ -989,6 +989,11 @@ async def oauth_access_token(request: web.Request) -> web.Response:
             return _oauth_error(request, 400, "redirect_uri_mismatch",
                                 "The redirect_uri MUST match the registered callback URL.")
         return _oauth_reply(request, state.issue_token(scopes=grant_info["scope"]))
+    if grant == "client_credentials":  # RFC 6749 4.4: a token for the client itself, no refresh token
+        minted = state.issue_token(scopes=params.get("scope") or "repo")
+        state.refresh_tokens.pop(minted.pop("refresh_token"), None)
+        minted.pop("refresh_token_expires_in", None)
+        return _oauth_reply(request, minted)
     if grant == "refresh_token":
         token = state.refresh(params.get("refresh_token", ""))
         if token is None:

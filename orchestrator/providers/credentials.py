@@ -12,14 +12,14 @@ import structlog
 
 from orchestrator.errors import OrchestratorError, TransientError
 from orchestrator.platform import Platform
-from orchestrator.providers import auth_webhooks
+from orchestrator.providers import auth_webhooks, client_credentials
 from orchestrator.providers.catalog import fill
 from orchestrator.providers.custom import resolve_provider
 from orchestrator.providers.egress import EgressRefused, strict_egress
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import locks
-from orchestrator.store.types import Connection, OAuth2Credentials
+from orchestrator.store.types import Connection, OAuth2ClientCredentials, OAuth2Credentials
 
 log = structlog.get_logger(__name__)
 
@@ -32,7 +32,7 @@ class RefreshError(OrchestratorError):
 
 def expires_soon(connection: Connection, margin: timedelta = REFRESH_MARGIN) -> bool:
     creds = connection.credentials
-    return (isinstance(creds, OAuth2Credentials) and creds.expires_at is not None
+    return (isinstance(creds, OAuth2Credentials | OAuth2ClientCredentials) and creds.expires_at is not None
             and creds.expires_at - datetime.now(UTC) < margin)
 
 
@@ -51,7 +51,8 @@ async def refresh(platform: Platform, connection: Connection, *, force: bool = F
     connection: later calls without `force` fail at once with that reason instead of asking again. Network
     errors, 5xx and 429 are transient (TransientError) and mark nothing."""
     creds = connection.credentials
-    if not isinstance(creds, OAuth2Credentials) or creds.refresh_token is None:
+    if not isinstance(creds, OAuth2ClientCredentials) and (
+            not isinstance(creds, OAuth2Credentials) or creds.refresh_token is None):
         return connection
     if not force and not expires_soon(connection):
         return connection
@@ -72,8 +73,8 @@ async def refresh(platform: Platform, connection: Connection, *, force: bool = F
         raise refused(connection.model_copy(update={"refresh_error": error})) from None
 
 
-async def _refresh(platform: Platform, connection: Connection, creds: OAuth2Credentials, *,
-                   force: bool) -> Connection:
+async def _refresh(platform: Platform, connection: Connection, creds: OAuth2Credentials | OAuth2ClientCredentials,
+                   *, force: bool) -> Connection:
     pool, sealer, egress = platform.pool, platform.sealer, platform.egress or strict_egress()
     async with pool.acquire() as conn, conn.transaction():
         # one refresher at a time per connection: others wait, then see the fresh token
@@ -91,11 +92,29 @@ async def _refresh(platform: Platform, connection: Connection, creds: OAuth2Cred
         provider = await resolve_provider(conn, connection.environment_id, connection.provider)
         token_url = connection.connection_config.get("token_url") or (
             provider.token_url and fill(provider.token_url, connection.connection_config))
+        cur_creds = current.credentials
+        if isinstance(cur_creds, OAuth2ClientCredentials):  # minted again with the client's own credentials
+            if not token_url:
+                raise RefreshError(f"cannot mint a token for connection '{connection.connection_id}': provider "
+                                   f"'{provider.name}' has no token URL")
+            scopes = row["oauth_scopes"] if row is not None and row["oauth_scopes"] is not None else None
+            try:
+                fields = await client_credentials.mint(
+                    egress, token_url, cur_creds.client_id, cur_creds.client_secret.get_secret_value(),
+                    scopes=[x for x in (scopes.replace(",", " ").split() if scopes is not None
+                                        else provider.default_scopes) if x],
+                    scope_separator=provider.scope_separator, token_params=provider.token_params)
+            except client_credentials.ClientRefusedError as exc:
+                raise RefreshError(f"minting a token for connection '{connection.connection_id}' failed: "
+                                   f"{exc.message}") from None
+            minted = cur_creds.model_copy(update=fields)
+            await connections_repo.update_credentials(conn, sealer, connection.id, minted)
+            log.info("token_minted", connection=connection.connection_id)
+            return current.model_copy(update={"credentials": minted})
         if not token_url or row is None or not row["oauth_client_id"]:
             raise RefreshError(f"cannot refresh the token of connection '{connection.connection_id}': the "
                                f"integration '{connection.integration_key}' has no OAuth client credentials")
         secret = sealer.open(row["oauth_client_secret"]) if row["oauth_client_secret"] else ""
-        cur_creds = current.credentials
         assert isinstance(cur_creds, OAuth2Credentials) and cur_creds.refresh_token is not None
         form = {"grant_type": "refresh_token", "refresh_token": cur_creds.refresh_token.get_secret_value(),
                 "client_id": row["oauth_client_id"], "client_secret": str(secret)}

@@ -30,7 +30,13 @@ from orchestrator.errors import InvalidInputError
 from orchestrator.providers import egress
 from orchestrator.providers.catalog import Provider
 from orchestrator.providers.egress import Egress, EgressPolicy, EgressRefused
-from orchestrator.store.types import ApiKeyCredentials, BasicCredentials, Connection, OAuth2Credentials
+from orchestrator.store.types import (
+    ApiKeyCredentials,
+    BasicCredentials,
+    Connection,
+    OAuth2ClientCredentials,
+    OAuth2Credentials,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +77,8 @@ def auth_headers_and_query(connection: Connection, provider: Provider) -> tuple[
     query: dict[str, str] = {}
     if isinstance(creds, OAuth2Credentials):
         headers["Authorization"] = f"Bearer {creds.access_token.get_secret_value()}"
+    elif isinstance(creds, OAuth2ClientCredentials):
+        headers["Authorization"] = f"Bearer {creds.token.get_secret_value()}"
     elif isinstance(creds, ApiKeyCredentials):
         key = creds.api_key.get_secret_value()
         if provider.api_key_query:
@@ -191,7 +199,7 @@ async def send(
             url = build_url(connection, provider, req)
             raise UpstreamError(f"{req.method} {_safe(url)} failed: {type(exc).__name__}: {exc}") from None
         if (result.status == 401 and refresh is not None and not refreshed
-                and isinstance(connection.credentials, OAuth2Credentials)):
+                and isinstance(connection.credentials, OAuth2Credentials | OAuth2ClientCredentials)):
             refreshed = True
             connection = await refresh()
             continue

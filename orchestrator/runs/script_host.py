@@ -28,9 +28,12 @@ from orchestrator.runs.sinks import RecordSink
 from orchestrator.sdk import contract
 from orchestrator.store import faults
 from orchestrator.store import records as records_repo
-from orchestrator.store.types import Connection, OAuth2Credentials, credentials_to_json
+from orchestrator.store.types import Connection, OAuth2ClientCredentials, OAuth2Credentials, credentials_to_json
 
 log = structlog.get_logger(__name__)
+
+# credential fields masked in the run's logs and errors, whatever the auth mode
+SECRET_FIELDS = frozenset({"access_token", "refresh_token", "apiKey", "password", "token", "client_secret"})
 
 MAX_BUFFERED_LOGS = 200
 MAX_LOG_CHARS = 10_000
@@ -109,8 +112,7 @@ class ScriptHost:
     # ---- logs ---------------------------------------------------------------------------------
     def _secrets(self) -> list[str]:
         creds = credentials_to_json(self.connection.credentials)
-        values = [str(v) for k, v in creds.items() if k in ("access_token", "refresh_token", "apiKey", "password")
-                  and v]
+        values = [str(v) for k, v in creds.items() if k in SECRET_FIELDS and v]
         values += [v["value"] for v in self._environment_variables if v.get("value")]
         return [v for v in values if len(v) >= 4]
 
@@ -344,13 +346,15 @@ class ScriptHost:
         creds = conn["credentials"]
         if creds["type"] == "OAUTH2":
             return creds["access_token"]
+        if creds["type"] == "OAUTH2_CC":
+            return creds["token"]
         if creds["type"] == "API_KEY":
             return creds["apiKey"]
         return {"username": creds.get("username"), "password": creds.get("password")}
 
     def _expires_soon(self) -> bool:
         creds = self.connection.credentials
-        if not isinstance(creds, OAuth2Credentials) or creds.expires_at is None:
+        if not isinstance(creds, OAuth2Credentials | OAuth2ClientCredentials) or creds.expires_at is None:
             return False
         return (creds.expires_at - datetime.now(UTC)).total_seconds() < 15 * 60
 

@@ -24,7 +24,8 @@ def _expiry(creds: Credentials) -> datetime | None:
 
 
 def refreshable(creds: Credentials) -> bool:
-    return getattr(creds, "refresh_token", None) is not None
+    """A refresh token to redeem, or client credentials to mint with (OAUTH2_CC)."""
+    return getattr(creds, "refresh_token", None) is not None or creds.type == "OAUTH2_CC"
 
 
 def _row_to_connection(row: asyncpg.Record, sealer: Sealer) -> Connection:

@@ -34,6 +34,18 @@ class OAuth2Credentials(BaseModel):
     raw: dict[str, Any] = Field(default_factory=dict)
 
 
+class OAuth2ClientCredentials(BaseModel):
+    """OAUTH2_CC: a token the platform mints with the client's own id and secret (RFC 6749 4.4), and mints again
+    before it expires; Nango's shape."""
+    model_config = ConfigDict(extra="allow")
+    type: Literal["OAUTH2_CC"] = "OAUTH2_CC"
+    token: SecretStr
+    expires_at: datetime | None = None
+    client_id: str
+    client_secret: SecretStr
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
 class ApiKeyCredentials(BaseModel):
     type: Literal["API_KEY"] = "API_KEY"
     api_key: SecretStr = Field(alias="apiKey")
@@ -46,11 +58,11 @@ class BasicCredentials(BaseModel):
     password: SecretStr
 
 
-Credentials = OAuth2Credentials | ApiKeyCredentials | BasicCredentials
+Credentials = OAuth2Credentials | OAuth2ClientCredentials | ApiKeyCredentials | BasicCredentials
 
 
 class CredentialsEnvelope(BaseModel):
-    credentials: OAuth2Credentials | ApiKeyCredentials | BasicCredentials = Field(discriminator="type")
+    credentials: Credentials = Field(discriminator="type")
 
 
 def credentials_to_json(creds: Credentials) -> dict[str, Any]:
@@ -70,7 +82,7 @@ class Connection(BaseModel):
     integration_key: str
     provider: str
     connection_id: str
-    credentials: OAuth2Credentials | ApiKeyCredentials | BasicCredentials = Field(discriminator="type")
+    credentials: Credentials = Field(discriminator="type")
     connection_config: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
