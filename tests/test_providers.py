@@ -4,6 +4,8 @@ through the API and through `nango deploy`, used by real proxy calls and syncs, 
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -13,7 +15,7 @@ import yaml
 
 from orchestrator.config.nango_yaml import load_config
 from orchestrator.errors import InvalidInputError
-from orchestrator.providers.catalog import Provider, builtin_providers, get_provider, load_providers_file
+from orchestrator.providers.catalog import Provider, builtin_providers, get_provider, load_providers_file, placeholders
 from tests.conftest import EXAMPLES, Stack, eventually
 from tests.test_cli_stack import nango
 
@@ -34,6 +36,30 @@ def test_catalog_validates_and_is_consistent() -> None:
             assert provider.api_key_query or "${apiKey}" in provider.api_key_template, name
         # round trip: what the API answers validates again
         assert Provider.model_validate(provider.public()) == provider
+
+
+def _filled(template: str) -> str:
+    """A URL as a connection makes it; one that starts with a placeholder takes a whole URL from it."""
+    template = re.sub(r"^\$\{connectionConfig\.[A-Za-z0-9_]+\}", "https://instance.example", template)
+    return re.sub(r"\$\{connectionConfig\.[A-Za-z0-9_]+\}", "tenant", template)
+
+
+def test_catalog_has_150_well_formed_providers() -> None:
+    catalog = builtin_providers()
+    assert len(catalog) >= 150
+    for name, p in catalog.items():
+        for url in filter(None, (p.base_url, p.authorization_url, p.token_url, p.docs)):
+            parts = urlsplit(_filled(url))
+            assert parts.scheme == "https" and parts.netloc and " " not in url, (name, url)
+            assert "${" not in _filled(url), (name, url)   # only connection-config placeholders are filled in URLs
+            for key in placeholders(url):
+                assert key in p.connection_config and p.connection_config[key].strip(), (name, key)
+        # placeholders are filled in URLs only: headers and scopes would reach the provider verbatim
+        assert not any("${" in v for v in (*p.headers.values(), *p.default_scopes)), name
+        assert p.scope_separator in (" ", ",", "+"), name
+        assert not any(p.scope_separator in s or not s for s in p.default_scopes), name
+        if p.webhook:
+            assert p.webhook.signature_header.strip() == p.webhook.signature_header, name
 
 
 def test_github_entry_keeps_its_behaviour() -> None:
@@ -190,3 +216,117 @@ async def test_cli_providers_local(tmp_path: Path) -> None:
     assert shown.code == 0 and "base_url: https://${connectionConfig.subdomain}.myshopify.com" in shown.stdout
     missing = await nango("providers", "show", "nope", "--local", cwd=tmp_path)
     assert missing.code != 0 and "no provider 'nope'" in missing.stderr
+
+
+# ------------------------------------------------------------------------------ Nango-format file
+def nango_shaped(provider_url: str) -> dict:
+    """A few entries in Nango's own providers.yaml shape (proxy.*, connection_config field objects)."""
+    host = urlsplit(provider_url).hostname
+    return {
+        "acme-crm": {
+            "display_name": "Acme CRM", "categories": ["crm"], "auth_mode": "OAUTH2",
+            "authorization_url": "https://${connectionConfig.subdomain}.acme.test/oauth/authorize",
+            "token_url": "https://${connectionConfig.subdomain}.acme.test/oauth/token",
+            "scope_separator": ",", "default_scopes": ["contacts.read", "deals.read"],
+            "authorization_params": {"access_type": "offline", "prompt": True},
+            "token_response": {"token": "data.access_token"},
+            "proxy": {"base_url": "https://api.acme.test/${connectionConfig.subdomain}/v2",
+                      "headers": {"accept": "application/json"}, "retry": {"at": ["x-acme-reset"]},
+                      "paginate": {"type": "cursor", "cursor_path_in_response": "meta.next",
+                                   "cursor_name_in_request": "cursor", "response_path": "items",
+                                   "limit_name_in_request": "limit"}},
+            "connection_config": {"subdomain": {"type": "string", "title": "Subdomain",
+                                                "description": "Your Acme workspace subdomain"}},
+            "docs": "https://docs.acme.test/crm",
+        },
+        "acme-keys": {
+            "display_name": "Acme Git (key)", "auth_mode": "API_KEY",
+            "proxy": {"base_url": f"http://{host}:${{connectionConfig.port}}",
+                      "headers": {"authorization": "token ${apiKey}", "accept": "application/json"},
+                      "paginate": {"type": "link", "link_rel_in_response_header": "next",
+                                   "limit_name_in_request": "per_page"}},
+            "credentials": {"apiKey": {"type": "string", "title": "API key"}},
+        },
+        "acme-basic": {"display_name": "Acme Basic", "auth_mode": "BASIC",
+                       "proxy": {"base_url": "https://basic.acme.test/api"}},
+        "acme-basic-eu": {"alias": "acme-basic", "display_name": "Acme Basic (EU)",
+                          "proxy": {"base_url": "https://eu.basic.acme.test/api"}, "some_future_field": {"x": 1}},
+        "acme-two-step": {"display_name": "Acme Two Step", "auth_mode": "TWO_STEP",
+                          "proxy": {"base_url": "https://two.acme.test"}},
+        "anrok": {"display_name": "Anrok (operator's)", "auth_mode": "API_KEY",
+                  "proxy": {"base_url": "https://api.anrok.com", "headers": {"authorization": "Bearer ${apiKey}"}}},
+    }
+
+
+async def test_a_nango_format_providers_file_loads_through_the_setting(
+        stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "providers.yaml"
+    path.write_text(yaml.safe_dump(nango_shaped(stack.provider_url)))
+    monkeypatch.setenv("PROVIDERS_FILE", str(path))
+    builtin_providers.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO):
+            catalog = builtin_providers()
+        assert "acme-two-step" not in catalog and len(catalog) >= 150
+        assert "'acme-two-step' skipped: auth_mode 'TWO_STEP'" in caplog.text
+        assert "token_response" in caplog.text and "some_future_field" in caplog.text
+
+        env, key = await stack.new_environment()
+        repo = stack.demo.add_repo(f"{env}/repo", 3)
+        async with stack.api(key) as api:
+            listed = {p["name"]: p for p in (await api.request("GET", "/providers"))["data"]}
+            assert {"acme-crm", "acme-keys", "acme-basic", "acme-basic-eu", "github"} <= set(listed)
+            assert "acme-two-step" not in listed and listed["anrok"]["display_name"] == "Anrok (operator's)"
+            crm = (await api.request("GET", "/providers/acme-crm"))["data"]
+            assert (crm["auth_mode"], crm["scope_separator"], crm["default_scopes"]) == (
+                "OAUTH2", ",", ["contacts.read", "deals.read"])
+            assert crm["base_url"] == "https://api.acme.test/${connectionConfig.subdomain}/v2"
+            assert crm["connection_config"] == {"subdomain": "Your Acme workspace subdomain"}
+            assert crm["authorization_params"] == {"access_type": "offline", "prompt": "true"}
+            assert crm["pagination"]["cursor_path_in_response"] == "meta.next"
+            assert crm["rate_limit"]["reset_header"] == "x-acme-reset"
+            assert crm["headers"] == {"accept": "application/json"}
+            eu = (await api.request("GET", "/providers/acme-basic-eu"))["data"]
+            assert (eu["auth_mode"], eu["base_url"]) == ("BASIC", "https://eu.basic.acme.test/api")
+            keys = (await api.request("GET", "/providers/acme-keys"))["data"]
+            assert (keys["api_key_header"], keys["api_key_template"]) == ("authorization", "token ${apiKey}")
+
+            # usable: an integration on it reaches the provider with the key where the Nango entry put it
+            await api.create_integration("acme", "acme-keys")
+            await api.create_connection("acme", "c1", {"type": "API_KEY", "apiKey": "demo-token"},
+                                        connection_config={"port": urlsplit(stack.provider_url).port})
+            resp = await api.proxy("GET", f"/repos/{repo}/issues", integration="acme", connection_id="c1")
+            assert resp.status == 200, resp
+            assert len(resp.json()) == 3
+    finally:
+        monkeypatch.delenv("PROVIDERS_FILE")
+        builtin_providers.cache_clear()
+    assert "acme-crm" not in builtin_providers()
+
+
+def test_a_nango_entry_that_cannot_convert_is_skipped_not_fatal(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "providers.yaml"
+    path.write_text(yaml.safe_dump({
+        "no-proxy": {"display_name": "No proxy", "auth_mode": "API_KEY"},
+        "bad-paginate": {"display_name": "Bad", "auth_mode": "API_KEY", "proxy": {
+            "base_url": "https://bad.test", "paginate": {"type": "cursor"}}},
+        "other-placeholder": {"display_name": "O", "auth_mode": "API_KEY",
+                              "proxy": {"base_url": "https://x.test/bot${apiKey}"}},
+        "oauth-no-token-url": {"display_name": "O", "auth_mode": "OAUTH2", "proxy": {"base_url": "https://o.test"}},
+        "Not A Name": {"display_name": "N", "auth_mode": "BASIC", "proxy": {"base_url": "https://n.test"}},
+    }))
+    monkeypatch.setenv("PROVIDERS_FILE", str(path))
+    builtin_providers.cache_clear()
+    try:
+        catalog = builtin_providers()
+        assert "no-proxy" not in catalog and "other-placeholder" not in catalog
+        assert "oauth-no-token-url" not in catalog and "Not A Name" not in catalog
+        assert catalog["bad-paginate"].pagination == {}   # the unusable part is dropped, the provider kept
+        monkeypatch.setenv("PROVIDERS_FILE", str(tmp_path / "missing.yaml"))
+        builtin_providers.cache_clear()
+        with pytest.raises(InvalidInputError, match=r"PROVIDERS_FILE .*missing\.yaml cannot be read"):
+            builtin_providers()
+    finally:
+        monkeypatch.delenv("PROVIDERS_FILE")
+        builtin_providers.cache_clear()

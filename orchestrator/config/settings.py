@@ -205,6 +205,11 @@ class Settings(BaseSettings):
         "loopback, link-local (cloud metadata), private and other non-public addresses, e.g. 127.0.0.1:8080 or "
         "10.0.0.0/8.")
 
+    providers_file: str = Field(
+        "", description="Path of an operator's providers YAML whose entries extend or override the built-in "
+        "catalog: entries in our shape, or in Nango's own providers.yaml shape (converted; what has no equivalent "
+        "is logged and skipped). Read once per process, at the first provider lookup.")
+
     log_level: str = Field("INFO", description="Log level.")
 
     @field_validator("trusted_proxies")

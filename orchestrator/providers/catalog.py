@@ -9,9 +9,11 @@ custom providers first, then the built-ins; `get_provider(name)` knows the built
 
 from __future__ import annotations
 
+import os
 import re
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -159,8 +161,33 @@ def load_providers_file(text: str, *, source: str = "providers.yaml") -> dict[st
 
 @cache
 def builtin_providers() -> dict[str, Provider]:
+    """The shipped catalog, extended and overridden by the operator's PROVIDERS_FILE when set.
+
+    PROVIDERS_FILE is read from the environment here (the Settings field of that name documents it)
+    because this process-wide cache is reached from call sites that hold no Settings."""
     text = (resources.files("orchestrator.providers") / "providers.yaml").read_text()
-    return load_providers_file(text, source="orchestrator/providers/providers.yaml")
+    catalog = load_providers_file(text, source="orchestrator/providers/providers.yaml")
+    path = os.environ.get("PROVIDERS_FILE", "").strip()
+    return {**catalog, **operator_providers(Path(path))} if path else catalog
+
+
+def operator_providers(path: Path) -> dict[str, Provider]:
+    """An operator's providers file: entries in our shape, or in Nango's own `providers.yaml` shape
+    (`proxy.base_url`...), which are converted; a Nango entry that cannot be converted is logged and skipped."""
+    from orchestrator.providers.nango_format import convert_entries, is_nango_entry
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidInputError(f"PROVIDERS_FILE {path} cannot be read: {exc}") from None
+    if isinstance(raw, dict) and set(raw) == {"providers"}:
+        raw = raw["providers"]
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidInputError(f"PROVIDERS_FILE {path}: expected a mapping of provider name to its fields")
+    ours = parse_providers({k: v for k, v in raw.items() if not is_nango_entry(v)}, source=str(path))
+    return {**ours, **convert_entries(raw, source=str(path))}
 
 
 def get_provider(name: str) -> Provider:

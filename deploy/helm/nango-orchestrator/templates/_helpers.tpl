@@ -210,6 +210,7 @@ API_RETRY_AFTER_S: {{ $c.api.retryAfterSeconds | toString | quote }}
 TRUSTED_PROXIES: {{ $c.api.trustedProxies | join "," | quote }}
 SESSION_COOKIE_SECURE: {{ $c.api.sessionCookieSecure | toString | quote }}
 STARTUP_WAIT_MAX_S: {{ $c.startupWaitMaxSeconds | toString | quote }}
+PROVIDERS_FILE: {{ $c.providersFile | default "" | quote }}
 SECRET_KEY_GRACE_S: {{ $c.api.secretKeyGraceSeconds | toString | quote }}
 RECONCILE_INTERVAL_S: {{ $c.api.reconcileIntervalSeconds | toString | quote }}
 TOKEN_REFRESH_INTERVAL_S: {{ $c.api.tokenRefreshIntervalSeconds | toString | quote }}
