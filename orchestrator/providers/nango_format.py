@@ -13,7 +13,7 @@ import logging
 import re
 from typing import Any
 
-from orchestrator.providers.catalog import DECLARED, NAME_PATTERN, Provider, RateLimit, placeholders
+from orchestrator.providers.model import DECLARED, NAME_PATTERN, Provider, RateLimit, placeholders
 from orchestrator.sdk.pagination import PaginationConfig
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,150 @@
+"""The provider model: what a provider declares (auth, URLs, pagination, rate limits, webhook signature), and
+parsing a providers file in our shape. The catalog (catalog.py) and the Nango-shape converter
+(nango_format.py) both build on it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from orchestrator.errors import InvalidInputError
+from orchestrator.sdk.pagination import PaginationConfig
+
+AuthMode = Literal["OAUTH2", "OAUTH2_CC", "OAUTH1", "TBA", "APP", "JWT", "API_KEY", "BASIC", "NONE"]
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+
+
+class RateLimit(BaseModel):
+    """Where the provider says how long to wait: `Retry-After` first, then the reset header when the
+    remaining-calls header reads 0."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reset_header: str | None = None
+    reset_format: Literal["epoch_seconds", "epoch_ms", "seconds", "iso"] = "epoch_seconds"
+    retry_after_header: str = "Retry-After"
+    remaining_header: str = "X-RateLimit-Remaining"
+
+
+class WebhookSignature(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    signature_header: str
+    algorithm: Literal["hmac-sha256", "hmac-sha1"] = "hmac-sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = ""
+    event_type_path: str | None = None   # dotted path in the body, or `header:Name`
+
+
+class Provider(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    display_name: str
+    auth_mode: AuthMode
+    docs: str | None = None
+    authorization_url: str | None = None
+    token_url: str | None = None
+    default_scopes: list[str] = Field(default_factory=list)
+    scope_separator: str = " "
+    authorization_params: dict[str, str] = Field(default_factory=dict)
+    token_params: dict[str, str] = Field(default_factory=dict)
+    base_url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    api_key_header: str | None = None   # the header carrying the key (Authorization when unset)
+    api_key_template: str = "Bearer ${apiKey}"
+    api_key_query: str | None = None    # send the key as this query parameter instead
+    # connection-config values the URLs use (`${connectionConfig.x}`): name -> what it is
+    connection_config: dict[str, str] = Field(default_factory=dict)
+    pagination: dict[str, Any] = Field(default_factory=dict)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    webhook: WebhookSignature | None = None
+
+    @field_validator("pagination")
+    @classmethod
+    def _pagination(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            return value
+        unknown = sorted(set(value) - PaginationConfig.field_names())
+        if unknown:
+            raise ValueError(f"unknown pagination field(s): {', '.join(unknown)}")
+        PaginationConfig.from_dict(value)   # raises ValueError with a clear message
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Provider:
+        if not (info.context or {}).get("declared"):
+            return self   # built in code (tests, tools): only the field types are checked
+        if self.auth_mode in ("OAUTH2", "OAUTH2_CC") and not self.token_url:
+            raise ValueError(f"{self.auth_mode} provider '{self.name}' needs a token_url")
+        if self.auth_mode == "OAUTH2" and not self.authorization_url:
+            raise ValueError(f"OAUTH2 provider '{self.name}' needs an authorization_url")
+        for template in (self.base_url, self.authorization_url, self.token_url):
+            for key in placeholders(template or ""):
+                if key not in self.connection_config and key != "base_url":
+                    raise ValueError(f"placeholder ${{connectionConfig.{key}}} in {template} is not declared in "
+                                     "connection_config")
+        return self
+
+    def resolve_base_url(self, connection_config: dict[str, Any]) -> str:
+        override = connection_config.get("base_url")
+        template = str(override) if override else self.base_url
+        return fill(template, connection_config).rstrip("/")
+
+    def public(self) -> dict[str, Any]:
+        """What the API and `nango providers show --json` answer."""
+        return self.model_dump(mode="json")
+
+
+DECLARED = {"declared": True}   # validation context of a declared provider: URLs and placeholders checked too
+_PLACEHOLDER = re.compile(r"\$\{connectionConfig\.([A-Za-z0-9_]+)\}")
+
+
+def placeholders(template: str) -> list[str]:
+    return _PLACEHOLDER.findall(template)
+
+
+def fill(template: str, connection_config: dict[str, Any]) -> str:
+    def sub(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in connection_config:
+            raise InvalidInputError(f"connection_config lacks '{key}', which the provider URL {template} needs")
+        return str(connection_config[key])
+    return _PLACEHOLDER.sub(sub, template)
+
+
+def parse_providers(raw: Any, *, source: str) -> dict[str, Provider]:
+    """A `name: {fields}` mapping (the providers.yaml shape) or a list of `{name, ...}` -> providers.
+
+    Raises InvalidInputError naming the provider and the field that is wrong."""
+    if raw is None:
+        return {}
+    items: list[tuple[str, Any]]
+    if isinstance(raw, dict):
+        items = list(raw.items())
+    elif isinstance(raw, list):
+        items = [(str(b.get("name", "")) if isinstance(b, dict) else "", b) for b in raw]
+    else:
+        raise InvalidInputError(f"{source}: expected a mapping of provider name to its fields")
+    out: dict[str, Provider] = {}
+    for name, body in items:
+        if not isinstance(body, dict):
+            raise InvalidInputError(f"{source}: provider '{name}' must be a mapping of fields")
+        try:
+            out[str(name)] = Provider.model_validate({**body, "name": str(name)}, context=DECLARED)
+        except ValueError as exc:  # pydantic.ValidationError is a ValueError
+            raise InvalidInputError(f"{source}: provider '{name}' is invalid: {exc}", provider=str(name)) from None
+    return out
+
+
+def load_providers_file(text: str, *, source: str = "providers.yaml") -> dict[str, Provider]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidInputError(f"{source} is not valid YAML: {exc}") from None
+    if isinstance(raw, dict) and set(raw) == {"providers"}:   # `providers:` at the top is accepted too
+        raw = raw["providers"]
+    return parse_providers(raw, source=source)
