@@ -87,12 +87,15 @@ async def test_provider_webhooks_are_forwarded_per_connection_or_raw(stack: Stac
         async def two() -> None:
             assert [body for body, _ in app.forwards()][1:] == [unmatched]
         await eventually(two, timeout=30)
-        async with stack.pool.acquire() as conn:
-            attempts = await conn.fetch(
-                "SELECT forward_attempts FROM webhook_payloads w JOIN environments e ON e.id = w.environment_id"
-                " WHERE e.name = $1 ORDER BY w.id", gh.env)
-        assert [[(a["connection_id"], a["status"]) for a in r["forward_attempts"]] for r in attempts] == [
-            [(gh.connection_id, 200)], [(None, 200)]]
+
+        async def recorded() -> None:  # an attempt is written once its answer is in, just after the app got it
+            async with stack.pool.acquire() as conn:
+                attempts = await conn.fetch(
+                    "SELECT forward_attempts FROM webhook_payloads w JOIN environments e ON e.id = w.environment_id"
+                    " WHERE e.name = $1 ORDER BY w.id", gh.env)
+            assert [[(a["connection_id"], a["status"]) for a in r["forward_attempts"]] for r in attempts] == [
+                [(gh.connection_id, 200)], [(None, 200)]]
+        await eventually(recorded, timeout=30)
 
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             await http.post(f"{stack.api_url}/dashboard/login", data={"secret": gh.key, "next": "/dashboard/"})
