@@ -15,6 +15,7 @@ from orchestrator.api import (
     environment,
     environments,
     envvars,
+    frontend,
     health,
     integrations,
     jobs,
@@ -36,8 +37,9 @@ from orchestrator.platform import open_platform
 
 
 def create_app(settings: Settings, *, temporal: Client | None = None) -> web.Application:
-    app = web.Application(middlewares=[context_middleware, error_middleware, auth_middleware],
-                          client_max_size=64 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[frontend.cors_middleware, context_middleware, error_middleware, auth_middleware],
+        client_max_size=64 * 1024 * 1024)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         # waits for PostgreSQL and Temporal at start-up (STARTUP_WAIT_MAX_S); SIGTERM still stops it
@@ -49,7 +51,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> web.App
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(actions.job_closes)  # awaited actions answer once their job row is closed
     for module in (health, records, connections, integrations, deploy, syncs, actions, webhooks, environment,
-                   envvars, proxy, oauth, jobs, openapi):
+                   envvars, proxy, oauth, frontend, jobs, openapi):
         app.add_routes(module.routes)
     app.add_routes(providers.routes)  # issue 11: provider catalog and custom providers
     app.add_routes([*environments.routes, *scripts.routes, *unified.routes])  # issue 11; /v1/* last

@@ -22,7 +22,9 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # /admin/ is authorized by the admin key, in orchestrator/api/environments.py.
-PUBLIC_PREFIXES = ("/health", "/webhook/", "/oauth/", "/static/", "/dashboard", "/favicon.ico", "/admin/")
+# /api-auth/ and /connect/ws are authorized by the connect session token (api/frontend.py).
+PUBLIC_PREFIXES = ("/health", "/webhook/", "/oauth/", "/static/", "/dashboard", "/favicon.ico", "/admin/",
+                   "/api-auth/", "/connect/ws")
 
 
 def _is_public(request: web.Request) -> bool:

@@ -196,8 +196,9 @@ async def _caller(request: web.Request) -> tuple[Environment, dict[str, Any]]:
                 "starting an OAuth flow needs ?connect_session_token= (POST /connect/sessions) or a secret key")
 
 
-@routes.get("/oauth/connect/{integration}")
-async def connect(request: web.Request) -> web.Response:
+async def flow_start(request: web.Request) -> tuple[Environment, dict[str, Any], str, str]:
+    """Who starts a connect flow for which integration and connection id: (environment, session, integration key,
+    connection id). Under a session token the id is the session's or a generated uuid, never the caller's."""
     env, session = await _caller(request)
     key = request.match_info["integration"]
     allowed = session.get("allowed_integrations")
@@ -219,6 +220,12 @@ async def connect(request: web.Request) -> web.Response:
         raise_error(400, "missing_connection_id", "connection_id is required")
     if len(connection_id) > 255 or not re.fullmatch(CONNECTION_ID_PATTERN, connection_id):
         raise_error(400, "invalid_connection_id", "connection_id may hold letters, digits and _ . @ - : (max 255)")
+    return env, session, key, connection_id
+
+
+@routes.get("/oauth/connect/{integration}")
+async def connect(request: web.Request) -> web.Response:
+    env, session, key, connection_id = await flow_start(request)
     async with request.app[PLATFORM].pool.acquire() as conn:
         integration = await integrations_repo.get(conn, env.id, key)
         if integration is None:
@@ -246,7 +253,8 @@ async def connect(request: web.Request) -> web.Response:
             conn, state=state, environment_id=env.id, integration_id=integration.id, connection_id=connection_id,
             connection_config=connection_config, metadata=session.get("metadata") or {}, redirect_uri=redirect_uri,
             return_url=session.get("return_url"), expires_at=datetime.now(UTC) + STATE_TTL,
-            end_user=session.get("end_user"), tags=session.get("tags") or None)
+            end_user=session.get("end_user"), tags=session.get("tags") or None,
+            ws_client_id=request.query.get("ws_client_id", "").strip()[:100] or None)
     params = {**provider.authorization_params, "response_type": "code", "client_id": row["oauth_client_id"],
               "redirect_uri": redirect_uri,
               "state": state}
@@ -359,6 +367,9 @@ async def callback(request: web.Request) -> web.Response:
         await auth_webhooks.send(request.app[PLATFORM], auth_webhooks.AuthEvent(
             env.id, integration_obj.unique_key, integration_obj.provider, row["connection_id"], "OAUTH2", "creation",
             False, code, message))
+        if row["ws_client_id"]:
+            return await _to_socket(request, state, {"message_type": "error", "error_type": code,
+                                                     "error_desc": message})
         return _answer(request, return_url, status, _failure_payload(code, message))
 
     if q.get("error"):
@@ -385,6 +396,24 @@ async def callback(request: web.Request) -> web.Response:
         return _answer(request, return_url, 400, _failure_payload("connection_validation_failed", exc.message))
     log.info("oauth_connected", integration=integration_obj.unique_key, connection=connection.connection_id,
              created=created)
+    if row["ws_client_id"]:
+        return await _to_socket(request, state, {"message_type": "success", "is_pending": False,
+                                                 "provider_config_key": integration_obj.unique_key,
+                                                 "connection_id": connection.connection_id})
     return _answer(request, return_url, 200, {"success": True, "connection_id": connection.connection_id,
                                               "provider_config_key": integration_obj.unique_key,
                                               "created": created})
+
+
+POPUP_DONE = ("<!doctype html><html><head><title>Nango</title></head><body><p>{text}</p>"
+              "<script>window.close()</script></body></html>")
+
+
+async def _to_socket(request: web.Request, state: str, result: dict[str, Any]) -> web.Response:
+    """A popup opened by Nango's frontend SDK: the outcome goes to its WebSocket (connect_ws.py, whichever API
+    process holds it), and the popup closes itself."""
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        await oauth_repo.set_result(conn, state, result)
+    text = ("Connected. You can close this window." if result["message_type"] == "success"
+            else f"Authorization failed: {html.escape(str(result.get('error_desc', '')))}")
+    return web.Response(text=POPUP_DONE.format(text=text), content_type="text/html")

@@ -25,6 +25,7 @@ from orchestrator.api.deploy import DeployHistory, RollbackBody
 from orchestrator.api.environment import EnvironmentBody, RotateOwnKeyBody
 from orchestrator.api.environments import CreateEnvironmentBody, RotateKeyBody
 from orchestrator.api.envvars import EnvironmentVariablesBody
+from orchestrator.api.frontend import ApiKeyBody, BasicBody
 from orchestrator.api.integrations import IntegrationBody
 from orchestrator.api.oauth import ConnectSessionBody, ConnectSessionResponse, ReconnectSessionBody
 from orchestrator.api.providers import ProviderEnvelope, ProviderList
@@ -195,6 +196,12 @@ OPERATIONS: tuple[Op, ...] = (
          response_media="*/*", errors=(400, 404, 502), description=PROXY_DESCRIPTION,
          body=None) for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")),
     # OAuth
+    *(Op("POST", f"/api-auth/{mode}/{{integration}}", f"Nango's frontend SDK: connect with {what} under a connect "
+         "session token (CORS)", "oauth", body=model, public=True, errors=(400, 401, 403, 404), params=(
+             Param("integration", "path"), Param("connect_session_token", "query", required=True)))
+      for mode, what, model in (("api-key", "an API key", ApiKeyBody), ("basic", "basic credentials", BasicBody))),
+    Op("GET", "/connect/ws", "Nango's frontend SDK: the WebSocket that tells an OAuth popup's outcome (also at / "
+       "with an Upgrade header)", "oauth", public=True, status=101, errors=()),
     Op("POST", "/connect/sessions/reconnect", "Create a reconnect session: re-authorize one existing connection",
        "oauth", body=ReconnectSessionBody, response=ConnectSessionResponse, status=201),
     Op("POST", "/connect/sessions", "Create a connect session (a short-lived token to start an OAuth flow)",

@@ -36,15 +36,16 @@ async def session_by_token_hash(conn: asyncpg.Connection, token_hash: str) -> di
 async def create_state(conn: asyncpg.Connection, *, state: str, environment_id: int, integration_id: int,
                        connection_id: str, connection_config: dict[str, Any], metadata: dict[str, Any],
                        redirect_uri: str, return_url: str | None, expires_at: datetime,
-                       end_user: dict[str, Any] | None = None, tags: dict[str, str] | None = None) -> None:
+                       end_user: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
+                       ws_client_id: str | None = None) -> None:
     """Store one authorization attempt's state; states expired for over a day are swept on the way."""
     await conn.execute("DELETE FROM oauth_states WHERE expires_at < now() - interval '1 day'")
     await conn.execute(
         "INSERT INTO oauth_states (state, environment_id, integration_id, connection_id, connection_config,"
-        " metadata, redirect_uri, return_url, expires_at, end_user, tags)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        " metadata, redirect_uri, return_url, expires_at, end_user, tags, ws_client_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         state, environment_id, integration_id, connection_id, connection_config, metadata, redirect_uri,
-        return_url, expires_at, end_user, tags or {})
+        return_url, expires_at, end_user, tags or {}, ws_client_id)
 
 
 async def consume_state(conn: asyncpg.Connection, state: str) -> dict[str, Any] | None:
@@ -53,5 +54,16 @@ async def consume_state(conn: asyncpg.Connection, state: str) -> dict[str, Any] 
     row = await conn.fetchrow(
         "UPDATE oauth_states SET used_at = now() WHERE state = $1 AND used_at IS NULL AND expires_at > now()"
         " RETURNING environment_id, integration_id, connection_id, connection_config, metadata, redirect_uri,"
-        " return_url, end_user, tags", state)
+        " return_url, end_user, tags, ws_client_id", state)
     return dict(row) if row else None
+
+
+async def set_result(conn: asyncpg.Connection, state: str, result: dict[str, Any]) -> None:
+    """How the flow ended, for the browser's WebSocket (its `message_type` is success or error)."""
+    await conn.execute("UPDATE oauth_states SET result = $2 WHERE state = $1", state, result)
+
+
+async def result_for_socket(conn: asyncpg.Connection, ws_client_id: str) -> dict[str, Any] | None:
+    value = await conn.fetchval("SELECT result FROM oauth_states WHERE ws_client_id = $1 AND result IS NOT NULL"
+                                " ORDER BY created_at DESC LIMIT 1", ws_client_id)
+    return dict(value) if value else None

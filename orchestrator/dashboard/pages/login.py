@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from orchestrator.api import frontend
 from orchestrator.api.keys import PLATFORM
 from orchestrator.dashboard import queries
 from orchestrator.dashboard import session as sessions
@@ -35,6 +36,8 @@ route = Router(routes)
 
 @route.public("GET", "/")
 async def root(request: web.Request) -> web.StreamResponse:
+    if frontend.wants_socket(request):  # Nango's frontend SDK opens its WebSocket at the host's root by default
+        return await frontend.socket(request)
     raise redirect(request, "/dashboard")
 
 

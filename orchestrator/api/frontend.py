@@ -1,0 +1,137 @@
+"""What Nango's frontend SDK (`@nangohq/frontend`) calls on the API, from the customer's web page.
+
+- `auth()` for an API key or basic credentials POSTs them as JSON to `/api-auth/api-key/{integration}` or
+  `/api-auth/basic/{integration}` with the connect session token in the query; the answer is
+  `{providerConfigKey, connectionId}`. The page is on the customer's origin, so these routes answer CORS
+  (any origin: the session token in the URL is the credential, no cookie is involved).
+- `auth()` for OAuth opens a popup on `/oauth/connect/{integration}` and waits on a WebSocket at the SDK's
+  `websocketsPath` (`/` by default): the server acknowledges with a `ws_client_id` that the popup's URL carries,
+  and sends `success` or `error` once the callback is done. The outcome is written on the flow's state row
+  (oauth.py), so the socket may be held by another API replica than the one the callback reached: each socket
+  reads its outcome from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.api.common import json_body, json_response
+from orchestrator.api.connections import ConnectionValidationError, save_connection
+from orchestrator.api.errors import raise_error
+from orchestrator.api.keys import PLATFORM
+from orchestrator.api.oauth import flow_start
+from orchestrator.providers.custom import find_provider
+from orchestrator.store import integrations as integrations_repo
+from orchestrator.store import oauth as oauth_repo
+from orchestrator.store.types import ApiKeyCredentials, BasicCredentials, Credentials
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+
+SOCKET_LIFETIME_S = 15 * 60.0  # an OAuth flow the user has not finished by then is abandoned
+POLL_S = 0.25
+CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Content-Type", "Access-Control-Max-Age": "600"}
+
+
+class ApiKeyBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    apiKey: str = Field(min_length=1, max_length=10_000)  # Nango's name
+
+
+class BasicBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    username: str = Field(min_length=1, max_length=1000)
+    password: str = Field("", max_length=10_000)
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """CORS for the routes a customer's page calls; everything else stays same-origin."""
+    if not request.path.startswith("/api-auth/"):
+        return await handler(request)
+    if request.method == "OPTIONS":
+        return web.Response(status=204, headers=CORS)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(CORS)
+        raise
+    response.headers.update(CORS)
+    return response
+
+
+async def _credentials_auth(request: web.Request, mode: str, creds: Credentials) -> web.Response:
+    env, session, key, connection_id = await flow_start(request)
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        integration = await integrations_repo.get(conn, env.id, key)
+    if integration is None:
+        raise_error(404, "unknown_provider_config", f"no integration '{key}' in environment '{env.name}'")
+    provider = await find_provider(request.app[PLATFORM].pool, env.id, integration.provider)
+    if provider is None or provider.auth_mode != mode:
+        raise_error(400, "invalid_auth_mode", f"integration '{key}' does not use {mode} "
+                    f"(its provider uses {provider.auth_mode if provider else 'nothing known'})")
+    try:
+        connection, _created = await save_connection(
+            request.app, env, integration, connection_id, creds,
+            connection_config=dict(session.get("connection_config") or {}), metadata=session.get("metadata") or {},
+            end_user=session.get("end_user"), tags=session.get("tags") or None)
+    except ConnectionValidationError as exc:
+        raise_error(400, "connection_validation_failed", exc.message)
+    return json_response({"providerConfigKey": key, "connectionId": connection.connection_id})
+
+
+@routes.post("/api-auth/api-key/{integration}")
+async def api_key_auth(request: web.Request) -> web.Response:
+    body = ApiKeyBody.model_validate(await json_body(request))
+    return await _credentials_auth(request, "API_KEY", ApiKeyCredentials(apiKey=body.apiKey))
+
+
+@routes.post("/api-auth/basic/{integration}")
+async def basic_auth(request: web.Request) -> web.Response:
+    body = BasicBody.model_validate(await json_body(request))
+    return await _credentials_auth(request, "BASIC", BasicCredentials(username=body.username,
+                                                                      password=body.password))
+
+
+async def socket(request: web.Request) -> web.StreamResponse:
+    """The SDK's WebSocket: acknowledge with an id, then send how the OAuth flow carrying that id ended."""
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    client_id = str(uuid.uuid4())
+    await ws.send_json({"message_type": "connection_ack", "ws_client_id": client_id})
+    reader = asyncio.ensure_future(ws.receive())  # a close from the browser ends the wait
+    try:
+        async with asyncio.timeout(SOCKET_LIFETIME_S):
+            while not reader.done():
+                async with request.app[PLATFORM].pool.acquire() as conn:
+                    result = await oauth_repo.result_for_socket(conn, client_id)
+                if result is not None:
+                    await ws.send_json(result)
+                    break
+                await asyncio.wait({reader}, timeout=POLL_S)
+    except TimeoutError:
+        await ws.send_json({"message_type": "error", "error_type": "timeout",
+                            "error_desc": "the authorization was not completed in time"})
+    finally:
+        reader.cancel()
+        with contextlib.suppress(Exception):
+            await ws.close()
+    return ws
+
+
+@routes.get("/connect/ws")
+async def socket_route(request: web.Request) -> web.StreamResponse:
+    return await socket(request)
+
+
+def wants_socket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket" and request.method == "GET"
+

@@ -1,0 +1,117 @@
+"""Nango's own frontend SDK, `@nangohq/frontend` (pinned in tests/node/package.json), in Debian's chromium:
+a page on another origin, with only a connect session token from its backend, connects an API-key integration
+(the SDK's fetch, answered with CORS) and an OAuth2 integration (the SDK's popup and WebSocket), and the
+connections appear in `GET /connections` with the session's end user and tags."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.conftest import Stack, setup_github
+from tests.test_dashboard import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
+from tests.test_node_client import NODE_DIR, _install
+
+pytestmark = pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None,
+                                reason="Node.js (npm) is not installed: @nangohq/frontend cannot be fetched")
+
+PAGE = """<!doctype html><html><head><title>customer app</title></head><body>
+<script type="module">
+import Nango from '/sdk/index.js';
+window.connect = async (host, token, integration, credentials) => {
+  const nango = new Nango({ host, connectSessionToken: token });
+  try {
+    return await nango.auth(integration, credentials ? { credentials } : {});
+  } catch (e) {
+    return { error: e.type || 'error', message: e.message };
+  }
+};
+window.ready = true;
+</script></body></html>"""
+
+
+@pytest.fixture
+async def customer_page() -> Any:
+    """The customer's web page, on its own origin, loading the SDK's ES modules as they ship on npm."""
+    await _install()
+    dist = NODE_DIR / "node_modules" / "@nangohq" / "frontend" / "dist"
+    app = web.Application()
+    app.router.add_get("/", lambda _r: web.Response(text=PAGE, content_type="text/html"))
+    app.router.add_static("/sdk/", dist)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def browser() -> Any:
+    if not HAVE_CHROMIUM:
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make browser-tools)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        instance = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+async def test_nangos_frontend_sdk_connects_api_key_and_oauth2(stack: Stack, browser: Any, customer_page: str,
+                                                               tmp_path: Path) -> None:
+    gh = await setup_github(stack)
+    async with stack.api(gh.key) as api:
+        await api.update_integration("github", client_id=stack.demo.client_id, client_secret=stack.demo.client_secret,
+                                     authorization_url=f"{stack.provider_url}/login/oauth/authorize",
+                                     token_url=f"{stack.provider_url}/login/oauth/access_token")
+        await api.request("POST", "/providers", json={
+            "name": "acme-crm", "display_name": "Acme CRM", "auth_mode": "API_KEY", "base_url": stack.provider_url,
+            "api_key_header": "X-Api-Key", "api_key_template": "${apiKey}"})
+        await api.create_integration("acme", "acme-crm")
+
+        async def session() -> str:
+            made = await api.request("POST", "/connect/sessions", json={
+                "end_user": {"id": "u-42", "email": "grace@example.com"}, "tags": {"plan": "team"},
+                "allowed_integrations": ["github", "acme"]})
+            return str(made["data"]["token"])
+
+        page = await (await browser.new_context()).new_page()
+        await page.goto(customer_page)
+        await page.wait_for_function("window.ready === true")
+        keyed = await page.evaluate("([h, t]) => window.connect(h, t, 'acme', { apiKey: 'k-123' })",
+                                    [stack.api_url, await session()])
+        assert keyed.get("providerConfigKey") == "acme" and keyed.get("connectionId"), keyed
+
+        # OAuth2: the SDK opens a popup on our connect URL and learns the outcome over its WebSocket
+        token = await session()
+        async with page.context.expect_page() as popup_info:
+            pending = page.evaluate("([h, t]) => window.connect(h, t, 'github')", [stack.api_url, token])
+            oauthed = await pending
+        popup = await popup_info.value
+        assert oauthed.get("providerConfigKey") == "github" and oauthed.get("connectionId"), oauthed
+        assert popup.is_closed() or "Connected" in await popup.content()
+
+        # a declined authorization is an error the SDK raises, with our error code
+        stack.demo.deny_next_authorization = True
+        declined = await page.evaluate("([h, t]) => window.connect(h, t, 'github')", [stack.api_url, await session()])
+        assert declined["error"] == "authorization_failed", declined
+
+        found = {c["connection_id"]: c for c in await api.list_connections()}
+    for made in (keyed, oauthed):
+        conn = found[made["connectionId"]]
+        assert conn["end_user"]["id"] == "u-42" and conn["tags"]["plan"] == "team", json.dumps(conn)
+        assert conn["tags"]["end_user_email"] == "grace@example.com"
+    async with stack.api(gh.key) as api:
+        creds = (await api.get_connection("acme", keyed["connectionId"]))["credentials"]
+        assert creds == {"type": "API_KEY", "apiKey": "k-123"}
+        oauth_creds = (await api.get_connection("github", oauthed["connectionId"]))["credentials"]
+        assert stack.demo.token_valid(oauth_creds["access_token"])
