@@ -316,15 +316,43 @@ async def wait_for_job(stack: Stack, setup: GithubSetup, *, count: int = 1, stat
 
 
 @contextlib.asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """Run `app` on a free local port (a customer's backend or page): yields its base URL, without a slash."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
 async def serve_post(path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                      ) -> AsyncIterator[str]:
     """A local HTTP server answering POST `path` with `handler` (a customer's webhook receiver): yields its URL."""
     app = web.Application()
     app.router.add_post(path, handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}{path}"
-    finally:
-        await runner.cleanup()
+    async with serve(app) as base:
+        yield base + path
+
+
+CHROMIUM = "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Debian's chromium through Playwright (skipped where it is not installed: `make browser-tools`)."""
+    if not HAVE_CHROMIUM:
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make browser-tools)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        instance = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            await instance.close()

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
@@ -18,10 +17,6 @@ from orchestrator.store import records as records_repo
 from orchestrator.temporal.names import sync_schedule_id
 from tests.conftest import GithubSetup, Stack, eventually, setup_github, wait_for_job
 
-CHROMIUM = "/usr/bin/chromium"
-HAVE_CHROMIUM = Path(CHROMIUM).exists()
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 HOSTILE = "<script>alert('x')</script>"
 
 
@@ -298,20 +293,6 @@ async def test_disabling_and_enabling_a_sync_from_the_integrations_page(stack: S
 
 
 # ---- the browser ---------------------------------------------------------------------------------
-
-@pytest.fixture
-async def browser() -> Any:
-    if not HAVE_CHROMIUM:
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make browser-tools)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        instance = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            await instance.close()
-
 
 async def test_every_page_in_chromium_with_pause_and_trigger(stack: Stack, browser: Any, tmp_path: Path) -> None:
     gh = await setup_github(stack, issues=4)

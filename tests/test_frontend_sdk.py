@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.conftest import Stack, setup_github
-from tests.test_dashboard import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM
+from tests.conftest import Stack, serve, setup_github
 from tests.test_node_client import NODE_DIR, _install
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None,
@@ -43,27 +42,8 @@ async def customer_page() -> Any:
     app = web.Application()
     app.router.add_get("/", lambda _r: web.Response(text=PAGE, content_type="text/html"))
     app.router.add_static("/sdk/", dist)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/"
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def browser() -> Any:
-    if not HAVE_CHROMIUM:
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make browser-tools)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        instance = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            await instance.close()
+    async with serve(app) as base:
+        yield base + "/"
 
 
 async def test_nangos_frontend_sdk_connects_api_key_and_oauth2(stack: Stack, browser: Any, customer_page: str,
