@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -22,6 +23,7 @@ from orchestrator.config.settings import Settings
 from orchestrator.crypto import Sealer
 from orchestrator.errors import OrchestratorError
 from orchestrator.logging import hide_settings_secrets
+from orchestrator.providers.catalog import operator_providers
 from orchestrator.providers.egress import Egress
 from orchestrator.store import faults, key_fingerprint
 from orchestrator.store.pool import create_pool
@@ -106,6 +108,8 @@ async def open_platform(settings: Settings, *, temporal: Client | None = None,
         if check_key:
             async with pool.acquire() as conn:
                 await check_key_fingerprint(conn, sealer)
+        if settings.providers_file:  # a bad operator catalog stops the process now, not at the first lookup
+            await asyncio.to_thread(operator_providers, Path(settings.providers_file))
         async with aiohttp.ClientSession() as http, Egress(lambda: settings.egress_allow) as egress:
             yield Platform(settings=settings, pool=pool, sealer=sealer, temporal_client=client,
                            bundles=store_from_settings(settings), http=http, egress=egress)

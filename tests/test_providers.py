@@ -15,6 +15,7 @@ import yaml
 
 from orchestrator.config.nango_yaml import load_config
 from orchestrator.errors import InvalidInputError
+from orchestrator.platform import open_platform
 from orchestrator.providers.catalog import Provider, builtin_providers, get_provider, load_providers_file, placeholders
 from tests.conftest import EXAMPLES, Stack, eventually
 from tests.test_cli_stack import nango
@@ -330,3 +331,18 @@ def test_a_nango_entry_that_cannot_convert_is_skipped_not_fatal(tmp_path: Path,
     finally:
         monkeypatch.delenv("PROVIDERS_FILE")
         builtin_providers.cache_clear()
+
+
+async def test_an_unreadable_providers_file_stops_the_api_and_the_worker_at_start(stack: Stack,
+                                                                                   tmp_path: Path) -> None:
+    """open_platform (the API's and the worker's start) reads PROVIDERS_FILE: a missing file is a clear error now,
+    not at the first provider lookup of the first request or run."""
+    settings = stack.settings.model_copy(update={"providers_file": str(tmp_path / "missing.yaml")})
+    with pytest.raises(InvalidInputError, match=r"PROVIDERS_FILE .*missing\.yaml cannot be read"):
+        async with open_platform(settings, temporal=stack.client):
+            pass
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump({"acme-ok": {
+        "display_name": "Acme", "auth_mode": "API_KEY", "proxy": {"base_url": "https://api.acme.test"}}}))
+    ok = stack.settings.model_copy(update={"providers_file": str(tmp_path / "ok.yaml")})
+    async with open_platform(ok, temporal=stack.client) as platform:
+        assert platform.settings.providers_file.endswith("ok.yaml")

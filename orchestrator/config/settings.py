@@ -208,7 +208,7 @@ class Settings(BaseSettings):
     providers_file: str = Field(
         "", description="Path of an operator's providers YAML whose entries extend or override the built-in "
         "catalog: entries in our shape, or in Nango's own providers.yaml shape (converted; what has no equivalent "
-        "is logged and skipped). Read once per process, at the first provider lookup.")
+        "is logged and skipped). Checked when the API and the worker start (an unreadable file stops them).")
 
     log_level: str = Field("INFO", description="Log level.")
 
