@@ -19,6 +19,7 @@ from temporalio.common import RetryPolicy
 NON_RETRYABLE: tuple[str, ...] = (
     "BundleError",
     "BundleLimitError",
+    "ClientRefusedError",
     "ConfigError",
     "DatabaseError",
     "DependencyUnavailableError",
