@@ -214,8 +214,11 @@ async def test_reconciler_recreates_a_lost_schedule_and_keeps_overrides(stack: S
             "frequency": "every 3h"})
     await schedules.delete(stack.client, gh.schedule_id())
     assert await schedules.describe(stack.client, gh.schedule_id()) is None
+    async with stack.pool.acquire() as conn:  # (every environment would redo the schedules of earlier tests too)
+        envs = {r["id"] for r in await conn.fetch("SELECT id FROM environments WHERE name = any($1::text[])",
+                                                  [gh.env, other.env])}
     async with stack.platform() as platform:
-        await maintenance.reconcile_all(platform)
+        assert await maintenance.reconcile_all(platform, environment_ids=envs) == 2
     view = await schedules.describe(stack.client, gh.schedule_id())
     assert view is not None and view.interval_s == 300
     kept = await schedules.describe(stack.client, other.schedule_id())

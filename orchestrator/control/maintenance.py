@@ -26,10 +26,13 @@ from orchestrator.temporal.types import WebhookInput
 log = structlog.get_logger(__name__)
 
 
-async def reconcile_all(platform: Platform) -> int:
+async def reconcile_all(platform: Platform, *, environment_ids: set[int] | None = None) -> int:
+    """Reconcile every integration (of these environments only, when given); returns how many were."""
     pool = platform.pool
     async with pool.acquire() as conn:
         found = await integrations_repo.list_every(conn)
+    if environment_ids is not None:
+        found = [i for i in found if i.environment_id in environment_ids]
     done = 0
     for integration in found:
         try:
