@@ -73,9 +73,10 @@ async def test_end_users_tags_and_reconnect_through_nangos_node_client(stack: St
     code, out, err = await run_node("node", "-e", SESSION, timeout=60, env=env)
     assert code == 0, err
     session = json.loads(out)
-    assert session["token"].startswith("nango_connect_session_") and session["connect_link"]
+    assert session["token"].startswith("nango_connect_session_")
+    assert session["connect_link"] == f"{stack.api_url}/connect/ui/?session_token={session['token']}"
 
-    made = await _oauth(session["connect_link"])
+    made = await _oauth(session["connect_url"])
     connection_id = made["connection_id"]
     assert made["created"] and str(uuid.UUID(connection_id)) == connection_id
     async with stack.api(gh.key) as api:
@@ -97,7 +98,7 @@ async def test_end_users_tags_and_reconnect_through_nangos_node_client(stack: St
     assert seen["byRegion"]["connections"][0]["tags"] == {"region": "us"}
 
     # the reconnect session's flow re-authorizes the same connection; its end user stays
-    again = await _oauth(seen["reconnect"]["connect_link"])
+    again = await _oauth(seen["reconnect"]["connect_url"])
     assert again == {**again, "connection_id": connection_id, "created": False}
     async with stack.api(gh.key) as api:
         after = await api.get_connection("github", connection_id)

@@ -10,6 +10,7 @@ from temporalio.client import Client
 from orchestrator import dashboard
 from orchestrator.api import (
     actions,
+    connect_ui,
     connections,
     deploy,
     environment,
@@ -51,7 +52,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> web.App
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(actions.job_closes)  # awaited actions answer once their job row is closed
     for module in (health, records, connections, integrations, deploy, syncs, actions, webhooks, environment,
-                   envvars, proxy, oauth, frontend, jobs, openapi):
+                   envvars, proxy, oauth, frontend, connect_ui, jobs, openapi):
         app.add_routes(module.routes)
     app.add_routes(providers.routes)  # issue 11: provider catalog and custom providers
     app.add_routes([*environments.routes, *scripts.routes, *unified.routes])  # issue 11; /v1/* last

@@ -22,14 +22,16 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # /admin/ is authorized by the admin key, in orchestrator/api/environments.py.
-# /api-auth/ and /connect/ws are authorized by the connect session token (api/frontend.py).
+# /api-auth/, /connect/ws, /connect/ui and /connect/session are authorized by the connect session token
+# (api/frontend.py, api/connect_ui.py).
 PUBLIC_PREFIXES = ("/health", "/webhook/", "/oauth/", "/static/", "/dashboard", "/favicon.ico", "/admin/",
-                   "/api-auth/", "/connect/ws")
+                   "/api-auth/", "/connect/ws", "/connect/ui")
+PUBLIC_PATHS = ("/", "/openapi.json", "/connect/session")  # exactly: /connect/sessions needs the secret key
 
 
 def _is_public(request: web.Request) -> bool:
     path = request.path
-    return path == "/" or any(path.startswith(p) for p in PUBLIC_PREFIXES) or path == "/openapi.json"
+    return path in PUBLIC_PATHS or any(path.startswith(p) for p in PUBLIC_PREFIXES)
 
 
 @web.middleware

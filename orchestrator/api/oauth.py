@@ -170,8 +170,21 @@ async def _session(request: web.Request, env: Environment, *, allowed: list[str]
         if connection_id:
             query["connection_id"] = connection_id
         connect_url = f"{_public_base(request)}/oauth/connect/{allowed[0]}?{urlencode(query)}"
+    # connect_link: the connect page (Nango's name), for any session; connect_url: straight into one OAuth flow
+    connect_link = f"{_public_base(request)}/connect/ui/?{urlencode({'session_token': token})}"
     return json_response({"data": {"token": token, "expires_at": expires_at.isoformat(),
-                                    "connect_url": connect_url, "connect_link": connect_url}}, status=201)
+                                    "connect_url": connect_url, "connect_link": connect_link}}, status=201)
+
+
+async def session_for_token(request: web.Request, token: str) -> tuple[Environment, dict[str, Any]]:
+    """A live connect session's environment and row, or 401."""
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        row = await oauth_repo.session_by_token_hash(conn, _hash(token))
+        if row is None or not row["live"]:
+            raise_error(401, "invalid_connect_session_token", "the connect session token is unknown or expired")
+        env = await environments_repo.by_id(conn, row["environment_id"])
+    assert env is not None
+    return env, dict(row)
 
 
 async def _caller(request: web.Request) -> tuple[Environment, dict[str, Any]]:
@@ -179,14 +192,9 @@ async def _caller(request: web.Request) -> tuple[Environment, dict[str, Any]]:
     token = request.query.get("connect_session_token", "").strip()
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
+    if token:
+        return await session_for_token(request, token)
     async with request.app[PLATFORM].pool.acquire() as conn:
-        if token:
-            row = await oauth_repo.session_by_token_hash(conn, _hash(token))
-            if row is None or not row["live"]:
-                raise_error(401, "invalid_connect_session_token", "the connect session token is unknown or expired")
-            env = await environments_repo.by_id(conn, row["environment_id"])
-            assert env is not None
-            return env, dict(row)
         if scheme.lower() == "bearer" and key.strip():
             env = await environments_repo.by_secret_key(conn, key.strip())
             if env is None:

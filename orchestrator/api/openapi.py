@@ -200,6 +200,11 @@ OPERATIONS: tuple[Op, ...] = (
          "session token (CORS)", "oauth", body=model, public=True, errors=(400, 401, 403, 404), params=(
              Param("integration", "path"), Param("connect_session_token", "query", required=True)))
       for mode, what, model in (("api-key", "an API key", ApiKeyBody), ("basic", "basic credentials", BasicBody))),
+    Op("GET", "/connect/ui/", "The connect page (openConnectUI's baseURL, or a session's connect_link)", "oauth",
+       public=True, response_media="text/html", errors=()),
+    Op("GET", "/connect/ui", "Redirects to /connect/ui/", "oauth", public=True, status=302, errors=()),
+    Op("GET", "/connect/session", "The connect session as the connect page shows it (Bearer: the session token)",
+       "oauth", public=True, errors=(401,)),
     Op("GET", "/connect/ws", "Nango's frontend SDK: the WebSocket that tells an OAuth popup's outcome (also at / "
        "with an Upgrade header)", "oauth", public=True, status=101, errors=()),
     Op("POST", "/connect/sessions/reconnect", "Create a reconnect session: re-authorize one existing connection",
