@@ -19,7 +19,7 @@ from orchestrator.providers.egress import entry_for
 from orchestrator.runner.host import Runner
 from orchestrator.runs.testing import ScriptBench
 from orchestrator.store import jobs as jobs_repo
-from orchestrator.store.types import ApiKeyCredentials, BasicCredentials, OAuth2Credentials
+from orchestrator.store.types import ApiKeyCredentials, BasicCredentials, OAuth2ClientCredentials, OAuth2Credentials
 from tests.conftest import Stack
 
 ITEMS = [{"id": i, "name": f"item {i}"} for i in range(1, 24)]
@@ -251,6 +251,28 @@ async def test_get_token_refreshes_within_15_minutes_and_hides_refresh_token(sb:
     assert out["token"] != token["access_token"]
     assert "refresh_token" not in out["plain"] and out["full_has_refresh"]
     assert out["config"]["base_url"] == stack.provider_url
+
+
+async def test_a_client_credentials_token_is_sent_returned_and_reminted_in_a_script(sb: ScriptBench,
+                                                                                    stack: Stack) -> None:
+    """OAUTH2_CC in a run: requests carry the minted token, get_token returns it (Nango's string), and a token
+    within 15 minutes of its expiry is minted again with the connection's own client credentials."""
+    minted = stack.demo.issue_token(ttl_seconds=600)
+    creds = OAuth2ClientCredentials(token=minted["access_token"], client_id=stack.demo.client_id,
+                                    client_secret=stack.demo.client_secret,
+                                    expires_at=datetime.now(UTC) + timedelta(seconds=600))
+    conn = await sb.connection(creds, connection_config={
+        "base_url": stack.provider_url, "token_url": stack.provider_url + "/login/oauth/access_token"})
+    outcome, host = await sb.run("""
+        async def run_action(nango, inp):
+            me = await nango.get("/user")
+            conn = await nango.get_connection()
+            return {"login": me.data["login"], "token": await nango.get_token(), "type": conn["credentials"]["type"]}
+    """, conn, kind="action")
+    out = ok(outcome)
+    assert out["login"] and out["type"] == "OAUTH2_CC"
+    assert out["token"] != minted["access_token"] and stack.demo.token_valid(out["token"])
+    assert host.connection.credentials.token.get_secret_value() == out["token"]
 
 
 # ---- pagination ------------------------------------------------------------------------------------
