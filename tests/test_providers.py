@@ -278,6 +278,8 @@ async def test_a_nango_format_providers_file_loads_through_the_setting(
             listed = {p["name"]: p for p in (await api.request("GET", "/providers"))["data"]}
             assert {"acme-crm", "acme-keys", "acme-basic", "acme-basic-eu", "github"} <= set(listed)
             assert "acme-two-step" not in listed and listed["anrok"]["display_name"] == "Anrok (operator's)"
+            assert listed["acme-crm"]["source"] == listed["anrok"]["source"] == "operator"  # added, overridden
+            assert listed["github"]["source"] == "builtin"
             crm = (await api.request("GET", "/providers/acme-crm"))["data"]
             assert (crm["auth_mode"], crm["scope_separator"], crm["default_scopes"]) == (
                 "OAUTH2", ",", ["contacts.read", "deals.read"])

@@ -17,7 +17,7 @@ from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.providers import custom as store
-from orchestrator.providers.catalog import DECLARED, Provider, builtin_providers
+from orchestrator.providers.catalog import DECLARED, Provider, builtin_providers, operator_provider_names
 from orchestrator.providers.custom import find_provider
 from orchestrator.store import integrations as integrations_repo
 
@@ -25,7 +25,8 @@ routes = web.RouteTableDef()
 
 
 class ProviderOut(Provider):
-    source: Literal["builtin", "custom"]
+    # builtin: the shipped catalog; operator: the operator's PROVIDERS_FILE; custom: this environment's own
+    source: Literal["builtin", "operator", "custom"]
 
 
 class ProviderEnvelope(BaseModel):
@@ -37,6 +38,8 @@ class ProviderList(BaseModel):
 
 
 def _out(provider: Provider, source: str) -> dict[str, object]:
+    if source == "builtin" and provider.name in operator_provider_names():
+        source = "operator"
     return {**provider.public(), "source": source}
 
 

@@ -32,7 +32,19 @@ from orchestrator.providers.model import (
 from orchestrator.providers.nango_format import convert_entries, is_nango_entry
 
 __all__ = ["DECLARED", "NAME_PATTERN", "AuthMode", "Provider", "RateLimit", "WebhookSignature", "builtin_providers",
-           "fill", "get_provider", "load_providers_file", "operator_providers", "parse_providers", "placeholders"]
+           "fill", "get_provider", "load_providers_file", "operator_provider_names", "operator_providers",
+           "parse_providers", "placeholders"]
+
+
+def operator_provider_names() -> frozenset[str]:
+    """The providers that come from (or were overridden by) the operator's PROVIDERS_FILE: GET /providers says so."""
+    path = os.environ.get("PROVIDERS_FILE", "").strip()
+    return _operator_names(path) if path else frozenset()
+
+
+@cache
+def _operator_names(path: str) -> frozenset[str]:
+    return frozenset(operator_providers(Path(path)))
 
 
 @cache
