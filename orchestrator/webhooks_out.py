@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import aiohttp
 import orjson
 import structlog
 
+from orchestrator.crypto import Sealer
 from orchestrator.providers.egress import Egress, EgressRefused
 
 log = structlog.get_logger(__name__)
@@ -27,6 +28,24 @@ TIMEOUT_S = 15.0  # per attempt
 
 # called after each attempt with the answer's status (None: no answer) and the error, if any
 Record = Callable[[int | None, str | None], Awaitable[None]]
+
+
+_sending: set[asyncio.Task[None]] = set()
+
+
+def in_background(work: Coroutine[Any, Any, None]) -> None:
+    """Deliver without holding up the request or run that caused it (a reference is kept until it is done)."""
+    task = asyncio.get_running_loop().create_task(work)
+    _sending.add(task)
+    task.add_done_callback(_sending.discard)
+
+
+def destinations(env: dict[str, Any] | None, sealer: Sealer) -> tuple[list[str], str]:
+    """The environment's webhook URLs (primary, then secondary; each once) and its opened signing secret."""
+    if env is None:
+        return [], ""
+    urls = [u for u in dict.fromkeys((env["webhook_url"], env["webhook_url_secondary"])) if u]
+    return urls, str(sealer.open(env["webhook_secret"])) if env["webhook_secret"] else ""
 
 
 def sign(secret: str, body: bytes) -> str:

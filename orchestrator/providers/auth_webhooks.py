@@ -9,7 +9,6 @@ background: a webhook never delays nor fails the request or the run that caused 
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -48,12 +47,9 @@ class AuthEvent:
         return body
 
 
-_sending: set[asyncio.Task[None]] = set()
-
-
 async def send(platform: Platform, event: AuthEvent) -> None:
     """Decide now, from the environment's switches as they are when the event happens, and deliver in the
-    background (a reference is kept until it is done)."""
+    background."""
     try:
         async with platform.pool.acquire() as conn:
             env = await environments_repo.webhook_settings(conn, event.environment_id)
@@ -63,13 +59,9 @@ async def send(platform: Platform, event: AuthEvent) -> None:
         return
     if env is None or not env["on_auth_refresh_error" if event.operation == "refresh" else "on_auth_creation"]:
         return
-    urls = [u for u in dict.fromkeys((env["webhook_url"], env["webhook_url_secondary"])) if u]
-    if not urls:
-        return
-    secret = str(platform.sealer.open(env["webhook_secret"])) if env["webhook_secret"] else ""
-    task = asyncio.get_running_loop().create_task(_deliver(platform, event, event.payload(env["name"]), urls, secret))
-    _sending.add(task)
-    task.add_done_callback(_sending.discard)
+    urls, secret = webhooks_out.destinations(env, platform.sealer)
+    if urls:
+        webhooks_out.in_background(_deliver(platform, event, event.payload(env["name"]), urls, secret))
 
 
 async def _deliver(platform: Platform, event: AuthEvent, payload: dict[str, Any], urls: list[str],

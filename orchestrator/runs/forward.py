@@ -10,7 +10,6 @@ scripts), unless the integration's `forward_webhooks` is off; each attempt is ke
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,16 +41,10 @@ def payloads(provider: str, integration: str, body: Any, raw: bytes,
                    "payload": body}) for cid in connection_ids]
 
 
-_sending: set[asyncio.Task[None]] = set()
-
-
 def forward(deps: RunDeps, environment_id: int, payload_id: int, row: dict[str, Any], body: Any,
             connection_ids: list[str]) -> None:
-    """Start forwarding in the background (a reference is kept until it is done)."""
-    task = asyncio.get_running_loop().create_task(_forward(deps, environment_id, payload_id, row, body,
-                                                           connection_ids))
-    _sending.add(task)
-    task.add_done_callback(_sending.discard)
+    """Start forwarding in the background."""
+    webhooks_out.in_background(_forward(deps, environment_id, payload_id, row, body, connection_ids))
 
 
 async def _forward(deps: RunDeps, environment_id: int, payload_id: int, row: dict[str, Any], body: Any,
@@ -59,10 +52,9 @@ async def _forward(deps: RunDeps, environment_id: int, payload_id: int, row: dic
     try:
         async with deps.pool.acquire() as conn:
             env = await environments_repo.webhook_settings(conn, environment_id)
-        urls = [u for u in dict.fromkeys((env["webhook_url"], env["webhook_url_secondary"])) if u] if env else []
-        if env is None or not urls:
+        urls, secret = webhooks_out.destinations(env, deps.sealer)
+        if not urls:
             return
-        secret = str(deps.sealer.open(env["webhook_secret"])) if env["webhook_secret"] else ""
         headers = forwarded_headers(row["headers"] or {})
         for cid, payload in payloads(row["provider"], row["unique_key"], body, bytes(row["body"]), connection_ids):
             for url in urls:

@@ -47,10 +47,9 @@ async def notify_sync(deps: RunDeps, inp: FinalizeInput, summary: SyncSummary) -
         return 0
     async with deps.pool.acquire() as conn:
         env = await environments_repo.webhook_settings(conn, inp.sync.environment_id)
-    urls = [u for u in dict.fromkeys((env["webhook_url"], env["webhook_url_secondary"])) if u] if env else []
+    urls, secret = webhooks_out.destinations(env, deps.sealer)
     if env is None or not urls:
         return 0
-    secret = str(deps.sealer.open(env["webhook_secret"])) if env["webhook_secret"] else ""
     delivered = 0
     for payload in payloads(inp, summary):
         results = payload.get("responseResults")
