@@ -24,7 +24,7 @@ from orchestrator.control.reconcile import reconcile_integration
 from orchestrator.errors import InvalidInputError, TransientError
 from orchestrator.providers import auth_webhooks, client_credentials
 from orchestrator.providers import credentials as credentials_mod
-from orchestrator.providers.catalog import fill
+from orchestrator.providers.catalog import token_url
 from orchestrator.providers.custom import find_provider
 from orchestrator.providers.egress import strict_egress
 from orchestrator.store import connections as connections_repo
@@ -232,18 +232,14 @@ async def mint_client_credentials(request: web.Request, env: Environment, integr
         raise_error(400, "missing_client_credentials", "an OAUTH2_CC connection needs credentials.client_id and "
                     f"client_secret, or an OAuth app on integration '{integration.unique_key}'")
     try:
-        token_url = connection_config.get("token_url") or (provider.token_url and fill(provider.token_url,
-                                                                                       connection_config))
+        url = token_url(provider, connection_config)
     except InvalidInputError as exc:
         raise_error(400, "invalid_connection_config", exc.message)
-    if not token_url:
+    if not url:
         raise_error(400, "missing_token_url", f"provider '{provider.name}' has no token URL")
-    scopes = row["oauth_scopes"]
     try:
-        fields = await client_credentials.mint(
-            platform.egress or strict_egress(), token_url, client_id, client_secret,
-            scopes=[x for x in (scopes.replace(",", " ").split() if scopes is not None else provider.default_scopes)
-                    if x], scope_separator=provider.scope_separator, token_params=provider.token_params)
+        fields = await client_credentials.mint(platform.egress or strict_egress(), provider, url, client_id,
+                                               client_secret, oauth_scopes=row["oauth_scopes"])
     except client_credentials.ClientRefusedError as exc:
         raise_error(400, exc.code, exc.message)
     except TransientError as exc:

@@ -28,12 +28,13 @@ from orchestrator.providers.model import (
     load_providers_file,
     parse_providers,
     placeholders,
+    token_url,
 )
 from orchestrator.providers.nango_format import convert_entries, is_nango_entry
 
 __all__ = ["DECLARED", "NAME_PATTERN", "AuthMode", "Provider", "RateLimit", "WebhookSignature", "builtin_providers",
            "fill", "get_provider", "load_providers_file", "operator_provider_names", "operator_providers",
-           "parse_providers", "placeholders"]
+           "parse_providers", "placeholders", "token_url"]
 
 
 def operator_provider_names() -> frozenset[str]:

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from orchestrator.errors import OrchestratorError, TransientError
 from orchestrator.providers.egress import Egress, EgressRefused
+from orchestrator.providers.model import Provider
 
 
 class ClientRefusedError(OrchestratorError):
@@ -25,13 +26,15 @@ class ClientRefusedError(OrchestratorError):
     code = "client_credentials_refused"
 
 
-async def mint(egress: Egress, token_url: str, client_id: str, client_secret: str, *, scopes: list[str],
-               scope_separator: str = " ", token_params: dict[str, str] | None = None) -> dict[str, Any]:
-    """A fresh token: the credentials' fields (`token`, `expires_at`, `raw`) as stored for OAUTH2_CC."""
-    form = {**(token_params or {}), "grant_type": "client_credentials", "client_id": client_id,
+async def mint(egress: Egress, provider: Provider, token_url: str, client_id: str, client_secret: str, *,
+               oauth_scopes: str | None) -> dict[str, Any]:
+    """A fresh token: the credentials' fields (`token`, `expires_at`, `raw`) as stored for OAUTH2_CC. The scopes
+    are the integration's (`oauth_scopes`, comma or space separated), else the provider's defaults."""
+    scopes = oauth_scopes.replace(",", " ").split() if oauth_scopes is not None else provider.default_scopes
+    form = {**provider.token_params, "grant_type": "client_credentials", "client_id": client_id,
             "client_secret": client_secret}
-    if scopes:
-        form["scope"] = scope_separator.join(scopes)
+    if any(scopes):
+        form["scope"] = provider.scope_separator.join(x for x in scopes if x)
     try:
         async with egress.post_outbound(token_url, data=form, headers={"Accept": "application/json"},
                                         timeout=aiohttp.ClientTimeout(total=30)) as resp:

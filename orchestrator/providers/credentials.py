@@ -13,7 +13,7 @@ import structlog
 from orchestrator.errors import OrchestratorError, TransientError
 from orchestrator.platform import Platform
 from orchestrator.providers import auth_webhooks, client_credentials
-from orchestrator.providers.catalog import fill
+from orchestrator.providers.catalog import token_url
 from orchestrator.providers.custom import resolve_provider
 from orchestrator.providers.egress import EgressRefused, strict_egress
 from orchestrator.store import connections as connections_repo
@@ -90,20 +90,16 @@ async def _refresh(platform: Platform, connection: Connection, creds: OAuth2Cred
             return current  # somebody refreshed while we waited
         row = await integrations_repo.settings(conn, connection.integration_id)
         provider = await resolve_provider(conn, connection.environment_id, connection.provider)
-        token_url = connection.connection_config.get("token_url") or (
-            provider.token_url and fill(provider.token_url, connection.connection_config))
+        url = token_url(provider, connection.connection_config)
         cur_creds = current.credentials
         if isinstance(cur_creds, OAuth2ClientCredentials):  # minted again with the client's own credentials
-            if not token_url:
+            if not url:
                 raise RefreshError(f"cannot mint a token for connection '{connection.connection_id}': provider "
                                    f"'{provider.name}' has no token URL")
-            scopes = row["oauth_scopes"] if row is not None and row["oauth_scopes"] is not None else None
             try:
                 fields = await client_credentials.mint(
-                    egress, token_url, cur_creds.client_id, cur_creds.client_secret.get_secret_value(),
-                    scopes=[x for x in (scopes.replace(",", " ").split() if scopes is not None
-                                        else provider.default_scopes) if x],
-                    scope_separator=provider.scope_separator, token_params=provider.token_params)
+                    egress, provider, url, cur_creds.client_id, cur_creds.client_secret.get_secret_value(),
+                    oauth_scopes=row["oauth_scopes"] if row is not None else None)
             except client_credentials.ClientRefusedError as exc:
                 raise RefreshError(f"minting a token for connection '{connection.connection_id}' failed: "
                                    f"{exc.message}") from None
@@ -111,7 +107,7 @@ async def _refresh(platform: Platform, connection: Connection, creds: OAuth2Cred
             await connections_repo.update_credentials(conn, sealer, connection.id, minted)
             log.info("token_minted", connection=connection.connection_id)
             return current.model_copy(update={"credentials": minted})
-        if not token_url or row is None or not row["oauth_client_id"]:
+        if not url or row is None or not row["oauth_client_id"]:
             raise RefreshError(f"cannot refresh the token of connection '{connection.connection_id}': the "
                                f"integration '{connection.integration_key}' has no OAuth client credentials")
         secret = sealer.open(row["oauth_client_secret"]) if row["oauth_client_secret"] else ""
@@ -119,7 +115,7 @@ async def _refresh(platform: Platform, connection: Connection, creds: OAuth2Cred
         form = {"grant_type": "refresh_token", "refresh_token": cur_creds.refresh_token.get_secret_value(),
                 "client_id": row["oauth_client_id"], "client_secret": str(secret)}
         try:
-            async with egress.post_outbound(token_url, data=form, headers={"Accept": "application/json"},
+            async with egress.post_outbound(url, data=form, headers={"Accept": "application/json"},
                                             timeout=aiohttp.ClientTimeout(total=30)) as resp:
                 raw = await resp.read()
                 status = resp.status

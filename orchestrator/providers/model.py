@@ -116,6 +116,13 @@ def fill(template: str, connection_config: dict[str, Any]) -> str:
     return _PLACEHOLDER.sub(sub, template)
 
 
+def token_url(provider: Provider, connection_config: dict[str, Any]) -> str | None:
+    """Where a connection's tokens are asked for: its own `token_url` (an integration override kept at connect
+    time), else the provider's, filled from the connection config (InvalidInputError when a value is missing)."""
+    return connection_config.get("token_url") or (
+        fill(provider.token_url, connection_config) if provider.token_url else None)
+
+
 def parse_providers(raw: Any, *, source: str) -> dict[str, Provider]:
     """A `name: {fields}` mapping (the providers.yaml shape) or a list of `{name, ...}` -> providers.
 
