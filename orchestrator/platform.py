@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -109,7 +108,7 @@ async def open_platform(settings: Settings, *, temporal: Client | None = None,
             async with pool.acquire() as conn:
                 await check_key_fingerprint(conn, sealer)
         if settings.providers_file:  # a bad operator catalog stops the process now, not at the first lookup
-            await asyncio.to_thread(operator_providers, Path(settings.providers_file))
+            await asyncio.to_thread(operator_providers, settings.providers_file)
         async with aiohttp.ClientSession() as http, Egress(lambda: settings.egress_allow) as egress:
             yield Platform(settings=settings, pool=pool, sealer=sealer, temporal_client=client,
                            bundles=store_from_settings(settings), http=http, egress=egress)

@@ -40,12 +40,7 @@ __all__ = ["DECLARED", "NAME_PATTERN", "AuthMode", "Provider", "RateLimit", "Web
 def operator_provider_names() -> frozenset[str]:
     """The providers that come from (or were overridden by) the operator's PROVIDERS_FILE: GET /providers says so."""
     path = os.environ.get("PROVIDERS_FILE", "").strip()
-    return _operator_names(path) if path else frozenset()
-
-
-@cache
-def _operator_names(path: str) -> frozenset[str]:
-    return frozenset(operator_providers(Path(path)))
+    return frozenset(operator_providers(path)) if path else frozenset()
 
 
 @cache
@@ -57,12 +52,16 @@ def builtin_providers() -> dict[str, Provider]:
     text = (resources.files("orchestrator.providers") / "providers.yaml").read_text()
     catalog = load_providers_file(text, source="orchestrator/providers/providers.yaml")
     path = os.environ.get("PROVIDERS_FILE", "").strip()
-    return {**catalog, **operator_providers(Path(path))} if path else catalog
+    return {**catalog, **operator_providers(path)} if path else catalog
 
 
-def operator_providers(path: Path) -> dict[str, Provider]:
+@cache
+def operator_providers(file: str) -> dict[str, Provider]:
     """An operator's providers file: entries in our shape, or in Nango's own `providers.yaml` shape
-    (`proxy.base_url`...), which are converted; a Nango entry that cannot be converted is logged and skipped."""
+    (`proxy.base_url`...), which are converted; a Nango entry that cannot be converted is logged and skipped.
+    Read once per path (the start-up check, the catalog and GET /providers share it; a failed read is not kept).
+    The mapping is shared: callers copy before they change it."""
+    path = Path(file)
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
