@@ -94,7 +94,7 @@ def list_(
         return
     width = max((len(r["name"]) for r in rows), default=4)
     for r in rows:
-        typer.echo(f"{r['name']:<{width}}  {r['auth_mode']:<9}  {r['source']:<7}  {r['base_url']}")
+        typer.echo(f"{r['name']:<{width}}  {r['auth_mode']:<9}  {r['source']:<8}  {r['base_url']}")
 
 
 @providers_app.command("show")
