@@ -267,12 +267,16 @@ async def test_a_client_credentials_token_is_sent_returned_and_reminted_in_a_scr
         async def run_action(nango, inp):
             me = await nango.get("/user")
             conn = await nango.get_connection()
-            return {"login": me.data["login"], "token": await nango.get_token(), "type": conn["credentials"]["type"]}
+            creds = conn["credentials"]
+            nango.log(f"minted {creds['token']} with {creds['client_secret']}")
+            return {"login": me.data["login"], "token": await nango.get_token(), "type": creds["type"]}
     """, conn, kind="action")
     out = ok(outcome)
     assert out["login"] and out["type"] == "OAUTH2_CC"
     assert out["token"] != minted["access_token"] and stack.demo.token_valid(out["token"])
     assert host.connection.credentials.token.get_secret_value() == out["token"]
+    # the token and the client secret are masked in the run's logs like every other credential
+    assert [entry["message"] for entry in await logs_of(sb, host.job_id)] == ["minted *** with ***"]
 
 
 # ---- pagination ------------------------------------------------------------------------------------
