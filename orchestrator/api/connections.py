@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestrator.api import end_users
 from orchestrator.api.common import environment, json_body, json_response, load_connection
@@ -22,11 +22,10 @@ from orchestrator.api.keys import PLATFORM
 from orchestrator.control import events
 from orchestrator.control.reconcile import reconcile_integration
 from orchestrator.errors import InvalidInputError, TransientError
-from orchestrator.providers import auth_webhooks, client_credentials
+from orchestrator.providers import auth_webhooks, jwt_auth, minting
 from orchestrator.providers import credentials as credentials_mod
-from orchestrator.providers.catalog import token_url
 from orchestrator.providers.custom import find_provider
-from orchestrator.providers.egress import strict_egress
+from orchestrator.providers.token_endpoint import TokenRefusedError
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import scripts as scripts_repo
@@ -37,8 +36,9 @@ from orchestrator.store.types import (
     Credentials,
     Environment,
     Integration,
-    OAuth2ClientCredentials,
+    OAuth1Credentials,
     OAuth2Credentials,
+    TbaCredentials,
     credentials_to_json,
 )
 from orchestrator.temporal import names, schedules
@@ -144,7 +144,21 @@ async def get_connection(request: web.Request) -> web.Response:
             raise_error(400, "refresh_token_external_error", exc.message)
         except TransientError as exc:
             raise_error(502, "refresh_token_external_error", exc.message)
+    connection = await _shown(request, connection)
     return json_response(full(connection, include_refresh_token=_flag(request.query.get("refresh_token"))))
+
+
+async def _shown(request: web.Request, connection: Connection) -> Connection:
+    """A JWT connection whose signed JWT is its token shows the current one, as Nango does."""
+    if connection.credentials.type != "JWT":
+        return connection
+    provider = await find_provider(request.app[PLATFORM].pool, connection.environment_id, connection.provider)
+    if provider is None:
+        return connection
+    try:
+        return jwt_auth.with_current_token(connection, provider)
+    except InvalidInputError as exc:
+        raise_error(400, "invalid_credentials", exc.message)
 
 
 class OAuth2Body(BaseModel):
@@ -201,50 +215,45 @@ class CreateConnectionBody(BaseModel):
             if not username or not isinstance(username, str) or not isinstance(password, str):
                 raise_error(400, "invalid_body", "credentials.username (and password) are required for BASIC")
             return BasicCredentials(username=username, password=password)
+        if kind == "OAUTH1":
+            return _model(OAuth1Credentials, c, "{type: OAUTH1, oauth_token, oauth_token_secret}")
+        if kind == "TBA":
+            return _model(TbaCredentials, c, "{type: TBA, token_id, token_secret, config_override?: {client_id, "
+                          "client_secret}}")
         raise_error(400, "invalid_body",
                     "credentials are required: {type: OAUTH2, access_token, refresh_token?, expires_at?} or "
                     "{type: OAUTH2_CC, client_id?, client_secret?} or {type: API_KEY, apiKey} or "
-                    "{type: BASIC, username, password}")
-
-    def client_credentials(self) -> tuple[str | None, str | None] | None:
-        """OAUTH2_CC: the client id and secret given (None: the integration's OAuth app), or None for another mode."""
-        c = self.credentials or {}
-        if str(c.get("type", "")).upper() != "OAUTH2_CC":
-            return None
-        cid, secret = c.get("client_id"), c.get("client_secret")
-        return (str(cid) if cid else None, str(secret) if secret else None)
+                    "{type: BASIC, username, password} or {type: OAUTH1, oauth_token, oauth_token_secret} or "
+                    "{type: TBA, token_id, token_secret} or {type: APP} (with connection_config.installation_id) "
+                    "or {type: JWT, <the provider's credential fields>}")
 
 
-async def mint_client_credentials(request: web.Request, env: Environment, integration: Integration,
-                                  client: tuple[str | None, str | None],
-                                  connection_config: dict[str, Any]) -> OAuth2ClientCredentials:
-    """An OAUTH2_CC connection's first token, minted before anything is stored: a refused client makes none."""
+def _model(model: type[OAuth1Credentials] | type[TbaCredentials], given: dict[str, Any], shape: str) -> Credentials:
+    try:
+        return model.model_validate({**given, "type": model.model_fields["type"].default})
+    except ValidationError as exc:   # named by field, never echoing a value (they are secrets)
+        wrong = "; ".join(f"credentials.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise_error(400, "invalid_body", f"credentials must be {shape} ({wrong})")
+
+
+async def mint_first(request: web.Request, env: Environment, integration: Integration, given: dict[str, Any],
+                     connection_config: dict[str, Any]) -> Credentials:
+    """The first token of an OAUTH2_CC, APP or JWT connection, minted before anything is stored."""
     platform = request.app[PLATFORM]
     async with platform.pool.acquire() as conn:
         row = await integrations_repo.settings(conn, integration.id)
     provider = await find_provider(platform.pool, env.id, integration.provider)
-    if provider is None or row is None:
+    if provider is None:
         raise_error(400, "unknown_provider", f"integration '{integration.unique_key}' has no known provider")
-    client_id = client[0] or row["oauth_client_id"]
-    client_secret = client[1] or (str(platform.sealer.open(row["oauth_client_secret"]))
-                                  if row["oauth_client_secret"] else None)
-    if not client_id or not client_secret:
-        raise_error(400, "missing_client_credentials", "an OAUTH2_CC connection needs credentials.client_id and "
-                    f"client_secret, or an OAuth app on integration '{integration.unique_key}'")
     try:
-        url = token_url(provider, connection_config)
-    except InvalidInputError as exc:
-        raise_error(400, "invalid_connection_config", exc.message)
-    if not url:
-        raise_error(400, "missing_token_url", f"provider '{provider.name}' has no token URL")
-    try:
-        fields = await client_credentials.mint(platform.egress or strict_egress(), provider, url, client_id,
-                                               client_secret, oauth_scopes=row["oauth_scopes"])
-    except client_credentials.ClientRefusedError as exc:
+        return await minting.first_credentials(platform, provider, row, integration.unique_key, given,
+                                               connection_config)
+    except TokenRefusedError as exc:
         raise_error(400, exc.code, exc.message)
+    except InvalidInputError as exc:
+        raise_error(400, "invalid_credentials", exc.message)
     except TransientError as exc:
         raise_error(502, "token_endpoint_unavailable", exc.message)
-    return OAuth2ClientCredentials(client_id=client_id, client_secret=client_secret, **fields)
 
 
 class ConnectionValidationError(Exception):
@@ -297,16 +306,15 @@ async def auth_event(app: web.Application, c: Connection, operation: auth_webhoo
 async def create_connection(request: web.Request) -> web.Response:
     env = environment(request)
     body = CreateConnectionBody.model_validate(await json_body(request))
-    client = body.client_credentials()
-    creds = body.to_credentials() if client is None else None
+    minted = str((body.credentials or {}).get("type", "")).upper() in minting.MINTED_MODES
+    creds = body.to_credentials() if not minted else None
     async with request.app[PLATFORM].pool.acquire() as conn:
         integration = await integrations_repo.get(conn, env.id, body.provider_config_key)
     if integration is None:
         raise_error(404, "unknown_provider_config",
                     f"no integration '{body.provider_config_key}' in environment '{env.name}'")
-    if client is not None:
-        creds = await mint_client_credentials(request, env, integration, client, body.connection_config)
-    assert creds is not None
+    if creds is None:
+        creds = await mint_first(request, env, integration, dict(body.credentials or {}), body.connection_config)
     try:
         named = body.end_user is not None or body.organization is not None or body.tags
         connection, created = await save_connection(
@@ -315,7 +323,7 @@ async def create_connection(request: web.Request) -> web.Response:
             tags=end_users.tags_for(body.end_user, body.organization, body.tags) if named else None)
     except ConnectionValidationError as exc:
         raise_error(400, "connection_validation_failed", exc.message)
-    return json_response(full(connection), status=201 if created else 200)
+    return json_response(full(await _shown(request, connection)), status=201 if created else 200)
 
 
 @routes.delete("/connections/{connection_id}")

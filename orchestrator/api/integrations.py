@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -11,6 +12,8 @@ from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.control.reconcile import reconcile_integration
+from orchestrator.errors import InvalidInputError
+from orchestrator.providers import jwt_auth
 from orchestrator.providers.custom import find_provider
 from orchestrator.providers.egress import SETTING as EGRESS_SETTING
 from orchestrator.providers.egress import internal_entries, parse_allow_list
@@ -102,6 +105,9 @@ async def public(conn: Any, i: Integration, *, include: set[str] | None = None,
                 "client_secret": str(request.app[PLATFORM].sealer.open(secret)) if secret and request else None,
                 "scopes": row["oauth_scopes"], "authorization_url": row["oauth_authorization_url"],
                 "token_url": row["oauth_token_url"]}
+            if provider is not None and provider.auth_mode == "APP":   # Nango's shape for an app
+                out["credentials"].update({"app_id": row["oauth_client_id"], "app_link": jwt_auth.app_link(row),
+                                           "private_key": out["credentials"]["client_secret"]})
     return out
 
 
@@ -134,6 +140,8 @@ async def _apply(request: web.Request, conn: Any, integration: Integration, body
     if body.egress_allow is not None:
         await integrations_repo.set_egress_allow(conn, integration.id, body.egress_allow)
     creds = body.credentials
+    if creds is not None and creds.type.upper() == "APP":
+        creds = _app_credentials(creds)
     secret = body.webhook_secret or (creds.webhook_secret if creds else None)
     scopes = creds.scopes if creds else None
     if isinstance(scopes, list):
@@ -147,6 +155,25 @@ async def _apply(request: web.Request, conn: Any, integration: Integration, body
         oauth_authorization_url=body.oauth_authorization_url or (creds.authorization_url if creds else None),
         oauth_token_url=body.oauth_token_url or (creds.token_url if creds else None),
         webhook_accept_unsigned=body.webhook_accept_unsigned, forward_webhooks=body.forward_webhooks)
+
+
+def _app_credentials(creds: OAuthCredentials) -> OAuthCredentials:
+    """Nango's app credentials (`app_id`, `app_link`, `private_key`) as the integration keeps them: the app id as
+    its client id, the private key sealed as its secret (checked now: a key that cannot sign is refused before
+    anything is stored) and the link as its installation URL."""
+    extra = creds.model_extra or {}
+    app_id, link, key = extra.get("app_id"), extra.get("app_link"), extra.get("private_key")
+    if not app_id or not key or not link:
+        raise_error(400, "invalid_body", "APP credentials need app_id, app_link (the app's public page, "
+                    "https://github.com/apps/<slug>) and private_key (its PEM)")
+    if not re.fullmatch(URL_PATTERN, str(link)):
+        raise_error(400, "invalid_body", "credentials.app_link must be an http(s) URL")
+    try:
+        jwt_auth.app_jwt(str(app_id), str(key))
+    except InvalidInputError as exc:
+        raise_error(400, "invalid_credentials", exc.message)
+    return creds.model_copy(update={"client_id": str(app_id), "client_secret": str(key),
+                                    "authorization_url": str(link).rstrip("/") + jwt_auth.APP_INSTALL_PATH})
 
 
 @routes.post("/integrations")

@@ -28,6 +28,7 @@ the connection id) the backend allowed. A server-side caller may instead send it
 from __future__ import annotations
 
 import hashlib
+import hmac
 import html
 import re
 import secrets
@@ -48,21 +49,25 @@ from orchestrator.api.connections import CONNECTION_ID_PATTERN, ConnectionValida
 from orchestrator.api.end_users import EndUser, Organization
 from orchestrator.api.errors import error_body, raise_error
 from orchestrator.api.keys import PLATFORM
-from orchestrator.errors import InvalidInputError
-from orchestrator.providers import auth_webhooks
+from orchestrator.errors import InvalidInputError, TransientError
+from orchestrator.providers import auth_webhooks, jwt_auth, minting, oauth1
 from orchestrator.providers.catalog import fill
 from orchestrator.providers.custom import find_provider
 from orchestrator.providers.egress import EgressRefused, strict_egress
+from orchestrator.providers.model import Provider
+from orchestrator.providers.token_endpoint import TokenRefusedError
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import oauth as oauth_repo
-from orchestrator.store.types import Environment, OAuth2Credentials
+from orchestrator.store.types import AppCredentials, Credentials, Environment, OAuth1Credentials, OAuth2Credentials
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 STATE_TTL = timedelta(minutes=10)
+# connection-config keys an end user may never set: they redirect where credentials and tokens are sent
+RESERVED_CONFIG = frozenset({"base_url", "token_url"})
 URL_PATTERN = r"^https?://[^\s]+$"
 
 
@@ -231,6 +236,19 @@ async def flow_start(request: web.Request) -> tuple[Environment, dict[str, Any],
     return env, session, key, connection_id
 
 
+def query_config(request: web.Request, provider: Provider, session: dict[str, Any]) -> dict[str, str]:
+    """The connection config of a flow: the session's, plus the `params[key]=value` the SDK puts in the query
+    for keys the provider declares (an account id, a subdomain). Never `base_url` or `token_url`: those would
+    send the connection's credentials, or the integration's own JWT, wherever the end user liked."""
+    config = dict(session.get("connection_config") or {})
+    for name, value in request.query.items():
+        if name.startswith("params[") and name.endswith("]"):
+            key = name[7:-1]
+            if key in provider.connection_config and key not in RESERVED_CONFIG and key not in config:
+                config[key] = value[:1000]
+    return config
+
+
 @routes.get("/oauth/connect/{integration}")
 async def connect(request: web.Request) -> web.Response:
     env, session, key, connection_id = await flow_start(request)
@@ -240,12 +258,17 @@ async def connect(request: web.Request) -> web.Response:
             raise_error(404, "unknown_provider_config", f"no integration '{key}' in environment '{env.name}'")
         row = await integrations_repo.settings(conn, integration.id)
     provider = await find_provider(request.app[PLATFORM].pool, env.id, integration.provider)
-    if provider is None or provider.auth_mode != "OAUTH2":
-        raise_error(400, "not_oauth2", f"integration '{key}' does not use OAuth2")
+    if provider is None or provider.auth_mode not in ("OAUTH2", "OAUTH1", "APP"):
+        raise_error(400, "not_oauth", f"integration '{key}' does not connect through a browser flow (OAuth2, "
+                    f"OAuth 1.0a or a GitHub-style app); its provider uses "
+                    f"{provider.auth_mode if provider else 'nothing known'}")
     if not row["oauth_client_id"]:
-        raise_error(400, "missing_oauth_client", f"integration '{key}' has no OAuth client id; set "
-                    "credentials.client_id and client_secret with PATCH /integrations/{key}")
-    connection_config: dict[str, Any] = dict(session.get("connection_config") or {})
+        what = "app_id and private_key" if provider.auth_mode == "APP" else "OAuth client id"
+        raise_error(400, "missing_oauth_client", f"integration '{key}' has no {what}; set them with "
+                    "PATCH /integrations/{key}")
+    connection_config = query_config(request, provider, session)
+    if provider.auth_mode == "APP":
+        connection_config.setdefault("appPublicLink", jwt_auth.app_link(row) or "")
     template = row["oauth_authorization_url"] or provider.authorization_url
     if not template:
         raise_error(400, "missing_authorization_url", f"provider '{provider.name}' has no authorization URL")
@@ -253,32 +276,137 @@ async def connect(request: web.Request) -> web.Response:
         authorization_url = fill(template, connection_config)
     except InvalidInputError as exc:
         raise_error(400, "invalid_connection_config", exc.message)
-    scopes = row["oauth_scopes"] if row["oauth_scopes"] is not None else ",".join(provider.default_scopes)
     state = secrets.token_urlsafe(32)
     redirect_uri = f"{_public_base(request)}/oauth/callback"
+    request_token: tuple[str, str] | None = None
+    if provider.auth_mode == "OAUTH1":
+        request_token = await _temporary_credentials(request, provider, row, f"{redirect_uri}?"
+                                                     f"{urlencode({'state': state})}", connection_config)
     async with request.app[PLATFORM].pool.acquire() as conn:
         await oauth_repo.create_state(
             conn, state=state, environment_id=env.id, integration_id=integration.id, connection_id=connection_id,
             connection_config=connection_config, metadata=session.get("metadata") or {}, redirect_uri=redirect_uri,
             return_url=session.get("return_url"), expires_at=datetime.now(UTC) + STATE_TTL,
             end_user=session.get("end_user"), tags=session.get("tags") or None,
-            ws_client_id=request.query.get("ws_client_id", "").strip()[:100] or None)
-    params = {**provider.authorization_params, "response_type": "code", "client_id": row["oauth_client_id"],
-              "redirect_uri": redirect_uri,
-              "state": state}
-    scope_list = [s for s in scopes.replace(",", " ").split() if s]
-    if scope_list:
-        params["scope"] = provider.scope_separator.join(scope_list)
+            ws_client_id=request.query.get("ws_client_id", "").strip()[:100] or None,
+            request_token=request_token[0] if request_token else None,
+            sealed_request_token_secret=request.app[PLATFORM].sealer.seal(request_token[1])
+            if request_token else None)
+    if provider.auth_mode == "OAUTH1":
+        assert request_token is not None
+        params = {**provider.authorization_params, "oauth_token": request_token[0]}
+    elif provider.auth_mode == "APP":
+        params = {"state": state}
+    else:
+        scopes = row["oauth_scopes"] if row["oauth_scopes"] is not None else ",".join(provider.default_scopes)
+        params = {**provider.authorization_params, "response_type": "code", "client_id": row["oauth_client_id"],
+                  "redirect_uri": redirect_uri, "state": state}
+        scope_list = [s for s in scopes.replace(",", " ").split() if s]
+        if scope_list:
+            params["scope"] = provider.scope_separator.join(scope_list)
     parts = urlsplit(authorization_url)
     query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
-    log.info("oauth_started", integration=key, connection=connection_id)
+    log.info("oauth_started", integration=key, connection=connection_id, mode=provider.auth_mode)
     raise web.HTTPFound(urlunsplit(parts._replace(query=urlencode(query))))
+
+
+async def _temporary_credentials(request: web.Request, provider: Provider, row: Any, callback: str,
+                                 connection_config: dict[str, Any]) -> tuple[str, str]:
+    """OAuth 1.0a step 1 (RFC 5849 2.1): a request token and its secret, the callback (which carries our state)
+    signed in."""
+    assert provider.request_url is not None
+    try:
+        url = fill(provider.request_url, connection_config)
+    except InvalidInputError as exc:
+        raise_error(400, "invalid_connection_config", exc.message)
+    if provider.request_params:
+        url += ("&" if "?" in url else "?") + urlencode(provider.request_params)
+    secret = str(request.app[PLATFORM].sealer.open(row["oauth_client_secret"])) if row["oauth_client_secret"] else ""
+    header = oauth1.authorization("POST", url, consumer_key=row["oauth_client_id"], consumer_secret=secret,
+                                  signature_method=provider.signature_method, extra={"oauth_callback": callback})
+    try:
+        body = await _oauth1_post(request, url, header, "request token")
+    except _Failure as exc:
+        raise_error(exc.status, exc.code, exc.message)
+    return body["oauth_token"], body["oauth_token_secret"]
+
+
+async def _oauth1_post(request: web.Request, url: str, header: str, what: str) -> dict[str, str]:
+    """A signed POST of the OAuth 1.0a flow; the form-encoded answer when it holds a token and its secret."""
+    egress = request.app[PLATFORM].egress or strict_egress()
+    try:
+        async with egress.post_outbound(url, headers={"Authorization": header},
+                                        timeout=aiohttp.ClientTimeout(total=30)) as resp:
+            raw, status = await resp.read(), resp.status
+    except EgressRefused as refused:
+        raise _Failure(403, "egress_refused", str(refused)) from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _Failure(502, "token_exchange_failed", f"the {what} endpoint is unreachable: "
+                       f"{type(exc).__name__}") from None
+    text = raw[:4000].decode(errors="replace")
+    body = dict(parse_qsl(text.strip(), keep_blank_values=True)) if "<" not in text[:200] else {}
+    if status >= 400 or not body.get("oauth_token") or "oauth_token_secret" not in body:
+        shown = " ".join(text[:200].split())
+        raise _Failure(400, "token_exchange_failed", f"the provider refused the {what} request: HTTP {status} "
+                       f"{shown!r}")
+    return body
 
 
 class _Failure(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+async def _oauth1_access(request: web.Request, provider: Provider, integration_id: int, row: dict[str, Any],
+                         connection_config: dict[str, Any]) -> OAuth1Credentials:
+    """OAuth 1.0a step 3 (RFC 5849 2.3): the request token the user authorized, with its verifier, for the
+    access token and its secret."""
+    q = request.query
+    verifier, token = q.get("oauth_verifier", ""), q.get("oauth_token", "")
+    if not verifier or not row["request_token"]:
+        raise _Failure(400, "invalid_callback", "the callback has no oauth_verifier")
+    if token and not hmac.compare_digest(token, row["request_token"]):
+        raise _Failure(400, "invalid_callback", "the callback's oauth_token is not the one this flow asked for")
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        settings = await integrations_repo.settings(conn, integration_id)
+    sealer = request.app[PLATFORM].sealer
+    if settings is None or not settings["oauth_client_id"] or not provider.token_url:
+        raise _Failure(400, "missing_oauth_client", "the integration has no consumer key or the provider no token URL")
+    consumer_secret = str(sealer.open(settings["oauth_client_secret"])) if settings["oauth_client_secret"] else ""
+    try:
+        url = fill(provider.token_url, connection_config)
+    except InvalidInputError as exc:
+        raise _Failure(400, "invalid_connection_config", exc.message) from None
+    header = oauth1.authorization(
+        "POST", url, consumer_key=settings["oauth_client_id"], consumer_secret=consumer_secret,
+        token=row["request_token"], token_secret=str(sealer.open(row["request_token_secret"])),
+        signature_method=provider.signature_method, extra={"oauth_verifier": verifier})
+    body = await _oauth1_post(request, url, header, "access token")
+    return OAuth1Credentials(oauth_token=body["oauth_token"], oauth_token_secret=body["oauth_token_secret"],
+                             raw={k: v for k, v in body.items() if k != "oauth_token_secret"})
+
+
+async def _app_installed(request: web.Request, env: Environment, integration: Any, provider: Provider,
+                         connection_config: dict[str, Any]) -> AppCredentials:
+    """A GitHub-style app was installed: the installation id the provider sent back, and its first token."""
+    installation = request.query.get("installation_id", "").strip()
+    if not installation.isdigit() or len(installation) > 20:
+        raise _Failure(400, "invalid_callback", "the callback has no numeric installation_id")
+    connection_config["installation_id"] = installation
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        settings = await integrations_repo.settings(conn, integration.id)
+    try:
+        creds = await minting.first_credentials(request.app[PLATFORM], provider, settings, integration.unique_key,
+                                                {"type": "APP"}, connection_config)
+    except TokenRefusedError as exc:
+        raise _Failure(400, exc.code, exc.message) from None
+    except InvalidInputError as exc:
+        raise _Failure(400, "invalid_credentials", exc.message) from None
+    except TransientError as exc:
+        raise _Failure(502, "token_endpoint_unavailable", exc.message) from None
+    assert isinstance(creds, AppCredentials)
+    return creds
 
 
 async def _exchange(request: web.Request, integration_id: int, code: str, redirect_uri: str,
@@ -369,29 +497,41 @@ async def callback(request: web.Request) -> web.Response:
         return _answer(request, return_url, 404, _failure_payload("unknown_provider_config",
                                                                    "the integration no longer exists"))
 
+    provider = await find_provider(request.app[PLATFORM].pool, row["environment_id"], integration_obj.provider)
+    mode = provider.auth_mode if provider is not None else "OAUTH2"
+
     async def failed(status: int, code: str, message: str) -> web.Response:
         """The flow's end without a connection: the app's answer, and the creation-failed auth webhook."""
         assert env is not None and integration_obj is not None
         await auth_webhooks.send(request.app[PLATFORM], auth_webhooks.AuthEvent(
-            env.id, integration_obj.unique_key, integration_obj.provider, row["connection_id"], "OAUTH2", "creation",
+            env.id, integration_obj.unique_key, integration_obj.provider, row["connection_id"], mode, "creation",
             False, code, message))
         if row["ws_client_id"]:
             return await _to_socket(request, state, {"message_type": "error", "error_type": code,
                                                      "error_desc": message})
         return _answer(request, return_url, status, _failure_payload(code, message))
 
-    if q.get("error"):
-        message = q.get("error_description") or q["error"]
-        log.info("oauth_denied", integration=integration_obj.unique_key, error=q["error"])
+    if q.get("error") or q.get("denied"):
+        message = q.get("error_description") or q.get("error") or "the user denied access"
+        log.info("oauth_denied", integration=integration_obj.unique_key, error=q.get("error") or "denied")
         return await failed(400, "authorization_failed", f"the provider said: {message}")
-    code = q.get("code", "")
-    if not code:
-        return _answer(request, return_url, 400, _failure_payload("invalid_callback", "the callback has no code"))
-    provider = await find_provider(request.app[PLATFORM].pool, row["environment_id"], integration_obj.provider)
     connection_config = dict(row["connection_config"] or {})
+    token_url_override: str | None = None
+    creds: Credentials
     try:
-        creds, token_url_override = await _exchange(request, integration_obj.id, code, row["redirect_uri"],
-                                                     connection_config, provider.token_url if provider else None)
+        if provider is None:
+            raise _Failure(404, "unknown_provider", f"provider '{integration_obj.provider}' is not known")
+        if mode == "OAUTH1":
+            creds = await _oauth1_access(request, provider, integration_obj.id, row, connection_config)
+        elif mode == "APP":
+            creds = await _app_installed(request, env, integration_obj, provider, connection_config)
+        else:
+            code = q.get("code", "")
+            if not code:
+                return _answer(request, return_url, 400, _failure_payload("invalid_callback",
+                                                                           "the callback has no code"))
+            creds, token_url_override = await _exchange(request, integration_obj.id, code, row["redirect_uri"],
+                                                        connection_config, provider.token_url)
     except _Failure as exc:
         return await failed(exc.status, exc.code, exc.message)
     if token_url_override:

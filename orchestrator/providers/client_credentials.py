@@ -8,19 +8,16 @@ the form body, the provider's `token_params` and the integration's scopes go alo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
-import orjson
 from pydantic import SecretStr
 
-from orchestrator.errors import OrchestratorError, TransientError
-from orchestrator.providers.egress import Egress, EgressRefused
+from orchestrator.providers.egress import Egress
 from orchestrator.providers.model import Provider
+from orchestrator.providers.token_endpoint import TokenRefusedError, expiry, request_token
 
 
-class ClientRefusedError(OrchestratorError):
+class ClientRefusedError(TokenRefusedError):
     """The token endpoint refused the client (wrong id or secret, a scope it may not have): no retry fixes it."""
 
     code = "client_credentials_refused"
@@ -36,30 +33,7 @@ async def mint(egress: Egress, provider: Provider, token_url: str, client_id: st
     if any(scopes):
         form["scope"] = provider.scope_separator.join(x for x in scopes if x)
     try:
-        async with egress.post_outbound(token_url, data=form, headers={"Accept": "application/json"},
-                                        timeout=aiohttp.ClientTimeout(total=30)) as resp:
-            raw, status = await resp.read(), resp.status
-    except EgressRefused as refused:
-        raise ClientRefusedError(f"cannot mint a token: {refused}") from None
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise TransientError(f"token endpoint unreachable: {type(exc).__name__}: {exc}") from None
-    if status >= 500 or status == 429:
-        raise TransientError(f"token endpoint answered HTTP {status}")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        body = None
-    if not isinstance(body, dict):
-        shown = raw[:120].decode(errors="replace").strip()
-        raise ClientRefusedError(f"the token endpoint answered HTTP {status} with no token but {shown!r}")
-    if status >= 400 or not body.get("access_token"):
-        detail = ": ".join(str(body[k]) for k in ("error", "error_description") if body.get(k)) or (
-            f"HTTP {status} without access_token")
-        raise ClientRefusedError(f"the token endpoint refused the client credentials: {detail}")
-    expires_at = None
-    try:
-        if body.get("expires_in"):
-            expires_at = datetime.now(UTC) + timedelta(seconds=int(body["expires_in"]))
-    except (TypeError, ValueError):
-        expires_at = None
-    return {"token": SecretStr(str(body["access_token"])), "expires_at": expires_at, "raw": body}
+        body = await request_token(egress, token_url, data=form, what="the client credentials")
+    except TokenRefusedError as exc:
+        raise ClientRefusedError(exc.message) from None
+    return {"token": SecretStr(str(body["access_token"])), "expires_at": expiry(body), "raw": body}

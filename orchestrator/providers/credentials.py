@@ -1,4 +1,5 @@
-"""OAuth2 token refresh: before expiry (the background refresher, control/refresher.py, or on use), on a 401, or
+"""Token refresh (OAuth2 refresh tokens) and re-minting (OAUTH2_CC, APP, JWT exchanged at a token URL):
+before expiry (the background refresher, control/refresher.py, or on use), on a 401, or
 when a script forces it."""
 
 from __future__ import annotations
@@ -10,16 +11,26 @@ import aiohttp
 import orjson
 import structlog
 
-from orchestrator.errors import OrchestratorError, TransientError
+from orchestrator.errors import InvalidInputError, OrchestratorError, TransientError
 from orchestrator.platform import Platform
-from orchestrator.providers import auth_webhooks, client_credentials
+from orchestrator.providers import auth_webhooks, client_credentials, jwt_auth
 from orchestrator.providers.catalog import token_url
 from orchestrator.providers.custom import resolve_provider
-from orchestrator.providers.egress import EgressRefused, strict_egress
+from orchestrator.providers.egress import Egress, EgressRefused, strict_egress
+from orchestrator.providers.model import Provider
+from orchestrator.providers.token_endpoint import TokenRefusedError
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import locks
-from orchestrator.store.types import Connection, OAuth2ClientCredentials, OAuth2Credentials
+from orchestrator.store.types import (
+    AppCredentials,
+    Connection,
+    Credentials,
+    JwtCredentials,
+    OAuth2ClientCredentials,
+    OAuth2Credentials,
+    credentials_to_json,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -32,8 +43,24 @@ class RefreshError(OrchestratorError):
 
 def expires_soon(connection: Connection, margin: timedelta = REFRESH_MARGIN) -> bool:
     creds = connection.credentials
-    return (isinstance(creds, OAuth2Credentials | OAuth2ClientCredentials) and creds.expires_at is not None
-            and creds.expires_at - datetime.now(UTC) < margin)
+    return (isinstance(creds, OAuth2Credentials | OAuth2ClientCredentials | AppCredentials | JwtCredentials)
+            and creds.expires_at is not None and creds.expires_at - datetime.now(UTC) < margin)
+
+
+async def _mint(platform: Platform, egress: Egress, provider: Provider, url: str,
+                creds: OAuth2ClientCredentials | AppCredentials | JwtCredentials, row: Any,
+                connection_config: dict[str, Any]) -> dict[str, Any]:
+    """A new token for a mode the platform mints itself: the credentials' changed fields."""
+    if isinstance(creds, OAuth2ClientCredentials):
+        return await client_credentials.mint(egress, provider, url, creds.client_id,
+                                             creds.client_secret.get_secret_value(),
+                                             oauth_scopes=row["oauth_scopes"] if row is not None else None)
+    if isinstance(creds, JwtCredentials):
+        return await jwt_auth.exchange(egress, provider, url, credentials_to_json(creds), connection_config)
+    if row is None or not row["oauth_client_id"] or not row["oauth_client_secret"]:
+        raise InvalidInputError("the integration has no app_id and private_key to sign the app's JWT with")
+    return await jwt_auth.installation_token(egress, url, row["oauth_client_id"],
+                                             str(platform.sealer.open(row["oauth_client_secret"])))
 
 
 def refused(connection: Connection) -> RefreshError:
@@ -51,8 +78,7 @@ async def refresh(platform: Platform, connection: Connection, *, force: bool = F
     connection: later calls without `force` fail at once with that reason instead of asking again. Network
     errors, 5xx and 429 are transient (TransientError) and mark nothing."""
     creds = connection.credentials
-    if not isinstance(creds, OAuth2ClientCredentials) and (
-            not isinstance(creds, OAuth2Credentials) or creds.refresh_token is None):
+    if not connections_repo.refreshable(creds):
         return connection
     if not force and not expires_soon(connection):
         return connection
@@ -73,8 +99,7 @@ async def refresh(platform: Platform, connection: Connection, *, force: bool = F
         raise refused(connection.model_copy(update={"refresh_error": error})) from None
 
 
-async def _refresh(platform: Platform, connection: Connection, creds: OAuth2Credentials | OAuth2ClientCredentials,
-                   *, force: bool) -> Connection:
+async def _refresh(platform: Platform, connection: Connection, creds: Credentials, *, force: bool) -> Connection:
     pool, sealer, egress = platform.pool, platform.sealer, platform.egress or strict_egress()
     async with pool.acquire() as conn, conn.transaction():
         # one refresher at a time per connection: others wait, then see the fresh token
@@ -92,20 +117,18 @@ async def _refresh(platform: Platform, connection: Connection, creds: OAuth2Cred
         provider = await resolve_provider(conn, connection.environment_id, connection.provider)
         url = token_url(provider, connection.connection_config)
         cur_creds = current.credentials
-        if isinstance(cur_creds, OAuth2ClientCredentials):  # minted again with the client's own credentials
+        if isinstance(cur_creds, OAuth2ClientCredentials | AppCredentials | JwtCredentials):  # minted again
             if not url:
                 raise RefreshError(f"cannot mint a token for connection '{connection.connection_id}': provider "
                                    f"'{provider.name}' has no token URL")
             try:
-                fields = await client_credentials.mint(
-                    egress, provider, url, cur_creds.client_id, cur_creds.client_secret.get_secret_value(),
-                    oauth_scopes=row["oauth_scopes"] if row is not None else None)
-            except client_credentials.ClientRefusedError as exc:
+                fields = await _mint(platform, egress, provider, url, cur_creds, row, current.connection_config)
+            except (TokenRefusedError, InvalidInputError) as exc:
                 raise RefreshError(f"minting a token for connection '{connection.connection_id}' failed: "
                                    f"{exc.message}") from None
             minted = cur_creds.model_copy(update=fields)
             await connections_repo.update_credentials(conn, sealer, connection.id, minted)
-            log.info("token_minted", connection=connection.connection_id)
+            log.info("token_minted", connection=connection.connection_id, mode=cur_creds.type)
             return current.model_copy(update={"credentials": minted})
         if not url or row is None or not row["oauth_client_id"]:
             raise RefreshError(f"cannot refresh the token of connection '{connection.connection_id}': the "

@@ -39,6 +39,34 @@ class WebhookSignature(BaseModel):
     event_type_path: str | None = None   # dotted path in the body, or `header:Name`
 
 
+JWT_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
+
+
+class JwtTemplate(BaseModel):
+    """How a JWT provider's token is signed (Nango's `token` block): the signing key, header and payload are
+    templates over the connection's `${credentials.x}` and `${connectionConfig.x}`; `iat` and `exp` are added."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    signing_key: str
+    header: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    expires_in_ms: int = Field(3_600_000, ge=1000, le=24 * 3_600_000)
+    # a shared (HS*) secret given as hex or base64 is decoded to its bytes first (Ghost's admin keys are hex)
+    signing_key_encoding: Literal["utf8", "hex", "base64"] = "utf8"
+
+    @property
+    def algorithm(self) -> str:
+        return str(self.header.get("alg", "RS256"))
+
+    @field_validator("header")
+    @classmethod
+    def _alg(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if str(value.get("alg", "RS256")) not in JWT_ALGORITHMS:
+            raise ValueError(f"token.header.alg must be one of {', '.join(JWT_ALGORITHMS)}")
+        return value
+
+
 class Provider(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -52,6 +80,17 @@ class Provider(BaseModel):
     scope_separator: str = " "
     authorization_params: dict[str, str] = Field(default_factory=dict)
     token_params: dict[str, str] = Field(default_factory=dict)
+    # OAUTH1: where the temporary credentials are asked for, what goes along, and how requests are signed
+    request_url: str | None = None
+    request_params: dict[str, str] = Field(default_factory=dict)
+    signature_method: Literal["HMAC-SHA1", "HMAC-SHA256", "PLAINTEXT"] = "HMAC-SHA1"
+    # JWT: how the token is signed (exchanged at token_url when the provider has one, else sent as is)
+    token: JwtTemplate | None = None
+    # the credential fields a connection gives (JWT, TBA): name -> what it is; the connect page asks for them
+    credentials: dict[str, str] = Field(default_factory=dict)
+    # how a token (OAUTH2, OAUTH2_CC, APP, JWT) is sent: this header's value, `${accessToken}` filled in
+    token_header: str = "Authorization"
+    token_template: str = "Bearer ${accessToken}"
     base_url: str
     headers: dict[str, str] = Field(default_factory=dict)
     api_key_header: str | None = None   # the header carrying the key (Authorization when unset)
@@ -80,9 +119,15 @@ class Provider(BaseModel):
             return self   # built in code (tests, tools): only the field types are checked
         if self.auth_mode in ("OAUTH2", "OAUTH2_CC") and not self.token_url:
             raise ValueError(f"{self.auth_mode} provider '{self.name}' needs a token_url")
-        if self.auth_mode == "OAUTH2" and not self.authorization_url:
-            raise ValueError(f"OAUTH2 provider '{self.name}' needs an authorization_url")
-        for template in (self.base_url, self.authorization_url, self.token_url):
+        if self.auth_mode in ("OAUTH2", "OAUTH1", "APP") and not self.authorization_url:
+            raise ValueError(f"{self.auth_mode} provider '{self.name}' needs an authorization_url")
+        if self.auth_mode in ("OAUTH1", "APP") and not self.token_url:
+            raise ValueError(f"{self.auth_mode} provider '{self.name}' needs a token_url")
+        if self.auth_mode == "OAUTH1" and not self.request_url:
+            raise ValueError(f"OAUTH1 provider '{self.name}' needs a request_url (temporary credentials)")
+        if self.auth_mode == "JWT" and self.token is None:
+            raise ValueError(f"JWT provider '{self.name}' needs a token block (signing_key, header, payload)")
+        for template in (self.base_url, self.authorization_url, self.token_url, self.request_url):
             for key in placeholders(template or ""):
                 if key not in self.connection_config and key != "base_url":
                     raise ValueError(f"placeholder ${{connectionConfig.{key}}} in {template} is not declared in "

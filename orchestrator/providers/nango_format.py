@@ -22,9 +22,11 @@ log = logging.getLogger(__name__)
 _MODES = {"OAUTH2", "OAUTH2_CC", "OAUTH1", "TBA", "APP", "JWT", "API_KEY", "BASIC", "NONE"}
 # fields that only describe the provider to people (Nango's UI and docs): dropped without a word
 _COSMETIC = {"display_name", "categories", "docs", "docs_connect", "setup_guide_url", "alias", "logo", "credentials",
-             "auth_mode", "proxy", "connection_config"}
-_SIMPLE = ("authorization_url", "token_url", "scope_separator")
-_MAPPED = {"default_scopes", "authorization_params", "token_params"}
+             "auth_mode", "proxy", "connection_config", "signature"}
+_SIMPLE = ("authorization_url", "token_url", "scope_separator", "request_url", "signature_method")
+_MAPPED = {"default_scopes", "authorization_params", "token_params", "request_params", "token"}
+# in a JWT template: anything but ${credentials.x[.id|.secret]} and ${connectionConfig.x}, or Nango's `a||b`
+_JWT_UNSUPPORTED = re.compile(r"\$\{(?!credentials\.[A-Za-z0-9_]+(?:\.id|\.secret)?\}|connectionConfig\.)[^}]*\}?|\|\|")
 _OTHER_PLACEHOLDER = re.compile(r"\$\{(?!connectionConfig\.)[^}]*\}")
 
 
@@ -86,11 +88,21 @@ def convert_entry(name: str, body: Any, *, source: str) -> Provider | None:
     scopes = body.get("default_scopes")
     if isinstance(scopes, list):
         out["default_scopes"] = [str(s) for s in scopes]
-    for key in ("authorization_params", "token_params"):
+    for key in ("authorization_params", "token_params", "request_params"):
         if isinstance(body.get(key), dict):
             out[key] = {str(k): _text(v) for k, v in body[key].items()}
     out["connection_config"] = _connection_config(body.get("connection_config"))
-    for url in (base_url, out.get("authorization_url"), out.get("token_url")):
+    if mode in ("JWT", "TBA"):
+        out["credentials"] = _connection_config(body.get("credentials"))
+    if isinstance(body.get("token"), dict):   # JWT: how the token is signed
+        out["token"] = {k: v for k, v in body["token"].items()
+                        if k in ("signing_key", "header", "payload", "expires_in_ms")}
+        unknown = _JWT_UNSUPPORTED.findall(str(out["token"]))
+        if unknown:
+            return skip(f"its token uses {', '.join(sorted(set(unknown)))}, which is not signed here")
+        if str((body.get("signature") or {}).get("hmac_secret_encoding", "")).lower() in ("hex", "base64"):
+            out["token"]["signing_key_encoding"] = body["signature"]["hmac_secret_encoding"].lower()
+    for url in (base_url, out.get("authorization_url"), out.get("token_url"), out.get("request_url")):
         if url and _OTHER_PLACEHOLDER.search(url):
             return skip(f"{url} uses a placeholder other than ${{connectionConfig.x}}")
         for key in placeholders(url or ""):   # Nango fills it from the connection whether declared or not
@@ -131,6 +143,8 @@ def _proxy_fields(proxy: dict[str, Any], out: dict[str, Any], dropped: list[str]
         if "${apiKey}" in text and out["auth_mode"] == "API_KEY" and "api_key_header" not in out:
             out["api_key_header"], out["api_key_template"] = str(header), _OTHER_PLACEHOLDER.sub(
                 lambda m: m.group(0) if m.group(0) == "${apiKey}" else "", text)
+        elif "${accessToken}" in text and _OTHER_PLACEHOLDER.search(text.replace("${accessToken}", "")) is None:
+            out["token_header"], out["token_template"] = str(header), text
         elif "${" in text:
             dropped.append(f"proxy.headers.{header} (a template)")
         else:

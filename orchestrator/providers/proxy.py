@@ -27,15 +27,19 @@ import structlog
 from yarl import URL
 
 from orchestrator.errors import InvalidInputError
-from orchestrator.providers import egress
+from orchestrator.providers import egress, jwt_auth, oauth1
 from orchestrator.providers.catalog import Provider
 from orchestrator.providers.egress import Egress, EgressPolicy, EgressRefused
 from orchestrator.store.types import (
     ApiKeyCredentials,
+    AppCredentials,
     BasicCredentials,
     Connection,
+    JwtCredentials,
+    OAuth1Credentials,
     OAuth2ClientCredentials,
     OAuth2Credentials,
+    TbaCredentials,
 )
 
 log = structlog.get_logger(__name__)
@@ -71,14 +75,29 @@ class UpstreamError(Exception):
     """The API could not be reached (after retries)."""
 
 
+def bearer_token(connection: Connection, provider: Provider) -> str | None:
+    """The token a token-carrying mode sends (OAUTH2, OAUTH2_CC, APP, JWT); None for the others."""
+    creds = connection.credentials
+    if isinstance(creds, OAuth2Credentials | AppCredentials):
+        return creds.access_token.get_secret_value()
+    if isinstance(creds, OAuth2ClientCredentials):
+        return creds.token.get_secret_value()
+    if isinstance(creds, JwtCredentials):
+        if creds.expires_at is not None and creds.token is not None:   # exchanged at the provider's token URL
+            return creds.token.get_secret_value()
+        return jwt_auth.direct_token(connection.id, provider, creds, connection.connection_config)[0]
+    return None
+
+
 def auth_headers_and_query(connection: Connection, provider: Provider) -> tuple[dict[str, str], dict[str, str]]:
+    """The credentials as headers and query parameters, for every mode but the OAuth 1.0 ones, which sign each
+    request (sign_request)."""
     creds = connection.credentials
     headers: dict[str, str] = {}
     query: dict[str, str] = {}
-    if isinstance(creds, OAuth2Credentials):
-        headers["Authorization"] = f"Bearer {creds.access_token.get_secret_value()}"
-    elif isinstance(creds, OAuth2ClientCredentials):
-        headers["Authorization"] = f"Bearer {creds.token.get_secret_value()}"
+    token = bearer_token(connection, provider)
+    if token is not None:
+        headers[provider.token_header] = provider.token_template.replace("${accessToken}", token)
     elif isinstance(creds, ApiKeyCredentials):
         key = creds.api_key.get_secret_value()
         if provider.api_key_query:
@@ -89,6 +108,29 @@ def auth_headers_and_query(connection: Connection, provider: Provider) -> tuple[
         token = base64.b64encode(f"{creds.username}:{creds.password.get_secret_value()}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
     return headers, query
+
+
+def sign_request(connection: Connection, provider: Provider, method: str, url: str, body: bytes | None,
+                 headers: dict[str, str]) -> dict[str, str]:
+    """OAUTH1 and TBA: the `Authorization` header signing this very request (method, URL, form body); {} for
+    the other modes."""
+    creds, consumer = connection.credentials, connection.consumer
+    if not isinstance(creds, OAuth1Credentials | TbaCredentials):
+        return {}
+    if consumer is None:
+        raise InvalidInputError(f"integration '{connection.integration_key}' has no OAuth consumer key and secret "
+                                "to sign requests with; set credentials.client_id and client_secret on it")
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    if isinstance(creds, OAuth1Credentials):
+        token, secret, method_name, realm = (creds.oauth_token, creds.oauth_token_secret.get_secret_value(),
+                                             provider.signature_method, None)
+    else:
+        account = str(connection.connection_config.get("accountId") or "")
+        token, secret, method_name = creds.token_id, creds.token_secret.get_secret_value(), "HMAC-SHA256"
+        realm = oauth1.tba_realm(account) if account else None
+    return {"Authorization": oauth1.authorization(
+        method, url, consumer_key=consumer.key, consumer_secret=consumer.secret.get_secret_value(), token=token,
+        token_secret=secret, signature_method=method_name, realm=realm, body=body, content_type=content_type)}
 
 
 def build_url(connection: Connection, provider: Provider, req: ProxyRequest) -> str:
@@ -199,7 +241,7 @@ async def send(
             url = build_url(connection, provider, req)
             raise UpstreamError(f"{req.method} {_safe(url)} failed: {type(exc).__name__}: {exc}") from None
         if (result.status == 401 and refresh is not None and not refreshed
-                and isinstance(connection.credentials, OAuth2Credentials | OAuth2ClientCredentials)):
+                and refreshable_mode(connection)):
             refreshed = True
             connection = await refresh()
             continue
@@ -239,6 +281,7 @@ async def _exchange(policy: EgressPolicy, connection: Connection, provider: Prov
             headers = {k: v for k, v in headers.items() if k.lower() not in _PRIVATE_HEADERS}
         if policy.is_provider(target):
             headers.update(auth_headers)
+            headers.update(sign_request(connection, provider, method, str(target), body, headers))
         remaining = max(0.1, deadline - time.monotonic())
         async with policy.egress.session.request(
                 method, target, data=body, headers=headers, allow_redirects=False,
@@ -255,6 +298,13 @@ async def _exchange(policy: EgressPolicy, connection: Connection, provider: Prov
                 raw, resp.headers.get("Content-Type", ""), req.response_type), raw, str(resp.url))
     raise UpstreamError(f"{req.method} {_safe(build_url(connection, provider, req))} failed: more than "
                         f"{MAX_REDIRECTS} redirects")
+
+
+def refreshable_mode(connection: Connection) -> bool:
+    """Whether a 401 may be cured by a new token: one the platform can redeem or mint again."""
+    creds = connection.credentials
+    return isinstance(creds, OAuth2Credentials | OAuth2ClientCredentials | AppCredentials) or (
+        isinstance(creds, JwtCredentials) and creds.expires_at is not None)
 
 
 def _backoff(attempt: int) -> float:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -18,8 +17,8 @@ import asyncpg
 import orjson
 import structlog
 
-from orchestrator.errors import OrchestratorError
-from orchestrator.providers import proxy
+from orchestrator.errors import InvalidInputError, OrchestratorError
+from orchestrator.providers import credentials, jwt_auth, proxy
 from orchestrator.providers.catalog import Provider
 from orchestrator.providers.egress import Egress, EgressPolicy, EgressRefused, strict_egress
 from orchestrator.runner.host import RpcFailure
@@ -28,12 +27,14 @@ from orchestrator.runs.sinks import RecordSink
 from orchestrator.sdk import contract
 from orchestrator.store import faults
 from orchestrator.store import records as records_repo
-from orchestrator.store.types import Connection, OAuth2ClientCredentials, OAuth2Credentials, credentials_to_json
+from orchestrator.store.types import Connection, credentials_to_json
 
 log = structlog.get_logger(__name__)
 
 # credential fields masked in the run's logs and errors, whatever the auth mode
-SECRET_FIELDS = frozenset({"access_token", "refresh_token", "apiKey", "password", "token", "client_secret"})
+SECRET_FIELDS = frozenset({"access_token", "refresh_token", "apiKey", "password", "token", "client_secret",
+                           "oauth_token_secret", "token_secret", "privateKey", "private_key", "jwtToken",
+                           "apiSecretKey", "secret"})
 
 MAX_BUFFERED_LOGS = 200
 MAX_LOG_CHARS = 10_000
@@ -113,6 +114,9 @@ class ScriptHost:
     def _secrets(self) -> list[str]:
         creds = credentials_to_json(self.connection.credentials)
         values = [str(v) for k, v in creds.items() if k in SECRET_FIELDS and v]
+        values += [str(v) for v in (creds.get("config_override") or {}).values() if v]   # a TBA consumer's own
+        if self.connection.consumer is not None:   # OAUTH1/TBA: the consumer secret signs each request
+            values.append(self.connection.consumer.secret.get_secret_value())
         values += [v["value"] for v in self._environment_variables if v.get("value")]
         return [v for v in values if len(v) >= 4]
 
@@ -331,7 +335,11 @@ class ScriptHost:
                                  ) -> dict[str, Any]:
         if force_refresh or self._expires_soon():
             await self._refresh_maybe(force_refresh)
-        creds = credentials_to_json(self.connection.credentials)
+        try:
+            shown = jwt_auth.with_current_token(self.connection, self.provider)
+        except InvalidInputError as exc:
+            raise RpcFailure("invalid_credentials", exc.message) from None
+        creds = credentials_to_json(shown.credentials)
         if not include_refresh_token:
             creds.pop("refresh_token", None)
             if isinstance(creds.get("raw"), dict):
@@ -350,13 +358,14 @@ class ScriptHost:
             return creds["token"]
         if creds["type"] == "API_KEY":
             return creds["apiKey"]
-        return {"username": creds.get("username"), "password": creds.get("password")}
+        if creds["type"] == "OAUTH1":   # Nango's OAuth1Token
+            return {"oAuthToken": creds["oauth_token"], "oAuthTokenSecret": creds["oauth_token_secret"]}
+        if creds["type"] == "BASIC":
+            return {"username": creds.get("username"), "password": creds.get("password")}
+        return creds   # APP, JWT, TBA: the credentials, as Nango's getToken answers them
 
     def _expires_soon(self) -> bool:
-        creds = self.connection.credentials
-        if not isinstance(creds, OAuth2Credentials | OAuth2ClientCredentials) or creds.expires_at is None:
-            return False
-        return (creds.expires_at - datetime.now(UTC)).total_seconds() < 15 * 60
+        return credentials.expires_soon(self.connection)
 
     async def _refresh_maybe(self, force: bool) -> None:
         if self._refresh_credentials is not None:

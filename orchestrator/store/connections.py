@@ -9,12 +9,20 @@ from typing import Any
 import asyncpg
 
 from orchestrator.crypto import Sealer
-from orchestrator.store.types import Connection, Credentials, CredentialsEnvelope, credentials_to_json
+from orchestrator.store.types import (
+    Connection,
+    Consumer,
+    Credentials,
+    CredentialsEnvelope,
+    OAuth1Credentials,
+    TbaCredentials,
+    credentials_to_json,
+)
 
 _SELECT = (
     "SELECT c.id, c.environment_id, c.integration_id, i.unique_key AS integration_key, i.provider,"
     " c.connection_id, c.credentials, c.connection_config, c.metadata, c.created_at, c.updated_at, c.refresh_error,"
-    " c.end_user, c.tags"
+    " c.end_user, c.tags, i.oauth_client_id AS consumer_key, i.oauth_client_secret AS consumer_secret"
     " FROM connections c JOIN integrations i ON i.id = c.integration_id"
 )
 
@@ -24,13 +32,22 @@ def _expiry(creds: Credentials) -> datetime | None:
 
 
 def refreshable(creds: Credentials) -> bool:
-    """A refresh token to redeem, or client credentials to mint with (OAUTH2_CC)."""
-    return getattr(creds, "refresh_token", None) is not None or creds.type == "OAUTH2_CC"
+    """A refresh token to redeem, or a token the platform mints again: OAUTH2_CC, APP, and JWT exchanged at a
+    token URL (a JWT that is itself the token has no expiry stored: it is signed again on use)."""
+    return (getattr(creds, "refresh_token", None) is not None or creds.type in ("OAUTH2_CC", "APP")
+            or (creds.type == "JWT" and creds.expires_at is not None))
 
 
 def _row_to_connection(row: asyncpg.Record, sealer: Sealer) -> Connection:
     data = dict(row)
-    data["credentials"] = CredentialsEnvelope(credentials=sealer.open(data["credentials"])).credentials
+    key, sealed_secret = data.pop("consumer_key"), data.pop("consumer_secret")
+    creds = CredentialsEnvelope(credentials=sealer.open(data["credentials"])).credentials
+    data["credentials"] = creds
+    if isinstance(creds, TbaCredentials) and creds.config_override.get("client_id"):
+        data["consumer"] = Consumer(key=creds.config_override["client_id"],
+                                    secret=creds.config_override.get("client_secret", ""))
+    elif isinstance(creds, OAuth1Credentials | TbaCredentials) and key:
+        data["consumer"] = Consumer(key=key, secret=str(sealer.open(sealed_secret)) if sealed_secret else "")
     return Connection(**data)
 
 

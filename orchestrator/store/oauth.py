@@ -37,24 +37,27 @@ async def create_state(conn: asyncpg.Connection, *, state: str, environment_id: 
                        connection_id: str, connection_config: dict[str, Any], metadata: dict[str, Any],
                        redirect_uri: str, return_url: str | None, expires_at: datetime,
                        end_user: dict[str, Any] | None = None, tags: dict[str, str] | None = None,
-                       ws_client_id: str | None = None) -> None:
+                       ws_client_id: str | None = None, request_token: str | None = None,
+                       sealed_request_token_secret: bytes | None = None) -> None:
     """Store one authorization attempt's state; states expired for over a day are swept on the way."""
     await conn.execute("DELETE FROM oauth_states WHERE expires_at < now() - interval '1 day'")
     await conn.execute(
         "INSERT INTO oauth_states (state, environment_id, integration_id, connection_id, connection_config,"
-        " metadata, redirect_uri, return_url, expires_at, end_user, tags, ws_client_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        " metadata, redirect_uri, return_url, expires_at, end_user, tags, ws_client_id, request_token,"
+        " request_token_secret)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         state, environment_id, integration_id, connection_id, connection_config, metadata, redirect_uri,
-        return_url, expires_at, end_user, tags or {}, ws_client_id)
+        return_url, expires_at, end_user, tags or {}, ws_client_id, request_token, sealed_request_token_secret)
 
 
 async def consume_state(conn: asyncpg.Connection, state: str) -> dict[str, Any] | None:
     """Use a state once: its row (environment_id, integration_id, connection_id, connection_config, metadata,
-    redirect_uri, return_url, end_user, tags), or None when it is unknown, expired or already used."""
+    redirect_uri, return_url, end_user, tags, the OAuth 1.0a request token and its sealed secret), or None when
+    it is unknown, expired or already used."""
     row = await conn.fetchrow(
         "UPDATE oauth_states SET used_at = now() WHERE state = $1 AND used_at IS NULL AND expires_at > now()"
         " RETURNING environment_id, integration_id, connection_id, connection_config, metadata, redirect_uri,"
-        " return_url, end_user, tags, ws_client_id", state)
+        " return_url, end_user, tags, ws_client_id, request_token, request_token_secret", state)
     return dict(row) if row else None
 
 

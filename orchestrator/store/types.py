@@ -46,6 +46,46 @@ class OAuth2ClientCredentials(BaseModel):
     raw: dict[str, Any] = Field(default_factory=dict)
 
 
+class AppCredentials(BaseModel):
+    """APP (GitHub App): an installation token minted with a JWT signed by the app's private key (kept on the
+    integration), minted again before it expires; Nango's shape."""
+    model_config = ConfigDict(extra="allow")
+    type: Literal["APP"] = "APP"
+    access_token: SecretStr
+    expires_at: datetime | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class JwtCredentials(BaseModel):
+    """JWT: the fields the provider signs with (`privateKey`, `issuerId`, ... as the provider names them, kept
+    in the extra fields) and the last token. A provider with a token URL exchanges the signed assertion for an
+    access token (RFC 7523) that `expires_at` dates; otherwise the signed JWT itself is the token, signed again
+    on use (providers/jwt_auth.py)."""
+    model_config = ConfigDict(extra="allow")
+    type: Literal["JWT"] = "JWT"
+    token: SecretStr | None = None
+    expires_at: datetime | None = None
+
+
+class OAuth1Credentials(BaseModel):
+    """OAUTH1 (RFC 5849): the access token and its secret; the consumer is the integration's OAuth app."""
+    model_config = ConfigDict(extra="allow")
+    type: Literal["OAUTH1"] = "OAUTH1"
+    oauth_token: str
+    oauth_token_secret: SecretStr
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class TbaCredentials(BaseModel):
+    """TBA (NetSuite token-based auth): a token id and secret; the consumer is the integration's OAuth app unless
+    `config_override` names another (`client_id`, `client_secret`)."""
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["TBA"] = "TBA"
+    token_id: str
+    token_secret: SecretStr
+    config_override: dict[str, str] = Field(default_factory=dict)
+
+
 class ApiKeyCredentials(BaseModel):
     type: Literal["API_KEY"] = "API_KEY"
     api_key: SecretStr = Field(alias="apiKey")
@@ -58,7 +98,15 @@ class BasicCredentials(BaseModel):
     password: SecretStr
 
 
-Credentials = OAuth2Credentials | OAuth2ClientCredentials | ApiKeyCredentials | BasicCredentials
+Credentials = (OAuth2Credentials | OAuth2ClientCredentials | AppCredentials | JwtCredentials | OAuth1Credentials
+               | TbaCredentials | ApiKeyCredentials | BasicCredentials)
+
+
+class Consumer(BaseModel):
+    """The OAuth 1.0 consumer a connection's requests are signed with (OAUTH1, TBA): the integration's OAuth app,
+    or a TBA connection's own override. Loaded with the connection, never part of its credentials' JSON."""
+    key: str
+    secret: SecretStr
 
 
 class CredentialsEnvelope(BaseModel):
@@ -92,6 +140,8 @@ class Connection(BaseModel):
     # who the connection was made for (Nango's end user, with its organization) and its tags
     end_user: dict[str, Any] | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    # OAUTH1 and TBA: who signs with the connection's token (excluded from every dump)
+    consumer: Consumer | None = Field(None, exclude=True)
 
 
 class DeployedScript(BaseModel):
