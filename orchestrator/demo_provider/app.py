@@ -9,7 +9,10 @@ for a deleted issue, and signed ``issues`` webhook events. Everything lives in m
 Known, deliberate differences from GitHub (documented so nobody relies on them):
 - every repository is private-like: API calls without a token answer ``401``;
 - ``POST /login/oauth/access_token`` answers errors with ``401``/``400`` (GitHub answers ``200``
-  with an ``error`` field, so OAuth clients must check that field on any status).
+  with an ``error`` field, so OAuth clients must check that field on any status);
+- ``POST /repos/{o}/{r}/issues`` also takes a form-encoded ``title``/``body``, the body OAuth 1.0a
+  clients sign (GitHub only takes JSON);
+- the API also accepts OAuth 1.0a, NetSuite TBA and JWT credentials (``auth_modes.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiohttp
 import structlog
 from aiohttp import web
+
+from orchestrator.demo_provider import auth_modes
 
 log = structlog.get_logger(__name__)
 
@@ -210,7 +215,8 @@ class DemoState:
         self.tokens: dict[str, _Token] = {}
         self.refresh_tokens: dict[str, _Token] = {}
         self.codes: dict[str, dict[str, Any]] = {}
-        self.deny_next_authorization = False
+        self.deny_next_authorization = False  # OAuth2's and OAuth 1.0a's next authorization is refused
+        self.auth = auth_modes.AuthModes(self, login=DEFAULT_LOGIN)  # OAuth 1.0a, TBA, GitHub App, JWT
         self.base_url: str | None = None  # API origin, learnt from requests; used in webhook payloads
         self.requests: list[dict[str, Any]] = []
         self.deliveries: list[dict[str, Any]] = []
@@ -262,6 +268,7 @@ class DemoState:
         self.deliveries.clear()
         self._failures.clear()
         self.codes.clear()
+        self.auth.reset()
         self.deny_next_authorization = False
         self.rate_remaining = self.rate_limit
         self.rate_reset = 0.0
@@ -291,6 +298,10 @@ class DemoState:
             "token_type": "bearer",
             "scope": scopes,
         }
+
+    def grant_token(self, token: str, *, scopes: str, ttl_seconds: int) -> None:
+        """Accept `token` as a Bearer token for `ttl_seconds` (installation and JWT-exchange tokens)."""
+        self.tokens[token] = _Token(scope=scopes, expires_at=self.clock() + ttl_seconds)
 
     def expire_token(self, token: str) -> None:
         """Make an issued access token expired now (static tokens are removed instead)."""
@@ -666,7 +677,7 @@ async def github_middleware(
     if _is_tracked(request.path):
         entry = {
             "method": request.method, "path": request.path, "query": dict(request.query),
-            "auth": "Authorization" in request.headers, "status": None, "at": state.clock(),
+            "auth": "Authorization" in request.headers, "auth_scheme": None, "status": None, "at": state.clock(),
         }
         state.requests.append(entry)
     response: web.StreamResponse
@@ -709,19 +720,30 @@ async def github_middleware(
         response.headers.setdefault("X-GitHub-Request-Id", uuid.uuid4().hex[:20].upper())
     if entry is not None:
         entry["status"] = response.status
+        entry["auth_scheme"] = request.get(auth_modes.AUTH_SCHEME)
     return response
 
 
 # ------------------------------------------------------------------------------------------- helpers
-def require_auth(request: web.Request, doc: str = DOCS) -> str:
-    """Check the token and count the call against the rate limit; returns the user's login."""
+async def require_auth(request: web.Request, doc: str = DOCS) -> str:
+    """Check the credential and count the call against the rate limit; returns the user's login.
+
+    A Bearer/token token, else an OAuth 1.0a, TBA or JWT credential verified by `auth_modes`; the
+    scheme it was accepted as goes into the request log (``auth_scheme``)."""
     state = request.app[STATE]
     header = request.headers.get("Authorization", "")
     if not header:
         raise _gh_error(401, "Requires authentication", doc)
     scheme, _, token = header.partition(" ")
+    accepted: str | None = "bearer"
     if scheme.lower() not in ("bearer", "token") or not state.token_valid(token.strip()):
-        raise _gh_error(401, "Bad credentials", doc)
+        try:
+            accepted = await auth_modes.authenticate(request, state.auth)
+        except auth_modes.AuthRefused as exc:
+            raise _gh_error(401, f"Bad credentials: {exc}", doc) from None
+        if accepted is None:
+            raise _gh_error(401, "Bad credentials", doc)
+    request[auth_modes.AUTH_SCHEME] = accepted
     if not state.consume_rate():
         raise _gh_error(
             403, "API rate limit exceeded for user ID 1.", DOCS + "/overview/rate-limits-for-the-rest-api"
@@ -803,7 +825,7 @@ async def redirect_to(request: web.Request) -> web.Response:
 
 @routes.get("/user")
 async def get_user(request: web.Request) -> web.Response:
-    login = require_auth(request, DOCS + "/users/users#get-the-authenticated-user")
+    login = await require_auth(request, DOCS + "/users/users#get-the-authenticated-user")
     state = request.app[STATE]
     user = state.render_user(login)
     user.update({"name": "Demo User", "email": "demo-user@example.com", "created_at": iso(SEED_START)})
@@ -821,7 +843,7 @@ async def rate_limit(request: web.Request) -> web.Response:
 
 @routes.get("/user/repos")
 async def list_user_repos(request: web.Request) -> web.Response:
-    require_auth(request)
+    await require_auth(request)
     state = request.app[STATE]
     items = [state.render_repo(r) for r in state.repos.values()]
     chunk, headers = paginate(request, items)
@@ -830,7 +852,7 @@ async def list_user_repos(request: web.Request) -> web.Response:
 
 @routes.get("/repos/{owner}/{repo}")
 async def get_repo(request: web.Request) -> web.Response:
-    require_auth(request)
+    await require_auth(request)
     state = request.app[STATE]
     return web.json_response(state.render_repo(state.repo(_repo_name(request))))
 
@@ -845,7 +867,7 @@ def _validation_error(field_name: str, message: str | None = None) -> ApiError:
 
 @routes.get("/repos/{owner}/{repo}/issues")
 async def list_issues(request: web.Request) -> web.Response:
-    require_auth(request, DOCS + "/issues/issues#list-repository-issues")
+    await require_auth(request, DOCS + "/issues/issues#list-repository-issues")
     state = request.app[STATE]
     repo = state.repo(_repo_name(request))
     q = request.query
@@ -884,18 +906,21 @@ async def list_issues(request: web.Request) -> web.Response:
 
 @routes.get("/repos/{owner}/{repo}/issues/{number}")
 async def get_issue(request: web.Request) -> web.Response:
-    require_auth(request, DOCS + "/issues/issues#get-an-issue")
+    await require_auth(request, DOCS + "/issues/issues#get-an-issue")
     state = request.app[STATE]
     return web.json_response(state.get_issue(_repo_name(request), _number(request)))
 
 
 @routes.post("/repos/{owner}/{repo}/issues")
 async def create_issue(request: web.Request) -> web.Response:
-    login = require_auth(request, DOCS + "/issues/issues#create-an-issue")
+    login = await require_auth(request, DOCS + "/issues/issues#create-an-issue")
     state = request.app[STATE]
     name = _repo_name(request)
     state.repo(name)
-    body = await _json_body(request)
+    if request.content_type == "application/x-www-form-urlencoded":  # what OAuth 1.0a clients sign (RFC 5849)
+        body: dict[str, Any] = dict(await request.post())
+    else:
+        body = await _json_body(request)
     if not isinstance(body.get("title"), str) or not body["title"]:
         raise _gh_error(422, "Invalid request.\n\n\"title\" wasn't supplied.",
                         DOCS + "/issues/issues#create-an-issue")
@@ -906,7 +931,7 @@ async def create_issue(request: web.Request) -> web.Response:
 
 @routes.patch("/repos/{owner}/{repo}/issues/{number}")
 async def patch_issue(request: web.Request) -> web.Response:
-    require_auth(request, DOCS + "/issues/issues#update-an-issue")
+    await require_auth(request, DOCS + "/issues/issues#update-an-issue")
     state = request.app[STATE]
     body = await _json_body(request)
     changes = {k: v for k, v in body.items() if k in API_PATCH_FIELDS}
@@ -1090,6 +1115,15 @@ async def admin_requests(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATE].requests)
 
 
+@admin_routes.get("/_admin/auth_log")
+async def admin_auth_log(request: web.Request) -> web.Response:
+    """The tracked requests a credential was accepted on, and as which scheme (bearer, oauth1, tba, jwt)."""
+    return web.json_response([
+        {k: e[k] for k in ("method", "path", "status", "auth_scheme")}
+        for e in request.app[STATE].requests if e.get("auth_scheme")
+    ])
+
+
 @admin_routes.delete("/_admin/requests")
 async def admin_clear_requests(request: web.Request) -> web.Response:
     request.app[STATE].requests.clear()
@@ -1173,8 +1207,11 @@ def create_app(state: DemoState | None = None, *, webhook_url: str | None = None
         state.webhook_url = webhook_url
     app = web.Application(middlewares=[github_middleware])
     app[STATE] = state
+    app[auth_modes.AUTH] = state.auth
     app.add_routes(routes)
+    app.add_routes(auth_modes.routes)
     app.add_routes(admin_routes)
+    app.add_routes(auth_modes.admin_routes)
     app.cleanup_ctx.append(webhook_ctx)
     return app
 
