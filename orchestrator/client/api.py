@@ -193,8 +193,14 @@ class NangoClient:
             "refresh_token": str(refresh_token).lower()})
 
     async def get_token(self, integration: str, connection_id: str, *, force_refresh: bool = False) -> Any:
+        """As Nango's Node client: OAUTH2's access token, OAUTH1's {oAuthToken, oAuthTokenSecret}; here also the
+        API key; the whole credentials for the other modes."""
         creds = (await self.get_connection(integration, connection_id, force_refresh=force_refresh))["credentials"]
-        return creds.get("access_token") or creds.get("apiKey") or creds
+        if creds.get("type") == "OAUTH1":
+            return {"oAuthToken": creds["oauth_token"], "oAuthTokenSecret": creds["oauth_token_secret"]}
+        if creds.get("type") in ("OAUTH2", "API_KEY"):
+            return creds.get("access_token") or creds.get("apiKey")
+        return creds
 
     async def delete_connection(self, integration: str, connection_id: str) -> None:
         await self.request("DELETE", f"/connections/{connection_id}", params={"provider_config_key": integration})

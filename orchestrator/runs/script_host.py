@@ -118,7 +118,9 @@ class ScriptHost:
         if self.connection.consumer is not None:   # OAUTH1/TBA: the consumer secret signs each request
             values.append(self.connection.consumer.secret.get_secret_value())
         values += [v["value"] for v in self._environment_variables if v.get("value")]
-        return [v for v in values if len(v) >= 4]
+        # a multi-line secret (a PEM) printed inside a dict or JSON shows with its newlines escaped
+        values += [form for v in values if "\n" in v for form in (orjson.dumps(v).decode()[1:-1], repr(v)[1:-1])]
+        return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         for secret in self._secrets():
