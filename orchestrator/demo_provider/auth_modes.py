@@ -161,6 +161,12 @@ class AuthModes:
         self.access_tokens[token_id] = _AccessToken(token_secret, consumer_key, account_id)
         return {"token_id": token_id, "token_secret": token_secret, "account_id": account_id}
 
+    def add_oauth1_token(self, consumer_key: str | None = None) -> dict[str, str]:
+        """An OAuth 1.0a access token as the three legs would end (for tests that do not walk them)."""
+        token, secret = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        self.access_tokens[token] = _AccessToken(secret, consumer_key or self.host.client_id)
+        return {"oauth_token": token, "oauth_token_secret": secret}
+
     def add_app(self, app_id: str, public_key_pem: str, slug: str, setup_url: str | None) -> None:
         self.apps[app_id] = _App(app_id, RSAKey.import_key(public_key_pem), slug, setup_url)
 
