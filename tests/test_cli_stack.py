@@ -214,3 +214,24 @@ async def test_dryrun_script_failure_shows_the_traceback(stack: Stack, project: 
     missing = await nango("dryrun", "issues", "nope", *path)
     assert missing.code == 1
     assert missing.stderr.startswith(f"no connection 'nope' for integration 'github' on {stack.api_url}: ")
+
+
+async def test_dryrun_signs_oauth1_family_requests_with_the_integrations_consumer(stack: Stack,
+                                                                                 project: Project) -> None:
+    """A TBA connection in a dry run: the CLI reads the integration's consumer with the author's secret key and
+    signs on the author's machine; the demo provider verifies the signature with oauthlib."""
+    deployed = await nango("deploy", str(project.folder), *project.flags())
+    assert deployed.code == 0, deployed.stderr
+    repo = stack.demo.add_repo(f"{project.env}/tba", 3)
+    token = stack.demo.auth.add_tba_token("42_SB1")
+    async with stack.api(project.key) as api:
+        await api.update_integration("github", client_id=stack.demo.client_id, client_secret=stack.demo.client_secret)
+        await api.create_connection("github", "tba", {"type": "TBA", "token_id": token["token_id"],
+                                                      "token_secret": token["token_secret"]},
+                                    connection_config={"base_url": stack.provider_url, "accountId": "42-sb1"},
+                                    metadata={"repo": repo})
+    run = await nango("dryrun", "issues", "tba", "--json", "--path", str(project.folder), *project.flags())
+    assert run.code == 0, run.stderr
+    assert len(json.loads(run.stdout)["records"]["GithubIssue"]["save"]) == 3
+    calls = [r for r in stack.demo.requests if r["path"] == f"/repos/{repo}/issues"]
+    assert calls and {c["auth_scheme"] for c in calls} == {"tba"}

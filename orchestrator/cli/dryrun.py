@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 
@@ -30,7 +30,10 @@ from orchestrator.errors import InvalidInputError, NotFoundError
 from orchestrator.runner.host import Limits, RunSpec, ScriptKind, run_script
 from orchestrator.runs.script_host import ScriptHost
 from orchestrator.runs.sinks import MemorySink
-from orchestrator.store.types import Connection
+from orchestrator.store.types import Connection, Consumer, TbaCredentials
+
+if TYPE_CHECKING:
+    from orchestrator.client import NangoClient
 
 LogSink = Callable[[dict[str, Any]], None]
 ProgressSink = Callable[[str], None]
@@ -110,6 +113,17 @@ def to_connection(data: dict[str, Any], metadata: dict[str, Any] | None) -> Conn
         "metadata": metadata if metadata is not None else (data.get("metadata") or {}),
         "created_at": data.get("created_at") or now, "updated_at": data.get("updated_at") or now,
     })
+
+
+async def _consumer(api: NangoClient, integration: str, connection: Connection) -> Consumer | None:
+    """The OAuth 1.0 consumer an OAUTH1 or TBA connection signs with: a TBA connection's own override, else the
+    integration's OAuth app (the author's secret key may read it)."""
+    creds = connection.credentials
+    if isinstance(creds, TbaCredentials) and creds.config_override.get("client_id"):
+        return Consumer(key=creds.config_override["client_id"], secret=creds.config_override.get("client_secret", ""))
+    found = (await api.request("GET", f"/integrations/{integration}", params={"include": "credentials"}))["data"]
+    app = found.get("credentials") or {}
+    return Consumer(key=app["client_id"], secret=app.get("client_secret") or "") if app.get("client_id") else None
 
 
 def _timeout(kind: str) -> float:
@@ -194,6 +208,8 @@ async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recor
                     raise DryRunError(f"{run.server} refused the secret key: {exc.message}") from None
                 raise DryRunError(f"cannot read connection {run.connection_id!r}: {exc.message}") from None
             connection = to_connection(data, run.metadata)
+            if connection.credentials.type in ("OAUTH1", "TBA"):   # signed with the integration's consumer
+                connection.consumer = await _consumer(api, script.integration, connection)
             try:
                 provider = get_provider(connection.provider)
             except NotFoundError as exc:
