@@ -173,13 +173,6 @@ async def test_the_sdks_connect_ui_pointed_at_our_connect_page(stack: Stack, bro
         assert (await api.get_connection("acme", keyed["connectionId"]))["credentials"]["apiKey"] == "k-ui"
 
 
-# The auth middleware (api/middleware.py PUBLIC_PREFIXES) lets /api-auth/ through to its session-token check but
-# not /auth/tba/, /auth/jwt/ or /oauth2/auth/: without the secret key the page's POST there is refused 401
-# missing_auth_header. Strict: once the prefixes are added these pass, and the marker must go.
-NEEDS_PUBLIC_ROUTES = pytest.mark.xfail(strict=True, reason="middleware.PUBLIC_PREFIXES lacks /auth/tba/, "
-                                        "/auth/jwt/, /oauth2/auth/ (the connect session token authorizes them)")
-
-
 async def _open_ui(browser: Any, customer_page: str, api_url: str, token: str, *, color_scheme: str = "light",
                    **options: str) -> tuple[Any, Any]:
     """The customer's page with openConnectUI's iframe on our connect page: (page, the iframe's locator)."""
@@ -198,7 +191,6 @@ async def _connected(page: Any) -> dict[str, Any]:
     return dict(next(e for e in events if e["type"] == "connect")["payload"])
 
 
-@NEEDS_PUBLIC_ROUTES
 async def test_connect_page_tba_asks_account_and_token(stack: Stack, browser: Any, customer_page: str) -> None:
     """A TBA integration (NetSuite-like): the session tells the page the account id and token fields and nothing
     of the integration's consumer secret; the page asks for them and the connection has them."""
@@ -270,7 +262,6 @@ async def _fill_jwt(frame: Any, pem: str) -> None:
     await frame.locator("button[type=submit]").click()
 
 
-@NEEDS_PUBLIC_ROUTES
 async def test_connect_page_jwt_signs_with_the_pasted_key(stack: Stack, browser: Any, customer_page: str) -> None:
     """A JWT integration: the page asks for the provider's credential fields (the PEM in a textarea) and the
     connection's token is an RS256 JWT that the matching public key verifies."""
@@ -287,7 +278,6 @@ async def test_connect_page_jwt_signs_with_the_pasted_key(stack: Stack, browser:
     assert jwt.get_unverified_header(creds["token"])["kid"] == "kid-7"
 
 
-@NEEDS_PUBLIC_ROUTES
 async def test_connect_page_shows_a_malformed_key_refused(stack: Stack, browser: Any) -> None:
     """A PEM that cannot sign: the page, opened directly from the session's connect_link, shows the API's error
     naming the field, and no connection is made."""
@@ -365,7 +355,6 @@ async def test_connect_page_asks_connection_config_before_the_oauth_popup(stack:
     assert stack.demo.token_valid(conn["credentials"]["access_token"])
 
 
-@NEEDS_PUBLIC_ROUTES
 async def test_connect_page_client_credentials(stack: Stack, browser: Any, customer_page: str) -> None:
     """OAUTH2_CC: the page asks for the client id and secret (a password input) and a token is minted at once."""
     _env, key = await stack.new_environment()

@@ -25,7 +25,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # /api-auth/, /connect/ws, /connect/ui and /connect/session are authorized by the connect session token
 # (api/frontend.py, api/connect_ui.py).
 PUBLIC_PREFIXES = ("/health", "/webhook/", "/oauth/", "/static/", "/dashboard", "/favicon.ico", "/admin/",
-                   "/api-auth/", "/connect/ws", "/connect/ui")
+                   "/api-auth/", "/auth/tba/", "/auth/jwt/", "/oauth2/auth/", "/connect/ws", "/connect/ui")
+# (the frontend SDK's credential routes above check the connect session token, or a secret key, themselves)
 PUBLIC_PATHS = ("/", "/openapi.json", "/connect/session")  # exactly: /connect/sessions needs the secret key
 
 
