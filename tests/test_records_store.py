@@ -587,6 +587,64 @@ async def test_two_writers_on_one_scope_keep_counts_and_cursors_exact(
     assert await rows(pool, scope) == final
 
 
+async def test_big_batches_of_concurrent_writers_keep_cursor_order_for_a_consumer(
+        pool: asyncpg.Pool, new_scope: ScopeFactory) -> None:
+    """Batches of 1,500 records (more than one block of cursors) from three writers of one scope and one of
+    another: every path (empty, fresh, direct, lookup) takes its cursors in blocks, and a consumer paging
+    during the writes still sees every change once, in order, each batch's records in batch order."""
+    scope, other = await new_scope(), await new_scope()
+    size, pool_of_ids = 1500, 4000
+    writers_done = asyncio.Event()
+    batch_order: dict[str, list[str]] = {}  # version -> ids in the order the batch listed them
+
+    async def writer(target: records.Scope, name: str) -> None:
+        rnd = random.Random(name)
+        async with pool.acquire() as conn:
+            for step in range(6):
+                if step % 3 == 0:  # mostly new ids (empty, fresh or lookup path)
+                    ids = rnd.sample(range(pool_of_ids), size)
+                else:  # ids written before, now changed (direct path), with a few new ones
+                    ids = rnd.sample(range(pool_of_ids // 2), size)
+                version = f"{name}-{step}"
+                batch_order[version] = [str(i) for i in ids]
+                await records.batch_save(conn, target, [issue(i, v=version) for i in ids])
+                await asyncio.sleep(0)
+
+    seen: list[tuple[int, str, str]] = []  # (cursor, id, version) in delivery order
+
+    async def consumer() -> None:
+        rnd, cursor = random.Random(7), None
+        async with pool.acquire() as conn:
+            while True:
+                done = writers_done.is_set()
+                page = await records.read_page(conn, scope, cursor=cursor, limit=rnd.choice([1, 300, 2000]))
+                for rec in page.records():
+                    cursor = rec["_nango_metadata"]["cursor"]
+                    seen.append((records.decode_cursor(cursor), rec["id"], rec["v"]))
+                if not page.next_cursor:
+                    if done:
+                        return
+                    await asyncio.sleep(0.002)
+
+    reader = asyncio.create_task(consumer())
+    await asyncio.gather(writer(scope, "a"), writer(scope, "b"), writer(scope, "c"), writer(other, "o"))
+    writers_done.set()
+    await reader
+
+    cursors = [c for c, _, _ in seen]
+    assert cursors == sorted(cursors) and len(set(cursors)) == len(cursors), "each change once, in order"
+    final, final_other = await rows(pool, scope), await rows(pool, other)
+    assert {rid: (c, v) for c, rid, v in seen} == {rid: (r["cursor"], r["data"]["v"]) for rid, r in final.items()}
+    stored = [r["cursor"] for r in [*final.values(), *final_other.values()]]
+    assert len(set(stored)) == len(stored), "cursors are unique across scopes"
+    by_version: dict[str, list[str]] = {}
+    for _, rid, version in seen:
+        by_version.setdefault(version, []).append(rid)
+    for version, ids in by_version.items():
+        position = {rid: k for k, rid in enumerate(batch_order[version])}
+        assert [position[rid] for rid in ids] == sorted(position[rid] for rid in ids), version
+
+
 async def test_scopes_are_isolated_and_deleted_with_their_connection(
         pool: asyncpg.Pool, new_scope: ScopeFactory) -> None:
     a = await new_scope()

@@ -121,9 +121,24 @@ CROSS JOIN LATERAL (
 ) x
 """
 
-# The transaction's now(), as the response renders it, and `$1` fresh cursors in ascending order.
-_STAMP = ("SELECT to_json(now())::text AS now,"
-          " (SELECT array_agg(nextval('records_cursor_seq') ORDER BY g) FROM generate_series(1, $1) g) AS cursors")
+# The transaction's now(), as the response renders it, and blocks of fresh cursors for `$1` records: each nextval
+# is the start of a block of `step` values (the sequence's increment, migration 0023) that no other caller can get,
+# so one call covers `step` records where it took one call per record. The step is read with the blocks: with any
+# increment (1 before the migration) the cursors are unique. Taken under the scope lock: each is larger than any
+# cursor committed in the scope before.
+_BLOCKS = ("to_json(now())::text AS now, s.seqincrement AS step, array(SELECT nextval('records_cursor_seq')"
+           " FROM generate_series(1, ({n}::bigint + s.seqincrement - 1) / s.seqincrement)) AS starts")
+_FROM_SEQ = " FROM pg_sequence s WHERE s.seqrelid = 'records_cursor_seq'::regclass"
+_STAMP = "SELECT " + _BLOCKS.format(n="$1") + _FROM_SEQ
+
+
+def _cursors(stamp: asyncpg.Record, n: int) -> list[int]:
+    """The first `n` cursors of a stamp's blocks, ascending."""
+    step = stamp["step"]
+    starts = sorted(stamp["starts"])
+    if len(starts) == 1:
+        return list(range(starts[0], starts[0] + n))
+    return [c for start in starts for c in range(start, start + step)][:n]
 
 # Changed or revived records, their bodies rendered by the caller. ON CONFLICT probes the primary key row by
 # row: no plan to get wrong.
@@ -200,14 +215,15 @@ _STAGE_COLUMNS = ["id", "cursor", "head", "tail", "len", "hash"]
 _STAGE_ROW = struct.Struct("!hi")  # the field count, the id's length
 
 # Which path a batch takes: whether the scope holds any record, and the stored hash of a sample of ids (NULL: not
-# stored; empty: deleted, so it would be revived). The scope row is locked: nothing changes under this answer.
+# stored; empty: deleted, so it would be revived). The scope row is locked: nothing changes under this answer. The
+# same round trip takes the stamp for the batch's `$3` records (`_STAMP`), which every path but a replay needs.
 _PROBE = """
 SELECT EXISTS (SELECT 1 FROM records WHERE scope_id = $1) AS stored,
        array(SELECT x.h FROM unnest($2::text[]) WITH ORDINALITY AS u(id, i)
              LEFT JOIN LATERAL (SELECT CASE WHEN r.deleted_at IS NULL THEN r.data_hash ELSE '\\x'::bytea END AS h
                                 FROM records r WHERE r.scope_id = $1 AND r.external_id = u.id LIMIT 1) x ON true
-             ORDER BY u.i) AS hashes
-"""
+             ORDER BY u.i) AS hashes,
+       """ + _BLOCKS.format(n="$3") + _FROM_SEQ
 SAMPLE = 32  # ids probed to choose a batch's path; a batch this small or smaller takes the lookup path
 
 _COPY_COLUMNS = ["scope_id", "environment_id", "connection_pk", "model", "variant", "external_id", "cursor",
@@ -369,13 +385,14 @@ def _plan(items: list[Item], bodies: _Bodies, stored: dict[str, Any], job_id: in
 _Path = Literal["empty", "fresh", "direct", "lookup"]
 
 
-async def _choose_path(conn: asyncpg.Connection, scope_id: int, items: list[Item], bodies: _Bodies) -> _Path:
+async def _choose_path(conn: asyncpg.Connection, scope_id: int, items: list[Item],
+                       bodies: _Bodies) -> tuple[_Path, asyncpg.Record]:
     """Probe a sample of the batch for its path: "empty" (the scope holds no record: every record is new),
     "direct" (most of the sample changed), "fresh" (no sampled id is stored: most likely all new, COPY tried
-    first) or "lookup"."""
+    first) or "lookup"; with the stamp (now() and cursors for every record of the batch)."""
     step = len(items) / SAMPLE
     sample = [int(i * step) for i in range(SAMPLE)]
-    probe = asyncio.ensure_future(conn.fetchrow(_PROBE, scope_id, [items[k][0] for k in sample]))
+    probe = asyncio.ensure_future(conn.fetchrow(_PROBE, scope_id, [items[k][0] for k in sample], len(items)))
     try:
         digests = [bodies[k][1] for k in sample]  # hashed while the server probes
     except BaseException:
@@ -385,28 +402,25 @@ async def _choose_path(conn: asyncpg.Connection, scope_id: int, items: list[Item
     await bodies.ahead_of(probe)  # and the rest of the batch is encoded until the answer comes
     row = await probe
     if not row["stored"]:
-        return "empty"
+        return "empty", row
     hashes = row["hashes"]
     if all(h is None for h in hashes):
-        return "fresh"
+        return "fresh", row
     changed = sum(1 for h, d in zip(hashes, digests, strict=True) if h is not None and h != d)
-    return "direct" if changed * 2 > SAMPLE else "lookup"
+    return ("direct" if changed * 2 > SAMPLE else "lookup"), row
 
 
 _FIRST_SEEN = b',"_nango_metadata":{"first_seen_at":'
 
 
 async def _save_direct(conn: asyncpg.Connection, scope: Scope, scope_id: int, bodies: _Bodies,
-                       job_id: int | None, result: WriteResult) -> None:
+                       job_id: int | None, result: WriteResult, stamp: asyncpg.Record) -> None:
     """Write the batch with `_DIRECT`, chunk by chunk: each chunk is copied into the staging table, and the next
-    one encoded and built while the server writes it. Cursors ascend in batch order (an unchanged record leaves
-    its cursor unused)."""
+    one encoded and built while the server writes it. Cursors (the probe's stamp) ascend in batch order (an
+    unchanged record leaves its cursor unused)."""
     n = len(bodies.items)
     await conn.execute(_STAGE)
-    stamp = asyncio.ensure_future(conn.fetchrow(_STAMP, n))
-    await bodies.ahead_of(stamp)
-    row = await stamp
-    now, cursors = row["now"], row["cursors"]
+    now, cursors = stamp["now"], _cursors(stamp, n)
     mid = _meta_prefix(b"", now.encode(), b"UPDATED")[len(_FIRST_SEEN):]  # what follows first_seen_at
     args = (scope_id, job_id, scope.environment_id, scope.connection_pk, scope.model, scope.variant, now)
     pending: asyncio.Future[Any] | None = None
@@ -479,14 +493,19 @@ async def _save(
         scope_id = await _lock_scope(conn, scope, create=True)
         assert scope_id is not None
         bodies = _Bodies(items, scope.model, encoded)
-        path: _Path = await _choose_path(conn, scope_id, items, bodies) if len(items) > SAMPLE else "lookup"
+        path: _Path = "lookup"
+        stamp: asyncpg.Record | None = None
+        if len(items) > SAMPLE:
+            path, stamp = await _choose_path(conn, scope_id, items, bodies)
         if path == "direct":
-            await _save_direct(conn, scope, scope_id, bodies, job_id, result)
+            assert stamp is not None
+            await _save_direct(conn, scope, scope_id, bodies, job_id, result, stamp)
         elif path == "fresh":
-            if not await _save_fresh(conn, scope, scope_id, bodies, job_id, result):
-                await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=True)
+            if not await _save_fresh(conn, scope, scope_id, bodies, job_id, result, stamp):
+                await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=True, stamp=stamp)
         else:
-            await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=path == "lookup")
+            await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=path == "lookup",
+                                  stamp=stamp)
         if track_seen and job_id is not None:
             await conn.execute(
                 "INSERT INTO job_seen_records AS s (job_id, model, external_id, attempt)"
@@ -498,11 +517,13 @@ async def _save(
 
 
 async def _save_looked_up(conn: asyncpg.Connection, scope: Scope, scope_id: int, bodies: _Bodies,
-                          job_id: int | None, result: WriteResult, *, lookup: bool) -> None:
+                          job_id: int | None, result: WriteResult, *, lookup: bool,
+                          stamp: asyncpg.Record | None = None) -> None:
     """The lookup path (`lookup=False`: the scope is empty, every record is new and nothing is looked up).
 
     The server probes the ids while this process encodes and hashes the batch; what is not encoded by the
-    time the answer comes is encoded when needed (new records: while COPY ingests the previous chunk)."""
+    time the answer comes is encoded when needed (new records: while COPY ingests the previous chunk). The
+    probe's stamp, when there was one, covers the whole batch; else one is taken for what is written."""
     items = bodies.items
     stored: dict[str, Any] = {}
     if lookup:
@@ -515,11 +536,13 @@ async def _save_looked_up(conn: asyncpg.Connection, scope: Scope, scope_id: int,
         await _keep_prior(conn, job_id, scope_id, plan.prior)
     if not (plan.new or plan.changed):
         return
-    stamping = asyncio.ensure_future(conn.fetchrow(_STAMP, len(plan.new) + len(plan.changed)))
-    await bodies.ahead_of(stamping)  # the server's turn is Python's time to encode ahead
-    stamp = await stamping
+    written = len(plan.new) + len(plan.changed)
+    if stamp is None:
+        stamping = asyncio.ensure_future(conn.fetchrow(_STAMP, written))
+        await bodies.ahead_of(stamping)  # the server's turn is Python's time to encode ahead
+        stamp = await stamping
     now = stamp["now"].encode()
-    new_cursors, changed_cursors = plan.cursors(stamp["cursors"])
+    new_cursors, changed_cursors = plan.cursors(_cursors(stamp, written))
     if plan.changed:
         rendered, lens, hashes = [], [], []
         for (k, first_seen_at, deleted), cursor in zip(plan.changed, changed_cursors, strict=True):
@@ -540,7 +563,7 @@ async def _save_looked_up(conn: asyncpg.Connection, scope: Scope, scope_id: int,
 
 
 async def _save_fresh(conn: asyncpg.Connection, scope: Scope, scope_id: int, bodies: _Bodies, job_id: int | None,
-                      result: WriteResult) -> bool:
+                      result: WriteResult, stamp: asyncpg.Record | None) -> bool:
     """COPY the whole batch as new, without looking its ids up, in a savepoint; False when an id was stored after
     all (the primary key refuses it): the savepoint is rolled back and the caller takes the lookup path.
 
@@ -548,7 +571,7 @@ async def _save_fresh(conn: asyncpg.Connection, scope: Scope, scope_id: int, bod
     batch): sending every id again only to hear that none is stored cost about as much as the COPY's Python."""
     try:
         async with conn.transaction():
-            await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=False)
+            await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=False, stamp=stamp)
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != "records_pkey":
             raise
