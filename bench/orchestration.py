@@ -11,7 +11,8 @@ as `nango dev` runs them):
 - trigger_to_start: a schedule trigger until the sync's job is opened (prepare_sync), p50/p95;
 - the ratios the issue states its goals in: action/bare spaced (<= 1.3), back-to-back/spaced (<= 1.5).
 
-`python -m bench.orchestration [--samples 40]`: about a minute; everything it starts is stopped and its
+`python -m bench.orchestration [--samples 40] [--fork-server]`: about a minute (`--fork-server`: the worker
+forks each run from a warm template, RUNNER_FORK_SERVER=true); everything it starts is stopped and its
 folder under .nango/ removed.
 """
 
@@ -157,6 +158,8 @@ async def main() -> None:
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--spans", action="store_true",
                         help="also time each step of an action (API, run_job's reads, runner, close): spans_p50_ms")
+    parser.add_argument("--fork-server", action="store_true",
+                        help="RUNNER_FORK_SERVER=true: runs forked from a warm template (runner/forkserver.py)")
     args = parser.parse_args()
     configure_logging("WARNING", "console")  # logs to stderr; stdout carries only the JSON
     timed_run_script()
@@ -177,7 +180,7 @@ async def main() -> None:
                             bundle_dir=home / "bundles", bundle_cache_dir=home / "cache",
                             encryption_key=SecretStr(base64.b64encode(os.urandom(32)).decode()),
                             api_port=free_port(), worker_health_port=0, reconcile_interval_s=0,
-                            egress_allow=entry_for(f"http://127.0.0.1:{provider_port}"))
+                            runner_fork_server=args.fork_server, egress_allow=entry_for(f"http://127.0.0.1:{provider_port}"))
         pool = await create_pool(settings)
         stack.push_async_callback(pool.close)
         async with pool.acquire() as conn:
@@ -309,7 +312,7 @@ async def main() -> None:
             "action_above_runner_vs_bare_spaced": round(
                 med(above_spaced) / med(bare_spaced), 2),
             "targets": {"action_vs_bare_spaced": 1.3, "action_back_to_back_vs_spaced": 1.5},
-            "samples": len(bare_spaced), "trigger_samples": len(starts),
+            "samples": len(bare_spaced), "trigger_samples": len(starts), "fork_server": args.fork_server,
         })
         print(json.dumps(out))
 

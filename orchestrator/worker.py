@@ -38,7 +38,8 @@ def sandbox_config(settings: Settings) -> SandboxConfig:
     return SandboxConfig(isolation=settings.runner_isolation.strip().lower(),
                          allow_unsandboxed=settings.runner_allow_unsandboxed, tmp_size_mb=settings.runner_tmp_size_mb,
                          shm_size_mb=settings.runner_shm_size_mb, pids_cgroup=settings.runner_pids_cgroup,
-                         proc=settings.runner_sandbox_proc.strip().lower(), child_nice=settings.runner_child_nice)
+                         proc=settings.runner_sandbox_proc.strip().lower(), child_nice=settings.runner_child_nice,
+                         fork_server=settings.runner_fork_server)
 
 
 async def start_runner(settings: Settings) -> Runner:

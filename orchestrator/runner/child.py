@@ -355,9 +355,28 @@ def probe(child_filter: str) -> None:
     import threading
 
     _load_filter(child_filter)
-    failures: list[str] = []
+    failures = process_and_socket_allowed()
     if child_filter in ("", "-"):
         failures.append("no seccomp filter")
+    if os.getpid() > 8:  # bwrap is pid 1 of the sandbox's pid namespace and the child pid 2
+        failures.append(f"not in its own pid namespace (pid {os.getpid()})")
+    for which, what in ((resource.RLIMIT_AS, "memory"), (resource.RLIMIT_FSIZE, "file size")):
+        if resource.getrlimit(which)[0] == resource.RLIM_INFINITY:
+            failures.append(f"no {what} limit")
+    ran: list[bool] = []
+    thread = threading.Thread(target=lambda: ran.append(True))
+    thread.start()
+    thread.join()
+    if not ran:
+        failures.append("threads do not start")
+    import orchestrator.sdk  # noqa: F401
+
+    say_ok_unless(failures)
+
+
+def process_and_socket_allowed() -> list[str]:
+    """What a confined process is wrongly allowed of fork() and socket() (a self-check's first part)."""
+    failures: list[str] = []
     try:
         pid = os.fork()
     except PermissionError:
@@ -372,23 +391,16 @@ def probe(child_filter: str) -> None:
         failures.append("socket() is not refused")
     except PermissionError:
         pass
-    if os.getpid() > 8:  # bwrap is pid 1 of the sandbox's pid namespace and the child pid 2
-        failures.append(f"not in its own pid namespace (pid {os.getpid()})")
-    for which, what in ((resource.RLIMIT_AS, "memory"), (resource.RLIMIT_FSIZE, "file size")):
-        if resource.getrlimit(which)[0] == resource.RLIM_INFINITY:
-            failures.append(f"no {what} limit")
-    ran: list[bool] = []
-    thread = threading.Thread(target=lambda: ran.append(True))
-    thread.start()
-    thread.join()
-    if not ran:
-        failures.append("threads do not start")
-    import orchestrator.sdk  # noqa: F401
+    return failures
 
+
+def say_ok_unless(failures: list[str]) -> None:
+    """Print the self-check's verdict: `ok` only without failures and if exec is refused too (tried last: if it
+    worked, this process is replaced and says so)."""
     if failures:
         print("unconfined: " + ", ".join(failures), flush=True)
         return
-    try:  # last: if exec worked, this process is replaced and says so
+    try:
         os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", "print('unconfined: execve() is not refused')"])
     except PermissionError:
         print("ok", flush=True)

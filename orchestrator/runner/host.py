@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 import structlog
 
 from orchestrator.logging import rpc_summary
+from orchestrator.runner.forkserver import ForkedProcess, ForkServerUnavailableError, ForkTemplate
 from orchestrator.runner.sandbox import (
     PIDS_MAX,
     PidsCgroup,
@@ -122,7 +123,7 @@ class Child:
     """A started child process. `ready` once it has sent its `ready` frame: its imports are done and
     its own seccomp filter is loaded, so it is blocked on its init frame and starts a run at once."""
 
-    proc: asyncio.subprocess.Process
+    proc: asyncio.subprocess.Process | ForkedProcess
     sock: socket.socket
     cgroup: PidsCgroup | None
     limits: Limits
@@ -160,7 +161,10 @@ class Child:
         self.ready = True
 
     def kill(self) -> None:
-        _kill_group(self.proc.pid)
+        if isinstance(self.proc, ForkedProcess):
+            self.proc.kill()
+        else:
+            _kill_group(self.proc.pid)
         if self.cgroup is not None:
             self.cgroup.kill()
 
@@ -172,6 +176,8 @@ class Child:
                 await self.proc.wait()
         except (ProcessLookupError, TimeoutError):
             log.warning("child_not_reaped", pid=self.proc.pid)
+        if isinstance(self.proc, ForkedProcess):
+            self.proc.close()
         self.writer.close()  # the transport owns the socket and closes it
         try:
             await self.writer.wait_closed()
@@ -213,12 +219,18 @@ class Runner:
         self._bundles: dict[Path, dict[str, str]] = {}
         self._used_models: collections.deque[bool] = collections.deque(maxlen=MODELS_MEMORY)
         self._closed = False
+        # RUNNER_FORK_SERVER: one template per limits class forks each run (forkserver.py); off once it cannot work
+        self._fork = sandbox.config.fork_server and sandbox.sandboxed
+        if sandbox.config.fork_server and not self._fork:
+            log.warning("fork_server_unavailable", reason="the fork server runs only inside the full sandbox")
+        self._templates: dict[Limits, ForkTemplate] = {}
+        self._template_lock = asyncio.Lock()
 
     @classmethod
     async def create(cls, config: SandboxConfig | None = None, *, tier: str | None = None, warm: int = 0) -> Runner:
         """The full sandbox or SandboxUnavailableError. `tier="process"` is an explicit opt-out in code
         (tests, benchmarks); the worker passes its settings as `config`."""
-        config = config or SandboxConfig()
+        config = config or SandboxConfig(fork_server=os.environ.get("RUNNER_FORK_SERVER", "").lower() == "true")
         if tier:
             config = dataclasses.replace(config, isolation=tier, allow_unsandboxed=config.allow_unsandboxed
                                          or tier == "process")
@@ -232,10 +244,22 @@ class Runner:
         self._used_models.append(models)
 
     @property
+    def fork_server(self) -> bool:
+        """Whether runs are forked from a template (RUNNER_FORK_SERVER, and it works here so far)."""
+        return self._fork
+
+    @property
     def warm_models(self) -> bool:
         return any(self._used_models)
 
     async def spawn(self, limits: Limits) -> Child:
+        if self._fork:
+            try:
+                return await self._fork_child(limits)
+            except ForkServerUnavailableError as exc:
+                self._fork = False
+                log.warning("fork_server_unavailable", reason=str(exc),
+                            note="RUNNER_FORK_SERVER is on but cannot work here: every run gets its own bwrap sandbox")
         host_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cgroup = PidsCgroup.create(PIDS_MAX) if self.sandbox.pids_cgroup else None
         seccomp_fd = None
@@ -266,6 +290,43 @@ class Runner:
             self._track(_reap(proc, cgroup))
             raise
         return Child(proc, host_sock, cgroup, limits, reader, writer)
+
+    async def _fork_child(self, limits: Limits) -> Child:
+        """A run forked from this limits class's template (started, or restarted after it died, as needed), in its
+        own pids cgroup before its init frame can be sent."""
+        template = await self._template(limits)
+        if self.warm_models and not template.models:
+            await template.warm_models()
+        proc, host_sock = await template.fork(self._fork_request(limits), output_limit=MAX_LINE * 2)
+        cgroup = PidsCgroup.create(PIDS_MAX) if self.sandbox.pids_cgroup else None
+        try:
+            if cgroup is not None:
+                cgroup.join(proc.pid)
+            reader, writer = await asyncio.open_unix_connection(sock=host_sock, limit=wire.MAX_FRAME)
+        except BaseException:
+            proc.kill()
+            host_sock.close()
+            self._track(_reap(proc, cgroup))
+            raise
+        return Child(proc, host_sock, cgroup, limits, reader, writer)
+
+    def _fork_request(self, limits: Limits) -> dict[str, Any]:
+        """What a forked run sets up for itself: its rlimits, /tmp and /dev/shm sizes, its /proc."""
+        return {"limits": limits.as_init(), "tmp_mb": self.sandbox.config.tmp_size_mb,
+                "shm_mb": self.sandbox.config.shm_size_mb, "proc": self.sandbox.proc}
+
+    async def _template(self, limits: Limits) -> ForkTemplate:
+        async with self._template_lock:
+            template = self._templates.get(limits)
+            if template is not None and template.alive():
+                return template
+            if template is not None:
+                log.warning("fork_template_restarted", note="the template died; its runs in flight failed as killed")
+                self._track(template.close())
+            template = await ForkTemplate.start(self.sandbox, limits.sandbox(), env=child_env(),
+                                                models=self.warm_models, probe=self._fork_request(limits))
+            self._templates[limits] = template
+            return template
 
     async def acquire(self, limits: Limits, *, refill: bool = True) -> Child:
         """A ready warm child, never one still booting.
@@ -406,6 +467,9 @@ class Runner:
         self._idle.clear()
         while self._teardowns:
             await asyncio.gather(*list(self._teardowns), return_exceptions=True)
+        for template in self._templates.values():
+            await template.close()
+        self._templates.clear()
 
 
 async def _teardown(child: Child, pumps: list[asyncio.Task[None]]) -> None:
@@ -421,7 +485,7 @@ async def _teardown(child: Child, pumps: list[asyncio.Task[None]]) -> None:
             log.exception("output_pump_failed")
 
 
-async def _reap(proc: asyncio.subprocess.Process, cgroup: PidsCgroup | None) -> None:
+async def _reap(proc: asyncio.subprocess.Process | ForkedProcess, cgroup: PidsCgroup | None) -> None:
     """Reap a child that never became a `Child` (its connection could not be set up)."""
     try:
         async with asyncio.timeout(10):

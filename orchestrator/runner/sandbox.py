@@ -62,13 +62,21 @@ MIB = 1024 * 1024
 # packages the child may need: what generated models.py may import (pydantic), orjson to speed up the wire
 CHILD_PACKAGES = (*sorted(contract.MODELS_MAY_IMPORT), "orjson")
 CHILD_FILES = ("orchestrator/__init__.py", "orchestrator/runner/__init__.py", "orchestrator/runner/child.py",
-               "orchestrator/runner/child_boot.py", "orchestrator/runner/seccomp_child.py")
+               "orchestrator/runner/child_boot.py", "orchestrator/runner/seccomp_child.py",
+               "orchestrator/runner/child_template.py")
 CHILD_DIRS = ("orchestrator/sdk",)
 # argv: <rpc fd> <child seccomp filter, base64, or "-"> <nice> <warm models: 0|1> <import paths...>
 PROBE = ("import sys; sys.path[:0] = sys.argv[5:]; from orchestrator.runner.child import probe; "
          "probe(sys.argv[2])")
 BOOT = ("import sys; sys.path[:0] = sys.argv[5:]; from orchestrator.runner.child_boot import start; "
         "start(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == '1')")
+# the fork server's template (child_template.py): the same argv as BOOT
+TEMPLATE_BOOT = ("import sys; sys.path[:0] = sys.argv[5:]; from orchestrator.runner.child_template import start; "
+                 "start(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == '1')")
+# the only unshare() the template's filter allows: a run's user, mount, pid, ipc and network namespaces
+TEMPLATE_UNSHARE = 0x10000000 | 0x00020000 | 0x20000000 | 0x08000000 | 0x40000000
+# what the template's bwrap filter allows beyond a child's: it forks, unshares and mounts for its runs
+TEMPLATE_ALLOWED = ("fork", "vfork", "unshare", "mount")
 # what the child's own filter adds to bwrap's: no program replaces the interpreter once it runs
 EXEC_SYSCALLS = ("execve", "execveat")
 
@@ -106,6 +114,7 @@ class SandboxConfig:
     pids_cgroup: bool = True  # RUNNER_PIDS_CGROUP: a v1 pids cgroup per run where writable
     proc: str = "auto"  # RUNNER_SANDBOX_PROC: auto (private, else none), private or none
     child_nice: int = 0  # RUNNER_CHILD_NICE: > 0, children boot and run below the worker's CPU priority
+    fork_server: bool = False  # RUNNER_FORK_SERVER: runs forked from a warm template (forkserver.py)
 
 
 class SandboxUnavailableError(RuntimeError):
@@ -130,11 +139,14 @@ def seccomp_error() -> str | None:
 
 
 @functools.cache
-def seccomp_bpf(deny_exec: bool = False) -> bytes | None:
+def seccomp_bpf(deny_exec: bool = False, template: bool = False) -> bytes | None:
     """The denylist as a raw BPF program (built once, < 1 ms), or None without libseccomp.
 
     `deny_exec` adds execve/execveat: the child's own filter, loaded once Python runs (bwrap's
     filter cannot hold them, since bwrap loads it before it execs the interpreter).
+    `template`: bwrap's filter for the fork server's template, which must fork (clone without
+    CLONE_THREAD), unshare exactly a run's namespaces (TEMPLATE_UNSHARE) and mount a run's tmpfs and
+    procfs; all else stays denied, and each run stacks the full child filter on it before its script.
     """
     try:
         import pyseccomp as sc
@@ -143,6 +155,8 @@ def seccomp_bpf(deny_exec: bool = False) -> bytes | None:
     deny = sc.ERRNO(errno.EPERM)
     flt = sc.SyscallFilter(defaction=sc.ALLOW)
     for name in DENIED_SYSCALLS + (EXEC_SYSCALLS if deny_exec else ()):
+        if template and name in TEMPLATE_ALLOWED:
+            continue
         with contextlib.suppress(RuntimeError, OSError, ValueError):  # syscall unknown on this arch
             flt.add_rule(deny, name)
     import socket as _socket
@@ -150,8 +164,11 @@ def seccomp_bpf(deny_exec: bool = False) -> bytes | None:
     flt.add_rule(deny, "socketpair", sc.Arg(0, sc.NE, _socket.AF_UNIX))
     # clone3 passes its flags in memory, which seccomp cannot read: ENOSYS makes libc fall back to clone
     flt.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
-    # clone: threads only (CLONE_THREAD set) and no new namespace
-    flt.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))
+    if template:
+        flt.add_rule(deny, "unshare", sc.Arg(0, sc.NE, TEMPLATE_UNSHARE))
+    else:  # clone: threads only (CLONE_THREAD set)
+        flt.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))
+    # and never a new namespace
     for bit in CLONE_NAMESPACE_BITS:
         flt.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, bit, bit))
     r, w = os.pipe()
@@ -270,6 +287,10 @@ class PidsCgroup:
     @property
     def procs_file(self) -> str:
         return str(self.path / "cgroup.procs")
+
+    def join(self, pid: int) -> None:
+        """Move a process (a forked run, which the host did not start itself) into this cgroup."""
+        (self.path / "cgroup.procs").write_text(str(pid))
 
     def kill(self) -> None:
         try:
@@ -401,11 +422,15 @@ class Sandbox:
                             "child filter") if self.bpf else "unavailable",
                 "pids_cgroup": self.pids_cgroup, "proc": self.proc if self.tier == "bwrap" else "host",
                 "tmp_size_mb": self.config.tmp_size_mb,
-                "shm_size_mb": self.config.shm_size_mb, "child_nice": self.config.child_nice}
+                "shm_size_mb": self.config.shm_size_mb, "child_nice": self.config.child_nice,
+                "fork_server": self.config.fork_server}
 
     def command(self, fd: int, limits: SandboxLimits, *, seccomp_fd: int | None,
-                cgroup: PidsCgroup | None, models: bool = False) -> list[str]:
-        """sh (joins the cgroup) -> prlimit (rlimits) -> [bwrap] -> python child (loads its filter first)."""
+                cgroup: PidsCgroup | None, models: bool = False, template: bool = False) -> list[str]:
+        """sh (joins the cgroup) -> prlimit (rlimits) -> [bwrap] -> python child (loads its filter first).
+
+        `template`: the fork server's template instead of a child (bwrap only; its `seccomp_fd` holds
+        seccomp_bpf(template=True)). It gets no CPU limit (it lives for many runs; each run sets its own)."""
         prefix, sites = _python_paths()
         python = str(Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}")
         if not os.path.exists(python):
@@ -417,7 +442,7 @@ class Sandbox:
         if prlimit:
             cmd += [prlimit, f"--as={limits.memory_bytes}", f"--nofile={limits.open_files}",
                     f"--fsize={limits.file_size_bytes}", "--core=0"]
-            if limits.cpu_seconds:
+            if limits.cpu_seconds and not template:
                 # soft limit sends SIGXCPU (a clear "CPU limit" exit); the hard one a second later SIGKILLs
                 cmd.append(f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}")
             cmd.append("--")
@@ -431,7 +456,8 @@ class Sandbox:
         child_bpf = self.child_bpf
         child_filter = base64.b64encode(child_bpf).decode() if child_bpf else "-"
         # -B: no bytecode is ever written (-I ignores PYTHONDONTWRITEBYTECODE)
-        return [*cmd, python, "-I", "-S", "-B", "-c", BOOT, str(fd), child_filter, str(self.config.child_nice),
+        boot = TEMPLATE_BOOT if template else BOOT
+        return [*cmd, python, "-I", "-S", "-B", "-c", boot, str(fd), child_filter, str(self.config.child_nice),
                 "1" if models else "0", *paths]
 
     def _bwrap_args(self, prefix: Path, sites: tuple[Path, ...], seccomp_fd: int | None) -> list[str]:
