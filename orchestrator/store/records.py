@@ -479,20 +479,37 @@ async def _save(
     """Upsert validated-id items in one transaction.
 
     Under the scope lock, a batch larger than SAMPLE is probed first. A scope with no record yet takes every
-    record as new: straight into COPY; so does a batch none of whose sampled ids is stored, in a savepoint that
-    a stored id after all rolls back (`_save_fresh`). A batch that mostly changed is upserted directly (`_save_direct`).
-    Otherwise the stored hash of every id is looked up (primary-key probes) while the batch is encoded and
-    hashed, unchanged records are skipped, new ones streamed into the table with COPY and changed (or revived)
-    ones upserted. Every written row carries its rendered response body; cursors ascend in batch order.
+    record as new: straight into COPY; so does a batch none of whose sampled ids is stored (`_save_fresh`): a
+    stored id after all rolls the transaction back and the batch goes again, looked up. A batch that mostly changed
+    is upserted directly (`_save_direct`). Otherwise the stored hash of every id is looked up (primary-key probes)
+    while the batch is encoded and hashed, unchanged records are skipped, new ones streamed into the table with
+    COPY and changed (or revived) ones upserted. Every written row carries its rendered response body; cursors
+    ascend in batch order.
     """
-    result = WriteResult()
     if not items:
-        return result
+        return WriteResult()
+    bodies = _Bodies(items, scope.model, encoded)  # encoded and hashed once, whichever attempt writes
+    try:
+        return await _save_once(conn, scope, bodies, job_id=job_id, track_seen=track_seen, attempt=attempt,
+                                fresh=True)
+    except _StoredAfterAll:
+        return await _save_once(conn, scope, bodies, job_id=job_id, track_seen=track_seen, attempt=attempt,
+                                fresh=False)
+
+
+class _StoredAfterAll(Exception):
+    """A batch copied as all new held a stored id: its transaction is rolled back, the batch goes again."""
+
+
+async def _save_once(conn: asyncpg.Connection, scope: Scope, bodies: _Bodies, *, job_id: int | None,
+                     track_seen: bool, attempt: int, fresh: bool) -> WriteResult:
+    """`_save` in one transaction; with `fresh` False a batch the probe finds all new is looked up all the same."""
+    result = WriteResult()
+    items = bodies.items
     ids = [item[0] for item in items]
     async with conn.transaction():
         scope_id = await _lock_scope(conn, scope, create=True)
         assert scope_id is not None
-        bodies = _Bodies(items, scope.model, encoded)
         path: _Path = "lookup"
         stamp: asyncpg.Record | None = None
         if len(items) > SAMPLE:
@@ -500,11 +517,11 @@ async def _save(
         if path == "direct":
             assert stamp is not None
             await _save_direct(conn, scope, scope_id, bodies, job_id, result, stamp)
-        elif path == "fresh":
+        elif path == "fresh" and fresh:
             if not await _save_fresh(conn, scope, scope_id, bodies, job_id, result, stamp):
-                await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=True, stamp=stamp)
+                raise _StoredAfterAll  # leaves the transaction, which the failed COPY aborted, rolled back
         else:
-            await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=path == "lookup",
+            await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=path != "empty",
                                   stamp=stamp)
         if track_seen and job_id is not None:
             await conn.execute(
@@ -564,14 +581,14 @@ async def _save_looked_up(conn: asyncpg.Connection, scope: Scope, scope_id: int,
 
 async def _save_fresh(conn: asyncpg.Connection, scope: Scope, scope_id: int, bodies: _Bodies, job_id: int | None,
                       result: WriteResult, stamp: asyncpg.Record | None) -> bool:
-    """COPY the whole batch as new, without looking its ids up, in a savepoint; False when an id was stored after
-    all (the primary key refuses it): the savepoint is rolled back and the caller takes the lookup path.
+    """COPY the whole batch as new, without looking its ids up; False when an id was stored after all (the
+    primary key refuses it, which aborts the transaction: the caller rolls it back and goes again, looked up).
 
     The sample showed no stored id, so the batch is almost surely new (a sync's first run, past its first
-    batch): sending every id again only to hear that none is stored cost about as much as the COPY's Python."""
+    batch): sending every id again only to hear that none is stored cost about as much as the COPY's Python.
+    No savepoint: its two round trips a batch were paid on every such batch for a refusal that is rare."""
     try:
-        async with conn.transaction():
-            await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=False, stamp=stamp)
+        await _save_looked_up(conn, scope, scope_id, bodies, job_id, result, lookup=False, stamp=stamp)
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != "records_pkey":
             raise
