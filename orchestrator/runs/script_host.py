@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -17,6 +18,7 @@ import asyncpg
 import orjson
 import structlog
 
+from orchestrator import metrics
 from orchestrator.errors import InvalidInputError, OrchestratorError
 from orchestrator.providers import credentials, jwt_auth, proxy
 from orchestrator.providers.catalog import Provider
@@ -26,6 +28,7 @@ from orchestrator.runs.limits import LogBudget, RunQuotas
 from orchestrator.runs.sinks import RecordSink
 from orchestrator.sdk import contract
 from orchestrator.store import faults
+from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import records as records_repo
 from orchestrator.store.types import Connection, credentials_to_json
 
@@ -128,6 +131,11 @@ class ScriptHost:
         return text
 
     def log(self, level: str, message: str, fields: dict[str, Any] | None) -> None:
+        """Buffer one line with the time it reached the host: that is when the script wrote it (a notification
+        leaves the child at once and runner/host.py hands it over as it is read), stored as the line's time
+        when the buffer is flushed. Not a time the child sends: the script could forge it, and even clamped to
+        its run it could reorder its own lines."""
+        at = datetime.now(UTC)
         if self._log_budget.exhausted:  # past the run's log cap a line costs only its count
             self._log_budget.admit(len(message))
             return
@@ -146,7 +154,7 @@ class ScriptHost:
         if not self._log_budget.admit(size):
             log.warning("run_log_cap_reached", job_id=self.job_id, cap=self._log_budget.hit)
             return
-        self.logs.append((level, message, fields))
+        self.logs.append(jobs_repo.LogLine(level, message, fields, at))
 
     def warn(self, message: str) -> None:
         """A warning of the platform's own in the run's log (a cap was reached, a run waits)."""
@@ -180,10 +188,13 @@ class ScriptHost:
     async def call(self, method: str, params: dict[str, Any]) -> Any:
         handler = getattr(self, f"rpc_{method}", None)
         if handler is None:
+            metrics.RPC_CALLS.labels(self.environment_name, "unknown", "error").inc()  # never the child's name
             raise RpcFailure("unknown_method", f"unknown platform call '{method}'")
         self.progress.calls += 1
+        outcome = "error"
         try:
             result = await handler(**params)
+            outcome = "ok"
         except RpcFailure:
             raise
         except TypeError as exc:
@@ -196,6 +207,8 @@ class ScriptHost:
             # a value the database refuses for good (NUL in a record or metadata): the script's to fix
             raise RpcFailure("database_refused", f"{method}: the database refused a value: {faults.describe(exc)}"
                              ) from None
+        finally:
+            metrics.RPC_CALLS.labels(self.environment_name, handler.__name__.removeprefix("rpc_"), outcome).inc()
         if len(self.logs) >= MAX_BUFFERED_LOGS:
             await self.flush_logs()
         return result
@@ -212,7 +225,8 @@ class ScriptHost:
         policy = await self._egress_policy()
 
         async def send() -> proxy.ProxyResult:
-            return await proxy.send(policy, self.connection, self.provider, req, refresh=self._refresh)
+            return await proxy.send(policy, self.connection, self.provider, req, refresh=self._refresh,
+                                    environment=self.environment_name)
 
         try:
             result = await (send() if self._http_hook is None else self._http_hook(req, send))
@@ -280,6 +294,12 @@ class ScriptHost:
                     self._failed_batches.add(batch)
                 raise
 
+    def _counted(self, model: str, result: records_repo.WriteResult) -> None:
+        """The run's progress and the process's record counters move together."""
+        self.progress.add(model, result)
+        metrics.records_changed(self.environment_name, self.connection.integration_key, result.added,
+                                result.updated, result.deleted)
+
     async def rpc_batch_save(self, model: str, records: list[Any], batch: str | None = None,
                              part: int | None = None) -> bool:
         self._check_model(model)
@@ -291,7 +311,7 @@ class ScriptHost:
         result = await self._ordered(model, batch, write)
         if result.duplicate_ids:
             self.log("warn", contract.duplicate_ids_warning(model, result.duplicate_ids), None)
-        self.progress.add(model, result)
+        self._counted(model, result)
         return True
 
     async def rpc_batch_delete(self, model: str, records: list[Any], batch: str | None = None,
@@ -301,7 +321,7 @@ class ScriptHost:
         async def write() -> records_repo.WriteResult:
             self._check_quota("batch_delete", model, records, sizes=False)
             return await self.sink.delete(model, records)
-        self.progress.add(model, await self._ordered(model, batch, write))
+        self._counted(model, await self._ordered(model, batch, write))
         return True
 
     async def rpc_batch_update(self, model: str, records: list[Any], batch: str | None = None,
@@ -314,7 +334,7 @@ class ScriptHost:
         result = await self._ordered(model, batch, write)
         if result.missing_ids:
             self.log("warn", contract.missing_ids_warning(model, result.missing_ids), None)
-        self.progress.add(model, result)
+        self._counted(model, result)
         return True
 
     async def rpc_get_records_by_id(self, model: str, ids: list[str]) -> dict[str, Any]:
@@ -330,7 +350,7 @@ class ScriptHost:
             raise RpcFailure("invalid_arguments", f"track_deletes_end('{model}') without track_deletes_start")
         self.tracked_models.discard(model)
         deleted = await self.sink.delete_unseen(model)
-        self.progress.add(model, records_repo.WriteResult(deleted=deleted))
+        self._counted(model, records_repo.WriteResult(deleted=deleted))
 
     # ---- connection, metadata, state -----------------------------------------------------------
     async def rpc_get_connection(self, force_refresh: bool = False, include_refresh_token: bool = False

@@ -6,14 +6,18 @@ see the same fields (the error's type is a column of its own, never parsed out o
 
 from __future__ import annotations
 
+import base64
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from orchestrator.store import text
 from orchestrator.store.types import Job
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _SELECT = (
     "SELECT j.id, j.environment_id, j.connection_pk, j.script_name, j.variant, j.kind, j.status, j.full_resync,"
@@ -169,15 +173,17 @@ async def latest(conn: asyncpg.Connection, connection_pk: int, script_name: str,
 async def list_for_environment(
     conn: asyncpg.Connection, environment_id: int, *, integration_key: str | None = None,
     connection_id: str | None = None, script_name: str | None = None, kind: str | None = None,
-    before: int | None = None, limit: int = 50,
+    before: int | None = None, limit: int = 50, with_counts: bool = False,
 ) -> list[Job]:
-    """An environment's jobs, newest first, optionally narrowed; `before` pages on by id."""
+    """An environment's jobs, newest first, optionally narrowed; `before` pages on by id. `with_counts` reads
+    the page's counts in one more query (never one per job)."""
     rows = await conn.fetch(
         _SELECT + " WHERE j.environment_id = $1 AND ($2::text IS NULL OR i.unique_key = $2)"
         " AND ($3::text IS NULL OR c.connection_id = $3) AND ($4::text IS NULL OR j.script_name = $4)"
         " AND ($5::text IS NULL OR j.kind = $5) AND ($6::bigint IS NULL OR j.id < $6) ORDER BY j.id DESC LIMIT $7",
         environment_id, integration_key, connection_id, script_name, kind, before, limit)
-    return [_job(r) for r in rows]
+    found = await counts_for(conn, [r["id"] for r in rows]) if with_counts else None
+    return [_job(r, found) for r in rows]
 
 
 async def for_webhook_payload(conn: asyncpg.Connection, payload_id: int) -> list[Job]:
@@ -188,6 +194,23 @@ async def for_webhook_payload(conn: asyncpg.Connection, payload_id: int) -> list
 
 
 LogEntry = tuple[str, str, dict[str, Any] | None]
+LEVELS = ("debug", "info", "warn", "error")
+
+
+class LogLine(tuple[str, str, dict[str, Any] | None]):
+    """A log line that unpacks as every sink and reader takes one, (level, message, fields), and carries `at`:
+    when the script wrote it, stored as its `created_at` (the line is stored later, when the run's buffer is
+    flushed). A plain 3-tuple is stored with the time of the insert."""
+
+    at: datetime | None
+
+    def __new__(cls, level: str, message: str, fields: dict[str, Any] | None, at: datetime | None) -> LogLine:
+        line = super().__new__(cls, (level, message, fields))
+        line.at = at
+        return line
+
+    def __getnewargs__(self) -> tuple[Any, ...]:  # copy and pickle rebuild it through __new__
+        return (*self, self.at)
 
 
 async def add_logs(conn: asyncpg.Connection, job_id: int, entries: list[LogEntry]) -> None:
@@ -195,8 +218,9 @@ async def add_logs(conn: asyncpg.Connection, job_id: int, entries: list[LogEntry
     gets the field `sanitized: true` (PostgreSQL would refuse the whole batch otherwise)."""
     if entries:
         await conn.executemany(
-            "INSERT INTO script_logs (job_id, level, message, fields) VALUES ($1, $2, $3, $4)",
-            [(job_id, *_storable(level, msg, fields)) for level, msg, fields in entries])
+            "INSERT INTO script_logs (job_id, level, message, fields, created_at)"
+            " VALUES ($1, $2, $3, $4, coalesce($5::timestamptz, now()))",
+            [(job_id, *_storable(*entry), getattr(entry, "at", None)) for entry in entries])
 
 
 def _storable(level: str, message: str, fields: dict[str, Any] | None) -> LogEntry:
@@ -215,6 +239,70 @@ async def logs(conn: asyncpg.Connection, job_id: int, *, after: int = 0, levels:
         "SELECT id, level, message, fields, created_at FROM script_logs WHERE job_id = $1 AND id > $2"
         " AND ($3::text[] IS NULL OR level = any($3)) AND ($4::text IS NULL OR strpos(lower(message), lower($4)) > 0)"
         " ORDER BY id LIMIT $5", job_id, after, levels, search, limit)
+    return [dict(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """What `GET /logs` and the dashboard's log search narrow an environment's log lines by (None: any)."""
+
+    integration_key: str | None = None
+    connection_id: str | None = None
+    script_name: str | None = None
+    levels: list[str] | None = None
+    since: datetime | None = None  # created_at >= since
+    until: datetime | None = None  # created_at < until
+    text: str | None = None  # a case-insensitive substring of the message
+
+
+def log_cursor(line: dict[str, Any]) -> str:
+    """The opaque cursor of the page after `line`: its time in microseconds and id (the sort key)."""
+    micros = (line["created_at"] - _EPOCH) // timedelta(microseconds=1)
+    return base64.urlsafe_b64encode(f"{micros}.{line['id']}".encode()).decode().rstrip("=")
+
+
+def parse_log_cursor(cursor: str) -> tuple[datetime, int]:
+    """The sort key a cursor from `log_cursor` holds; ValueError for anything else."""
+    try:
+        micros, line_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(".")
+        if not 0 < int(line_id) < 2**63:
+            raise ValueError("id out of range")
+        return _EPOCH + timedelta(microseconds=int(micros)), int(line_id)
+    except (ValueError, OverflowError) as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"not a log cursor: {cursor[:40]!r}") from exc
+
+
+async def search_logs(conn: asyncpg.Connection, environment_id: int, query: LogQuery, *,
+                      before: tuple[datetime, int] | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """An environment's log lines across its jobs, newest first (by the time the script wrote them, then id),
+    each with its job's id, kind, script, connection and integration; `before` is the sort key to page on from.
+
+    Only the filters given become SQL (never `$n IS NULL OR ...`), so PostgreSQL plans each shape with its
+    index: the text with the trigram index of migration 0024, the rest with (created_at, id)."""
+    where = ["j.environment_id = $1"]
+    args: list[Any] = [environment_id]
+
+    def add(condition: str, *values: Any) -> None:
+        where.append(condition.format(*(f"${len(args) + n + 1}" for n in range(len(values)))))
+        args.extend(values)
+
+    pattern = None
+    if query.text:
+        pattern = "%" + query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    filters = (("i.unique_key = {}", query.integration_key), ("c.connection_id = {}", query.connection_id),
+               ("j.script_name = {}", query.script_name), ("l.level = any({}::text[])", query.levels),
+               ("l.created_at >= {}", query.since), ("l.created_at < {}", query.until), ("l.message ILIKE {}", pattern))
+    for condition, value in filters:
+        if value:  # None (or an empty list): not a filter
+            add(condition, value)
+    if before is not None:
+        add("(l.created_at, l.id) < ({}, {})", *before)
+    args.append(limit)
+    rows = await conn.fetch(
+        "SELECT l.id, l.job_id, l.level, l.message, l.fields, l.created_at, j.kind, j.script_name,"
+        " c.connection_id, i.unique_key AS integration_key FROM script_logs l JOIN jobs j ON j.id = l.job_id"
+        " JOIN connections c ON c.id = j.connection_pk JOIN integrations i ON i.id = c.integration_id"
+        f" WHERE {' AND '.join(where)} ORDER BY l.created_at DESC, l.id DESC LIMIT ${len(args)}", *args)
     return [dict(r) for r in rows]
 
 
