@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench venv clean sandbox-tools browser-tools
+.PHONY: run test lint bench venv clean sandbox-tools browser-tools metrics-tools
 
 venv: $(STAMP)
 
@@ -31,10 +31,16 @@ browser-tools:
 		&& (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 \
 		&& apt-get install -y -q chromium >/dev/null 2>&1)) || echo "chromium not installed: the dashboard browser test is skipped"; }
 
+# Debian's prometheus scrapes the API and the worker in tests/test_metrics.py (without it the test parses /metrics).
+metrics-tools:
+	@command -v prometheus >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& (apt-get install -y -q prometheus >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 \
+		&& apt-get install -y -q prometheus >/dev/null 2>&1)) || echo "prometheus not installed: the metrics test parses the exposition instead of scraping it"; }
+
 run: venv sandbox-tools
 	$(BIN)/nango dev
 
-test: venv sandbox-tools browser-tools
+test: venv sandbox-tools browser-tools metrics-tools
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q --durations=30
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.boundary import attempt_info, boundary
+from orchestrator import metrics
 from orchestrator.runs import scripts as script_runs
 from orchestrator.runs import webhooks
 from orchestrator.runs.deps import RunDeps
@@ -32,13 +33,17 @@ class ScriptActivities:
     async def run_script_job(self, inp: ScriptJobInput) -> ScriptJobResult:
         # an action runs as a local activity: nothing to heartbeat to (its workflow task keeps it alive)
         heartbeat = None if activity.info().is_local else activity.heartbeat
-        return await script_runs.run_job(self.deps, inp, heartbeat=heartbeat, attempt=await attempt_info())
+        result = await script_runs.run_job(self.deps, inp, heartbeat=heartbeat, attempt=await attempt_info())
+        metrics.RUNS_FINISHED.labels(inp.environment, inp.integration, inp.kind,
+                                     "success" if result.ok else "failed").inc()
+        return result
 
     @activity.defn(name="fail_script_job")
     @boundary
     async def fail_script_job(self, inp: ScriptJobInput) -> ScriptJobClosed:
         await script_runs.fail_job(self.deps, inp.job_id, "the run could not complete: infrastructure retries "
                                                          "were exhausted (see the worker log)")
+        metrics.RUNS_FINISHED.labels(inp.environment, inp.integration, inp.kind, "failed").inc()
         return ScriptJobClosed(inp.job_id)
 
     @activity.defn(name="route_webhook")

@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 import structlog
 
+from orchestrator import metrics
 from orchestrator.crypto import Sealer
 from orchestrator.providers.egress import Egress, EgressRefused
 
@@ -54,9 +55,10 @@ def sign(secret: str, body: bytes) -> str:
 
 async def deliver(egress: Egress, url: str, secret: str, payload: dict[str, Any] | bytes, record: Record, *,
                   attempts: int = ATTEMPTS, backoff_s: float = BACKOFF_S, timeout_s: float = TIMEOUT_S,
-                  headers: dict[str, str] | None = None) -> bool:
+                  headers: dict[str, str] | None = None, kind: str = "other", environment: str = "") -> bool:
     """POST one payload (JSON, or bytes sent as they are); True once a 2xx answered. 4xx and a refused URL end
-    it; 5xx and timeouts are retried. `headers` are added to ours (a forwarded webhook's provider headers)."""
+    it; 5xx and timeouts are retried. `headers` are added to ours (a forwarded webhook's provider headers).
+    The outcome is counted under `kind` (sync, auth, forward) and `environment` (its name)."""
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     headers = {**(headers or {}), "Content-Type": "application/json", "User-Agent": "nango-orchestrator"}
     if secret:
@@ -76,10 +78,13 @@ async def deliver(egress: Egress, url: str, secret: str, payload: dict[str, Any]
         await record(status, error)
         if refused:  # the environment's webhook URL points inside: no retry can fix that
             log.warning("webhook_delivery_refused", error=error)
+            metrics.WEBHOOK_DELIVERIES.labels(environment, kind, "refused").inc()
             return False
         if status is not None and status < 500:
+            metrics.WEBHOOK_DELIVERIES.labels(environment, kind, "delivered" if status < 300 else "failed").inc()
             return status < 300
         if attempt < attempts:
             await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
     log.warning("webhook_delivery_failed", url=url.split("?")[0])
+    metrics.WEBHOOK_DELIVERIES.labels(environment, kind, "failed").inc()
     return False

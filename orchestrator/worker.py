@@ -10,8 +10,10 @@ from datetime import timedelta
 
 import structlog
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
+from orchestrator import metrics
 from orchestrator.bundles.cache import BundleCache
 from orchestrator.bundles.limits import BundleLimits
 from orchestrator.config.settings import Settings
@@ -107,7 +109,8 @@ class WorkerHealth:
 async def health_server(settings: Settings, health: WorkerHealth | None = None) -> AsyncIterator[WorkerHealth]:
     """Kubernetes probes. GET /health/live: the event loop answers (no database call);
     GET /health/ready (startupProbe and readiness): 200 once connected and polling, else 503 with the phase;
-    with `warm_children` ({"ready": n, "size": RUNNER_WARM_CHILDREN}) once serving."""
+    with `warm_children` ({"ready": n, "size": RUNNER_WARM_CHILDREN}) once serving.
+    GET /metrics (METRICS_ENABLED): Prometheus, this process's figures and the Temporal SDK's."""
     from aiohttp import web
 
     state = health or WorkerHealth()
@@ -125,6 +128,8 @@ async def health_server(settings: Settings, health: WorkerHealth | None = None) 
     app = web.Application()
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
+    if settings.metrics_enabled:
+        app.router.add_get("/metrics", metrics.serve)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     # where the operator says (WORKER_HEALTH_HOST), else where the API binds: loopback for `nango dev`
@@ -176,6 +181,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, client: Client 
             if settings.worker_health_port:
                 # up before the wait for PostgreSQL and Temporal, so the startupProbe sees `starting`
                 await stack.enter_async_context(health_server(settings, health))
+                if settings.metrics_enabled and client is None and (runtime := metrics.temporal_runtime()):
+                    Runtime.set_default(runtime, error_if_already_set=False)  # the client we connect uses it
             async with run_deps(settings, client, stop) as deps:
                 await _serve(settings, stop, deps, health)
     except StartupAborted as exc:

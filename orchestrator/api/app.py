@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from temporalio.client import Client
 
-from orchestrator import dashboard
+from orchestrator import dashboard, metrics
 from orchestrator.api import (
     actions,
     connect_ui,
@@ -56,5 +56,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> web.App
         app.add_routes(module.routes)
     app.add_routes(providers.routes)  # issue 11: provider catalog and custom providers
     app.add_routes([*environments.routes, *scripts.routes, *unified.routes])  # issue 11; /v1/* last
+    if settings.metrics_enabled:  # public (middleware.PUBLIC_PATHS): counts and bounded labels, no secret
+        app.router.add_get("/metrics", metrics.serve)
     dashboard.setup(app, settings)
     return app

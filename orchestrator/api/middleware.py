@@ -27,7 +27,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_PREFIXES = ("/health", "/webhook/", "/oauth/", "/static/", "/dashboard", "/favicon.ico", "/admin/",
                    "/api-auth/", "/auth/tba/", "/auth/jwt/", "/oauth2/auth/", "/connect/ws", "/connect/ui")
 # (the frontend SDK's credential routes above check the connect session token, or a secret key, themselves)
-PUBLIC_PATHS = ("/", "/openapi.json", "/connect/session")  # exactly: /connect/sessions needs the secret key
+# exactly: /connect/sessions needs the secret key; /metrics is Prometheus' (METRICS_ENABLED)
+PUBLIC_PATHS = ("/", "/openapi.json", "/connect/session", "/metrics")
 
 
 def _is_public(request: web.Request) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator.api.common import connection_headers, int_header, load_connection
+from orchestrator.api.common import connection_headers, environment, int_header, load_connection
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.errors import TransientError
@@ -97,7 +97,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         result = await send(policy, connection, provider, ProxyRequest(
             method=request.method, endpoint="/" + request.match_info["path"],
             params=request.rel_url.raw_query_string or None, data=body or None, headers=_forwarded_headers(request),
-            retries=retries, retry_on=retry_on, base_url_override=base_url, response_type="text"), refresh=refresh)
+            retries=retries, retry_on=retry_on, base_url_override=base_url, response_type="text"), refresh=refresh,
+            environment=environment(request).name)
     except EgressRefused as exc:
         raise_error(403, "egress_refused", exc.message)
     except credentials_mod.RefreshError as exc:

@@ -5,12 +5,14 @@ A page is streamed as PostgreSQL sends it (chunks of stored response bytes): nev
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from orchestrator import metrics
 from orchestrator.api.common import connection_headers, environment, load_connection
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
@@ -107,6 +109,7 @@ async def list_records(request: web.Request) -> web.StreamResponse:
 async def stream_records(request: web.Request, scope: records_repo.Scope, **page: Any) -> web.StreamResponse:
     """A page in Nango's wire format, streamed as PostgreSQL sends it (`records.stream_page`): at most a chunk
     in memory, whatever the page size."""
+    started = time.perf_counter()
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
 
     async def write(chunk: bytes) -> None:
@@ -115,9 +118,12 @@ async def stream_records(request: web.Request, scope: records_repo.Scope, **page
             await response.write(b'{"records":[')
         await response.write(chunk)
     async with request.app[PLATFORM].pool.acquire() as conn:
-        _, next_cursor = await records_repo.stream_page(conn, scope, write, **page)
+        served, next_cursor = await records_repo.stream_page(conn, scope, write, **page)
     if not response.prepared:
         await write(b"")
     await response.write(b'],"next_cursor":' + orjson.dumps(next_cursor) + b"}")
     await response.write_eof()
+    env = environment(request).name  # observed once the page is out: a failed page is not a page served
+    metrics.RECORDS_SERVED.labels(env).inc(served)
+    metrics.RECORDS_API_DURATION.labels(env).observe(time.perf_counter() - started)
     return response

@@ -216,6 +216,9 @@ class Settings(BaseSettings):
         "is logged and skipped). Checked when the API and the worker start (an unreadable file stops them).")
 
     log_level: str = Field("INFO", description="Log level.")
+    metrics_enabled: bool = Field(
+        True, description="Serve Prometheus metrics at GET /metrics on the API (no secret key) and on the worker's "
+        "health port (with the Temporal SDK's own); false: neither, and no SDK exporter.")
 
     @field_validator("trusted_proxies")
     @classmethod

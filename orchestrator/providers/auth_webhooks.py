@@ -75,7 +75,8 @@ async def _deliver(platform: Platform, event: AuthEvent, payload: dict[str, Any]
                         operation=event.operation, success=event.success, url=url, status=status, error=error)
             await webhooks_out.deliver(platform.egress or strict_egress(), url, secret, payload, record,
                                        attempts=webhooks_out.ATTEMPTS, backoff_s=webhooks_out.BACKOFF_S,
-                                       timeout_s=webhooks_out.TIMEOUT_S)
+                                       timeout_s=webhooks_out.TIMEOUT_S, kind="auth",
+                                       environment=payload["environment"])
     except Exception as exc:  # a database outage while recording: the rest is lost, which the log says
         log.warning("auth_webhook_not_sent", connection=event.connection_id, operation=event.operation,
                     error=f"{type(exc).__name__}: {exc}")

@@ -4,13 +4,16 @@ when a script forces it."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import asyncpg
 import orjson
 import structlog
 
+from orchestrator import metrics
 from orchestrator.errors import InvalidInputError, OrchestratorError, TransientError
 from orchestrator.platform import Platform
 from orchestrator.providers import auth_webhooks, client_credentials, jwt_auth
@@ -20,6 +23,7 @@ from orchestrator.providers.egress import Egress, EgressRefused, strict_egress
 from orchestrator.providers.model import Provider
 from orchestrator.providers.token_endpoint import TokenRefusedError
 from orchestrator.store import connections as connections_repo
+from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import locks
 from orchestrator.store.types import (
@@ -86,17 +90,30 @@ async def refresh(platform: Platform, connection: Connection, *, force: bool = F
         raise refused(connection)
     try:
         return await _refresh(platform, connection, creds, force=force)
+    except TransientError:
+        with contextlib.suppress(Exception):  # counting never replaces the error the caller retries on
+            async with platform.pool.acquire() as conn:
+                await _count(conn, connection, "error")
+        raise
     except RefreshError as exc:
         if exc.fields.get("failed_at"):  # refused before: already marked
             raise
         async with platform.pool.acquire() as conn:
             error = await connections_repo.mark_refresh_failed(conn, connection.id, exc.message)
+            await _count(conn, connection, "refused")
         log.warning("token_refresh_refused", connection=connection.connection_id,
                     integration=connection.integration_key, error=exc.message)
         await auth_webhooks.send(platform, auth_webhooks.AuthEvent(
             connection.environment_id, connection.integration_key, connection.provider, connection.connection_id,
             connection.credentials.type, "refresh", False, "refresh_token_external_error", exc.message))
         raise refused(connection.model_copy(update={"refresh_error": error})) from None
+
+
+async def _count(conn: asyncpg.Connection, connection: Connection, outcome: str) -> None:
+    """Count a refresh that asked the provider, under its environment's name: one lookup, on a path that has
+    just called a token endpoint (never on a request's or a run's hot path)."""
+    env = await environments_repo.by_id(conn, connection.environment_id)
+    metrics.TOKEN_REFRESHES.labels(env.name if env else "", connection.integration_key, outcome).inc()
 
 
 async def _refresh(platform: Platform, connection: Connection, creds: Credentials, *, force: bool) -> Connection:
@@ -128,6 +145,7 @@ async def _refresh(platform: Platform, connection: Connection, creds: Credential
                                    f"{exc.message}") from None
             minted = cur_creds.model_copy(update=fields)
             await connections_repo.update_credentials(conn, sealer, connection.id, minted)
+            await _count(conn, connection, "refreshed")
             log.info("token_minted", connection=connection.connection_id, mode=cur_creds.type)
             return current.model_copy(update={"credentials": minted})
         if not url or row is None or not row["oauth_client_id"]:
@@ -165,5 +183,6 @@ async def _refresh(platform: Platform, connection: Connection, creds: Credential
             raw=body,
         )
         await connections_repo.update_credentials(conn, sealer, connection.id, new)
+        await _count(conn, connection, "refreshed")
         log.info("token_refreshed", connection=connection.connection_id)
         return current.model_copy(update={"credentials": new})

@@ -26,6 +26,7 @@ import orjson
 import structlog
 from yarl import URL
 
+from orchestrator import metrics
 from orchestrator.errors import InvalidInputError
 from orchestrator.providers import egress, jwt_auth, oauth1
 from orchestrator.providers.catalog import Provider
@@ -217,12 +218,14 @@ _PRIVATE_HEADERS = {"authorization", "proxy-authorization", "cookie"}
 async def send(
     policy: EgressPolicy, connection: Connection, provider: Provider, req: ProxyRequest,
     *, refresh: Callable[[], Awaitable[Connection]] | None = None, timeout_s: float = 120.0,
+    environment: str = "",
 ) -> ProxyResult:
     """One logical request, retried as asked; a 401 on OAuth2 refreshes the token once.
 
     Every hop (the first URL and each redirect) passes the egress policy; the connection's
     credentials go only to the provider's own host. Raises EgressRefused (never retried) when the
-    policy refuses a hop, UpstreamError when the API cannot be reached."""
+    policy refuses a hop, UpstreamError when the API cannot be reached. Each attempt and retry is
+    counted under `environment` (the connection's environment name) and the integration."""
     attempt = 0
     refreshed = False
     while True:
@@ -234,12 +237,16 @@ async def send(
             refused = egress.refusal(exc)
             if refused is not None:
                 raise refused from None
+            metrics.PROVIDER_REQUESTS.labels(environment, connection.integration_key, "error").inc()
             if attempt < req.retries:
+                metrics.PROVIDER_RETRIES.labels(environment, connection.integration_key, "error").inc()
                 attempt += 1
                 await asyncio.sleep(_backoff(attempt))
                 continue
             url = build_url(connection, provider, req)
             raise UpstreamError(f"{req.method} {_safe(url)} failed: {type(exc).__name__}: {exc}") from None
+        status = str(result.status)
+        metrics.PROVIDER_REQUESTS.labels(environment, connection.integration_key, status).inc()
         if (result.status == 401 and refresh is not None and not refreshed
                 and refreshable_mode(connection)):
             refreshed = True
@@ -247,6 +254,7 @@ async def send(
             continue
         retryable = result.status >= 500 or result.status == 429 or result.status in req.retry_on
         if retryable and attempt < req.retries:
+            metrics.PROVIDER_RETRIES.labels(environment, connection.integration_key, status).inc()
             attempt += 1
             wait = _wait_from_headers(result.headers, provider)
             await asyncio.sleep(min(MAX_WAIT_S, wait if wait is not None else _backoff(attempt)))

@@ -66,6 +66,7 @@ async def _forward(deps: RunDeps, environment_id: int, payload_id: int, row: dic
                             "at": datetime.now(UTC).isoformat()})
                 await webhooks_out.deliver(deps.egress or strict_egress(), url, secret, payload, record,
                                            attempts=webhooks_out.ATTEMPTS, backoff_s=webhooks_out.BACKOFF_S,
-                                           timeout_s=webhooks_out.TIMEOUT_S, headers=headers)
+                                           timeout_s=webhooks_out.TIMEOUT_S, headers=headers, kind="forward",
+                                           environment=env["name"] if env else "")
     except Exception as exc:  # a database outage: the forward is lost, which the log says
         log.warning("webhook_forward_failed", payload=payload_id, error=f"{type(exc).__name__}: {exc}")

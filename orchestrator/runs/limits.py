@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from orchestrator import metrics
 from orchestrator.errors import TransientError
 from orchestrator.sdk import contract
 
@@ -70,17 +71,20 @@ class EnvironmentLimiter:
 
     @contextlib.asynccontextmanager
     async def slot(self, environment_id: int, kind: str = "sync", on_full: Callable[[str], None] | None = None,
-                   key: object = None) -> AsyncIterator[None]:
+                   key: object = None, environment: str = "") -> AsyncIterator[None]:
         """Hold one of the environment's slots of `kind` for the body.
 
         When the share is full, `on_full` hears why (once per `key`, the job: a retried run is told
         once). A sync then waits at most `give_back_after_s`, other kinds not at all, before raising
         EnvironmentBusyError: the worker's slot is freed for other environments and the run is retried
         later (a sync by its activity's retry policy, the others by their workflow's timer).
+        The body counts in `nango_worker_slots_in_use` under `environment` (its name; the id when not given).
         """
+        in_use = metrics.SLOTS_IN_USE.labels(environment or str(environment_id), kind)
         share = self.shares.get(kind, 0)
         if share <= 0:
-            yield
+            with in_use.track_inprogress():
+                yield
             return
         sem = self._slots.setdefault((environment_id, kind), asyncio.Semaphore(share))
         if sem.locked():
@@ -104,7 +108,8 @@ class EnvironmentLimiter:
         else:
             await sem.acquire()
         try:
-            yield
+            with in_use.track_inprogress():
+                yield
         finally:
             sem.release()
 

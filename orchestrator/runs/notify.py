@@ -56,15 +56,17 @@ async def notify_sync(deps: RunDeps, inp: FinalizeInput, summary: SyncSummary) -
         if results is not None and not any(results.values()) and not env["notify_on_empty"]:
             continue
         for url in urls:
-            delivered += await _deliver(deps, summary.job_id, url, secret, payload)
+            delivered += await _deliver(deps, summary.job_id, url, secret, payload, inp.sync.environment)
     return delivered
 
 
-async def _deliver(deps: RunDeps, job_id: int, url: str, secret: str, payload: dict[str, Any]) -> int:
+async def _deliver(deps: RunDeps, job_id: int, url: str, secret: str, payload: dict[str, Any],
+                   environment: str) -> int:
     """POST one payload, every attempt recorded on the job; the environment's URL goes through the egress policy."""
     async def record(status: int | None, error: str | None) -> None:
         async with deps.pool.acquire() as conn:
             await notifications_repo.add_attempt(conn, job_id, url, status, error)
     delivered = await webhooks_out.deliver(deps.egress or strict_egress(), url, secret, payload, record,
-                                           attempts=ATTEMPTS, backoff_s=BACKOFF_S, timeout_s=TIMEOUT_S)
+                                           attempts=ATTEMPTS, backoff_s=BACKOFF_S, timeout_s=TIMEOUT_S,
+                                           kind="sync", environment=environment)
     return 1 if delivered else 0

@@ -13,6 +13,7 @@ import asyncpg
 import orjson
 import structlog
 
+from orchestrator import metrics
 from orchestrator.errors import NotFoundError, TransientError
 from orchestrator.providers import credentials
 from orchestrator.providers.custom import resolve_provider
@@ -107,8 +108,12 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
     watched = InfraWatch(host)
     try:
         async with beating(host, heartbeat, every):
-            async with deps.limiter.slot(inp.environment_id, inp.kind, on_full=host.warn, key=inp.job_id):
-                outcome = await run_script(spec, watched, runner=deps.runner)
+            async with deps.limiter.slot(inp.environment_id, inp.kind, on_full=host.warn, key=inp.job_id,
+                                         environment=inp.environment):
+                if attempt.number == 1:  # the job's first (a refused slot gives its attempt back)
+                    metrics.RUNS_STARTED.labels(inp.environment, inp.integration, inp.kind).inc()
+                with metrics.RUN_DURATION.labels(inp.environment, inp.integration, inp.kind).time():
+                    outcome = await run_script(spec, watched, runner=deps.runner)
     except EnvironmentBusyError:
         async with deps.pool.acquire() as conn:  # refused before the script started: not an attempt
             await jobs_repo.give_back_attempt(conn, inp.job_id, attempt.number)

@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 import structlog
 
+from orchestrator import metrics
 from orchestrator.errors import NotFoundError, ScriptError, TransientError
 from orchestrator.providers import credentials
 from orchestrator.providers.custom import resolve_provider
@@ -30,6 +31,7 @@ from orchestrator.runs.host import (
     build_host,
     with_heartbeat,
 )
+from orchestrator.runs.limits import EnvironmentBusyError
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environment_variables as environment_variables_repo
 from orchestrator.store import environments as environments_repo
@@ -67,6 +69,7 @@ async def prepare(deps: RunDeps, sync: SyncInput, *, workflow_id: str, run_id: s
             async with deps.pool.acquire() as conn:
                 await jobs_repo.close_job(conn, job_id, "failed", error_type="connection_refresh_failed",
                                           error=exc.message)
+            metrics.RUNS_FINISHED.labels(sync.environment, sync.integration, "sync", "failed").inc()
             return _skip(exc.message)
     cfg = script.config
     last = state["last_success_at"]
@@ -121,8 +124,12 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
                        "full_resync": prepared.full_resync})
     watched = InfraWatch(host)
     async with beating(host, heartbeat, every, on_progress):
-        async with deps.limiter.slot(sync.environment_id, "sync", on_full=host.warn, key=prepared.job_id):
-            outcome = await run_script(spec, watched, runner=deps.runner)
+        async with deps.limiter.slot(sync.environment_id, "sync", on_full=host.warn, key=prepared.job_id,
+                                     environment=sync.environment):
+            if number == 1 or (attempt is not None and attempt.failure_type == EnvironmentBusyError.__name__):
+                metrics.RUNS_STARTED.labels(sync.environment, sync.integration, "sync").inc()  # the job's first
+            with metrics.RUN_DURATION.labels(sync.environment, sync.integration, "sync").time():
+                outcome = await run_script(spec, watched, runner=deps.runner)
     if not outcome.ok:
         err = outcome.error or {}
         if watched.faults:
@@ -146,7 +153,8 @@ async def finalize(deps: RunDeps, inp: FinalizeInput) -> SyncSummary:
                     for model in prepared.models:
                         scope = records_repo.Scope(job.environment_id, prepared.connection_pk, model,
                                                    inp.sync.variant)
-                        await records_repo.delete_unseen(conn, scope, job.id)
+                        deleted = await records_repo.delete_unseen(conn, scope, job.id)
+                        metrics.records_changed(inp.sync.environment, inp.sync.integration, 0, 0, deleted)
                 await _recount_retried(conn, job.id, prepared.connection_pk, inp.sync.variant)
                 async with conn.transaction():
                     await jobs_repo.mark_success(conn, prepared.connection_pk, inp.sync.sync_name,
@@ -165,6 +173,7 @@ async def finalize(deps: RunDeps, inp: FinalizeInput) -> SyncSummary:
             await jobs_repo.force_fail(conn, job.id, reason)
         job = await jobs_repo.get(conn, prepared.job_id)
     assert job is not None
+    metrics.RUNS_FINISHED.labels(inp.sync.environment, inp.sync.integration, "sync", job.status).inc()
     log.info("sync_finished", job_id=job.id, status=job.status, counts=job.counts)
     return SyncSummary(job.id, job.status, job.counts, job.error)
 
