@@ -6,16 +6,24 @@ the result webhooks sent to the customer's app (every delivery attempt) and the 
   per model, `notifications`: `[{attempt, url, status, error, attempted_at}]`, `attempts` (tries of its
   run, 1 when it never was retried) and `retries`: `[{attempt, cause, resumes, at}]`, one per retry.
 - `GET /jobs/{id}/logs` -> `{"logs": [{level, message, fields, created_at}]}`.
+- `GET /logs?provider_config_key=&connection_id=&script=&level=&from=&to=&text=&cursor=&limit=` -> `{"logs":
+  [{id, job_id, kind, script, connection_id, provider_config_key, level, message, fields, created_at}],
+  "next_cursor"}`: the environment's log lines across its jobs, newest first, `next_cursor` (opaque) until the
+  last page. The dashboard's log search reads its filters with the same `log_search_params`.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from aiohttp import web
+from multidict import MultiMapping
+from pydantic import BaseModel
 
+from orchestrator.api import models as m
 from orchestrator.api.common import environment, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
@@ -26,6 +34,84 @@ from orchestrator.store.types import Job
 routes = web.RouteTableDef()
 
 KINDS = ("sync", "action", "webhook", "event")
+LOG_LIMIT_MAX = 500
+LOG_TEXT_MAX = 1000
+
+
+class JobWithCounts(m.JobOut):
+    counts: dict[str, m.ModelCounts]
+
+
+class JobListWithCounts(BaseModel):
+    jobs: list[JobWithCounts]
+
+
+class LogLineOut(BaseModel):
+    id: int
+    job_id: int
+    kind: str
+    script: str
+    connection_id: str
+    provider_config_key: str
+    level: str
+    message: str
+    fields: dict[str, Any] | None
+    created_at: datetime
+
+
+class LogSearch(BaseModel):
+    logs: list[LogLineOut]
+    next_cursor: str | None
+
+
+class LogParamError(ValueError):
+    """A `GET /logs` (or dashboard log search) parameter that cannot be used; the message names it."""
+
+
+def _when(q: MultiMapping[str], name: str) -> datetime | None:
+    raw = q.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise LogParamError(f"{name} must be an ISO 8601 date-time (UTC unless it says), got {raw[:60]!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def log_search_params(q: MultiMapping[str], *, default_limit: int = 100
+                      ) -> tuple[jobs_repo.LogQuery, tuple[datetime, int] | None, int]:
+    """The filters, the page's start and its size from a query string; LogParamError names a bad one."""
+    levels = [v.strip().lower() for raw in q.getall("level", []) for v in raw.split(",") if v.strip()]
+    unknown = [v for v in levels if v not in jobs_repo.LEVELS]
+    if unknown:
+        raise LogParamError(f"level must be one or several of {', '.join(jobs_repo.LEVELS)}, got {unknown[0][:40]!r}")
+    since, until = _when(q, "from"), _when(q, "to")
+    if since is not None and until is not None and since >= until:
+        raise LogParamError("from must be before to")
+    text = q.get("text", "").strip()
+    if len(text) > LOG_TEXT_MAX:
+        raise LogParamError(f"text is at most {LOG_TEXT_MAX} characters, got {len(text)}")
+    raw_limit = q.get("limit", "").strip() or str(default_limit)
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= LOG_LIMIT_MAX:
+        raise LogParamError(f"limit must be an integer from 1 to {LOG_LIMIT_MAX}, got {raw_limit[:20]!r}")
+    raw_cursor = q.get("cursor", "").strip()
+    try:
+        before = jobs_repo.parse_log_cursor(raw_cursor) if raw_cursor else None
+    except ValueError:
+        raise LogParamError("cursor must be a next_cursor this API returned") from None
+    query = jobs_repo.LogQuery(
+        integration_key=q.get("provider_config_key") or None, connection_id=q.get("connection_id") or None,
+        script_name=q.get("script") or None, levels=levels or None, since=since, until=until, text=text or None)
+    return query, before, int(raw_limit)
+
+
+async def search_logs(conn: asyncpg.Connection, environment_id: int, query: jobs_repo.LogQuery,
+                      before: tuple[datetime, int] | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the search and the cursor of the next (None on the last: one line more is read to know)."""
+    lines = await jobs_repo.search_logs(conn, environment_id, query, before=before, limit=limit + 1)
+    more = len(lines) > limit
+    return lines[:limit], jobs_repo.log_cursor(lines[limit - 1]) if more else None
 
 
 def _job(job: Job) -> dict[str, Any]:
@@ -50,8 +136,23 @@ async def list_jobs(request: web.Request) -> web.Response:
         rows = await jobs_repo.list_for_environment(
             conn, environment(request).id, integration_key=q.get("provider_config_key") or None,
             connection_id=q.get("connection_id") or None, script_name=q.get("sync") or None, kind=kind,
-            limit=int(raw_limit))
-    return json_response({"jobs": [_job(r) for r in rows]})
+            limit=int(raw_limit), with_counts=True)
+    return json_response({"jobs": [{**_job(r), "counts": r.counts} for r in rows]})
+
+
+@routes.get("/logs")
+async def search_log_lines(request: web.Request) -> web.Response:
+    try:
+        query, before, limit = log_search_params(request.query)
+    except LogParamError as exc:
+        raise_error(400, "invalid_query_params", str(exc))
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        lines, next_cursor = await search_logs(conn, environment(request).id, query, before, limit)
+    return json_response({"logs": [
+        {"id": e["id"], "job_id": e["job_id"], "kind": e["kind"], "script": e["script_name"],
+         "connection_id": e["connection_id"], "provider_config_key": e["integration_key"], "level": e["level"],
+         "message": e["message"], "fields": e["fields"], "created_at": e["created_at"].isoformat()}
+        for e in lines], "next_cursor": next_cursor})
 
 
 async def _find(request: web.Request, conn: asyncpg.Connection) -> Job:

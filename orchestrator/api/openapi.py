@@ -27,6 +27,7 @@ from orchestrator.api.environments import CreateEnvironmentBody, RotateKeyBody
 from orchestrator.api.envvars import EnvironmentVariablesBody
 from orchestrator.api.frontend import ApiKeyBody, BasicBody
 from orchestrator.api.integrations import IntegrationBody
+from orchestrator.api.jobs import JobListWithCounts, LogSearch
 from orchestrator.api.oauth import ConnectSessionBody, ConnectSessionResponse, ReconnectSessionBody
 from orchestrator.api.providers import ProviderEnvelope, ProviderList
 from orchestrator.api.scripts import SwitchBody
@@ -243,7 +244,8 @@ OPERATIONS: tuple[Op, ...] = (
     Op("DELETE", "/providers/{name}", "Delete a custom provider no integration uses", "providers",
        response=m.Success, params=(Param("name", "path"),), errors=(400, 404, 409)),
     # jobs
-    Op("GET", "/jobs", "Jobs of the environment, newest first", "jobs", response=m.JobList, params=(
+    Op("GET", "/jobs", "Jobs of the environment, newest first, with their counts", "jobs",
+       response=JobListWithCounts, params=(
         Param("provider_config_key", "query"), Param("connection_id", "query"), Param("sync", "query"),
         Param("kind", "query", {"type": "string", "enum": ["sync", "action", "webhook", "event"]}),
         Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000}))),
@@ -251,6 +253,17 @@ OPERATIONS: tuple[Op, ...] = (
        params=(Param("id", "path", description="numeric job id or an action's UUID"),)),
     Op("GET", "/jobs/{id}/logs", "A job's script logs", "jobs", response=m.JobLogs,
        params=(Param("id", "path", description="numeric job id or an action's UUID"),)),
+    Op("GET", "/logs", "Search the environment's log lines across jobs, newest first", "jobs", response=LogSearch,
+       params=(Param("provider_config_key", "query"), Param("connection_id", "query"), Param("script", "query"),
+               Param("level", "query", {"type": "array", "items": {"type": "string",
+                                                                  "enum": ["debug", "info", "warn", "error"]}},
+                     description="one or several (repeated or comma-separated)", explode=True),
+               Param("from", "query", {"type": "string", "format": "date-time"},
+                     description="lines written at or after (ISO 8601; UTC without an offset)"),
+               Param("to", "query", {"type": "string", "format": "date-time"}, description="lines written before"),
+               Param("text", "query", description="a case-insensitive substring of the message"),
+               Param("cursor", "query", description="next_cursor of the previous page"),
+               Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}))),
 )
 
 

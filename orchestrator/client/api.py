@@ -395,6 +395,19 @@ class NangoClient:
     async def job_logs(self, job_id: int | str) -> list[dict[str, Any]]:
         return (await self.request("GET", f"/jobs/{job_id}/logs"))["logs"]
 
+    async def search_logs(self, *, integration: str | None = None, connection_id: str | None = None,
+                          script: str | None = None, levels: Iterable[str] = (), since: str | None = None,
+                          until: str | None = None, text: str | None = None, cursor: str | None = None,
+                          limit: int = 100) -> dict[str, Any]:
+        """One page of the environment's log lines across jobs, newest first: `{"logs": [...], "next_cursor"}`;
+        pass `next_cursor` back as `cursor` for the next page (None after the last). `since`/`until` are ISO
+        8601 (`from`/`to` on the wire)."""
+        params = [(k, v) for k, v in (("provider_config_key", integration), ("connection_id", connection_id),
+                                      ("script", script), ("from", since), ("to", until), ("text", text),
+                                      ("cursor", cursor)) if v is not None]
+        params += [("level", level) for level in levels] + [("limit", str(limit))]
+        return await self.request("GET", "/logs", params=params)
+
     async def openapi(self) -> dict[str, Any]:
         return await self.request("GET", "/openapi.json")
 
