@@ -21,7 +21,6 @@ from orchestrator.dashboard.pages import (
     integrations,
     job,
     login,
-    logs,
     records,
     sync,
     variables,
@@ -30,7 +29,7 @@ from orchestrator.dashboard.pages import (
 from orchestrator.dashboard.throttle import LoginThrottle
 
 PAGES = (login, integrations, endpoints, connections, connection, sync, controls, job, records, actions, webhooks,
-         variables, logs, assets)
+         variables, assets)
 
 
 def setup(app: web.Application, settings: Settings) -> None:
