@@ -21,6 +21,7 @@ from orchestrator.dashboard.pages import (
     integrations,
     job,
     login,
+    logs,
     records,
     sync,
     variables,
@@ -29,7 +30,7 @@ from orchestrator.dashboard.pages import (
 from orchestrator.dashboard.throttle import LoginThrottle
 
 PAGES = (login, integrations, endpoints, connections, connection, sync, controls, job, records, actions, webhooks,
-         variables, assets)
+         variables, logs, assets)
 
 
 def setup(app: web.Application, settings: Settings) -> None:

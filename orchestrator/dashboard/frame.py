@@ -43,7 +43,8 @@ SECURITY_HEADERS = {
 }
 NAV = (("integrations", "Integrations", "/dashboard/integrations"), ("connections", "Connections",
        "/dashboard/connections"), ("actions", "Actions", "/dashboard/actions"),
-       ("webhooks", "Webhooks", "/dashboard/webhooks"), ("variables", "Variables", "/dashboard/variables"))
+       ("webhooks", "Webhooks", "/dashboard/webhooks"), ("logs", "Logs", "/dashboard/logs"),
+       ("variables", "Variables", "/dashboard/variables"))
 
 
 # ---- session -------------------------------------------------------------------------------------
