@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import gc
 import json
 import os
 import selectors
@@ -293,6 +294,7 @@ class Template:
             request = json.loads(data)
             if request.get("op") == "models":
                 self.child._warm_imports(True)
+                gc.freeze()
             elif request.get("op") == "fork" and len(fds) == 3:
                 self.fork(request, fds)
                 fds = []
@@ -339,4 +341,7 @@ def start(fd: int, child_filter: str, nice: int, models: bool = False) -> None:
     child = child_boot.import_child()
     sys.dont_write_bytecode = True
     child._warm_imports(models)
+    # what the template holds is never collected in a run: the runs' collections skip it and leave its pages
+    # shared instead of copying them on write
+    gc.freeze()
     Template(fd, child, child_filter).serve()

@@ -252,6 +252,11 @@ class ForkTemplate:
             proc.pid = pid
             proc.pidfd = os.pidfd_open(pid)
             host.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 0)
+        except TimeoutError:
+            # a run that neither starts nor ends: the template misbehaves, and the runner starts a new one
+            host.close()
+            await self.close()
+            raise OSError("a forked run did not start in time; the template was stopped") from None
         except BaseException:
             host.close()
             raise

@@ -492,6 +492,8 @@ async def _reap(proc: asyncio.subprocess.Process | ForkedProcess, cgroup: PidsCg
             await proc.wait()
     except TimeoutError:
         log.warning("child_not_reaped", pid=proc.pid)
+    if isinstance(proc, ForkedProcess):
+        proc.close()
     if cgroup is not None:
         cgroup.kill()
         cgroup.remove()

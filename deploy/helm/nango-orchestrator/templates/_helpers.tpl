@@ -241,6 +241,7 @@ RUNNER_FILE_SIZE_MB: {{ $c.runner.fileSizeMb | toString | quote }}
 RUNNER_PIDS_CGROUP: {{ $c.runner.pidsCgroup | toString | quote }}
 RUNNER_SANDBOX_PROC: {{ $c.runner.sandboxProc | quote }}
 RUNNER_CHILD_NICE: {{ $c.runner.childNice | toString | quote }}
+RUNNER_FORK_SERVER: {{ $c.runner.forkServer | toString | quote }}
 RUNNER_MAX_LOG_LINES: {{ $c.runner.maxLogLines | toString | quote }}
 RUNNER_MAX_LOG_BYTES: {{ $c.runner.maxLogBytes | toString | quote }}
 RUNNER_MAX_RPC_IN_FLIGHT: {{ $c.runner.maxRpcInFlight | toString | quote }}
