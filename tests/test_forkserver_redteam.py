@@ -269,3 +269,64 @@ async def test_a_killed_template_fails_its_runs_and_is_restarted(runner: Runner,
         """)
         assert after.ok and after.output == "fine", after.error
     assert runner._templates[LIMITS] is not template and runner._templates[LIMITS].alive()
+
+
+def test_the_template_filter_allows_only_what_forking_a_run_needs() -> None:
+    """bwrap's filter for the template: fork, mount and exactly a run's unshare; socket, ptrace, setns, other
+    unshares and namespaces by clone stay denied (each run stacks the full child filter on top)."""
+    import ctypes
+    import json
+
+    from orchestrator.runner import sandbox, seccomp_child
+
+    bpf = sandbox.seccomp_bpf(template=True)
+    assert bpf is not None
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.close(read)
+            seccomp_child.load(bpf)
+            libc = ctypes.CDLL(None, use_errno=True)
+            allowed = {
+                "socket": libc.socket(2, 1, 0) >= 0,
+                "ptrace": libc.ptrace(16, 1, 0, 0) == 0,
+                "setns": libc.setns(0, 0) == 0 or ctypes.get_errno() != 1,
+                "unshare user only": libc.unshare(0x10000000) == 0,
+                "clone newnet": libc.syscall(56, 0x40000000 | 17, 0, 0, 0, 0) >= 0,
+            }
+            fork = os.fork()
+            if fork == 0:
+                os._exit(0)
+            os.waitpid(fork, 0)
+            allowed["fork"] = True
+            allowed["unshare a run's namespaces"] = libc.unshare(sandbox.TEMPLATE_UNSHARE) == 0
+            os.write(write, json.dumps(allowed).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        allowed = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert allowed == {"socket": False, "ptrace": False, "setns": False, "unshare user only": False,
+                       "clone newnet": False, "fork": True, "unshare a run's namespaces": True}
+
+
+async def test_a_template_that_cannot_fork_means_a_sandbox_per_run(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed: a template whose runs cannot be made (here its bwrap filter refuses fork) never runs a
+    script; the runner says why and starts a sandbox per run, and the script still runs."""
+    from orchestrator.runner import forkserver, sandbox
+
+    monkeypatch.setattr(forkserver, "seccomp_bpf", lambda template=False: sandbox.seccomp_bpf())
+    runner = await Runner.create(SandboxConfig(fork_server=True))
+    try:
+        folder = tmp_path / "b"
+        folder.mkdir()
+        (folder / "script.py").write_text("import os\nasync def run_action(nango, inp):\n    return os.getpid()\n")
+        spec = RunSpec("action", folder, "script.py", 20, context={"connection_id": "c", "provider_config_key": "p"})
+        outcome = await run_script(spec, Handler(), runner=runner)
+    finally:
+        await runner.close()
+    assert outcome.ok, outcome.error
+    assert not runner.fork_server and outcome.output == 2  # bwrap's pid 1, the child pid 2: a sandbox per run

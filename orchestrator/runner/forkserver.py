@@ -164,6 +164,8 @@ class ForkTemplate:
             await template.close()
             if isinstance(exc, TimeoutError):
                 raise ForkServerUnavailableError("the template did not get ready in time") from None
+            if isinstance(exc, (OSError, ValueError)):
+                raise ForkServerUnavailableError(f"the template failed at start: {exc!r}") from None
             raise
         return template
 
