@@ -129,6 +129,12 @@ async def tba_auth(request: web.Request) -> web.Response:
                                                                   config_override=override))
 
 
+class JwtBody(BaseModel):
+    """The provider's credential fields, by the names its `credentials` declare (privateKey, issuerId, ...)."""
+    model_config = ConfigDict(extra="allow")
+    type: str | None = "JWT"
+
+
 @routes.post("/auth/jwt/{integration}")
 async def jwt_auth(request: web.Request) -> web.Response:
     """The provider's credential fields (`privateKey`, `issuerId`, ...): signed now, so a key that cannot sign

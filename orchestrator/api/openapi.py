@@ -25,7 +25,7 @@ from orchestrator.api.deploy import DeployHistory, RollbackBody
 from orchestrator.api.environment import EnvironmentBody, RotateOwnKeyBody
 from orchestrator.api.environments import CreateEnvironmentBody, RotateKeyBody
 from orchestrator.api.envvars import EnvironmentVariablesBody
-from orchestrator.api.frontend import ApiKeyBody, BasicBody
+from orchestrator.api.frontend import ApiKeyBody, BasicBody, ClientCredentialsBody, JwtBody, TbaBody
 from orchestrator.api.integrations import IntegrationBody
 from orchestrator.api.jobs import JobListWithCounts, LogSearch
 from orchestrator.api.oauth import ConnectSessionBody, ConnectSessionResponse, ReconnectSessionBody
@@ -201,6 +201,15 @@ OPERATIONS: tuple[Op, ...] = (
          "session token (CORS)", "oauth", body=model, public=True, errors=(400, 401, 403, 404), params=(
              Param("integration", "path"), Param("connect_session_token", "query", required=True)))
       for mode, what, model in (("api-key", "an API key", ApiKeyBody), ("basic", "basic credentials", BasicBody))),
+    *(Op("POST", path, f"Nango's frontend SDK: connect with {what} under a connect session token (CORS); "
+         "`params[key]` in the query fills the connection config keys the provider declares", "oauth", body=model,
+         public=True, errors=(400, 401, 403, 404, 502), params=(
+             Param("integration", "path"), Param("connect_session_token", "query", required=True)))
+      for path, what, model in (
+          ("/auth/tba/{integration}", "TBA credentials (a token id and secret)", TbaBody),
+          ("/auth/jwt/{integration}", "the provider's JWT credential fields (signed at once)", JwtBody),
+          ("/oauth2/auth/{integration}", "OAuth2 client credentials (a token is minted at once)",
+           ClientCredentialsBody))),
     Op("GET", "/connect/ui/", "The connect page (openConnectUI's baseURL, or a session's connect_link)", "oauth",
        public=True, response_media="text/html", errors=()),
     Op("GET", "/connect/ui", "Redirects to /connect/ui/", "oauth", public=True, status=302, errors=()),

@@ -41,6 +41,7 @@ NON_RETRYABLE: tuple[str, ...] = (
     "SignatureError",
     "StackError",
     "TemporalSettingsError",
+    "TokenRefusedError",
 )
 
 # Sync activities: infrastructure faults (database, bundle store, a lost worker) retry with backoff
