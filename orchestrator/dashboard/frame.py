@@ -107,6 +107,15 @@ async def context(request: web.Request) -> Ctx:
     return Ctx(request, session, Environment(id=row["id"], name=row["name"], webhook_url=row["webhook_url"]))
 
 
+async def json_context(request: web.Request) -> Ctx | web.Response:
+    """A dashboard JSON endpoint's signed-in context, or the 401 to answer (a script cannot follow the sign-in
+    redirect a page gets)."""
+    session = read_session(request)
+    if session is None or session.environment_id is None:
+        return web.json_response({"error": "not signed in"}, status=401, headers=SECURITY_HEADERS)
+    return await context(request)
+
+
 async def checked_form(request: web.Request, session: sessions.Session, expired: str) -> Any:
     """The posted form, refused with `expired` (403) unless it carries the session's CSRF token."""
     form = await request.post()

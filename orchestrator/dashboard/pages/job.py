@@ -16,11 +16,10 @@ from orchestrator.dashboard.frame import (
     SECURITY_HEADERS,
     Ctx,
     Router,
-    context,
     int_param,
+    json_context,
     not_found,
     page,
-    read_session,
 )
 from orchestrator.dashboard.parts import conn_href, sync_href
 from orchestrator.dashboard.render import (
@@ -134,10 +133,9 @@ async def job_page(ctx: Ctx) -> web.Response:
 
 @route.public("GET", "/dashboard/job/logs.json")
 async def job_logs(request: web.Request) -> web.Response:
-    session = read_session(request)
-    if session is None or session.environment_id is None:
-        return web.json_response({"error": "not signed in"}, status=401, headers=SECURITY_HEADERS)
-    ctx = await context(request)
+    ctx = await json_context(request)
+    if isinstance(ctx, web.Response):
+        return ctx
     job_id = int_param(request.query.get("id"))
     after = int_param(request.query.get("after")) or 0
     level = request.query.get("level") or None
