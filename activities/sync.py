@@ -14,7 +14,7 @@ from typing import Any
 from temporalio import activity
 
 from activities.boundary import attempt_info, boundary
-from orchestrator.runs import notify
+from orchestrator.runs import alerts, notify
 from orchestrator.runs import sync as sync_runs
 from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.host import ProgressSink
@@ -99,6 +99,9 @@ class SyncActivities:
     @activity.defn(name="notify_sync")
     @boundary
     async def notify_sync(self, inp: NotifyInput) -> NotifyResult:
+        if inp.summary.job_id is not None:
+            await alerts.after_sync(self.deps, inp.finalize.sync, inp.finalize.prepared.connection_pk,
+                                    inp.summary.job_id, inp.summary.status)
         return NotifyResult(delivered=await notify.notify_sync(self.deps, inp.finalize, inp.summary))
 
     def all(self) -> list[object]:

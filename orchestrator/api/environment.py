@@ -26,6 +26,9 @@ class EnvironmentBody(BaseModel):
     on_auth_creation: bool | None = Field(None, description="auth webhooks when a connection is created, has its "
                                           "credentials replaced (success or failure) or is deleted")
     on_auth_refresh_error: bool | None = Field(None, description="an auth webhook when a token refresh is refused")
+    alert_after_failures: int | None = Field(None, ge=0, le=1000, description="a sync that fails this many runs in "
+                                             "a row sends one failing webhook, then one recovered webhook when it "
+                                             "next succeeds (default 3; 0 turns alerts off)")
 
 
 class RotateOwnKeyBody(BaseModel):
@@ -48,6 +51,7 @@ async def get_environment(request: web.Request) -> web.Response:
                           "has_webhook_secret": row["has_secret"], "notify_on_empty": row["notify_on_empty"],
                           "on_auth_creation": row["on_auth_creation"],
                           "on_auth_refresh_error": row["on_auth_refresh_error"],
+                          "alert_after_failures": row["alert_after_failures"],
                           "secret_key_rotated_at": _iso(row["secret_key_rotated_at"]),
                           "previous_key_expires_at": _iso(row["previous_key_expires_at"])})
 
@@ -63,7 +67,7 @@ async def patch_environment(request: web.Request) -> web.Response:
             sealed_secret=request.app[PLATFORM].sealer.seal(body.webhook_secret) if body.webhook_secret else None,
             notify_on_empty=body.notify_on_empty, set_secondary="webhook_url_secondary" in given,
             secondary_url=body.webhook_url_secondary, on_auth_creation=body.on_auth_creation,
-            on_auth_refresh_error=body.on_auth_refresh_error)
+            on_auth_refresh_error=body.on_auth_refresh_error, alert_after_failures=body.alert_after_failures)
     return await get_environment(request)
 
 

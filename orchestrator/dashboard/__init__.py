@@ -18,6 +18,7 @@ from orchestrator.dashboard.pages import (
     connections,
     controls,
     endpoints,
+    health,
     integrations,
     job,
     login,
@@ -30,7 +31,7 @@ from orchestrator.dashboard.pages import (
 from orchestrator.dashboard.throttle import LoginThrottle
 
 PAGES = (login, integrations, endpoints, connections, connection, sync, controls, job, records, actions, webhooks,
-         variables, logs, assets)
+         variables, logs, health, assets)
 
 
 def setup(app: web.Application, settings: Settings) -> None:

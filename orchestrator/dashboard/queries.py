@@ -7,10 +7,12 @@ Rows come back as dicts with the keys the pages have always used (a job's script
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from orchestrator.store import alerts as alerts_repo
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
@@ -111,3 +113,17 @@ async def auth_webhooks(conn: asyncpg.Connection, env_id: int, *, limit: int) ->
 async def lock_environment(conn: asyncpg.Connection, env_id: int) -> None:
     """Serialize read-modify-write of an environment's variables (inside the caller's transaction)."""
     await environments_repo.lock(conn, env_id)
+
+
+async def alert_after_failures(conn: asyncpg.Connection, env_id: int) -> int:
+    """The environment's failing-sync threshold (0: alerts off)."""
+    row = await environments_repo.webhook_settings(conn, env_id)
+    return int(row["alert_after_failures"]) if row else 0
+
+
+async def failing_syncs(conn: asyncpg.Connection, env_id: int, at_least: int, *, limit: int) -> list[dict[str, Any]]:
+    return await alerts_repo.failing_syncs(conn, env_id, at_least, limit=limit)
+
+
+async def hourly_outcomes(conn: asyncpg.Connection, env_id: int, since: datetime, hours: int) -> list[dict[str, Any]]:
+    return await alerts_repo.hourly_outcomes(conn, env_id, since, hours)

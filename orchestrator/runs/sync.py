@@ -19,7 +19,7 @@ from orchestrator.errors import NotFoundError, ScriptError, TransientError
 from orchestrator.providers import credentials
 from orchestrator.providers.custom import resolve_provider
 from orchestrator.runner.host import RunSpec, run_script
-from orchestrator.runs import attempts
+from orchestrator.runs import alerts, attempts
 from orchestrator.runs.attempts import Attempt
 from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.host import (
@@ -70,6 +70,7 @@ async def prepare(deps: RunDeps, sync: SyncInput, *, workflow_id: str, run_id: s
                 await jobs_repo.close_job(conn, job_id, "failed", error_type="connection_refresh_failed",
                                           error=exc.message)
             metrics.RUNS_FINISHED.labels(sync.environment, sync.integration, "sync", "failed").inc()
+            await alerts.after_sync(deps, sync, connection.id, job_id, "failed")
             return _skip(exc.message)
     cfg = script.config
     last = state["last_success_at"]

@@ -94,11 +94,11 @@ async def with_key_hash(conn: asyncpg.Connection, env_id: int) -> dict[str, Any]
 
 async def webhook_settings(conn: asyncpg.Connection, env_id: int) -> dict[str, Any] | None:
     """Where and how webhooks are sent: name, webhook_url, webhook_url_secondary, webhook_secret (sealed),
-    has_secret, notify_on_empty, on_auth_creation, on_auth_refresh_error, plus secret_key_rotated_at and
-    previous_key_expires_at (only while valid)."""
+    has_secret, notify_on_empty, on_auth_creation, on_auth_refresh_error, alert_after_failures, plus
+    secret_key_rotated_at and previous_key_expires_at (only while valid)."""
     row = await conn.fetchrow(
         "SELECT name, webhook_url, webhook_url_secondary, webhook_secret, webhook_secret IS NOT NULL AS has_secret,"
-        " notify_on_empty, on_auth_creation, on_auth_refresh_error, secret_key_rotated_at,"
+        " notify_on_empty, on_auth_creation, on_auth_refresh_error, alert_after_failures, secret_key_rotated_at,"
         " CASE WHEN previous_key_expires_at > now() THEN previous_key_expires_at END AS previous_key_expires_at"
         " FROM environments WHERE id = $1", env_id)
     return dict(row) if row else None
@@ -107,16 +107,19 @@ async def webhook_settings(conn: asyncpg.Connection, env_id: int) -> dict[str, A
 async def update_webhook_settings(conn: asyncpg.Connection, env_id: int, *, set_url: bool, url: str | None,
                                   sealed_secret: bytes | None, notify_on_empty: bool | None, set_secondary: bool,
                                   secondary_url: str | None, on_auth_creation: bool | None = None,
-                                  on_auth_refresh_error: bool | None = None) -> None:
-    """A URL is changed only when `set_...` says so ('' clears it); a None secret or flag keeps the current one."""
+                                  on_auth_refresh_error: bool | None = None,
+                                  alert_after_failures: int | None = None) -> None:
+    """A URL is changed only when `set_...` says so ('' clears it); a None secret, flag or number keeps the
+    current one."""
     await conn.execute(
         "UPDATE environments SET webhook_url = CASE WHEN $2 THEN NULLIF($3, '') ELSE webhook_url END,"
         " webhook_secret = COALESCE($4, webhook_secret), notify_on_empty = COALESCE($5, notify_on_empty),"
         " webhook_url_secondary = CASE WHEN $6 THEN NULLIF($7, '') ELSE webhook_url_secondary END,"
         " on_auth_creation = COALESCE($8, on_auth_creation),"
-        " on_auth_refresh_error = COALESCE($9, on_auth_refresh_error)"
+        " on_auth_refresh_error = COALESCE($9, on_auth_refresh_error),"
+        " alert_after_failures = COALESCE($10, alert_after_failures)"
         " WHERE id = $1", env_id, set_url, url, sealed_secret, notify_on_empty, set_secondary, secondary_url,
-        on_auth_creation, on_auth_refresh_error)
+        on_auth_creation, on_auth_refresh_error, alert_after_failures)
 
 
 async def counts(conn: asyncpg.Connection, env_id: int) -> dict[str, int]:

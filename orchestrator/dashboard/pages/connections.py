@@ -11,6 +11,7 @@ from orchestrator.api.keys import PLATFORM
 from orchestrator.control import syncs as sync_control
 from orchestrator.dashboard import queries
 from orchestrator.dashboard.frame import Ctx, Router, int_param, page
+from orchestrator.dashboard.pages import health
 from orchestrator.dashboard.parts import (
     PAGE_SIZE,
     conn_href,
@@ -85,6 +86,8 @@ async def connections_page(ctx: Ctx) -> web.Response:
         '<tbody>{rows}</tbody></table></section>{pager}',
         q=search or "", integ=integration or "", total=f"{total:,}", plural="" if total == 1 else "s",
         filter=f" in {integration}" if integration else "", rows=join(body_rows), pager=pager)
+    if not search and not integration and page_no == 1:  # the front page: the environment's health comes first
+        body = join([await health.section(ctx), body])
     return page(ctx, "Connections", body, active="connections", refresh=5 if running else 0)
 
 
