@@ -299,14 +299,13 @@ async def search_logs(conn: asyncpg.Connection, environment_id: int, query: LogQ
     for condition, value in filters:
         if value:  # None (or an empty list): not a filter
             add(condition, value)
-    jobs_where = [w for w in where if not w.startswith("l.")]
-    if len(jobs_where) > 1:
-        # A job filter: no line is older than the first of the jobs it keeps (give or take the worker's clock,
-        # which stamps lines, against the database's, which stamps jobs: 10 minutes of slack). Without this bound,
-        # the walk back through (created_at, id) for a connection or script with no recent line, or none at all,
-        # reads every line of the table before it ends.
-        where.append(f"l.created_at >= (SELECT min(j.started_at) - interval '10 minutes' FROM {_JOBS_OF_LINES}"
-                     f" WHERE {' AND '.join(jobs_where)})")
+    # No line is older than the first of the jobs the filters keep (give or take the worker's clock, which stamps
+    # lines, against the database's, which stamps jobs: 10 minutes of slack). Without this bound, the walk back
+    # through (created_at, id) for an environment, connection or script with no recent line, or none at all,
+    # reads every line of the table before it ends.
+    jobs_where = " AND ".join(w for w in where if not w.startswith("l."))
+    where.append(f"l.created_at >= (SELECT min(j.started_at) - interval '10 minutes' FROM {_JOBS_OF_LINES}"
+                 f" WHERE {jobs_where})")
     if before is not None:
         add("(l.created_at, l.id) < ({}, {})", *before)
     args.append(limit)
