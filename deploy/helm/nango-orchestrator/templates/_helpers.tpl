@@ -177,6 +177,7 @@ parts
 {{- define "nango.configData" -}}
 {{- $c := .Values.config -}}
 LOG_LEVEL: {{ $c.logLevel | quote }}
+METRICS_ENABLED: {{ $c.metricsEnabled | toString | quote }}
 PUBLIC_URL: {{ include "nango.publicUrl" . | quote }}
 EGRESS_ALLOW: {{ (($c.egress | default dict).allow | default "") | quote }}
 TEMPORAL_ADDRESS: {{ include "nango.temporalAddress" . | quote }}
