@@ -253,4 +253,5 @@ async def test_deploy_and_dryrun_from_a_subfolder_with_progress(stack: Stack, tm
     quiet = await run_nango("dryrun", "issues", "c1", "-e", "prod", "--quiet", cwd=here)
     assert quiet.code == 0, quiet.stderr
     assert "GET " not in quiet.stderr
-    assert quiet.stdout.splitlines()[0] == f"[info] saved 250 issues from {repo}"
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d\.\d{{3}} \[info\] saved 250 issues from {re.escape(repo)}",
+                        quiet.stdout.splitlines()[0]), quiet.stdout   # the time the script wrote the line

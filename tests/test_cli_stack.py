@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -157,7 +158,8 @@ async def test_dryrun_sync_and_action_save_nothing(stack: Stack, project: Projec
     run = await nango("dryrun", "issues", "c1", *path)
     assert run.code == 0, run.stderr
     lines = run.stdout.splitlines()
-    assert lines[0] == f"[info] saved 7 issues from {repo}"
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d\.\d{{3}} \[info\] saved 7 issues from {re.escape(repo)}", lines[0]), lines
+    assert datetime.fromisoformat(result["logs"][0]["time"]) <= datetime.now(UTC)   # when the script wrote it
     assert lines[1] == "GithubIssue: 7 to save"
     assert json.loads(lines[2])["title"].startswith("Issue ")
     assert lines[-1].startswith("dry run of sync 'issues' (github) on connection 'c1' finished in ")

@@ -148,8 +148,8 @@ class _DryHost(ScriptHost):
     def log(self, level: str, message: str, fields: dict[str, Any] | None) -> None:
         super().log(level, message, fields)
         if self._on_log is not None:
-            level_, text, extra = self.logs[-1]  # as buffered: level checked, secrets redacted
-            self._on_log({"level": level_, "message": text, "fields": extra})
+            line = self.logs[-1]  # as buffered: level checked, secrets redacted
+            self._on_log(_log_entry(line))
 
 
 class HttpProgress:
@@ -255,7 +255,7 @@ async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recor
     except aiohttp.ClientConnectionError as exc:
         raise DryRunError(f"cannot reach {run.server}: {exc}") from None
     memory = host.memory
-    logs = [{"level": level, "message": message, "fields": fields} for level, message, fields in memory.logs]
+    logs = [_log_entry(line) for line in memory.logs]
     return DryRunResult(script=script, connection_id=run.connection_id, ok=outcome.ok, records=memory.records,
                         output=outcome.output, logs=logs, error=outcome.error, duration_s=outcome.duration_s)
 
@@ -286,9 +286,17 @@ def parse_date(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _log_entry(line: Any) -> dict[str, Any]:
+    """A buffered log line as the dry run shows it, with the time the script wrote it (LogLine.at) when known."""
+    level, message, fields = line
+    at = getattr(line, "at", None)
+    return {"level": level, "message": message, "fields": fields, **({"time": at.isoformat()} if at else {})}
+
+
 def format_log(entry: dict[str, Any]) -> str:
     extra = f" {json.dumps(entry['fields'], default=str)}" if entry.get("fields") else ""
-    return f"[{entry['level']}] {entry['message']}{extra}"
+    when = f"{entry['time'][11:23]} " if entry.get("time") else ""
+    return f"{when}[{entry['level']}] {entry['message']}{extra}"
 
 
 _VERBS = {"save": "to save", "update": "to update", "delete": "to delete"}
