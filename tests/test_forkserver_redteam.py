@@ -271,6 +271,34 @@ async def test_a_killed_template_fails_its_runs_and_is_restarted(runner: Runner,
     assert runner._templates[LIMITS] is not template and runner._templates[LIMITS].alive()
 
 
+async def test_a_template_is_recycled_after_its_share_of_runs_without_failing_any(
+        runner: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs share their template's memory layout and hash seed: after RECYCLE_AFTER_FORKS runs a new template
+    serves new runs, and the old one ends only once the runs it forked have ended."""
+    from orchestrator.runner import host as host_module
+
+    first = runner._templates[LIMITS]
+    monkeypatch.setattr(host_module, "RECYCLE_AFTER_FORKS", first.forks + 3)
+    release = asyncio.Event()
+    held = asyncio.create_task(run(runner, tmp_path, """
+        async def run_action(nango, inp):
+            await nango.get_metadata()
+            return "held to the end"
+    """, handler=Handler(release)))
+    for _ in range(6):
+        done = await run(runner, tmp_path, """
+            async def run_action(nango, inp):
+                return "fine"
+        """)
+        assert done.ok and done.output == "fine", done.error
+    assert runner._templates[LIMITS] is not first and runner._templates[LIMITS].alive()
+    release.set()
+    outcome = await held   # forked by the first template, which waited for it before it stopped
+    assert outcome.ok and outcome.output == "held to the end", outcome.error
+    await asyncio.sleep(0.5)
+    assert not first.alive()
+
+
 def test_the_template_filter_allows_only_what_forking_a_run_needs() -> None:
     """bwrap's filter for the template: fork, mount and exactly a run's unshare; socket, ptrace, setns, other
     unshares and namespaces by clone stay denied (each run stacks the full child filter on top)."""

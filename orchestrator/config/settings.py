@@ -174,10 +174,11 @@ class Settings(BaseSettings):
         "database. Off by default: on a node whose trusted side keeps the CPU busy, children booting at a low "
         "priority starve and runs wait for them (bench/README.md, orchestration).")
     runner_fork_server: bool = Field(
-        False, description="Fork each script process from a warm template inside the sandbox instead of starting a "
+        True, description="Fork each script process from a warm template inside the sandbox instead of starting a "
         "sandbox per run: still one process per run, which makes its own user, mount, pid, ipc and network "
-        "namespaces, /tmp, /dev/shm, rlimits and full seccomp filter before its init frame. Opt-in; where it "
-        "cannot work (or fails its self-check) the worker logs why and starts a sandbox per run as before.")
+        "namespaces, /tmp, /dev/shm, rlimits and full seccomp filter before its init frame (a boot costs a fork, "
+        "not an interpreter: bench/README.md, orchestration). Where it cannot work (or fails its self-check) the "
+        "worker logs why and starts a sandbox per run; false starts a sandbox per run always.")
     runner_pids_cgroup: bool = Field(
         True, description="Put each script process in its own v1 pids cgroup where one is writable: a second line "
         "behind the seccomp filter, which alone refuses every new process (threads stay allowed).")

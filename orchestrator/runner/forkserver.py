@@ -123,6 +123,7 @@ class ForkTemplate:
     next_id: int = 0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     dead: bool = False
+    forks: int = 0
 
     @classmethod
     async def start(cls, sandbox: Sandbox, limits: SandboxLimits, *, env: dict[str, str], models: bool,
@@ -226,6 +227,7 @@ class ForkTemplate:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         self.next_id += 1
+        self.forks += 1
         ident = self.next_id
         exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.exits[ident] = exited
@@ -279,6 +281,13 @@ class ForkTemplate:
         if code != 0 or out != "ok":
             raise ForkServerUnavailableError(f"a forked run is not confined here (exit {code}): "
                                              f"{out[-600:] or err[-600:] or 'no message'}")
+
+    async def retire(self) -> None:
+        """Stop this template once the runs it forked have ended (a replacement serves new runs meanwhile)."""
+        pending = [waiter for waiter in self.exits.values() if not waiter.done()]
+        if pending:
+            await asyncio.wait(pending)
+        await self.close()
 
     async def close(self) -> None:
         """Kill the template and with it every run it forked (they die with its pid namespace)."""
