@@ -30,6 +30,7 @@ from orchestrator.api.integrations import IntegrationBody
 from orchestrator.api.jobs import JobListWithCounts, LogSearch
 from orchestrator.api.oauth import ConnectSessionBody, ConnectSessionResponse, ReconnectSessionBody
 from orchestrator.api.providers import ProviderEnvelope, ProviderList
+from orchestrator.api.records import PruneBody, PruneResult
 from orchestrator.api.scripts import SwitchBody
 from orchestrator.api.syncs import FrequencyBody, SyncsBody, VariantBody
 from orchestrator.providers.catalog import Provider
@@ -118,6 +119,9 @@ OPERATIONS: tuple[Op, ...] = (
     # records
     *(Op("GET", p, "Records of a connection's model, paged by cursor", "records", response=m.RecordsPage,
          params=RECORDS_PARAMS) for p in ("/records", "/records/")),
+    Op("PATCH", "/records/prune", "Drop the payload of records up to and including a cursor (each stays as a "
+       "tombstone with `_nango_metadata.pruned_at`; a later save restores it)", "records", body=PruneBody,
+       response=PruneResult, params=CONNECTION_HEADERS),
     # connections
     Op("GET", "/connections", "List connections", "connections", response=m.ConnectionList, params=(
         Param("connectionId", "query"), Param("search", "query"), Param("integrationId", "query"),
@@ -186,7 +190,7 @@ OPERATIONS: tuple[Op, ...] = (
        params=(Param("environment", "path"), Param("integration", "path"))),
     # environment
     Op("GET", "/environment", "The environment's settings", "environment", response=m.EnvironmentOut),
-    Op("PATCH", "/environment", "Set where sync results are sent, and their signing secret", "environment",
+    Op("PATCH", "/environment", "Set where sync results are sent, their signing secret, and retention", "environment",
        body=EnvironmentBody, response=m.EnvironmentOut),
     Op("POST", "/environment/rotate-key", "Rotate the environment's secret key (the old one keeps working for "
        "a grace period)", "environment", body=RotateOwnKeyBody),

@@ -1,4 +1,4 @@
-"""GET /records: the records cache, paged by an opaque cursor (Nango's wire format).
+"""GET /records: the records cache, paged by an opaque cursor (Nango's wire format); PATCH /records/prune.
 
 A page is streamed as PostgreSQL sends it (chunks of stored response bytes): never held whole in memory.
 """
@@ -11,9 +11,10 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator import metrics
-from orchestrator.api.common import connection_headers, environment, load_connection
+from orchestrator.api.common import connection_headers, environment, json_body, json_response, load_connection
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.errors import InvalidInputError
@@ -24,6 +25,8 @@ routes = web.RouteTableDef()
 MAX_LIMIT = 10_000
 MAX_IDS = 100
 MAX_NAME_LENGTH = 255
+PRUNE_DEFAULT_LIMIT = 1000  # Nango's default and bounds for one prune call
+PRUNE_MAX_LIMIT = 10_000
 
 
 def _limit(raw: str | None) -> int:
@@ -127,3 +130,30 @@ async def stream_records(request: web.Request, scope: records_repo.Scope, **page
     metrics.RECORDS_SERVED.labels(env).inc(served)
     metrics.RECORDS_API_DURATION.labels(env).observe(time.perf_counter() - started)
     return response
+
+
+class PruneBody(BaseModel):
+    """Nango's PATCH /records/prune body (what the Node client's pruneRecords sends)."""
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    until_cursor: str = Field(min_length=1, description="prune up to and including this record's cursor")
+    variant: str | None = Field(None, max_length=MAX_NAME_LENGTH)
+    limit: int = Field(PRUNE_DEFAULT_LIMIT, ge=1, le=PRUNE_MAX_LIMIT)
+
+
+class PruneResult(BaseModel):
+    count: int = Field(description="records pruned by this call")
+    has_more: bool = Field(description="more records up to the cursor remain: call again with the same cursor")
+
+
+@routes.patch("/records/prune")
+async def prune_records(request: web.Request) -> web.Response:
+    """Drop the payload of a connection's records up to a cursor, keeping each as a tombstone (`pruned_at`)."""
+    body = PruneBody.model_validate(await json_body(request))
+    until = records_repo.decode_cursor(body.until_cursor)  # an InvalidInputError is a 400
+    integration, connection_id = connection_headers(request)
+    connection = await load_connection(request, integration, connection_id)
+    scope = records_repo.Scope(environment(request).id, connection.id, body.model, _variant(body.variant))
+    async with request.app[PLATFORM].pool.acquire() as conn:
+        count, has_more = await records_repo.prune(conn, scope, until, limit=body.limit)
+    return json_response({"count": count, "has_more": has_more})

@@ -257,6 +257,14 @@ class NangoClient:
             if not cursor:
                 return out
 
+    async def prune_records(self, integration: str, connection_id: str, model: str, until_cursor: str, *,
+                            limit: int | None = None, variant: str | None = None) -> dict[str, Any]:
+        """Drop the payload of records up to and including `until_cursor`: {count, has_more}."""
+        body: dict[str, Any] = {"model": model, "until_cursor": until_cursor}
+        body |= {k: v for k, v in (("limit", limit), ("variant", variant)) if v is not None}
+        return await self.request("PATCH", "/records/prune", json=body, headers={
+            "Connection-Id": connection_id, "Provider-Config-Key": integration})
+
     # ---- syncs ---------------------------------------------------------------------------------
     async def trigger_sync(self, integration: str, syncs: Iterable[SyncName] = (), connection_id: str | None = None,
                            *, full_resync: bool = False) -> None:
@@ -369,6 +377,11 @@ class NangoClient:
                                   ("notify_on_empty", notify_on_empty), ("on_auth_creation", on_auth_creation),
                                   ("on_auth_refresh_error", on_auth_refresh_error)) if v is not None}
         return await self.request("PATCH", "/environment", json=body)
+
+    async def set_retention(self, **days: int | None) -> dict[str, Any]:
+        """Retention settings in days, by name (records_retention_days, jobs_retention_days,
+        webhooks_retention_days); None keeps forever, a name not given stays as it is."""
+        return await self.request("PATCH", "/environment", json=days)
 
     async def get_environment_variables(self) -> list[EnvironmentVariable]:
         return await self.request("GET", "/environment-variables") or []

@@ -979,3 +979,46 @@ async def delete_scopes(conn: asyncpg.Connection, connection_pk: int, models: li
     trigger of migration 0002)."""
     await conn.execute("DELETE FROM record_scopes WHERE connection_pk = $1 AND model = any($2::text[])"
                        " AND variant = $3", connection_pk, models, variant)
+
+
+# ---- pruning and retention ---------------------------------------------------------------------
+
+# A pruned record keeps its id and metadata (a tombstone for change tracking) and loses its payload; its cursor does
+# not move (the consumer has read it already) and its hash is emptied, so the next save restores the payload
+# (migration 0025 clears `pruned_at` then). Rows are taken oldest cursor first along the scope's cursor index.
+_PRUNE_META = "records_meta(r.first_seen_at, r.last_modified_at, r.last_action, r.deleted_at, now(), r.cursor)"
+_PRUNE = f"""
+WITH todo AS (
+    SELECT external_id FROM records
+    WHERE scope_id = $1 AND cursor > 0 AND cursor <= $2 AND pruned_at IS NULL ORDER BY cursor LIMIT $3 + 1
+), pruned AS (
+    UPDATE records r SET pruned_at = now(), data_hash = '\\x'::bytea, meta_len = length({_PRUNE_META}),
+        body = '{{"id":' || coalesce(((left(r.body, -r.meta_len) || '}}')::jsonb -> 'id')::text,
+                                     to_json(r.external_id)::text) || {_PRUNE_META}
+    FROM (SELECT external_id FROM todo LIMIT $3) t
+    WHERE r.scope_id = $1 AND r.external_id = t.external_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM pruned) AS count, (SELECT count(*) FROM todo) > $3 AS has_more
+"""
+
+
+async def prune(conn: asyncpg.Connection, scope: Scope, until_cursor: int, *, limit: int) -> tuple[int, bool]:
+    """Nango's prune: drop the payload of up to `limit` records with a cursor up to and including
+    `until_cursor`; returns how many and whether more remain. Never takes the scope's lock: a save that
+    races it either restores the payload or leaves the tombstone, both consistent."""
+    scope_id = await conn.fetchval(f"SELECT {_SCOPE_ID}", scope.connection_pk, scope.model, scope.variant)
+    if scope_id is None:
+        return 0, False
+    row = await conn.fetchrow(_PRUNE, scope_id, until_cursor, limit)
+    return row["count"], row["has_more"]
+
+
+async def delete_expired(conn: asyncpg.Connection, environment_id: int, days: int, *, limit: int) -> int:
+    """Retention: delete up to `limit` of the environment's records soft-deleted more than `days` ago, by their
+    primary keys (partial index of migration 0025); rows a writer holds are skipped, never waited for."""
+    status = await conn.execute(
+        "DELETE FROM records WHERE (scope_id, external_id) IN (SELECT scope_id, external_id FROM records"
+        " WHERE environment_id = $1 AND deleted_at IS NOT NULL AND deleted_at < now() - make_interval(days => $2)"
+        " LIMIT $3 FOR UPDATE SKIP LOCKED)", environment_id, days, limit)
+    return int(status.split()[-1])
