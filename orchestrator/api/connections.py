@@ -7,12 +7,14 @@ no credentials; `GET /connections/{id}` answers the full connection unwrapped, w
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from temporalio.service import RPCError
 
 from orchestrator.api import end_users
 from orchestrator.api.common import environment, json_body, json_response, load_connection
@@ -28,6 +30,7 @@ from orchestrator.providers.custom import find_provider
 from orchestrator.providers.token_endpoint import TokenRefusedError
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import integrations as integrations_repo
+from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store.types import (
     ApiKeyCredentials,
@@ -326,8 +329,50 @@ async def create_connection(request: web.Request) -> web.Response:
     return json_response(full(await _shown(request, connection)), status=201 if created else 200)
 
 
+CANCEL_WAIT_S = 10.0  # how long a deletion waits for its running syncs to close their jobs themselves
+DELETED = "cancelled: the connection was deleted"
+
+
+def _workflow_id(env: Environment, job: Any) -> str | None:
+    if job["kind"] == "action" and job["public_id"]:
+        return f"action:{names.escape(env.name)}:{job['public_id']}"  # temporal/starter.start_action's id
+    return job["workflow_id"]  # a sync's run; webhook and event runs share a workflow with other connections
+
+
+async def _stop_runs(app: web.Application, env: Environment, connection: Connection) -> None:
+    """Cancel the connection's runs in progress before it goes, so none ends in a foreign-key error: a sync gets
+    its workflow's cancel signal and a few seconds to close its job as cancelled as any cancel does; what still
+    runs then has its workflow terminated and its job closed as cancelled here."""
+    platform = app[PLATFORM]
+    async with platform.pool.acquire() as conn:
+        running = await jobs_repo.running_for_connection(conn, connection.id)
+    if not running:
+        return
+    for wf in filter(None, (_workflow_id(env, j) for j in running)):
+        handle = platform.temporal.get_workflow_handle(wf)
+        try:
+            await (handle.cancel() if wf.startswith("action:") else handle.signal("cancel", DELETED))
+        except RPCError as exc:  # finished meanwhile (NOT_FOUND) or Temporal unreachable: the job is closed below
+            log.info("run_cancel_failed", workflow_id=wf, error=str(exc))
+    deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_S
+    while running and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+        async with platform.pool.acquire() as conn:
+            running = await jobs_repo.running_for_connection(conn, connection.id)
+    for wf in filter(None, (_workflow_id(env, j) for j in running)):
+        try:
+            await platform.temporal.get_workflow_handle(wf).terminate(DELETED)
+        except RPCError as exc:
+            log.info("run_terminate_failed", workflow_id=wf, error=str(exc))
+    if running:
+        async with platform.pool.acquire() as conn:
+            await jobs_repo.cancel_running(conn, connection.id, DELETED)
+
+
 @routes.delete("/connections/{connection_id}")
 async def delete_connection(request: web.Request) -> web.Response:
+    """Delete a connection: its schedules go, its runs in progress are cancelled (`_stop_runs`), then the row
+    with its records; its jobs stay readable (migration 0025 keeps them, with its id and integration key)."""
     env = environment(request)
     integration_key = _provider_config_key(request)
     connection = await load_connection(request, integration_key, request.match_info["connection_id"])
@@ -341,6 +386,7 @@ async def delete_connection(request: web.Request) -> web.Response:
         await schedules.delete(app[PLATFORM].temporal, names.sync_schedule_id(env.name, integration_key,
                                                                      connection.connection_id, s.name),
                                pool=app[PLATFORM].pool)
+    await _stop_runs(app, env, connection)
     async with app[PLATFORM].pool.acquire() as conn:
         await connections_repo.delete(conn, connection.id)
     await auth_event(app, connection, "deletion")

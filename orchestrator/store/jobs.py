@@ -19,11 +19,15 @@ from orchestrator.store.types import Job
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+# a deleted connection's jobs stay, with its id and integration key copied onto them (migration 0025)
+_CID = "coalesce(c.connection_id, j.connection_id)"
+_KEY = "coalesce(i.unique_key, j.integration_key)"
 _SELECT = (
     "SELECT j.id, j.environment_id, j.connection_pk, j.script_name, j.variant, j.kind, j.status, j.full_resync,"
     " j.started_at, j.ended_at, j.error_type, j.error, j.error_details, j.error_payload, j.public_id, j.input,"
-    " j.output, j.attempts, j.workflow_id, j.run_id, c.connection_id, i.unique_key AS integration_key"
-    " FROM jobs j JOIN connections c ON c.id = j.connection_pk JOIN integrations i ON i.id = c.integration_id"
+    f" j.output, j.attempts, j.workflow_id, j.run_id, {_CID} AS connection_id, {_KEY} AS integration_key"
+    " FROM jobs j LEFT JOIN connections c ON c.id = j.connection_pk"
+    " LEFT JOIN integrations i ON i.id = c.integration_id"
 )
 
 
@@ -178,8 +182,8 @@ async def list_for_environment(
     """An environment's jobs, newest first, optionally narrowed; `before` pages on by id. `with_counts` reads
     the page's counts in one more query (never one per job)."""
     rows = await conn.fetch(
-        _SELECT + " WHERE j.environment_id = $1 AND ($2::text IS NULL OR i.unique_key = $2)"
-        " AND ($3::text IS NULL OR c.connection_id = $3) AND ($4::text IS NULL OR j.script_name = $4)"
+        _SELECT + f" WHERE j.environment_id = $1 AND ($2::text IS NULL OR {_KEY} = $2)"
+        f" AND ($3::text IS NULL OR {_CID} = $3) AND ($4::text IS NULL OR j.script_name = $4)"
         " AND ($5::text IS NULL OR j.kind = $5) AND ($6::bigint IS NULL OR j.id < $6) ORDER BY j.id DESC LIMIT $7",
         environment_id, integration_key, connection_id, script_name, kind, before, limit)
     found = await counts_for(conn, [r["id"] for r in rows]) if with_counts else None
@@ -391,3 +395,52 @@ async def mark_success(conn: asyncpg.Connection, connection_pk: int, sync_name: 
         " VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT (connection_pk, sync_name, variant) DO UPDATE SET"
         " last_success_at = EXCLUDED.last_success_at, last_job_id = EXCLUDED.last_job_id, checkpoint = NULL",
         connection_pk, sync_name, variant, started_at, job_id)
+
+
+# ---- a connection's deletion, retention ----------------------------------------------------------
+
+async def running_for_connection(conn: asyncpg.Connection, connection_pk: int) -> list[asyncpg.Record]:
+    """The connection's jobs still running: id, kind, workflow_id, public_id (to stop them before it goes)."""
+    return await conn.fetch("SELECT id, kind, workflow_id, public_id FROM jobs WHERE connection_pk = $1"
+                            " AND status = 'running'", connection_pk)
+
+
+async def cancel_running(conn: asyncpg.Connection, connection_pk: int, reason: str) -> int:
+    """Close the connection's running jobs as cancelled (their runs were stopped); returns how many."""
+    rows = await conn.fetch(
+        "UPDATE jobs SET status = 'cancelled', ended_at = now(), error = $2 WHERE connection_pk = $1"
+        " AND status = 'running' RETURNING id", connection_pk, reason)
+    for r in rows:
+        await _forget_run(conn, r["id"], keep_covered=False)
+    return len(rows)
+
+
+async def expired_jobs(conn: asyncpg.Connection, environment_id: int, days: int, *, limit: int) -> list[int]:
+    """Retention: up to `limit` of the environment's finished jobs started more than `days` ago, oldest first."""
+    rows = await conn.fetch(
+        "SELECT id FROM jobs WHERE environment_id = $1 AND started_at < now() - make_interval(days => $2)"
+        " AND status <> 'running' ORDER BY started_at LIMIT $3", environment_id, days, limit)
+    return [r["id"] for r in rows]
+
+
+async def delete_logs_of(conn: asyncpg.Connection, job_ids: list[int], *, limit: int) -> int:
+    """Delete up to `limit` log lines of these jobs (a job's lines go in bounded batches before the job)."""
+    status = await conn.execute(
+        "DELETE FROM script_logs WHERE id IN (SELECT id FROM script_logs WHERE job_id = any($1::bigint[])"
+        " LIMIT $2)", job_ids, limit)
+    return int(status.split()[-1])
+
+
+async def delete_jobs(conn: asyncpg.Connection, job_ids: list[int]) -> int:
+    """Delete these finished jobs; their counts and delivery attempts go with them (ON DELETE CASCADE)."""
+    status = await conn.execute("DELETE FROM jobs WHERE id = any($1::bigint[]) AND status <> 'running'", job_ids)
+    return int(status.split()[-1])
+
+
+async def delete_expired_webhooks(conn: asyncpg.Connection, environment_id: int, days: int, *, limit: int) -> int:
+    """Retention: delete up to `limit` of the environment's stored provider webhook payloads received more than
+    `days` ago, oldest first (the jobs they started are kept, until their own retention)."""
+    status = await conn.execute(
+        "DELETE FROM webhook_payloads WHERE id IN (SELECT id FROM webhook_payloads WHERE environment_id = $1"
+        " AND received_at < now() - make_interval(days => $2) ORDER BY id LIMIT $3)", environment_id, days, limit)
+    return int(status.split()[-1])
