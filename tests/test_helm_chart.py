@@ -55,6 +55,9 @@ SECRET_SETTINGS = {"DATABASE_PASSWORD", "ENCRYPTION_KEY", "ENCRYPTION_KEY_PREVIO
 # Secret settings only the API reads (dashboard login, admin API): the worker, which runs user
 # scripts, must not hold them. Optional: a Secret without the key leaves the feature off.
 API_ONLY_SECRETS = {"DASHBOARD_PASSWORD", "ADMIN_SECRET_KEY"}
+# Variables the OpenTelemetry SDK reads itself (tracing.*): not Settings, set only with tracing.otlpEndpoint.
+OTEL_VARIABLES = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_HEADERS",
+                  "OTEL_RESOURCE_ATTRIBUTES"}
 
 _rendered: dict[tuple[str, str], dict[str, str]] = {}
 
@@ -109,6 +112,43 @@ def workload(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
     if component == "migrations":
         return hook(docs, "Job")["spec"]["template"]["spec"]
     return find(docs, "Deployment", f"-{component}")["spec"]["template"]["spec"]
+
+
+# The Prometheus Operator's kinds are CRDs, absent from the Kubernetes schemas: the fields the chart
+# uses are checked against this schema, written from the operator's API reference (monitoring.coreos.com/v1).
+_DURATION = {"type": "string", "minLength": 1,  # Prometheus' durations: units largest first, each once
+             "pattern": "^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$"}
+_ENDPOINT = {"type": "object", "additionalProperties": False, "required": ["port"], "properties": {
+    "port": {"type": "string", "minLength": 1}, "path": {"type": "string", "pattern": "^/"},
+    "interval": _DURATION, "scrapeTimeout": _DURATION}}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+MONITOR_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"enum": ["ServiceMonitor", "PodMonitor"]},
+        "spec": {"type": "object", "additionalProperties": False, "required": ["selector"], "properties": {
+            "selector": {"type": "object", "additionalProperties": False, "properties": {
+                "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}}},
+            "namespaceSelector": {"type": "object", "additionalProperties": False, "properties": {
+                "any": {"type": "boolean"}, "matchNames": _STRINGS}},
+            "podTargetLabels": _STRINGS,
+            "endpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT},
+            "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT}}}}}
+MONITOR_KINDS = {"ServiceMonitor", "PodMonitor"}
+
+
+def validate_object(doc: dict[str, Any], version: str) -> None:
+    """Kubernetes' own schemas, or MONITOR_SCHEMA (and the Kubernetes object metadata) for a monitor."""
+    if doc["kind"] in MONITOR_KINDS:
+        import jsonschema
+
+        jsonschema.validate(doc, MONITOR_SCHEMA)
+        meta = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": doc["metadata"]}
+        kubernetes_validate.validate(meta, version, strict=True)
+        endpoints = "endpoints" if doc["kind"] == "ServiceMonitor" else "podMetricsEndpoints"
+        assert set(doc["spec"]) & {"endpoints", "podMetricsEndpoints"} == {endpoints}, doc["metadata"]["name"]
+        return
+    kubernetes_validate.validate(doc, version, strict=True)
 
 
 # --- rendering, schema, lint, Kubernetes schemas --------------------------------------------------
@@ -176,7 +216,7 @@ def test_manifests_are_valid_kubernetes(value_set: str) -> None:
         assert doc["metadata"].get("namespace") == NAMESPACE, doc["metadata"]["name"]
         for version in KUBE_VERSIONS:
             try:
-                kubernetes_validate.validate(doc, version, strict=True)
+                validate_object(doc, version)
             except kubernetes_validate.ValidationError as exc:
                 path = ".".join(str(p) for p in exc.path)
                 pytest.fail(f"{value_set}: {doc['kind']}/{doc['metadata']['name']} invalid for {version} at "
@@ -210,7 +250,7 @@ def test_expected_objects(value_set: str) -> None:
 def test_every_variable_the_chart_sets_is_a_setting(value_set: str) -> None:
     docs = objects(value_set)
     for component in ("api", "worker", "migrations"):
-        unknown = set(container_env(docs, workload(docs, component))) - SETTINGS
+        unknown = set(container_env(docs, workload(docs, component))) - SETTINGS - OTEL_VARIABLES
         assert not unknown, f"{value_set}/{component} sets variables Settings does not read: {sorted(unknown)}"
     for cm in (d for d in docs if d["kind"] == "ConfigMap"):
         assert not set(cm["data"]) & SECRET_SETTINGS, f"secret settings in ConfigMap {cm['metadata']['name']}"
@@ -851,7 +891,7 @@ def render_values(values: dict[str, Any]) -> list[dict[str, Any]]:
             for d in yaml.safe_load_all(text) if d]
     for doc in docs:
         for version in KUBE_VERSIONS:
-            kubernetes_validate.validate(doc, version, strict=True)
+            validate_object(doc, version)
     return docs
 
 

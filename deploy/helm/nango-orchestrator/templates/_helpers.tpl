@@ -357,6 +357,37 @@ referenced with optional: true, so a Secret without the key leaves the setting a
 {{- end }}
 {{- end -}}
 
+{{/*
+OpenTelemetry variables of one component's container, as EnvVar entries: only when
+tracing.otlpEndpoint is set (otherwise nothing, and the process sets up no tracing). The SDK reads
+them itself; they are not Settings. Call with (list $ "api").
+*/}}
+{{- define "nango.tracingEnv" -}}
+{{- $root := index . 0 -}}
+{{- $t := $root.Values.tracing -}}
+{{- if $t.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $t.otlpEndpoint | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "%s-%s" $t.serviceName (index . 1) | quote }}
+{{- with $t.resourceAttributes }}
+{{- $pairs := list }}
+{{- range $k, $v := . }}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) }}
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $pairs | quote }}
+{{- end }}
+{{- with $t.headersSecret.name }}
+- name: OTEL_EXPORTER_OTLP_HEADERS
+  valueFrom:
+    secretKeyRef:
+      name: {{ . | quote }}
+      key: {{ $t.headersSecret.key | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{/* Secret settings every pod of the platform reads (a JSON list, for nango.secretEnv's "only"). */}}
 {{- define "nango.workerSecretNames" -}}
 {{- list "ENCRYPTION_KEY" "ENCRYPTION_KEY_PREVIOUS" "DATABASE_URL" "DATABASE_PASSWORD" "MINIO_ACCESS_KEY" "MINIO_SECRET_KEY" | toJson -}}
