@@ -33,7 +33,7 @@ from orchestrator.api import (
 from orchestrator.api.keys import PLATFORM
 from orchestrator.api.middleware import auth_middleware, context_middleware, error_middleware
 from orchestrator.config.settings import Settings
-from orchestrator.control import maintenance, refresher
+from orchestrator.control import maintenance, refresher, retention
 from orchestrator.platform import open_platform
 
 
@@ -46,7 +46,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> web.App
         # waits for PostgreSQL and Temporal at start-up (STARTUP_WAIT_MAX_S); SIGTERM still stops it
         async with open_platform(settings, temporal=temporal, wait=True) as platform:
             app[PLATFORM] = platform
-            async with maintenance.running(platform), refresher.running(platform):
+            async with maintenance.running(platform), refresher.running(platform), retention.running(platform):
                 yield
 
     app.cleanup_ctx.append(resources)

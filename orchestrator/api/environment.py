@@ -22,6 +22,15 @@ class EnvironmentBody(BaseModel):
     webhook_url_secondary: str | None = Field(None, pattern=URL_PATTERN, max_length=2048,
                                               description="a second URL that gets every webhook too")
     webhook_secret: str | None = None
+    records_retention_days: int | None = Field(None, ge=1, le=36500, description="records deleted (soft-deleted "
+                                               "by a sync) more than this many days ago are removed; null keeps "
+                                               "them forever")
+    jobs_retention_days: int | None = Field(None, ge=1, le=36500, description="finished jobs (runs) started "
+                                            "more than this many days ago are removed with their logs; null "
+                                            "keeps them forever")
+    webhooks_retention_days: int | None = Field(None, ge=1, le=36500, description="stored provider webhook "
+                                                "payloads received more than this many days ago are removed; "
+                                                "null keeps them forever")
     notify_on_empty: bool | None = None
     on_auth_creation: bool | None = Field(None, description="auth webhooks when a connection is created, has its "
                                           "credentials replaced (success or failure) or is deleted")
@@ -46,6 +55,7 @@ async def get_environment(request: web.Request) -> web.Response:
     env = environment(request)
     async with request.app[PLATFORM].pool.acquire() as conn:
         row = await environments_repo.webhook_settings(conn, env.id)
+        days = await environments_repo.retention(conn, env.id)
     return json_response({"name": row["name"], "webhook_url": row["webhook_url"],
                           "webhook_url_secondary": row["webhook_url_secondary"],
                           "has_webhook_secret": row["has_secret"], "notify_on_empty": row["notify_on_empty"],
@@ -53,7 +63,7 @@ async def get_environment(request: web.Request) -> web.Response:
                           "on_auth_refresh_error": row["on_auth_refresh_error"],
                           "alert_after_failures": row["alert_after_failures"],
                           "secret_key_rotated_at": _iso(row["secret_key_rotated_at"]),
-                          "previous_key_expires_at": _iso(row["previous_key_expires_at"])})
+                          "previous_key_expires_at": _iso(row["previous_key_expires_at"]), **days})
 
 
 @routes.patch("/environment")
@@ -68,6 +78,9 @@ async def patch_environment(request: web.Request) -> web.Response:
             notify_on_empty=body.notify_on_empty, set_secondary="webhook_url_secondary" in given,
             secondary_url=body.webhook_url_secondary, on_auth_creation=body.on_auth_creation,
             on_auth_refresh_error=body.on_auth_refresh_error, alert_after_failures=body.alert_after_failures)
+    if retention := {k: getattr(body, k) for k in environments_repo.RETENTION if k in given}:
+        async with request.app[PLATFORM].pool.acquire() as conn:
+            await environments_repo.set_retention(conn, env.id, retention)
     return await get_environment(request)
 
 

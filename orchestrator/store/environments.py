@@ -147,3 +147,27 @@ async def sync_schedule_keys(conn: asyncpg.Connection, env_id: int) -> list[dict
 async def lock(conn: asyncpg.Connection, env_id: int) -> None:
     """Serialize read-modify-write of an environment's settings (inside the caller's transaction)."""
     await conn.execute("SELECT id FROM environments WHERE id = $1 FOR UPDATE", env_id)
+
+
+RETENTION = ("records_retention_days", "jobs_retention_days", "webhooks_retention_days")
+
+
+async def retention(conn: asyncpg.Connection, env_id: int) -> dict[str, int | None]:
+    """The environment's retention settings in days (None: kept forever), keyed as RETENTION."""
+    row = await conn.fetchrow(f"SELECT {', '.join(RETENTION)} FROM environments WHERE id = $1", env_id)
+    return dict(row) if row else dict.fromkeys(RETENTION)
+
+
+async def set_retention(conn: asyncpg.Connection, env_id: int, days: dict[str, int | None]) -> None:
+    """Set the retention settings given (keys of RETENTION; None means keep forever); the others stay."""
+    given = [k for k in RETENTION if k in days]
+    if given:
+        await conn.execute(f"UPDATE environments SET {', '.join(f'{k} = ${n + 2}' for n, k in enumerate(given))}"
+                           " WHERE id = $1", env_id, *(days[k] for k in given))
+
+
+async def with_retention(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Every environment with a retention setting: id, name and the RETENTION columns."""
+    rows = await conn.fetch(f"SELECT id, name, {', '.join(RETENTION)} FROM environments"
+                            f" WHERE {' OR '.join(f'{k} IS NOT NULL' for k in RETENTION)} ORDER BY id")
+    return [dict(r) for r in rows]
