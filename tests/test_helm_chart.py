@@ -15,6 +15,7 @@ references switch to the subcharts' in-cluster names).
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 from pathlib import Path
@@ -1008,3 +1009,279 @@ def test_the_apparmor_profile_allows_user_namespaces_and_parses() -> None:
     proc = subprocess.run([parser, "-Q", "-K", "/dev/stdin"], input=source, capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+# --- issue 20: metrics ports, Prometheus Operator monitors, traces, the Grafana dashboard ------------
+
+MONITORS_ON = {**VALUE_SETS["default"], "monitoring": {
+    "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}, "interval": "15s", "scrapeTimeout": "10s"},
+    "podMonitor": {"enabled": True, "namespace": "monitoring", "namespaceSelector": {"any": True}}}}
+
+
+def named_ports(container_or_service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in container_or_service.get("ports", [])}
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+def test_the_metrics_ports_are_named() -> None:
+    """The API's /metrics is on its http port, each worker's on its health port (WORKER_HEALTH_PORT)."""
+    docs = objects("external")
+    for component, port_name, variable in (("api", "http", "API_PORT"), ("worker", "health", "WORKER_HEALTH_PORT")):
+        pod = workload(docs, component)
+        port = named_ports(pod["containers"][0])[port_name]
+        assert str(port["containerPort"]) == container_env(docs, pod)[variable]
+        assert container_env(docs, pod)["METRICS_ENABLED"] == "true"
+    api, worker = find(docs, "Service", "-api"), find(docs, "Service", "-worker")
+    assert named_ports(api["spec"])["http"]["targetPort"] == "http"
+    assert worker["spec"]["clusterIP"] == "None"  # names the pods' port; nothing is load-balanced to a worker
+    assert named_ports(worker["spec"])["metrics"]["targetPort"] == "health"
+    worker_pods = find(docs, "Deployment", "-worker")["spec"]["template"]["metadata"]["labels"]
+    api_pods = find(docs, "Deployment", "-api")["spec"]["template"]["metadata"]["labels"]
+    assert selects(worker["spec"]["selector"], worker_pods) and not selects(worker["spec"]["selector"], api_pods)
+    # the NetworkPolicy lets a scraper reach both (the API's port from networkPolicy.apiIngressFrom)
+    policy = find(docs, "NetworkPolicy", "-worker")["spec"]["ingress"]
+    assert policy == [{"ports": [{"port": "health", "protocol": "TCP"}]}]
+    # without metrics the worker needs no Service
+    off = render_values({**VALUE_SETS["default"], "config": {"metricsEnabled": False}})
+    assert not [d for d in off if d["kind"] == "Service" and d["metadata"]["name"].endswith("-worker")]
+
+
+def test_monitors_render_only_when_enabled() -> None:
+    for value_set in ("default", "external", "bundled", "existing-secret"):
+        assert not [d for d in objects(value_set) if d["kind"] in MONITOR_KINDS], value_set
+    docs = render_values(MONITORS_ON)
+    monitors = {(d["kind"], d["metadata"]["name"]): d for d in docs if d["kind"] in MONITOR_KINDS}
+    assert set(monitors) == {(kind, f"nango-nango-orchestrator-{c}") for kind in MONITOR_KINDS
+                             for c in ("api", "worker")}
+    for (kind, _), monitor in monitors.items():
+        spec = monitor["spec"]
+        if kind == "ServiceMonitor":
+            assert monitor["metadata"]["namespace"] == NAMESPACE
+            assert monitor["metadata"]["labels"]["release"] == "kps"
+            assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}  # the release's, by default
+            (endpoint,) = spec["endpoints"]
+            assert (endpoint["interval"], endpoint["scrapeTimeout"]) == ("15s", "10s")
+        else:
+            assert monitor["metadata"]["namespace"] == "monitoring"
+            assert "release" not in monitor["metadata"]["labels"]
+            assert spec["namespaceSelector"] == {"any": True}
+            (endpoint,) = spec["podMetricsEndpoints"]
+            assert endpoint["interval"] == "30s" and "scrapeTimeout" not in endpoint
+        assert endpoint["path"] == "/metrics"
+    # one kind alone
+    docs = render_values({**VALUE_SETS["default"], "monitoring": {"podMonitor": {"enabled": True}}})
+    assert sorted(d["kind"] for d in docs if d["kind"] in MONITOR_KINDS) == ["PodMonitor", "PodMonitor"]
+
+
+@pytest.mark.parametrize("pools", [False, True])
+def test_monitor_selectors_match_the_services_and_pods(pools: bool) -> None:
+    """Each monitor selects its component's Service or pods and no other, on a port they name."""
+    values: dict[str, Any] = dict(MONITORS_ON)
+    if pools:
+        values |= {"existingSecret": "nango-platform", "worker": {"pools": POOLS}}
+    docs = render_values(values)
+    services = [d for d in docs if d["kind"] == "Service"]
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    assert len(deployments) == (3 if pools else 2)
+    for monitor in (d for d in docs if d["kind"] in MONITOR_KINDS):
+        component = monitor["metadata"]["name"].rsplit("-", 1)[1]
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        assert NAMESPACE in monitor["spec"]["namespaceSelector"].get("matchNames", [NAMESPACE])
+        if monitor["kind"] == "ServiceMonitor":
+            (service,) = [s for s in services if selects(selector, s["metadata"]["labels"])]
+            assert service["metadata"]["name"].endswith(f"-{component}")
+            (endpoint,) = monitor["spec"]["endpoints"]
+            port = named_ports(service["spec"])[endpoint["port"]]
+            # the Service's port reaches the pods' named container port that serves /metrics
+            pods = [d for d in deployments if selects(service["spec"]["selector"],
+                                                      d["spec"]["template"]["metadata"]["labels"])]
+            container_ports = [named_ports(p["spec"]["template"]["spec"]["containers"][0]) for p in pods]
+        else:
+            pods = [d for d in deployments if selects(selector, d["spec"]["template"]["metadata"]["labels"])]
+            (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+            port = {"targetPort": endpoint["port"]}
+            container_ports = [named_ports(p["spec"]["template"]["spec"]["containers"][0]) for p in pods]
+        assert pods and all(p["metadata"]["name"].split("-")[3] == component for p in pods), monitor["kind"]
+        assert len(pods) == (2 if pools and component == "worker" else 1)
+        expected = "http" if component == "api" else "health"
+        assert port["targetPort"] == expected
+        assert all(expected in ports for ports in container_ports)
+        if component == "worker":
+            assert monitor["spec"]["podTargetLabels"] == ["app.kubernetes.io/worker-pool"]
+
+
+def test_monitors_need_metrics_and_valid_values() -> None:
+    message = _render_error({**VALUE_SETS["default"], "config": {"metricsEnabled": False},
+                             "monitoring": {"serviceMonitor": {"enabled": True}}})
+    assert "config.metricsEnabled=false" in message
+    with helm.Chart.load(str(CHART)) as chart:
+        for bad in ({"serviceMonitor": {"interval": "30"}}, {"serviceMonitor": {"interval": "1m30s5m"}},
+                    {"podMonitor": {"scrapeTimeout": "soon"}}, {"podMonitor": {"port": "http"}},
+                    {"serviceMonitor": {"namespaceSelector": {"matchLabels": {"a": "b"}}}},
+                    {"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}}):
+            with pytest.raises(helm.HelmValuesError):
+                chart.validate_schema({"monitoring": bad})
+
+
+def test_otlp_settings_reach_api_and_workers_only_when_set() -> None:
+    for value_set in ("default", "external", "bundled", "existing-secret"):
+        docs = objects(value_set)
+        for component in ("api", "worker", "migrations"):
+            assert not OTEL_VARIABLES & set(container_env(docs, workload(docs, component))), (value_set, component)
+    tracing = {"otlpEndpoint": "https://otlp.example.com:4318", "serviceName": "acme",
+               "headersSecret": {"name": "otel-auth", "key": "headers"},
+               "resourceAttributes": {"deployment.environment": "prod", "k8s.cluster.name": "eu-1"}}
+    for extra in ({}, {"existingSecret": "nango-platform", "worker": {"pools": POOLS}}):
+        docs = render_values({**VALUE_SETS["default"], **extra, "tracing": tracing})
+        deployments = [d for d in docs if d["kind"] == "Deployment"]
+        assert len(deployments) == (3 if extra else 2)
+        for deployment in deployments:
+            component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+            # the container's own env (a pool's also overrides a ConfigMap setting there)
+            env = {v["name"]: v.get("value", v.get("valueFrom"))
+                   for v in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+            assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "https://otlp.example.com:4318"
+            assert env["OTEL_SERVICE_NAME"] == f"acme-{component}"
+            assert env["OTEL_EXPORTER_OTLP_HEADERS"] == {"secretKeyRef": {"name": "otel-auth", "key": "headers"}}
+            assert env["OTEL_RESOURCE_ATTRIBUTES"] == "deployment.environment=prod,k8s.cluster.name=eu-1"
+        assert not OTEL_VARIABLES & set(container_env(docs, workload(docs, "migrations")))
+    # only the endpoint: no headers, no attributes; the service names the processes' own defaults
+    docs = render_values({**VALUE_SETS["default"], "tracing": {"otlpEndpoint": "http://collector:4318"}})
+    for component in ("api", "worker"):
+        env = container_env(docs, workload(docs, component))
+        assert OTEL_VARIABLES & set(env) == {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"}
+        assert env["OTEL_SERVICE_NAME"] == f"nango-{component}"
+    with helm.Chart.load(str(CHART)) as chart:
+        for bad in ({"otlpEndpoint": "collector:4318"}, {"resourceAttributes": {"a": "b,c=d"}},
+                    {"serviceName": "two words"}):
+            with pytest.raises(helm.HelmValuesError):
+                chart.validate_schema({"tracing": bad})
+
+
+# --- the Grafana dashboard ------------------------------------------------------------------------
+
+DASHBOARD_FILE = CHART / "dashboards" / "nango.json"
+# Identifiers of PromQL that are not metric names (functions and aggregations are followed by "(").
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
+                   "offset"}
+
+
+def registry_sample_names() -> set[str]:
+    """Every series name orchestrator/metrics.py's registry can expose (a counter's _total, a histogram's
+    _bucket/_sum/_count...), read from its metric families, which exist before any sample."""
+    from orchestrator import metrics
+
+    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
+                "gauge": ("",), "summary": ("", "_sum", "_count", "_created"), "info": ("_info",)}
+    names = set()
+    for family in metrics.REGISTRY.collect():
+        names |= {family.name + s for s in suffixes.get(family.type, ("",))}
+        names |= {sample.name for sample in family.samples}
+    return names
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """The metric names an expression reads: what is left once strings, label matchers, ranges, grouping
+    labels, Grafana variables, functions and keywords are taken out."""
+    if match := re.fullmatch(r"\s*label_values\(\s*([A-Za-z_:][\w:]*)\s*(\{[^}]*\})?\s*,\s*\w+\s*\)\s*", expr):
+        return {match.group(1)}
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
+    text = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\$\w+", "", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    return {m.group(0) for m in re.finditer(r"[A-Za-z_:][\w:]*(?!\w)(?!\s*\()", text)
+            if m.group(0) not in PROMQL_KEYWORDS}
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> list[str]:
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs += [v["query"]["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    return exprs
+
+
+def test_the_dashboard_configmap_is_off_by_default_and_labelled_for_the_sidecar() -> None:
+    for value_set in ("default", "external", "bundled", "existing-secret"):
+        assert not [d for d in objects(value_set) if d["metadata"]["name"].endswith("-grafana-dashboard")]
+    docs = render_values({**VALUE_SETS["default"], "monitoring": {"grafanaDashboard": {
+        "enabled": True, "namespace": "grafana", "annotations": {"grafana_folder": "Nango"}}}})
+    cm = find(docs, "ConfigMap", "-grafana-dashboard")
+    assert cm["metadata"]["namespace"] == "grafana"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"]["grafana_folder"] == "Nango"
+    (name,) = cm["data"]
+    assert name.endswith(".json")
+    assert json.loads(cm["data"][name]) == json.loads(DASHBOARD_FILE.read_text())
+
+
+def test_every_dashboard_query_reads_metrics_the_platform_exports() -> None:
+    dashboard = json.loads(DASHBOARD_FILE.read_text())
+    assert dashboard["uid"] and dashboard["title"]
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    exported = registry_sample_names()
+    queries = dashboard_queries(dashboard)
+    used: set[str] = set()
+    for expr in queries:
+        names = promql_metric_names(expr)
+        assert names, expr
+        assert names <= exported, f"{sorted(names - exported)} not in orchestrator/metrics.py's registry: {expr}"
+        used |= names
+    # what the issue asks the dashboard to show
+    assert {"nango_runs_finished_total", "nango_run_duration_seconds_bucket", "nango_records_changed_total",
+            "nango_provider_requests_total", "nango_provider_retries_total", "nango_webhook_deliveries_total",
+            "nango_token_refreshes_total", "nango_worker_slots_in_use",
+            "nango_records_api_duration_seconds_bucket"} <= used
+    assert any('status="429"' in e and "nango_provider_requests_total" in e for e in queries)
+    # every panel reads the dashboard's data source variable, so it works with any Prometheus data source
+    for panel in dashboard["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+    # the extraction itself: a name inside a matcher, a range or a grouping is not a metric
+    assert promql_metric_names('sum by (le, kind) (rate(a_b{c="d_e"}[$__rate_interval])) / on (x) b_c') == {
+        "a_b", "b_c"}
+
+
+def test_the_dashboard_queries_parse_as_promql(tmp_path: Path) -> None:
+    """promtool (Debian's prometheus package, `make metrics-tools`) parses each query as a recording rule."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is absent: the queries' syntax is not checked here")
+    import subprocess
+
+    variables = {"$__rate_interval": "5m", "$__range": "1h"}
+    rules = []
+    for i, expr in enumerate(dashboard_queries(json.loads(DASHBOARD_FILE.read_text()))):
+        if expr.startswith("label_values("):
+            expr = expr[len("label_values("):].rsplit(",", 1)[0]  # its series selector
+        for name, value in variables.items():
+            expr = expr.replace(name, value)
+        rules.append({"record": f"nango:dashboard_query_{i}", "expr": re.sub(r"\$\w+", ".*", expr)})
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_notes_and_readme_cover_metrics_and_traces() -> None:
+    with helm.Chart.load(str(CHART)) as chart:
+        notes = chart.render(MONITORS_ON | {"tracing": {"otlpEndpoint": "http://collector:4318"}}, name=RELEASE,
+                             namespace=NAMESPACE, is_install=True)["nango-orchestrator/templates/NOTES.txt"]
+    assert "scrapes every pod twice" in notes  # both kinds on: a warning
+    assert "OTLP to http://collector:4318 as nango-api and nango-worker" in notes
+    assert "scrapes every pod twice" not in render("external")["nango-orchestrator/templates/NOTES.txt"]
+    # every value of monitoring.* and tracing.* is in the chart README
+    readme = (CHART.parent / "README.md").read_text()
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def leaves(tree: dict[str, Any], prefix: str) -> list[str]:
+        return [name for key, value in tree.items() for name in (
+            leaves(value, f"{prefix}.{key}") if isinstance(value, dict) and value and key != "labels"
+            else [f"{prefix}.{key}"])]
+    # "`a.b` / `.c`" in a table row documents a.b and a.c; a monitor's values are documented once for both kinds
+    documented = set(re.findall(r"`([\w.*]+)`", readme))
+    documented |= {f"{a}.{c}" for a, _, c in re.findall(r"`([\w.*]+)\.(\w+)` / `\.(\w+)`", readme)}
+    for name in leaves(defaults["monitoring"], "monitoring") + leaves(defaults["tracing"], "tracing"):
+        generic = re.sub(r"\.(service|pod)Monitor\.", ".*Monitor.", name)
+        assert {name, generic} & documented, f"{name} is not in deploy/helm/README.md"
