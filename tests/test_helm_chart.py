@@ -1195,6 +1195,33 @@ def promql_metric_names(expr: str) -> set[str]:
             if m.group(0) not in PROMQL_KEYWORDS}
 
 
+def registry_labels() -> dict[str, set[str]]:
+    """Series name -> the label names the platform gives it (a histogram's buckets also have `le`)."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from orchestrator import metrics
+
+    labels: dict[str, set[str]] = {}
+    for metric in vars(metrics).values():
+        if isinstance(metric, MetricWrapperBase):
+            names = set(metric._labelnames)
+            for suffix in ("", "_total", "_sum", "_count"):
+                labels[metric._name + suffix] = names
+            labels[metric._name + "_bucket"] = names | {"le"}
+    return labels
+
+
+def promql_label_names(expr: str) -> set[str]:
+    """Label names an expression matches on or groups by (Grafana's legend templates excluded)."""
+    matchers = re.findall(r"\{([^}]*)\}", re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr))
+    names = {m for body in matchers for m in re.findall(r"(\w+)\s*[=!]~?", body)}
+    for group in re.findall(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)", expr):
+        names |= {n.strip() for n in group.split(",") if n.strip()}
+    if match := re.fullmatch(r"\s*label_values\(.*,\s*(\w+)\s*\)\s*", expr):
+        names.add(match.group(1))
+    return names
+
+
 def dashboard_queries(dashboard: dict[str, Any]) -> list[str]:
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     exprs += [v["query"]["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
@@ -1222,12 +1249,16 @@ def test_every_dashboard_query_reads_metrics_the_platform_exports() -> None:
     assert len(ids) == len(set(ids))
     exported = registry_sample_names()
     queries = dashboard_queries(dashboard)
+    labels = registry_labels()
     used: set[str] = set()
     for expr in queries:
         names = promql_metric_names(expr)
         assert names, expr
         assert names <= exported, f"{sorted(names - exported)} not in orchestrator/metrics.py's registry: {expr}"
         used |= names
+        # every label it filters or groups by is one these metrics have (namespace: Prometheus' target label)
+        known = set.intersection(*(labels[n] for n in names)) | {"namespace"}
+        assert promql_label_names(expr) <= known, f"{sorted(promql_label_names(expr) - known)}: {expr}"
     # what the issue asks the dashboard to show
     assert {"nango_runs_finished_total", "nango_run_duration_seconds_bucket", "nango_records_changed_total",
             "nango_provider_requests_total", "nango_provider_retries_total", "nango_webhook_deliveries_total",
@@ -1239,8 +1270,9 @@ def test_every_dashboard_query_reads_metrics_the_platform_exports() -> None:
         if panel["type"] != "row":
             assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
     # the extraction itself: a name inside a matcher, a range or a grouping is not a metric
-    assert promql_metric_names('sum by (le, kind) (rate(a_b{c="d_e"}[$__rate_interval])) / on (x) b_c') == {
-        "a_b", "b_c"}
+    example = 'sum by (le, kind) (rate(a_b{c="d_e", f!~"g"}[$__rate_interval])) / on (x) b_c'
+    assert promql_metric_names(example) == {"a_b", "b_c"}
+    assert promql_label_names(example) == {"le", "kind", "c", "f", "x"}
 
 
 def test_the_dashboard_queries_parse_as_promql(tmp_path: Path) -> None:
