@@ -55,12 +55,14 @@ async def _drain(step: Callable[[], Awaitable[int]], limit: int, pause_s: float)
 
 async def _expire_jobs(conn: asyncpg.Connection, env_id: int, days: int, batch: int, pause_s: float) -> int:
     total = 0
-    while ids := await jobs_repo.expired_jobs(conn, env_id, days, limit=min(JOBS_BATCH, batch)):
-        await _drain(lambda: jobs_repo.delete_logs_of(conn, ids, limit=batch), batch, pause_s)
-        deleted = await _paced(lambda: jobs_repo.delete_jobs(conn, ids), pause_s)
-        if not deleted:  # none could go (a row that refers to them): the next pass tries again
-            return total
-        total += deleted
+    for kind in jobs_repo.KINDS:
+        after: int | None = 0
+        while after is not None:
+            ids, after = await jobs_repo.expired_jobs(conn, env_id, kind, days, after=after,
+                                                      limit=min(JOBS_BATCH, batch))
+            if ids:
+                await _drain(lambda ids=ids: jobs_repo.delete_logs_of(conn, ids, limit=batch), batch, pause_s)
+                total += await _paced(lambda ids=ids: jobs_repo.delete_jobs(conn, ids), pause_s)
     return total
 
 

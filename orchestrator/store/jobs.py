@@ -415,12 +415,25 @@ async def cancel_running(conn: asyncpg.Connection, connection_pk: int, reason: s
     return len(rows)
 
 
-async def expired_jobs(conn: asyncpg.Connection, environment_id: int, days: int, *, limit: int) -> list[int]:
-    """Retention: up to `limit` of the environment's finished jobs started more than `days` ago, oldest first."""
+KINDS = ("sync", "action", "webhook", "event")  # every kind of job (api/jobs.py's filter accepts the same)
+
+
+async def expired_jobs(conn: asyncpg.Connection, environment_id: int, kind: str, days: int, *, after: int,
+                       limit: int) -> tuple[list[int], int | None]:
+    """Retention: the next `limit` jobs of one kind by id after `after` (jobs_env_kind_idx; ids grow with
+    `started_at`, which never changes): the finished ones among them started more than `days` ago, and the id to
+    go on from, None once a newer job was reached or none is left. Running jobs are passed over, never returned."""
     rows = await conn.fetch(
-        "SELECT id FROM jobs WHERE environment_id = $1 AND started_at < now() - make_interval(days => $2)"
-        " AND status <> 'running' ORDER BY started_at LIMIT $3", environment_id, days, limit)
-    return [r["id"] for r in rows]
+        "SELECT id, status, started_at < now() - make_interval(days => $4) AS expired FROM jobs"
+        " WHERE environment_id = $1 AND kind = $2 AND id > $3 ORDER BY id LIMIT $5",
+        environment_id, kind, after, days, limit)
+    found: list[int] = []
+    for r in rows:
+        if not r["expired"]:
+            return found, None
+        if r["status"] != "running":
+            found.append(r["id"])
+    return found, rows[-1]["id"] if len(rows) == limit else None
 
 
 async def delete_logs_of(conn: asyncpg.Connection, job_ids: list[int], *, limit: int) -> int:

@@ -7,7 +7,7 @@
 --   trigger, so the column always says what the body says; rows never pruned pay only the trigger's WHEN.
 -- * Retention (control/retention.py): three per-environment settings in days, NULL = keep forever (the default).
 --   Soft-deleted records are found by a partial index on `deleted_at` (only deleted rows are in it, so saves of
---   live records never touch it), jobs by (environment_id, started_at).
+--   live records never touch it); jobs are walked by id along jobs_env_kind_idx (ids grow with `started_at`).
 -- * A deleted connection keeps its jobs: the foreign key from jobs goes (connection ids are never reused, so the
 --   kept `connection_pk` names nothing else), and the connection id and integration key are copied onto its
 --   jobs just before the connection (or its integration) is deleted, so GET /jobs still shows them. The
@@ -53,8 +53,6 @@ ALTER TABLE environments
     ADD COLUMN records_retention_days integer CHECK (records_retention_days > 0),
     ADD COLUMN jobs_retention_days integer CHECK (jobs_retention_days > 0),
     ADD COLUMN webhooks_retention_days integer CHECK (webhooks_retention_days > 0);
-
-CREATE INDEX jobs_env_started_idx ON jobs (environment_id, started_at);
 
 ALTER TABLE jobs
     DROP CONSTRAINT jobs_connection_pk_fkey,
