@@ -13,7 +13,7 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
-from orchestrator import metrics
+from orchestrator import metrics, tracing
 from orchestrator.bundles.cache import BundleCache
 from orchestrator.bundles.limits import BundleLimits
 from orchestrator.config.settings import Settings
@@ -150,6 +150,7 @@ def build_workers(deps: RunDeps) -> list[Worker]:
     grace = timedelta(seconds=deps.settings.worker_shutdown_grace_s)
     sticky = timedelta(seconds=deps.settings.worker_sticky_timeout_s)
     kinds = {k.strip() for k in deps.settings.worker_task_queues.split(",") if k.strip()}
+    traced = tracing.worker_interceptors(client)  # none unless tracing is on and the client lacks the interceptor
     workers: list[Worker] = []
     if "syncs" in kinds:
         workers.append(Worker(
@@ -157,7 +158,7 @@ def build_workers(deps: RunDeps) -> list[Worker]:
             activities=SyncActivities(deps).all(),
             max_concurrent_activities=deps.settings.worker_max_concurrent_syncs,
             max_concurrent_local_activities=deps.settings.worker_max_concurrent_syncs,
-            graceful_shutdown_timeout=grace, sticky_queue_schedule_to_start_timeout=sticky))
+            graceful_shutdown_timeout=grace, sticky_queue_schedule_to_start_timeout=sticky, interceptors=traced))
     scripts = ScriptActivities(deps).all()
     per_kind = {
         "actions": (names.ACTION_QUEUE, ActionWorkflow, deps.settings.worker_max_concurrent_actions),
@@ -170,12 +171,13 @@ def build_workers(deps: RunDeps) -> list[Worker]:
                 client, task_queue=names.queue(prefix, queue), workflows=[workflow], activities=scripts,
                 # an action's run is a local activity (workflows/scripts.py): the kind's limit holds for both
                 max_concurrent_activities=limit, max_concurrent_local_activities=limit,
-                graceful_shutdown_timeout=grace, sticky_queue_schedule_to_start_timeout=sticky))
+                graceful_shutdown_timeout=grace, sticky_queue_schedule_to_start_timeout=sticky, interceptors=traced))
     return workers
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, *, client: Client | None = None) -> None:
     health = WorkerHealth()
+    tracing.setup("nango-worker")  # before the client connects: its interceptor comes with the provider
     try:
         async with contextlib.AsyncExitStack() as stack:
             if settings.worker_health_port:

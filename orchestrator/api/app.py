@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from temporalio.client import Client
 
-from orchestrator import dashboard, metrics
+from orchestrator import dashboard, metrics, tracing
 from orchestrator.api import (
     actions,
     connect_ui,
@@ -38,8 +38,10 @@ from orchestrator.platform import open_platform
 
 
 def create_app(settings: Settings, *, temporal: Client | None = None) -> web.Application:
+    # a span per request only where OTEL_EXPORTER_OTLP_ENDPOINT is set; outermost, so it times the whole answer
+    traced = [tracing.middleware] if tracing.setup("nango-api") else []
     app = web.Application(
-        middlewares=[frontend.cors_middleware, context_middleware, error_middleware, auth_middleware],
+        middlewares=[*traced, frontend.cors_middleware, context_middleware, error_middleware, auth_middleware],
         client_max_size=64 * 1024 * 1024)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

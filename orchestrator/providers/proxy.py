@@ -24,9 +24,10 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 import structlog
+from opentelemetry.trace import SpanKind
 from yarl import URL
 
-from orchestrator import metrics
+from orchestrator import metrics, tracing
 from orchestrator.errors import InvalidInputError
 from orchestrator.providers import egress, jwt_auth, oauth1
 from orchestrator.providers.catalog import Provider
@@ -291,19 +292,23 @@ async def _exchange(policy: EgressPolicy, connection: Connection, provider: Prov
             headers.update(auth_headers)
             headers.update(sign_request(connection, provider, method, str(target), body, headers))
         remaining = max(0.1, deadline - time.monotonic())
-        async with policy.egress.session.request(
-                method, target, data=body, headers=headers, allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=remaining)) as resp:
-            location = resp.headers.get("Location")
-            if resp.status in REDIRECTS and location:
-                url = str(resp.url.join(URL(location)))
-                if (resp.status == 303 and method != "HEAD") or (resp.status in (301, 302) and method == "POST"):
-                    method, body = "GET", None
-                    own_headers = {k: v for k, v in own_headers.items() if k.lower() != "content-type"}
-                continue
-            raw = await resp.read()
-            return ProxyResult(resp.status, dict(resp.headers), _decode(
-                raw, resp.headers.get("Content-Type", ""), req.response_type), raw, str(resp.url))
+        # a CLIENT span per hop, its URL without the query (keys travel there); no traceparent goes to the provider
+        with tracing.span(method, {"http.request.method": method, "server.address": target.host or "",
+                                   "url.full": _safe(str(target))}, kind=SpanKind.CLIENT) as span:
+            async with policy.egress.session.request(
+                    method, target, data=body, headers=headers, allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=remaining)) as resp:
+                tracing.http_status(span, resp.status)
+                location = resp.headers.get("Location")
+                if resp.status in REDIRECTS and location:
+                    url = str(resp.url.join(URL(location)))
+                    if (resp.status == 303 and method != "HEAD") or (resp.status in (301, 302) and method == "POST"):
+                        method, body = "GET", None
+                        own_headers = {k: v for k, v in own_headers.items() if k.lower() != "content-type"}
+                    continue
+                raw = await resp.read()
+                return ProxyResult(resp.status, dict(resp.headers), _decode(
+                    raw, resp.headers.get("Content-Type", ""), req.response_type), raw, str(resp.url))
     raise UpstreamError(f"{req.method} {_safe(build_url(connection, provider, req))} failed: more than "
                         f"{MAX_REDIRECTS} redirects")
 

@@ -13,7 +13,7 @@ import asyncpg
 import orjson
 import structlog
 
-from orchestrator import metrics
+from orchestrator import metrics, tracing
 from orchestrator.errors import NotFoundError, TransientError
 from orchestrator.providers import credentials
 from orchestrator.providers.custom import resolve_provider
@@ -112,8 +112,10 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
                                          environment=inp.environment):
                 if attempt.number == 1:  # the job's first (a refused slot gives its attempt back)
                     metrics.RUNS_STARTED.labels(inp.environment, inp.integration, inp.kind).inc()
-                with metrics.RUN_DURATION.labels(inp.environment, inp.integration, inp.kind).time():
+                with metrics.RUN_DURATION.labels(inp.environment, inp.integration, inp.kind).time(), \
+                        tracing.run_span(spec) as span:
                     outcome = await run_script(spec, watched, runner=deps.runner)
+                    tracing.run_ended(span, outcome)
     except EnvironmentBusyError:
         async with deps.pool.acquire() as conn:  # refused before the script started: not an attempt
             await jobs_repo.give_back_attempt(conn, inp.job_id, attempt.number)

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import asyncpg
+from opentelemetry.trace import Span
 
+from orchestrator import tracing
 from orchestrator.errors import TransientError
 from orchestrator.sdk import contract
 from orchestrator.store import jobs as jobs_repo
@@ -54,6 +56,17 @@ class RecordSink(Protocol):
         """Save (or, with None, clear) the sync's checkpoint."""
 
 
+def _batch(model: str, records: Sequence[Any]) -> dict[str, str | int]:
+    """A record batch's span attributes: its model and size, never a record or an id."""
+    return {"nango.model": model, "nango.records": len(records)}
+
+
+def _counted(span: Span, result: WriteResult) -> WriteResult:
+    span.set_attributes({"nango.records.added": result.added, "nango.records.updated": result.updated,
+                         "nango.records.deleted": result.deleted})
+    return result
+
+
 class DatabaseSink:
     """A real run: records in PostgreSQL within (environment, connection, model, variant), logs on the job."""
 
@@ -72,17 +85,23 @@ class DatabaseSink:
 
     async def save(self, model: str, records: Sequence[Any], *, track_seen: bool = False,
                    encoded: Sequence[bytes | None] | None = None) -> WriteResult:
-        async with self.pool.acquire() as conn:
-            return await records_repo.batch_save(conn, self.scope(model), records, job_id=self.job_id,
-                                                 track_seen=track_seen, attempt=self.attempt, encoded=encoded)
+        with tracing.span("records.save", _batch(model, records)) as span:
+            async with self.pool.acquire() as conn:
+                return _counted(span, await records_repo.batch_save(
+                    conn, self.scope(model), records, job_id=self.job_id, track_seen=track_seen,
+                    attempt=self.attempt, encoded=encoded))
 
     async def update(self, model: str, records: Sequence[Any]) -> WriteResult:
-        async with self.pool.acquire() as conn:
-            return await records_repo.batch_update(conn, self.scope(model), records, job_id=self.job_id)
+        with tracing.span("records.update", _batch(model, records)) as span:
+            async with self.pool.acquire() as conn:
+                return _counted(span, await records_repo.batch_update(conn, self.scope(model), records,
+                                                                      job_id=self.job_id))
 
     async def delete(self, model: str, records: Sequence[Any]) -> WriteResult:
-        async with self.pool.acquire() as conn:
-            return await records_repo.batch_delete(conn, self.scope(model), records, job_id=self.job_id)
+        with tracing.span("records.delete", _batch(model, records)) as span:
+            async with self.pool.acquire() as conn:
+                return _counted(span, await records_repo.batch_delete(conn, self.scope(model), records,
+                                                                      job_id=self.job_id))
 
     async def get_by_ids(self, model: str, ids: Sequence[str]) -> dict[str, Any]:
         async with self.pool.acquire() as conn:

@@ -14,7 +14,7 @@ from pathlib import Path
 import asyncpg
 import structlog
 
-from orchestrator import metrics
+from orchestrator import metrics, tracing
 from orchestrator.errors import NotFoundError, ScriptError, TransientError
 from orchestrator.providers import credentials
 from orchestrator.providers.custom import resolve_provider
@@ -129,8 +129,10 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
                                      environment=sync.environment):
             if number == 1 or (attempt is not None and attempt.failure_type == EnvironmentBusyError.__name__):
                 metrics.RUNS_STARTED.labels(sync.environment, sync.integration, "sync").inc()  # the job's first
-            with metrics.RUN_DURATION.labels(sync.environment, sync.integration, "sync").time():
+            with metrics.RUN_DURATION.labels(sync.environment, sync.integration, "sync").time(), \
+                    tracing.run_span(spec) as span:
                 outcome = await run_script(spec, watched, runner=deps.runner)
+                tracing.run_ended(span, outcome)
     if not outcome.ok:
         err = outcome.error or {}
         if watched.faults:

@@ -4,17 +4,22 @@ attributes."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import temporalio.workflow
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.service import TLSConfig
 
 from orchestrator.config.settings import Settings
 from orchestrator.errors import OrchestratorError
 from orchestrator.temporal.names import SEARCH_ATTRIBUTES
+
+if TYPE_CHECKING:
+    from temporalio.worker import WorkflowInterceptorClassInput
 
 
 class TemporalSettingsError(OrchestratorError):
@@ -53,9 +58,38 @@ def connect_options(settings: Settings) -> dict[str, Any]:
     return {"tls": tls, "api_key": api_key}
 
 
+def tracing_interceptors() -> list[Interceptor]:
+    """Temporal's OpenTelemetry interceptor once this process has a tracer provider (orchestrator/tracing.py sets one
+    up where OTEL_EXPORTER_OTLP_ENDPOINT is set), else none: an untraced client and its workers pay nothing."""
+    from opentelemetry import trace
+
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return []
+    from temporalio.contrib.opentelemetry import TracingInterceptor, TracingWorkflowInboundInterceptor
+
+    class ScheduledRuns(TracingWorkflowInboundInterceptor):
+        """A run no client span started (a schedule's) gets a parent derived from its run id, so its workflow and
+        activity spans are one trace, the same one again on a replay; the SDK alone leaves them unlinked."""
+
+        def _load_workflow_context_carrier(self) -> dict[str, str] | None:
+            if (carrier := super()._load_workflow_context_carrier()) is None:
+                digest = hashlib.sha256(temporalio.workflow.info().run_id.encode()).hexdigest()
+                carrier = self._workflow_context_carrier = {"traceparent": f"00-{digest[:32]}-{digest[32:48]}-01"}
+            return carrier
+
+    class Tracing(TracingInterceptor):
+        def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput
+                                       ) -> type[TracingWorkflowInboundInterceptor]:
+            super().workflow_interceptor_class(input)
+            return ScheduledRuns
+
+    return [Tracing()]
+
+
 async def connect(settings: Settings) -> Client:
     options = await asyncio.to_thread(connect_options, settings)
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace, **options)
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                interceptors=tracing_interceptors(), **options)
 
 
 def search_attributes_to_register() -> list[str]:
