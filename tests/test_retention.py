@@ -162,9 +162,6 @@ async def test_prune_of_a_deleted_record_keeps_it_deleted_and_a_delete_keeps_pru
 
 
 @pytest.mark.skipif(not HAS_NODE, reason="Node.js (node and npm) is needed for @nangohq/node")
-@pytest.mark.xfail(strict=True, reason="emptyCache / full_refresh_and_clear_cache are accepted and ignored: "
-                   "api/syncs.py never passes emptyCache on and control/syncs.trigger never clears the records "
-                   "(not this change's files)")
 async def test_a_full_resync_with_empty_cache_clears_the_records_first(stack: Stack) -> None:
     gh, before, config = await _synced(stack, 4)
     stack.demo.delete_issue(gh.repo, 1)  # gone upstream: a cleared cache does not keep it

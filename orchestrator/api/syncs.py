@@ -30,6 +30,10 @@ class SyncsBody(BaseModel):
     sync_mode: str | None = None
     full_resync: bool | None = None
 
+    def clears_cache(self) -> bool:
+        """Nango's `opts.emptyCache` and `sync_mode: full_refresh_and_clear_cache`: the records go first."""
+        return bool((self.opts and self.opts.emptyCache) or self.sync_mode == "full_refresh_and_clear_cache")
+
     def is_full(self) -> bool:
         if self.opts and self.opts.reset:
             return True
@@ -57,7 +61,7 @@ async def trigger(request: web.Request) -> web.Response:
     body = SyncsBody.model_validate(await json_body(request))
     items = await _resolve(request, body)
     await sync_control.trigger(request.app[PLATFORM], environment(request), items,
-                               full=body.is_full())
+                               full=body.is_full(), clear_cache=body.clears_cache())
     return json_response({"success": True})
 
 

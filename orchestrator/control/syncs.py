@@ -115,13 +115,15 @@ async def cancel(platform: Platform, env: Environment, items: list[Target], reas
 
 
 async def trigger(platform: Platform, env: Environment, items: list[Target], *,
-                  full: bool = False) -> int:
-    """Run now (obeying the overlap policy); a full resync resets state and stops a running run first."""
+                  full: bool = False, clear_cache: bool = False) -> int:
+    """Run now (obeying the overlap policy); a full resync resets state and stops a running run first, and with
+    `clear_cache` (Nango's emptyCache) its run deletes the sync's records before it saves afresh."""
     pool, client = platform.pool, platform.temporal
-    if full:
+    if full or clear_cache:
         async with pool.acquire() as conn:
             for t in items:
-                await jobs_repo.request_reset(conn, t.connection.id, t.script.name, t.variant)
+                await jobs_repo.request_reset(conn, t.connection.id, t.script.name, t.variant,
+                                              clear_cache=clear_cache)
         await cancel(platform, env, items, "cancelled by a full resync")
     done = 0
     for t in items:

@@ -58,6 +58,10 @@ async def prepare(deps: RunDeps, sync: SyncInput, *, workflow_id: str, run_id: s
         if connection is None:
             return _skip(f"connection '{sync.connection_id}' no longer exists")
         full_resync = await jobs_repo.take_reset(conn, connection.id, sync.sync_name, sync.variant)
+        if await jobs_repo.take_clear_cache(conn, connection.id, sync.sync_name, sync.variant):
+            # emptyCache: the records go before this run saves afresh (the run it replaced was cancelled first)
+            await records_repo.delete_scopes(conn, connection.id, list(script.config.get("output") or []),
+                                             sync.variant)
         state = await jobs_repo.get_state(conn, connection.id, sync.sync_name, sync.variant)
         job_id = await jobs_repo.open_job(
             conn, environment_id=sync.environment_id, connection_pk=connection.id, script_name=sync.sync_name,

@@ -343,7 +343,8 @@ async def get_state(conn: asyncpg.Connection, connection_pk: int, sync_name: str
 
 async def _upsert_state(conn: asyncpg.Connection, connection_pk: int, sync_name: str, variant: str,
                         column: str, value: Any) -> None:
-    assert column in {"last_success_at", "checkpoint", "reset_requested", "frequency_override", "last_job_id"}
+    assert column in {"last_success_at", "checkpoint", "reset_requested", "frequency_override", "last_job_id",
+                      "clear_cache"}
     await conn.execute(
         f"INSERT INTO sync_state (connection_pk, sync_name, variant, {column}) VALUES ($1, $2, $3, $4)"
         f" ON CONFLICT (connection_pk, sync_name, variant) DO UPDATE SET {column} = EXCLUDED.{column}",
@@ -375,8 +376,19 @@ async def delete_state(conn: asyncpg.Connection, connection_pk: int, sync_name: 
                        connection_pk, sync_name, variant)
 
 
-async def request_reset(conn: asyncpg.Connection, connection_pk: int, sync_name: str, variant: str = "base") -> None:
+async def request_reset(conn: asyncpg.Connection, connection_pk: int, sync_name: str, variant: str = "base", *,
+                        clear_cache: bool = False) -> None:
+    """Mark a full resync for the next run; `clear_cache` also has that run delete the sync's records first."""
     await _upsert_state(conn, connection_pk, sync_name, variant, "reset_requested", True)
+    if clear_cache:
+        await _upsert_state(conn, connection_pk, sync_name, variant, "clear_cache", True)
+
+
+async def take_clear_cache(conn: asyncpg.Connection, connection_pk: int, sync_name: str, variant: str) -> bool:
+    """Read and clear the mark of a full resync that empties the records first."""
+    return bool(await conn.fetchval(
+        "UPDATE sync_state SET clear_cache = false WHERE connection_pk = $1 AND sync_name = $2 AND variant = $3"
+        " AND clear_cache RETURNING true", connection_pk, sync_name, variant))
 
 
 async def take_reset(conn: asyncpg.Connection, connection_pk: int, sync_name: str, variant: str) -> bool:
