@@ -283,6 +283,7 @@ async def test_deleting_a_connection_mid_run_cancels_the_run_and_keeps_its_jobs(
         "    return {'id': str(n), 'number': n, 'title': f'slow {n}', 'body': None, 'state': 'open', 'url': 'u',\n"
         "            'author': None, 'labels': [], 'created_at': 'c', 'updated_at': 'u', 'closed_at': None}\n\n"
         "async def fetch_data(nango):\n"
+        "    await nango.log('slow run started')\n"
         "    for n in range(600):\n"
         "        await nango.batch_save([issue(n)], 'GithubIssue')\n"
         "        await asyncio.sleep(0.1)\n\n"
@@ -302,6 +303,10 @@ async def test_deleting_a_connection_mid_run_cancels_the_run_and_keeps_its_jobs(
     assert "deleted" in (job.get("error") or "")
     async with stack.api(gh.key) as api:
         assert (await api.get_job(job["id"]))["status"] == "cancelled"
+        # its log lines stay searchable by the deleted connection's id and integration
+        found = (await api.search_logs(connection_id="conn-1", integration="github", text="slow run"))["logs"]
+        assert [(line["connection_id"], line["provider_config_key"], line["job_id"]) for line in found] == [
+            ("conn-1", "github", job["id"])]
 
     async with stack.pool.acquire() as conn:
         workflow_id = await conn.fetchval("SELECT workflow_id FROM jobs WHERE id = $1", job["id"])

@@ -276,8 +276,9 @@ def parse_log_cursor(cursor: str) -> tuple[datetime, int]:
         raise ValueError(f"not a log cursor: {cursor[:40]!r}") from exc
 
 
-_JOBS_OF_LINES = ("(jobs j JOIN connections c ON c.id = j.connection_pk"
-                  " JOIN integrations i ON i.id = c.integration_id)")
+# a deleted connection's jobs keep its id and integration key (migration 0025): their lines stay searchable
+_JOBS_OF_LINES = ("(jobs j LEFT JOIN connections c ON c.id = j.connection_pk"
+                  " LEFT JOIN integrations i ON i.id = c.integration_id)")
 
 
 async def search_logs(conn: asyncpg.Connection, environment_id: int, query: LogQuery, *,
@@ -297,7 +298,7 @@ async def search_logs(conn: asyncpg.Connection, environment_id: int, query: LogQ
     pattern = None
     if query.text:
         pattern = "%" + query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    filters = (("i.unique_key = {}", query.integration_key), ("c.connection_id = {}", query.connection_id),
+    filters = ((_KEY + " = {}", query.integration_key), (_CID + " = {}", query.connection_id),
                ("j.script_name = {}", query.script_name), ("l.level = any({}::text[])", query.levels),
                ("l.created_at >= {}", query.since), ("l.created_at < {}", query.until), ("l.message ILIKE {}", pattern))
     for condition, value in filters:
@@ -315,7 +316,7 @@ async def search_logs(conn: asyncpg.Connection, environment_id: int, query: LogQ
     args.append(limit)
     rows = await conn.fetch(
         "SELECT l.id, l.job_id, l.level, l.message, l.fields, l.created_at, j.kind, j.script_name,"
-        " c.connection_id, i.unique_key AS integration_key FROM script_logs l JOIN "
+        f" {_CID} AS connection_id, {_KEY} AS integration_key FROM script_logs l JOIN "
         f"{_JOBS_OF_LINES} ON j.id = l.job_id WHERE {' AND '.join(where)} ORDER BY l.created_at DESC, l.id DESC"
         f" LIMIT ${len(args)}", *args)
     return [dict(r) for r in rows]
