@@ -42,6 +42,7 @@ NON_RETRYABLE: tuple[str, ...] = (
     "StackError",
     "TemporalSettingsError",
     "TokenRefusedError",
+    "TracingSettingsError",
 )
 
 # Sync activities: infrastructure faults (database, bundle store, a lost worker) retry with backoff
