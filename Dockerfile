@@ -24,8 +24,11 @@ COPY orchestrator ./orchestrator
 COPY workflows ./workflows
 COPY activities ./activities
 # Every dependency ships manylinux wheels for CPython 3.11, so no compiler is needed here.
+# the `tracing` extra (OpenTelemetry's SDK and OTLP exporter) goes in too: OTEL_EXPORTER_OTLP_ENDPOINT (the
+# chart's tracing.otlpEndpoint) turns tracing on, and a process asked to trace without the SDK refuses to start
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
- && python -m pip wheel --wheel-dir /wheels /wheels/nango_orchestrator-*.whl
+ && whl=$(ls /wheels/nango_orchestrator-*.whl) \
+ && python -m pip wheel --wheel-dir /wheels "${whl}[tracing]"
 
 # --- runtime ------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -48,7 +51,7 @@ RUN groupadd --system --gid 10001 nango \
 
 # Installed from the wheels only: what runs is exactly what was built, no network at this step.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    python -m pip install --no-cache-dir --no-index --find-links=/wheels nango-orchestrator \
+    python -m pip install --no-cache-dir --no-index --find-links=/wheels 'nango-orchestrator[tracing]' \
  && nango --help > /dev/null
 
 # The root filesystem may be read-only (the Helm chart mounts emptyDirs at /tmp and the bundle

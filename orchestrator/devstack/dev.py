@@ -24,6 +24,7 @@ import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
+from orchestrator import tracing
 from orchestrator.api.app import create_app
 from orchestrator.authoring.compile import compile_project
 from orchestrator.client import NangoClient
@@ -124,6 +125,7 @@ async def run_dev(opts: DevOptions) -> None:
             await environments_repo.ensure(conn, opts.environment, keys["secret_key"])
         finally:
             await conn.close()
+        tracing.setup("nango-dev")  # before the client connects: the API's client then carries the interceptor
         client = await connect(settings)
         await register_search_attributes(client, settings.temporal_namespace)
 
