@@ -864,6 +864,8 @@ def test_dockerfile() -> None:
     runtime = instructions[instructions.index(froms[1]):]
     assert any("pip wheel" in i for i in instructions[:instructions.index(froms[1])])
     assert any("--no-index" in i and "pip install" in i for i in runtime), "runtime installs the built wheels"
+    # with the tracing extra: the chart's tracing.otlpEndpoint makes a process without the SDK refuse to start
+    assert any("pip install" in i and "nango-orchestrator[tracing]" in i for i in runtime)
     assert any("apt-get install" in i and "bubblewrap" in i for i in runtime)
     users = [i for i in runtime if i.upper().startswith("USER ")]
     assert users and users[-1].split()[1].split(":")[0] == "10001"
