@@ -15,6 +15,7 @@ import pytest
 
 from orchestrator.client.api import ApiError
 from orchestrator.control import retention
+from orchestrator.platform import open_platform
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import records as records_repo
 from orchestrator.store import webhooks as webhooks_repo
@@ -317,3 +318,28 @@ async def test_deleting_a_connection_mid_run_cancels_the_run_and_keeps_its_jobs(
     await eventually(stopped, timeout=30)
     async with stack.pool.acquire() as conn:  # the job kept its outcome: nothing closed it again as failed
         assert await conn.fetchval("SELECT status FROM jobs WHERE id = $1", job["id"]) == "cancelled"
+
+
+async def test_the_installations_retention_applies_where_an_environment_sets_none(stack: Stack) -> None:
+    """JOBS_RETENTION_DAYS (helm config.retention.jobsDays) for every environment without its own setting; an
+    environment's own setting wins, longer or shorter."""
+    aged: dict[str, int] = {}
+    for label, own in (("default", None), ("longer", 100), ("shorter", 10)):
+        env, key = await stack.new_environment()
+        env_id, _integ, pk = await _connection(stack, env, key)
+        if own is not None:
+            async with stack.api(key) as api:
+                await api.set_retention(jobs_retention_days=own)
+        async with stack.pool.acquire() as conn:
+            job = await jobs_repo.open_job(conn, environment_id=env_id, connection_pk=pk, script_name="a",
+                                           kind="action")
+            await jobs_repo.close_job(conn, job, "success")
+            await conn.execute("UPDATE jobs SET started_at = now() - interval '40 days' WHERE id = $1", job)
+        aged[label] = job
+    settings = stack.settings.model_copy(update={"jobs_retention_days": 30})
+    async with open_platform(settings, temporal=stack.client) as platform:
+        assert await retention.run_once(platform, pause_s=0) is not None
+    async with stack.pool.acquire() as conn:
+        left = {r["id"] for r in await conn.fetch("SELECT id FROM jobs WHERE id = any($1::bigint[])",
+                                                  list(aged.values()))}
+    assert left == {aged["longer"]}   # 40 days: past the installation's 30 and the shorter 10, within 100

@@ -217,6 +217,15 @@ class Settings(BaseSettings):
         "is logged and skipped). Checked when the API and the worker start (an unreadable file stops them).")
 
     log_level: str = Field("INFO", description="Log level.")
+    records_retention_days: int = Field(
+        0, ge=0, le=36500, description="Installation-wide retention for environments that set none of their own "
+        "(PATCH /environment): records soft-deleted more than N days ago are deleted; 0 keeps them forever.")
+    jobs_retention_days: int = Field(
+        0, ge=0, le=36500, description="Installation-wide retention for environments that set none of their own: "
+        "finished jobs (runs) and their log lines older than N days are deleted; 0 keeps them forever.")
+    webhooks_retention_days: int = Field(
+        0, ge=0, le=36500, description="Installation-wide retention for environments that set none of their own: "
+        "stored provider webhook payloads older than N days are deleted; 0 keeps them forever.")
     metrics_enabled: bool = Field(
         True, description="Serve Prometheus metrics at GET /metrics on the API (no secret key) and on the worker's "
         "health port (with the Temporal SDK's own); false: neither, and no SDK exporter.")

@@ -1,7 +1,8 @@
 """Retention, run by every API process beside the maintenance loop: what an environment keeps for N days only.
 
 Each environment may set, in days (null keeps forever, the default): records soft-deleted by its syncs, its
-finished jobs with their logs, its stored provider webhook payloads (store/environments.RETENTION). A pass deletes
+finished jobs with their logs, its stored provider webhook payloads (store/environments.RETENTION); where it sets
+none, the installation's RECORDS_/JOBS_/WEBHOOKS_RETENTION_DAYS apply (0, the default: keep forever). A pass deletes
 what is older in batches of at most BATCH rows, each its own short statement and transaction, with a pause between,
 so it never holds a lock a sync needs: records go by their primary keys, skipping rows a writer holds, and no
 record scope is ever locked. One process runs a pass at a time (a session advisory lock); the others skip it.
@@ -88,7 +89,8 @@ async def run_once(platform: Platform, *, batch: int = BATCH, pause_s: float = P
             return None
         try:
             total = {"records": 0, "jobs": 0, "webhooks": 0}
-            for env in await environments_repo.with_retention(conn):
+            defaults = {key: getattr(platform.settings, key) for key in environments_repo.RETENTION}
+            for env in await environments_repo.with_retention(conn, defaults):
                 done = await expire(conn, env, batch=batch, pause_s=pause_s)
                 if any(done.values()):
                     log.info("retention_done", environment=env["name"], **done)

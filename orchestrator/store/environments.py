@@ -166,8 +166,17 @@ async def set_retention(conn: asyncpg.Connection, env_id: int, days: dict[str, i
                            " WHERE id = $1", env_id, *(days[k] for k in given))
 
 
-async def with_retention(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    """Every environment with a retention setting: id, name and the RETENTION columns."""
-    rows = await conn.fetch(f"SELECT id, name, {', '.join(RETENTION)} FROM environments"
-                            f" WHERE {' OR '.join(f'{k} IS NOT NULL' for k in RETENTION)} ORDER BY id")
-    return [dict(r) for r in rows]
+async def with_retention(conn: asyncpg.Connection, defaults: dict[str, int | None] | None = None
+                         ) -> list[dict[str, Any]]:
+    """Every environment with a retention in force: id, name and the RETENTION columns, each its own setting or,
+    where it has none, the installation's default from `defaults` (same keys; None or 0 keeps forever)."""
+    rows = await conn.fetch(f"SELECT id, name, {', '.join(RETENTION)} FROM environments ORDER BY id")
+    out = []
+    for row in rows:
+        env = dict(row)
+        for key in RETENTION:
+            if env[key] is None:
+                env[key] = (defaults or {}).get(key) or None
+        if any(env[key] for key in RETENTION):
+            out.append(env)
+    return out

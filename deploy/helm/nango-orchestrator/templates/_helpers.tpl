@@ -178,6 +178,9 @@ parts
 {{- $c := .Values.config -}}
 LOG_LEVEL: {{ $c.logLevel | quote }}
 METRICS_ENABLED: {{ $c.metricsEnabled | toString | quote }}
+RECORDS_RETENTION_DAYS: {{ $c.retention.recordsDays | toString | quote }}
+JOBS_RETENTION_DAYS: {{ $c.retention.jobsDays | toString | quote }}
+WEBHOOKS_RETENTION_DAYS: {{ $c.retention.webhooksDays | toString | quote }}
 PUBLIC_URL: {{ include "nango.publicUrl" . | quote }}
 EGRESS_ALLOW: {{ (($c.egress | default dict).allow | default "") | quote }}
 TEMPORAL_ADDRESS: {{ include "nango.temporalAddress" . | quote }}
