@@ -11,9 +11,9 @@ as `nango dev` runs them):
 - trigger_to_start: a schedule trigger until the sync's job is opened (prepare_sync), p50/p95;
 - the ratios the issue states its goals in: action/bare spaced (<= 1.3), back-to-back/spaced (<= 1.5).
 
-`python -m bench.orchestration [--samples 40] [--fork-server]`: about a minute (`--fork-server`: the worker
-forks each run from a warm template, RUNNER_FORK_SERVER=true); everything it starts is stopped and its
-folder under .nango/ removed.
+`python -m bench.orchestration [--samples 40] [--no-fork-server]`: about a minute. By default the worker forks
+each run from a warm template (RUNNER_FORK_SERVER=true, the product's default); `--no-fork-server` gives each
+run its own bwrap sandbox. Everything it starts is stopped and its folder under .nango/ removed.
 """
 
 from __future__ import annotations
@@ -158,8 +158,9 @@ async def main() -> None:
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--spans", action="store_true",
                         help="also time each step of an action (API, run_job's reads, runner, close): spans_p50_ms")
-    parser.add_argument("--fork-server", action="store_true",
-                        help="RUNNER_FORK_SERVER=true: runs forked from a warm template (runner/forkserver.py)")
+    parser.add_argument("--fork-server", action=argparse.BooleanOptionalAction, default=True,
+                        help="RUNNER_FORK_SERVER, on by default as in the product: runs forked from a warm template "
+                        "(runner/forkserver.py); --no-fork-server: a bwrap sandbox per run")
     args = parser.parse_args()
     configure_logging("WARNING", "console")  # logs to stderr; stdout carries only the JSON
     timed_run_script()
