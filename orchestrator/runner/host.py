@@ -224,8 +224,8 @@ class Runner:
         self._closed = False
         # RUNNER_FORK_SERVER: one template per limits class forks each run (forkserver.py); off once it cannot work
         self._fork = sandbox.config.fork_server and sandbox.sandboxed
-        if sandbox.config.fork_server and not self._fork:
-            log.warning("fork_server_unavailable", reason="the fork server runs only inside the full sandbox")
+        if sandbox.config.fork_server and not self._fork:   # unsandboxed (local development): said once, quietly
+            log.info("fork_server_unavailable", reason="the fork server runs only inside the full sandbox")
         self._templates: dict[Limits, ForkTemplate] = {}
         self._template_lock = asyncio.Lock()
 
