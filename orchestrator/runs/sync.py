@@ -57,8 +57,8 @@ async def prepare(deps: RunDeps, sync: SyncInput, *, workflow_id: str, run_id: s
                                                 sync.connection_id)
         if connection is None:
             return _skip(f"connection '{sync.connection_id}' no longer exists")
-        full_resync = await jobs_repo.take_reset(conn, connection.id, sync.sync_name, sync.variant)
-        if await jobs_repo.take_clear_cache(conn, connection.id, sync.sync_name, sync.variant):
+        full_resync, clear_cache = await jobs_repo.take_reset(conn, connection.id, sync.sync_name, sync.variant)
+        if clear_cache:
             # emptyCache: the records go before this run saves afresh (the run it replaced was cancelled first)
             await records_repo.delete_scopes(conn, connection.id, list(script.config.get("output") or []),
                                              sync.variant)

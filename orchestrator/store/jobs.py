@@ -385,20 +385,17 @@ async def request_reset(conn: asyncpg.Connection, connection_pk: int, sync_name:
         await _upsert_state(conn, connection_pk, sync_name, variant, "clear_cache", True)
 
 
-async def take_clear_cache(conn: asyncpg.Connection, connection_pk: int, sync_name: str, variant: str) -> bool:
-    """Read and clear the mark of a full resync that empties the records first."""
-    return bool(await conn.fetchval(
-        "UPDATE sync_state SET clear_cache = false WHERE connection_pk = $1 AND sync_name = $2 AND variant = $3"
-        " AND clear_cache RETURNING true", connection_pk, sync_name, variant))
-
-
-async def take_reset(conn: asyncpg.Connection, connection_pk: int, sync_name: str, variant: str) -> bool:
-    """Read and clear the reset mark; a reset also forgets the last success and the checkpoint."""
-    reset = await conn.fetchval(
-        "UPDATE sync_state SET reset_requested = false, last_success_at = NULL, checkpoint = NULL"
-        " WHERE connection_pk = $1 AND sync_name = $2 AND variant = $3 AND reset_requested RETURNING true",
-        connection_pk, sync_name, variant)
-    return bool(reset)
+async def take_reset(conn: asyncpg.Connection, connection_pk: int, sync_name: str, variant: str
+                     ) -> tuple[bool, bool]:
+    """Read and clear the reset mark, in one round trip on the run's start path: (a full resync was asked, it
+    asked to empty the records first). A reset also forgets the last success and the checkpoint."""
+    row = await conn.fetchrow(
+        "WITH old AS (SELECT clear_cache FROM sync_state WHERE connection_pk = $1 AND sync_name = $2"
+        " AND variant = $3 AND reset_requested FOR UPDATE)"
+        " UPDATE sync_state SET reset_requested = false, clear_cache = false, last_success_at = NULL,"
+        " checkpoint = NULL FROM old WHERE connection_pk = $1 AND sync_name = $2 AND variant = $3"
+        " RETURNING old.clear_cache", connection_pk, sync_name, variant)
+    return (row is not None, bool(row and row["clear_cache"]))
 
 
 async def mark_success(conn: asyncpg.Connection, connection_pk: int, sync_name: str, variant: str,
