@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -59,18 +59,32 @@ async def redispatch_webhooks(platform: Platform) -> int:
     return started
 
 
-async def maintenance_loop(platform: Platform) -> None:
-    interval = platform.settings.reconcile_interval_s
+async def periodically(step: Callable[[], Awaitable[bool | None]], interval_s: float, failed: str, *,
+                       wait_first: bool = False) -> None:
+    """Run `step` every `interval_s` for ever: an error is logged as `failed` and the loop goes on (it must survive a
+    database or Temporal outage); a step that returns True runs again at once (more work is waiting)."""
+    if wait_first:
+        await asyncio.sleep(interval_s)
     while True:
-        await asyncio.sleep(interval)
         try:
-            count = await reconcile_all(platform)
-            resent = await redispatch_webhooks(platform)
-            log.debug("maintenance_done", integrations=count, webhooks_redispatched=resent)
+            if await step():
+                continue
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the loop must survive a database or Temporal outage
-            log.warning("maintenance_failed", error=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            log.warning(failed, error=f"{type(exc).__name__}: {exc}")
+        await asyncio.sleep(interval_s)
+
+
+async def _maintain(platform: Platform) -> None:
+    count = await reconcile_all(platform)
+    resent = await redispatch_webhooks(platform)
+    log.debug("maintenance_done", integrations=count, webhooks_redispatched=resent)
+
+
+async def maintenance_loop(platform: Platform) -> None:
+    await periodically(lambda: _maintain(platform), platform.settings.reconcile_interval_s, "maintenance_failed",
+                       wait_first=True)
 
 
 @contextlib.asynccontextmanager

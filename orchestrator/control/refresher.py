@@ -15,7 +15,7 @@ import contextlib
 
 import structlog
 
-from orchestrator.control.maintenance import in_background
+from orchestrator.control.maintenance import in_background, periodically
 from orchestrator.errors import OrchestratorError
 from orchestrator.platform import Platform
 from orchestrator.providers import credentials
@@ -57,19 +57,16 @@ async def refresh_due(platform: Platform) -> dict[str, int]:
     return tally
 
 
+async def _refresh_pass(platform: Platform) -> bool:
+    """One pass; True when it found a full batch (another follows at once)."""
+    tally = await refresh_due(platform)
+    if any(tally.values()):
+        log.info("tokens_refreshed", **tally)
+    return sum(tally.values()) >= BATCH
+
+
 async def refresher_loop(platform: Platform, interval_s: float) -> None:
-    while True:
-        try:
-            tally = await refresh_due(platform)
-            if any(tally.values()):
-                log.info("tokens_refreshed", **tally)
-            if sum(tally.values()) >= BATCH:
-                continue
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the loop must survive a database outage
-            log.warning("token_refresher_failed", error=f"{type(exc).__name__}: {exc}")
-        await asyncio.sleep(interval_s)
+    await periodically(lambda: _refresh_pass(platform), interval_s, "token_refresher_failed")
 
 
 def running(platform: Platform) -> contextlib.AbstractAsyncContextManager[None]:

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from orchestrator.control.maintenance import in_background
+from orchestrator.control.maintenance import in_background, periodically
 from orchestrator.platform import Platform
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import jobs as jobs_repo
@@ -101,14 +101,10 @@ async def run_once(platform: Platform, *, batch: int = BATCH, pause_s: float = P
 
 
 async def retention_loop(platform: Platform, interval_s: float = INTERVAL_S) -> None:
-    while True:
-        try:
-            await run_once(platform)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the loop must survive a database outage
-            log.warning("retention_failed", error=f"{type(exc).__name__}: {exc}")
-        await asyncio.sleep(interval_s)
+    async def step() -> bool:
+        await run_once(platform)
+        return False
+    await periodically(step, interval_s, "retention_failed")
 
 
 def running(platform: Platform) -> contextlib.AbstractAsyncContextManager[None]:
