@@ -30,7 +30,7 @@ from orchestrator.errors import InvalidInputError, NotFoundError
 from orchestrator.runner.host import Limits, RunSpec, ScriptKind, run_script
 from orchestrator.runs.script_host import ScriptHost
 from orchestrator.runs.sinks import MemorySink
-from orchestrator.store.types import Connection, Consumer, TbaCredentials
+from orchestrator.store.types import Connection, Consumer
 
 if TYPE_CHECKING:
     from orchestrator.client import NangoClient
@@ -118,12 +118,12 @@ def to_connection(data: dict[str, Any], metadata: dict[str, Any] | None) -> Conn
 async def _consumer(api: NangoClient, integration: str, connection: Connection) -> Consumer | None:
     """The OAuth 1.0 consumer an OAUTH1 or TBA connection signs with: a TBA connection's own override, else the
     integration's OAuth app (the author's secret key may read it)."""
-    creds = connection.credentials
-    if isinstance(creds, TbaCredentials) and creds.config_override.get("client_id"):
-        return Consumer(key=creds.config_override["client_id"], secret=creds.config_override.get("client_secret", ""))
+    own = Consumer.of(connection.credentials, None, str)
+    if own is not None:
+        return own
     found = (await api.request("GET", f"/integrations/{integration}", params={"include": "credentials"}))["data"]
     app = found.get("credentials") or {}
-    return Consumer(key=app["client_id"], secret=app.get("client_secret") or "") if app.get("client_id") else None
+    return Consumer.of(connection.credentials, app.get("client_id"), lambda: app.get("client_secret") or "")
 
 
 def _timeout(kind: str) -> float:

@@ -14,8 +14,6 @@ from orchestrator.store.types import (
     Consumer,
     Credentials,
     CredentialsEnvelope,
-    OAuth1Credentials,
-    TbaCredentials,
     credentials_to_json,
 )
 
@@ -43,11 +41,7 @@ def _row_to_connection(row: asyncpg.Record, sealer: Sealer) -> Connection:
     key, sealed_secret = data.pop("consumer_key"), data.pop("consumer_secret")
     creds = CredentialsEnvelope(credentials=sealer.open(data["credentials"])).credentials
     data["credentials"] = creds
-    if isinstance(creds, TbaCredentials) and creds.config_override.get("client_id"):
-        data["consumer"] = Consumer(key=creds.config_override["client_id"],
-                                    secret=creds.config_override.get("client_secret", ""))
-    elif isinstance(creds, OAuth1Credentials | TbaCredentials) and key:
-        data["consumer"] = Consumer(key=key, secret=str(sealer.open(sealed_secret)) if sealed_secret else "")
+    data["consumer"] = Consumer.of(creds, key, lambda: str(sealer.open(sealed_secret)) if sealed_secret else "")
     return Connection(**data)
 
 

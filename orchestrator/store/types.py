@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -107,6 +108,16 @@ class Consumer(BaseModel):
     or a TBA connection's own override. Loaded with the connection, never part of its credentials' JSON."""
     key: str
     secret: SecretStr
+
+    @classmethod
+    def of(cls, creds: Credentials, app_key: str | None, app_secret: Callable[[], str]) -> Consumer | None:
+        """Who signs this connection's requests: a TBA connection's own override, else the integration's OAuth app
+        (`app_secret` is asked for only then); None for a mode that is not OAuth 1.0 or without an app."""
+        if isinstance(creds, TbaCredentials) and creds.config_override.get("client_id"):
+            return cls(key=creds.config_override["client_id"], secret=creds.config_override.get("client_secret", ""))
+        if isinstance(creds, OAuth1Credentials | TbaCredentials) and app_key:
+            return cls(key=app_key, secret=app_secret())
+        return None
 
 
 class CredentialsEnvelope(BaseModel):
