@@ -244,3 +244,22 @@ async def test_env_cli_sets_lists_and_unsets_variables(stack: Stack) -> None:
     assert "cannot reach" in out
     out = await _cli(stack, "env", "list", env=env, code=1)
     assert "no secret key" in out
+
+
+async def test_script_settings_default_change_and_refuse_unknown_values(stack: Stack) -> None:
+    """The two script settings an environment carries: defaults as in Nango (every log line kept, no record
+    validation), set one at a time, and a value outside the allowed set refused by name with nothing changed."""
+    _, key = await stack.new_environment()
+    async with stack.api(key) as api:
+        shown = await api.get_environment()
+        assert (shown["script_log_level"], shown["record_validation"]) == ("debug", "off")
+        shown = await api.set_script_settings(script_log_level="warn")
+        assert (shown["script_log_level"], shown["record_validation"]) == ("warn", "off")
+        shown = await api.set_script_settings(record_validation="reject")
+        assert (shown["script_log_level"], shown["record_validation"]) == ("warn", "reject")
+        for bad in ({"script_log_level": "verbose"}, {"record_validation": "strict"}):
+            with pytest.raises(ApiError) as err:
+                await api.request("PATCH", "/environment", json=bad)
+            assert err.value.status == 400 and next(iter(bad)) in str(err.value)
+        shown = await api.get_environment()
+        assert (shown["script_log_level"], shown["record_validation"]) == ("warn", "reject")

@@ -10,6 +10,7 @@ from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.keys import PLATFORM
 from orchestrator.control import environments as environments_service
 from orchestrator.store import environments as environments_repo
+from orchestrator.store.types import RecordValidation, ScriptLogLevel
 
 routes = web.RouteTableDef()
 
@@ -38,6 +39,12 @@ class EnvironmentBody(BaseModel):
     alert_after_failures: int | None = Field(None, ge=0, le=1000, description="a sync that fails this many runs in "
                                              "a row sends one failing webhook, then one recovered webhook when it "
                                              "next succeeds (default 3; 0 turns alerts off)")
+    script_log_level: ScriptLogLevel | None = Field(None, description="the lowest level of a script's log lines "
+                                                    "kept: debug (everything, the default), info, warn or error")
+    record_validation: RecordValidation | None = Field(None, description="records checked against their model "
+                                                       "when a script saves them: off (the default), warn (saved "
+                                                       "and reported in the run's log) or reject (not saved, "
+                                                       "reported)")
 
 
 class RotateOwnKeyBody(BaseModel):
@@ -56,6 +63,7 @@ async def get_environment(request: web.Request) -> web.Response:
     async with request.app[PLATFORM].pool.acquire() as conn:
         row = await environments_repo.webhook_settings(conn, env.id)
         days = await environments_repo.retention(conn, env.id)
+        current = await environments_repo.by_id(conn, env.id)
     return json_response({"name": row["name"], "webhook_url": row["webhook_url"],
                           "webhook_url_secondary": row["webhook_url_secondary"],
                           "has_webhook_secret": row["has_secret"], "notify_on_empty": row["notify_on_empty"],
@@ -63,7 +71,9 @@ async def get_environment(request: web.Request) -> web.Response:
                           "on_auth_refresh_error": row["on_auth_refresh_error"],
                           "alert_after_failures": row["alert_after_failures"],
                           "secret_key_rotated_at": _iso(row["secret_key_rotated_at"]),
-                          "previous_key_expires_at": _iso(row["previous_key_expires_at"]), **days})
+                          "previous_key_expires_at": _iso(row["previous_key_expires_at"]), **days,
+                          "script_log_level": current.script_log_level if current else "debug",
+                          "record_validation": current.record_validation if current else "off"})
 
 
 @routes.patch("/environment")
@@ -78,6 +88,8 @@ async def patch_environment(request: web.Request) -> web.Response:
             notify_on_empty=body.notify_on_empty, set_secondary="webhook_url_secondary" in given,
             secondary_url=body.webhook_url_secondary, on_auth_creation=body.on_auth_creation,
             on_auth_refresh_error=body.on_auth_refresh_error, alert_after_failures=body.alert_after_failures)
+        await environments_repo.set_script_settings(conn, env.id, script_log_level=body.script_log_level,
+                                                    record_validation=body.record_validation)
     if retention := {k: getattr(body, k) for k in environments_repo.RETENTION if k in given}:
         async with request.app[PLATFORM].pool.acquire() as conn:
             await environments_repo.set_retention(conn, env.id, retention)

@@ -383,6 +383,14 @@ class NangoClient:
         webhooks_retention_days); None keeps forever, a name not given stays as it is."""
         return await self.request("PATCH", "/environment", json=days)
 
+    async def set_script_settings(self, *, script_log_level: str | None = None,
+                                  record_validation: str | None = None) -> dict[str, Any]:
+        """The lowest script log level kept (debug, info, warn, error) and record validation (off, warn,
+        reject); a setting not given stays as it is."""
+        body = {k: v for k, v in (("script_log_level", script_log_level), ("record_validation", record_validation))
+                if v is not None}
+        return await self.request("PATCH", "/environment", json=body)
+
     async def get_environment_variables(self) -> list[EnvironmentVariable]:
         return await self.request("GET", "/environment-variables") or []
 

@@ -14,7 +14,7 @@ import asyncpg
 from orchestrator.crypto import hash_secret_key
 from orchestrator.store.types import Environment
 
-_COLUMNS = "id, name, webhook_url"
+_COLUMNS = "id, name, webhook_url, script_log_level, record_validation"
 
 
 async def create(conn: asyncpg.Connection, name: str, secret_key: str) -> Environment:
@@ -120,6 +120,15 @@ async def update_webhook_settings(conn: asyncpg.Connection, env_id: int, *, set_
         " alert_after_failures = COALESCE($10, alert_after_failures)"
         " WHERE id = $1", env_id, set_url, url, sealed_secret, notify_on_empty, set_secondary, secondary_url,
         on_auth_creation, on_auth_refresh_error, alert_after_failures)
+
+
+async def set_script_settings(conn: asyncpg.Connection, env_id: int, *, script_log_level: str | None = None,
+                              record_validation: str | None = None) -> None:
+    """Set the script settings given (see migration 0028); a None keeps the current one."""
+    await conn.execute(
+        "UPDATE environments SET script_log_level = COALESCE($2, script_log_level),"
+        " record_validation = COALESCE($3, record_validation) WHERE id = $1",
+        env_id, script_log_level, record_validation)
 
 
 async def counts(conn: asyncpg.Connection, env_id: int) -> dict[str, int]:

@@ -9,11 +9,17 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+ScriptLogLevel = Literal["debug", "info", "warn", "error"]
+RecordValidation = Literal["off", "warn", "reject"]
+
 
 class Environment(BaseModel):
     id: int
     name: str
     webhook_url: str | None = None
+    # the lowest level of a script's log lines kept, and whether saved records are checked against their model
+    script_log_level: ScriptLogLevel = "debug"
+    record_validation: RecordValidation = "off"
 
 
 class Integration(BaseModel):
