@@ -19,6 +19,7 @@ from orchestrator.runs.limits import RunQuotas
 from orchestrator.runs.script_host import ScriptHost
 from orchestrator.runs.sinks import DatabaseSink
 from orchestrator.runs.trigger import trigger_for
+from orchestrator.runs.validation import RecordCheck
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import faults
 from orchestrator.store import integrations as integrations_repo
@@ -35,7 +36,8 @@ ProgressSink = Callable[[dict[str, Any], bool], Awaitable[None]]
 
 def build_host(deps: RunDeps, connection: Connection, provider: Provider, env: Environment,
                env_vars: list[dict[str, str]], *, job_id: int, sync_name: str | None, variant: str = "base",
-               track_deletes: bool = False, attempt: int = 0) -> ScriptHost:
+               track_deletes: bool = False, attempt: int = 0,
+               record_check: RecordCheck | None = None) -> ScriptHost:
     """The trusted side of one run, wired to this worker's pool, HTTP session and Temporal client."""
     async def refresh(force: bool) -> Any:
         return await credentials.refresh(deps, connection, force=force)
@@ -56,7 +58,7 @@ def build_host(deps: RunDeps, connection: Connection, provider: Provider, env: E
                       refresh_credentials=refresh, metadata_writer=write_metadata,
                       egress=deps.egress, egress_allow=egress_allow,
                       action_trigger=trigger_for(deps, env.id, env.name), environment_variables=env_vars,
-                      quotas=RunQuotas.from_settings(deps.settings))
+                      quotas=RunQuotas.from_settings(deps.settings), record_check=record_check)
 
 
 async def with_heartbeat(work: Awaitable[T], heartbeat: Callable[[dict[str, Any]], None] | None,

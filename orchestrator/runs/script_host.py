@@ -26,6 +26,7 @@ from orchestrator.providers.egress import Egress, EgressPolicy, EgressRefused, s
 from orchestrator.runner.host import RpcFailure
 from orchestrator.runs.limits import LogBudget, RunQuotas
 from orchestrator.runs.sinks import RecordSink
+from orchestrator.runs.validation import RecordCheck
 from orchestrator.sdk import contract
 from orchestrator.store import faults
 from orchestrator.store import jobs as jobs_repo
@@ -83,6 +84,7 @@ class ScriptHost:
         egress: Egress | None = None,
         egress_allow: Callable[[], Awaitable[Sequence[str]]] | Sequence[str] = (),
         quotas: RunQuotas | None = None,
+        record_check: RecordCheck | None = None,
     ) -> None:
         self.sink = sink
         self.session = session
@@ -110,6 +112,8 @@ class ScriptHost:
         self._write_locks: dict[str, asyncio.Lock] = {}
         self._failed_batches: set[str] = set()
         self.quotas = quotas or RunQuotas()
+        # the environment's record validation (runs/validation.py); None when it is off
+        self.record_check = record_check
         self._log_budget = LogBudget(self.quotas.log_lines, self.quotas.log_bytes)
         self._truncation_noted = False
 
@@ -261,6 +265,16 @@ class ScriptHost:
         if not isinstance(model, str) or not model:
             raise RpcFailure("invalid_arguments", "a model name is required")
 
+    def _validated(self, model: str, records: list[Any]) -> list[Any]:
+        """The environment's record validation: each problem in the run's log (a warning, or an error for a
+        record not saved), and the records left to write."""
+        assert self.record_check is not None
+        kept, problems = self.record_check.check(model, records)
+        level = "warn" if self.record_check.mode == "warn" else "error"
+        for problem in problems:
+            self.log(level, problem.message, {"model": model, "id": problem.record_id, "field": problem.field})
+        return kept
+
     def _model_lock(self, model: str) -> asyncio.Lock:
         return self._write_locks.setdefault(model, asyncio.Lock())
 
@@ -304,6 +318,8 @@ class ScriptHost:
                              part: int | None = None) -> bool:
         self._check_model(model)
         track = self.track_deletes or model in self.tracked_models
+        if self.record_check is not None:
+            records = self._validated(model, records)
 
         async def write() -> records_repo.WriteResult:
             encoded = self._check_quota("batch_save", model, records)  # a refused chunk aborts the rest of its call

@@ -8,6 +8,7 @@ workflow around it.
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import asyncpg
 import orjson
@@ -18,7 +19,7 @@ from orchestrator.errors import NotFoundError, TransientError
 from orchestrator.providers import credentials
 from orchestrator.providers.custom import resolve_provider
 from orchestrator.runner.host import RunSpec, run_script
-from orchestrator.runs import attempts
+from orchestrator.runs import attempts, validation
 from orchestrator.runs.attempts import Attempt
 from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.host import Heartbeat, InfraWatch, beat_interval, beating, build_host, with_heartbeat
@@ -94,9 +95,13 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
             return result
     bundle_dir = await with_heartbeat(deps.cache.fetch(script.bundle_key, script.bundle_sha256), heartbeat, every)
 
-    host = build_host(deps, connection, provider, env, env_vars, job_id=inp.job_id,
-                      sync_name=inp.script_name if inp.kind == "webhook" else None)
     cfg = script.config
+
+    async def models() -> dict[str, Any]:
+        return cfg.get("models") or {}
+    host = build_host(deps, connection, provider, env, env_vars, job_id=inp.job_id,
+                      sync_name=inp.script_name if inp.kind == "webhook" else None,
+                      record_check=await validation.for_run(env, models))
     spec = RunSpec(kind=inp.kind, bundle_dir=bundle_dir, module_path=script.module_path,  # type: ignore[arg-type]
                    frame_timeout_s=deps.settings.runner_frame_timeout_s,
                    timeout_s=timeout_for(deps, inp.kind), limits=deps.limits(), context={

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import structlog
@@ -19,7 +20,7 @@ from orchestrator.errors import NotFoundError, ScriptError, TransientError
 from orchestrator.providers import credentials
 from orchestrator.providers.custom import resolve_provider
 from orchestrator.runner.host import RunSpec, run_script
-from orchestrator.runs import alerts, attempts
+from orchestrator.runs import alerts, attempts, validation
 from orchestrator.runs.attempts import Attempt
 from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.host import (
@@ -117,8 +118,13 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
                                             heartbeat, every)
     provider = await resolve_provider(deps.pool, connection.environment_id, connection.provider)
 
+    async def models() -> dict[str, Any]:
+        async with deps.pool.acquire() as conn:
+            script = await scripts_repo.get(conn, connection.integration_id, "sync", sync.sync_name)
+        return (script.config.get("models") or {}) if script else {}
     host = build_host(deps, connection, provider, env, env_vars, job_id=prepared.job_id, sync_name=sync.sync_name,
-                      variant=sync.variant, track_deletes=prepared.track_deletes, attempt=number)
+                      variant=sync.variant, track_deletes=prepared.track_deletes, attempt=number,
+                      record_check=await validation.for_run(env, models))
     spec = RunSpec(kind="sync", bundle_dir=bundle_dir, module_path=prepared.module_path,
                    frame_timeout_s=deps.settings.runner_frame_timeout_s,
                    timeout_s=prepared.timeout_s, limits=deps.limits(), context={
