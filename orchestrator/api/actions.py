@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -90,8 +91,34 @@ async def run_action(request: web.Request, integration: str, connection_id: str,
     """Run a deployed, enabled action for the connection and answer with its output (or, with
     `X-Async: true`, 202 and where to fetch it); `X-Max-Retries` is read from the request.
     Shared by POST /action/trigger and the unified endpoints (/v1/...)."""
-    env = environment(request)
     max_retries = int_header(request, "X-Max-Retries", 5)
+    wait = not _flag(request.headers.get("X-Async"))
+    run = await execute_action(request, integration, connection_id, action_name, action_input,
+                               max_retries=max_retries, wait=wait)
+    if not wait:
+        status_url = f"/action/{run.public_id}"
+        return web.Response(body=orjson.dumps({"id": run.public_id, "statusUrl": status_url}), status=202,
+                            content_type="application/json", headers={"Location": status_url})
+    if run.failed is not None:
+        return answer(run.failed)
+    return web.Response(body=orjson.dumps(run.output), content_type="application/json")
+
+
+@dataclass(frozen=True)
+class ActionRun:
+    """An action run: its job's public id, then, once awaited, its output or the job row that says why it failed."""
+
+    public_id: str
+    output: Any = None
+    failed: Job | None = None
+
+
+async def execute_action(request: web.Request, integration: str, connection_id: str, action_name: str,
+                         action_input: Any, *, max_retries: int, wait: bool = True) -> ActionRun:
+    """Open the action's job and start its ActionWorkflow, awaiting it unless `wait` is false: the one path
+    every way of running an action takes (POST /action/trigger, /v1/..., the MCP server's tool calls).
+    An unknown connection or action raises the API's 404."""
+    env = environment(request)
     connection = await load_connection(request, integration, connection_id)
     async with request.app[PLATFORM].pool.acquire() as conn:
         script = await scripts_repo.get(conn, connection.integration_id, "action", action_name)
@@ -107,11 +134,9 @@ async def run_action(request: web.Request, integration: str, connection_id: str,
     job = ScriptJobInput(environment_id=env.id, environment=env.name, integration=integration,
                          connection_id=connection_id, script_name=action_name, kind="action", job_id=job_id,
                          input=action_input)
-    if _flag(request.headers.get("X-Async")):
+    if not wait:
         await start_action(request.app[PLATFORM], job, public_id=public_id, max_retries=max_retries)
-        status_url = f"/action/{public_id}"
-        return web.Response(body=orjson.dumps({"id": public_id, "statusUrl": status_url}), status=202,
-                            content_type="application/json", headers={"Location": status_url})
+        return ActionRun(public_id)
     closes = request.app.get(JOB_CLOSES)
     closed = closes.expect(job_id) if closes is not None else None  # before the job can close
     try:
@@ -123,7 +148,7 @@ async def run_action(request: web.Request, integration: str, connection_id: str,
 
 
 async def _await_action(request: web.Request, workflow_result: Awaitable[ScriptJobResult],
-                        closed: asyncio.Future[None] | None, public_id: str) -> web.Response:
+                        closed: asyncio.Future[None] | None, public_id: str) -> ActionRun:
     """The answer, from whichever comes first: the job row once the worker says it closed it (no wait for
     Temporal to complete the workflow and return it), or the workflow's result (retries exhausted, a lost
     notification). Both say the same: the workflow ends only after the job is closed with its outcome."""
@@ -134,19 +159,25 @@ async def _await_action(request: web.Request, workflow_result: Awaitable[ScriptJ
             if not result_task.done():
                 job = await _job_row(request, public_id)
                 if job is not None and job.status != "running":
-                    return answer(job)
+                    return _finished(public_id, job)
         try:
             result = await result_task
         except WorkflowFailureError:
-            return answer(await _job_row(request, public_id))  # the job row holds what happened
+            return _finished(public_id, await _job_row(request, public_id))  # the job row holds what happened
     finally:
         if not result_task.done():
             result_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await result_task
     if result.ok:  # the workflow succeeds only once the job is closed with this very output
-        return web.Response(body=orjson.dumps(result.output), content_type="application/json")
-    return answer(await _job_row(request, public_id))
+        return ActionRun(public_id, result.output)
+    return _finished(public_id, await _job_row(request, public_id))
+
+
+def _finished(public_id: str, job: Job | None) -> ActionRun:
+    if job is None:
+        raise_error(500, "action_script_failure", f"action run {public_id} has no job row")
+    return ActionRun(public_id, job.output) if job.status == "success" else ActionRun(public_id, failed=job)
 
 
 @routes.get("/action/{id}")
