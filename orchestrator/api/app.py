@@ -20,6 +20,7 @@ from orchestrator.api import (
     health,
     integrations,
     jobs,
+    mcp,
     oauth,
     openapi,
     providers,
@@ -57,6 +58,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> web.App
                    envvars, proxy, oauth, frontend, connect_ui, jobs, openapi):
         app.add_routes(module.routes)
     app.add_routes(providers.routes)  # issue 11: provider catalog and custom providers
+    mcp.setup(app)  # issue 22: /mcp, the connection's actions as MCP tools
     app.add_routes([*environments.routes, *scripts.routes, *unified.routes])  # issue 11; /v1/* last
     if settings.metrics_enabled:  # public (middleware.PUBLIC_PATHS): counts and bounded labels, no secret
         app.router.add_get("/metrics", metrics.serve)
