@@ -1,4 +1,5 @@
-"""`nango compile`: validate nango.yaml, check the scripts, then build one bundle per integration."""
+"""`nango compile`: validate the definitions (nango.yaml, code-first or both), check the scripts, then build
+one bundle per integration."""
 
 from __future__ import annotations
 
@@ -8,25 +9,41 @@ from typing import Any
 
 from orchestrator.authoring.checks import declared_scripts, raise_on_problems
 from orchestrator.bundles.build import Bundle, ScriptEntry, build_bundle
-from orchestrator.config.nango_yaml import IntegrationConfig, ModelDef, NangoConfig, load_config, parse_type
+from orchestrator.config.canonical import canonical_body, canonical_type
+from orchestrator.config.nango_yaml import IntegrationConfig, ModelDef, NangoConfig, parse_type
+from orchestrator.config.project import load_project
 
 
 def script_entries(config: NangoConfig, key: str) -> list[ScriptEntry]:
-    return [ScriptEntry(s.name, s.kind, s.module_path) for s in declared_scripts(config, [key])]
+    """The integration's scripts, syncs then actions then event scripts, each by name: the same order
+    whichever form (nango.yaml, code-first) declared them."""
+    order = {"sync": 0, "action": 1, "event": 2}
+    entries = [ScriptEntry(s.name, s.kind, s.module_path) for s in declared_scripts(config, [key])]
+    return sorted(entries, key=lambda e: (order.get(e.kind, 3), e.name))
 
 
 def manifest_config(config: NangoConfig, key: str) -> dict[str, Any]:
+    """What the bundle declares: types and models in canonical form (`config/canonical.py`), so nango.yaml
+    and code-first definitions of the same things give the same manifest."""
     integration = config.integrations[key]
     scripts: dict[str, Any] = {}
     for name, sync in integration.syncs.items():
-        scripts[f"sync:{name}"] = sync.model_dump(mode="json")
+        scripts[f"sync:{name}"] = _typed(sync.model_dump(mode="json"), config, ("input",))
     for name, action in integration.actions.items():
-        scripts[f"action:{name}"] = action.model_dump(mode="json")
+        scripts[f"action:{name}"] = _typed(action.model_dump(mode="json"), config, ("input", "output"))
     for event, names in integration.on_events.items():
         for name in names:
             scripts[f"event:{name}"] = {"name": name, "event": event}
     used = models_used(config, integration)
-    return {"scripts": scripts, "models": {m: config.models[m].raw for m in sorted(used)}}
+    return {"scripts": scripts,
+            "models": {m: canonical_body(config.models[m], config.models) for m in sorted(used)}}
+
+
+def _typed(script: dict[str, Any], config: NangoConfig, keys: tuple[str, ...]) -> dict[str, Any]:
+    for key in keys:
+        if script.get(key):
+            script[key] = canonical_type(script[key], config.models)
+    return script
 
 
 def models_used(config: NangoConfig, integration: IntegrationConfig) -> set[str]:
@@ -81,7 +98,7 @@ def compile_project(root: Path, config: NangoConfig | None = None, *,
                     integrations: Iterable[str] | None = None) -> list[Bundle]:
     """Check every script (raising ScriptCheckError with all problems) and build the bundles."""
     root = root.resolve()
-    config = config or load_config(root / "nango.yaml")
+    config = config or load_project(root)
     keys = list(integrations) if integrations is not None else list(config.integrations)
     raise_on_problems(root, config, keys)
     return [build_bundle(root, key, script_entries(config, key), manifest_config(config, key)) for key in keys]

@@ -1,4 +1,4 @@
-"""The authoring commands: init, validate, generate, compile, dryrun, deploy.
+"""The authoring commands: init, validate, generate, compile, dryrun, deploy, migrate-to-code, export-yaml.
 
 Each is a plain function that `main.py` registers on the typer app. User errors end with the
 message on stderr and exit code 1 (`common.fail`), never with a traceback.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -88,7 +89,9 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the parsed configuration as JSON.")] = False,
     path: PathOpt = None,
 ) -> None:
-    """Parse and check nango.yaml; all problems at once as FILE:LINE:COL: message."""
+    """Parse and check the definitions (nango.yaml and code-first); all problems at once as FILE:LINE:COL: message.
+
+    Names what it found: each integration's syncs, actions, event scripts and the models they use."""
     from orchestrator.authoring.compile import models_used
 
     folder = folder_arg(file, path)
@@ -97,13 +100,18 @@ def validate(
         typer.echo(config.model_dump_json(indent=2))
         return
     for key, integration in config.integrations.items():
-        events = sum(len(names) for names in integration.on_events.values())
+        events = list(dict.fromkeys(n for names in integration.on_events.values() for n in names))
+        models = sorted(models_used(config, integration))
         parts = [_count(len(integration.syncs), "sync"), _count(len(integration.actions), "action")]
         if events:
-            parts.append(_count(events, "event script"))
-        parts.append(_count(len(models_used(config, integration)), "model"))
+            parts.append(_count(len(events), "event script"))
+        parts.append(_count(len(models), "model"))
         typer.echo(f"{key}: {', '.join(parts)}")
-    typer.echo(f"{shown(folder.yaml)} is valid: {_count(len(config.integrations), 'integration')}, "
+        for label, names in (("syncs", list(integration.syncs)), ("actions", list(integration.actions)),
+                             ("event scripts", events), ("models", models)):
+            if names:
+                typer.echo(f"  {label}: {', '.join(names)}")
+    typer.echo(f"{folder.shown} is valid: {_count(len(config.integrations), 'integration')}, "
                f"{_count(len(config.models), 'model')}")
 
 
@@ -114,13 +122,15 @@ def generate(
 ) -> None:
     """Write models.py from nango.yaml and a stub for each script that has none (never overwrites one)."""
     from orchestrator.cli.scaffold import generate_stubs, write_models
+    from orchestrator.config.code_first import has_code_models
 
     folder = folder_arg(folder_, path)
     config = load(folder, warnings=not as_json)
     with writing(folder.path):
         changed = write_models(folder.path, config)
         if not as_json:
-            typer.echo(f"{'wrote' if changed else 'kept (up to date)'} {shown(folder.path / 'models.py')}: "
+            kept = "kept (code-first, yours)" if has_code_models(folder.path) else "kept (up to date)"
+            typer.echo(f"{'wrote' if changed else kept} {shown(folder.path / 'models.py')}: "
                        f"{_count(len(config.models), 'model')}")
         created = generate_stubs(folder.path, config)
     if as_json:
@@ -174,6 +184,58 @@ def _compile(folder: Folder, config: NangoConfig, integrations: list[str] | None
         fail_on_problems(folder, exc)
     except BundleError as exc:
         fail(exc.message)
+
+
+OutOpt = Annotated[Path | None, typer.Option(
+    "--out", help="Write the converted folder here (new or empty) instead of converting in place.",
+    show_default=False)]
+
+
+def migrate_to_code(
+    folder_: PathArg = None,
+    path: PathOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Convert a nango.yaml folder to code-first: models.py's pydantic classes and a @sync / @action / @on_event
+    definition on each script.
+
+    The result is checked to deploy exactly what nango.yaml declares before anything is written; in place,
+    nango.yaml is kept as nango.yaml.bak. Comments of nango.yaml are not carried over."""
+    from orchestrator.authoring.migrate import to_code
+
+    _convert(to_code, folder_arg(folder_, path), out)
+
+
+def export_yaml(
+    folder_: PathArg = None,
+    path: PathOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Convert a code-first folder back to nango.yaml: the definitions written to nango.yaml, the decorators taken
+    off the scripts, models.py generated again (the hand-written one kept as models.py.bak in place).
+
+    The result is checked to deploy exactly what the code-first folder declares before anything is written."""
+    from orchestrator.authoring.migrate import to_yaml
+
+    _convert(to_yaml, folder_arg(folder_, path), out)
+
+
+def _convert(run: Callable[[Path, Path | None], list[str]], folder: Folder, out: Path | None) -> None:
+    """Run a conversion of a folder that validates; its errors end the command, nothing written."""
+    from orchestrator.config.convert import ConvertError
+    from orchestrator.config.nango_yaml import ConfigError
+
+    load(folder)
+    target = out if out is not None else folder.path
+    try:
+        with writing(target):
+            written = run(folder.path, out)
+    except ConvertError as exc:
+        fail(str(exc))
+    except ConfigError as exc:
+        fail(f"the converted folder does not validate (nothing written):\n{exc}")
+    for rel in written:
+        typer.echo(f"wrote {shown(target / rel)}")
 
 
 def dryrun(

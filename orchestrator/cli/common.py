@@ -65,10 +65,22 @@ def shown(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Folder:
-    """The integrations folder (as given, for messages) and its nango.yaml."""
+    """The integrations folder (as given, for messages) and its nango.yaml (absent in a code-first folder)."""
 
     path: Path
     yaml: Path
+
+    @property
+    def shown(self) -> str:
+        """What messages call the definitions: nango.yaml, or the folder when it has none (code-first)."""
+        return shown(self.yaml) if self.yaml.is_file() else shown(self.path)
+
+
+def is_integrations_folder(path: Path) -> bool:
+    """A folder with nango.yaml, or code-first: with a models.py written by hand (not by `nango generate`)."""
+    from orchestrator.config.code_first import has_code_models
+
+    return (path / "nango.yaml").is_file() or has_code_models(path)
 
 
 def find_folder(path: Path) -> Folder:
@@ -79,7 +91,7 @@ def find_folder(path: Path) -> Folder:
         folder = Folder(path.parent, path)
     else:
         fail(f"no such file or folder: {shown(path)}")
-    if not folder.yaml.is_file():
+    if not folder.yaml.is_file() and not is_integrations_folder(folder.path):
         fail(f"no nango.yaml in {shown(folder.path.resolve())} (create one with `nango init`)")
     return folder
 
@@ -101,10 +113,11 @@ def working_folder() -> Path:
 
 
 def look_up() -> Folder | None:
-    """The folder holding nango.yaml, the current folder or the nearest parent; None when there is none."""
+    """The integrations folder (nango.yaml or code-first), the current folder or the nearest parent; None when
+    there is none."""
     here = Path.cwd()
     for candidate in (here, *here.parents):
-        if (candidate / "nango.yaml").is_file():
+        if is_integrations_folder(candidate):
             if candidate == here:  # shown as the user would write it: nango.yaml, not /abs/path/nango.yaml
                 return Folder(Path("."), Path("nango.yaml"))
             return Folder(candidate, candidate / "nango.yaml")
@@ -119,15 +132,16 @@ def folder_arg(positional: Path | None, option: Path | None) -> Folder:
 
 
 def load(folder: Folder, *, warnings: bool = True) -> NangoConfig:
-    """Parse and validate nango.yaml; every problem at once, exit 1 on any."""
-    from orchestrator.config.nango_yaml import ConfigError, load_config
+    """Parse and validate the definitions, nango.yaml and code-first; every problem at once, exit 1 on any."""
+    from orchestrator.config.nango_yaml import ConfigError
+    from orchestrator.config.project import load_project
 
     try:
-        config = load_config(folder.yaml)
+        config = load_project(folder.path, yaml_file=folder.yaml)
     except ConfigError as exc:
         fail(str(exc))
     except OSError as exc:
-        fail(f"cannot read {shown(folder.yaml)}: {exc.strerror or exc}")
+        fail(f"cannot read {shown(Path(exc.filename)) if exc.filename else folder.shown}: {exc.strerror or exc}")
     if warnings:
         for issue in config.warnings:
             note(f"{issue.file}:{issue.line}:{issue.col}: warning: {issue.message}")

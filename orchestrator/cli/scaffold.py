@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from orchestrator.authoring.checks import Script, declared_scripts
+from orchestrator.config.code_first import has_code_models
 from orchestrator.config.codegen import generate_models_py
 from orchestrator.config.nango_yaml import NangoConfig
 from orchestrator.sdk import contract
@@ -20,8 +21,11 @@ class FilesExist(Exception):
 
 
 def write_models(folder: Path, config: NangoConfig) -> bool:
-    """(Re)write models.py from nango.yaml; False when it was already up to date."""
+    """(Re)write models.py from nango.yaml; False when it was already up to date, or when it is the
+    folder's code-first models (written by hand: the definition itself, never overwritten)."""
     target = folder / "models.py"
+    if has_code_models(folder):
+        return False
     source = generate_models_py(config)
     if target.is_file() and target.read_text(encoding="utf-8") == source:
         return False

@@ -280,16 +280,24 @@ def load_config(path: str | Path) -> NangoConfig:
 
 def parse_config(text: str, filename: str = "nango.yaml") -> NangoConfig:
     """Parse and validate a nango.yaml text; raises ConfigError listing every issue found."""
-    ctx = _Ctx(filename)
-    root = ctx.compose(text)
+    ctx = Ctx(filename)
+    return parse_composed(ctx, ctx.compose(text))
+
+
+class SourceMark(yaml.Mark):
+    """Where a node built from another file comes from (a code-first definition): issues name that file."""
+
+
+def parse_composed(ctx: Ctx, root: yaml.Node | None) -> NangoConfig:
+    """Validate a composed document whose issues so far are in `ctx` (nango.yaml, code-first, or both)."""
     config = NangoConfig()
     if root is not None:
         _Parser(ctx, config).run(root)
     elif not ctx.issues:
         ctx.add(None, "the file is empty; expected 'integrations' and 'models'")
     if ctx.issues:
-        raise ConfigError(sorted(ctx.issues, key=lambda i: (i.line, i.col)))
-    config.warnings = sorted(ctx.warnings, key=lambda i: (i.line, i.col))
+        raise ConfigError(sorted(ctx.issues, key=lambda i: (i.file != ctx.filename, i.file, i.line, i.col)))
+    config.warnings = sorted(ctx.warnings, key=lambda i: (i.file != ctx.filename, i.file, i.line, i.col))
     return config
 
 
@@ -317,14 +325,16 @@ def _raw(node: yaml.Node) -> Any:
 
 
 @dataclass
-class _Ctx:
+class Ctx:
     filename: str
     issues: list[ConfigIssue] = field(default_factory=list)
     warnings: list[ConfigIssue] = field(default_factory=list)
 
     def add(self, node: yaml.Node | None, message: str, warning: bool = False) -> None:
         line, col = (node.start_mark.line + 1, node.start_mark.column + 1) if node is not None else (1, 1)
-        issue = ConfigIssue(file=self.filename, line=line, col=col, message=message)
+        mark = node.start_mark if node is not None else None
+        file = mark.name if isinstance(mark, SourceMark) else self.filename
+        issue = ConfigIssue(file=file, line=line, col=col, message=message)
         (self.warnings if warning else self.issues).append(issue)
 
     def compose(self, text: str) -> yaml.Node | None:
@@ -429,7 +439,7 @@ class _Ctx:
 class _Parser:
     """One pass over a composed document; fills `config` and records issues in `ctx`."""
 
-    def __init__(self, ctx: _Ctx, config: NangoConfig) -> None:
+    def __init__(self, ctx: Ctx, config: NangoConfig) -> None:
         self.ctx = ctx
         self.config = config
         self.model_nodes: dict[str, tuple[yaml.Node, yaml.Node]] = {}
