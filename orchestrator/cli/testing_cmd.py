@@ -21,7 +21,10 @@ def test(
         show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document with every result.")] = False,
 ) -> None:
-    """Rerun scripts offline (no network, no server) against <integration>/mocks/<script>/ and diff the result."""
+    """Rerun scripts offline (no network, no server) against <integration>/mocks/<script>/ and diff the result.
+
+    Mocks recorded by Nango's own CLI are replayed too: its 0.6x files under <integration>/mocks/ or its 0.7x
+    <integration>/tests/<script>.test.json."""
     from orchestrator.testing.runs import SavedRunError, check_saved, declared, has_saved_run, resolve
 
     folder = discover_folder(path)
@@ -36,7 +39,8 @@ def test(
             if integration is not None and not any(s.integration == integration for s in declared(root)):
                 fail(f"no integration {integration!r} in {shown(folder.yaml)}")
             if not scripts:
-                fail(f"no saved runs under {shown(folder.path)}/<integration>/mocks/ (record one with "
+                fail(f"no saved runs under {shown(folder.path)}/<integration>/mocks/ nor Nango-recorded "
+                     "<integration>/tests/<script>.test.json (record one with "
                      "`nango dryrun NAME CONNECTION --save-responses`)")
         results = []
         for index, script in enumerate(scripts, 1):
@@ -45,6 +49,8 @@ def test(
             if as_json:
                 continue
             label = f"{script.integration}/{script.name}"
+            if check.recorded_by:
+                label += f" ({check.recorded_by})"
             if check.ok:
                 typer.echo(f"[{index}/{len(scripts)}] PASS {label} ({check.requests} request(s))")
                 continue

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.sdk import contract
-from orchestrator.testing.mocks import OUTPUT_FILE, RECORDS_FILE, RUN_FILE, ResponseBook, mocks_dir
+from orchestrator.testing import nango_recorded
+from orchestrator.testing.mocks import HTTP_FILE, OUTPUT_FILE, RECORDS_FILE, RUN_FILE, ResponseBook, mocks_dir
 from orchestrator.testing.nango_mock import NangoMock
 
 
@@ -48,6 +49,7 @@ class ScriptRef:
     module_path: str
     input_model: str | None = None
     output_model: str | None = None
+    models: tuple[str, ...] = ()  # a sync's output models
 
 
 def declared(folder: Path) -> list[ScriptRef]:
@@ -58,11 +60,14 @@ def declared(folder: Path) -> list[ScriptRef]:
     out = []
     for s in declared_scripts(config):
         input_model = output_model = None
+        models: tuple[str, ...] = ()
+        if s.kind == "sync":
+            models = tuple(config.integrations[s.integration].syncs[s.name].output)
         if s.kind == "action":
             action = config.integrations[s.integration].actions[s.name]
             input_model = action.input if action.input in config.models else None
             output_model = action.output if action.output in config.models else None
-        out.append(ScriptRef(s.integration, s.kind, s.name, s.module_path, input_model, output_model))
+        out.append(ScriptRef(s.integration, s.kind, s.name, s.module_path, input_model, output_model, models))
     return out
 
 
@@ -138,8 +143,39 @@ def _run_file(directory: Path) -> dict[str, Any]:
     return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
 
 
+def recorded_by_nango(folder: Path, script: ScriptRef) -> bool:
+    """The script's saved run is one Nango's CLI recorded (none of our own files beside it)."""
+    directory = mocks_dir(folder, script.integration, script.name)
+    if any((directory / name).is_file() for name in (RUN_FILE, HTTP_FILE, RECORDS_FILE)):
+        return False
+    return nango_recorded.detect(folder / script.integration, script.name) is not None
+
+
+def _recorded_mock(recorded: nango_recorded.Recorded, script: ScriptRef, overrides: dict[str, Any]) -> NangoMock:
+    kwargs: dict[str, Any] = {
+        "kind": script.kind, "provider": recorded.provider or script.integration,
+        "provider_config_key": script.integration, "connection_id": recorded.connection_id or "test-connection",
+        "metadata": recorded.metadata, "connection_config": recorded.connection_config, "script_name": script.name,
+    }
+    kwargs.update(overrides)
+    responses = kwargs.pop("responses", None)
+    if responses is not None:
+        return NangoMock(responses, **kwargs)
+    return nango_recorded.RecordedNangoMock(recorded.book, **kwargs)
+
+
+def _load_recorded(folder: Path, script: ScriptRef) -> nango_recorded.Recorded:
+    try:
+        return nango_recorded.load(folder / script.integration, script.name)
+    except nango_recorded.RecordedMockError as exc:
+        raise SavedRunError(str(exc)) from None
+
+
 def make_mock(folder: Path, script: ScriptRef, *, saved: bool = True, **overrides: Any) -> NangoMock:
-    """A mock for `script`, with its saved responses and run settings (metadata, dates) when `saved`."""
+    """A mock for `script`, with its saved responses and run settings (metadata, dates) when `saved`:
+    ours, or the mocks Nango's CLI recorded."""
+    if saved and recorded_by_nango(folder, script):
+        return _recorded_mock(_load_recorded(folder, script), script, overrides)
     directory = mocks_dir(folder, script.integration, script.name)
     run = _run_file(directory) if saved else {}
     last = overrides.pop("last_sync_date", run.get("last_sync_date"))
@@ -221,15 +257,18 @@ class SavedCheck:
     diff: list[str] = field(default_factory=list)
     error: str | None = None
     requests: int = 0
+    recorded_by: str | None = None  # which of Nango's layouts the saved run came in; None: ours
 
     def as_dict(self) -> dict[str, Any]:
         return {"integration": self.script.integration, "kind": self.script.kind, "name": self.script.name,
-                "ok": self.ok, "diff": self.diff, "error": self.error, "requests": self.requests}
+                "ok": self.ok, "diff": self.diff, "error": self.error, "requests": self.requests,
+                "recorded_by": self.recorded_by}
 
 
 def has_saved_run(folder: Path, script: ScriptRef) -> bool:
     directory = mocks_dir(folder, script.integration, script.name)
-    return (directory / RECORDS_FILE).is_file() or (directory / OUTPUT_FILE).is_file()
+    return ((directory / RECORDS_FILE).is_file() or (directory / OUTPUT_FILE).is_file()
+            or recorded_by_nango(folder, script))
 
 
 def _pretty(value: Any) -> list[str]:
@@ -246,8 +285,83 @@ def _canonical_records(records: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _compared(script: ScriptRef, expected: Any, actual: Any, label: str, requests: int, source: str,
+              notes: list[str] | None = None) -> SavedCheck:
+    if expected == actual:
+        return SavedCheck(script, ok=True, requests=requests)
+    diff = list(difflib.unified_diff(_pretty(expected), _pretty(actual), fromfile=f"{source} {label}",
+                                     tofile=f"produced {label}", lineterm="", n=2))
+    return SavedCheck(script, ok=False, diff=[*(notes or []), *diff], requests=requests)
+
+
+def _by_id(records: list[Any]) -> list[Any] | None:
+    if not all(isinstance(r, dict) and "id" in r for r in records):
+        return None
+    return sorted(records, key=lambda r: json.dumps(r["id"], default=str))
+
+
+def _recorded_records(recorded: nango_recorded.Recorded, produced: dict[str, dict[str, list[Any]]]
+                      ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """(expected, produced, notes) per model as Nango compares them: batchSave and batchDelete, in order."""
+    expected: dict[str, Any] = {}
+    actual: dict[str, Any] = {}
+    notes = []
+    for model in sorted({*recorded.saves, *recorded.deletes, *produced}):
+        for kind, sent, wanted in (("batchSave", "save", recorded.saves), ("batchDelete", "delete", recorded.deletes)):
+            got = produced.get(model, {}).get(sent) or []
+            if model in wanted:
+                expected.setdefault(model, {})[kind] = wanted[model]
+            if model in wanted or got:
+                actual.setdefault(model, {})[kind] = got
+            mine = nango_recorded.align(wanted.get(model), got)
+            if model in wanted and mine != wanted[model] and _by_id(mine) is not None and _by_id(mine) == _by_id(
+                    wanted[model]):
+                notes.append(f"{model} {kind}: the same records in another order (Nango compares them in order)")
+    return expected, nango_recorded.align(expected, actual), notes
+
+
+async def _check_recorded(folder: Path, script: ScriptRef) -> SavedCheck:
+    """Rerun `script` against what Nango's CLI recorded and compare as Nango's generated tests do."""
+    check = await _check_recorded_run(folder, script)
+    check.recorded_by = nango_recorded.detect(folder / script.integration, script.name)
+    return check
+
+
+async def _check_recorded_run(folder: Path, script: ScriptRef) -> SavedCheck:
+    try:
+        recorded = nango_recorded.load(folder / script.integration, script.name)
+    except nango_recorded.RecordedMockError as exc:
+        return SavedCheck(script, ok=False, error=str(exc))
+    mock = _recorded_mock(recorded, script, {})
+    result = await run_async(folder, script, mock, input=recorded.input)
+    requests = len(mock.book.requests)
+    if not result.ok:
+        return SavedCheck(script, ok=False, error=result.error, requests=requests)
+    source = f"recorded ({recorded.layout})"
+    if script.kind == "action":
+        if not recorded.has_output:
+            where = (recorded.where if recorded.layout == nango_recorded.UNIFIED
+                     else recorded.where / script.name / "output.json")
+            return SavedCheck(script, ok=False, requests=requests,
+                              error=f"no recorded output for action {script.name!r}: expected it in {where}")
+        output = json.loads(json.dumps(result.output, default=str))
+        return _compared(script, recorded.output, nango_recorded.align(recorded.output, output), "output", requests,
+                         source)
+    missing = [m for m in script.models if m not in recorded.saves]
+    if missing:
+        places = ", ".join(f"nango.batchSave.{m} in {recorded.where}" if recorded.layout == nango_recorded.UNIFIED
+                           else str(recorded.where / script.name / m / "batchSave.json") for m in missing)
+        return SavedCheck(script, ok=False, requests=requests,
+                          error=f"no recorded batchSave for output model(s) {', '.join(missing)}: expected {places}")
+    produced = json.loads(json.dumps(result.records, default=str))
+    expected, actual, notes = _recorded_records(recorded, produced)
+    return _compared(script, expected, actual, "records", requests, source, notes)
+
+
 async def check_saved_async(folder: Path, script: ScriptRef) -> SavedCheck:
     directory = mocks_dir(folder, script.integration, script.name)
+    if recorded_by_nango(folder, script):
+        return await _check_recorded(folder, script)
     if not has_saved_run(folder, script):
         raise SavedRunError(f"no saved run for {script.kind} {script.name!r} in {directory} "
                             f"(record one with `nango dryrun {script.name} <connection-id> --save-responses`)")
@@ -265,11 +379,7 @@ async def check_saved_async(folder: Path, script: ScriptRef) -> SavedCheck:
         expected = _canonical_records(json.loads((directory / RECORDS_FILE).read_text(encoding="utf-8")))
         actual = _canonical_records(json.loads(json.dumps(result.records, default=str)))
         label = "records"
-    if expected == actual:
-        return SavedCheck(script, ok=True, requests=requests)
-    diff = list(difflib.unified_diff(_pretty(expected), _pretty(actual), fromfile=f"saved {label}",
-                                     tofile=f"produced {label}", lineterm="", n=2))
-    return SavedCheck(script, ok=False, diff=diff, requests=requests)
+    return _compared(script, expected, actual, label, requests, "saved")
 
 
 def check_saved(folder: Path, script: ScriptRef) -> SavedCheck:
