@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import orjson
@@ -17,9 +18,35 @@ def environment(request: web.Request) -> Environment:
     return request[ENVIRONMENT]
 
 
+def iso(value: datetime | str | None) -> str | None:
+    """The one form of every timestamp the API answers with: UTC, milliseconds, `Z` (2026-12-03T18:20:42.123Z),
+    as Nango writes them, so a client that compares or parses them as text sees one shape. A string (a time a
+    lower room already rendered) is read as ISO 8601 first; a naive time is UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def with_iso(row: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """`row` with its timestamps at `keys` in the API's one form (lower rooms hand some over as text)."""
+    return {**row, **{k: iso(row[k]) for k in keys if k in row}}
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, date | time):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status=status,
-                        content_type="application/json")
+    """JSON as every route answers: datetimes anywhere in `data` are written by `iso`."""
+    body = orjson.dumps(data, default=_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME)
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 async def json_body(request: web.Request) -> Any:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio.service import RPCError
 
 from orchestrator.api import end_users
-from orchestrator.api.common import environment, json_body, json_response, load_connection
+from orchestrator.api.common import environment, iso, json_body, json_response, load_connection
 from orchestrator.api.end_users import EndUser, Organization
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
@@ -60,17 +60,19 @@ def errors(c: Connection) -> list[dict[str, Any]]:
     """Nango's `errors` entry for a connection whose token refresh was refused (`log_id`: the refusal's id)."""
     e = c.refresh_error
     return [{"type": "auth", "log_id": e.get("id", ""), "message": e.get("message", ""),
-             "failed_at": e.get("at")}] if e else []
+             "failed_at": iso(e.get("at"))}] if e else []
 
 
 def summary(c: Connection) -> dict[str, Any]:
     return {"id": c.id, "connection_id": c.connection_id, "provider_config_key": c.integration_key,
-            "provider": c.provider, "created": c.created_at.isoformat(), "metadata": c.metadata or None,
+            "provider": c.provider, "created": iso(c.created_at), "metadata": c.metadata or None,
             "errors": errors(c), "end_user": c.end_user, "tags": c.tags}
 
 
 def public_credentials(creds: Credentials, *, include_refresh_token: bool) -> dict[str, Any]:
     out = credentials_to_json(creds)
+    if isinstance(out.get("expires_at"), str):
+        out["expires_at"] = iso(out["expires_at"])
     if out.get("type") == "OAUTH2" and not include_refresh_token:
         out.pop("refresh_token", None)
         if isinstance(out.get("raw"), dict):
@@ -80,8 +82,8 @@ def public_credentials(creds: Credentials, *, include_refresh_token: bool) -> di
 
 def full(c: Connection, *, include_refresh_token: bool = True) -> dict[str, Any]:
     return {"id": c.id, "connection_id": c.connection_id, "provider_config_key": c.integration_key,
-            "provider": c.provider, "created_at": c.created_at.isoformat(), "updated_at": c.updated_at.isoformat(),
-            "last_fetched_at": datetime.now(UTC).isoformat(), "connection_config": c.connection_config,
+            "provider": c.provider, "created_at": iso(c.created_at), "updated_at": iso(c.updated_at),
+            "last_fetched_at": iso(datetime.now(UTC)), "connection_config": c.connection_config,
             "webhook_url_override": None, "metadata": c.metadata or None, "errors": errors(c),
             "end_user": c.end_user, "tags": c.tags,
             "credentials": public_credentials(c.credentials, include_refresh_token=include_refresh_token)}

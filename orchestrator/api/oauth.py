@@ -44,7 +44,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api import end_users
-from orchestrator.api.common import environment, json_body, json_response
+from orchestrator.api.common import environment, iso, json_body, json_response
 from orchestrator.api.connections import CONNECTION_ID_PATTERN, ConnectionValidationError, save_connection
 from orchestrator.api.end_users import EndUser, Organization
 from orchestrator.api.errors import error_body, raise_error
@@ -177,7 +177,7 @@ async def _session(request: web.Request, env: Environment, *, allowed: list[str]
         connect_url = f"{_public_base(request)}/oauth/connect/{allowed[0]}?{urlencode(query)}"
     # connect_link: the connect page (Nango's name), for any session; connect_url: straight into one OAuth flow
     connect_link = f"{_public_base(request)}/connect/ui/?{urlencode({'session_token': token})}"
-    return json_response({"data": {"token": token, "expires_at": expires_at.isoformat(),
+    return json_response({"data": {"token": token, "expires_at": iso(expires_at),
                                     "connect_url": connect_url, "connect_link": connect_link}}, status=201)
 
 
