@@ -8,7 +8,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orchestrator.api.common import environment, json_body, json_response
+from orchestrator.api import functions
+from orchestrator.api.common import environment, iso, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.control.reconcile import reconcile_integration
@@ -89,8 +90,8 @@ async def public(conn: Any, i: Integration, *, include: set[str] | None = None,
         "unique_key": i.unique_key, "provider": i.provider,
         "display_name": i.display_name or (provider.display_name if provider else i.provider),
         "logo": "", "forward_webhooks": await integrations_repo.forwards_webhooks(conn, i.id),
-        "created_at": i.created_at.isoformat(),
-        "updated_at": i.updated_at.isoformat(), "egress_allow": await integrations_repo.egress_allow(conn, i.id)}
+        "created_at": iso(i.created_at),
+        "updated_at": iso(i.updated_at), "egress_allow": await integrations_repo.egress_allow(conn, i.id)}
     if include:
         row = await integrations_repo.settings(conn, i.id)
         if "webhook" in include:
@@ -248,3 +249,8 @@ async def delete_integration(request: web.Request) -> web.Response:
     async with request.app[PLATFORM].pool.acquire() as conn:
         await integrations_repo.delete(conn, integration.id)
     return json_response({"success": True})
+
+
+# Nango's functions API (functions.py) is served with the integrations it reads
+for _route in functions.routes:
+    routes.route(_route.method, _route.path, **_route.kwargs)(_route.handler)

@@ -11,6 +11,7 @@ import pydantic
 import structlog
 from aiohttp import web
 
+from orchestrator.api import functions
 from orchestrator.api.errors import error_body, raise_error
 from orchestrator.api.keys import ENVIRONMENT, PLATFORM
 from orchestrator.errors import InvalidInputError, NotFoundError, OrchestratorError
@@ -51,6 +52,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except web.HTTPException as exc:
         if exc.content_type != "application/json" and exc.status >= 400:
+            if (unsupported := functions.unsupported_answer(request)) is not None:
+                raise unsupported from None  # a Nango feature we lack: 501 naming it, not a bare 404
             code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status, "http_error")
             # a Response, not type(exc)(...): some exceptions' constructors need more (405: method and allowed
             # methods; 413: sizes)

@@ -1,6 +1,7 @@
 // Nango's own Node client (@nangohq/node, pinned in package.json) against our live API.
 // Driven by tests/test_node_client.py: config in NANGO_COMPAT (JSON), one JSON result per step on stdout.
 import { Nango } from '@nangohq/node';
+import { outcome } from './outcome.mjs';
 
 const cfg = JSON.parse(process.env.NANGO_COMPAT);
 const nango = new Nango({ secretKey: cfg.key, host: cfg.host });
@@ -9,15 +10,7 @@ const cid = cfg.connectionId;
 const results = {};
 
 async function step(name, fn) {
-    try {
-        results[name] = { ok: true, value: await fn() };
-    } catch (err) {
-        results[name] = {
-            ok: false, message: String(err && err.message),
-            status: err && err.response ? err.response.status : null,
-            data: err && err.response ? err.response.data : null
-        };
-    }
+    results[name] = await outcome(fn);
 }
 
 const slim = (res) => ({ status: res.status, data: res.data });
