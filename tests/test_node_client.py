@@ -143,7 +143,9 @@ async def test_nangos_node_client_works_against_our_api(stack: Stack) -> None:
     assert _ok(r, "updateFrequency") == {"frequency": "every 2h"}
     assert _ok(r, "resetFrequency") == {"frequency": "every 5 minutes"}
     for name in ("triggerSync", "triggerSyncReset", "triggerSyncLegacy"):
-        assert _ok(r, name) == {"status": 200, "data": {"success": True}}
+        answer = _ok(r, name)
+        assert answer["status"] == 200 and answer["data"]["success"] is True
+        assert [t["sync"] for t in answer["data"]["triggered"]] == ["issues"]
 
     # delete, and a wrong key
     assert _ok(r, "deleteConnection") == {"status": 200, "data": {"success": True}}

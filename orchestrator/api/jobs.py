@@ -24,11 +24,13 @@ from multidict import MultiMapping
 from pydantic import BaseModel
 
 from orchestrator.api import models as m
-from orchestrator.api.common import environment, json_response
+from orchestrator.api.common import environment, iso, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
+from orchestrator.control.syncs import every_model
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import notifications as notifications_repo
+from orchestrator.store import scripts as scripts_repo
 from orchestrator.store.types import Job
 
 routes = web.RouteTableDef()
@@ -114,12 +116,25 @@ async def search_logs(conn: asyncpg.Connection, environment_id: int, query: jobs
     return lines[:limit], jobs_repo.log_cursor(lines[limit - 1]) if more else None
 
 
+async def _sync_outputs(conn: asyncpg.Connection, environment_id: int) -> dict[tuple[str, str], list[str]]:
+    """The models each deployed sync writes, by (integration, sync)."""
+    return {(s.integration_key, s.name): list(s.config.get("output") or [])
+            for s in await scripts_repo.list_for_environment(conn, environment_id) if s.kind == "sync"}
+
+
+def _counts(job: Job, outputs: dict[tuple[str, str], list[str]]) -> dict[str, dict[str, int]]:
+    """A sync run's counts name every model of its sync (zeros where it changed nothing), as Nango's do."""
+    if job.kind != "sync":
+        return job.counts
+    return every_model(job.counts, outputs.get((job.integration_key or "", job.script_name), []))
+
+
 def _job(job: Job) -> dict[str, Any]:
     return {"id": job.id, "public_id": str(job.public_id) if job.public_id else None, "kind": job.kind,
             "name": job.script_name, "variant": job.variant, "status": job.status,
             "full_resync": job.full_resync, "connection_id": job.connection_id,
-            "provider_config_key": job.integration_key, "started_at": job.started_at.isoformat(),
-            "ended_at": job.ended_at.isoformat() if job.ended_at else None, "error": job.error_text,
+            "provider_config_key": job.integration_key, "started_at": iso(job.started_at),
+            "ended_at": iso(job.ended_at), "error": job.error_text,
             "attempts": job.attempts}
 
 
@@ -137,7 +152,8 @@ async def list_jobs(request: web.Request) -> web.Response:
             conn, environment(request).id, integration_key=q.get("provider_config_key") or None,
             connection_id=q.get("connection_id") or None, script_name=q.get("sync") or None, kind=kind,
             limit=int(raw_limit), with_counts=True)
-    return json_response({"jobs": [{**_job(r), "counts": r.counts} for r in rows]})
+        outputs = await _sync_outputs(conn, environment(request).id)
+    return json_response({"jobs": [{**_job(r), "counts": _counts(r, outputs)} for r in rows]})
 
 
 @routes.get("/logs")
@@ -151,7 +167,7 @@ async def search_log_lines(request: web.Request) -> web.Response:
     return json_response({"logs": [
         {"id": e["id"], "job_id": e["job_id"], "kind": e["kind"], "script": e["script_name"],
          "connection_id": e["connection_id"], "provider_config_key": e["integration_key"], "level": e["level"],
-         "message": e["message"], "fields": e["fields"], "created_at": e["created_at"].isoformat()}
+         "message": e["message"], "fields": e["fields"], "created_at": iso(e["created_at"])}
         for e in lines], "next_cursor": next_cursor})
 
 
@@ -178,10 +194,11 @@ async def get_job(request: web.Request) -> web.Response:
         row = await _find(request, conn)
         attempts = await notifications_repo.for_job(conn, row.id)
         retries = await jobs_repo.retries(conn, row.id)
+        outputs = await _sync_outputs(conn, environment(request).id) if row.kind == "sync" else {}
     notifications = [{"attempt": n, "url": a["url"].split("?", 1)[0], "status": a["status"], "error": a["error"],
-                      "attempted_at": a["attempted_at"].isoformat()} for n, a in enumerate(attempts, 1)]
-    return json_response({**_job(row), "counts": row.counts, "notifications": notifications,
-                          "retries": [{**r, "at": r["at"].isoformat()} for r in retries]})
+                      "attempted_at": iso(a["attempted_at"])} for n, a in enumerate(attempts, 1)]
+    return json_response({**_job(row), "counts": _counts(row, outputs), "notifications": notifications,
+                          "retries": [{**r, "at": iso(r["at"])} for r in retries]})
 
 
 @routes.get("/jobs/{id}/logs")
@@ -190,4 +207,4 @@ async def job_logs(request: web.Request) -> web.Response:
         row = await _find(request, conn)
         entries = await jobs_repo.logs(conn, row.id)
     return json_response({"logs": [{"level": e["level"], "message": e["message"], "fields": e["fields"],
-                                    "created_at": e["created_at"].isoformat()} for e in entries]})
+                                    "created_at": iso(e["created_at"])} for e in entries]})

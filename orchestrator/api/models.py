@@ -154,6 +154,22 @@ class SyncStatus(BaseModel):
     checkpoint: dict[str, Any] | None
 
 
+class TriggerOutcome(BaseModel):
+    """What became of one trigger request for one connection and sync (the schedule's BUFFER_ONE policy)."""
+    connection_id: str
+    sync: str
+    variant: str
+    outcome: Literal["started", "queued", "coalesced", "requested", "no_schedule"] = Field(
+        description="started: a run started now; queued: it runs after the running run; coalesced: it joined the "
+                    "run already queued; requested: taken, outcome not visible yet; no_schedule: nothing to run")
+    detail: str
+
+
+class TriggerResult(BaseModel):
+    success: bool
+    triggered: list[TriggerOutcome]
+
+
 class SyncStatusList(BaseModel):
     syncs: list[SyncStatus]
 

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.api.common import environment, json_body, json_response
+from orchestrator.api.common import environment, json_body, json_response, with_iso
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.control import syncs as sync_control
@@ -60,9 +60,10 @@ async def _resolve(request: web.Request, body: SyncsBody) -> list[sync_control.T
 async def trigger(request: web.Request) -> web.Response:
     body = SyncsBody.model_validate(await json_body(request))
     items = await _resolve(request, body)
-    await sync_control.trigger(request.app[PLATFORM], environment(request), items,
-                               full=body.is_full(), clear_cache=body.clears_cache())
-    return json_response({"success": True})
+    done = await sync_control.trigger_each(request.app[PLATFORM], environment(request), items,
+                                           full=body.is_full(), clear_cache=body.clears_cache())
+    # Nango answers {success}; `triggered` says what became of the request for each connection and sync
+    return json_response({"success": True, "triggered": [t.as_dict() for t in done]})
 
 
 @routes.post("/sync/start")
@@ -93,8 +94,8 @@ async def status(request: web.Request) -> web.Response:
     names, variant = sync_control.parse_syncs([s for s in raw.split(",") if s])
     items = await sync_control.targets(request.app[PLATFORM], environment(request), integration,
                                        names, q.get("connection_id") or None, variant)
-    return json_response({"syncs": await sync_control.status(request.app[PLATFORM],
-                                                             environment(request), items)})
+    rows = await sync_control.status(request.app[PLATFORM], environment(request), items)
+    return json_response({"syncs": [with_iso(r, "finishedAt", "nextScheduledSyncAt") for r in rows]})
 
 
 @routes.put("/sync/update-connection-frequency")

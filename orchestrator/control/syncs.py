@@ -3,16 +3,23 @@
 Between runs everything is the schedule (pause with a note, unpause, trigger, interval); during
 a run it is the run workflow's `cancel` signal. A full resync marks the sync's state "reset
 requested", cancels a running run and triggers; `prepare_sync` reads and clears the mark.
+
+Which trigger requests coalesce is the schedule's overlap policy, BUFFER_ONE: a trigger starts a run when none
+runs, is queued behind a running run when none is queued yet, and otherwise joins the queued run (Temporal skips
+it). `trigger_each` tells each caller which of these happened to its request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import structlog
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from orchestrator.config.schedule import format_interval, parse_schedule
@@ -114,10 +121,39 @@ async def cancel(platform: Platform, env: Environment, items: list[Target], reas
     return stopped
 
 
+Outcome = Literal["started", "queued", "coalesced", "requested", "no_schedule"]
+
+# how long a trigger waits to see what the schedule did with it; past this it answers "requested"
+OUTCOME_WAIT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Triggered:
+    """What one trigger request became for one (connection, sync): said in the API's answer."""
+
+    connection_id: str
+    sync: str
+    variant: str
+    outcome: Outcome
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"connection_id": self.connection_id, "sync": self.sync, "variant": self.variant,
+                "outcome": self.outcome, "detail": self.detail}
+
+
 async def trigger(platform: Platform, env: Environment, items: list[Target], *,
                   full: bool = False, clear_cache: bool = False) -> int:
-    """Run now (obeying the overlap policy); a full resync resets state and stops a running run first, and with
-    `clear_cache` (Nango's emptyCache) its run deletes the sync's records before it saves afresh."""
+    """Run now (obeying the overlap policy); returns how many schedules took the request (see trigger_each)."""
+    done = await trigger_each(platform, env, items, full=full, clear_cache=clear_cache)
+    return sum(t.outcome != "no_schedule" for t in done)
+
+
+async def trigger_each(platform: Platform, env: Environment, items: list[Target], *,
+                       full: bool = False, clear_cache: bool = False) -> list[Triggered]:
+    """Run now (obeying the overlap policy) and say what became of each request; a full resync resets state and
+    stops a running run first, and with `clear_cache` (Nango's emptyCache) its run deletes the sync's records
+    before it saves afresh."""
     pool, client = platform.pool, platform.temporal
     if full or clear_cache:
         async with pool.acquire() as conn:
@@ -125,10 +161,43 @@ async def trigger(platform: Platform, env: Environment, items: list[Target], *,
                 await jobs_repo.request_reset(conn, t.connection.id, t.script.name, t.variant,
                                               clear_cache=clear_cache)
         await cancel(platform, env, items, "cancelled by a full resync")
-    done = 0
-    for t in items:
-        done += await _handle_missing(schedules.trigger, client, t.schedule_id(env))
-    return done
+    return [await _trigger_one(client, t, t.schedule_id(env), full or clear_cache) for t in items]
+
+
+async def _counters(client: Client, schedule_id: str) -> tuple[int, int, int]:
+    """(runs started, runs queued, triggers skipped as overlapping): what tells a trigger's outcome apart."""
+    info = (await client.get_schedule_handle(schedule_id).describe()).raw_description.info
+    return info.action_count, info.buffer_size, info.overlap_skipped
+
+
+async def _trigger_one(client: Client, t: Target, schedule_id: str, full: bool) -> Triggered:
+    def said(outcome: Outcome, detail: str) -> Triggered:
+        return Triggered(t.connection.connection_id, t.script.name, t.variant, outcome, detail)
+
+    try:
+        before = await _counters(client, schedule_id)
+        await schedules.trigger(client, schedule_id)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return said("no_schedule", "no schedule for this sync and connection: nothing was triggered")
+    # the schedule takes the trigger in its own workflow task: its counters show which way it went
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + OUTCOME_WAIT_S
+    after = before
+    while after == before and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+        after = await _counters(client, schedule_id)
+    kind = "full resync" if full else "run"
+    if after[0] > before[0]:
+        return said("started", f"a {kind} started now")
+    if after[2] > before[2]:
+        return said("coalesced", "coalesced into the run already queued, which runs once the running one ends"
+                    + (" and does the full resync" if full else ""))
+    if after[1] > before[1]:
+        return said("queued", f"a {kind} queued after the running run"
+                    + (", which this full resync cancelled" if full else ", once it ends"))
+    return said("requested", "the schedule took the request; what it did with it was not visible yet")
 
 
 async def set_frequency(platform: Platform, env: Environment, items: list[Target],
@@ -152,6 +221,24 @@ async def set_frequency(platform: Platform, env: Environment, items: list[Target
                                     f"'{t.connection.connection_id}'") from None
             raise
     return text or ""
+
+
+def every_model(counts: dict[str, dict[str, int]], models: Iterable[str]) -> dict[str, dict[str, int]]:
+    """A run's counts with every model of its sync, one it left unchanged at zeros, as Nango reports them."""
+    zero = {"added": 0, "updated": 0, "deleted": 0}
+    return {**{m: dict(zero) for m in models}, **{m: {**zero, **c} for m, c in counts.items()}}
+
+
+def frequency_text(script: DeployedScript, override: str | None, view: schedules.ScheduleView | None) -> str | None:
+    """The interval in force, said as Nango's status says it: the text it was set with (the connection's
+    override, else the deployed `runs`); an interval edited in the Temporal UI has no text and is written out."""
+    if view is None:
+        return None
+    if view.edited_elsewhere:
+        return format_interval_s(view.interval_s)
+    if view.interval_source == "override":
+        return override or format_interval_s(view.interval_s)
+    return deployed_frequency(script)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -185,7 +272,6 @@ async def status(platform: Platform, env: Environment, items: list[Target]) -> l
             state_name = "ERROR"
         else:
             state_name = "SUCCESS"
-        interval = view.interval_s if view else None
         out.append({
             "id": f"{t.connection.id}:{t.script.name}:{t.variant}",
             "connection_id": t.connection.connection_id,
@@ -195,11 +281,11 @@ async def status(platform: Platform, env: Environment, items: list[Target]) -> l
             "status": state_name,
             "paused": bool(view and view.paused),
             "note": view.note if view else None,
-            "frequency": format_interval_s(interval),
+            "frequency": frequency_text(t.script, state["frequency_override"], view),
             "frequency_source": ("ui" if view and view.edited_elsewhere else view.interval_source) if view else None,
             "finishedAt": _iso(job.ended_at) if job else None,
             "nextScheduledSyncAt": _iso(view.next_run) if view and not view.paused else None,
-            "latestResult": job.counts if job else {},
+            "latestResult": every_model(job.counts, t.script.config.get("output") or []) if job else {},
             "latestExecutionStatus": job.status.upper() if job else None,
             "jobStatus": job.status.upper() if job else None,
             "error": job.error_text if job and job.status == "failed" else None,
