@@ -25,7 +25,7 @@ from orchestrator.logging import hide_settings_secrets
 from orchestrator.providers.catalog import operator_providers
 from orchestrator.providers.egress import Egress
 from orchestrator.store import faults, key_fingerprint
-from orchestrator.store.pool import create_pool
+from orchestrator.store.pool import close_pool, create_pool
 from orchestrator.temporal.client import connect
 
 
@@ -94,15 +94,21 @@ async def open_platform(settings: Settings, *, temporal: Client | None = None,
     """
     hide_settings_secrets(settings)  # before the first connection: its errors may quote the URL
     limit = settings.startup_wait_max_s
-    pool = await (startup.wait_for("PostgreSQL", startup.address(settings.database_url.get_secret_value(), 5432),
-                                   lambda: create_pool(settings), max_wait_s=limit, stop=stop,
-                                   retryable=faults.is_transient) if wait else create_pool(settings))
+    # a connection that fails for good (refused and not waiting, a wrong password, no such database) ends the
+    # process with one line naming the address and the setting that changes it (startup.unreachable)
+    at = startup.address(settings.database_url.get_secret_value(), 5432)
+    pool = await startup.reach(
+        "PostgreSQL", at, "DATABASE_URL", lambda: startup.wait_for(
+            "PostgreSQL", at, lambda: create_pool(settings), max_wait_s=limit, stop=stop,
+            retryable=faults.is_transient) if wait else create_pool(settings), failed=database_connect_failed)
     try:
-        if temporal is None and connect_temporal and wait:
-            temporal = await startup.wait_for("Temporal", startup.address(settings.temporal_address, 7233),
-                                              lambda: connect(settings), max_wait_s=limit, stop=stop,
-                                              retryable=startup.temporal_retryable)
-        client = temporal or (await connect(settings) if connect_temporal else None)
+        if temporal is None and connect_temporal:
+            at = startup.address(settings.temporal_address, 7233)
+            temporal = await startup.reach(
+                "Temporal", at, "TEMPORAL_ADDRESS", lambda: startup.wait_for(
+                    "Temporal", at, lambda: connect(settings), max_wait_s=limit, stop=stop,
+                    retryable=startup.temporal_retryable) if wait else connect(settings),
+                failed=startup.temporal_retryable)
         sealer = sealer_for(settings)
         if check_key:
             async with pool.acquire() as conn:
@@ -110,7 +116,12 @@ async def open_platform(settings: Settings, *, temporal: Client | None = None,
         if settings.providers_file:  # a bad operator catalog stops the process now, not at the first lookup
             await asyncio.to_thread(operator_providers, settings.providers_file)
         async with aiohttp.ClientSession() as http, Egress(lambda: settings.egress_allow) as egress:
-            yield Platform(settings=settings, pool=pool, sealer=sealer, temporal_client=client,
+            yield Platform(settings=settings, pool=pool, sealer=sealer, temporal_client=temporal,
                            bundles=store_from_settings(settings), http=http, egress=egress)
     finally:
-        await pool.close()
+        await close_pool(pool)
+
+
+def database_connect_failed(exc: BaseException) -> bool:
+    """A connection attempt's own failure: the network, or PostgreSQL refusing it (role, password, database)."""
+    return isinstance(exc, OSError | asyncpg.PostgresError | asyncpg.InterfaceError)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -42,6 +45,38 @@ def address(url: str, default_port: int) -> str:
     except ValueError:
         port = default_port
     return f"{parts.hostname or 'localhost'}:{port}"
+
+
+def reason(exc: BaseException) -> str:
+    """Why a connection failed, in a few words ('connection refused', 'name or service not known', the server's
+    own message), for a one-line error instead of a traceback."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, socket.gaierror) and exc.strerror:
+        return exc.strerror.lower()
+    if isinstance(exc, OSError) and isinstance(exc.errno, int) and exc.errno > 0:
+        return os.strerror(exc.errno).lower()
+    text = str(exc).removeprefix("Failed client connect: ")
+    if found := re.search(r'(?:message|error): "([^"]+)"', text):  # Temporal's Rust client nests the cause
+        text = found.group(1)[:1].lower() + found.group(1)[1:]  # 'Connection refused' as the OS says it
+    return (text.strip().splitlines() or [""])[0][:300] or type(exc).__name__
+
+
+def unreachable(what: str, where: str, setting: str, exc: BaseException) -> DependencyUnavailableError:
+    """The error a process ends with when a service does not answer: where it looked and the setting to change."""
+    return DependencyUnavailableError(f"cannot reach {what} at {where} ({setting}): {reason(exc)}",
+                                      dependency=what, address=where, setting=setting)
+
+
+async def reach(what: str, where: str, setting: str, attempt: Callable[[], Awaitable[T]],
+                failed: Callable[[BaseException], bool]) -> T:
+    """`attempt()` once; an error `failed` recognises as a failed connection becomes `unreachable(...)`."""
+    try:
+        return await attempt()
+    except Exception as exc:
+        if not failed(exc):
+            raise
+        raise unreachable(what, where, setting, exc) from None
 
 
 def temporal_retryable(exc: BaseException) -> bool:

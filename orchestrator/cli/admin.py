@@ -1,19 +1,16 @@
 """`nango admin`: operators' controls, straight through PostgreSQL and the Temporal client.
 
-Same code path as the API and the dashboard (orchestrator.control.syncs). Settings come from the
-environment (DATABASE_URL, TEMPORAL_ADDRESS, ENCRYPTION_KEY...) or, on a dev machine, from the
-running `nango dev` stack's `.nango/dev.json`.
+Same code path as the API and the dashboard (orchestrator.control.syncs). Settings (DATABASE_URL,
+TEMPORAL_ADDRESS, ENCRYPTION_KEY...) come from the environment, the integrations folder's `.env` or a
+running `nango dev` stack's `.nango/dev.json`, as for every command (cli/settings_discovery.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -41,24 +38,11 @@ def _fail(message: str) -> None:
 
 
 def load_settings() -> Any:
-    """Settings from the environment, completed from a running dev stack when present."""
-    from orchestrator.config.settings import Settings
+    """Found as every command finds them (cli/settings_discovery.py): the environment, the folder's .env, a
+    running `nango dev` stack."""
+    from orchestrator.cli.settings_discovery import load_settings as discovered
 
-    dev = Path(".nango/dev.json")
-    overrides: dict[str, Any] = {}
-    if dev.exists():
-        info = json.loads(dev.read_text())
-        if "DATABASE_URL" not in os.environ and info.get("database_url"):
-            overrides["database_url"] = info["database_url"]
-        if "TEMPORAL_ADDRESS" not in os.environ and info.get("temporal_address"):
-            overrides["temporal_address"] = info["temporal_address"]
-        secrets = Path(".nango/dev-secrets.json")
-        if "ENCRYPTION_KEY" not in os.environ and secrets.exists():
-            overrides["encryption_key"] = json.loads(secrets.read_text())["encryption_key"]
-    try:
-        return Settings(**overrides)
-    except Exception as exc:  # settings errors are user errors
-        _fail(f"invalid settings: {exc}")
+    return discovered()
 
 
 async def _with_context(env_name: str, fn: Callable[[Platform, Environment], Awaitable[T]]) -> T:
@@ -74,13 +58,9 @@ async def _with_context(env_name: str, fn: Callable[[Platform, Environment], Awa
 
 
 def _run(env_name: str, fn: Callable[[Platform, Environment], Awaitable[T]]) -> T:
-    from orchestrator.errors import OrchestratorError
+    from orchestrator.cli.settings_discovery import run
 
-    try:
-        return asyncio.run(_with_context(env_name, fn))
-    except OrchestratorError as exc:
-        _fail(exc.message)
-        raise
+    return run(lambda: _with_context(env_name, fn))
 
 
 def _targets(integration: str, syncs: list[str] | None, connection: str | None
@@ -272,19 +252,15 @@ KindOpt = Annotated[str | None, typer.Option("--kind", help="sync or action (nee
 
 def _run_platform(fn: Callable[[Platform], Awaitable[T]], *, temporal: bool = False) -> T:
     """Run `fn(platform)` (connected to Temporal only when asked); errors end the command."""
-    from orchestrator.errors import OrchestratorError
+    from orchestrator.cli.settings_discovery import run
     from orchestrator.platform import open_platform
 
     async def main() -> T:
         async with open_platform(load_settings(), connect_temporal=temporal) as platform:
             return await fn(platform)
 
-    try:
-        with contextlib.redirect_stdout(sys.stderr):  # log lines must not mix with --json output
-            return asyncio.run(main())
-    except OrchestratorError as exc:
-        _fail(exc.message)
-        raise
+    with contextlib.redirect_stdout(sys.stderr):  # log lines must not mix with --json output
+        return run(main)
 
 
 @env_admin_app.command("create")

@@ -2,29 +2,29 @@
 
 Through the API (`GET/POST /environment-variables`, POST replacing the whole set as in Nango), with
 the server and secret key resolved like `nango deploy`'s: flags, then the process environment, then
-the `.env` of the current folder.
+the integrations folder's `.env` (found from the current folder upwards, else the current folder's).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, Target, call_api, fail, resolve_target
+from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, Target, fail, resolve_target, working_folder
+from orchestrator.cli.settings_discovery import call
 
 env_app = typer.Typer(help="Environment variables of an environment (set, list, unset).", no_args_is_help=True)
 
 
 def _target(server: str | None, secret_key: str | None, environment: str | None) -> Target:
-    return resolve_target(Path("."), server, secret_key, environment)
+    return resolve_target(working_folder(), server, secret_key, environment)
 
 
 def _call(target: Target, method: str, body: Any = None) -> Any:
-    return call_api(target, lambda api: api.request(method, "/environment-variables", json=body))
+    return call(target, lambda api: api.request(method, "/environment-variables", json=body))
 
 
 def _current(target: Target) -> dict[str, str]:

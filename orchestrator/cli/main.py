@@ -12,7 +12,7 @@ import typer
 
 from orchestrator.cli import authoring, templates_cmd, testing_cmd
 from orchestrator.cli.admin import admin_app
-from orchestrator.cli.common import fail
+from orchestrator.cli.common import fail, read_dotenv
 from orchestrator.cli.env import env_app
 from orchestrator.cli.objects import connections_app, integrations_app
 from orchestrator.cli.providers import providers_app
@@ -23,12 +23,37 @@ app = typer.Typer(help="Python-native integration scripts on Temporal (Nango-com
 
 
 def _settings():  # type: ignore[no-untyped-def]
-    from orchestrator.config.settings import Settings
+    from orchestrator.cli.settings_discovery import load_settings
+
+    return load_settings()
+
+
+def package_version() -> str:
+    """The installed package's version (pyproject.toml's, through the package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return Settings()
-    except Exception as exc:
-        fail(f"invalid settings: {exc}")
+        return version("nango-orchestrator")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"nango {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                               help="Print the version and exit.")] = False) -> None:
+    """Python-native integration scripts on Temporal (Nango-compatible)."""
+
+
+@app.command(name="version")
+def version_() -> None:
+    """Print the version."""
+    _print_version(True)
 
 
 def _logging(level: str = "INFO") -> None:
@@ -49,17 +74,17 @@ def dev(
     provider_port: Annotated[int, typer.Option(envvar="NANGO_DEV_PROVIDER_PORT")] = 3100,
 ) -> None:
     """Run the whole platform locally (PostgreSQL, Temporal + UI, API, worker, demo provider)."""
+    from orchestrator.cli.settings_discovery import dotenv_path, run
     from orchestrator.devstack.dev import DevOptions, run_dev
 
-    _logging(os.environ.get("LOG_LEVEL", "INFO"))
+    # the stack's own settings: the environment, then the folder's .env (never a running stack's dev.json)
+    given = {**read_dotenv(dotenv_path()), **os.environ}
+    _logging(given.get("LOG_LEVEL") or "INFO")
     opts = DevOptions(home=home, integrations=integrations, api_port=api_port, temporal_port=temporal_port,
                       temporal_ui_port=temporal_ui_port, postgres_port=postgres_port, provider_port=provider_port,
-                      database_url=os.environ.get("DATABASE_URL") or None,
-                      temporal_address=os.environ.get("TEMPORAL_ADDRESS") or None)
-    try:
-        asyncio.run(run_dev(opts))
-    except OrchestratorError as exc:
-        fail(f"nango dev: {exc.message}")
+                      database_url=given.get("DATABASE_URL") or None,
+                      temporal_address=given.get("TEMPORAL_ADDRESS") or None, env_file=dotenv_path())
+    run(lambda: run_dev(opts), command="nango dev")
 
 
 @app.command()
@@ -81,6 +106,7 @@ def server() -> None:
 @app.command()
 def worker() -> None:
     """Run a Temporal worker for syncs, actions, webhooks and events."""
+    from orchestrator.cli.settings_discovery import run
     from orchestrator.worker import run_worker
 
     settings = _settings()
@@ -93,10 +119,8 @@ def worker() -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_worker(settings, stop)  # waits for PostgreSQL and Temporal first; SIGTERM ends the wait
 
-    try:
-        asyncio.run(main())
-    except OrchestratorError as exc:  # gave up waiting (STARTUP_WAIT_MAX_S), no sandbox: the reason, no traceback
-        fail(f"nango worker: {exc.message}")
+    # gave up waiting (STARTUP_WAIT_MAX_S), a refused login, no sandbox: the reason in one line, no traceback
+    run(main, command="nango worker")
 
 
 @app.command()
@@ -104,16 +128,21 @@ def migrate() -> None:
     """Apply database migrations and register Temporal search attributes (idempotent)."""
     import asyncpg
 
-    from orchestrator.platform import check_key_fingerprint, sealer_for
+    from orchestrator import startup
+    from orchestrator.cli.settings_discovery import run
+    from orchestrator.platform import check_key_fingerprint, database_connect_failed, sealer_for
     from orchestrator.store.migrate import migrate as apply
     from orchestrator.temporal.client import connect, register_search_attributes, search_attributes_to_register
 
     settings = _settings()
     _logging(settings.log_level)
+    url = settings.database_url.get_secret_value()
 
     async def main() -> None:
-        conn = await asyncpg.connect(settings.database_url.get_secret_value(),
-                                     password=settings.database_password.get_secret_value() or None)
+        conn = await startup.reach(
+            "PostgreSQL", startup.address(url, 5432), "DATABASE_URL", lambda: asyncpg.connect(
+                url, password=settings.database_password.get_secret_value() or None),
+            failed=database_connect_failed)
         try:
             applied = await apply(conn)
             if settings.encryption_key.get_secret_value():  # the chart's hook has no key: the API/worker write it
@@ -125,14 +154,12 @@ def migrate() -> None:
             typer.echo(f"search attributes: not registered (TEMPORAL_REGISTER_SEARCH_ATTRIBUTES=false); namespace "
                        f"{settings.temporal_namespace} needs {', '.join(search_attributes_to_register())}")
             return
-        client = await connect(settings)
+        client = await startup.reach("Temporal", startup.address(settings.temporal_address, 7233),
+                                     "TEMPORAL_ADDRESS", lambda: connect(settings), failed=startup.temporal_retryable)
         added = await register_search_attributes(client, settings.temporal_namespace)
         typer.echo(f"search attributes added: {', '.join(added) or 'none (already registered)'}")
 
-    try:
-        asyncio.run(main())
-    except OrchestratorError as exc:  # ENCRYPTION_KEY does not match the database's fingerprint
-        fail(f"nango migrate: {exc.message}")
+    run(main, command="nango migrate")  # also: ENCRYPTION_KEY does not match the database's fingerprint
 
 
 # The authoring commands live in orchestrator/cli/authoring.py.

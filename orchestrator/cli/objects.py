@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, call_api, fail, resolve_target, working_folder
+from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, fail, resolve_target, working_folder
+from orchestrator.cli.settings_discovery import call
 
 if TYPE_CHECKING:
     from orchestrator.client import NangoClient
@@ -32,7 +33,7 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confir
 
 def _call(server: str | None, secret_key: str | None, environment: str | None,
           fn: Callable[[NangoClient], Awaitable[T]]) -> T:
-    return call_api(resolve_target(working_folder(), server, secret_key, environment), fn)
+    return call(resolve_target(working_folder(), server, secret_key, environment), fn)
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:

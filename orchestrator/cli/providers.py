@@ -19,12 +19,12 @@ from orchestrator.cli.common import (
     EnvOpt,
     KeyOpt,
     ServerOpt,
-    call_api,
     discover_folder,
     fail,
     resolve_target,
     working_folder,
 )
+from orchestrator.cli.settings_discovery import call
 
 if TYPE_CHECKING:
     from orchestrator.client import NangoClient
@@ -78,7 +78,7 @@ def _remote(folder: Path, path: str, server: str | None, secret_key: str | None,
 
     async def get(api: NangoClient) -> Any:
         return (await api.request("GET", path))["data"]
-    return call_api(target, get, unreachable_hint=" (use --local for the built-in catalog)")
+    return call(target, get, hint=" (use --local for the built-in catalog)")
 
 
 @providers_app.command("list")

@@ -63,6 +63,7 @@ class DevOptions:
     database_url: str | None = None
     temporal_address: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    env_file: Path | None = None  # the folder's .env: settings the environment does not set (RUNNER_*, LOG_*...)
 
 
 def dev_secrets(home: Path) -> dict[str, str]:
@@ -117,6 +118,7 @@ async def run_dev(opts: DevOptions) -> None:
             bundle_dir=home / "bundles", bundle_cache_dir=home / "cache",
             encryption_key=SecretStr(keys["encryption_key"]), api_host=opts.host, api_port=opts.api_port,
             public_url=f"http://{opts.host}:{opts.api_port}", worker_health_port=0, egress_allow=egress_allow,
+            _env_file=opts.env_file if opts.env_file and opts.env_file.is_file() else None,
             **extra)  # type: ignore[arg-type]
         conn = await asyncpg.connect(database_url)
         try:
@@ -144,9 +146,11 @@ async def run_dev(opts: DevOptions) -> None:
         worker = asyncio.create_task(run_worker(settings, worker_stop, client=client))
 
         async def stop_worker() -> None:
+            # a running script gets WORKER_SHUTDOWN_GRACE_S, as in `nango worker`; the worker then closes its pool
+            # itself, before the API's and PostgreSQL's turn (cancelling it earlier left connections out)
             worker_stop.set()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(worker, 20)
+                await asyncio.wait_for(worker, settings.worker_shutdown_grace_s + 10)
         stack.push_async_callback(stop_worker)
 
         await deploy_example(api_url, keys["secret_key"], opts.integrations, provider_url)
@@ -165,7 +169,7 @@ async def run_dev(opts: DevOptions) -> None:
             "environment": opts.environment, "secret_key": keys["secret_key"], "pid": os.getpid()}
         dev_json.write_text(json.dumps(info, indent=2))
         stack.callback(lambda: dev_json.unlink(missing_ok=True))
-        print_banner(info)
+        print_banner(info, dev_json)
         stop_wait = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({stop_wait, worker}, return_when=asyncio.FIRST_COMPLETED)
         if worker in done and worker.exception():
@@ -195,7 +199,7 @@ async def wire_webhooks(api_url: str, secret_key: str, demo: DemoState, environm
     demo.webhook_url = f"{api_url}/webhook/{environment}/{DEMO_INTEGRATION}"
 
 
-def print_banner(info: dict[str, Any]) -> None:
+def print_banner(info: dict[str, Any], dev_json: Path = Path(".nango/dev.json")) -> None:
     lines = [
         "",
         "nango dev is up",
@@ -210,7 +214,7 @@ def print_banner(info: dict[str, Any]) -> None:
         "  try: curl -H 'Authorization: Bearer " + info["secret_key"] + "' -H 'Connection-Id: "
         + DEMO_CONNECTION + "' -H 'Provider-Config-Key: " + DEMO_INTEGRATION + "' '"
         + info["api_url"] + "/records?model=GithubIssue&limit=5'",
-        "  (addresses are also in .nango/dev.json; Ctrl-C stops everything)",
+        f"  (addresses are also in {dev_json}; Ctrl-C stops everything)",
         "",
     ]
     print("\n".join(lines), flush=True)

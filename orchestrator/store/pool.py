@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import orjson
 
@@ -27,6 +29,21 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
     )
     assert pool is not None
     return pool
+
+
+CLOSE_TIMEOUT_S = 10.0  # at shutdown, how long the pool waits for its last connections to come back
+
+
+async def close_pool(pool: asyncpg.Pool, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Close once every connection is released; past `timeout_s`, terminate the rest.
+
+    By then the process's users of the pool have stopped (the worker's task queues drained, the API's loops
+    and listeners ended), so a connection still out is a lost cause: terminating it ends the shutdown at once
+    instead of asyncpg's "Pool.close() is taking over 60 seconds" and a hang."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout_s)
+    except TimeoutError:
+        pool.terminate()
 
 
 async def ping(pool: asyncpg.Pool) -> None:

@@ -1,0 +1,156 @@
+"""Issue 21, paper cuts: every `nango` command finds its settings the same way (the environment, the integrations
+folder's `.env`, a running `nango dev` stack's `.nango/dev.json`), a service that does not answer is one line naming
+the address and the setting, `nango --version`, and `nango server` / `nango worker` stop without a warning.
+
+Real processes, run from an integrations folder as a user would (`python -m orchestrator`, cwd set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli.settings_discovery import running_dev_stack
+from orchestrator.client import NangoClient
+from orchestrator.devstack.processes import free_port
+from tests.conftest import EXAMPLES, Stack, setup_github
+from tests.test_faults import WorkerProcess
+from tests.test_scale_out import _api_process
+
+SETTINGS = ("DATABASE_URL", "DATABASE_PASSWORD", "TEMPORAL_ADDRESS", "ENCRYPTION_KEY", "NANGO_HOSTPORT",
+            "NANGO_SECRET_KEY", "NANGO_ENVIRONMENT")
+
+
+def _folder(tmp: Path) -> Path:
+    """An integrations folder (nango.yaml, a script folder) as `nango init` leaves it."""
+    folder = tmp / "nango-integrations"
+    shutil.copytree(EXAMPLES, folder, ignore=shutil.ignore_patterns("__pycache__", ".env", ".nango"))
+    return folder
+
+
+def _dotenv(stack: Stack, **overrides: str) -> str:
+    s = stack.settings
+    values = {"DATABASE_URL": s.database_url.get_secret_value(), "TEMPORAL_ADDRESS": s.temporal_address,
+              "ENCRYPTION_KEY": s.encryption_key.get_secret_value(), **overrides}
+    return "".join(f'{k}="{v}"\n' for k, v in values.items())
+
+
+async def _nango(cwd: Path, *args: str, **env: str) -> tuple[int, str, str]:
+    """`nango ARGS` run in `cwd` with none of the platform's settings in its environment but `env`."""
+    clean = {k: v for k, v in os.environ.items() if k.upper() not in SETTINGS}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator", *args, cwd=cwd, env={**clean, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_admin_run_from_an_integrations_folder_reads_its_env(stack: Stack, tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    (folder / ".env").write_text(_dotenv(stack) + "NANGO_SECRET_KEY_DEV=unused-by-admin\n")
+    gh_env, _ = await stack.new_environment()
+    # from a script's folder below the integrations folder, as from the folder itself
+    code, out, err = await _nango(folder / "github", "admin", "env", "list", "--json")
+    assert code == 0, err
+    assert gh_env in {row["name"] for row in json.loads(out)}
+    code, out, err = await _nango(folder, "admin", "syncs", "list", "-e", gh_env, "--json")  # Temporal too
+    assert (code, json.loads(out)) == (0, []), err
+
+
+async def test_the_environment_wins_over_env_and_env_over_a_running_dev_stack(stack: Stack, tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    dead = free_port()
+    # a running `nango dev` one folder up (this test's process stands for it): its database and key are used...
+    home = tmp_path / ".nango"
+    home.mkdir()
+    s = stack.settings
+    (home / "dev.json").write_text(json.dumps({"database_url": s.database_url.get_secret_value(),
+                                               "temporal_address": s.temporal_address, "pid": os.getpid()}))
+    (home / "dev-secrets.json").write_text(json.dumps({"encryption_key": s.encryption_key.get_secret_value()}))
+    assert running_dev_stack(folder) is not None
+    name, _ = await stack.new_environment()
+    code, out, err = await _nango(folder, "admin", "env", "list")
+    assert code == 0 and name in out, err
+    # ... unless the folder's .env says otherwise, and the process environment outranks both
+    (folder / ".env").write_text(f"DATABASE_URL=postgresql://postgres@127.0.0.1:{dead}/postgres\n")
+    code, _, err = await _nango(folder, "admin", "env", "list")
+    assert code == 1 and f"127.0.0.1:{dead}" in err
+    code, _, err = await _nango(folder, "admin", "env", "list", DATABASE_URL=s.database_url.get_secret_value())
+    assert code == 0, err
+    # a dev.json left by a stack that was killed is passed over
+    (home / "dev.json").write_text(json.dumps({"database_url": "postgresql://x@127.0.0.1:1/x", "pid": 2 ** 22 + 1}))
+    assert running_dev_stack(folder) is None
+
+
+async def test_a_service_that_does_not_answer_is_one_line(stack: Stack, tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    dead = free_port()
+    (folder / ".env").write_text(_dotenv(stack, DATABASE_URL=f"postgresql://postgres:pw@127.0.0.1:{dead}/postgres"))
+    expected = f"cannot reach PostgreSQL at 127.0.0.1:{dead} (DATABASE_URL): connection refused\n"
+    for args, prefix in ((["admin", "env", "list"], ""), (["admin", "syncs", "list"], ""),
+                         (["migrate"], "nango migrate: ")):
+        code, out, err = await _nango(folder, *args)
+        assert (code, out, err) == (1, "", prefix + expected), args  # one line, never the password, no traceback
+
+    (folder / ".env").write_text(_dotenv(stack, TEMPORAL_ADDRESS=f"127.0.0.1:{dead}"))
+    code, out, err = await _nango(folder, "admin", "syncs", "list")
+    assert (code, out, err) == (1, "", f"cannot reach Temporal at 127.0.0.1:{dead} (TEMPORAL_ADDRESS): "
+                                         "connection refused\n")
+
+    (folder / ".env").write_text(f"NANGO_HOSTPORT=http://127.0.0.1:{dead}\nNANGO_SECRET_KEY=sk\n")
+    for args in (["integrations", "list"], ["env", "list"], ["connections", "list"]):
+        code, out, err = await _nango(folder, *args)
+        assert (code, out, err) == (1, "", f"cannot reach the API at http://127.0.0.1:{dead} (--server or "
+                                             "NANGO_HOSTPORT): connection refused\n"), args
+
+    (folder / ".env").write_text(_dotenv(stack, DATABASE_POOL_MAX="many"))
+    code, _, err = await _nango(folder, "admin", "env", "list")
+    assert code == 1 and err.startswith("invalid settings: DATABASE_POOL_MAX: ") and len(err.splitlines()) == 1
+
+
+async def test_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    for args in (["--version"], ["version"]):
+        code, out, err = await _nango(tmp_path, *args)
+        assert (code, out) == (0, f"nango {version('nango-orchestrator')}\n"), err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_server_and_worker_stop_without_a_warning(stack: Stack, tmp_path: Path, sig: signal.Signals) -> None:
+    """After serving (an awaited action: the API's pool and its LISTEN connection, the worker's pool and runner),
+    each process ends with code 0 and no warning, error or traceback in its output."""
+    prefix = f"sd{uuid.uuid4().hex[:6]}-"
+    worker = WorkerProcess(stack, prefix, tmp_path, WORKER_TASK_QUEUES="actions")
+    api_proc, api_url = await _api_process(stack, tmp_path, prefix)
+    try:
+        await worker.start()
+        gh = await setup_github(stack, issues=1)
+        async with NangoClient(api_url, gh.key) as api:  # the processes under test answer this one
+            issue = await api.trigger_action("github", gh.connection_id, "create-issue", {"title": "before stop"})
+        assert issue["title"] == "before stop"
+    finally:
+        assert worker.proc is not None
+        for proc in (api_proc, worker.proc):
+            if proc.returncode is None:
+                proc.send_signal(sig)
+        codes = [await asyncio.wait_for(p.wait(), 60) for p in (api_proc, worker.proc)]
+    assert codes == [0, 0]
+    assert await asyncio.to_thread(_noisy_lines, tmp_path, worker.log) == []
+
+
+def _noisy_lines(tmp: Path, worker_log: Path) -> list[str]:
+    """Lines of the processes' output that a user would take for a problem."""
+    logs = [*tmp.glob("api-*.log"), worker_log]
+    noise = ('"level": "warning"', '"level": "error"', "traceback", "warning:", "unclosed", "exception")
+    return [f"{log.name}: {line}" for log in logs for line in log.read_text().splitlines()
+            if any(word in line.lower() for word in noise)]
