@@ -38,7 +38,8 @@ async def test_a_run_that_changes_nothing_reports_every_model_at_zero(stack: Sta
 
     async with serve_post("/hook", hook) as url, allow_egress(stack, url), stack.api(gh.key) as api:
         await api.update_environment(webhook_url=url, webhook_secret="s", notify_on_empty=True)
-        await api.trigger_sync("github", ["issues"], "conn-1")  # nothing changed upstream
+        triggered = await api.trigger_sync("github", ["issues"], "conn-1")  # nothing changed upstream
+        assert [(t["sync"], t["outcome"]) for t in triggered] == [("issues", "started")]
         jobs = await wait_for_job(stack, gh, count=2)
         status = await api.request("GET", "/sync/status", params={
             "syncs": "issues", "provider_config_key": "github", "connection_id": "conn-1"})

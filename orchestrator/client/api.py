@@ -25,6 +25,7 @@ from orchestrator.client.types import (
     ProxyResponse,
     RecordsPage,
     SyncStatus,
+    TriggerOutcome,
 )
 
 SyncName = str | tuple[str, str]  # a name, or (name, variant)
@@ -267,13 +268,14 @@ class NangoClient:
 
     # ---- syncs ---------------------------------------------------------------------------------
     async def trigger_sync(self, integration: str, syncs: Iterable[SyncName] = (), connection_id: str | None = None,
-                           *, full_resync: bool = False) -> None:
+                           *, full_resync: bool = False) -> list[TriggerOutcome]:
+        """Run now; says per connection and sync whether it started, was queued or coalesced."""
         body: dict[str, Any] = {"syncs": _syncs(syncs), "provider_config_key": integration}
         if connection_id is not None:
             body["connection_id"] = connection_id
         if full_resync:
             body["opts"] = {"reset": True}
-        await self.request("POST", "/sync/trigger", json=body)
+        return list((await self.request("POST", "/sync/trigger", json=body)).get("triggered") or [])
 
     async def start_sync(self, integration: str, syncs: Iterable[SyncName], connection_id: str | None = None) -> None:
         body: dict[str, Any] = {"syncs": _syncs(syncs), "provider_config_key": integration}

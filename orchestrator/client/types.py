@@ -70,6 +70,16 @@ class SyncStatus(TypedDict, total=False):
     checkpoint: dict[str, Any] | None
 
 
+class TriggerOutcome(TypedDict):
+    """What became of a trigger for one connection and sync: `outcome` is started, queued (after the running
+    run), coalesced (into the run already queued), requested (not visible yet) or no_schedule; `detail` says it."""
+    connection_id: str
+    sync: str
+    variant: str
+    outcome: Literal["started", "queued", "coalesced", "requested", "no_schedule"]
+    detail: str
+
+
 class EnvironmentVariable(TypedDict):
     name: str
     value: str
