@@ -6,6 +6,12 @@ answered by the worker's own `ScriptHost` with a `MemorySink` instead of the dat
 Credentials come from the server. Records are checked by the same contract as in production (ids,
 dedupe, merge) and kept in memory with the logs and checkpoint; nothing reaches a database: the
 run needs none.
+
+The flags Nango users reach for: `--input` (an action's), `--metadata` (replaces the connection's for the run,
+never stored), `--last-sync-date`, `--checkpoint` (the sync starts from it), `--variant` (one the server knows
+for the connection) and `--validate` (records checked against the local nango.yaml as an environment in
+`record_validation: reject` checks them; any that does not match fails the dry run). `prepare` reads them all,
+so a bad value is one line naming its flag before anything runs.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ import aiohttp
 
 from orchestrator.authoring.checks import Script, declared_scripts
 from orchestrator.config.nango_yaml import NangoConfig
+from orchestrator.config.record_schema import RecordSchema
 from orchestrator.errors import InvalidInputError, NotFoundError
 from orchestrator.runner.host import Limits, RunSpec, ScriptKind, run_script
 from orchestrator.runs.script_host import ScriptHost
 from orchestrator.runs.sinks import MemorySink
+from orchestrator.runs.validation import Problem, RecordCheck
 from orchestrator.store.types import Connection, Consumer
 
 if TYPE_CHECKING:
@@ -41,6 +49,20 @@ ProgressSink = Callable[[str], None]
 
 class DryRunError(InvalidInputError):
     code = "dryrun_error"
+
+
+@dataclass
+class Reported(RecordCheck):
+    """`--validate`: the check of an environment in reject mode, keeping what it found for the closing error."""
+
+    problems: list[Problem] = field(default_factory=list)
+    rejected: int = 0
+
+    def check(self, model: str, records: Any) -> tuple[list[Any], list[Problem]]:
+        kept, problems = super().check(model, records)
+        self.problems += problems
+        self.rejected += len(records) - len(kept)
+        return kept, problems
 
 
 @dataclass
@@ -57,6 +79,9 @@ class DryRun:
     last_sync_date: datetime | None = None
     input_model: str | None = None
     output_model: str | None = None
+    variant: str = "base"
+    checkpoint: dict[str, Any] | None = None
+    record_check: Reported | None = None   # --validate
 
 
 @dataclass
@@ -69,11 +94,12 @@ class DryRunResult:
     logs: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None
     duration_s: float = 0.0
+    checkpoint: dict[str, Any] | None = None   # where a sync would resume: what it saved last
 
     def as_dict(self) -> dict[str, Any]:
         return {"integration": self.script.integration, "kind": self.script.kind, "name": self.script.name,
                 "connection_id": self.connection_id, "ok": self.ok, "records": self.records,
-                "output": self.output, "logs": self.logs, "error": self.error,
+                "output": self.output, "checkpoint": self.checkpoint, "logs": self.logs, "error": self.error,
                 "duration_s": round(self.duration_s, 3)}
 
 
@@ -95,6 +121,81 @@ def find_script(config: NangoConfig, name: str, integration: str | None) -> Scri
         raise DryRunError(f"{name!r} exists in integrations {', '.join(owners)}: choose one with --integration")
     order = {"sync": 0, "action": 1, "event": 2}
     return sorted(found, key=lambda s: order[s.kind])[0]
+
+
+def prepare(config: NangoConfig, name: str, connection_id: str, *, integration: str | None = None,
+            environment: str | None = None, input: str | None = None, metadata: str | None = None,
+            last_sync_date: str | None = None, checkpoint: str | None = None, variant: str | None = None,
+            validate: bool = False) -> DryRun:
+    """The run the command line asks for, every flag's value read and checked: a bad one is a DryRunError naming
+    its flag. The server is not asked anything yet (an unknown `--variant` is found by `execute`)."""
+    script = find_script(config, name, integration)
+    run = DryRun(script=script, connection_id=connection_id, server="", secret_key="", environment=environment)
+    if input is not None:
+        if script.kind != "action":
+            raise DryRunError(f"--input is for actions; {script.kind} {name!r} takes none "
+                              "(a sync reads its connection's metadata: --metadata)")
+        run.input = parse_json_arg(input, "--input")
+    if metadata is not None:
+        run.metadata = _json_object(metadata, "--metadata")
+    for flag, given in (("--last-sync-date", last_sync_date), ("--checkpoint", checkpoint), ("--variant", variant)):
+        if given is not None and script.kind != "sync":
+            raise DryRunError(f"{flag} is for syncs; {name!r} is an {script.kind}")
+    if last_sync_date is not None:
+        run.last_sync_date = parse_date(last_sync_date)
+    if checkpoint is not None:
+        run.checkpoint = _json_object(checkpoint, "--checkpoint")
+    if variant is not None:
+        if not variant.strip() or len(variant) > 255:
+            raise DryRunError(f"--variant: a variant name is 1-255 characters, got {variant[:40]!r}")
+        run.variant = variant
+    if script.kind == "action":
+        action = config.integrations[script.integration].actions[script.name]
+        if action.input and input is None:
+            raise DryRunError(f"action {name!r} takes input ({action.input}): pass --input JSON or @file")
+        run.input_model = action.input if action.input in config.models else None
+        run.output_model = action.output if action.output in config.models else None
+    if validate:
+        run.record_check = Reported("reject", schema=RecordSchema(config))
+    return run
+
+
+def _json_object(value: str, flag: str) -> dict[str, Any]:
+    parsed = parse_json_arg(value, flag)
+    if not isinstance(parsed, dict):
+        raise DryRunError(f"{flag} must be a JSON object")
+    return parsed
+
+
+async def _check_variant(api: NangoClient, run: DryRun) -> None:
+    """`--variant` names one the server knows for this connection: created by `POST /sync/{name}/variant/{v}`,
+    it has a schedule or has run. (No endpoint lists variants: this reads the sync's status.)"""
+    from orchestrator.client import ApiError
+
+    script = run.script
+    where = f"sync {script.name!r} of connection {run.connection_id!r} on {run.server}"
+    try:
+        body = await api.request("GET", "/sync/status", params={
+            "provider_config_key": script.integration, "syncs": f"{script.name}::{run.variant}",
+            "connection_id": run.connection_id})
+    except ApiError as exc:
+        if exc.status == 404:   # the sync is not deployed, so it has no variant
+            raise DryRunError(f"--variant: no variant {run.variant!r} of {where} ({exc.message})") from None
+        raise DryRunError(f"--variant: cannot read the variants of {where}: {exc.message}") from None
+    known = [s for s in body.get("syncs") or [] if s.get("variant") == run.variant
+             and (s.get("frequency") is not None or s.get("finishedAt") is not None)]
+    if not known:
+        raise DryRunError(f"--variant: no variant {run.variant!r} of {where} "
+                          f"(create it with POST /sync/{script.name}/variant/{run.variant})")
+
+
+def invalid_records(check: Reported) -> dict[str, Any]:
+    """The dry run's error when `--validate` found records that do not match their model."""
+    n = check.rejected
+    head = ("1 record does not match its model" if n == 1 else f"{n} records do not match their model") + \
+        f" (an environment with record_validation reject would not save {'it' if n == 1 else 'them'}):"
+    return {"type": "invalid_records", "message": "\n  ".join([head, *(p.message for p in check.problems)]),
+            "problems": [{"id": p.record_id, "field": p.field, "message": p.message} for p in check.problems]}
 
 
 def unpack(bundle: bytes, target: Path) -> None:
@@ -208,6 +309,8 @@ async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recor
                     raise DryRunError(f"{run.server} refused the secret key: {exc.message}") from None
                 raise DryRunError(f"cannot read connection {run.connection_id!r}: {exc.message}") from None
             connection = to_connection(data, run.metadata)
+            if run.variant != "base":
+                await _check_variant(api, run)
             if connection.credentials.type in ("OAUTH1", "TBA"):   # signed with the integration's consumer
                 connection.consumer = await _consumer(api, script.integration, connection)
             try:
@@ -224,9 +327,10 @@ async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recor
             # The author's own script on the author's machine: its provider's host may be local (a dev
             # stack's demo provider), so it is listed; every other host follows the worker's rules.
             async with aiohttp.ClientSession() as session, Egress(provider_entry(connection, provider)) as egress:
-                host = _DryHost(memory=MemorySink(), on_log=sink, session=session, connection=connection,
-                                provider=provider, environment_name=run.environment or "", job_id=None,
-                                refresh_credentials=refresh, http_hook=hook, egress=egress)
+                host = _DryHost(memory=MemorySink(checkpoint=run.checkpoint), on_log=sink, session=session,
+                                connection=connection, provider=provider, environment_name=run.environment or "",
+                                job_id=None, refresh_credentials=refresh, http_hook=hook, egress=egress,
+                                record_check=run.record_check)
                 if isinstance(hook, HttpProgress):
                     hook.host = host
                 if recorder is not None:  # `--save-responses`: redact with this host's credentials
@@ -236,7 +340,7 @@ async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recor
                                         "connection_config": copy.deepcopy(connection.connection_config)}
                 context: dict[str, Any] = {
                     "connection_id": connection.connection_id, "provider_config_key": script.integration,
-                    "provider": connection.provider, "environment": run.environment or "", "variant": "base",
+                    "provider": connection.provider, "environment": run.environment or "", "variant": run.variant,
                     "job_id": None, "pagination": provider.pagination, "script_name": script.name,
                     "last_sync_date": run.last_sync_date.isoformat() if run.last_sync_date else None,
                     "full_resync": False,
@@ -256,8 +360,12 @@ async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recor
         raise DryRunError(f"cannot reach {run.server}: {exc}") from None
     memory = host.memory
     logs = [_log_entry(line) for line in memory.logs]
-    return DryRunResult(script=script, connection_id=run.connection_id, ok=outcome.ok, records=memory.records,
-                        output=outcome.output, logs=logs, error=outcome.error, duration_s=outcome.duration_s)
+    ok, error = outcome.ok, outcome.error
+    if ok and run.record_check is not None and run.record_check.rejected:
+        ok, error = False, invalid_records(run.record_check)
+    return DryRunResult(script=script, connection_id=run.connection_id, ok=ok, records=memory.records,
+                        output=outcome.output, logs=logs, error=error, duration_s=outcome.duration_s,
+                        checkpoint=memory.checkpoint if script.kind == "sync" else None)
 
 
 # --------------------------------------------------------------------------- output
@@ -315,6 +423,8 @@ def format_result(result: DryRunResult) -> list[str]:
         lines.append(json.dumps(result.output, indent=2, default=str, ensure_ascii=False))
     if script.kind == "sync" and result.ok and not result.records:
         lines.append("no records")
+    if result.checkpoint is not None:
+        lines.append("checkpoint: " + json.dumps(result.checkpoint, default=str, ensure_ascii=False))
     status = "finished" if result.ok else "failed"
     lines.append(f"dry run of {script.kind} {script.name!r} ({script.integration}) on connection "
                  f"{result.connection_id!r} {status} in {result.duration_s:.1f} s; nothing was saved")
@@ -324,6 +434,8 @@ def format_result(result: DryRunResult) -> list[str]:
 def format_error(result: DryRunResult) -> str:
     err = result.error or {}
     script = result.script
+    if err.get("type") == "invalid_records":
+        return f"{script.kind} {script.name!r} (--validate): {err.get('message', '')}"
     if err.get("type") == "action_error":
         payload = json.dumps(err.get("payload"), default=str, ensure_ascii=False)
         return f"{script.kind} {script.name!r} raised ActionError: {payload}"
