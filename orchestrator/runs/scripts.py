@@ -98,7 +98,7 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
     cfg = script.config
 
     async def models() -> dict[str, Any]:
-        return cfg.get("models") or {}
+        return await validation.manifest_models(bundle_dir)
     host = build_host(deps, connection, provider, env, env_vars, job_id=inp.job_id,
                       sync_name=inp.script_name if inp.kind == "webhook" else None,
                       record_check=await validation.for_run(env, models))

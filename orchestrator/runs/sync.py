@@ -119,9 +119,7 @@ async def run(deps: RunDeps, sync: SyncInput, prepared: PreparedSync,
     provider = await resolve_provider(deps.pool, connection.environment_id, connection.provider)
 
     async def models() -> dict[str, Any]:
-        async with deps.pool.acquire() as conn:
-            script = await scripts_repo.get(conn, connection.integration_id, "sync", sync.sync_name)
-        return (script.config.get("models") or {}) if script else {}
+        return await validation.manifest_models(bundle_dir)
     host = build_host(deps, connection, provider, env, env_vars, job_id=prepared.job_id, sync_name=sync.sync_name,
                       variant=sync.variant, track_deletes=prepared.track_deletes, attempt=number,
                       record_check=await validation.for_run(env, models))
