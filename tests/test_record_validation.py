@@ -172,6 +172,7 @@ def test_a_record_that_matches_passes(schema: RecordSchema) -> None:
     # optional fields absent, or null (the generated Python models write None for an unset optional field)
     assert schema.check("Issue", {**GOOD, "body": None, "closed_at": None, "author": None}) == []
     assert schema.check("Issue", {**GOOD, "score": 2, "kind": "bug", "replies": [GOOD]}) == []
+    assert schema.check("Issue", {**GOOD, "number": 2.0, "grid": [[1.0]]}) == []   # integral, as JSON Schema says
 
 
 @pytest.mark.parametrize(("change", "expected"), [

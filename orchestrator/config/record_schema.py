@@ -30,7 +30,7 @@ FieldCheck = frozenset[type] | Check | None
 _NONE = type(None)
 _PLAIN: dict[str, frozenset[type]] = {
     "string": frozenset({str}),
-    "integer": frozenset({int}),      # bool is its own type: `type(True) is int` is False
+    "integer": frozenset({int}),      # bool is its own type: `type(True) is int` is False; 2.0 passes too
     "number": frozenset({int, float}),
     "boolean": frozenset({bool}),
     "object": frozenset({dict}),
@@ -76,12 +76,17 @@ def _is_date(value: Any) -> bool:
     return True
 
 
+def _integral(value: Any, allowed: frozenset[type]) -> bool:
+    """2.0 is an integer, as JSON Schema counts (only asked once the fast type test failed)."""
+    return type(value) is float and int in allowed and value.is_integer()
+
+
 def run_check(check: FieldCheck, value: Any, path: str, out: list[Mismatch], label: str) -> None:
     """Apply a field's check to one present value."""
     if check is None:
         return
     if type(check) is frozenset:
-        if type(value) not in check:
+        if type(value) not in check and not _integral(value, check):
             out.append((path, f"should be {label}, got {kind_of(value)}"))
         return
     check(value, path, out)  # type: ignore[operator]
@@ -149,7 +154,7 @@ class RecordSchema:
                     if check is None or (v is None and nullable):
                         continue
                     if type(check) is frozenset:
-                        if type(v) not in check:
+                        if type(v) not in check and not _integral(v, check):
                             out.append((f"{path}.{name}" if path else name,
                                         f"should be {field_label}, got {kind_of(v)}"))
                     else:
@@ -241,7 +246,7 @@ class RecordSchema:
                 return
             if type(item) is frozenset:
                 for i, v in enumerate(value):
-                    if type(v) not in item:
+                    if type(v) not in item and not _integral(v, item):
                         out.append((f"{path}[{i}]", f"should be {item_label}, got {kind_of(v)}"))
                 return
             for i, v in enumerate(value):

@@ -40,6 +40,7 @@ def describe(model: str, record: Any, index: int, mismatch: Mismatch) -> Problem
     who = f"record {record_id!r} of model {model}" if record_id is not None else \
         f"record #{index + 1} of model {model} in this batch (no id)"
     path, what = mismatch
+    path = path if len(path) <= 200 else path[:197] + "..."   # a key of the record's own making may be long
     return Problem(record_id, path, f"{who}: field {path!r} {what}" if path else f"{who}: {what}")
 
 
