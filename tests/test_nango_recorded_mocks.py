@@ -20,7 +20,7 @@ from tests.test_cli_stack import nango
 from tests.test_node_client import _install, _run
 from tests.test_pytest_plugin import _pytest
 
-pytestmark = pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None,
+needs_node = pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None,
                                 reason="Node.js is needed to hash requests as Nango's client sends them")
 
 NANGO_YAML = """
@@ -219,6 +219,7 @@ def _unified(folder: Path, identities: list[dict[str, Any]]) -> None:
         "api": api([(CREATE, identities[2])])})
 
 
+@needs_node
 async def test_nango_test_replays_mocks_recorded_by_nangos_cli(nango_server: str, tmp_path: Path) -> None:
     requests = [request for request, _ in [*PAGES, CREATE]]
     identities = await _recorded_identities(nango_server, [*requests, *ODD_REQUESTS])
@@ -242,6 +243,9 @@ async def test_nango_test_replays_mocks_recorded_by_nangos_cli(nango_server: str
     assert failed.code == 1 and "FAIL acme/tickets" in failed.stdout
     lines = [line.replace(" ", "") for line in failed.stdout.splitlines()]
     assert '-"title":"Fast"' in lines and '+"title":"Slow"' in lines, failed.stdout
+    _write(saved, SAVED[::-1])
+    failed = await nango("test", "tickets", "--path", str(folder))
+    assert failed.code == 1 and "Ticket batchSave: the same records in another order" in failed.stdout
     _write(saved, SAVED)
 
     # a missing mock: the request Nango would look for, named with its parameters
@@ -282,6 +286,7 @@ def test_recorded_action(nango_mock):
 '''
 
 
+@needs_node
 async def test_the_pytest_plugin_replays_them_too(nango_server: str, tmp_path: Path) -> None:
     identities = await _recorded_identities(nango_server, [request for request, _ in [*PAGES, CREATE]])
     folder = _project(tmp_path)
@@ -292,6 +297,7 @@ async def test_the_pytest_plugin_replays_them_too(nango_server: str, tmp_path: P
     assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout + run.stderr
 
 
+@needs_node
 async def test_a_script_reads_only_its_own_recorded_answers(nango_server: str, tmp_path: Path) -> None:
     """The action asks for the sync's recorded page: filed under the sync's name, it is not the action's."""
     identities = await _recorded_identities(nango_server, [request for request, _ in [*PAGES, CREATE]])
@@ -308,3 +314,28 @@ async def test_a_script_reads_only_its_own_recorded_answers(nango_server: str, t
         action.write_text(ACTION.replace('nango.post("/v2/tickets"', f'nango.post("{escape}"'))
         failed = await nango("test", "create-ticket", "--path", str(folder))
         assert failed.code == 1 and "no recorded response for POST" in failed.stdout, failed.stdout
+
+
+async def test_a_broken_recording_is_named(tmp_path: Path) -> None:
+    """Each unreadable file fails its own script with the file's name; the other scripts still run."""
+    folder = _project(tmp_path)
+    mocks = folder / "acme" / "mocks"
+    _write(mocks / "create-ticket" / "output.json", {"id": "7", "title": "Help"})
+    (mocks / "tickets" / "Ticket").mkdir(parents=True)
+    (mocks / "tickets" / "Ticket" / "batchSave.json").write_text("[{not json")
+    failed = await nango("test", "--path", str(folder), "--json")
+    assert failed.code == 1
+    tickets, action = json.loads(failed.stdout)["results"]
+    assert "cannot read the recorded mock" in tickets["error"] and "Ticket/batchSave.json" in tickets["error"]
+    assert "no recorded input for action 'create-ticket' (its input is CreateTicket)" in action["error"]
+    _write(mocks / "create-ticket" / "input.json", {"subject": "Help", "team": "t1"})
+    failed = await nango("test", "create-ticket", "--path", str(folder))
+    assert failed.code == 1 and "no recorded response for POST /v2/tickets" in failed.stdout  # ran: no mock for it
+
+    _write(mocks / "tickets" / "Ticket" / "batchSave.json", {"id": "1"})
+    failed = await nango("test", "tickets", "--path", str(folder))
+    assert failed.code == 1 and "batchSave.json must hold a list of records, not dict" in failed.stdout
+
+    _write(folder / "acme" / "tests" / "tickets.test.json", {"api": ["GET /v2/tickets"]})
+    failed = await nango("test", "tickets", "--path", str(folder))
+    assert failed.code == 1 and "tickets.test.json: 'api' must be an object of methods" in failed.stdout

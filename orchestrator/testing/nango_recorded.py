@@ -597,5 +597,12 @@ def align(expected: Any, actual: Any) -> Any:
     if isinstance(expected, dict) and isinstance(actual, dict):
         return {k: align(expected.get(k), v) for k, v in actual.items() if not (v is None and k not in expected)}
     if isinstance(expected, list) and isinstance(actual, list):
-        return [align(expected[i] if i < len(expected) else None, v) for i, v in enumerate(actual)]
+        by_id = {_record_id(e): e for e in expected if _record_id(e) is not None}
+        return [align(by_id.get(_record_id(v)) if _record_id(v) in by_id else (
+            expected[i] if i < len(expected) else None), v) for i, v in enumerate(actual)]
     return actual
+
+
+def _record_id(value: Any) -> str | None:
+    """A record's id, as a key: records align by id first, so that a reordering shows as one."""
+    return js_json(value["id"]) if isinstance(value, dict) and "id" in value else None

@@ -10,7 +10,8 @@
         await fetch_data(mock.nango)
         mock.assert_saved("GithubIssue", count=1)
 
-The integrations folder is found from the test file's folder upwards (or `--nango-path`).
+The integrations folder is found from the test file's folder upwards (or `--nango-path`). A script whose
+mocks were recorded by Nango's own CLI (its 0.6x files or 0.7x `.test.json`) runs against those the same way.
 """
 
 from __future__ import annotations

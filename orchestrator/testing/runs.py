@@ -332,6 +332,11 @@ async def _check_recorded_run(folder: Path, script: ScriptRef) -> SavedCheck:
         recorded = nango_recorded.load(folder / script.integration, script.name)
     except nango_recorded.RecordedMockError as exc:
         return SavedCheck(script, ok=False, error=str(exc))
+    if script.kind == "action" and script.input_model and recorded.input is None:
+        where = (f"'input' in {recorded.where}" if recorded.layout == nango_recorded.UNIFIED
+                 else str(recorded.where / script.name / "input.json"))
+        return SavedCheck(script, ok=False, error=f"no recorded input for action {script.name!r} (its input is "
+                                                  f"{script.input_model}): expected {where}")
     mock = _recorded_mock(recorded, script, {})
     result = await run_async(folder, script, mock, input=recorded.input)
     requests = len(mock.book.requests)
