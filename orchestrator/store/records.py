@@ -37,6 +37,7 @@ class WriteResult:
     deleted: int = 0
     duplicate_ids: list[str] = field(default_factory=list)
     missing_ids: list[str] = field(default_factory=list)
+    kept_ids: list[str] = field(default_factory=list)  # left as stored by a merging strategy
 
 
 @dataclass(frozen=True)
@@ -631,6 +632,39 @@ async def batch_save(
         result = await _save(conn, scope, items, job_id=job_id, track_seen=track_seen, attempt=attempt,
                              encoded=encoded)
     result.duplicate_ids = dupes
+    return result
+
+
+# Nango's `ignore_if_modified_after` merging strategy: the ids of a batch that another job (a webhook script, say)
+# changed after the sync's run started. The run's own earlier writes are not "another job".
+_MODIFIED_SINCE = ("SELECT external_id FROM records WHERE scope_id = $1 AND external_id = any($2::text[])"
+                   " AND last_modified_at > $3 AND job_id IS DISTINCT FROM $4")
+_MARK_SEEN = ("INSERT INTO job_seen_records AS s (job_id, model, external_id, attempt)"
+              " SELECT $1, $2, unnest($3::text[]), $4 ON CONFLICT (job_id, model, external_id)"
+              " DO UPDATE SET attempt = EXCLUDED.attempt WHERE s.attempt < EXCLUDED.attempt")
+
+
+async def batch_save_unless_modified(
+    conn: asyncpg.Connection, scope: Scope, records: Sequence[Any], *, since: datetime, job_id: int | None = None,
+    track_seen: bool = False, attempt: int = 0, encoded: Sequence[bytes | None] | None = None,
+) -> WriteResult:
+    """`batch_save`, except that a record stored with a `last_modified_at` later than `since` (the run's start) by
+    another job is left as it is (its id in `kept_ids`; still seen, so deletion tracking keeps it). A separate
+    function: the default path (`batch_save`) stays exactly as it is, with no lookup added."""
+    with record_errors():
+        items, dupes = contract.dedupe(records, scope.model)
+        async with conn.transaction():  # the scope lock, taken first, covers the lookup and the write
+            scope_id = await _lock_scope(conn, scope, create=True)
+            kept: set[str] = set()
+            if items:
+                kept = {r[0] for r in await conn.fetch(_MODIFIED_SINCE, scope_id, [i[0] for i in items], since,
+                                                       job_id)}
+            result = await _save(conn, scope, [i for i in items if i[0] not in kept], job_id=job_id,
+                                 track_seen=track_seen, attempt=attempt, encoded=encoded)
+            if kept and track_seen and job_id is not None:
+                await conn.execute(_MARK_SEEN, job_id, scope.model, sorted(kept), attempt)
+    result.duplicate_ids = dupes
+    result.kept_ids = sorted(kept)
     return result
 
 
