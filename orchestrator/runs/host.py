@@ -18,10 +18,10 @@ from orchestrator.runs.deps import RunDeps
 from orchestrator.runs.limits import RunQuotas
 from orchestrator.runs.script_host import ScriptHost
 from orchestrator.runs.sinks import DatabaseSink
-from orchestrator.runs.trigger import trigger_for
+from orchestrator.runs.trigger import sync_control_for, trigger_for
 from orchestrator.runs.validation import RecordCheck
 from orchestrator.store import connections as connections_repo
-from orchestrator.store import faults
+from orchestrator.store import faults, script_state
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store.types import Connection, Environment
 
@@ -51,6 +51,10 @@ def build_host(deps: RunDeps, connection: Connection, provider: Provider, env: E
         async with deps.pool.acquire() as conn:
             return await integrations_repo.egress_allow(conn, connection.integration_id)
 
+    async def integration() -> dict[str, Any]:
+        async with deps.pool.acquire() as conn:
+            return await integration_view(conn, connection.integration_id, provider)
+
     sink = DatabaseSink(deps.pool, environment_id=connection.environment_id, connection_pk=connection.id,
                         variant=variant, job_id=job_id, sync_name=sync_name, attempt=attempt)
     return ScriptHost(sink=sink, session=deps.http, connection=connection, provider=provider,
@@ -58,7 +62,24 @@ def build_host(deps: RunDeps, connection: Connection, provider: Provider, env: E
                       refresh_credentials=refresh, metadata_writer=write_metadata,
                       egress=deps.egress, egress_allow=egress_allow,
                       action_trigger=trigger_for(deps, env.id, env.name), environment_variables=env_vars,
-                      quotas=RunQuotas.from_settings(deps.settings), record_check=record_check)
+                      quotas=RunQuotas.from_settings(deps.settings), record_check=record_check,
+                      log_level=env.script_log_level, sync_control=sync_control_for(deps, env.id, env.name),
+                      integration_reader=integration, public_url=deps.settings.public_url)
+
+
+async def integration_view(conn: asyncpg.Connection, integration_id: int, provider: Provider) -> dict[str, Any]:
+    """`nango.get_integration()`: Nango's integration fields and its OAuth app's public settings, read by column
+    name (store/script_state.py): no secret is read for it."""
+    row = await script_state.public_integration(conn, integration_id)
+    if row is None:
+        raise RpcFailure("not_found", "the run's integration no longer exists")
+    return {"unique_key": row["unique_key"], "provider": row["provider"],
+            "display_name": row["display_name"] or provider.display_name or row["provider"], "logo": "",
+            "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
+            "credentials": {"type": provider.auth_mode, "client_id": row["oauth_client_id"],
+                            "scopes": row["oauth_scopes"], "authorization_url": row["oauth_authorization_url"],
+                            "token_url": row["oauth_token_url"]},
+            "webhook_routing": row["webhook_routing"] or None}
 
 
 async def with_heartbeat(work: Awaitable[T], heartbeat: Callable[[dict[str, Any]], None] | None,
@@ -149,4 +170,4 @@ class InfraWatch:
             raise
 
     def log(self, level: str, message: str, fields: dict[str, Any] | None) -> None:
-        self.host.log(level, message, fields)
+        self.host.script_log(level, message, fields)

@@ -8,7 +8,9 @@ worker's run, memory for `nango dryrun`. The child sees only the answers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +30,7 @@ from orchestrator.runs.limits import LogBudget, RunQuotas
 from orchestrator.runs.sinks import RecordSink
 from orchestrator.runs.validation import RecordCheck
 from orchestrator.sdk import contract
+from orchestrator.sdk import nango as sdk
 from orchestrator.store import faults
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import records as records_repo
@@ -43,6 +46,11 @@ SECRET_FIELDS = frozenset({"access_token", "refresh_token", "apiKey", "password"
 MAX_BUFFERED_LOGS = 200
 MAX_LOG_CHARS = 10_000
 LEVELS = ("debug", "info", "warn", "error")
+
+# What the platform's own sync controls do for `nango.start_sync` / `nango.trigger_sync` (runs/trigger.py):
+# (operation "start" or "trigger", integration, sync names, connection id or None for all, sync mode) -> how many
+# schedules it reached.
+SyncControl = Callable[[str, str, list[str], str | None, str], Awaitable[int]]
 
 
 @dataclass
@@ -69,6 +77,15 @@ class Progress:
                 "models": self.models}
 
 
+@contextlib.contextmanager
+def _arguments() -> Iterator[None]:
+    """The SDK's argument checks (sdk/nango.py), answered as the script's invalid arguments."""
+    try:
+        yield
+    except ValueError as exc:
+        raise RpcFailure("invalid_arguments", str(exc)) from None
+
+
 class ScriptHost:
     """Answers one run's RPC calls; where records, logs and the checkpoint go is the `sink`'s business."""
 
@@ -85,6 +102,10 @@ class ScriptHost:
         egress_allow: Callable[[], Awaitable[Sequence[str]]] | Sequence[str] = (),
         quotas: RunQuotas | None = None,
         record_check: RecordCheck | None = None,
+        log_level: str = "debug",
+        sync_control: SyncControl | None = None,
+        integration_reader: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        public_url: str = "",
     ) -> None:
         self.sink = sink
         self.session = session
@@ -116,6 +137,14 @@ class ScriptHost:
         self.record_check = record_check
         self._log_budget = LogBudget(self.quotas.log_lines, self.quotas.log_bytes)
         self._truncation_noted = False
+        # the environment's script_log_level: the script's lines below it are not kept (`script_log`)
+        self.log_level = log_level if log_level in LEVELS else "debug"
+        self._sync_control = sync_control
+        self._integration_reader = integration_reader
+        self._public_url = public_url.rstrip("/")
+        self._merging: dict[str, bool] = {}  # model -> keep what another job changed since the run started
+        # who holds this run's locks: its job (a retried attempt is the same holder), else this host alone
+        self.lock_holder = f"job:{job_id}" if job_id is not None else f"run:{uuid.uuid4()}"
 
     # ---- logs ---------------------------------------------------------------------------------
     def _secrets(self) -> list[str]:
@@ -140,6 +169,7 @@ class ScriptHost:
         when the buffer is flushed. Not a time the child sends: the script could forge it, and even clamped to
         its run it could reorder its own lines."""
         at = datetime.now(UTC)
+        fields = fields or None  # the SDK sends an empty object for a line without fields
         if self._log_budget.exhausted:  # past the run's log cap a line costs only its count
             self._log_budget.admit(len(message))
             return
@@ -159,6 +189,16 @@ class ScriptHost:
             log.warning("run_log_cap_reached", job_id=self.job_id, cap=self._log_budget.hit)
             return
         self.logs.append(jobs_repo.LogLine(level, message, fields, at))
+
+    def script_log(self, level: str, message: str, fields: dict[str, Any] | None) -> None:
+        """A line from the runner: the script's own (`nango.log`, whose fields always come as an object, and its
+        stdout/stderr) is dropped below the environment's `script_log_level`; the runner's own lines (no fields
+        object) are the platform's and always kept."""
+        if fields is not None:
+            rank = LEVELS.index(level) if level in LEVELS else 1
+            if rank < LEVELS.index(self.log_level):
+                return
+        self.log(level, message, fields)
 
     def warn(self, message: str) -> None:
         """A warning of the platform's own in the run's log (a cap was reached, a run waits)."""
@@ -321,12 +361,20 @@ class ScriptHost:
         if self.record_check is not None:
             records = self._validated(model, records)
 
+        keep = self._merging.get(model, False)
+
         async def write() -> records_repo.WriteResult:
             encoded = self._check_quota("batch_save", model, records)  # a refused chunk aborts the rest of its call
+            if keep:
+                return await self.sink.save(model, records, track_seen=track, encoded=encoded, keep_modified=True)
             return await self.sink.save(model, records, track_seen=track, encoded=encoded)
         result = await self._ordered(model, batch, write)
         if result.duplicate_ids:
             self.log("warn", contract.duplicate_ids_warning(model, result.duplicate_ids), None)
+        if result.kept_ids:
+            self.log("info", f"{model}: {len(result.kept_ids)} record(s) kept as stored, changed after this run "
+                             f"started (merging strategy ignore_if_modified_after): "
+                             f"{', '.join(result.kept_ids[:20])}{' ...' if len(result.kept_ids) > 20 else ''}", None)
         self._counted(model, result)
         return True
 
@@ -356,6 +404,19 @@ class ScriptHost:
     async def rpc_get_records_by_id(self, model: str, ids: list[str]) -> dict[str, Any]:
         self._check_model(model)
         return await self.sink.get_by_ids(model, ids)
+
+    async def rpc_list_records(self, model: str, cursor: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """A page of this run's own connection's records (its variant), as GET /records pages them."""
+        self._check_model(model)
+        with _arguments():
+            sdk.checked_page(limit, cursor)
+        return await self.sink.list_records(model, cursor or None, limit)
+
+    async def rpc_set_merging_strategy(self, strategy: Any, model: str) -> None:
+        """Nango's setMergingStrategy, for this run's later saves of `model`."""
+        self._check_model(model)
+        with _arguments():
+            self._merging[model] = sdk.MERGING_STRATEGIES[sdk.checked_strategy(strategy)]
 
     async def rpc_track_deletes_start(self, model: str) -> None:
         self._check_model(model)
@@ -439,6 +500,75 @@ class ScriptHost:
 
     async def rpc_clear_checkpoint(self) -> None:
         await self.sink.set_checkpoint(None)
+
+    # ---- syncs, integration, locks ------------------------------------------------------------------
+    def _controls(self, call: str) -> SyncControl:
+        if self._sync_control is None:
+            raise RpcFailure("not_implemented", f"{call} is not available in this run: only a worker controls "
+                                                "syncs (dry runs and test benches do not)")
+        return self._sync_control
+
+    @staticmethod
+    def _names(call: str, syncs: Any) -> list[str]:
+        names = [syncs] if isinstance(syncs, str) else syncs
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            raise RpcFailure("invalid_arguments", f"{call}: syncs must be a sync name or a list of them, "
+                                                  f"got {syncs!r}")
+        return names
+
+    def _integration(self, call: str, integration: Any) -> str:
+        if integration is None:
+            return self.connection.integration_key
+        if not isinstance(integration, str) or not integration:
+            raise RpcFailure("invalid_arguments", f"{call}: the integration must be its unique key, got "
+                                                  f"{integration!r}")
+        return integration
+
+    async def rpc_start_sync(self, syncs: Any, provider_config_key: Any = None, connection_id: Any = None) -> int:
+        """Nango's startSync: resume (unpause) these syncs, as POST /sync/start does; this environment only."""
+        control = self._controls("start_sync")
+        if connection_id is not None and not isinstance(connection_id, str):
+            raise RpcFailure("invalid_arguments", f"start_sync: connection_id must be a string, got {connection_id!r}")
+        return await control("start", self._integration("start_sync", provider_config_key),
+                             self._names("start_sync", syncs), connection_id, "incremental")
+
+    async def rpc_trigger_sync(self, provider_config_key: Any, connection_id: Any, sync_name: Any,
+                               sync_mode: Any = "incremental") -> int:
+        """Nango's triggerSync: run it now, as POST /sync/trigger does; this environment only."""
+        control = self._controls("trigger_sync")
+        with _arguments():
+            sync_mode = sdk.checked_sync_mode(sync_mode)
+        if connection_id is not None and not isinstance(connection_id, str):
+            raise RpcFailure("invalid_arguments", f"trigger_sync: connection_id must be a string, got "
+                                                  f"{connection_id!r}")
+        return await control("trigger", self._integration("trigger_sync", provider_config_key),
+                             self._names("trigger_sync", sync_name), connection_id, sync_mode)
+
+    async def rpc_get_webhook_url(self) -> str | None:
+        """Where the provider sends this integration's webhooks (POST /webhook/{environment}/{integration}); None
+        when the installation sets no PUBLIC_URL (the worker does not know the API's address then)."""
+        if not self._public_url:
+            return None
+        return f"{self._public_url}/webhook/{self.environment_name}/{self.connection.integration_key}"
+
+    async def rpc_get_integration(self) -> dict[str, Any]:
+        """The run's integration without any secret (the reader picks the fields it shows, secrets never)."""
+        if self._integration_reader is None:
+            return {"unique_key": self.connection.integration_key, "provider": self.connection.provider,
+                    "display_name": self.provider.display_name or self.connection.provider}
+        return await self._integration_reader()
+
+    async def rpc_try_acquire_lock(self, key: Any, ttl_ms: Any) -> bool:
+        """A lock of this connection (its environment's), for `ttl_ms`; True when this run holds it now."""
+        with _arguments():
+            key = sdk.checked_lock("try_acquire_lock", key, ttl_ms)
+        return await self.sink.try_lock(key, self.lock_holder, ttl_ms)
+
+    async def rpc_release_lock(self, key: Any) -> bool:
+        """Release a lock this run holds; False when it does not (never had it, or it expired)."""
+        with _arguments():
+            key = sdk.checked_lock("release_lock", key)
+        return await self.sink.release_lock(key, self.lock_holder)
 
     async def rpc_trigger_action(self, provider_config_key: str, connection_id: str, action_name: str,
                                  input: Any = None) -> Any:

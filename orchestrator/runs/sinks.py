@@ -10,7 +10,9 @@ refused in memory too, with the same message.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncpg
@@ -21,6 +23,7 @@ from orchestrator.errors import TransientError
 from orchestrator.sdk import contract
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import records as records_repo
+from orchestrator.store import script_state
 from orchestrator.store.records import WriteResult
 
 LogEntry = tuple[str, str, dict[str, Any] | None]  # (level, message, fields)
@@ -30,9 +33,11 @@ class RecordSink(Protocol):
     """What a ScriptHost needs to keep a run's records, logs and checkpoint."""
 
     async def save(self, model: str, records: Sequence[Any], *, track_seen: bool = False,
-                   encoded: Sequence[bytes | None] | None = None) -> WriteResult:
+                   encoded: Sequence[bytes | None] | None = None, keep_modified: bool = False) -> WriteResult:
         """Upsert; duplicate ids keep the last record and come back in `duplicate_ids`. `encoded`: each record's
-        stored JSON by position, when the caller already has it (`contract.quota_bodies`)."""
+        stored JSON by position, when the caller already has it (`contract.quota_bodies`). `keep_modified`
+        (Nango's ignore_if_modified_after merging strategy): records another job changed since this run
+        started are left as they are, their ids in `kept_ids`."""
 
     async def update(self, model: str, records: Sequence[Any]) -> WriteResult:
         """Deep-merge patches into stored records; ids not stored come back in `missing_ids`."""
@@ -42,6 +47,10 @@ class RecordSink(Protocol):
 
     async def get_by_ids(self, model: str, ids: Sequence[str]) -> dict[str, Any]:
         """Stored (not deleted) records by id."""
+
+    async def list_records(self, model: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        """A page of the run's own connection's records of a model, as GET /records shows them:
+        `{"records": [...], "next_cursor": ...}`."""
 
     async def delete_unseen(self, model: str) -> int:
         """After a full run with deletion tracking: delete what this run did not save; how many."""
@@ -54,6 +63,12 @@ class RecordSink(Protocol):
 
     async def set_checkpoint(self, checkpoint: dict[str, Any] | None) -> None:
         """Save (or, with None, clear) the sync's checkpoint."""
+
+    async def try_lock(self, key: str, holder: str, ttl_ms: int) -> bool:
+        """Take a lock of the run's connection for `ttl_ms` unless another holder has it."""
+
+    async def release_lock(self, key: str, holder: str) -> bool:
+        """Release a lock this holder has; whether it did."""
 
 
 def _batch(model: str, records: Sequence[Any]) -> dict[str, str | int]:
@@ -71,8 +86,12 @@ class DatabaseSink:
     """A real run: records in PostgreSQL within (environment, connection, model, variant), logs on the job."""
 
     def __init__(self, pool: asyncpg.Pool, *, environment_id: int, connection_pk: int, variant: str = "base",
-                 job_id: int | None = None, sync_name: str | None = None, attempt: int = 0) -> None:
+                 job_id: int | None = None, sync_name: str | None = None, attempt: int = 0,
+                 kind: str | None = None) -> None:
         self.pool = pool
+        # whose checkpoint this run keeps: (kind, script name); read from the job row when not given
+        self._script: tuple[str, str] | None = (kind, sync_name or "") if kind else None
+        self._since: datetime | None = None  # the run's start, for a merging strategy
         self.attempt = attempt  # the attempt of the job's run this is (Temporal's number): what it sees is its own
         self.environment_id = environment_id
         self.connection_pk = connection_pk
@@ -84,12 +103,27 @@ class DatabaseSink:
         return records_repo.Scope(self.environment_id, self.connection_pk, model, self.variant)
 
     async def save(self, model: str, records: Sequence[Any], *, track_seen: bool = False,
-                   encoded: Sequence[bytes | None] | None = None) -> WriteResult:
+                   encoded: Sequence[bytes | None] | None = None, keep_modified: bool = False) -> WriteResult:
+        if keep_modified:
+            return await self._save_keeping_modified(model, records, track_seen=track_seen, encoded=encoded)
         with tracing.span("records.save", _batch(model, records)) as span:
             async with self.pool.acquire() as conn:
                 return _counted(span, await records_repo.batch_save(
                     conn, self.scope(model), records, job_id=self.job_id, track_seen=track_seen,
                     attempt=self.attempt, encoded=encoded))
+
+    async def _save_keeping_modified(self, model: str, records: Sequence[Any], *, track_seen: bool,
+                                     encoded: Sequence[bytes | None] | None) -> WriteResult:
+        """The merging strategy's save: since the job's start (its first attempt's, in the database's clock)."""
+        with tracing.span("records.save", _batch(model, records)) as span:
+            async with self.pool.acquire() as conn:
+                if self._since is None:
+                    started = (await conn.fetchval("SELECT started_at FROM jobs WHERE id = $1", self.job_id)
+                               if self.job_id is not None else None)
+                    self._since = started or datetime.now(UTC)
+                return _counted(span, await records_repo.batch_save_unless_modified(
+                    conn, self.scope(model), records, since=self._since, job_id=self.job_id,
+                    track_seen=track_seen, attempt=self.attempt, encoded=encoded))
 
     async def update(self, model: str, records: Sequence[Any]) -> WriteResult:
         with tracing.span("records.update", _batch(model, records)) as span:
@@ -107,6 +141,11 @@ class DatabaseSink:
         async with self.pool.acquire() as conn:
             return await records_repo.get_by_ids(conn, self.scope(model), ids)
 
+    async def list_records(self, model: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        async with self.pool.acquire() as conn:
+            page = await records_repo.read_page(conn, self.scope(model), cursor=cursor, limit=limit)
+        return {"records": page.records(), "next_cursor": page.next_cursor}
+
     async def delete_unseen(self, model: str) -> int:
         if self.job_id is None:  # what was seen is kept per job
             return 0
@@ -119,15 +158,32 @@ class DatabaseSink:
         async with self.pool.acquire() as conn:
             await jobs_repo.add_logs(conn, self.job_id, entries)
 
+    async def _whose(self, conn: asyncpg.Connection) -> tuple[str, str] | None:
+        """(kind, script) whose checkpoint this is: the job's own; a run without a job, the sync's it names."""
+        if self._script is None:
+            if self.job_id is not None:
+                self._script = await script_state.job_script(conn, self.job_id)
+            elif self.sync_name is not None:
+                self._script = ("sync", self.sync_name)
+        return self._script
+
     async def get_checkpoint(self) -> dict[str, Any] | None:
-        if self.sync_name is None:  # checkpoints are a sync's
-            return None
         async with self.pool.acquire() as conn:
-            return (await jobs_repo.get_state(conn, self.connection_pk, self.sync_name, self.variant))["checkpoint"]
+            whose = await self._whose(conn)
+            if whose is None:
+                return None
+            if whose[0] != "sync":  # actions, webhook and event scripts: per (connection, kind, script)
+                return await script_state.get_checkpoint(conn, self.connection_pk, *whose)
+            return (await jobs_repo.get_state(conn, self.connection_pk, whose[1], self.variant))["checkpoint"]
 
     async def set_checkpoint(self, checkpoint: dict[str, Any] | None) -> None:
-        if self.sync_name is None:
-            return
+        async with self.pool.acquire() as conn:
+            whose = await self._whose(conn)
+            if whose is None:
+                return
+            if whose[0] != "sync":
+                await script_state.set_checkpoint(conn, self.connection_pk, *whose, checkpoint)
+                return
         async with self.pool.acquire() as conn, conn.transaction():
             # What this attempt has seen so far is covered by the checkpoint, in the same transaction: an attempt
             # resuming from it keeps exactly those records as seen.
@@ -135,7 +191,15 @@ class DatabaseSink:
                     conn, self.job_id, self.attempt):
                 raise TransientError(f"attempt {self.attempt} of this run is stale (a newer attempt has started):"
                                      " its checkpoint is refused")
-            await jobs_repo.set_checkpoint(conn, self.connection_pk, self.sync_name, self.variant, checkpoint)
+            await jobs_repo.set_checkpoint(conn, self.connection_pk, whose[1], self.variant, checkpoint)
+
+    async def try_lock(self, key: str, holder: str, ttl_ms: int) -> bool:
+        async with self.pool.acquire() as conn:
+            return await script_state.try_lock(conn, self.connection_pk, key, holder, ttl_ms)
+
+    async def release_lock(self, key: str, holder: str) -> bool:
+        async with self.pool.acquire() as conn:
+            return await script_state.release_lock(conn, self.connection_pk, key, holder)
 
 
 class MemorySink:
@@ -155,6 +219,18 @@ class MemorySink:
         self.records: dict[str, dict[str, list[Any]]] = {}
         self.logs: list[LogEntry] = []
         self.checkpoint = checkpoint
+        self.modified: dict[str, set[str]] = {}  # ids another job changed during this run (`modify`)
+        self.locks: dict[str, tuple[str, float]] = {}  # key -> (holder, expiry on the monotonic clock)
+
+    def modify(self, model: str, records: Sequence[Any]) -> None:
+        """Records changed by someone else while this run goes on (a webhook script, say): a merging strategy
+        of ignore_if_modified_after leaves them as they are."""
+        with records_repo.record_errors():
+            items, _ = contract.dedupe(records, model)
+        stored = self.stored.setdefault(model, {})
+        for rid, record, _ in items:
+            stored[rid] = copy.deepcopy(record)
+            self.modified.setdefault(model, set()).add(rid)
 
     def _sent(self, kind: str, model: str, records: Sequence[Any]) -> None:
         self.records.setdefault(model, {}).setdefault(kind, []).extend(copy.deepcopy(list(records)))
@@ -164,12 +240,14 @@ class MemorySink:
         return sum(len(rows) for kinds in self.records.values() for rows in kinds.values())
 
     async def save(self, model: str, records: Sequence[Any], *, track_seen: bool = False,
-                   encoded: Sequence[bytes | None] | None = None) -> WriteResult:
+                   encoded: Sequence[bytes | None] | None = None, keep_modified: bool = False) -> WriteResult:
         with records_repo.record_errors():
             items, dupes = contract.dedupe(records, model)
+            kept = sorted(rid for rid, _, _ in items if rid in self.modified.get(model, ())) if keep_modified else []
+            items = [item for item in items if item[0] not in kept] if kept else items
             bodies = {rid: contract.encode_record(record, rid, index, model) for rid, record, index in items}
         stored = self.stored.setdefault(model, {})
-        result = WriteResult(duplicate_ids=dupes)
+        result = WriteResult(duplicate_ids=dupes, kept_ids=kept)
         for rid, record, index in items:
             if rid not in stored:
                 result.added += 1
@@ -207,6 +285,19 @@ class MemorySink:
         stored = self.stored.get(model, {})
         return {i: copy.deepcopy(stored[i]) for i in ids if i in stored}
 
+    async def list_records(self, model: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        """Stored records in the order they were first stored, each with a `_nango_metadata` of the same shape as
+        the store's (no times in memory); the cursor is opaque, as the store's."""
+        rows = list(self.stored.get(model, {}).items())
+        start = records_repo.decode_cursor(cursor) if cursor else 0
+        page = rows[start:start + limit]
+        out = [{**copy.deepcopy(record), "_nango_metadata": {
+            "first_seen_at": None, "last_modified_at": None, "last_action": "ADDED", "deleted_at": None,
+            "pruned_at": None, "cursor": records_repo.encode_cursor(start + i + 1)}}
+            for i, (_, record) in enumerate(page)]
+        more = start + limit < len(rows)
+        return {"records": out, "next_cursor": records_repo.encode_cursor(start + limit) if more else None}
+
     async def delete_unseen(self, model: str) -> int:
         return 0  # memory holds only what this run saved: nothing is unseen
 
@@ -218,3 +309,18 @@ class MemorySink:
 
     async def set_checkpoint(self, checkpoint: dict[str, Any] | None) -> None:
         self.checkpoint = copy.deepcopy(checkpoint)
+
+    async def try_lock(self, key: str, holder: str, ttl_ms: int) -> bool:
+        now = time.monotonic()
+        held = self.locks.get(key)
+        if held is not None and held[0] != holder and held[1] > now:
+            return False
+        self.locks[key] = (holder, now + ttl_ms / 1000)
+        return True
+
+    async def release_lock(self, key: str, holder: str) -> bool:
+        held = self.locks.get(key)
+        if held is None or held[0] != holder:
+            return False
+        del self.locks[key]
+        return held[1] > time.monotonic()

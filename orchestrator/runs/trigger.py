@@ -1,7 +1,10 @@
-"""`nango.trigger_action(...)` from inside a script: the same ActionWorkflow the API starts.
+"""`nango.trigger_action(...)` from inside a script: the same ActionWorkflow the API starts; and
+`nango.start_sync` / `nango.trigger_sync`: the same schedule operations POST /sync/start and POST /sync/trigger
+make (control/syncs.py, which runs/ may not import: the steps are the same calls, in the same order).
 
-Limited to the script's own environment; the called action gets its own job (visible in the
-actions history) and its failure reaches the calling script as an error naming the action.
+Limited to the script's own environment: every name is looked up within it, and schedule ids carry its name.
+The called action gets its own job (visible in the actions history) and its failure reaches the calling script
+as an error naming the action.
 """
 
 from __future__ import annotations
@@ -10,12 +13,17 @@ import uuid
 from typing import Any
 
 from temporalio.client import WorkflowFailureError
+from temporalio.service import RPCError, RPCStatusCode
 
 from orchestrator.runner.host import RpcFailure
 from orchestrator.runs.deps import RunDeps
+from orchestrator.runs.script_host import SyncControl
 from orchestrator.store import connections as connections_repo
+from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
+from orchestrator.store.types import Connection
+from orchestrator.temporal import names, schedules
 from orchestrator.temporal.starter import start_action
 from orchestrator.temporal.types import ScriptJobInput
 
@@ -58,3 +66,61 @@ def trigger_for(deps: RunDeps, environment_id: int, environment: str):  # type: 
                          payload=done.error_payload)
 
     return trigger
+
+
+def sync_control_for(deps: RunDeps, environment_id: int, environment: str) -> SyncControl:
+    """The ScriptHost's `sync_control` for one run's environment: start (unpause) or trigger syncs of its
+    integrations, for one of their connections or all of them."""
+
+    async def targets(call: str, integration: str, syncs: list[str], connection_id: str | None
+                      ) -> list[tuple[Connection, str]]:
+        async with deps.pool.acquire() as conn:
+            found = await integrations_repo.get(conn, environment_id, integration)
+            if found is None:
+                raise RpcFailure("unknown_integration", f"{call}: no integration '{integration}' in this environment")
+            deployed = {s.name for s in await scripts_repo.list_for_integration(conn, found.id) if s.kind == "sync"}
+            unknown = [s for s in syncs if s not in deployed]
+            if unknown:
+                raise RpcFailure("unknown_sync", f"{call}: no sync {', '.join(map(repr, unknown))} is deployed for "
+                                                 f"integration '{integration}'")
+            if connection_id is None:
+                conns = await connections_repo.list_for_integration(conn, deps.sealer, found.id)
+            else:
+                one = await connections_repo.get(conn, deps.sealer, environment_id, integration, connection_id)
+                if one is None:
+                    raise RpcFailure("unknown_connection", f"{call}: no connection '{connection_id}' for integration "
+                                                           f"'{integration}'")
+                conns = [one]
+        return [(c, s) for c in conns for s in syncs]
+
+    async def reached(step: Any) -> bool:
+        try:
+            await step
+            return True
+        except RPCError as exc:  # no schedule (not created yet, or removed): as the API, skipped
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+
+    async def control(op: str, integration: str, syncs: list[str], connection_id: str | None, mode: str) -> int:
+        call = f"{op}_sync"
+        client = deps.temporal_client
+        if client is None:
+            raise RpcFailure("not_available", f"{call} needs the worker's Temporal client")
+        items = await targets(call, integration, syncs, connection_id)
+        ids = [names.sync_schedule_id(environment, integration, c.connection_id, s) for c, s in items]
+        if op == "start":
+            return sum([await reached(schedules.unpause(client, sid, "resumed by a script", pool=deps.pool))
+                        for sid in ids])
+        if mode != "incremental":  # a full resync: reset marked, a running run stopped, then the trigger
+            async with deps.pool.acquire() as conn:
+                for c, s in items:
+                    await jobs_repo.request_reset(conn, c.id, s, "base",
+                                                  clear_cache=mode == "full_refresh_and_clear_cache")
+            for sid in ids:
+                view = await schedules.describe(client, sid)
+                for wf_id in view.running_workflow_ids if view else []:
+                    await reached(client.get_workflow_handle(wf_id).signal("cancel", "cancelled by a full resync"))
+        return sum([await reached(schedules.trigger(client, sid)) for sid in ids])
+
+    return control

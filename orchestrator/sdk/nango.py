@@ -21,6 +21,46 @@ RECORDS_PER_CALL = 5_000
 RECORDS_IN_FLIGHT = 3
 _batch_ids = itertools.count(1)
 _LEVELS = {"debug", "info", "warn", "warning", "error"}
+MAX_LIST_LIMIT = 1_000  # records per list_records page: a page crosses to the child whole
+# Nango's merging strategies (setMergingStrategy) and whether each keeps what changed since the run started;
+# "ignore_if_modified_after" is our shorter name for Nango's "ignore_if_modified_after_cursor"
+MERGING_STRATEGIES = {"override": False, "ignore_if_modified_after": True, "ignore_if_modified_after_cursor": True}
+SYNC_MODES = ("incremental", "full_refresh", "full_refresh_and_clear_cache")  # Nango's triggerSync modes
+MAX_LOCK_KEY = 255
+MAX_LOCK_TTL_MS = 24 * 3600 * 1000  # a sync's default wall time: no run outlives it
+
+
+# What the platform checks of these calls' arguments, for the host (runs/script_host.py) and `nango_mock` alike:
+# each raises ValueError with the message the script sees.
+def checked_strategy(strategy: Any) -> str:
+    name = strategy.get("strategy") if isinstance(strategy, dict) else strategy
+    if name not in MERGING_STRATEGIES:
+        raise ValueError(f"set_merging_strategy: unknown strategy {name!r}; use one of {', '.join(MERGING_STRATEGIES)}")
+    return name
+
+
+def checked_page(limit: Any, cursor: Any) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+        raise ValueError(f"list_records: limit must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r}")
+    if cursor is not None and not isinstance(cursor, str):
+        raise ValueError(f"list_records: cursor must be a next_cursor value, got {cursor!r}")
+
+
+def checked_sync_mode(mode: Any) -> str:
+    if mode is True or mode is False:  # Nango's older fullResync flag
+        mode = "full_refresh" if mode else "incremental"
+    if mode not in SYNC_MODES:
+        raise ValueError(f"trigger_sync: sync_mode must be one of {', '.join(SYNC_MODES)}, got {mode!r}")
+    return mode
+
+
+def checked_lock(call: str, key: Any, ttl_ms: Any = 1) -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_LOCK_KEY:
+        raise ValueError(f"{call}: the key must be a non-empty string of at most {MAX_LOCK_KEY} characters, "
+                         f"got {key!r:.80}")
+    if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or not 1 <= ttl_ms <= MAX_LOCK_TTL_MS:
+        raise ValueError(f"{call}: ttl_ms must be an integer from 1 to {MAX_LOCK_TTL_MS}, got {ttl_ms!r}")
+    return key
 
 
 @dataclass
@@ -208,11 +248,13 @@ class NangoAction:
         message = " ".join(a if isinstance(a, str) else repr(a) for a in args)
         if len(message) > MAX_LOG_LENGTH:
             message = message[:MAX_LOG_LENGTH] + f"... [truncated {len(message) - MAX_LOG_LENGTH} characters]"
+        # fields always go as an object, empty or not: that marks the line as the script's own, which the host
+        # keeps only at or above the environment's script_log_level (the runner's own lines come without)
         params = {"level": "warn" if lvl == "warning" else lvl, "message": message,
-                  "fields": {k: _jsonable(v) for k, v in fields.items()} or None}
+                  "fields": {k: _jsonable(v) for k, v in fields.items()}}
         safe = _encodable(params)
         if safe != params:  # said on the entry, as the host does for what it replaces
-            safe["fields"] = {**(safe["fields"] or {}), "sanitized": True}
+            safe["fields"] = {**safe["fields"], "sanitized": True}
         self._channel.notify("log", safe)
         return _Sent()
 
@@ -242,6 +284,74 @@ class NangoAction:
         return await self._channel.call("trigger_action", {
             "provider_config_key": provider_config_key, "connection_id": connection_id,
             "action_name": action_name, "input": _jsonable(input)})
+
+    # ---- checkpoints: every kind of script, per (connection, script) ------------------------------
+    async def get_checkpoint(self) -> dict[str, Any] | None:
+        """What this script saved last for this connection (a retried run resumes from it), or None."""
+        return await self._channel.call("get_checkpoint", {})
+
+    async def save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        await self._channel.call("save_checkpoint", {"checkpoint": checkpoint})
+
+    async def clear_checkpoint(self) -> None:
+        await self._channel.call("clear_checkpoint", {})
+
+    # ---- records of this connection ----------------------------------------------------------
+    async def list_records(self, model: str | dict[str, Any], cursor: str | None = None, limit: int = 100
+                           ) -> dict[str, Any]:
+        """A page of this connection's records of `model` (Nango's listRecords): `{"records": [...],
+        "next_cursor": ...}`, each record with its `_nango_metadata`, as GET /records pages them; pass
+        `next_cursor` back for the next page (None: the last page). Also `list_records({"model": ..., ...})`."""
+        if isinstance(model, dict):
+            config = _normalise_config(model)
+            return await self.list_records(config.get("model", ""), config.get("cursor"), config.get("limit", 100))
+        return await self._channel.call("list_records", {"model": model, "cursor": cursor, "limit": limit})
+
+    # ---- syncs of this environment -----------------------------------------------------------
+    async def start_sync(self, syncs: str | Sequence[str], provider_config_key: str | Sequence[str] | None = None,
+                         connection_id: str | None = None) -> None:
+        """Resume (unpause) syncs, as POST /sync/start does: `start_sync(["issues"])` for this connection, or
+        Nango's `start_sync("github", ["issues"], connection_id=None)` (no connection id: every connection)."""
+        if isinstance(syncs, str) and provider_config_key is not None and not isinstance(provider_config_key, str):
+            syncs, provider_config_key = provider_config_key, syncs  # Nango's order: (integration, syncs, conn)
+        elif provider_config_key is None and connection_id is None:
+            connection_id = self.connection_id
+        await self._channel.call("start_sync", {"syncs": list(syncs) if not isinstance(syncs, str) else syncs,
+                                                "provider_config_key": provider_config_key,
+                                                "connection_id": connection_id})
+
+    async def trigger_sync(self, provider_config_key: str, connection_id: str, sync_name: str | Sequence[str],
+                           sync_mode: str | bool = "incremental") -> None:
+        """Run a sync now, as POST /sync/trigger does (Nango's triggerSync); `sync_mode` "full_refresh" resyncs
+        from scratch, "full_refresh_and_clear_cache" also empties its records first. This environment only."""
+        await self._channel.call("trigger_sync", {
+            "provider_config_key": provider_config_key, "connection_id": connection_id,
+            "sync_name": sync_name if isinstance(sync_name, str) else list(sync_name), "sync_mode": sync_mode})
+
+    # ---- the integration ---------------------------------------------------------------------
+    async def get_webhook_url(self) -> str | None:
+        """The URL a provider sends this integration's webhooks to (Nango's getWebhookURL); None when the
+        installation sets no PUBLIC_URL."""
+        return await self._channel.call("get_webhook_url", {})
+
+    async def get_integration(self) -> dict[str, Any]:
+        """This integration: key, provider, display name and its OAuth app's public settings; never a secret."""
+        return await self._channel.call("get_integration", {})
+
+    # ---- locks shared with the connection's other scripts ------------------------------------
+    async def try_acquire_lock(self, key: str | dict[str, Any], ttl_ms: int | None = None) -> bool:
+        """Take the lock `key` of this connection for `ttl_ms` ms; False when another run holds it. Also
+        Nango's `try_acquire_lock({"key": ..., "ttlMs": ...})`. It frees itself after `ttl_ms`."""
+        if isinstance(key, dict):
+            config = _normalise_config(key)
+            key, ttl_ms = config.get("key", ""), config.get("ttl_ms", ttl_ms)
+        return await self._channel.call("try_acquire_lock", {"key": key, "ttl_ms": ttl_ms})
+
+    async def release_lock(self, key: str | dict[str, Any]) -> bool:
+        """Release a lock this run holds; False when it does not hold it (any more)."""
+        if isinstance(key, dict):
+            key = _normalise_config(key).get("key", "")
+        return await self._channel.call("release_lock", {"key": key})
 
 
 class NangoSync(NangoAction):
@@ -298,14 +408,11 @@ class NangoSync(NangoAction):
     async def track_deletes_end(self, model: str) -> None:
         await self._channel.call("track_deletes_end", {"model": model})
 
-    async def get_checkpoint(self) -> dict[str, Any] | None:
-        return await self._channel.call("get_checkpoint", {})
-
-    async def save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        await self._channel.call("save_checkpoint", {"checkpoint": checkpoint})
-
-    async def clear_checkpoint(self) -> None:
-        await self._channel.call("clear_checkpoint", {})
+    async def set_merging_strategy(self, strategy: str | dict[str, Any], model: str) -> None:
+        """How this run's later `batch_save` of `model` treats records changed since the run started (a webhook
+        script's write, say): "override" (the default) writes them; "ignore_if_modified_after" leaves them as
+        they are. Nango's shape too: `set_merging_strategy({"strategy": "ignore_if_modified_after_cursor"}, m)`."""
+        await self._channel.call("set_merging_strategy", {"strategy": strategy, "model": model})
 
 
 _COMMON = {"type", "limit", "limit_name_in_request", "response_path", "in_body"}

@@ -10,9 +10,11 @@ rules, dedupe with its warning, deep merge): a batch production refuses fails he
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 from orchestrator.errors import OrchestratorError
 from orchestrator.runs.sinks import MemorySink
 from orchestrator.sdk import contract, wire
+from orchestrator.sdk import nango as sdk
 from orchestrator.sdk.channel import _to_exception
 from orchestrator.sdk.nango import NangoAction, NangoSync, RunContext
 from orchestrator.store.records import WriteResult
@@ -39,6 +42,15 @@ def _pagination_defaults(provider: str) -> dict[str, Any]:
         return dict(get_provider(provider).pagination or {})
     except Exception:  # an unknown provider has no defaults: scripts pass their own
         return {}
+
+
+@contextlib.contextmanager
+def _arguments() -> Iterator[None]:
+    """The SDK's argument checks, failing as the production host answers them."""
+    try:
+        yield
+    except ValueError as exc:
+        raise _Failure("invalid_arguments", str(exc)) from None
 
 
 class _LocalChannel:
@@ -62,8 +74,7 @@ class _LocalChannel:
 
     def notify(self, method: str, params: dict[str, Any]) -> None:
         if method == "log":
-            self._mock.logs.append({"level": params.get("level", "info"), "message": params.get("message", ""),
-                                    "fields": params.get("fields")})
+            self._mock.log_line(params.get("level", "info"), params.get("message", ""), params.get("fields") or None)
 
     async def drain(self) -> None:
         return None
@@ -84,7 +95,8 @@ class NangoMock:
         credentials: dict[str, Any] | None = None, environment_variables: dict[str, str] | None = None,
         records: dict[str, list[dict[str, Any]]] | None = None, checkpoint: dict[str, Any] | None = None,
         pagination: dict[str, Any] | None = None, script_name: str | None = None,
-        actions: dict[str, Callable[[Any], Any]] | None = None,
+        actions: dict[str, Callable[[Any], Any]] | None = None, log_level: str = "debug",
+        integration: dict[str, Any] | None = None, webhook_url: str | None = None,
     ) -> None:
         if isinstance(responses, (str, Path)):
             responses = ResponseBook.load(Path(responses))
@@ -101,6 +113,12 @@ class NangoMock:
         self.logs: list[dict[str, Any]] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.actions = dict(actions or {})
+        self.log_level = log_level  # the environment's script_log_level: lines below it are not kept
+        self.syncs: list[dict[str, Any]] = []  # start_sync / trigger_sync calls, for assertions
+        self.merging: dict[str, str] = {}  # model -> merging strategy set by the script
+        self.webhook_url = webhook_url
+        self.integration = integration
+        self.lock_holder = "this-run"
         self.context = RunContext(
             connection_id=connection_id, provider_config_key=provider_config_key or provider, provider=provider,
             environment="test", last_sync_date=last_sync_date,
@@ -118,6 +136,23 @@ class NangoMock:
         """Answer `method path` with `json`; without `query`/`body` any query and body match."""
         self.book.add(method, path, response=json, status=status, headers=headers, query=query, body=body)
         return self
+
+    def modify(self, model: str, *records: dict[str, Any]) -> NangoMock:
+        """Records changed by another script while this one runs (a webhook script's write): a merging strategy
+        of ignore_if_modified_after keeps them."""
+        self.sink.modify(model, list(records))
+        return self
+
+    def hold_lock(self, key: str, ttl_ms: int = 60_000) -> NangoMock:
+        """Another run holds the lock `key`: the script's try_acquire_lock gets False until it expires."""
+        self.sink.locks[key] = ("another-run", time.monotonic() + ttl_ms / 1000)
+        return self
+
+    def log_line(self, level: str, message: str, fields: dict[str, Any] | None) -> None:
+        """A script's line, kept at or above `log_level` as the platform keeps them."""
+        order = ("debug", "info", "warn", "error")
+        if (order.index(level) if level in order else 1) >= order.index(self.log_level):
+            self.logs.append({"level": level, "message": message, "fields": fields})
 
     # ---- platform calls ---------------------------------------------------------------------
     async def _rpc_http(self, method: str, endpoint: str, params: Any = None, data: Any = None,
@@ -162,10 +197,28 @@ class NangoMock:
     async def _rpc_batch_save(self, model: str, records: list[Any], **_: Any) -> bool:
         self._check_model(model)
         self._check_quota("batch_save", model, records)
-        result = await self._write(model, lambda: self.sink.save(model, records))
+        keep = self.merging.get(model, "override") != "override"
+        result = await self._write(model, lambda: self.sink.save(model, records, keep_modified=keep))
         if result.duplicate_ids:
             self._warn(contract.duplicate_ids_warning(model, result.duplicate_ids))
+        if result.kept_ids:
+            self.logs.append({"level": "info", "message": f"{model}: {len(result.kept_ids)} record(s) kept as stored,"
+                              f" changed after this run started: {', '.join(result.kept_ids)}", "fields": None})
         return True
+
+    async def _rpc_set_merging_strategy(self, strategy: Any, model: str) -> None:
+        self._check_model(model)
+        with _arguments():
+            self.merging[model] = sdk.checked_strategy(strategy)
+
+    async def _rpc_list_records(self, model: str, cursor: str | None = None, limit: int = 100) -> dict[str, Any]:
+        self._check_model(model)
+        with _arguments():
+            sdk.checked_page(limit, cursor)
+        try:
+            return await self.sink.list_records(model, cursor or None, limit)
+        except OrchestratorError as exc:
+            raise _Failure(exc.code, exc.message) from None
 
     async def _rpc_batch_update(self, model: str, records: list[Any], **_: Any) -> bool:
         self._check_model(model)
@@ -234,6 +287,38 @@ class NangoMock:
 
     async def _rpc_clear_checkpoint(self) -> None:
         self.checkpoint = None
+
+    async def _rpc_start_sync(self, syncs: Any, provider_config_key: Any = None, connection_id: Any = None) -> int:
+        self.syncs.append({"op": "start", "syncs": [syncs] if isinstance(syncs, str) else syncs,
+                           "provider_config_key": provider_config_key or self.context.provider_config_key,
+                           "connection_id": connection_id})
+        return 1
+
+    async def _rpc_trigger_sync(self, provider_config_key: Any, connection_id: Any, sync_name: Any,
+                                sync_mode: Any = "incremental") -> int:
+        with _arguments():
+            sync_mode = sdk.checked_sync_mode(sync_mode)
+        self.syncs.append({"op": "trigger", "syncs": [sync_name] if isinstance(sync_name, str) else sync_name,
+                           "provider_config_key": provider_config_key, "connection_id": connection_id,
+                           "sync_mode": sync_mode})
+        return 1
+
+    async def _rpc_get_webhook_url(self) -> str | None:
+        return self.webhook_url
+
+    async def _rpc_get_integration(self) -> dict[str, Any]:
+        return self.integration or {"unique_key": self.context.provider_config_key, "provider": self.context.provider,
+                                    "display_name": self.context.provider}
+
+    async def _rpc_try_acquire_lock(self, key: Any, ttl_ms: Any) -> bool:
+        with _arguments():
+            key = sdk.checked_lock("try_acquire_lock", key, ttl_ms)
+        return await self.sink.try_lock(key, self.lock_holder, ttl_ms)
+
+    async def _rpc_release_lock(self, key: Any) -> bool:
+        with _arguments():
+            key = sdk.checked_lock("release_lock", key)
+        return await self.sink.release_lock(key, self.lock_holder)
 
     async def _rpc_trigger_action(self, provider_config_key: str, connection_id: str, action_name: str,
                                   input: Any = None) -> Any:
