@@ -274,7 +274,9 @@ class ResponseBook:
             return True
         return saved.query == req.query and _json_body(saved.body) == _json_body(req.body)
 
-    def answer(self, method: str, endpoint: str, params: Any, data: Any, absolute_url: str | None) -> Exchange:
+    def answer(self, method: str, endpoint: str, params: Any, data: Any, absolute_url: str | None,
+               headers: dict[str, str] | None = None) -> Exchange:
+        """The saved response for a request (`headers` do not count here; Nango's recorded mocks count them)."""
         path, query = split_request(endpoint, params, absolute_url)
         req = Exchange(method=method.upper(), path=path, query=query, body=_json_body(data))
         self.requests.append(req)

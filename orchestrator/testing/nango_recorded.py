@@ -464,8 +464,10 @@ class RecordedBook(ResponseBook):
             self._entries.append(self._by_answer[id(answer)])
         return self._by_answer[id(answer)]
 
-    def answer(self, method: str, endpoint: str, params: Any, data: Any, absolute_url: str | None) -> Exchange:
-        headers, self.pending_headers = self.pending_headers, {}
+    def answer(self, method: str, endpoint: str, params: Any, data: Any, absolute_url: str | None,
+               headers: dict[str, str] | None = None) -> Exchange:
+        pending, self.pending_headers = self.pending_headers, {}
+        headers = pending if headers is None else headers
         identity = request_identity(method, endpoint, params, headers, data, absolute_url)
         path, query = split_request(endpoint, params, absolute_url)
         request = Exchange(method=method.upper(), path=path, query=query, body=_json_body(data))
@@ -482,7 +484,8 @@ class RecordedBook(ResponseBook):
 
 class RecordedNangoMock(NangoMock):
     """A `NangoMock` whose HTTP answers come from a `RecordedBook`: it hands each request's headers to the
-    book, since headers are part of Nango's identity of a request."""
+    book, since headers are part of Nango's identity of a request (until `NangoMock._rpc_http` passes them
+    to `answer` itself; it answers before its first await, so the headers are the request's own)."""
 
     book: RecordedBook
 
