@@ -94,10 +94,9 @@ def read_code(folder: Path, shown: Path, yaml_models: set[str]) -> CodeDefinitio
     """Every code-first definition of `folder` (`shown` is how messages name it)."""
     out = CodeDefinitions()
     reader = _Reader(folder, shown, out)
-    models_py = folder / "models.py"
+    names = set(yaml_models)
     if has_code_models(folder):
-        reader.read_models(models_py)
-    names = yaml_models | {m.name for m in out.models}
+        names |= reader.read_models(folder / "models.py")
     for file in script_files(folder):
         reader.read_script(file, names)
     return out
@@ -293,11 +292,12 @@ class _Reader:
 
     # ---------------------------------------------------------------- models
 
-    def read_models(self, path: Path) -> None:
+    def read_models(self, path: Path) -> set[str]:
+        """Adds models.py's models; returns their names (those with a problem too: no cascade of errors)."""
         file = (self.shown / "models.py").as_posix()
         tree = self.parse(path, file)
         if tree is None:
-            return
+            return set()
         names = _Names(tree)
         classes: dict[str, ast.ClassDef] = {}
         for node in tree.body:
@@ -311,6 +311,7 @@ class _Reader:
                 self.issue(file, exc.node, f"model {name!r}: {exc.message}")
                 continue
             self.out.models.append(Located(name, scalar(name, _mark(file, node)), value))
+        return set(classes)
 
     @staticmethod
     def is_model(node: ast.ClassDef, names: _Names, models: dict[str, ast.ClassDef]) -> bool:

@@ -34,8 +34,8 @@ from orchestrator.config.nango_yaml import (
 )
 
 MODELS_DOC = '"""The models of the integrations, code-first (`nango export-yaml` writes them to nango.yaml)."""'
-_CONFIG = ('ConfigDict(extra="allow", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True, '
-           "protected_namespaces=())")
+_CONFIG = ('ConfigDict(\n    extra="allow", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True, '
+           "protected_namespaces=()\n)")
 _IMPORTS = {"Any": "typing", "Literal": "typing", "BaseModel": "pydantic", "ConfigDict": "pydantic",
             "Field": "pydantic", "Date": "orchestrator.sdk", "Nullable": "orchestrator.sdk"}
 _BUILTINS = {"str", "int", "float", "bool", "list", "dict", "None"}

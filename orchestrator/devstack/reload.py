@@ -14,6 +14,7 @@ import structlog
 
 from orchestrator.authoring.compile import compile_project
 from orchestrator.client import ApiError, NangoClient
+from orchestrator.config.code_first import has_code_models
 from orchestrator.errors import OrchestratorError
 
 log = structlog.get_logger(__name__)
@@ -22,10 +23,12 @@ IGNORED_PARTS = {"dist", "__pycache__", "mocks", ".git", "node_modules"}
 
 
 def snapshot(folder: Path) -> dict[Path, float]:
+    """Modification times of what a deploy reads; models.py only when it is code-first (else it is generated)."""
     out: dict[Path, float] = {}
     for pattern in WATCHED:
         for path in folder.rglob(pattern):
-            if IGNORED_PARTS.isdisjoint(path.relative_to(folder).parts) and path.name != "models.py":
+            if IGNORED_PARTS.isdisjoint(path.relative_to(folder).parts) and (
+                    path.name != "models.py" or (path == folder / "models.py" and has_code_models(folder))):
                 try:
                     out[path] = path.stat().st_mtime
                 except FileNotFoundError:
