@@ -124,3 +124,13 @@ async def test_each_trigger_says_what_became_of_it(stack: Stack) -> None:
         assert "cancelled by a full resync" in (listed["jobs"][1]["error"] or ""), listed
         unknown = await api.request("POST", "/sync/trigger", json={**base, "connection_id": "nope"}, ok=(404,))
         assert "no connection 'nope'" in unknown["error"]["message"]
+
+
+async def test_a_trigger_for_every_connection_answers_for_each(stack: Stack) -> None:
+    gh = await setup_github(stack, issues=1)
+    async with stack.api(gh.key) as api:
+        await api.create_connection("github", "conn-2", {"type": "OAUTH2", "access_token": "demo-token"},
+                                    connection_config={"base_url": stack.provider_url}, metadata={"repo": gh.repo})
+        answer = await api.request("POST", "/sync/trigger", json={"syncs": ["issues"], "provider_config_key": "github"})
+    assert sorted(t["connection_id"] for t in answer["triggered"]) == ["conn-1", "conn-2"]
+    assert {t["outcome"] for t in answer["triggered"]} <= {"started", "queued", "coalesced"}, answer

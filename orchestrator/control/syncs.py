@@ -125,6 +125,8 @@ Outcome = Literal["started", "queued", "coalesced", "requested", "no_schedule"]
 
 # how long a trigger waits to see what the schedule did with it; past this it answers "requested"
 OUTCOME_WAIT_S = 3.0
+# schedules triggered at once by one request (every connection of an integration): each waits for its outcome
+TRIGGER_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,14 @@ async def trigger_each(platform: Platform, env: Environment, items: list[Target]
                 await jobs_repo.request_reset(conn, t.connection.id, t.script.name, t.variant,
                                               clear_cache=clear_cache)
         await cancel(platform, env, items, "cancelled by a full resync")
-    return [await _trigger_one(client, t, t.schedule_id(env), full or clear_cache) for t in items]
+    gate = asyncio.Semaphore(TRIGGER_CONCURRENCY)
+
+    async def one(t: Target) -> Triggered:
+        async with gate:
+            return await _trigger_one(client, t, t.schedule_id(env), full or clear_cache)
+    async with asyncio.TaskGroup() as group:  # a failure cancels the others
+        tasks = [group.create_task(one(t)) for t in items]
+    return [task.result() for task in tasks]
 
 
 async def _counters(client: Client, schedule_id: str) -> tuple[int, int, int]:
