@@ -414,6 +414,28 @@ async def test_locks_have_one_holder_per_connection_and_free_themselves(sb: Scri
     assert not bad.ok and "the key must be a non-empty string" in bad.error["message"]
 
 
+async def test_a_webhook_script_and_a_sync_of_one_connection_coordinate_through_a_lock(
+        sb: ScriptBench) -> None:  # noqa: F811
+    conn = await sb.connection()
+    webhook, webhook_host = await sb.run("""
+        async def on_webhook(nango, payload):
+            nango.log(f"webhook took it: {await nango.try_acquire_lock({'key': 'contacts', 'ttlMs': 60_000})}")
+    """, conn, kind="webhook", sync_name="contacts")
+    ok(webhook)
+    assert [e["message"] for e in await logs_of(sb, webhook_host.job_id)] == ["webhook took it: True"]
+    sync = """
+        async def fetch_data(nango):
+            nango.log(f"sync took it: {await nango.try_acquire_lock('contacts', 60_000)}")
+    """
+    outcome, host = await sb.run(sync, conn, sync_name="contacts")
+    ok(outcome)
+    assert [e["message"] for e in await logs_of(sb, host.job_id)] == ["sync took it: False"]
+    async with sb.pool.acquire() as db:  # the webhook's run releases it (here, by its holder's name)
+        assert await script_state.release_lock(db, conn.id, "contacts", webhook_host.lock_holder) is True
+    outcome, host = await sb.run(sync, conn, sync_name="contacts")
+    assert [e["message"] for e in await logs_of(sb, host.job_id)] == ["sync took it: True"]
+
+
 async def test_racing_holders_get_one_lock_between_them(sb: ScriptBench) -> None:  # noqa: F811
     conn = await sb.connection()
 
