@@ -21,7 +21,7 @@ import pytest
 from orchestrator.cli.settings_discovery import running_dev_stack
 from orchestrator.client import NangoClient
 from orchestrator.devstack.processes import free_port
-from tests.conftest import EXAMPLES, Stack, setup_github
+from tests.conftest import EXAMPLES, Stack, eventually, setup_github
 from tests.test_faults import WorkerProcess
 from tests.test_scale_out import _api_process
 
@@ -145,12 +145,47 @@ async def test_server_and_worker_stop_without_a_warning(stack: Stack, tmp_path: 
                 proc.send_signal(sig)
         codes = [await asyncio.wait_for(p.wait(), 60) for p in (api_proc, worker.proc)]
     assert codes == [0, 0]
-    assert await asyncio.to_thread(_noisy_lines, tmp_path, worker.log) == []
+    assert _noisy_lines(await asyncio.to_thread(_logs, tmp_path, worker.log)) == []
 
 
-def _noisy_lines(tmp: Path, worker_log: Path) -> list[str]:
+def _logs(tmp: Path, worker_log: Path) -> dict[str, str]:
+    return {log.name: log.read_text() for log in [*tmp.glob("api-*.log"), worker_log]}
+
+
+def _noisy_lines(texts: dict[str, str]) -> list[str]:
     """Lines of the processes' output that a user would take for a problem."""
-    logs = [*tmp.glob("api-*.log"), worker_log]
     noise = ('"level": "warning"', '"level": "error"', "traceback", "warning:", "unclosed", "exception")
-    return [f"{log.name}: {line}" for log in logs for line in log.read_text().splitlines()
+    return [f"{name}: {line}" for name, text in texts.items() for line in text.splitlines()
             if any(word in line.lower() for word in noise)]
+
+
+async def test_nango_dev_is_found_from_a_subfolder_and_stops_on_ctrl_c_without_a_warning(tmp_root: Path) -> None:
+    """A real `nango dev` (its own PostgreSQL and Temporal): `nango admin` run from a folder below finds it through
+    .nango/dev.json; Ctrl-C (SIGINT to its process group, as a terminal sends it) stops it with code 0, nothing
+    but info lines while it stops, and dev.json removed."""
+    work = tmp_root / f"dev-{uuid.uuid4().hex[:6]}"
+    (work / "sub").mkdir(parents=True)
+    ports = [str(free_port()) for _ in range(5)]
+    log = work / "dev.log"
+    out = await asyncio.to_thread(open, log, "wb")
+    dev = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator", "dev", "--integrations", str(EXAMPLES), "--api-port", ports[0],
+        "--temporal-port", ports[1], "--temporal-ui-port", ports[2], "--postgres-port", ports[3],
+        "--provider-port", ports[4], cwd=work, stdout=out, stderr=out, start_new_session=True,
+        env={k: v for k, v in os.environ.items() if k.upper() not in SETTINGS})
+    out.close()
+    try:
+        async def up() -> None:
+            assert "nango dev is up" in log.read_text(), log.read_text()[-2000:]
+        await eventually(up, timeout=180)
+        code, listed, err = await _nango(work / "sub", "admin", "env", "list", "--json")
+        assert code == 0 and [e["name"] for e in json.loads(listed)] == ["dev"], err
+    finally:
+        if dev.returncode is None:
+            os.killpg(dev.pid, signal.SIGINT)
+        code = await asyncio.wait_for(dev.wait(), 90)
+    text = log.read_text()
+    assert code == 0, text[-3000:]
+    stopping = text[text.index("stopping ..."):]
+    assert _noisy_lines({log.name: stopping}) == []
+    assert "stopped." in stopping and not (work / ".nango" / "dev.json").exists()
