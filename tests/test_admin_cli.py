@@ -42,7 +42,7 @@ async def test_admin_pause_trigger_frequency_status_and_list(stack: Stack) -> No
     assert view is not None and view.interval_s == 6 * 3600
     await _admin(stack, "resume", "github", "-e", gh.env)
     status = json.loads(await _admin(stack, "status", "github", "-e", gh.env, "--json"))
-    assert status[0]["status"] == "SUCCESS" and status[0]["frequency"] == "every 6h" and not status[0]["paused"]
+    assert status[0]["status"] == "SUCCESS" and status[0]["frequency"] == "every 6 hours" and not status[0]["paused"]
     listed = json.loads(await _admin(stack, "list", "-e", gh.env, "--json"))
     assert [r["schedule_id"] for r in listed] == [gh.schedule_id()]
 

@@ -101,7 +101,7 @@ async def test_lines_keep_their_time_and_search_filters_each_way(stack: Stack, t
             await _all_pages(stack, gh.key, text="100%x") == []  # % and _ are literal
         firsts = sorted(datetime.fromisoformat(e["created_at"]) for e in ours if e["message"].startswith("first"))
         window = await _all_pages(stack, gh.key, text=marker, since=firsts[0].isoformat(),
-                                  until=(firsts[0] + timedelta(microseconds=1)).isoformat())
+                                  until=(firsts[0] + timedelta(milliseconds=1)).isoformat())
         assert len(window) == 1 and window[0]["message"].startswith("first")
         assert await _all_pages(stack, gh.key, text=marker, until=before.isoformat()) == []
 

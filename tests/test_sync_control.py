@@ -23,7 +23,7 @@ async def test_status_reports_the_schedule_and_the_last_run(stack: Stack) -> Non
     await wait_for_job(stack, gh)
     st = await _status(stack, gh.key)
     assert st["status"] == "SUCCESS"
-    assert st["frequency"] == "every 5min"
+    assert st["frequency"] == "every 5 minutes"
     assert st["latestResult"] == {"GithubIssue": {"added": 4, "updated": 0, "deleted": 0}}
     assert st["recordCount"] == {"GithubIssue": 4}
     assert st["nextScheduledSyncAt"]
