@@ -51,6 +51,9 @@ class RecordCheck:
     models: dict[str, Any] = field(default_factory=dict)
     schema: RecordSchema | None = None
     _unchecked: set[str] = field(default_factory=set, repr=False)  # models said to have no definition
+    # the ids of the last batch's records reject mode did not keep: still seen by the run, so a full sync's
+    # deletion tracking must not take their stored version (the host marks them seen)
+    refused_ids: list[str] = field(default_factory=list, repr=False)
 
     def check(self, model: str, records: Sequence[Any]) -> tuple[list[Any], list[Problem]]:
         """The records to write (in warn mode all of them, in reject mode those that match) and the problems:
@@ -65,6 +68,7 @@ class RecordCheck:
                                                     " its records are saved unchecked")]
         kept: list[Any] = []
         problems: list[Problem] = []
+        self.refused_ids = []
         invalid = found = 0
         for index, record in enumerate(records):
             mismatches = self.schema.check(model, record)
@@ -75,6 +79,8 @@ class RecordCheck:
             found += len(mismatches)
             if self.mode == "warn":
                 kept.append(record)
+            elif isinstance(record, dict) and type(record.get("id")) in (str, int):
+                self.refused_ids.append(str(record["id"]))
             for mismatch in mismatches[:max(0, MAX_LOGGED - len(problems))]:
                 problems.append(describe(model, record, index, mismatch))
         if found > len(problems):
