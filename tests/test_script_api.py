@@ -19,6 +19,7 @@ from aiohttp import web
 
 from orchestrator.client.api import NangoClient
 from orchestrator.providers.egress import entry_for
+from orchestrator.runs import sinks
 from orchestrator.runs.testing import ScriptBench
 from orchestrator.sdk.errors import NangoError
 from orchestrator.store import jobs as jobs_repo
@@ -284,6 +285,26 @@ async def test_list_records_sees_its_own_connection_and_variant_only(sb: ScriptB
     seen, bad = outcome.output
     assert seen == [[f"base-{i}", mine.connection_id, "ADDED"] for i in range(5)]
     assert "invalid cursor 'not-a-cursor'" in bad
+
+
+async def test_list_records_ends_a_page_of_large_records_early_and_misses_none(
+        sb: ScriptBench, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    conn = await sb.connection()
+    async with sb.pool.acquire() as db:
+        await records_repo.batch_save(db, records_repo.Scope(sb.environment_id, conn.id, "Big"),
+                                      [{"id": i, "blob": "x" * 300} for i in range(7)])
+    monkeypatch.setattr(sinks, "LIST_PAGE_BYTES", 1200)  # two of these records, not three
+    outcome, _ = await sb.run("""
+        async def run_action(nango, inp):
+            pages, cursor = [], None
+            while True:
+                page = await nango.list_records("Big", cursor=cursor, limit=100)
+                pages.append([r["id"] for r in page["records"]])
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    return pages
+    """, conn, kind="action")
+    assert ok(outcome) == [[0, 1], [2, 3], [4, 5], [6]]
 
 
 @contextlib.asynccontextmanager

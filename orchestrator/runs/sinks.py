@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncpg
+import orjson
 from opentelemetry.trace import Span
 
 from orchestrator import tracing
@@ -27,6 +28,7 @@ from orchestrator.store import script_state
 from orchestrator.store.records import WriteResult
 
 LogEntry = tuple[str, str, dict[str, Any] | None]  # (level, message, fields)
+LIST_PAGE_BYTES = 32 * 1024 * 1024  # at most this much of a list_records page goes to the script at once
 
 
 class RecordSink(Protocol):
@@ -144,7 +146,18 @@ class DatabaseSink:
     async def list_records(self, model: str, cursor: str | None, limit: int) -> dict[str, Any]:
         async with self.pool.acquire() as conn:
             page = await records_repo.read_page(conn, self.scope(model), cursor=cursor, limit=limit)
-        return {"records": page.records(), "next_cursor": page.next_cursor}
+        records = page.records()
+        if len(page.records_bytes) <= LIST_PAGE_BYTES:
+            return {"records": records, "next_cursor": page.next_cursor}
+        # large records: the page ends early, so that it crosses the run's channel (wire.MAX_FRAME) in one frame;
+        # its next_cursor is its last record's, as GET /records' would be for a page of that length
+        kept, size = [], 0
+        for record in records:
+            size += len(orjson.dumps(record)) + 1
+            if kept and size > LIST_PAGE_BYTES:
+                break
+            kept.append(record)
+        return {"records": kept, "next_cursor": kept[-1]["_nango_metadata"]["cursor"]}
 
     async def delete_unseen(self, model: str) -> int:
         if self.job_id is None:  # what was seen is kept per job
