@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from typing import Any
 
 import orjson
@@ -12,22 +12,13 @@ from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import ENVIRONMENT, PLATFORM
 from orchestrator.store import connections as connections_repo
 from orchestrator.store.types import Connection, Environment
+from orchestrator.timestamps import iso
+
+__all__ = ["iso"]  # the API's one timestamp form, for the route modules
 
 
 def environment(request: web.Request) -> Environment:
     return request[ENVIRONMENT]
-
-
-def iso(value: datetime | str | None) -> str | None:
-    """The one form of every timestamp the API answers with: UTC, milliseconds, `Z` (2026-12-03T18:20:42.123Z),
-    as Nango writes them, so a client that compares or parses them as text sees one shape. A string (a time a
-    lower room already rendered) is read as ISO 8601 first; a naive time is UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def with_iso(row: dict[str, Any], *keys: str) -> dict[str, Any]:

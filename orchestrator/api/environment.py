@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.api.common import environment, json_body, json_response
+from orchestrator.api.common import environment, json_body, json_response, with_iso
 from orchestrator.api.keys import PLATFORM
 from orchestrator.control import environments as environments_service
 from orchestrator.store import environments as environments_repo
@@ -53,10 +53,6 @@ class RotateOwnKeyBody(BaseModel):
                                          "(default: SECRET_KEY_GRACE_S)")
 
 
-def _iso(value: object) -> str | None:
-    return value.isoformat() if value is not None else None  # type: ignore[attr-defined]
-
-
 @routes.get("/environment")
 async def get_environment(request: web.Request) -> web.Response:
     env = environment(request)
@@ -70,8 +66,8 @@ async def get_environment(request: web.Request) -> web.Response:
                           "on_auth_creation": row["on_auth_creation"],
                           "on_auth_refresh_error": row["on_auth_refresh_error"],
                           "alert_after_failures": row["alert_after_failures"],
-                          "secret_key_rotated_at": _iso(row["secret_key_rotated_at"]),
-                          "previous_key_expires_at": _iso(row["previous_key_expires_at"]), **days,
+                          "secret_key_rotated_at": row["secret_key_rotated_at"],
+                          "previous_key_expires_at": row["previous_key_expires_at"], **days,
                           "script_log_level": current.script_log_level if current else "debug",
                           "record_validation": current.record_validation if current else "off"})
 
@@ -106,4 +102,4 @@ async def rotate_own_key(request: web.Request) -> web.Response:
         seconds = request.app[PLATFORM].settings.secret_key_grace_s
     grace = environments_service.check_grace(seconds)
     rotated = await environments_service.rotate_key(request.app[PLATFORM].pool, environment(request).name, grace)
-    return json_response(rotated.as_dict())
+    return json_response(with_iso(rotated.as_dict(), "previous_key_expires_at"))

@@ -10,7 +10,6 @@ scripts), unless the integration's `forward_webhooks` is off; each attempt is ke
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -20,6 +19,7 @@ from orchestrator.providers.egress import strict_egress
 from orchestrator.runs.deps import RunDeps
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import webhooks as webhooks_repo
+from orchestrator.timestamps import now_iso
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +63,7 @@ async def _forward(deps: RunDeps, environment_id: int, payload_id: int, row: dic
                     async with deps.pool.acquire() as conn:
                         await webhooks_repo.add_forward_attempt(conn, payload_id, {
                             "url": url, "connection_id": cid, "status": status, "error": error,
-                            "at": datetime.now(UTC).isoformat()})
+                            "at": now_iso()})
                 await webhooks_out.deliver(deps.egress or strict_egress(), url, secret, payload, record,
                                            attempts=webhooks_out.ATTEMPTS, backoff_s=webhooks_out.BACKOFF_S,
                                            timeout_s=webhooks_out.TIMEOUT_S, headers=headers, kind="forward",

@@ -6,7 +6,6 @@ Signed and retried by webhooks_out.py; every attempt is recorded on the job.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -17,6 +16,7 @@ from orchestrator.runs.deps import RunDeps
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import notifications as notifications_repo
 from orchestrator.temporal.types import FinalizeInput, SyncSummary
+from orchestrator.timestamps import iso, now_iso
 
 log = structlog.get_logger(__name__)
 
@@ -30,15 +30,15 @@ def payloads(inp: FinalizeInput, summary: SyncSummary) -> list[dict[str, Any]]:
             "providerConfigKey": inp.sync.integration, "syncName": inp.sync.sync_name,
             "syncVariant": inp.sync.variant,
             "syncType": "INCREMENTAL" if inp.prepared.last_sync_date else "INITIAL",
-            "modifiedAfter": inp.prepared.started_at}
+            "modifiedAfter": iso(inp.prepared.started_at)}
     if summary.status != "success":
-        now = datetime.now(UTC).isoformat()
+        now = now_iso()
         return [{**base, "model": m, "success": False, "error": {"type": "script_error",
                                                                   "description": summary.error or "failed"},
-                 "startedAt": inp.prepared.started_at, "failedAt": now} for m in inp.prepared.models or [""]]
+                 "startedAt": iso(inp.prepared.started_at), "failedAt": now} for m in inp.prepared.models or [""]]
     return [{**base, "model": m, "success": True,
              "responseResults": {k: summary.counts.get(m, {}).get(k, 0) for k in ("added", "updated", "deleted")},
-             "queryTimeStamp": inp.prepared.started_at} for m in inp.prepared.models]
+             "queryTimeStamp": iso(inp.prepared.started_at)} for m in inp.prepared.models]
 
 
 async def notify_sync(deps: RunDeps, inp: FinalizeInput, summary: SyncSummary) -> int:
