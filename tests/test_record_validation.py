@@ -134,8 +134,6 @@ async def test_off_warn_and_reject_on_the_real_stack(stack: Stack, tmp_path: Pat
     assert lines[-1]["message"].endswith("30 of 30 records do not match the model and were not saved")
 
 
-@pytest.mark.xfail(strict=True, reason="a refused record is not marked seen, so a full sync's deletion tracking "
-                   "deletes its stored version: ScriptHost._validated and the sink need a mark_seen (see the report)")
 async def test_reject_keeps_the_stored_version_of_a_record_it_refuses(stack: Stack, tmp_path: Path) -> None:
     """Nothing stored is lost: a record that matched once and no longer does keeps what was stored, even in a full
     sync with track_deletes, where a record the run did not save counts as gone."""

@@ -358,13 +358,17 @@ class ScriptHost:
                              part: int | None = None) -> bool:
         self._check_model(model)
         track = self.track_deletes or model in self.tracked_models
+        refused: list[str] = []
         if self.record_check is not None:
             records = self._validated(model, records)
+            refused = list(self.record_check.refused_ids) if track else []
 
         keep = self._merging.get(model, False)
 
         async def write() -> records_repo.WriteResult:
             encoded = self._check_quota("batch_save", model, records)  # a refused chunk aborts the rest of its call
+            if refused:  # refused by record validation: what is stored stays, deletion tracking included
+                await self.sink.mark_seen(model, refused)
             if keep:
                 return await self.sink.save(model, records, track_seen=track, encoded=encoded, keep_modified=True)
             return await self.sink.save(model, records, track_seen=track, encoded=encoded)

@@ -57,6 +57,9 @@ class RecordSink(Protocol):
     async def delete_unseen(self, model: str) -> int:
         """After a full run with deletion tracking: delete what this run did not save; how many."""
 
+    async def mark_seen(self, model: str, ids: Sequence[str]) -> None:
+        """Count these ids as seen by the run without writing them: `delete_unseen` leaves them."""
+
     async def add_logs(self, entries: list[LogEntry]) -> None:
         """Keep the script's log lines (already redacted), in order."""
 
@@ -164,6 +167,12 @@ class DatabaseSink:
             return 0
         async with self.pool.acquire() as conn:
             return await records_repo.delete_unseen(conn, self.scope(model), self.job_id)
+
+    async def mark_seen(self, model: str, ids: Sequence[str]) -> None:
+        if self.job_id is None or not ids:
+            return
+        async with self.pool.acquire() as conn:
+            await records_repo.mark_seen(conn, self.job_id, model, ids, self.attempt)
 
     async def add_logs(self, entries: list[LogEntry]) -> None:
         if self.job_id is None or not entries:  # logs belong to a job; a run without one keeps none
@@ -313,6 +322,9 @@ class MemorySink:
 
     async def delete_unseen(self, model: str) -> int:
         return 0  # memory holds only what this run saved: nothing is unseen
+
+    async def mark_seen(self, model: str, ids: Sequence[str]) -> None:
+        return None  # nothing is unseen in memory
 
     async def add_logs(self, entries: list[LogEntry]) -> None:
         self.logs.extend(entries)

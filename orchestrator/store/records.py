@@ -668,6 +668,11 @@ async def batch_save_unless_modified(
     return result
 
 
+async def mark_seen(conn: asyncpg.Connection, job_id: int, model: str, ids: Sequence[str], attempt: int = 0) -> None:
+    """Ids a run saw without writing them (refused by record validation): deletion tracking keeps what is stored."""
+    await conn.execute(_MARK_SEEN, job_id, model, sorted(set(ids)), attempt)
+
+
 async def batch_delete(
     conn: asyncpg.Connection, scope: Scope, records: Sequence[Any], *, job_id: int | None = None,
 ) -> WriteResult:
