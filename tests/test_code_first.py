@@ -209,3 +209,91 @@ def test_mypy_strict_passes_on_the_code_first_example() -> None:
          "--cache-dir", os.devnull, "."], cwd=CODE_EXAMPLE, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("Success: no issues found in 3 source files")
+
+
+EVERYTHING = """\
+integrations:
+  crm:
+    syncs:
+      contacts:
+        runs: every 2h
+        output: [Contact, Note]
+        endpoint:
+          - GET /contacts
+          - {method: GET, path: /notes, group: Notes}
+        sync_type: Incremental
+        track_deletes: true
+        auto_start: false
+        input: ContactFilter
+        scopes: read, write
+        version: 1.2.0
+        description: >
+          Contacts and their notes.
+        webhook-subscriptions: [contact.updated]
+    actions:
+      find-contact:
+        input: string
+        output: Contact[] | null
+        endpoint: GET /contacts/search
+      ping:
+        output: "'pong' | 'down'"
+    on-events:
+      post-connection-creation: [setup]
+      pre-connection-deletion: [setup, cleanup]
+models:
+  ContactFilter:
+    since?: Date
+    stage: lead | customer
+  Base:
+    id: string
+  Contact:
+    __extends: Base
+    name: varchar | null
+    age?: int
+    score?: number | null
+    tags: string[]
+    $state: string | undefined
+    address:
+      street: string
+      lines?:
+        - text: string
+    extra: object
+    anything: any
+    flags:
+      __string: boolean
+  Note:
+    id: string
+    contact: Contact
+    kind: 1 | 2 | true
+"""
+
+
+def test_every_feature_round_trips_events_webhooks_nested_and_literals(tmp_path: Path) -> None:
+    from orchestrator.authoring.migrate import to_code, to_yaml
+    from orchestrator.cli.scaffold import generate_stubs, write_models
+    from orchestrator.config.nango_yaml import parse_config
+
+    folder = tmp_path / "yaml"
+    folder.mkdir()
+    (folder / "nango.yaml").write_text(EVERYTHING)
+    config = parse_config(EVERYTHING)
+    write_models(folder, config)
+    generate_stubs(folder, config)
+    expected = declared(folder)
+
+    to_code(folder, tmp_path / "code")
+    code = tmp_path / "code"
+    assert declared(code) == expected
+    assert (code / "crm/on-events/setup.py").read_text().count(
+        '@on_event("post-connection-creation", "pre-connection-deletion")') == 1
+    sync = (code / "crm/syncs/contacts.py").read_text()
+    assert 'Endpoint("GET", "/notes", group="Notes")' in sync and 'webhook_subscriptions=["contact.updated"]' in sync
+    models = (code / "models.py").read_text()
+    for line in ("    since: Date | None = None", '    stage: Literal["lead", "customer"]',
+                 "    score: Nullable[int | float] = None", '    state: str | None = Field(None, alias="$state")',
+                 "class Contact(Base):", "    address: Address", "        lines: list[Lines] | None = None",
+                 "        __pydantic_extra__: dict[str, bool] = Field(init=False)",
+                 '    kind: Literal[1, 2, True]'):
+        assert line in models, line
+    to_yaml(code, tmp_path / "back")
+    assert declared(tmp_path / "back") == expected

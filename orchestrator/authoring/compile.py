@@ -10,7 +10,7 @@ from typing import Any
 from orchestrator.authoring.checks import declared_scripts, raise_on_problems
 from orchestrator.bundles.build import Bundle, ScriptEntry, build_bundle
 from orchestrator.config.canonical import canonical_body, canonical_type
-from orchestrator.config.nango_yaml import IntegrationConfig, ModelDef, NangoConfig, parse_type
+from orchestrator.config.nango_yaml import EVENTS, IntegrationConfig, ModelDef, NangoConfig, parse_type
 from orchestrator.config.project import load_project
 
 
@@ -31,8 +31,8 @@ def manifest_config(config: NangoConfig, key: str) -> dict[str, Any]:
         scripts[f"sync:{name}"] = _typed(sync.model_dump(mode="json"), config, ("input",))
     for name, action in integration.actions.items():
         scripts[f"action:{name}"] = _typed(action.model_dump(mode="json"), config, ("input", "output"))
-    for event, names in integration.on_events.items():
-        for name in names:
+    for event in sorted(integration.on_events, key=lambda e: EVENTS.index(e) if e in EVENTS else len(EVENTS)):
+        for name in integration.on_events[event]:
             scripts[f"event:{name}"] = {"name": name, "event": event}
     used = models_used(config, integration)
     return {"scripts": scripts,

@@ -21,9 +21,12 @@ def canonical_atoms(atoms: list[TypeAtom]) -> tuple[list[TypeAtom], bool]:
     numbers = {a.array for a in kept if a.kind == "alias" and a.value == "number"}
     kept = [a for a in kept if not (a.kind == "alias" and a.value == "integer" and a.array in numbers)]
     out: list[TypeAtom] = []
+    seen: set[tuple[object, ...]] = set()
     for atom in kept:
-        if atom in out:
+        key = (atom.kind, type(atom.value), atom.value, atom.array)  # the literal `true` is not the literal `1`
+        if key in seen:
             continue
+        seen.add(key)
         if atom.kind == "literal":
             group = [a for a in out if a.kind == "literal" and a.array == atom.array]
             if group:

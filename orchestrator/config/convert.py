@@ -132,6 +132,7 @@ class _Models:
         bases = ", ".join(mdef.extends) or self.types.name("BaseModel")
         lines = [f"{indent}class {name}({bases}):", f"{indent}    model_config = _config"]
         body: list[str] = []
+        nested_classes: list[str] = []
         used: set[str] = set()
         keys = [f.name for f in mdef.fields]
         plain = {k for k in keys if k.isidentifier() and k == self.attr(k, set())}
@@ -139,7 +140,7 @@ class _Models:
         for fdef in mdef.fields:
             attr = fdef.name if fdef.name in plain else self.attr(fdef.name, used)
             annotation, optional, nested = self.field(fdef, attr, used, indent + "    ")
-            body.extend(nested)
+            nested_classes += ["", *nested] if nested else []
             args = (["None"] if optional else []) + ([f"alias={q(fdef.name)}"] if attr != fdef.name else [])
             if attr != fdef.name:
                 default = f" = {self.types.name('Field')}({', '.join(args)})"
@@ -148,10 +149,10 @@ class _Models:
             body.append(f"{indent}    {attr}: {annotation}{default}")
         if mdef.string_map is not None:
             annotation, _, nested = self.field(mdef.string_map, "value", used, indent + "    ")
-            body.extend(nested)
+            nested_classes += ["", *nested] if nested else []
             body.append(f"{indent}    __pydantic_extra__: dict[str, {annotation}] = "
                         f"{self.types.name('Field')}(init=False)")
-        return lines + body
+        return lines + nested_classes + ([""] if nested_classes and body else []) + body
 
     def field(self, fdef: ModelField, attr: str, used: set[str], indent: str) -> tuple[str, bool, list[str]]:
         """(annotation, optional, lines of a nested class to put before it)."""
@@ -198,7 +199,8 @@ class _Models:
                 by_module.setdefault(_IMPORTS[name], []).append(name if alias == name else f"{name} as {alias}")
         for module in ("typing", "pydantic"):
             if module in by_module:
-                lines.append(f"from {module} import {', '.join(by_module[module])}")
+                lines += [f"from {module} import {', '.join(by_module[module])}", ""]
+        lines.pop()
         if "orchestrator.sdk" in by_module:
             lines += ["", f"from orchestrator.sdk import {', '.join(by_module['orchestrator.sdk'])}"]
         lines += ["", "# Unknown keys are kept; attributes named differently from their key serialise by alias.",
