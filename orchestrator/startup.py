@@ -63,9 +63,13 @@ def reason(exc: BaseException) -> str:
 
 
 def unreachable(what: str, where: str, setting: str, exc: BaseException) -> DependencyUnavailableError:
-    """The error a process ends with when a service does not answer: where it looked and the setting to change."""
-    return DependencyUnavailableError(f"cannot reach {what} at {where} ({setting}): {reason(exc)}",
-                                      dependency=what, address=where, setting=setting)
+    """The error a process ends with when a service does not answer (or answers no: a role, a password, a
+    database it does not have): where it looked and the setting to change."""
+    if isinstance(exc, OSError | RuntimeError):  # the network; Temporal's client says RuntimeError for it
+        message = f"cannot reach {what} at {where} ({setting}): {reason(exc)}"
+    else:
+        message = f"{what} at {where} ({setting}) refused the connection: {reason(exc)}"
+    return DependencyUnavailableError(message, dependency=what, address=where, setting=setting)
 
 
 async def reach(what: str, where: str, setting: str, attempt: Callable[[], Awaitable[T]],

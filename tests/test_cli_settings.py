@@ -21,6 +21,7 @@ import pytest
 from orchestrator.cli.settings_discovery import running_dev_stack
 from orchestrator.client import NangoClient
 from orchestrator.devstack.processes import free_port
+from orchestrator.startup import address
 from tests.conftest import EXAMPLES, Stack, eventually, setup_github
 from tests.test_faults import WorkerProcess
 from tests.test_scale_out import _api_process
@@ -100,6 +101,12 @@ async def test_a_service_that_does_not_answer_is_one_line(stack: Stack, tmp_path
                          (["migrate"], "nango migrate: ")):
         code, out, err = await _nango(folder, *args)
         assert (code, out, err) == (1, "", prefix + expected), args  # one line, never the password, no traceback
+
+    at = address(stack.settings.database_url.get_secret_value(), 5432)
+    (folder / ".env").write_text(_dotenv(stack, DATABASE_URL=f"postgresql://nobody@{at}/postgres"))
+    code, out, err = await _nango(folder, "admin", "env", "list")  # it answers, and says no
+    assert (code, out, err) == (1, "", f'PostgreSQL at {at} (DATABASE_URL) refused the connection: role "nobody" '
+                                         "does not exist\n")
 
     (folder / ".env").write_text(_dotenv(stack, TEMPORAL_ADDRESS=f"127.0.0.1:{dead}"))
     code, out, err = await _nango(folder, "admin", "syncs", "list")
