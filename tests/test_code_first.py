@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -297,3 +298,46 @@ def test_every_feature_round_trips_events_webhooks_nested_and_literals(tmp_path:
         assert line in models, line
     to_yaml(code, tmp_path / "back")
     assert declared(tmp_path / "back") == expected
+
+
+async def test_nango_dev_hot_reload_follows_definitions_and_models(stack: Stack, tmp_path: Path) -> None:
+    import asyncio
+
+    from orchestrator.devstack.reload import watch
+
+    folder = copy(CODE_EXAMPLE, tmp_path / "ints")
+    gh = await setup_github(stack, issues=1, folder=folder)
+    lines: list[str] = []
+    watcher = asyncio.create_task(watch(folder, stack.api_url, gh.key, interval=0.2, report=lines.append))
+    try:
+        await asyncio.sleep(0.5)
+        models = folder / "models.py"
+        models.write_text(models.read_text().replace("    number: int\n", "    number: frozenset[int]\n"))
+
+        async def reported(text: str) -> None:
+            assert lines and text in lines[-1], lines
+        await eventually(lambda: reported("models.py:22:13: model 'GithubIssue': cannot read the type"), timeout=20)
+
+        models.write_text(models.read_text().replace("frozenset[int]", "int").replace(
+            "    closed_at: str | None\n", "    closed_at: str | None\n    milestone: str | None = None\n"))
+        await eventually(lambda: reported("github updated: "), timeout=20)
+        assert "sync:issues" in lines[-1] and "action:create-issue" in lines[-1]
+        async with stack.api(gh.key) as api:
+            deployed = await api.request("GET", "/scripts/config")
+        schemas = list(_find(deployed, "GithubIssue"))
+        assert schemas and all("milestone" in s["properties"] and "milestone" not in s["required"] for s in schemas)
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+
+def _find(value: Any, key: str) -> Iterator[Any]:
+    """Every value under `key`, anywhere in a JSON document."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == key:
+                yield v
+            yield from _find(v, key)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _find(item, key)
