@@ -341,3 +341,25 @@ def _find(value: Any, key: str) -> Iterator[Any]:
     elif isinstance(value, list):
         for item in value:
             yield from _find(item, key)
+
+
+def test_a_definition_declares_only_its_own_script(tmp_path: Path) -> None:
+    """A decorator speaks for the file it is in: its name, kind and entry point must match that file."""
+    folder = copy(CODE_EXAMPLE, tmp_path / "f")
+    head = "from models import GithubIssue\nfrom orchestrator.sdk import NangoAction, NangoSync, action, sync\n\n\n"
+    (folder / "github/actions/renamed.py").write_text(
+        head + '@action(name="create-issue", output=GithubIssue)\nasync def run_action(nango: NangoAction, '
+        "input: None) -> None:\n    pass\n")
+    (folder / "github/actions/misplaced.py").write_text(
+        head + '@sync(frequency="every hour", models=[GithubIssue])\nasync def fetch_data(nango: NangoSync) '
+        "-> None:\n    pass\n")
+    (folder / "github/actions/helper.py").write_text(
+        head + "@action(output=GithubIssue)\nasync def helper(nango: NangoAction) -> None:\n    pass\n")
+    result = nango("validate", str(folder))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{folder}/github/actions/helper.py:5:2: @action decorates the entry point 'run_action', not 'helper'",
+        f"{folder}/github/actions/misplaced.py:5:2: @sync belongs in github/syncs/, not in actions/",
+        f"{folder}/github/actions/renamed.py:5:14: @action: a script named 'create-issue' lives in "
+        "github/actions/create_issue.py, not in github/actions/renamed.py",
+    ]
