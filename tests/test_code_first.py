@@ -363,3 +363,16 @@ def test_a_definition_declares_only_its_own_script(tmp_path: Path) -> None:
         f"{folder}/github/actions/renamed.py:5:14: @action: a script named 'create-issue' lives in "
         "github/actions/create_issue.py, not in github/actions/renamed.py",
     ]
+
+
+def test_init_code_first_gives_a_folder_that_compiles(tmp_path: Path) -> None:
+    folder = tmp_path / "ints"
+    result = nango("init", str(folder), "--code-first")
+    assert result.exit_code == 0, result.output
+    assert {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} == {
+        ".gitignore", ".env.example", "models.py", "github/mappers.py", "github/syncs/issues.py",
+        "github/actions/create_issue.py"}
+    assert "@sync(" in (folder / "github/syncs/issues.py").read_text()
+    result = nango("compile", str(folder))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"github: 2 scripts, 4 files -> {folder}/dist/github.zip")

@@ -45,6 +45,9 @@ def init(
     template: Annotated[str | None, typer.Option(
         "--template", help="Start from a template (see `nango templates`).", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the folder and the files created as JSON.")] = False,
+    code_first: Annotated[bool, typer.Option(
+        "--code-first", help="Declare the integrations in Python (models.py and @sync/@action), no nango.yaml.")]
+    = False,
 ) -> None:
     """Create an integrations folder with an example sync and action, ready for `nango compile`.
 
@@ -68,10 +71,21 @@ def init(
         with writing(path):
             written = init_folder(path)
             write_models(path, load_config(path / "nango.yaml"))
+            if code_first:
+                written = _to_code_first(path, written)
     except FilesExist as exc:
         fail(f"{shown(path)} already has {exc}; nothing written (choose an empty or new folder)")
     _created(path, None, [*written, "models.py"], as_json,
              "nango compile   (then `nango dryrun issues <connection-id>`)")
+
+
+def _to_code_first(path: Path, written: list[str]) -> list[str]:
+    """The fresh example converted to code-first; its nango.yaml (just copied from the template) goes."""
+    from orchestrator.authoring.migrate import to_code
+
+    to_code(path)
+    (path / "nango.yaml.bak").unlink()
+    return [rel for rel in written if rel != "nango.yaml"]
 
 
 def _created(path: Path, template: str | None, files: list[str], as_json: bool, next_step: str) -> None:
