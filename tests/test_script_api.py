@@ -90,6 +90,15 @@ async def run_action(nango, inp):
 async def run_action(nango, inp):
     return {"integration": await nango.get_integration(), "webhook_url": await nango.get_webhook_url()}
 """,
+    "github/actions/spoof_platform_error.py": """
+class platform_error(Exception):  # the type name the host gives a call it failed inside the platform
+    pass
+
+
+async def run_action(nango, inp):
+    await nango.save_checkpoint({"tries": ((await nango.get_checkpoint()) or {}).get("tries", 0) + 1})
+    raise platform_error("not the platform's fault")
+""",
     "github/actions/list_mine.py": """
 async def run_action(nango, inp):
     out, cursor, pages = [], None, 0
@@ -102,7 +111,8 @@ async def run_action(nango, inp):
             return {"records": out, "pages": pages}
 """,
 }
-ACTIONS = ("resume-after-fault", "log-levels", "control-syncs", "show-integration", "list-mine")
+ACTIONS = ("resume-after-fault", "log-levels", "control-syncs", "show-integration", "list-mine",
+           "spoof-platform-error")
 
 
 def api_folder(tmp_path: Path) -> Path:
@@ -149,6 +159,24 @@ async def test_an_action_and_an_event_script_resume_from_their_checkpoint_after_
         event_job = next(j["id"] for j in jobs if j["kind"] == "event")
         lines = [e["message"] for e in await api.job_logs(event_job)]
     assert any(m.startswith("platform: attempt 2") for m in lines), lines
+
+
+async def test_a_script_naming_its_error_as_the_platform_does_is_not_retried(stack: Stack, tmp_path: Path) -> None:
+    """Only what the host itself saw makes a run a platform fault: an exception the script calls platform_error
+    fails its run once, like any script error, instead of buying itself retries."""
+    gh = await setup_github(stack, issues=1, folder=api_folder(tmp_path))
+    async with stack.api(gh.key) as api:
+        failed = await action(api, "spoof-platform-error", fails=True, retries=3)
+    assert "not the platform's fault" in str(failed), failed
+    async with stack.pool.acquire() as conn:
+        job = await conn.fetchrow("SELECT j.attempts, j.status, j.error_type FROM jobs j JOIN environments e"
+                                  " ON e.id = j.environment_id WHERE e.name = $1 AND j.script_name = $2",
+                                  gh.env, "spoof-platform-error")
+        kept = await conn.fetchval("SELECT checkpoint FROM script_checkpoints c JOIN connections k"
+                                   " ON k.id = c.connection_pk JOIN environments e ON e.id = k.environment_id"
+                                   " WHERE e.name = $1 AND c.script_name = $2", gh.env, "spoof-platform-error")
+    assert (job["attempts"], job["status"], job["error_type"]) == (1, "failed", "platform_error"), job
+    assert kept == {"tries": 1}
 
 
 async def test_the_environments_script_log_level_keeps_only_lines_at_or_above_it(

@@ -101,6 +101,10 @@ class RunOutcome:
     duration_s: float = 0.0
     spawn_to_entry_s: float | None = None
     result_to_return_s: float | None = None  # the child's `done` frame read -> run_script returns
+    # the run failed because of the platform, as the host itself saw it (a frame it could not read, or a call it
+    # failed with platform_error that the script then failed with); never taken from what the child says, which
+    # can name any error type it likes
+    platform_fault: bool = False
 
 
 class RpcFailure(Exception):
@@ -612,6 +616,7 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
     entered: list[float] = []
     done_at: list[float] = []
     waits: list[int] = []  # how often the RPC cap made the host stop reading
+    platform_failures: list[str] = []  # calls the host failed inside the platform (platform_error replies)
 
     async def respond(msg_id: Any, method: str, params: dict[str, Any]) -> None:
         try:
@@ -621,6 +626,7 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
         except Exception as exc:
             # the call summarised (method, model, counts), never its records; the traceback has no locals
             log.exception("rpc_failed", **rpc_summary(method, params))
+            platform_failures.append(method)
             reply = {"id": msg_id, "error": {"type": "platform_error",
                                              "message": f"{method} failed inside the platform: {type(exc).__name__}"}}
         try:
@@ -665,15 +671,18 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
                 msg = await wire.read_frame(reader, body_timeout_s=spec.frame_timeout_s)
                 turn_open.clear()  # a frame came in: the next reply starts a new write
             except wire.FrameError as exc:
-                return RunOutcome(False, error={"type": "ProtocolError", "message": f"script sent a bad frame: {exc}"})
+                return RunOutcome(False, error={"type": "ProtocolError", "message": f"script sent a bad frame: {exc}"},
+                                  platform_fault=True)
             if msg is None:
                 code = await proc.wait()
                 return RunOutcome(False, error={"type": "ScriptCrashed", "message": _exit_reason(code, spec)})
             if not isinstance(msg, dict) or not isinstance(msg.get("method"), str):
-                return RunOutcome(False, error={"type": "ProtocolError", "message": "script sent a malformed message"})
+                return RunOutcome(False, error={"type": "ProtocolError", "message": "script sent a malformed message"},
+                                  platform_fault=True)
             method, params = msg["method"], msg.get("params") or {}
             if not isinstance(params, dict):
-                return RunOutcome(False, error={"type": "ProtocolError", "message": "params must be an object"})
+                return RunOutcome(False, error={"type": "ProtocolError", "message": "params must be an object"},
+                                  platform_fault=True)
             if method == "done":
                 done_at.append(time.monotonic())
                 used = params.get("used")
@@ -681,7 +690,10 @@ async def run_script(spec: RunSpec, handler: RpcHandler,
                 if calls:
                     await asyncio.gather(*calls, return_exceptions=True)
                 finished = True
-                return RunOutcome(bool(params.get("ok")), output=params.get("output"), error=params.get("error"))
+                error = params.get("error")
+                return RunOutcome(bool(params.get("ok")), output=params.get("output"), error=error, platform_fault=(
+                    not params.get("ok") and bool(platform_failures) and isinstance(error, dict)
+                    and error.get("type") == "platform_error"))
             if method == "log":
                 handler.log(str(params.get("level", "info")), str(params.get("message", "")),
                             params.get("fields") if isinstance(params.get("fields"), dict) else None)

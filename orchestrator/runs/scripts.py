@@ -37,9 +37,6 @@ log = structlog.get_logger(__name__)
 
 MAX_ACTION_OUTPUT = 2 * 1024 * 1024
 _SCRIPT_KIND = {"action": "action", "webhook": "sync", "event": "event"}
-_PLATFORM_ERRORS = {"ProtocolError", "platform_error"}
-
-
 def _model_name(expr: str | None) -> str | None:
     """A plain model name ('Issue'), not an expression ('Issue[]', 'string', 'A | B')."""
     if expr and expr.isidentifier() and expr[0].isupper():
@@ -136,7 +133,7 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
             result = ScriptJobResult(True, output=outcome.output)
     else:
         err = outcome.error or {}
-        if err.get("type") in _PLATFORM_ERRORS:
+        if outcome.platform_fault:
             raise TransientError(f"{inp.kind} run failed inside the platform: {err.get('message')}")
         result = ScriptJobResult(False, error_type=str(err.get("type", "Error")),
                                  error_message=str(err.get("message", "script failed")),
