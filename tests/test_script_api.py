@@ -158,7 +158,8 @@ async def test_an_action_and_an_event_script_resume_from_their_checkpoint_after_
     async with stack.api(gh.key) as api:
         event_job = next(j["id"] for j in jobs if j["kind"] == "event")
         lines = [e["message"] for e in await api.job_logs(event_job)]
-    assert any(m.startswith("platform: attempt 2") for m in lines), lines
+    assert any(m.startswith("platform: attempt 2") and m.endswith("it resumes from the script's last checkpoint")
+               for m in lines), lines
 
 
 async def test_a_script_naming_its_error_as_the_platform_does_is_not_retried(stack: Stack, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from orchestrator.runs.limits import EnvironmentBusyError
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environment_variables as environment_variables_repo
 from orchestrator.store import environments as environments_repo
-from orchestrator.store import faults, job_events
+from orchestrator.store import faults, job_events, script_state
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
@@ -53,7 +53,8 @@ def timeout_for(deps: RunDeps, kind: str) -> int:
 async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | None = None,
                   attempt: Attempt | None = None) -> ScriptJobResult:
     """Run one job; heartbeats (when given) while the bundle is fetched and the script runs, as a sync does.
-    Every attempt is counted on the job; a retry says in the job's log what failed (it starts over)."""
+    Every attempt is counted on the job; a retry says in the job's log what failed and whether it starts over or
+    from the checkpoint the script saved."""
     async with deps.pool.acquire() as conn:  # one connection for every read before the script starts
         job = await jobs_repo.get(conn, inp.job_id, with_counts=False)
         if job is None:
@@ -62,7 +63,11 @@ async def run_job(deps: RunDeps, inp: ScriptJobInput, heartbeat: Heartbeat | Non
             return ScriptJobResult(ok=job.status == "success", output=job.output, error_type=job.error_type,
                                    error_message=job.error, error_payload=job.error_payload)
         attempt = counted(attempt or Attempt(), job.attempts)
-        await attempts.record(conn, job.id, attempt, resumes="from the start")
+        resumes = "from the start"
+        if attempt.number > 1 and await script_state.get_checkpoint(conn, job.connection_pk, job.kind,
+                                                                    job.script_name) is not None:
+            resumes = "from the script's last checkpoint"
+        await attempts.record(conn, job.id, attempt, resumes=resumes)
         if inp.max_attempts and attempt.number > inp.max_attempts:
             return await _close(deps, inp.job_id, ScriptJobResult(False, error_type="platform_error", error_message=(
                 f"the worker running this {inp.kind} was lost and its {inp.max_attempts} attempt(s) are spent")),
