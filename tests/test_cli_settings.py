@@ -167,9 +167,9 @@ def _noisy_lines(texts: dict[str, str]) -> list[str]:
 
 
 async def test_nango_dev_is_found_from_a_subfolder_and_stops_on_ctrl_c_without_a_warning(tmp_root: Path) -> None:
-    """A real `nango dev` (its own PostgreSQL and Temporal): `nango admin` run from a folder below finds it through
-    .nango/dev.json; Ctrl-C (SIGINT to its process group, as a terminal sends it) stops it with code 0, nothing
-    but info lines while it stops, and dev.json removed."""
+    """A real `nango dev` (its own PostgreSQL and Temporal): `nango admin` and `nango integrations` run from a folder
+    below find it through .nango/dev.json; Ctrl-C (SIGINT to its process group, as a terminal sends it) stops it
+    with code 0, nothing but info lines while it stops, and dev.json removed."""
     work = tmp_root / f"dev-{uuid.uuid4().hex[:6]}"
     (work / "sub").mkdir(parents=True)
     ports = [str(free_port()) for _ in range(5)]
@@ -187,6 +187,9 @@ async def test_nango_dev_is_found_from_a_subfolder_and_stops_on_ctrl_c_without_a
         await eventually(up, timeout=180)
         code, listed, err = await _nango(work / "sub", "admin", "env", "list", "--json")
         assert code == 0 and [e["name"] for e in json.loads(listed)] == ["dev"], err
+        # the commands that talk to the API take its URL and key from there too (no .env, no flag)
+        code, listed, err = await _nango(work / "sub", "integrations", "list", "--json")
+        assert code == 0 and [i["unique_key"] for i in json.loads(listed)] == ["github"], err
     finally:
         if dev.returncode is None:
             os.killpg(dev.pid, signal.SIGINT)

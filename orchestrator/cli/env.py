@@ -13,14 +13,14 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, Target, fail, resolve_target, working_folder
-from orchestrator.cli.settings_discovery import call
+from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, Target, fail, working_folder
+from orchestrator.cli.settings_discovery import call, target
 
 env_app = typer.Typer(help="Environment variables of an environment (set, list, unset).", no_args_is_help=True)
 
 
 def _target(server: str | None, secret_key: str | None, environment: str | None) -> Target:
-    return resolve_target(working_folder(), server, secret_key, environment)
+    return target(working_folder(), server, secret_key, environment)
 
 
 def _call(target: Target, method: str, body: Any = None) -> Any:

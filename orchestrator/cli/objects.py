@@ -1,8 +1,9 @@
 """`nango integrations ...` and `nango connections ...`: the objects a user manages, through the API.
 
-Resolved like `nango deploy` (flags, the process environment, the integrations folder's `.env`). A connection's
-credentials come from flags or a JSON file (`--file`, Nango's credential shapes); an OAuth integration without
-credentials given prints a connect URL to open in a browser instead.
+Resolved like `nango deploy` (flags, the process environment, the integrations folder's `.env`), then a running
+`nango dev` stack (cli/settings_discovery.target). A connection's credentials come from flags or a JSON file
+(`--file`, Nango's credential shapes); an OAuth integration without credentials given prints a connect URL to
+open in a browser instead.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, fail, resolve_target, working_folder
-from orchestrator.cli.settings_discovery import call
+from orchestrator.cli.common import EnvOpt, KeyOpt, ServerOpt, fail, working_folder
+from orchestrator.cli.settings_discovery import call, target
 
 if TYPE_CHECKING:
     from orchestrator.client import NangoClient
@@ -33,7 +34,7 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confir
 
 def _call(server: str | None, secret_key: str | None, environment: str | None,
           fn: Callable[[NangoClient], Awaitable[T]]) -> T:
-    return call(resolve_target(working_folder(), server, secret_key, environment), fn)
+    return call(target(working_folder(), server, secret_key, environment), fn)
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:

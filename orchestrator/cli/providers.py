@@ -21,10 +21,9 @@ from orchestrator.cli.common import (
     ServerOpt,
     discover_folder,
     fail,
-    resolve_target,
     working_folder,
 )
-from orchestrator.cli.settings_discovery import call
+from orchestrator.cli.settings_discovery import call, target
 
 if TYPE_CHECKING:
     from orchestrator.client import NangoClient
@@ -74,11 +73,9 @@ def _local(folder: Path) -> list[dict[str, Any]]:
 
 
 def _remote(folder: Path, path: str, server: str | None, secret_key: str | None, environment: str | None) -> Any:
-    target = resolve_target(folder, server, secret_key, environment)
-
     async def get(api: NangoClient) -> Any:
         return (await api.request("GET", path))["data"]
-    return call(target, get, hint=" (use --local for the built-in catalog)")
+    return call(target(folder, server, secret_key, environment), get, hint=" (use --local for the built-in catalog)")
 
 
 @providers_app.command("list")

@@ -4,7 +4,8 @@ does not answer.
 Each setting comes from, in order: the process environment; the `.env` of the integrations folder (the
 folder holding nango.yaml, found from the current folder upwards, else the current folder: where `nango
 deploy` reads its server and keys); a `nango dev` stack running from this folder or a parent (its
-`.nango/dev.json`: the database, Temporal and, from `dev-secrets.json`, the encryption key); the default.
+`.nango/dev.json`: the database, Temporal and, from `dev-secrets.json`, the encryption key; for the commands
+that talk to the API, its URL and secret key); the default.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from orchestrator.cli.common import Target, call_api, fail, read_dotenv, working_folder
+from orchestrator.cli.common import Target, call_api, fail, read_dotenv, resolve_target, working_folder
 
 if TYPE_CHECKING:
     from orchestrator.client import NangoClient
@@ -99,6 +100,19 @@ def load_settings(*, dev_stack: bool = True, **overrides: Any) -> Settings:
     except ValidationError as exc:
         fail("invalid settings: " + "; ".join(
             f"{'.'.join(map(str, e['loc'])).upper() or 'settings'}: {e['msg']}" for e in exc.errors()))
+
+
+def target(folder: Path, server: str | None, secret_key: str | None, environment: str | None) -> Target:
+    """`resolve_target` (flags, the environment, the folder's .env), completed from a running `nango dev` stack
+    when none of them names a server or a key: its API and its environment's key (only for that environment)."""
+    given = {name.upper() for name in (*os.environ, *read_dotenv(folder / ".env"))}
+    stack = running_dev_stack()
+    if stack is not None and environment in (None, stack.info.get("environment")):
+        if not secret_key and not any(name.startswith("NANGO_SECRET_KEY") for name in given):
+            secret_key = stack.info.get("secret_key") or None
+        if not server and "NANGO_HOSTPORT" not in given:
+            server = stack.info.get("api_url") or None
+    return resolve_target(folder, server, secret_key, environment)
 
 
 def run(main: Callable[[], Awaitable[T]], *, command: str = "") -> T:
