@@ -144,6 +144,12 @@ async def test_an_action_and_an_event_script_resume_from_their_checkpoint_after_
             meta = (await api.get_connection("github", "conn-1"))["metadata"]
             assert meta.get("resumed_from") == {"step": 1}, meta
         await eventually(welcomed, timeout=60)
+
+    async def closed() -> None:  # the event script's job closes just after its metadata is written
+        async with stack.pool.acquire() as conn:
+            assert not await conn.fetchval("SELECT count(*) FROM jobs j JOIN environments e ON e.id = j.environment_id"
+                                           " WHERE e.name = $1 AND j.status = 'running'", gh.env)
+    await eventually(closed, timeout=30)
     async with stack.pool.acquire() as conn:
         jobs = await conn.fetch("SELECT j.id, j.kind, j.attempts, j.status FROM jobs j JOIN environments e"
                                 " ON e.id = j.environment_id WHERE e.name = $1 AND j.kind IN ('action', 'event')",
