@@ -11,7 +11,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -32,7 +32,7 @@ SyncsArg = Annotated[list[str] | None, typer.Argument(help="Sync names (default:
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.secho(message, err=True, fg=typer.colors.RED)
     raise typer.Exit(1)
 
@@ -147,7 +147,6 @@ def refresh_connection(integration: Annotated[str, typer.Argument(help="Integrat
             found = await connections_repo.get(conn, platform.sealer, env.id, integration, connection)
         if found is None:
             _fail(f"no connection '{connection}' of integration '{integration}' in environment '{env.name}'")
-            raise AssertionError  # _fail exits
         fresh = await credentials.refresh(platform, found, force=True)
         expires = getattr(fresh.credentials, "expires_at", None)
         return f"refreshed {integration}/{connection}: token expires {expires.isoformat() if expires else 'never'}"

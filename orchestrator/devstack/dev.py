@@ -118,7 +118,7 @@ async def run_dev(opts: DevOptions) -> None:
             bundle_dir=home / "bundles", bundle_cache_dir=home / "cache",
             encryption_key=SecretStr(keys["encryption_key"]), api_host=opts.host, api_port=opts.api_port,
             public_url=f"http://{opts.host}:{opts.api_port}", worker_health_port=0, egress_allow=egress_allow,
-            _env_file=opts.env_file if opts.env_file and opts.env_file.is_file() else None,
+            _env_file=opts.env_file if opts.env_file and opts.env_file.is_file() else None,  # type: ignore[call-arg]
             **extra)  # type: ignore[arg-type]
         conn = await asyncpg.connect(database_url)
         try:
