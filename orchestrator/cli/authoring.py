@@ -262,6 +262,15 @@ def dryrun(
         show_default=False)] = None,
     last_sync_date: Annotated[str | None, typer.Option(
         "--last-sync-date", help="ISO date-time the sync sees as nango.last_sync_date.", show_default=False)] = None,
+    checkpoint: Annotated[str | None, typer.Option(
+        "--checkpoint", help="Start the sync from this checkpoint: JSON object, or @file.json.",
+        show_default=False)] = None,
+    variant: Annotated[str | None, typer.Option(
+        "--variant", help="Run as this variant of the sync (one the server has for the connection).",
+        show_default=False)] = None,
+    validate_records: Annotated[bool, typer.Option(
+        "--validate", help="Check each record against its nango.yaml model as record_validation=reject does; "
+        "any that does not match fails the dry run.")] = False,
     integration: Annotated[str | None, typer.Option(
         "--integration", help="The integration, when several have a script of that name.", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document (records, output, logs).")] = False,
@@ -288,30 +297,12 @@ def dryrun(
     folder = discover_folder(path)
     config = load(folder, warnings=not as_json)
     try:
-        script = dr.find_script(config, name, integration)
-        run = dr.DryRun(script=script, connection_id=connection_id, server="", secret_key="",
-                        environment=environment)
-        if input is not None:
-            if script.kind != "action":
-                raise dr.DryRunError(f"--input is for actions; {script.kind} {name!r} takes none "
-                                     "(a sync reads its connection's metadata: --metadata)")
-            run.input = dr.parse_json_arg(input, "--input")
-        if metadata is not None:
-            run.metadata = dr.parse_json_arg(metadata, "--metadata")
-            if not isinstance(run.metadata, dict):
-                raise dr.DryRunError("--metadata must be a JSON object")
-        if last_sync_date is not None:
-            if script.kind != "sync":
-                raise dr.DryRunError(f"--last-sync-date is for syncs; {name!r} is an {script.kind}")
-            run.last_sync_date = dr.parse_date(last_sync_date)
-        if script.kind == "action":
-            action = config.integrations[script.integration].actions[script.name]
-            if action.input and input is None:
-                raise dr.DryRunError(f"action {name!r} takes input ({action.input}): pass --input JSON or @file")
-            run.input_model = action.input if action.input in config.models else None
-            run.output_model = action.output if action.output in config.models else None
+        run = dr.prepare(config, name, connection_id, integration=integration, environment=environment,
+                         input=input, metadata=metadata, last_sync_date=last_sync_date, checkpoint=checkpoint,
+                         variant=variant, validate=validate_records)
     except OrchestratorError as exc:
         fail(exc.message)
+    script = run.script
     target = resolve_target(folder.path, server, secret_key, environment)
     run.server, run.secret_key = target.server, target.secret_key
     (bundle,) = _compile(folder, config, [script.integration])
