@@ -16,6 +16,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from orchestrator.cli.settings_discovery import running_dev_stack
@@ -199,3 +200,19 @@ async def test_nango_dev_is_found_from_a_subfolder_and_stops_on_ctrl_c_without_a
     stopping = text[text.index("stopping ..."):]
     assert _noisy_lines({log.name: stopping}) == []
     assert "stopped." in stopping and not (work / ".nango" / "dev.json").exists()
+
+
+async def test_a_connection_never_released_does_not_hold_the_shutdown(db_ready: str) -> None:
+    """close_pool: once every user has stopped, a connection still out (a task that leaked it) is terminated
+    instead of asyncpg waiting for it forever with a warning every minute."""
+    from pydantic import SecretStr
+
+    from orchestrator.config.settings import Settings
+    from orchestrator.store.pool import close_pool, create_pool
+
+    pool = await create_pool(Settings(database_url=SecretStr(db_ready)))
+    leaked = await pool.acquire()
+    await asyncio.wait_for(close_pool(pool, timeout_s=0.5), 30)
+    assert pool.is_closing()
+    with pytest.raises(asyncpg.InterfaceError):  # the leaked connection is gone with the pool
+        await leaked.fetchval("SELECT 1")
