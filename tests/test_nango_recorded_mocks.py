@@ -343,3 +343,21 @@ async def test_a_broken_recording_is_named(tmp_path: Path) -> None:
     _write(folder / "acme" / "tests" / "tickets.test.json", {"api": ["GET /v2/tickets"]})
     failed = await nango("test", "tickets", "--path", str(folder))
     assert failed.code == 1 and "tickets.test.json: 'api' must be an object of methods" in failed.stdout
+
+
+async def test_a_code_first_port_passes_the_same_recorded_mocks(nango_server: str, tmp_path: Path) -> None:
+    """The folder converted to code-first (`nango migrate-to-code`): `nango test` reads its Python definitions,
+    passes against the same recordings, and leaves its hand-written models.py as it is."""
+    requests = [request for request, _ in [*PAGES, CREATE]]
+    identities = await _recorded_identities(nango_server, [{k: v for k, v in r.items() if k != "absolute_url"}
+                                                           for r in requests])
+    folder = _project(tmp_path)
+    _legacy(folder, identities)
+    converted = await nango("migrate-to-code", "--path", str(folder))
+    assert converted.code == 0, converted.stdout + converted.stderr
+    assert not (folder / "nango.yaml").exists()
+    models = (folder / "models.py").read_text()
+    passed = await nango("test", "--path", str(folder))
+    assert passed.code == 0, passed.stdout + passed.stderr
+    assert "PASS acme/tickets (Nango 0.6x mocks)" in passed.stdout and "PASS acme/create-ticket" in passed.stdout
+    assert (folder / "models.py").read_text() == models

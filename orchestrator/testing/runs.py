@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from orchestrator.config.code_first import has_code_models
 from orchestrator.sdk import contract
 from orchestrator.testing import nango_recorded
 from orchestrator.testing.mocks import HTTP_FILE, OUTPUT_FILE, RECORDS_FILE, RUN_FILE, ResponseBook, mocks_dir
@@ -31,12 +32,12 @@ class SavedRunError(Exception):
 
 
 def find_integrations_folder(start: Path | None = None) -> Path | None:
-    """The folder holding nango.yaml: `start` (default: cwd) or one of its parents."""
+    """The folder holding nango.yaml or code-first models.py: `start` (default: cwd) or one of its parents."""
     here = (start or Path.cwd()).resolve()
     if here.is_file():
         here = here.parent
     for candidate in (here, *here.parents):
-        if (candidate / "nango.yaml").is_file():
+        if (candidate / "nango.yaml").is_file() or has_code_models(candidate):
             return candidate
     return None
 
@@ -54,9 +55,9 @@ class ScriptRef:
 
 def declared(folder: Path) -> list[ScriptRef]:
     from orchestrator.authoring.checks import declared_scripts
-    from orchestrator.config.nango_yaml import load_config
+    from orchestrator.config.project import load_project
 
-    config = load_config(folder / "nango.yaml")
+    config = load_project(folder)
     out = []
     for s in declared_scripts(config):
         input_model = output_model = None
@@ -196,11 +197,14 @@ def make_mock(folder: Path, script: ScriptRef, *, saved: bool = True, **override
 
 
 def ensure_models(folder: Path) -> None:
-    """models.py is generated from nango.yaml: (re)write it when missing or out of date."""
+    """models.py is generated from nango.yaml: (re)write it when missing or out of date. A code-first models.py is
+    the definition itself: never regenerated."""
     from orchestrator.config.codegen import generate_models_py
-    from orchestrator.config.nango_yaml import load_config
+    from orchestrator.config.project import load_project
 
-    source = generate_models_py(load_config(folder / "nango.yaml"))
+    if has_code_models(folder):
+        return
+    source = generate_models_py(load_project(folder))
     target = folder / "models.py"
     if not target.is_file() or target.read_text(encoding="utf-8") != source:
         target.write_text(source, encoding="utf-8")
