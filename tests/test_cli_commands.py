@@ -71,6 +71,9 @@ def test_validate_summary_and_json(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         "github: 1 sync, 1 action, 2 models",
+        "  syncs: issues",
+        "  actions: create-issue",
+        "  models: CreateIssue, GithubIssue",
         f"{EXAMPLES}/nango.yaml is valid: 1 integration, 2 models",
     ]
     result = nango("validate", str(EXAMPLES / "nango.yaml"), "--json")
