@@ -160,7 +160,7 @@ class NangoMock:
                         base_url_override: str | None = None, absolute_url: str | None = None,
                         response_type: str = "json") -> dict[str, Any]:
         try:
-            exchange = self.book.answer(method, endpoint, params, data, absolute_url)
+            exchange = self.book.answer(method, endpoint, params, data, absolute_url, headers=dict(headers or {}))
         except UnexpectedRequest as exc:
             raise _Failure("unexpected_request", str(exc)) from None
         if exchange.status >= 400:

@@ -35,7 +35,6 @@ from orchestrator.testing.mocks import (
     normalise_query,
     split_request,
 )
-from orchestrator.testing.nango_mock import NangoMock
 
 LEGACY = "Nango 0.6x mocks"
 UNIFIED = "Nango 0.7x .test.json"
@@ -453,7 +452,6 @@ class RecordedBook(ResponseBook):
     def __init__(self, source: LegacyMocks | UnifiedMocks) -> None:
         super().__init__()
         self.source = source
-        self.pending_headers: dict[str, Any] = {}  # the headers of the request being answered (RecordedNangoMock)
         self._by_answer: dict[int, _Mocked] = {}
         for answer in source.all():
             self._track(answer)
@@ -466,8 +464,6 @@ class RecordedBook(ResponseBook):
 
     def answer(self, method: str, endpoint: str, params: Any, data: Any, absolute_url: str | None,
                headers: dict[str, str] | None = None) -> Exchange:
-        pending, self.pending_headers = self.pending_headers, {}
-        headers = pending if headers is None else headers
         identity = request_identity(method, endpoint, params, headers, data, absolute_url)
         path, query = split_request(endpoint, params, absolute_url)
         request = Exchange(method=method.upper(), path=path, query=query, body=_json_body(data))
@@ -480,20 +476,6 @@ class RecordedBook(ResponseBook):
         entry = self._track(found)
         entry.used += 1
         return entry.exchange
-
-
-class RecordedNangoMock(NangoMock):
-    """A `NangoMock` whose HTTP answers come from a `RecordedBook`: it hands each request's headers to the
-    book, since headers are part of Nango's identity of a request (until `NangoMock._rpc_http` passes them
-    to `answer` itself; it answers before its first await, so the headers are the request's own)."""
-
-    book: RecordedBook
-
-    async def _rpc_http(self, method: str, endpoint: str, params: Any = None, data: Any = None,  # type: ignore[override]
-                        headers: dict[str, str] | None = None, **rest: Any) -> dict[str, Any]:
-        # **rest: whatever else the request carries goes on to NangoMock unchanged
-        self.book.pending_headers = dict(headers or {})
-        return await super()._rpc_http(method, endpoint, params, data, headers, **rest)
 
 
 # --------------------------------------------------------------------------- what a run must produce

@@ -162,7 +162,7 @@ def _recorded_mock(recorded: nango_recorded.Recorded, script: ScriptRef, overrid
     responses = kwargs.pop("responses", None)
     if responses is not None:
         return NangoMock(responses, **kwargs)
-    return nango_recorded.RecordedNangoMock(recorded.book, **kwargs)
+    return NangoMock(recorded.book, **kwargs)
 
 
 def _load_recorded(folder: Path, script: ScriptRef) -> nango_recorded.Recorded:
