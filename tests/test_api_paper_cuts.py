@@ -6,11 +6,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 
 from tests.conftest import Stack, allow_egress, eventually, serve_post, setup_github, wait_for_job
 from tests.test_api_notifications import idle
+from tests.test_dashboard import _login
 
 ZERO = {"added": 0, "updated": 0, "deleted": 0}
 ONE_FORM = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
@@ -52,6 +54,10 @@ async def test_a_run_that_changes_nothing_reports_every_model_at_zero(stack: Sta
         async def notified() -> None:
             assert [p["responseResults"] for p in received] == [ZERO], received
         await eventually(notified, timeout=30)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:  # the dashboard's run page
+        assert (await _login(http, stack.api_url, gh.key)).status == 302
+        page = await (await http.get(f"{stack.api_url}/dashboard/job?id={jobs[0]['id']}")).text()
+    assert "No records changed." not in page and re.search(r"<td>GithubIssue</td>(\s*<td>0</td>){3}", page), page
 
 
 async def test_every_timestamp_the_api_answers_has_one_form(stack: Stack) -> None:

@@ -18,6 +18,7 @@ from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import notifications as notifications_repo
+from orchestrator.store import scripts as scripts_repo
 from orchestrator.store import webhooks as webhooks_repo
 from orchestrator.store.types import Job
 
@@ -57,6 +58,14 @@ async def recent_runs(conn: asyncpg.Connection, connection_pk: int, sync: str, v
 
 async def counts_for(conn: asyncpg.Connection, job_ids: list[int]) -> dict[int, dict[str, dict[str, int]]]:
     return await jobs_repo.counts_for(conn, job_ids)
+
+
+async def sync_models(conn: asyncpg.Connection, env_id: int, integration_key: str, sync_name: str) -> list[str]:
+    """The models a deployed sync writes ([] when it is no longer deployed)."""
+    for script in await scripts_repo.list_for_environment(conn, env_id):
+        if script.kind == "sync" and script.integration_key == integration_key and script.name == sync_name:
+            return list(script.config.get("output") or [])
+    return []
 
 
 async def job(conn: asyncpg.Connection, env_id: int, job_id: int) -> dict[str, Any] | None:

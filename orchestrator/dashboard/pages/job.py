@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 
 from orchestrator.api.keys import PLATFORM
+from orchestrator.control.syncs import every_model
 from orchestrator.dashboard import queries
 from orchestrator.dashboard.frame import (
     SECURITY_HEADERS,
@@ -62,7 +63,10 @@ async def job_page(ctx: Ctx) -> web.Response:
             return not_found("No such run in this environment.")
         logs = await queries.logs(conn, job["id"], after=0, minimum=level or None, search=search or None,
                                   limit=LOG_PAGE)
-        counts = await queries.counts_for(conn, [job["id"]])
+        counts = (await queries.counts_for(conn, [job["id"]])).get(job["id"], {})
+        if job["kind"] == "sync":  # every model of the sync, zeros where the run changed nothing, as the API says
+            counts = every_model(counts, await queries.sync_models(conn, ctx.env.id, job["unique_key"],
+                                                                   job["sync_name"]))
         notes = await queries.notifications_for_job(conn, job["id"])
         retries = await queries.retries(conn, job["id"])
     integ, cid, kind = job["unique_key"], job["connection_id"], job["kind"]
@@ -82,7 +86,7 @@ async def job_page(ctx: Ctx) -> web.Response:
                  f=join(fmt('<div><dt>{k}</dt><dd>{v}</dd></div>', k=k, v=v) for k, v in facts),
                  c=table(["Model", "Added", "Updated", "Deleted"],
                          [(m, f"{v['added']:,}", f"{v['updated']:,}", f"{v['deleted']:,}")
-                          for m, v in counts.get(job["id"], {}).items()], cls="compact",
+                          for m, v in counts.items()], cls="compact",
                          empty="No records changed.") if kind in ("sync", "webhook") else "")]
     if job["error"]:
         parts.append(fmt('<section class="card"><h2>Error</h2><div class="flash error">{e}</div>{tb}{payload}'
