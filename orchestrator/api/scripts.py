@@ -26,6 +26,7 @@ from orchestrator.api.unified import _deployed_models
 from orchestrator.config.jsonschema import all_model_schemas, type_schema
 from orchestrator.config.nango_yaml import NangoConfig
 from orchestrator.control import scripts as scripts_control
+from orchestrator.control.events import listed_events
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store.types import DeployedScript
@@ -126,6 +127,14 @@ def _nango_script(script: DeployedScript, cfg: NangoConfig) -> dict[str, Any]:
     return entry
 
 
+def _nango_scripts(script: DeployedScript, cfg: NangoConfig) -> list[dict[str, Any]]:
+    """A script's entries: one per event for an event script (Nango keeps one on-event row per event)."""
+    entry = _nango_script(script, cfg)
+    if script.kind != "event":
+        return [entry]
+    return [{**entry, "event": event} for event in listed_events(script.config)] or [entry]
+
+
 _PARAM_LINE = re.compile(r"^\s*[-*]\s*`?([A-Za-z_][\w.-]*)`?\s*:\s*(.+?)\s*$")
 
 
@@ -197,7 +206,7 @@ def _nango_format(scripts: list[DeployedScript], providers: dict[str, str],
         key = script.integration_key
         entry = out.setdefault(key, {"providerConfigKey": key, "provider": providers.get(key, key),
                                      "syncs": [], "actions": [], "on-events": []})
-        entry[KIND_KEYS[script.kind]].append(_nango_script(script, models.get(key) or NangoConfig()))
+        entry[KIND_KEYS[script.kind]].extend(_nango_scripts(script, models.get(key) or NangoConfig()))
     return list(out.values())
 
 

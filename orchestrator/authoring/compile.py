@@ -31,9 +31,13 @@ def manifest_config(config: NangoConfig, key: str) -> dict[str, Any]:
         scripts[f"sync:{name}"] = _typed(sync.model_dump(mode="json"), config, ("input",))
     for name, action in integration.actions.items():
         scripts[f"action:{name}"] = _typed(action.model_dump(mode="json"), config, ("input", "output"))
+    events: dict[str, list[str]] = {}
     for event in sorted(integration.on_events, key=lambda e: EVENTS.index(e) if e in EVENTS else len(EVENTS)):
         for name in integration.on_events[event]:
-            scripts[f"event:{name}"] = {"name": name, "event": event}
+            events.setdefault(name, []).append(event)
+    for name, listed in events.items():
+        # "event" stays the first one, as manifests always had it; "events" only when the script has several
+        scripts[f"event:{name}"] = {"name": name, "event": listed[0], **({"events": listed} if len(listed) > 1 else {})}
     used = models_used(config, integration)
     return {"scripts": scripts,
             "models": {m: canonical_body(config.models[m], config.models) for m in sorted(used)}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import asyncpg
 import structlog
@@ -23,9 +24,19 @@ POST_CREATION = "post-connection-creation"
 PRE_DELETION = "pre-connection-deletion"
 
 
+def listed_events(config: dict[str, Any]) -> list[str]:
+    """The events a deployed event script runs on: its manifest's "events" when it is listed under several,
+    else its one "event" (every manifest has it, older ones only it)."""
+    events = config.get("events")
+    if isinstance(events, list) and events:
+        return [e for e in events if isinstance(e, str)]
+    event = config.get("event")
+    return [event] if isinstance(event, str) else []
+
+
 async def _scripts_for(conn: asyncpg.Connection, connection: Connection, event: str) -> list[str]:
     return [s.name for s in await scripts_repo.list_for_integration(conn, connection.integration_id)
-            if s.kind == "event" and s.enabled and s.config.get("event") == event]
+            if s.kind == "event" and s.enabled and event in listed_events(s.config)]
 
 
 async def fire(platform: Platform, env: Environment, connection: Connection, event: str, *,
