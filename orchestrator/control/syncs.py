@@ -33,7 +33,7 @@ from orchestrator.store import records as records_repo
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store import variants as variants_repo
 from orchestrator.store.types import Connection, DeployedScript, Environment
-from orchestrator.temporal import names, schedules
+from orchestrator.temporal import names, schedules, sync_runs
 
 log = structlog.get_logger(__name__)
 
@@ -107,18 +107,7 @@ async def resume(platform: Platform, env: Environment, items: list[Target], note
 
 async def cancel(platform: Platform, env: Environment, items: list[Target], reason: str = "cancelled") -> int:
     """Signal every running run of these syncs to stop; returns how many were running."""
-    client = platform.temporal
-    stopped = 0
-    for t in items:
-        view = await schedules.describe(client, t.schedule_id(env))
-        for wf_id in view.running_workflow_ids if view else []:
-            try:
-                await client.get_workflow_handle(wf_id).signal("cancel", reason)
-                stopped += 1
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
-                    raise
-    return stopped
+    return await sync_runs.cancel_running(platform.temporal, [t.schedule_id(env) for t in items], reason)
 
 
 Outcome = Literal["started", "queued", "coalesced", "requested", "no_schedule"]
@@ -158,11 +147,9 @@ async def trigger_each(platform: Platform, env: Environment, items: list[Target]
     before it saves afresh."""
     pool, client = platform.pool, platform.temporal
     if full or clear_cache:
-        async with pool.acquire() as conn:
-            for t in items:
-                await jobs_repo.request_reset(conn, t.connection.id, t.script.name, t.variant,
-                                              clear_cache=clear_cache)
-        await cancel(platform, env, items, "cancelled by a full resync")
+        resets = [(t.connection.id, t.script.name, t.variant) for t in items]
+        await sync_runs.prepare_full_resync(client, pool, resets, [t.schedule_id(env) for t in items],
+                                            clear_cache=clear_cache)
     gate = asyncio.Semaphore(TRIGGER_CONCURRENCY)
 
     async def one(t: Target) -> Triggered:

@@ -1,6 +1,6 @@
 """`nango.trigger_action(...)` from inside a script: the same ActionWorkflow the API starts; and
 `nango.start_sync` / `nango.trigger_sync`: the same schedule operations POST /sync/start and POST /sync/trigger
-make (control/syncs.py, which runs/ may not import: the steps are the same calls, in the same order).
+make (control/syncs.py, which runs/ may not import: both take the schedule steps from temporal/sync_runs.py).
 
 Limited to the script's own environment: every name is looked up within it, and schedule ids carry its name.
 The called action gets its own job (visible in the actions history) and its failure reaches the calling script
@@ -13,7 +13,6 @@ import uuid
 from typing import Any
 
 from temporalio.client import WorkflowFailureError
-from temporalio.service import RPCError, RPCStatusCode
 
 from orchestrator.runner.host import RpcFailure
 from orchestrator.runs.deps import RunDeps
@@ -23,7 +22,7 @@ from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store.types import Connection
-from orchestrator.temporal import names, schedules
+from orchestrator.temporal import names, schedules, sync_runs
 from orchestrator.temporal.starter import start_action
 from orchestrator.temporal.types import ScriptJobInput
 
@@ -93,15 +92,6 @@ def sync_control_for(deps: RunDeps, environment_id: int, environment: str) -> Sy
                 conns = [one]
         return [(c, s) for c in conns for s in syncs]
 
-    async def reached(step: Any) -> bool:
-        try:
-            await step
-            return True
-        except RPCError as exc:  # no schedule (not created yet, or removed): as the API, skipped
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-
     async def control(op: str, integration: str, syncs: list[str], connection_id: str | None, mode: str) -> int:
         call = f"{op}_sync"
         client = deps.temporal_client
@@ -110,17 +100,11 @@ def sync_control_for(deps: RunDeps, environment_id: int, environment: str) -> Sy
         items = await targets(call, integration, syncs, connection_id)
         ids = [names.sync_schedule_id(environment, integration, c.connection_id, s) for c, s in items]
         if op == "start":
-            return sum([await reached(schedules.unpause(client, sid, "resumed by a script", pool=deps.pool))
+            return sum([await sync_runs.reached(schedules.unpause(client, sid, "resumed by a script", pool=deps.pool))
                         for sid in ids])
         if mode != "incremental":  # a full resync: reset marked, a running run stopped, then the trigger
-            async with deps.pool.acquire() as conn:
-                for c, s in items:
-                    await jobs_repo.request_reset(conn, c.id, s, "base",
-                                                  clear_cache=mode == "full_refresh_and_clear_cache")
-            for sid in ids:
-                view = await schedules.describe(client, sid)
-                for wf_id in view.running_workflow_ids if view else []:
-                    await reached(client.get_workflow_handle(wf_id).signal("cancel", "cancelled by a full resync"))
-        return sum([await reached(schedules.trigger(client, sid)) for sid in ids])
+            await sync_runs.prepare_full_resync(client, deps.pool, [(c.id, s, "base") for c, s in items], ids,
+                                                clear_cache=mode == "full_refresh_and_clear_cache")
+        return sum([await sync_runs.reached(schedules.trigger(client, sid)) for sid in ids])
 
     return control
