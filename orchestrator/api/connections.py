@@ -27,6 +27,7 @@ from orchestrator.errors import InvalidInputError, TransientError
 from orchestrator.providers import auth_webhooks, jwt_auth, minting
 from orchestrator.providers import credentials as credentials_mod
 from orchestrator.providers.custom import find_provider
+from orchestrator.providers.model import Provider
 from orchestrator.providers.token_endpoint import TokenRefusedError
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import integrations as integrations_repo
@@ -262,9 +263,24 @@ async def mint_first(request: web.Request, env: Environment, integration: Integr
 
 
 class ConnectionValidationError(Exception):
-    def __init__(self, message: str) -> None:
+    """A connection refused before it is kept: `code` is the API's error code for it."""
+
+    def __init__(self, message: str, code: str = "connection_validation_failed") -> None:
         super().__init__(message)
-        self.message = message
+        self.message, self.code = message, code
+
+
+def require_connection_config(provider: Provider | None, integration: Integration,
+                              connection_config: dict[str, Any]) -> None:
+    """Refuse a connection config without a value the provider's URLs need: named now, not at the first request."""
+    missing = provider.missing_connection_config(connection_config) if provider is not None else []
+    if provider is None or not missing:
+        return
+    described = "; ".join(f"{k}: {provider.connection_config[k]}" for k in missing if k in provider.connection_config)
+    raise ConnectionValidationError(
+        f"connection_config lacks {', '.join(missing)}, which provider '{provider.name}' of integration "
+        f"'{integration.unique_key}' needs in its URLs" + (f" ({described})" if described else ""),
+        "invalid_connection_config")
 
 
 async def save_connection(app: web.Application, env: Environment, integration: Integration, connection_id: str,
@@ -273,12 +289,17 @@ async def save_connection(app: web.Application, env: Environment, integration: I
                           tags: dict[str, str] | None = None) -> tuple[Connection, bool]:
     """Store a connection (new, or new credentials for an existing one) and run what follows:
     validate-connection (a new connection it rejects is removed), schedules, post-connection-creation.
-    The one code path behind POST /connections and the OAuth callback."""
+    The one code path behind POST /connections and the OAuth callback. A new connection without a connection
+    config value its provider's URLs need is refused before anything is kept (an existing one keeps its own)."""
+    provider = await find_provider(app[PLATFORM].pool, env.id, integration.provider)
     async with app[PLATFORM].pool.acquire() as conn:
-        pk, created = await connections_repo.create(
-            conn, app[PLATFORM].sealer, environment_id=env.id, integration_id=integration.id,
-            connection_id=connection_id,
-            credentials=creds, connection_config=connection_config, metadata=metadata, end_user=end_user, tags=tags)
+        async with conn.transaction():
+            pk, created = await connections_repo.create(
+                conn, app[PLATFORM].sealer, environment_id=env.id, integration_id=integration.id,
+                connection_id=connection_id, credentials=creds, connection_config=connection_config,
+                metadata=metadata, end_user=end_user, tags=tags)
+            if created:  # raising here rolls the insert back
+                require_connection_config(provider, integration, connection_config or {})
         connection = await connections_repo.get_by_pk(conn, app[PLATFORM].sealer, pk)
     assert connection is not None
     if created:
@@ -318,16 +339,18 @@ async def create_connection(request: web.Request) -> web.Response:
     if integration is None:
         raise_error(404, "unknown_provider_config",
                     f"no integration '{body.provider_config_key}' in environment '{env.name}'")
-    if creds is None:
-        creds = await mint_first(request, env, integration, dict(body.credentials or {}), body.connection_config)
     try:
+        if creds is None:  # minting uses the config's URLs: checked first, so the error names every missing key
+            require_connection_config(await find_provider(request.app[PLATFORM].pool, env.id, integration.provider),
+                                      integration, body.connection_config)
+            creds = await mint_first(request, env, integration, dict(body.credentials or {}), body.connection_config)
         named = body.end_user is not None or body.organization is not None or body.tags
         connection, created = await save_connection(
             request.app, env, integration, body.connection_id, creds, connection_config=body.connection_config,
             metadata=body.metadata, end_user=end_users.stored(body.end_user, body.organization),
             tags=end_users.tags_for(body.end_user, body.organization, body.tags) if named else None)
     except ConnectionValidationError as exc:
-        raise_error(400, "connection_validation_failed", exc.message)
+        raise_error(400, exc.code, exc.message)
     return json_response(full(await _shown(request, connection)), status=201 if created else 200)
 
 

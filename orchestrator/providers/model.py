@@ -134,6 +134,18 @@ class Provider(BaseModel):
                                      "connection_config")
         return self
 
+    def missing_connection_config(self, connection_config: dict[str, Any]) -> list[str]:
+        """The `${connectionConfig.x}` values a connection's requests will fill that `connection_config` lacks or
+        leaves blank: its base URL's (its own `base_url` when it has one), its token URL's and JWT template's where
+        its mode mints or refreshes tokens. Checked at creation, so a connection does not fail at its first request."""
+        templates: list[Any] = [connection_config.get("base_url") or self.base_url]
+        if self.auth_mode in REFRESHED_MODES and self.token_url and not connection_config.get("token_url"):
+            templates.append(self.token_url)
+        if self.token is not None:
+            templates += [self.token.signing_key, self.token.header, self.token.payload]
+        needed = dict.fromkeys(key for text in _strings(templates) for key in placeholders(text))
+        return [key for key in needed if not str(connection_config.get(key) or "").strip()]
+
     def resolve_base_url(self, connection_config: dict[str, Any]) -> str:
         override = connection_config.get("base_url")
         template = str(override) if override else self.base_url
@@ -146,6 +158,18 @@ class Provider(BaseModel):
 
 DECLARED = {"declared": True}   # validation context of a declared provider: URLs and placeholders checked too
 _PLACEHOLDER = re.compile(r"\$\{connectionConfig\.([A-Za-z0-9_]+)\}")
+
+
+REFRESHED_MODES = ("OAUTH2", "OAUTH2_CC", "APP", "JWT")  # modes whose tokens come from the token URL again
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in nested lists and mappings (a JWT template's header and payload)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    return [s for v in value for s in _strings(v)] if isinstance(value, list) else []
 
 
 def placeholders(template: str) -> list[str]:
