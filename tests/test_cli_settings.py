@@ -117,7 +117,7 @@ async def test_a_service_that_does_not_answer_is_one_line(stack: Stack, tmp_path
     (folder / ".env").write_text(f"NANGO_HOSTPORT=http://127.0.0.1:{dead}\nNANGO_SECRET_KEY=sk\n")
     for args in (["integrations", "list"], ["env", "list"], ["connections", "list"]):
         code, out, err = await _nango(folder, *args)
-        assert (code, out, err) == (1, "", f"cannot reach the API at http://127.0.0.1:{dead} (--server or "
+        assert (code, out, err) == (1, "", f"cannot reach the API at 127.0.0.1:{dead} (--server or "
                                              "NANGO_HOSTPORT): connection refused\n"), args
 
     (folder / ".env").write_text(_dotenv(stack, DATABASE_POOL_MAX="many"))

@@ -21,6 +21,7 @@ from orchestrator.cli.common import (
     KeyOpt,
     PathOpt,
     ServerOpt,
+    api_unreachable,
     fail,
     fail_on_problems,
     folder_arg,
@@ -412,7 +413,7 @@ def deploy(
                 fail(f"deploy failed: {target.server} refused the secret key ({exc.message})")
             fail(f"deploy failed: {exc.status} {exc.message}")
         except aiohttp.ClientConnectionError as exc:
-            fail(f"deploy failed: cannot reach {target.server}: {exc}")
+            fail(f"deploy failed: {api_unreachable(target.server, exc)}")
 
     result = upload(yes)
     if result.get("needs_confirmation"):
@@ -477,10 +478,15 @@ def _history_or_rollback(target: Any, show_history: bool, version: int | None, i
             assert version is not None
             return await api.rollback(integration, version, deployed_by=_deployer())
 
+    import aiohttp
+
+    what = "history" if show_history else "rollback"
     try:
         result = asyncio.run(run())
     except ApiError as exc:
-        fail(f"{'history' if show_history else 'rollback'} failed: {exc.status} {exc.message}")
+        fail(f"{what} failed: {exc.status} {exc.message}")
+    except aiohttp.ClientConnectionError as exc:
+        fail(f"{what} failed: {api_unreachable(target.server, exc)}")
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return

@@ -216,8 +216,27 @@ def resolve_target(folder: Path, server: str | None, secret_key: str | None, env
     return Target(url.rstrip("/"), key, environment)
 
 
+API_SETTING = "--server or NANGO_HOSTPORT"
+
+
+def api_unreachable(server: str, exc: Exception) -> str:
+    """An API that does not answer as one line in the form the other services' failures take
+    (`startup.unreachable`): `cannot reach the API at 127.0.0.1:3003 (--server or NANGO_HOSTPORT): connection
+    refused`."""
+    import aiohttp
+
+    from orchestrator.startup import address, unreachable
+
+    where = address(server, 443 if server.startswith("https://") else 80)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"the API at {where} ({API_SETTING}) closed the connection"
+    cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    return unreachable("the API", where, API_SETTING, cause).message
+
+
 def call_api(target: Target, fn: Callable[[NangoClient], Awaitable[T]], *, unreachable_hint: str = "") -> T:
-    """Run `fn` against the target's API; its errors end the command with what the server said."""
+    """Run `fn` against the target's API; its errors end the command with what the server said, an API that
+    does not answer with `api_unreachable`'s line."""
     import aiohttp
 
     from orchestrator.client import ApiError, NangoClient
@@ -232,4 +251,4 @@ def call_api(target: Target, fn: Callable[[NangoClient], Awaitable[T]], *, unrea
             fail(f"{target.server} refused the secret key ({exc.message})")
         fail(f"{exc.status} {exc.code}: {exc.message}")
     except aiohttp.ClientConnectionError as exc:
-        fail(f"cannot reach {target.server}: {exc}{unreachable_hint}")
+        fail(api_unreachable(target.server, exc) + unreachable_hint)

@@ -357,7 +357,9 @@ async def execute(run: DryRun, bundle: bytes, sink: LogSink | None = None, recor
                     finally:
                         await host.flush_logs(final=True)
     except aiohttp.ClientConnectionError as exc:
-        raise DryRunError(f"cannot reach {run.server}: {exc}") from None
+        from orchestrator.cli.common import api_unreachable
+
+        raise DryRunError(api_unreachable(run.server, exc)) from None
     memory = host.memory
     logs = [_log_entry(line) for line in memory.logs]
     ok, error = outcome.ok, outcome.error

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DEV_JSON = Path(".nango") / "dev.json"
-API_SETTING = "--server or NANGO_HOSTPORT"
 
 
 @dataclass(frozen=True)
@@ -127,18 +126,6 @@ def run(main: Callable[[], Awaitable[T]], *, command: str = "") -> T:
 
 
 def call(target: Target, fn: Callable[[NangoClient], Awaitable[T]], *, hint: str = "") -> T:
-    """`call_api`, with an API that does not answer reported as one line naming the address and the settings
-    that change it (`cannot reach the API at http://127.0.0.1:3003 (--server or NANGO_HOSTPORT): connection
-    refused`)."""
-    import aiohttp
-
-    from orchestrator.startup import reason
-
-    async def reached(api: NangoClient) -> T:
-        try:
-            return await fn(api)
-        except aiohttp.ClientConnectorError as exc:
-            fail(f"cannot reach the API at {target.server} ({API_SETTING}): {reason(exc.os_error)}{hint}")
-        except aiohttp.ServerDisconnectedError:
-            fail(f"the API at {target.server} ({API_SETTING}) closed the connection{hint}")
-    return call_api(target, reached, unreachable_hint=hint)
+    """`call_api`: an API that does not answer is one line naming the address and the settings that change it
+    (`cannot reach the API at 127.0.0.1:3003 (--server or NANGO_HOSTPORT): connection refused`), then `hint`."""
+    return call_api(target, fn, unreachable_hint=hint)
