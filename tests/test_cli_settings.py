@@ -93,6 +93,30 @@ async def test_the_environment_wins_over_env_and_env_over_a_running_dev_stack(st
     assert running_dev_stack(folder) is None
 
 
+async def test_deploy_and_dryrun_find_a_running_dev_stack(stack: Stack, tmp_path: Path) -> None:
+    """With no flag, environment variable or .env naming them, `nango deploy` and `nango dryrun` take the API and
+    the key from a `nango dev` running in this folder or a parent (this test's process stands for it)."""
+    gh = await setup_github(stack, issues=2)
+    folder = _folder(tmp_path)
+    (tmp_path / ".nango").mkdir()
+    (tmp_path / ".nango" / "dev.json").write_text(json.dumps({
+        "api_url": stack.api_url, "secret_key": gh.key, "environment": gh.env, "pid": os.getpid()}))
+    code, _, err = await _nango(folder, "deploy")
+    assert code == 0 and f"uploading 1 bundle to {stack.api_url}" in err, err
+    code, out, err = await _nango(folder / "github", "dryrun", "issues", gh.connection_id, "--json")
+    assert code == 0 and len(json.loads(out)["records"]["GithubIssue"]["save"]) == 2, err
+    # what the user names still wins: a flag, then the folder's .env
+    dead = f"http://127.0.0.1:{free_port()}"
+    code, _, err = await _nango(folder, "deploy", "--server", dead)
+    assert code == 1 and f"deploy failed: cannot reach the API at {dead.removeprefix('http://')} " in err, err
+    (folder / ".env").write_text(f"NANGO_HOSTPORT={dead}\n")
+    code, _, err = await _nango(folder, "dryrun", "issues", gh.connection_id)
+    assert code == 1 and err.startswith(f"cannot reach the API at {dead.removeprefix('http://')} "), err
+    # a stack of another environment lends neither its key nor its API to `-e other`
+    code, _, err = await _nango(folder, "deploy", "-e", "other")
+    assert code == 1 and "no secret key" in err, err
+
+
 async def test_a_service_that_does_not_answer_is_one_line(stack: Stack, tmp_path: Path) -> None:
     folder = _folder(tmp_path)
     dead = free_port()
@@ -191,6 +215,12 @@ async def test_nango_dev_is_found_from_a_subfolder_and_stops_on_ctrl_c_without_a
         # the commands that talk to the API take its URL and key from there too (no .env, no flag)
         code, listed, err = await _nango(work / "sub", "integrations", "list", "--json")
         assert code == 0 and [i["unique_key"] for i in json.loads(listed)] == ["github"], err
+        # and so do nango deploy and nango dryrun, run from an integrations folder below it
+        ints = _folder(work / "sub")
+        code, _, err = await _nango(ints, "deploy")
+        assert code == 0 and "uploading 1 bundle to http://127.0.0.1:" + ports[0] in err, err
+        code, out, err = await _nango(ints, "dryrun", "issues", "demo-connection", "--json")
+        assert code == 0 and json.loads(out)["ok"] is True, err
     finally:
         if dev.returncode is None:
             os.killpg(dev.pid, signal.SIGINT)

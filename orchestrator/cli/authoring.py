@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from orchestrator.cli import settings_discovery
 from orchestrator.cli.common import (
     EnvOpt,
     Folder,
@@ -29,7 +30,6 @@ from orchestrator.cli.common import (
     note,
     print_json,
     progress,
-    resolve_target,
     shown,
     writing,
 )
@@ -304,7 +304,7 @@ def dryrun(
     except OrchestratorError as exc:
         fail(exc.message)
     script = run.script
-    target = resolve_target(folder.path, server, secret_key, environment)
+    target = settings_discovery.target(folder.path, server, secret_key, environment)
     run.server, run.secret_key = target.server, target.secret_key
     (bundle,) = _compile(folder, config, [script.integration])
 
@@ -378,7 +378,7 @@ def deploy(
     from orchestrator.client import ApiError, NangoClient
 
     folder = folder_arg(folder_, path)
-    target = resolve_target(folder.path, server, secret_key, environment)
+    target = settings_discovery.target(folder.path, server, secret_key, environment)
     if show_history or rollback is not None:
         _history_or_rollback(target, show_history, rollback, integration, as_json)
         return
