@@ -1,5 +1,6 @@
 """Migration 0015 on a database that already holds records: every record reads back byte for byte as the old
-read path sent it, and the store keeps working on the carried-over rows (unchanged saves stay no-ops)."""
+read path sent it (its metadata times in the one form of migration 0030), and the store keeps working on the
+carried-over rows (unchanged saves stay no-ops)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from orchestrator.store import records
 from orchestrator.store.migrate import _migration_files, migrate
 from tests.test_jobs_migration import fresh_db  # noqa: F401  (a throw-away database per test)
 
-# The page as the read path before 0015 rendered it (stored jsonb as text, metadata spliced in).
+# The page as the read path before 0015 rendered it (stored jsonb as text, metadata spliced in), with the times in
+# the one form migration 0030 re-renders them in (UTC, milliseconds, `Z`).
+_TIME = """coalesce('"' || to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null')"""
 _OLD_PAGE = """
 SELECT string_agg(substring(d FOR length(d) - 1) || convert_to(',"_nango_metadata":' || m || '}', 'UTF8'),
                   '\\x2c'::bytea ORDER BY cursor) AS body
 FROM (SELECT convert_to(data::text, 'UTF8') AS d, cursor,
-      '{"first_seen_at":' || to_json(first_seen_at)::text || ',"last_modified_at":' || to_json(last_modified_at)::text
-      || ',"last_action":"' || last_action || '","deleted_at":' || coalesce(to_json(deleted_at)::text, 'null')
+      '{"first_seen_at":' || """ + _TIME.format("first_seen_at") + """ || ',"last_modified_at":' || """ + (
+    _TIME.format("last_modified_at")) + """
+      || ',"last_action":"' || last_action || '","deleted_at":' || """ + _TIME.format("deleted_at") + """
       || ',"pruned_at":null,"cursor":"'
       || rtrim(translate(encode(convert_to('c' || cursor::text, 'UTF8'), 'base64'), '+/', '-_'), '=') || '"}' AS m
       FROM records WHERE scope_id = $1 ORDER BY cursor) AS page

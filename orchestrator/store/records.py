@@ -106,18 +106,18 @@ async def _add_counts(conn: asyncpg.Connection, job_id: int | None, model: str, 
 # of the scope). Measured on 18: 14 ms of backend CPU per 5,000 stored ids and 0-2 ms for ids not stored, against
 # 34 and 16-18 ms for one LATERAL probe per id. Before 17 the planner may scan the whole scope for a large array
 # (seen on 15: a bitmap scan on scope_id, the ids as a filter), so there each id keeps its LATERAL ... LIMIT 1
-# probe, a nested loop whatever the statistics say. `first_seen_at` comes rendered as the response shows it, for
-# the bodies of the records that changed.
+# probe, a nested loop whatever the statistics say. `first_seen_at` comes rendered as the response shows it
+# (`records_time`, migration 0030: UTC, milliseconds, `Z`), for the bodies of the records that changed.
 _LOOKUP = """
 SELECT r.external_id, r.data_hash, r.deleted_at IS NOT NULL AS deleted, r.job_id,
-       to_json(r.first_seen_at)::text AS first_seen_at
+       records_time(r.first_seen_at) AS first_seen_at
 FROM records r WHERE r.scope_id = $1 AND r.external_id = any($2::text[])
 """
 _LOOKUP_PROBES = """
 SELECT u.id, x.data_hash, x.deleted_at IS NOT NULL AS deleted, x.job_id, x.first_seen_at
 FROM unnest($2::text[]) AS u(id)
 CROSS JOIN LATERAL (
-    SELECT r.data_hash, r.deleted_at, r.job_id, to_json(r.first_seen_at)::text AS first_seen_at
+    SELECT r.data_hash, r.deleted_at, r.job_id, records_time(r.first_seen_at) AS first_seen_at
     FROM records r WHERE r.scope_id = $1 AND r.external_id = u.id LIMIT 1
 ) x
 """
@@ -127,7 +127,7 @@ CROSS JOIN LATERAL (
 # so one call covers `step` records where it took one call per record. The step is read with the blocks: with any
 # increment (1 before the migration) the cursors are unique. Taken under the scope lock: each is larger than any
 # cursor committed in the scope before.
-_BLOCKS = ("to_json(now())::text AS now, s.seqincrement AS step, array(SELECT nextval('records_cursor_seq')"
+_BLOCKS = ("records_time(now()) AS now, s.seqincrement AS step, array(SELECT nextval('records_cursor_seq')"
            " FROM generate_series(1, ({n}::bigint + s.seqincrement - 1) / s.seqincrement)) AS starts")
 _FROM_SEQ = " FROM pg_sequence s WHERE s.seqrelid = 'records_cursor_seq'::regclass"
 _STAMP = "SELECT " + _BLOCKS.format(n="$1") + _FROM_SEQ
@@ -173,7 +173,7 @@ WITH u AS (DELETE FROM records_direct RETURNING id, cursor, head, tail, len, has
     SELECT u.id, u.cursor, u.head, u.tail, u.len, u.hash, x.tid, x.data_hash AS old_hash, x.live, x.job_id, x.seen
     FROM u
     LEFT JOIN LATERAL (SELECT r.ctid AS tid, r.data_hash, r.deleted_at IS NULL AS live, r.job_id,
-                              to_json(r.first_seen_at)::text AS seen
+                              records_time(r.first_seen_at) AS seen
                        FROM records r WHERE r.scope_id = $1 AND r.external_id = u.id LIMIT 1) x ON true
 ), up AS (
     UPDATE records r SET
@@ -245,7 +245,8 @@ def _copy_text(value: str) -> bytes:
 
 
 def _meta_prefix(first_seen_at: bytes, now: bytes, action: bytes) -> bytes:
-    """`_nango_metadata` up to the cursor (what records_meta() of migration 0015 renders in SQL)."""
+    """`_nango_metadata` up to the cursor (what records_meta() of migration 0030 renders in SQL), the times as
+    `records_time` rendered them."""
     return b"".join((b',"_nango_metadata":{"first_seen_at":', first_seen_at, b',"last_modified_at":', now,
                      b',"last_action":"', action, b'","deleted_at":null,"pruned_at":null,"cursor":"'))
 
