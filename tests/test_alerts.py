@@ -5,6 +5,7 @@ front page lists the failing sync and charts the day's runs. Real stack: the dem
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from typing import Any
 
@@ -79,6 +80,8 @@ async def test_a_failing_streak_sends_one_failing_then_one_recovered_webhook(
         "type": "sync", "success": True, "connectionId": gh.connection_id, "syncName": "issues", "failures": 3,
         "jobId": recovered_job["id"]}
     assert recovered["recoveredAt"] and recovered["failingSince"] == failing["failingSince"]
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", t)  # the one timestamp form
+               for t in (failing["failingSince"], recovered["recoveredAt"]))
     # each alert's delivery is recorded on its run, beside the result webhooks (a success that changed nothing
     # sends none: notify_on_empty is off)
     async with stack.api(gh.key) as api:

@@ -45,7 +45,7 @@ async def test_the_connect_flow_and_a_minted_mode_refuse_it_before_anything_happ
         await api.create_integration("workable", "workable")
         err = await api.request("POST", "/api-auth/api-key/workable", ok=(400,), params={"connection_id": "f1"},
                                 json={"apiKey": "k-1"})
-        assert "subdomain" in err["error"]["message"], err
+        assert "subdomain" in err["error"]["message"] and err["error"]["code"] == "invalid_connection_config", err
         assert await api.list_connections() == []
         await api.request("POST", "/api-auth/api-key/workable", json={"apiKey": "k-1"},
                           params={"connection_id": "f1", "params[subdomain]": "acme"})

@@ -94,7 +94,7 @@ async def _credentials_auth(request: web.Request, mode: str, creds: Credentials 
             connection_config=connection_config, metadata=session.get("metadata") or {},
             end_user=session.get("end_user"), tags=session.get("tags") or None)
     except ConnectionValidationError as exc:
-        raise_error(400, "connection_validation_failed", exc.message)
+        raise_error(400, exc.code, exc.message)
     return json_response({"providerConfigKey": key, "connectionId": connection.connection_id})
 
 

@@ -28,6 +28,7 @@ from orchestrator.api.common import environment, iso, json_response
 from orchestrator.api.errors import error_body, raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.config.nango_yaml import load_config
+from orchestrator.control.events import listed_events
 from orchestrator.providers.custom import find_provider
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import scripts as scripts_repo
@@ -60,7 +61,8 @@ class FunctionCode(BaseModel):
 def declared(kind: str, name: str, config: dict[str, Any]) -> dict[str, Any]:
     """A sync, action or event script in Nango's NangoFunction shape, from its nango.yaml entry."""
     if kind == "event":
-        return {"name": name, "type": "on-event", "event": config.get("event")}
+        # Nango's one `event`; `events` every event the script is listed under (ours may have several)
+        return {"name": name, "type": "on-event", "event": config.get("event"), "events": listed_events(config)}
     out: dict[str, Any] = {"name": name, "type": kind, "description": config.get("description"),
                            "scopes": config.get("scopes") or [], "input": config.get("input"), "json_schema": None}
     if kind == "sync":

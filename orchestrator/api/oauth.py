@@ -541,7 +541,7 @@ async def callback(request: web.Request) -> web.Response:
                                                     connection_config=connection_config, metadata=row["metadata"],
                                                     end_user=row["end_user"], tags=row["tags"] or None)
     except ConnectionValidationError as exc:
-        return _answer(request, return_url, 400, _failure_payload("connection_validation_failed", exc.message))
+        return _answer(request, return_url, 400, _failure_payload(exc.code, exc.message))
     log.info("oauth_connected", integration=integration_obj.unique_key, connection=connection.connection_id,
              created=created)
     if row["ws_client_id"]:

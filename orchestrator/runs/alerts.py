@@ -11,7 +11,7 @@ nor fails the run or its result webhooks.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -23,6 +23,7 @@ from orchestrator.store import alerts as alerts_repo
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import notifications as notifications_repo
 from orchestrator.temporal.types import SyncInput
+from orchestrator.timestamps import iso, now_iso
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +59,7 @@ async def _decide(platform: Platform, sync: SyncInput, connection_pk: int, job_i
             if ended is None or ended["alerted_at"] is None or not after:
                 return None, env
             return _body(sync, "recovered", job_id, ended["failures"], ended["since"], after,
-                         recoveredAt=datetime.now(UTC).isoformat()), env
+                         recoveredAt=now_iso()), env
         if not after:
             return None, env  # alerts off: no streak kept, nothing read from the jobs
         streak = await alerts_repo.count_failures(conn, sync.environment_id, *key)
@@ -76,7 +77,7 @@ def _body(sync: SyncInput, operation: str, job_id: int, failures: int, since: da
     return {"from": "nango", "type": "sync", "operation": operation, "success": operation == "recovered",
             "connectionId": sync.connection_id, "providerConfigKey": sync.integration, "syncName": sync.sync_name,
             "syncVariant": sync.variant, "environment": sync.environment, "failures": failures,
-            "alertAfterFailures": after, "failingSince": since.isoformat(), "jobId": job_id, **extra}
+            "alertAfterFailures": after, "failingSince": iso(since), "jobId": job_id, **extra}
 
 
 async def _deliver(platform: Platform, job_id: int, urls: list[str], secret: str, payload: dict[str, Any],
