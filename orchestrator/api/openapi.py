@@ -26,8 +26,10 @@ from orchestrator.api.environment import EnvironmentBody, RotateOwnKeyBody
 from orchestrator.api.environments import CreateEnvironmentBody, RotateKeyBody
 from orchestrator.api.envvars import EnvironmentVariablesBody
 from orchestrator.api.frontend import ApiKeyBody, BasicBody, ClientCredentialsBody, JwtBody, TbaBody
+from orchestrator.api.functions import FunctionCode, FunctionEnvelope, FunctionList, TemplateList
 from orchestrator.api.integrations import IntegrationBody
 from orchestrator.api.jobs import JobListWithCounts, LogSearch
+from orchestrator.api.mcp import JsonRpcMessage
 from orchestrator.api.oauth import ConnectSessionBody, ConnectSessionResponse, ReconnectSessionBody
 from orchestrator.api.providers import ProviderEnvelope, ProviderList
 from orchestrator.api.records import PruneBody, PruneResult
@@ -83,6 +85,7 @@ CONNECTION_HEADERS = (
     Param("Provider-Config-Key", "header", required=True, description="the integration's unique key"),
 )
 PCK = Param("provider_config_key", "query", required=True, description="the integration's unique key")
+FN_TYPE = Param("type", "query", {"type": "string", "enum": ["sync", "action", "on-event"]})
 
 RECORDS_PARAMS = (
     Param("model", "query", required=True),
@@ -161,8 +164,11 @@ OPERATIONS: tuple[Op, ...] = (
     Op("POST", "/deploy/rollback", "Re-apply an earlier deploy's bundle and config", "deploy",
        body=RollbackBody, response=m.DeployResult),
     # syncs
+    Op("POST", "/sync/trigger", "Run syncs now (opts.reset / sync_mode / full_resync for a full resync)", "syncs",
+       body=SyncsBody, response=m.TriggerResult,
+       description="`triggered` says per connection and sync whether the request started a run, was queued after "
+                   "the running run or coalesced into the run already queued (the schedule's BUFFER_ONE policy)."),
     *(Op("POST", f"/sync/{verb}", summary, "syncs", body=SyncsBody, response=m.Success) for verb, summary in (
-        ("trigger", "Run syncs now (opts.reset / sync_mode / full_resync for a full resync)"),
         ("start", "Resume syncs"), ("pause", "Pause syncs"))),
     Op("GET", "/sync/status", "Status of syncs", "syncs", response=m.SyncStatusList, params=(
         Param("syncs", "query", required=True, description="names (name or name::variant), comma-separated, or *"),
@@ -177,6 +183,17 @@ OPERATIONS: tuple[Op, ...] = (
        params=(Param("provider_config_key", "query"),)),
     Op("PATCH", "/scripts/{integration}/{name}", "Enable or disable a deployed sync or action", "scripts",
        body=SwitchBody, params=(Param("integration", "path"), Param("name", "path"))),
+    Op("GET", "/scripts/config", "Deployed syncs, actions and event scripts with their models as JSON Schema "
+       "(Nango's getScriptsConfig)", "scripts", params=(
+           Param("format", "query", {"type": "string", "enum": ["nango", "openai"]},
+                 description="nango (default): per integration; openai: the enabled actions as tool definitions"),
+           Param("provider_config_key", "query"))),
+    Op("POST", "/mcp", "MCP server (Streamable HTTP, stateless): the connection's enabled actions as tools",
+       "actions", body=JsonRpcMessage, errors=(), params=(
+           *CONNECTION_HEADERS, Param("X-Max-Retries", "header", {"type": "integer", "minimum": 0, "maximum": 5})),
+       description="JSON-RPC 2.0 as the MCP specification's Streamable HTTP transport carries it; send "
+                   "`Accept: application/json, text/event-stream`. A refusal (unknown connection, missing "
+                   "header) is a JSON-RPC error whose `error.data.code` is our error code."),
     # actions
     Op("POST", "/action/trigger", "Run an action (X-Async: true answers 202 with a status URL)", "actions",
        body=TriggerBody, response=m.ActionOutput, errors=(400, 404, 500), params=(
@@ -258,6 +275,20 @@ OPERATIONS: tuple[Op, ...] = (
        body=Provider, response=ProviderEnvelope, status=201),
     Op("DELETE", "/providers/{name}", "Delete a custom provider no integration uses", "providers",
        response=m.Success, params=(Param("name", "path"),), errors=(400, 404, 409)),
+    # functions: Nango's view of the deployed scripts; 501 where Nango's feature has no equivalent here
+    Op("GET", "/integrations/{unique_key}/functions", "Deployed functions of an integration", "integrations",
+       response=FunctionList, params=(
+        Param("unique_key", "path"), FN_TYPE, Param("search", "query", description="part of the name"),
+        Param("page", "query", {"type": "integer", "minimum": 0}),
+        Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100}))),
+    Op("GET", "/integrations/{unique_key}/functions/{name}", "A deployed function", "integrations",
+       response=FunctionEnvelope, params=(Param("unique_key", "path"), Param("name", "path"), FN_TYPE),
+       errors=(400, 404, 409)),
+    Op("GET", "/integrations/{unique_key}/functions/{name}/code", "A deployed function's source", "integrations",
+       response=FunctionCode, params=(Param("unique_key", "path"), Param("name", "path"), FN_TYPE),
+       errors=(400, 404, 409)),
+    Op("GET", "/providers/{name}/templates", "Functions of the bundled templates for a provider", "providers",
+       response=TemplateList, params=(Param("name", "path"),)),
     # jobs
     Op("GET", "/jobs", "Jobs of the environment, newest first, with their counts", "jobs",
        response=JobListWithCounts, params=(
