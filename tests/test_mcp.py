@@ -123,9 +123,9 @@ async def test_a_wrong_key_or_another_environments_connection_is_refused(stack: 
     other = await setup_github(stack, issues=1, connection_id="theirs")
     names = {"connection-id": "conn-1", "provider-config-key": "github"}
     status, body = await _post(stack, names)
-    assert status == 401 and body["error"]["code"] == "missing_auth_header"
+    assert status == 401 and body["error"]["data"]["code"] == "missing_auth_header" and body["jsonrpc"] == "2.0"
     status, body = await _post(stack, {**names, "Authorization": "Bearer not-a-key"})
-    assert status == 401 and body["error"]["code"] == "unknown_account"
+    assert status == 401 and body["error"]["data"]["code"] == "unknown_account"
     # gh's key, the other environment's connection: not found, as on every route
     status, body = await _post(stack, {"Authorization": f"Bearer {gh.key}", "connection-id": "theirs",
                                        "provider-config-key": "github"})
@@ -142,7 +142,7 @@ async def test_a_wrong_key_or_another_environments_connection_is_refused(stack: 
     with pytest.raises(MCPError, match="no connection 'theirs'"):
         async with mcp_session(stack, gh.key, connection_id="theirs"):
             pass
-    with pytest.raises(MCPError):  # the auth middleware's 401 is not JSON-RPC: the SDK says it generically
+    with pytest.raises(MCPError, match="the secret key is not valid"):  # the 401 is a JSON-RPC error too
         async with mcp_session(stack, "not-a-key"):
             pass
     async with mcp_session(stack, other.key, connection_id="theirs") as session:

@@ -28,16 +28,18 @@ from pydantic import BaseModel, ConfigDict
 from orchestrator.api.actions import answer, execute_action
 from orchestrator.api.asgi import serve_asgi
 from orchestrator.api.common import connection_headers, int_header, load_connection
+from orchestrator.api.errors import jsonrpc_refusal
 from orchestrator.api.keys import PLATFORM
+from orchestrator.api.middleware import MCP_PATH
 from orchestrator.api.scripts import Tool, action_tool
-from orchestrator.api.unified import _deployed_models
+from orchestrator.api.unified import deployed_models
 from orchestrator.config.nango_yaml import NangoConfig
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store.types import Connection, DeployedScript
 
 routes = web.RouteTableDef()
 
-PATH = "/mcp"
+PATH = MCP_PATH
 CALLER = "nango.caller"  # the ASGI scope key the tool handlers find the caller under
 MANAGER = web.AppKey("mcp_manager", StreamableHTTPSessionManager)
 MODELS = web.AppKey("mcp_models", dict[str, NangoConfig])  # bundle key -> its parsed models
@@ -81,7 +83,7 @@ async def _models(app: web.Application, scripts: list[DeployedScript]) -> NangoC
     newest = max(scripts, key=lambda s: s.deployed_at)
     cache = app[MODELS]
     if newest.bundle_key not in cache:
-        found = (await _deployed_models(app, [newest])).get(newest.integration_key)
+        found = (await deployed_models(app, [newest])).get(newest.integration_key)
         if found is None:  # unreadable bundle (logged): tools without their models, and no caching of that
             return NangoConfig()
         while len(cache) >= MODELS_CACHED:
@@ -166,19 +168,6 @@ async def running(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-def _refusal(exc: web.HTTPException) -> web.Response:
-    """Our refusal (bad headers, unknown connection) as a JSON-RPC error, so an MCP client shows its message;
-    `error.message` is where our other routes put it, `error.data.code` our error code."""
-    try:
-        error = orjson.loads(exc.text or "{}").get("error") or {}
-    except orjson.JSONDecodeError:
-        error = {}
-    body = {"jsonrpc": "2.0", "id": None, "error": {"code": types.INVALID_REQUEST,
-                                                   "message": error.get("message") or exc.reason,
-                                                   "data": {"code": error.get("code")}}}
-    return web.Response(body=orjson.dumps(body), status=exc.status, content_type="application/json")
-
-
 @routes.post(PATH)
 async def mcp(request: web.Request) -> web.StreamResponse:
     try:
@@ -186,7 +175,7 @@ async def mcp(request: web.Request) -> web.StreamResponse:
         connection = await load_connection(request, integration, connection_id)
         max_retries = int_header(request, "X-Max-Retries", 5)
     except web.HTTPException as exc:
-        return _refusal(exc)
+        return jsonrpc_refusal(exc)
     caller = Caller(request, integration, connection_id, connection, max_retries)
     return await serve_asgi(request.app[MANAGER].handle_request, request, {CALLER: caller})
 

@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 
 from orchestrator.api import functions
-from orchestrator.api.errors import error_body, raise_error
+from orchestrator.api.errors import error_body, jsonrpc_refusal, raise_error
 from orchestrator.api.keys import ENVIRONMENT, PLATFORM
 from orchestrator.errors import InvalidInputError, NotFoundError, OrchestratorError
 from orchestrator.logging import clear_hidden, hide
@@ -107,10 +107,22 @@ def database_unavailable(exc: BaseException) -> bool:
     return False
 
 
+MCP_PATH = "/mcp"  # its refusals are JSON-RPC errors, which an MCP client shows (api/mcp.py)
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if _is_public(request):
         return await handler(request)
+    if request.path == MCP_PATH:
+        try:
+            return await _authenticated(request, handler)
+        except web.HTTPUnauthorized as exc:
+            return jsonrpc_refusal(exc)
+    return await _authenticated(request, handler)
+
+
+async def _authenticated(request: web.Request, handler: Handler) -> web.StreamResponse:
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     hide(key.strip())  # the caller's secret key: masked in every line of this request, whatever raises

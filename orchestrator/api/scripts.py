@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
-from orchestrator.api.unified import _deployed_models
+from orchestrator.api.unified import deployed_models
 from orchestrator.config.jsonschema import all_model_schemas, type_schema
 from orchestrator.config.nango_yaml import NangoConfig
 from orchestrator.control import scripts as scripts_control
@@ -196,7 +196,7 @@ async def environment_scripts(app: web.Application, env_id: int, env_name: str, 
                         f"'{env_name}'; integrations: {', '.join(sorted(integrations)) or 'none'}")
         scripts = [s for s in await scripts_repo.list_for_environment(conn, env_id)
                    if s.kind in KIND_KEYS and (integration is None or s.integration_key == integration)]
-    return scripts, integrations, await _deployed_models(app, scripts)
+    return scripts, integrations, await deployed_models(app, scripts)
 
 
 def _nango_format(scripts: list[DeployedScript], providers: dict[str, str],

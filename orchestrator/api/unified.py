@@ -139,7 +139,7 @@ async def environment_reference(app: web.Application, env: Environment, integrat
             raise NotFoundError(f"no integration '{integration}' in environment '{env.name}'")
         scripts = [s for s in await scripts_repo.list_for_environment(conn, env.id)
                    if s.enabled and (integration is None or s.integration_key == integration)]
-    models = await _deployed_models(app, scripts)
+    models = await deployed_models(app, scripts)
     return build_document(env.name, scripts, models, server_url=server_url)
 
 
@@ -176,7 +176,7 @@ async def unified(request: web.Request) -> web.StreamResponse:
 # --------------------------------------------------------------------------- the reference (OpenAPI)
 
 
-async def _deployed_models(app: web.Application, scripts: list[DeployedScript]) -> dict[str, NangoConfig]:
+async def deployed_models(app: web.Application, scripts: list[DeployedScript]) -> dict[str, NangoConfig]:
     """Integration -> its deployed models, from the manifest of its newest bundle."""
     newest: dict[str, DeployedScript] = {}
     for s in scripts:
