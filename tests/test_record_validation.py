@@ -251,9 +251,9 @@ def test_reject_keeps_the_valid_records_and_warn_keeps_all(schema: RecordSchema)
     batch = [GOOD, {**GOOD, "id": "2", "number": "x"}, {"number": 1}, "text",
              *({**GOOD, "id": f"n{i}", "score": "x"} for i in range(10))]
     check = RecordCheck("reject", schema=schema)
-    kept, problems = check.check("Issue", batch)
+    kept, problems, refused = check.check("Issue", batch)
     assert kept == [GOOD]
-    assert check.refused_ids == ["2", *(f"n{i}" for i in range(10))]   # for the host to mark seen
+    assert refused == ["2", *(f"n{i}" for i in range(10))]   # for the host to mark seen
     assert problems[0].message == "record '2' of model Issue: field 'number' should be integer, got string"
     assert (problems[0].record_id, problems[0].field) == ("2", "number")
     # a record without an id is named by its place in the batch
@@ -263,14 +263,14 @@ def test_reject_keeps_the_valid_records_and_warn_keeps_all(schema: RecordSchema)
     assert problems[-1].message == ("model Issue: 4 more problems in this batch not logged; 13 of 14 records do not "
                                     "match the model and were not saved")
 
-    kept, problems = RecordCheck("warn", schema=schema).check("Issue", batch)
+    kept, problems, _ = RecordCheck("warn", schema=schema).check("Issue", batch)
     assert kept == batch
 
 
 def test_a_model_without_a_definition_is_said_once_and_saved_unchecked() -> None:
     check = RecordCheck("reject", models={"Other": {"id": "string"}})
-    kept, problems = check.check("Ticket", [{"id": 1}])
+    kept, problems, _ = check.check("Ticket", [{"id": 1}])
     assert kept == [{"id": 1}]
     assert [p.message for p in problems] == [
         "model Ticket has no definition in the deployed nango.yaml: its records are saved unchecked"]
-    assert check.check("Ticket", [{"id": 2}]) == ([{"id": 2}], [])
+    assert check.check("Ticket", [{"id": 2}]) == ([{"id": 2}], [], [])

@@ -37,7 +37,7 @@ from orchestrator.errors import InvalidInputError, NotFoundError
 from orchestrator.runner.host import Limits, RunSpec, ScriptKind, run_script
 from orchestrator.runs.script_host import ScriptHost
 from orchestrator.runs.sinks import MemorySink
-from orchestrator.runs.validation import Problem, RecordCheck
+from orchestrator.runs.validation import Checked, Problem, RecordCheck
 from orchestrator.store.types import Connection, Consumer
 
 if TYPE_CHECKING:
@@ -58,11 +58,11 @@ class Reported(RecordCheck):
     problems: list[Problem] = field(default_factory=list)
     rejected: int = 0
 
-    def check(self, model: str, records: Any) -> tuple[list[Any], list[Problem]]:
-        kept, problems = super().check(model, records)
-        self.problems += problems
-        self.rejected += len(records) - len(kept)
-        return kept, problems
+    def check(self, model: str, records: Any) -> Checked:
+        checked = super().check(model, records)
+        self.problems += checked.problems
+        self.rejected += len(records) - len(checked.kept)
+        return checked
 
 
 @dataclass

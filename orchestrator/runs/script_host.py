@@ -28,7 +28,7 @@ from orchestrator.providers.egress import Egress, EgressPolicy, EgressRefused, s
 from orchestrator.runner.host import RpcFailure
 from orchestrator.runs.limits import LogBudget, RunQuotas
 from orchestrator.runs.sinks import RecordSink
-from orchestrator.runs.validation import RecordCheck
+from orchestrator.runs.validation import Checked, RecordCheck
 from orchestrator.sdk import contract
 from orchestrator.sdk import nango as sdk
 from orchestrator.store import faults
@@ -305,15 +305,15 @@ class ScriptHost:
         if not isinstance(model, str) or not model:
             raise RpcFailure("invalid_arguments", "a model name is required")
 
-    def _validated(self, model: str, records: list[Any]) -> list[Any]:
+    def _validated(self, model: str, records: list[Any]) -> Checked:
         """The environment's record validation: each problem in the run's log (a warning, or an error for a
-        record not saved), and the records left to write."""
+        record not saved)."""
         assert self.record_check is not None
-        kept, problems = self.record_check.check(model, records)
+        checked = self.record_check.check(model, records)
         level = "warn" if self.record_check.mode == "warn" else "error"
-        for problem in problems:
+        for problem in checked.problems:
             self.log(level, problem.message, {"model": model, "id": problem.record_id, "field": problem.field})
-        return kept
+        return checked
 
     def _model_lock(self, model: str) -> asyncio.Lock:
         return self._write_locks.setdefault(model, asyncio.Lock())
@@ -360,18 +360,15 @@ class ScriptHost:
         track = self.track_deletes or model in self.tracked_models
         refused: list[str] = []
         if self.record_check is not None:
-            records = self._validated(model, records)
-            refused = list(self.record_check.refused_ids) if track else []
-
+            checked = self._validated(model, records)
+            records, refused = checked.kept, checked.refused if track else []
         keep = self._merging.get(model, False)
 
         async def write() -> records_repo.WriteResult:
             encoded = self._check_quota("batch_save", model, records)  # a refused chunk aborts the rest of its call
             if refused:  # refused by record validation: what is stored stays, deletion tracking included
                 await self.sink.mark_seen(model, refused)
-            if keep:
-                return await self.sink.save(model, records, track_seen=track, encoded=encoded, keep_modified=True)
-            return await self.sink.save(model, records, track_seen=track, encoded=encoded)
+            return await self.sink.save(model, records, track_seen=track, encoded=encoded, keep_modified=keep)
         result = await self._ordered(model, batch, write)
         if result.duplicate_ids:
             self.log("warn", contract.duplicate_ids_warning(model, result.duplicate_ids), None)
@@ -528,13 +525,19 @@ class ScriptHost:
                                                   f"{integration!r}")
         return integration
 
+    @staticmethod
+    def _connection_id(call: str, connection_id: Any) -> str | None:
+        """One connection's id, or None for every connection of the integration."""
+        if connection_id is not None and not isinstance(connection_id, str):
+            raise RpcFailure("invalid_arguments", f"{call}: connection_id must be a string, got {connection_id!r}")
+        return connection_id
+
     async def rpc_start_sync(self, syncs: Any, provider_config_key: Any = None, connection_id: Any = None) -> int:
         """Nango's startSync: resume (unpause) these syncs, as POST /sync/start does; this environment only."""
         control = self._controls("start_sync")
-        if connection_id is not None and not isinstance(connection_id, str):
-            raise RpcFailure("invalid_arguments", f"start_sync: connection_id must be a string, got {connection_id!r}")
         return await control("start", self._integration("start_sync", provider_config_key),
-                             self._names("start_sync", syncs), connection_id, "incremental")
+                             self._names("start_sync", syncs), self._connection_id("start_sync", connection_id),
+                             "incremental")
 
     async def rpc_trigger_sync(self, provider_config_key: Any, connection_id: Any, sync_name: Any,
                                sync_mode: Any = "incremental") -> int:
@@ -542,11 +545,9 @@ class ScriptHost:
         control = self._controls("trigger_sync")
         with _arguments():
             sync_mode = sdk.checked_sync_mode(sync_mode)
-        if connection_id is not None and not isinstance(connection_id, str):
-            raise RpcFailure("invalid_arguments", f"trigger_sync: connection_id must be a string, got "
-                                                  f"{connection_id!r}")
         return await control("trigger", self._integration("trigger_sync", provider_config_key),
-                             self._names("trigger_sync", sync_name), connection_id, sync_mode)
+                             self._names("trigger_sync", sync_name), self._connection_id("trigger_sync", connection_id),
+                             sync_mode)
 
     async def rpc_get_webhook_url(self) -> str | None:
         """Where the provider sends this integration's webhooks (POST /webhook/{environment}/{integration}); None

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -44,6 +44,15 @@ def describe(model: str, record: Any, index: int, mismatch: Mismatch) -> Problem
     return Problem(record_id, path, f"{who}: field {path!r} {what}" if path else f"{who}: {what}")
 
 
+class Checked(NamedTuple):
+    """One batch checked: the records to write (in warn mode all of them, in reject mode those that match), the
+    problems (at most `MAX_LOGGED`, then one counting the rest), and the ids of the records reject mode did not
+    keep: still seen by the run, so a full sync's deletion tracking must not take their stored version."""
+    kept: list[Any]
+    problems: list[Problem]
+    refused: list[str]
+
+
 @dataclass
 class RecordCheck:
     """The models of one run (as the manifest carries them, or already parsed: `schema`), checked per batch."""
@@ -51,24 +60,19 @@ class RecordCheck:
     models: dict[str, Any] = field(default_factory=dict)
     schema: RecordSchema | None = None
     _unchecked: set[str] = field(default_factory=set, repr=False)  # models said to have no definition
-    # the ids of the last batch's records reject mode did not keep: still seen by the run, so a full sync's
-    # deletion tracking must not take their stored version (the host marks them seen)
-    refused_ids: list[str] = field(default_factory=list, repr=False)
 
-    def check(self, model: str, records: Sequence[Any]) -> tuple[list[Any], list[Problem]]:
-        """The records to write (in warn mode all of them, in reject mode those that match) and the problems:
-        at most `MAX_LOGGED`, then one counting the rest."""
+    def check(self, model: str, records: Sequence[Any]) -> Checked:
         if self.schema is None:
             self.schema = RecordSchema(parse_models(self.models))
         if not self.schema.has(model):
             if model in self._unchecked:
-                return list(records), []
+                return Checked(list(records), [], [])
             self._unchecked.add(model)
-            return list(records), [Problem(None, "", f"model {model} has no definition in the deployed nango.yaml:"
-                                                    " its records are saved unchecked")]
+            return Checked(list(records), [Problem(None, "", f"model {model} has no definition in the deployed "
+                                                             "nango.yaml: its records are saved unchecked")], [])
         kept: list[Any] = []
         problems: list[Problem] = []
-        self.refused_ids = []
+        refused: list[str] = []
         invalid = found = 0
         for index, record in enumerate(records):
             mismatches = self.schema.check(model, record)
@@ -80,7 +84,7 @@ class RecordCheck:
             if self.mode == "warn":
                 kept.append(record)
             elif isinstance(record, dict) and type(record.get("id")) in (str, int):
-                self.refused_ids.append(str(record["id"]))
+                refused.append(str(record["id"]))
             for mismatch in mismatches[:max(0, MAX_LOGGED - len(problems))]:
                 problems.append(describe(model, record, index, mismatch))
         if found > len(problems):
@@ -88,7 +92,7 @@ class RecordCheck:
             problems.append(Problem(None, "", f"model {model}: {found - len(problems)} more problems in this batch "
                                               f"not logged; {invalid} of {len(records)} records do not match the "
                                               f"model and {outcome}"))
-        return kept, problems
+        return Checked(kept, problems, refused)
 
 
 async def manifest_models(bundle_dir: Path) -> dict[str, Any]:
