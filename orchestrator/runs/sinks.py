@@ -109,26 +109,22 @@ class DatabaseSink:
 
     async def save(self, model: str, records: Sequence[Any], *, track_seen: bool = False,
                    encoded: Sequence[bytes | None] | None = None, keep_modified: bool = False) -> WriteResult:
-        if keep_modified:
-            return await self._save_keeping_modified(model, records, track_seen=track_seen, encoded=encoded)
         with tracing.span("records.save", _batch(model, records)) as span:
             async with self.pool.acquire() as conn:
+                if keep_modified:  # the merging strategy: what changed since the run started stays
+                    return _counted(span, await records_repo.batch_save_unless_modified(
+                        conn, self.scope(model), records, since=await self._run_start(conn), job_id=self.job_id,
+                        track_seen=track_seen, attempt=self.attempt, encoded=encoded))
                 return _counted(span, await records_repo.batch_save(
                     conn, self.scope(model), records, job_id=self.job_id, track_seen=track_seen,
                     attempt=self.attempt, encoded=encoded))
 
-    async def _save_keeping_modified(self, model: str, records: Sequence[Any], *, track_seen: bool,
-                                     encoded: Sequence[bytes | None] | None) -> WriteResult:
-        """The merging strategy's save: since the job's start (its first attempt's, in the database's clock)."""
-        with tracing.span("records.save", _batch(model, records)) as span:
-            async with self.pool.acquire() as conn:
-                if self._since is None:
-                    started = (await conn.fetchval("SELECT started_at FROM jobs WHERE id = $1", self.job_id)
-                               if self.job_id is not None else None)
-                    self._since = started or datetime.now(UTC)
-                return _counted(span, await records_repo.batch_save_unless_modified(
-                    conn, self.scope(model), records, since=self._since, job_id=self.job_id,
-                    track_seen=track_seen, attempt=self.attempt, encoded=encoded))
+    async def _run_start(self, conn: asyncpg.Connection) -> datetime:
+        """The job's start (its first attempt's, in the database's clock), read once."""
+        if self._since is None:
+            started = await jobs_repo.started_at(conn, self.job_id) if self.job_id is not None else None
+            self._since = started or datetime.now(UTC)
+        return self._since
 
     async def update(self, model: str, records: Sequence[Any]) -> WriteResult:
         with tracing.span("records.update", _batch(model, records)) as span:
@@ -206,14 +202,13 @@ class DatabaseSink:
             if whose[0] != "sync":
                 await script_state.set_checkpoint(conn, self.connection_pk, *whose, checkpoint)
                 return
-        async with self.pool.acquire() as conn, conn.transaction():
-            # What this attempt has seen so far is covered by the checkpoint, in the same transaction: an attempt
-            # resuming from it keeps exactly those records as seen.
-            if self.job_id is not None and not await records_repo.cover_seen(
-                    conn, self.job_id, self.attempt):
-                raise TransientError(f"attempt {self.attempt} of this run is stale (a newer attempt has started):"
-                                     " its checkpoint is refused")
-            await jobs_repo.set_checkpoint(conn, self.connection_pk, whose[1], self.variant, checkpoint)
+            async with conn.transaction():
+                # What this attempt has seen so far is covered by the checkpoint, in the same transaction: an
+                # attempt resuming from it keeps exactly those records as seen.
+                if self.job_id is not None and not await records_repo.cover_seen(conn, self.job_id, self.attempt):
+                    raise TransientError(f"attempt {self.attempt} of this run is stale (a newer attempt has "
+                                         "started): its checkpoint is refused")
+                await jobs_repo.set_checkpoint(conn, self.connection_pk, whose[1], self.variant, checkpoint)
 
     async def try_lock(self, key: str, holder: str, ttl_ms: int) -> bool:
         async with self.pool.acquire() as conn:

@@ -122,6 +122,11 @@ def _job(row: asyncpg.Record, counts: dict[int, dict[str, dict[str, int]]] | Non
     return Job(**dict(row), counts=(counts or {}).get(row["id"], {}))
 
 
+async def started_at(conn: asyncpg.Connection, job_id: int) -> datetime | None:
+    """When the job opened (its first attempt's start, in the database's clock)."""
+    return await conn.fetchval("SELECT started_at FROM jobs WHERE id = $1", job_id)
+
+
 async def get(conn: asyncpg.Connection, job_id: int, *, environment_id: int | None = None,
               with_counts: bool = True) -> Job | None:
     """One job by id; with `environment_id`, only when it belongs to that environment."""
