@@ -663,7 +663,7 @@ async def batch_save_unless_modified(
             result = await _save(conn, scope, [i for i in items if i[0] not in kept], job_id=job_id,
                                  track_seen=track_seen, attempt=attempt, encoded=encoded)
             if kept and track_seen and job_id is not None:
-                await conn.execute(_MARK_SEEN, job_id, scope.model, sorted(kept), attempt)
+                await mark_seen(conn, job_id, scope.model, kept, attempt)
     result.duplicate_ids = dupes
     result.kept_ids = sorted(kept)
     return result
