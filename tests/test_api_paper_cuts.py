@@ -80,6 +80,7 @@ async def test_every_timestamp_the_api_answers_has_one_form(stack: Stack) -> Non
             "integrations": await api.request("GET", "/integrations"),
             "integration": await api.request("GET", "/integrations/github"),
             "functions": await api.request("GET", "/integrations/github/functions"),
+            "scripts config": await api.request("GET", "/scripts/config"),
             "deploy history": await api.request("GET", "/deploy/history"),
             "connect session": await api.request("POST", "/connect/sessions", json={"end_user": {"id": "u1"}}),
         }

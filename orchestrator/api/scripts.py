@@ -19,7 +19,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.api.common import environment, json_body, json_response
+from orchestrator.api.common import environment, iso, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.api.unified import deployed_models
@@ -116,7 +116,7 @@ def _nango_script(script: DeployedScript, cfg: NangoConfig) -> dict[str, Any]:
         "endpoints": [{"method": e.get("method") or "GET", "path": e.get("path"), "group": e.get("group")}
                       for e in config.get("endpoints") or [] if isinstance(e, dict)],
         "input": config.get("input") or None, "enabled": script.enabled,
-        "last_deployed": script.deployed_at.isoformat(),
+        "last_deployed": iso(script.deployed_at),
         "webhookSubscriptions": config.get("webhook_subscriptions") or [],
         "json_schema": script_json_schema(script, cfg), "sdk_version": None, "features": [],
     }
