@@ -21,11 +21,6 @@ def environment(request: web.Request) -> Environment:
     return request[ENVIRONMENT]
 
 
-def with_iso(row: dict[str, Any], *keys: str) -> dict[str, Any]:
-    """`row` with its timestamps at `keys` in the API's one form (lower rooms hand some over as text)."""
-    return {**row, **{k: iso(row[k]) for k in keys if k in row}}
-
-
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.api.common import environment, json_body, json_response, with_iso
+from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.bundles.limits import BundleLimits
@@ -92,7 +92,7 @@ class DeployHistory(BaseModel):
 async def get_history(request: web.Request) -> web.Response:
     async with request.app[PLATFORM].pool.acquire() as conn:
         rows = await history(conn, environment(request), request.query.get("integration") or None)
-    return json_response({"data": [with_iso(r, "deployed_at") for r in rows]})
+    return json_response({"data": rows})
 
 
 @routes.post("/deploy/rollback")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.api.common import environment, json_body, json_response, with_iso
+from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.keys import PLATFORM
 from orchestrator.control import environments as environments_service
 from orchestrator.store import environments as environments_repo
@@ -102,4 +102,4 @@ async def rotate_own_key(request: web.Request) -> web.Response:
         seconds = request.app[PLATFORM].settings.secret_key_grace_s
     grace = environments_service.check_grace(seconds)
     rotated = await environments_service.rotate_key(request.app[PLATFORM].pool, environment(request).name, grace)
-    return json_response(with_iso(rotated.as_dict(), "previous_key_expires_at"))
+    return json_response(rotated.as_dict())

@@ -11,7 +11,7 @@ import hmac
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.api.common import json_body, json_response, with_iso
+from orchestrator.api.common import json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.control import environments as service
@@ -52,8 +52,7 @@ def _flag(raw: str | None) -> bool:
 async def list_environments(request: web.Request) -> web.Response:
     _authorize(request)
     rows = await service.list_all(request.app[PLATFORM].pool)
-    return json_response({"environments": [
-        with_iso(r, "created_at", "secret_key_rotated_at", "previous_key_expires_at") for r in rows]})
+    return json_response({"environments": rows})
 
 
 @routes.post("/admin/environments")
@@ -88,4 +87,4 @@ async def rotate_key(request: web.Request) -> web.Response:
         seconds = request.app[PLATFORM].settings.secret_key_grace_s
     rotated = await service.rotate_key(request.app[PLATFORM].pool, request.match_info["name"],
                                        service.check_grace(seconds))
-    return json_response(with_iso(rotated.as_dict(), "previous_key_expires_at"))
+    return json_response(rotated.as_dict())

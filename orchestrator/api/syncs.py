@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.api.common import environment, json_body, json_response, with_iso
+from orchestrator.api.common import environment, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.control import syncs as sync_control
@@ -95,7 +95,7 @@ async def status(request: web.Request) -> web.Response:
     items = await sync_control.targets(request.app[PLATFORM], environment(request), integration,
                                        names, q.get("connection_id") or None, variant)
     rows = await sync_control.status(request.app[PLATFORM], environment(request), items)
-    return json_response({"syncs": [with_iso(r, "finishedAt", "nextScheduledSyncAt") for r in rows]})
+    return json_response({"syncs": rows})
 
 
 @routes.put("/sync/update-connection-frequency")

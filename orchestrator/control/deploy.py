@@ -31,6 +31,7 @@ from orchestrator.store import deploy_history as history_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store.types import Environment
+from orchestrator.timestamps import iso
 
 log = structlog.get_logger(__name__)
 
@@ -193,7 +194,7 @@ async def record_history(conn: asyncpg.Connection, environment_id: int, integrat
 
 async def history(conn: asyncpg.Connection, env: Environment, integration: str | None = None) -> list[dict[str, Any]]:
     rows = await history_repo.list_for_environment(conn, env.id, integration)
-    return [{**r, "deployed_at": r["deployed_at"].isoformat()} for r in rows]
+    return [{**r, "deployed_at": iso(r["deployed_at"])} for r in rows]
 
 
 async def rollback(platform: Platform, env: Environment, integration: str, version: int, *,

@@ -19,6 +19,7 @@ from orchestrator.store import environments as repo
 from orchestrator.store import schedule_intervals
 from orchestrator.store.types import Environment
 from orchestrator.temporal import names, schedules
+from orchestrator.timestamps import iso
 
 log = structlog.get_logger(__name__)
 
@@ -46,8 +47,7 @@ class RotatedKey:
 
     def as_dict(self) -> dict[str, Any]:
         return {"environment": self.environment, "secret_key": self.secret_key,
-                "previous_key_expires_at": self.previous_key_expires_at.isoformat()
-                if self.previous_key_expires_at else None}
+                "previous_key_expires_at": iso(self.previous_key_expires_at)}
 
 
 def check_name(name: str) -> str:
@@ -108,7 +108,7 @@ async def list_all(pool: asyncpg.Pool) -> list[dict[str, Any]]:
         rows = await repo.list_all(conn)
     for row in rows:
         for k in ("created_at", "secret_key_rotated_at", "previous_key_expires_at"):
-            row[k] = row[k].isoformat() if row[k] else None
+            row[k] = iso(row[k])
     return rows
 
 

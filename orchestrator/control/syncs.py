@@ -15,7 +15,6 @@ import asyncio
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 
 import structlog
@@ -34,6 +33,7 @@ from orchestrator.store import scripts as scripts_repo
 from orchestrator.store import variants as variants_repo
 from orchestrator.store.types import Connection, DeployedScript, Environment
 from orchestrator.temporal import names, schedules, sync_runs
+from orchestrator.timestamps import iso
 
 log = structlog.get_logger(__name__)
 
@@ -237,10 +237,6 @@ def frequency_text(script: DeployedScript, override: str | None, view: schedules
     return deployed_frequency(script)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
 async def status(platform: Platform, env: Environment, items: list[Target]) -> list[dict[str, Any]]:
     """What the schedules say plus each sync's last job: Nango's SyncStatus shape."""
     pool, client = platform.pool, platform.temporal
@@ -279,8 +275,8 @@ async def status(platform: Platform, env: Environment, items: list[Target]) -> l
             "note": view.note if view else None,
             "frequency": frequency_text(t.script, state["frequency_override"], view),
             "frequency_source": ("ui" if view and view.edited_elsewhere else view.interval_source) if view else None,
-            "finishedAt": _iso(job.ended_at) if job else None,
-            "nextScheduledSyncAt": _iso(view.next_run) if view and not view.paused else None,
+            "finishedAt": iso(job.ended_at) if job else None,
+            "nextScheduledSyncAt": iso(view.next_run) if view and not view.paused else None,
             "latestResult": every_model(job.counts, t.script.config.get("output") or []) if job else {},
             "latestExecutionStatus": job.status.upper() if job else None,
             "jobStatus": job.status.upper() if job else None,
