@@ -24,6 +24,7 @@ from orchestrator.store import connections as connections_repo
 from orchestrator.store import faults, script_state
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store.types import Connection, Environment
+from orchestrator.timestamps import iso
 
 log = structlog.get_logger(__name__)
 
@@ -75,7 +76,7 @@ async def integration_view(conn: asyncpg.Connection, integration_id: int, provid
         raise RpcFailure("not_found", "the run's integration no longer exists")
     return {"unique_key": row["unique_key"], "provider": row["provider"],
             "display_name": row["display_name"] or provider.display_name or row["provider"], "logo": "",
-            "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
+            "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
             "credentials": {"type": provider.auth_mode, "client_id": row["oauth_client_id"],
                             "scopes": row["oauth_scopes"], "authorization_url": row["oauth_authorization_url"],
                             "token_url": row["oauth_token_url"]},
