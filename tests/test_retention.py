@@ -4,6 +4,7 @@ sync runs (the run cancelled, its job still listed by GET /jobs)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import uuid
@@ -18,6 +19,7 @@ from orchestrator.control import retention
 from orchestrator.platform import open_platform
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import records as records_repo
+from orchestrator.store import script_state
 from orchestrator.store import webhooks as webhooks_repo
 from tests.conftest import EXAMPLES, GithubSetup, Stack, eventually, setup_github, wait_for_job
 from tests.test_node_client import _install, _run
@@ -263,6 +265,25 @@ async def test_retention_deletes_exactly_what_is_older_in_batches(stack: Stack) 
         recs = await api.all_records("github", "c1", "M")
         assert sorted((r["id"] for r in recs), key=int) == ["7", "8", "9", "10", "11"]
         assert sorted(j["id"] for j in await api.list_jobs()) == sorted([jobs[4], jobs[5], old_running])
+
+
+async def test_every_pass_deletes_expired_script_locks_and_keeps_held_ones(stack: Stack) -> None:
+    """Without any retention setting: an expired lock is free already; its row goes, a held one stays held."""
+    env, key = await stack.new_environment()
+    _env_id, _integ, pk = await _connection(stack, env, key)
+    async with stack.pool.acquire() as conn:
+        for n in range(5):
+            assert await script_state.try_lock(conn, pk, f"gone-{n}", "run-1", ttl_ms=1)
+        assert await script_state.try_lock(conn, pk, "held", "run-1", ttl_ms=600_000)
+        await asyncio.sleep(0.01)
+    async with stack.platform() as platform:
+        done = await retention.run_once(platform, batch=2, pause_s=0)  # batches of 2: three statements
+    assert done is not None and done["locks"] >= 5
+    async with stack.pool.acquire() as conn:
+        keys = await conn.fetch("SELECT key FROM script_locks WHERE connection_pk = $1", pk)
+        assert [r["key"] for r in keys] == ["held"]
+        assert not await script_state.try_lock(conn, pk, "held", "run-2", ttl_ms=1000)  # still run-1's
+        assert await script_state.try_lock(conn, pk, "gone-0", "run-2", ttl_ms=1000)  # free, as before
 
 
 async def test_retention_passes_do_not_overlap(stack: Stack) -> None:

@@ -2,7 +2,8 @@
 
 Each environment may set, in days (null keeps forever, the default): records soft-deleted by its syncs, its
 finished jobs with their logs, its stored provider webhook payloads (store/environments.RETENTION); where it sets
-none, the installation's RECORDS_/JOBS_/WEBHOOKS_RETENTION_DAYS apply (0, the default: keep forever). A pass deletes
+none, the installation's RECORDS_/JOBS_/WEBHOOKS_RETENTION_DAYS apply (0, the default: keep forever). Every pass
+also deletes scripts' locks past their expiry (`nango.try_acquire_lock`), which are free already. A pass deletes
 what is older in batches of at most BATCH rows, each its own short statement and transaction, with a pause between,
 so it never holds a lock a sync needs: records go by their primary keys, skipping rows a writer holds, and no
 record scope is ever locked. One process runs a pass at a time (a session advisory lock); the others skip it.
@@ -24,6 +25,7 @@ from orchestrator.platform import Platform
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import records as records_repo
+from orchestrator.store import script_state
 
 log = structlog.get_logger(__name__)
 
@@ -95,6 +97,8 @@ async def run_once(platform: Platform, *, batch: int = BATCH, pause_s: float = P
                 if any(done.values()):
                     log.info("retention_done", environment=env["name"], **done)
                 total = {k: total[k] + done[k] for k in total}
+            total["locks"] = await _drain(lambda: script_state.delete_expired_locks(conn, limit=batch), batch,
+                                          pause_s)
             return total
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)

@@ -55,6 +55,16 @@ async def release_lock(conn: asyncpg.Connection, connection_pk: int, key: str, h
         connection_pk, key, holder) is True
 
 
+async def delete_expired_locks(conn: asyncpg.Connection, *, limit: int) -> int:
+    """Delete at most `limit` locks past their expiry (free already: try_lock takes them over), skipping any a
+    caller is taking right now; how many went."""
+    status = await conn.execute(
+        "DELETE FROM script_locks WHERE ctid = any(ARRAY(SELECT ctid FROM script_locks"
+        " WHERE expires_at <= clock_timestamp() LIMIT $1 FOR UPDATE SKIP LOCKED))"
+        " AND expires_at <= clock_timestamp()", limit)
+    return int(status.split()[-1])
+
+
 async def public_integration(conn: asyncpg.Connection, integration_id: int) -> dict[str, Any] | None:
     """The integration as a script may see it: named columns only, so its secrets (client secret, an app's
     private key, the webhook secret) never leave the database for a script's call."""
