@@ -557,7 +557,7 @@ async def bench_schedules(platform: Platform, home: Path, count: int, sequential
 
 @contextlib.asynccontextmanager
 async def stack(home: Path, with_temporal: bool, concurrency: int,
-                pids: dict[str, int]) -> AsyncIterator[Platform]:
+                pids: dict[str, int], temporal_config: tuple[str, ...] = ()) -> AsyncIterator[Platform]:
     """The platform on its own PostgreSQL (and Temporal); `pids` gets their processes' ids for CPU figures."""
     async with contextlib.AsyncExitStack() as exits:
         pg = EmbeddedPostgres(home / "pg", free_port(), durable=False)
@@ -567,7 +567,8 @@ async def stack(home: Path, with_temporal: bool, concurrency: int,
         pids["postgres"] = pg.process.proc.pid
         address = "127.0.0.1:1"
         if with_temporal:
-            temporal = TemporalDevServer(port=free_port(), ui_port=None, db_file=None, log_file=home / "temporal.log")
+            temporal = TemporalDevServer(port=free_port(), ui_port=None, db_file=None, log_file=home / "temporal.log",
+                                         extra_config=temporal_config)
             await temporal.start()
             exits.push_async_callback(temporal.stop)
             assert temporal.process is not None and temporal.process.proc is not None
@@ -590,10 +591,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     configure_logging("WARNING", "console")  # logs to stderr; stdout carries only the JSON
     home = ROOT / ".nango" / f"bench-scale-{os.getpid()}"
     home.mkdir(parents=True)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"temporal_config": args.temporal_config}
     try:
         pids: dict[str, int] = {}
-        async with stack(home, args.part in ("all", "schedules"), args.concurrency, pids) as platform:
+        async with stack(home, args.part in ("all", "schedules"), args.concurrency, pids,
+                         tuple(args.temporal_config)) as platform:
             if args.part in ("all", "schedules"):
                 out["schedules"] = await bench_schedules(platform, home, args.schedules, args.sequential, pids,
                                                          raw_baseline=args.raw_baseline, retime_at=args.retime_at)
@@ -622,5 +624,7 @@ if __name__ == "__main__":
                         help="redeploys one after the other, each at its own concurrency (e.g. 64,128,32; the "
                         "next once the listing shows the previous applied); default: one at --concurrency")
     parser.add_argument("--concurrency", type=int, default=Settings.model_fields["reconcile_concurrency"].default)
+    parser.add_argument("--temporal-config", action="append", default=[], metavar="KEY=VALUE",
+                        help="a dynamic config value for the dev server beside the dev stack's (repeatable)")
     result = asyncio.run(main(parser.parse_args()))
     sys.stdout.write(orjson.dumps(result).decode() + "\n")

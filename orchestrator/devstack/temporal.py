@@ -27,9 +27,10 @@ DYNAMIC_CONFIG = [
 ]
 
 
-def dynamic_config_args() -> list[str]:
-    """The dev server's `--dynamic-config-value` arguments (`nango dev`, the benches and the tests' server)."""
-    return [arg for value in DYNAMIC_CONFIG for arg in ("--dynamic-config-value", value)]
+def dynamic_config_args(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The dev server's `--dynamic-config-value` arguments (`nango dev`, the benches and the tests' server);
+    `extra` (KEY=VALUE) after ours, so a bench can measure a setting."""
+    return [arg for value in [*DYNAMIC_CONFIG, *extra] for arg in ("--dynamic-config-value", value)]
 
 
 def temporal_cli() -> str:
@@ -45,8 +46,9 @@ def temporal_cli() -> str:
 
 class TemporalDevServer:
     def __init__(self, *, port: int, ui_port: int | None, db_file: Path | None, log_file: Path,
-                 host: str = "127.0.0.1", namespace: str = "default") -> None:
+                 host: str = "127.0.0.1", namespace: str = "default", extra_config: tuple[str, ...] = ()) -> None:
         self.port = port
+        self.extra_config = extra_config
         self.ui_port = ui_port
         self.db_file = db_file
         self.log_file = log_file
@@ -74,7 +76,7 @@ class TemporalDevServer:
             argv += ["--db-filename", str(self.db_file)]
         for key in SEARCH_ATTRIBUTES:
             argv += ["--search-attribute", f"{key.name}=Keyword"]
-        argv += dynamic_config_args()
+        argv += dynamic_config_args(self.extra_config)
         self.process = ManagedProcess("temporal", argv, self.log_file)
         proc = await self.process.start()
         await wait_for_port(self.host, self.port, 90, proc, "the Temporal dev server", self.log_file)
