@@ -1,7 +1,8 @@
 """`nango test` replays mocks recorded by Nango's own CLI: a folder with a Python sync (cursor pagination, a
 header, an optional field) and an action (a JSON body), their mocks in Nango's 0.6x layout and in 0.7x's
 `.test.json`, each request hashed from what Nango's Node client (`@nangohq/node`, tests/node) really sends.
-Then a changed expectation and a missing mock fail with a clear message."""
+Then a changed expectation and a missing mock fail with a clear message. A sync variant's recording (Nango's
+`--variant` dry run) replays as that variant, with the base recording for a variant that has none."""
 
 from __future__ import annotations
 
@@ -198,28 +199,30 @@ def _legacy(folder: Path, identities: list[dict[str, Any]]) -> None:
     _write(mocks / "create-ticket" / "output.json", {"id": "7", "title": "Help"})
 
 
+def _unified_api(pairs: list[tuple[tuple[dict[str, Any], Any], dict[str, Any]]]) -> dict[str, Any]:
+    """The `api` part of a `.test.json`: each recorded request and its answer, by method and endpoint."""
+    out: dict[str, Any] = {}
+    for (_, response), recorded in pairs:
+        ident = recorded["identity"]
+        request = {"params": dict(ident["params"]), "headers": dict(ident["headers"])}
+        if ident.get("data"):
+            request["data"] = json.loads(ident["data"])
+        out.setdefault(ident["method"], {}).setdefault("/" + ident["endpoint"], []).append(
+            {"response": response, "status": 200, "headers": {}, "hash": recorded["hash"],
+             "request": {k: v for k, v in request.items() if v}})
+    return {m: {e: a[0] if len(a) == 1 else a for e, a in eps.items()} for m, eps in out.items()}  # as Nango
+
+
 def _unified(folder: Path, identities: list[dict[str, Any]]) -> None:
     """The one file per script Nango 0.7x writes (`tests/<script>.test.json`)."""
-    def api(pairs: list[tuple[tuple[dict[str, Any], Any], dict[str, Any]]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for (_, response), recorded in pairs:
-            ident = recorded["identity"]
-            request = {"params": dict(ident["params"]), "headers": dict(ident["headers"])}
-            if ident.get("data"):
-                request["data"] = json.loads(ident["data"])
-            out.setdefault(ident["method"], {}).setdefault("/" + ident["endpoint"], []).append(
-                {"response": response, "status": 200, "headers": {}, "hash": recorded["hash"],
-                 "request": {k: v for k, v in request.items() if v}})
-        return {m: {e: a[0] if len(a) == 1 else a for e, a in eps.items()} for m, eps in out.items()}  # as Nango
-
     tests = folder / "acme" / "tests"
     _write(tests / "tickets.test.json", {
         "nango": {"getConnection": {"connectionId": "c1", "provider": "acme"}, "getMetadata": {"team": "t1"},
                   "batchSave": {"Ticket": SAVED}, "batchDelete": {"Ticket": [{"id": "gone-1"}]}},
-        "api": api(list(zip(PAGES, identities[:2], strict=True)))})
+        "api": _unified_api(list(zip(PAGES, identities[:2], strict=True)))})
     _write(tests / "create-ticket.test.json", {
         "input": {"subject": "Help", "team": "t1"}, "output": {"id": "7", "title": "Help"}, "nango": {},
-        "api": api([(CREATE, identities[2])])})
+        "api": _unified_api([(CREATE, identities[2])])})
 
 
 @needs_node
@@ -295,10 +298,12 @@ async def test_the_pytest_plugin_replays_them_too(nango_server: str, tmp_path: P
     identities = await _recorded_identities(nango_server, [request for request, _ in [*PAGES, CREATE]])
     folder = _project(tmp_path)
     _legacy(folder, identities)
+    _legacy_variant(folder, identities, "eu")  # the sync's variant "eu" recorded too (VARIANT_TEST, below)
     (folder / "tests").mkdir()
     (folder / "tests" / "test_recorded.py").write_text(USER_TEST)
+    (folder / "tests" / "test_variants.py").write_text(VARIANT_TEST)
     run = await asyncio.to_thread(_pytest, folder, "tests")
-    assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout + run.stderr
+    assert run.returncode == 0 and "5 passed" in run.stdout, run.stdout + run.stderr
 
 
 @needs_node
@@ -361,3 +366,130 @@ async def test_a_code_first_port_passes_the_same_recorded_mocks(nango_server: st
     assert passed.code == 0, passed.stdout + passed.stderr
     assert "PASS acme/tickets (Nango 0.6x mocks)" in passed.stdout and "PASS acme/create-ticket" in passed.stdout
     assert (folder / "models.py").read_text() == models
+
+
+# The same requests, answered otherwise for the sync's variant "eu" (another region's tickets).
+EU_PAGES = [(PAGES[0][0], {"tickets": [{"id": 11, "subject": "Facture"},
+                                       {"id": 12, "subject": "RGPD", "closed_at": "2024-06-01"}], "next": "c2"}),
+            (PAGES[1][0], {"tickets": [{"id": 13, "subject": "Langue"}], "next": None})]
+EU_SAVED = [{"id": "11", "title": "Facture"}, {"id": "12", "title": "RGPD", "closed_at": "2024-06-01"},
+            {"id": "13", "title": "Langue"}]
+
+
+def _legacy_variant(folder: Path, identities: list[dict[str, Any]], variant: str) -> Path:
+    """What `nango dryrun tickets <connection> --variant <variant> --save-responses` of Nango 0.6x adds: each
+    request one folder below the sync's (`.../tickets/<variant>/<hash>.json`), the records in
+    `mocks/tickets/<variant>/Ticket/`. Returns the folder of its second page."""
+    mocks = folder / "acme" / "mocks"
+    for (_, response), recorded in zip(EU_PAGES, identities[:2], strict=True):
+        ident = recorded["identity"]
+        page = mocks / "nango" / ident["method"] / "proxy" / ident["endpoint"] / "tickets" / variant
+        _write(page / f"{recorded['hash']}.json",
+               {"method": ident["method"], "endpoint": ident["endpoint"], "requestIdentityHash": recorded["hash"],
+                "requestIdentity": ident, "response": response, "status": 200,
+                "headers": {"content-type": "application/json"}})
+    _write(mocks / "tickets" / variant / "Ticket" / "batchSave.json", EU_SAVED)
+    _write(mocks / "tickets" / variant / "Ticket" / "batchDelete.json", [{"id": "gone-1"}])
+    return page
+
+
+def _diff_lines(stdout: str) -> list[str]:
+    return [line.replace(" ", "") for line in stdout.splitlines()]
+
+
+@needs_node
+async def test_a_sync_variant_replays_its_own_recording(nango_server: str, tmp_path: Path) -> None:
+    identities = await _recorded_identities(nango_server, [request for request, _ in [*PAGES, CREATE]])
+    folder = _project(tmp_path)
+    _legacy(folder, identities)
+    page_two = _legacy_variant(folder, identities, "eu") / (identities[1]["hash"] + ".json")
+
+    passed = await nango("test", "tickets", "--variant", "eu", "--path", str(folder))
+    assert passed.code == 0, passed.stdout + passed.stderr
+    assert "PASS acme/tickets (Nango 0.6x mocks, variant eu) (2 request(s))" in passed.stdout, passed.stdout
+    # every sync with a recording, as the variant; the action has no variants
+    passed = await nango("test", "--variant", "eu", "--path", str(folder))
+    assert passed.code == 0 and "[1/1] PASS acme/tickets (Nango 0.6x mocks, variant eu)" in passed.stdout
+    # the base run keeps the base recording beside the variant's
+    passed = await nango("test", "--path", str(folder))
+    assert passed.code == 0 and "PASS acme/tickets (Nango 0.6x mocks) (2 request(s))" in passed.stdout
+
+    # the variant's own records are what its run must produce: the base ones are a diff
+    saved = folder / "acme" / "mocks" / "tickets" / "eu" / "Ticket" / "batchSave.json"
+    _write(saved, SAVED)
+    failed = await nango("test", "tickets", "--variant", "eu", "--path", str(folder))
+    assert failed.code == 1 and "FAIL acme/tickets (Nango 0.6x mocks, variant eu)" in failed.stdout
+    lines = _diff_lines(failed.stdout)
+    assert '-"title":"Loginbroken"' in lines and '+"title":"Facture"' in lines, failed.stdout
+    _write(saved, EU_SAVED)
+
+    # a variant with its own recording never reads the base one: its missing page fails, though base has it
+    page_two.unlink()
+    failed = await nango("test", "tickets", "--variant", "eu", "--path", str(folder), "--json")
+    assert failed.code == 1
+    error = json.loads(failed.stdout)["results"][0]["error"]
+    assert ('no recorded response for GET /v2/tickets params [["cursor","c2"],["per_page","2"],["team","t1"]] '
+            'headers [["X-Api-Version","2024-01"]] in the recording of variant \'eu\'') in error, error
+    assert f"looked in {page_two.parent};" in error
+
+    # a variant Nango recorded nothing for replays the base recording, as Nango's test helpers do
+    passed = await nango("test", "tickets", "--variant", "us", "--path", str(folder), "--json")
+    assert passed.code == 0, passed.stdout + passed.stderr
+    result = json.loads(passed.stdout)["results"][0]
+    assert (result["ok"], result["requests"]) == (True, 2)
+    assert result["recorded_by"] == "Nango 0.6x mocks, base recording: none for variant us"
+
+    for args, message in (
+            (("create-ticket", "--variant", "eu"), "variants are for syncs; 'create-ticket' is an action"),
+            (("tickets", "--variant", "../eu"), "variant '../eu': a variant's recording is a folder")):
+        failed = await nango("test", *args, "--path", str(folder))
+        assert failed.code == 1 and message in failed.stdout + failed.stderr, failed.stdout + failed.stderr
+
+
+VARIANT_TEST = '''
+def test_the_variant_replays_its_own_recording(nango_mock):
+    result = nango_mock.run("tickets", variant="eu").assert_ok()
+    assert result.mock.nango.variant == "eu"
+    result.assert_saved("Ticket", {"id": "11", "title": "Facture"}, {"id": "13"}, count=3)
+    nango_mock.assert_matches_saved("tickets", variant="eu")
+
+
+def test_a_variant_without_its_own_replays_the_base_recording(nango_mock):
+    result = nango_mock.run("tickets", variant="us").assert_ok()
+    assert result.mock.nango.variant == "us"
+    result.assert_saved("Ticket", {"id": "2", "title": "Slow"}, count=3)
+    nango_mock.assert_matches_saved("tickets", variant="us")
+
+
+def test_the_base_run_reads_no_variant(nango_mock):
+    result = nango_mock.run("tickets").assert_ok()
+    assert result.mock.nango.variant == "base"
+    result.assert_saved("Ticket", {"id": "1", "title": "Login broken"}, count=3)
+'''
+
+
+@needs_node
+async def test_a_variant_recorded_by_nango_07x(nango_server: str, tmp_path: Path) -> None:
+    """Nango 0.7x records a variant's dry run in the sync's one `.test.json`, its models named `<Model>::<variant>`."""
+    identities = await _recorded_identities(nango_server, [request for request, _ in [*PAGES, CREATE]])
+    folder = _project(tmp_path)
+    _unified(folder, identities)
+    test_file = folder / "acme" / "tests" / "tickets.test.json"
+    _write(test_file, {
+        "nango": {"getConnection": {"connectionId": "c1", "provider": "acme"}, "getMetadata": {"team": "t1"},
+                  "batchSave": {"Ticket::eu": EU_SAVED}, "batchDelete": {"Ticket::eu": [{"id": "gone-1"}]}},
+        "api": _unified_api(list(zip(EU_PAGES, identities[:2], strict=True)))})
+    passed = await nango("test", "tickets", "--variant", "eu", "--path", str(folder))
+    assert passed.code == 0, passed.stdout + passed.stderr
+    assert "PASS acme/tickets (Nango 0.7x .test.json, variant eu) (2 request(s))" in passed.stdout
+
+    # the file now holds the variant's recording only: the base run says so instead of diffing "Ticket::eu"
+    failed = await nango("test", "tickets", "--path", str(folder))
+    assert failed.code == 1 and "holds the recording of variant 'eu', not the base one" in failed.stdout
+
+    data = json.loads(test_file.read_text())
+    data["nango"]["batchSave"]["Ticket::eu"] = SAVED
+    _write(test_file, data)
+    failed = await nango("test", "tickets", "--variant", "eu", "--path", str(folder))
+    lines = _diff_lines(failed.stdout)
+    assert failed.code == 1 and '-"title":"Loginbroken"' in lines and '+"title":"Facture"' in lines, failed.stdout

@@ -20,11 +20,15 @@ def test(
         "--path", help="The integrations folder (default: found from the current folder upwards).",
         show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document with every result.")] = False,
+    variant: Annotated[str | None, typer.Option(
+        "--variant", help="Run syncs as this variant: against its own Nango recording, else the base one.",
+        show_default=False)] = None,
 ) -> None:
     """Rerun scripts offline (no network, no server) against <integration>/mocks/<script>/ and diff the result.
 
     Mocks recorded by Nango's own CLI are replayed too: its 0.6x files under <integration>/mocks/ or its 0.7x
-    <integration>/tests/<script>.test.json."""
+    <integration>/tests/<script>.test.json; with --variant, a sync variant's recording (0.6x:
+    mocks/<script>/<variant>/)."""
     from orchestrator.testing.runs import SavedRunError, check_saved, declared, has_saved_run, resolve
 
     folder = discover_folder(path)
@@ -33,9 +37,9 @@ def test(
     try:
         if name is not None:
             scripts = [resolve(root, name, integration)]
-        else:
+        else:  # with --variant: the syncs, the only scripts with variants
             scripts = [s for s in declared(root) if (integration is None or s.integration == integration)
-                       and has_saved_run(root, s)]
+                       and (variant is None or s.kind == "sync") and has_saved_run(root, s, variant)]
             if integration is not None and not any(s.integration == integration for s in declared(root)):
                 fail(f"no integration {integration!r} in {shown(folder.yaml)}")
             if not scripts:
@@ -44,7 +48,7 @@ def test(
                      "`nango dryrun NAME CONNECTION --save-responses`)")
         results = []
         for index, script in enumerate(scripts, 1):
-            check = check_saved(root, script)
+            check = check_saved(root, script, variant)
             results.append(check)
             if as_json:
                 continue

@@ -9,6 +9,12 @@ TypeScript original recorded. Two layouts, the one each Nango version writes (fi
   `output.json` (actions); older recordings keep one response per endpoint in `.../<endpoint>/<script>.json`.
 - 0.7x, one file: `tests/<script>.test.json` (`input`, `output`, `nango.batchSave`, `api.<method>.<endpoint>`).
 
+A sync variant's dry run is recorded beside the base one: in 0.6x its requests one folder deeper,
+`.../<endpoint>/<script>/<variant>/<hash>.json`, and its records in `mocks/<script>/<variant>/<Model>/`; in 0.7x
+in the same `.test.json`, its models named `<Model>::<variant>`. The connection and its metadata are the
+connection's, shared by every variant. Nango's own test helpers read only the base recording, whatever variant a
+script runs as; we replay a variant's own recording when it has one, else the base one as Nango does.
+
 A request is matched the way Nango matches it: by the identity Nango's recorder hashed (the request as it
 left Nango's client: method, endpoint as the URL parser normalizes it, query parameters as strings sorted by
 name, the caller's headers minus Nango's own, the body), else by the same parameters, headers and body.
@@ -38,6 +44,7 @@ from orchestrator.testing.mocks import (
 
 LEGACY = "Nango 0.6x mocks"
 UNIFIED = "Nango 0.7x .test.json"
+BASE_VARIANT = "base"
 
 # Headers Nango's recorder leaves out of a request's identity: its own and the HTTP client's.
 FILTER_HEADERS = frozenset({
@@ -337,11 +344,14 @@ def _legacy_answer(file: Path) -> RecordedAnswer | None:
 
 
 class LegacyMocks:
-    """The 0.6x files of one script: one file per request under `mocks/nango/<method>/proxy/<endpoint>/<script>/`."""
+    """The 0.6x files of one script: one file per request under `mocks/nango/<method>/proxy/<endpoint>/<script>/`,
+    a variant's under `.../<script>/<variant>/`."""
 
-    def __init__(self, mocks: Path, script: str) -> None:
+    def __init__(self, mocks: Path, script: str, variant: str = BASE_VARIANT) -> None:
         self.mocks = mocks
         self.script = script
+        self.variant = variant
+        self._sub = (script,) if variant == BASE_VARIANT else (script, variant)
         self._files: dict[Path, RecordedAnswer | None] = {}
 
     def _answer(self, file: Path) -> RecordedAnswer | None:
@@ -357,7 +367,7 @@ class LegacyMocks:
     def find(self, identity: RequestIdentity) -> RecordedAnswer | None:
         if not identity.method.isalpha():
             return None
-        folder = self._folder(identity) / self.script
+        folder = self._folder(identity).joinpath(*self._sub)
         if folder.is_dir():
             exact = folder / f"{identity.hash}.json"
             if exact.is_file() and (answer := self._answer(exact)) is not None:
@@ -368,7 +378,8 @@ class LegacyMocks:
                     return answer
             return None
         single = folder.with_name(f"{self.script}.json")
-        if single.is_file():  # recorded before requests had an identity: the endpoint's one response
+        if self.variant == BASE_VARIANT and single.is_file():  # recorded before requests had an identity (and
+            # before variants): the endpoint's one response
             if single not in self._files:
                 self._files[single] = RecordedAnswer(identity, "", _read_json(single), any_params=True)
             return self._files[single]
@@ -376,22 +387,23 @@ class LegacyMocks:
 
     def near(self, identity: RequestIdentity) -> tuple[Path, list[RecordedAnswer]]:
         """Where Nango looks for this request, and what was recorded there."""
-        folder = self._folder(identity) / self.script
+        folder = self._folder(identity).joinpath(*self._sub)
         return folder, [a for f in sorted(folder.glob("*.json")) if (a := self._answer(f))] if folder.is_dir() else []
 
     def all(self) -> Iterator[RecordedAnswer]:
         root = self.mocks / "nango"
-        for file in sorted(root.glob(f"*/proxy/**/{self.script}/*.json")):
+        for file in sorted(root.glob(f"*/proxy/**/{'/'.join(self._sub)}/*.json")):
             answer = self._answer(file)
-            if answer is not None and file.parent == self._folder(answer.identity) / self.script:
+            if answer is not None and file.parent == self._folder(answer.identity).joinpath(*self._sub):
                 yield answer
 
 
 class UnifiedMocks:
     """The `api` part of a 0.7x `.test.json`: `{method: {"/endpoint": answer or [answers]}}`."""
 
-    def __init__(self, api: Any, file: Path) -> None:
+    def __init__(self, api: Any, file: Path, variant: str = BASE_VARIANT) -> None:
         self.file = file
+        self.variant = variant
         self.by_endpoint: dict[tuple[str, str], list[RecordedAnswer]] = {}
         if not isinstance(api, dict):
             raise RecordedMockError(f"{file}: 'api' must be an object of methods")
@@ -438,11 +450,14 @@ class UnifiedMocks:
 class NoRecordedResponse(UnexpectedRequest):
     """The script made a request Nango's recorded mocks have no answer for."""
 
-    def __init__(self, request: Exchange, identity: RequestIdentity, where: Path, near: list[RecordedAnswer]) -> None:
+    def __init__(self, request: Exchange, identity: RequestIdentity, where: Path, near: list[RecordedAnswer],
+                 variant: str = BASE_VARIANT) -> None:
         self.request = request
+        self.variant = variant
         shown = "\n".join(f"  {a.identity.describe()}" for a in near[:20]) or "  (none)"
+        whose = "" if variant == BASE_VARIANT else f" in the recording of variant {variant!r}"
         AssertionError.__init__(
-            self, f"no recorded response for {identity.describe()} (Nango identity {identity.hash})\n"
+            self, f"no recorded response for {identity.describe()}{whose} (Nango identity {identity.hash})\n"
                   f"looked in {where}; recorded there for this endpoint:\n{shown}")
 
 
@@ -470,7 +485,7 @@ class RecordedBook(ResponseBook):
         self.requests.append(request)
         found = self.source.find(identity)
         if found is None:
-            error = NoRecordedResponse(request, identity, *self.source.near(identity))
+            error = NoRecordedResponse(request, identity, *self.source.near(identity), variant=self.source.variant)
             self.unexpected.append(error)
             raise error
         entry = self._track(found)
@@ -497,20 +512,84 @@ class Recorded:
     connection_config: dict[str, Any] | None = None
     connection_id: str | None = None
     provider: str | None = None
+    variant: str = BASE_VARIANT  # whose recording this is: the variant asked for, or base when it has none
+    asked: str = BASE_VARIANT  # the variant the script runs as
+    own: Path | None = None  # 0.6x: the folder of the script's (or its variant's) input, output and records
+
+    @property
+    def label(self) -> str:
+        """The layout, and which variant's recording when a variant was asked for."""
+        if self.asked == BASE_VARIANT:
+            return self.layout
+        if self.variant == self.asked:
+            return f"{self.layout}, variant {self.asked}"
+        return f"{self.layout}, base recording: none for variant {self.asked}"
+
+    def place(self, model: str | None, name: str) -> str:
+        """Where the recording keeps `name` (input, output, batchSave...) of `model`, for messages."""
+        if self.layout == UNIFIED:
+            key = model if self.variant == BASE_VARIANT or model is None else f"{model}::{self.variant}"
+            return f"{'nango.' + name + '.' + key if key else repr(name)} in {self.where}"
+        folder = self.own if self.own is not None else self.where
+        return str(folder.joinpath(*([model] if model else []), f"{name}.json"))
 
 
 def unified_file(integration_dir: Path, script: str) -> Path:
     return integration_dir / "tests" / f"{script}.test.json"
 
 
-def detect(integration_dir: Path, script: str) -> str | None:
-    """Which of Nango's layouts holds this script's recording (0.7x's file wins, as in Nango), or None."""
-    if unified_file(integration_dir, script).is_file():
-        return UNIFIED
-    own = integration_dir / "mocks" / script
+def check_variant(variant: str | None) -> str:
+    """A variant name that can name a recording's folder (None: base); RecordedMockError otherwise."""
+    if variant is None:
+        return BASE_VARIANT
+    if not variant or variant in (".", "..") or any(c in variant for c in "/\\\0"):
+        raise RecordedMockError(f"variant {variant!r}: a variant's recording is a folder named after it, "
+                                "so its name cannot be empty, '.', '..' or hold '/' or '\\'")
+    return variant
+
+
+def _model_variant(key: Any) -> tuple[str, str]:
+    """A 0.7x batchSave key as (model, variant): Nango names a variant's models `<Model>::<variant>`."""
+    model, sep, variant = str(key).partition("::")
+    return model, variant if sep else BASE_VARIANT
+
+
+def _unified_variants(file: Path) -> set[str] | None:
+    """The variants whose records a .test.json holds; None when it cannot be read (loading it says why)."""
+    try:
+        nango = json.loads(file.read_text(encoding="utf-8")).get("nango") or {}
+        keys = [k for kind in ("batchSave", "batchDelete") for k in (nango.get(kind) or {})]
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    return {_model_variant(k)[1] for k in keys}
+
+
+def _legacy_has(mocks: Path, script: str, variant: str) -> bool:
+    own = mocks / script if variant == BASE_VARIANT else mocks / script / variant
     if (own / "output.json").is_file() or (own / "input.json").is_file() or any(own.glob("*/batchSave.json")):
+        return True
+    # a variant's requests alone are its own: replaying the base ones for it would hide what is missing
+    return variant != BASE_VARIANT and next(LegacyMocks(mocks, script, variant).all(), None) is not None
+
+
+def _own_layout(integration_dir: Path, script: str, variant: str) -> str | None:
+    """Which layout holds `variant`'s own recording (0.7x's file first, as for base), or None."""
+    file = unified_file(integration_dir, script)
+    if file.is_file() and ((found := _unified_variants(file)) is None or variant in found):
+        return UNIFIED
+    if variant != BASE_VARIANT and _legacy_has(integration_dir / "mocks", script, variant):
         return LEGACY
     return None
+
+
+def detect(integration_dir: Path, script: str, variant: str = BASE_VARIANT) -> str | None:
+    """Which of Nango's layouts holds this script's recording (0.7x's file wins, as in Nango), or None. For a
+    variant: its own recording's, else the base recording's, which Nango's test helpers read for every variant."""
+    if variant != BASE_VARIANT and (own := _own_layout(integration_dir, script, variant)) is not None:
+        return own
+    if unified_file(integration_dir, script).is_file():
+        return UNIFIED
+    return LEGACY if _legacy_has(integration_dir / "mocks", script, BASE_VARIANT) else None
 
 
 def _records(value: Any, where: str) -> list[Any]:
@@ -525,10 +604,10 @@ def _object(value: Any, where: str) -> dict[str, Any] | None:
     return value
 
 
-def _load_legacy(integration_dir: Path, script: str) -> Recorded:
+def _load_legacy(integration_dir: Path, script: str, variant: str) -> Recorded:
     mocks = integration_dir / "mocks"
-    own = mocks / script
-    recorded = Recorded(LEGACY, mocks, RecordedBook(LegacyMocks(mocks, script)))
+    own = mocks / script if variant == BASE_VARIANT else mocks / script / variant
+    recorded = Recorded(LEGACY, mocks, RecordedBook(LegacyMocks(mocks, script, variant)), variant=variant, own=own)
     if (own / "input.json").is_file():
         text = (own / "input.json").read_text(encoding="utf-8")
         try:
@@ -540,6 +619,7 @@ def _load_legacy(integration_dir: Path, script: str) -> Recorded:
     for kind, target in (("batchSave", recorded.saves), ("batchDelete", recorded.deletes)):
         for file in sorted(own.glob(f"*/{kind}.json")):
             target[file.parent.name] = _records(_read_json(file), str(file))
+    # the connection and its metadata are the connection's: one recording for every variant
     connection = mocks / "nango" / "getConnection.json"
     if connection.is_file():
         raw = _object(_read_json(connection), str(connection)) or {}
@@ -552,15 +632,24 @@ def _load_legacy(integration_dir: Path, script: str) -> Recorded:
     return recorded
 
 
-def _load_unified(integration_dir: Path, script: str) -> Recorded:
+def _load_unified(integration_dir: Path, script: str, variant: str) -> Recorded:
     file = unified_file(integration_dir, script)
     raw = _object(_read_json(file), str(file)) or {}
     nango = _object(raw.get("nango"), f"{file}: nango") or {}
-    recorded = Recorded(UNIFIED, file, RecordedBook(UnifiedMocks(raw.get("api") or {}, file)),
-                        input=raw.get("input"), output=raw.get("output"), has_output="output" in raw)
+    recorded = Recorded(UNIFIED, file, RecordedBook(UnifiedMocks(raw.get("api") or {}, file, variant)),
+                        input=raw.get("input"), output=raw.get("output"), has_output="output" in raw, variant=variant)
+    others: set[str] = set()
     for kind, target in (("batchSave", recorded.saves), ("batchDelete", recorded.deletes)):
-        for model, records in (_object(nango.get(kind), f"{file}: nango.{kind}") or {}).items():
-            target[str(model)] = _records(records, f"{file}: nango.{kind}.{model}")
+        for key, records in (_object(nango.get(kind), f"{file}: nango.{kind}") or {}).items():
+            model, of = _model_variant(key)
+            if of == variant:
+                target[model] = _records(records, f"{file}: nango.{kind}.{key}")
+            else:
+                others.add(of)
+    if others and not recorded.saves and not recorded.deletes:
+        whose = ", ".join(repr(v) for v in sorted(others))
+        raise RecordedMockError(f"{file} holds the recording of variant {whose}, not the base one: replay it as "
+                                "that variant (`nango test NAME --variant VARIANT`, nango_mock's `variant=`)")
     connection = _object(nango.get("getConnection"), f"{file}: nango.getConnection") or {}
     recorded.connection_id = connection.get("connectionId")
     recorded.provider = connection.get("provider")
@@ -568,12 +657,20 @@ def _load_unified(integration_dir: Path, script: str) -> Recorded:
     return recorded
 
 
-def load(integration_dir: Path, script: str) -> Recorded:
-    """The recording of `script` in `integration_dir`; RecordedMockError names a file that cannot be read."""
-    layout = detect(integration_dir, script)
+def load(integration_dir: Path, script: str, variant: str | None = None) -> Recorded:
+    """The recording of `script` in `integration_dir`, run as `variant` (None: base): the variant's own recording,
+    else the base one. RecordedMockError names a file that cannot be read."""
+    asked = check_variant(variant)
+    own = _own_layout(integration_dir, script, asked) if asked != BASE_VARIANT else None
+    layout, whose = (own, asked) if own is not None else (detect(integration_dir, script), BASE_VARIANT)
     if layout is None:
-        raise RecordedMockError(f"no mocks recorded by Nango's CLI for {script!r} in {integration_dir}")
-    return _load_unified(integration_dir, script) if layout == UNIFIED else _load_legacy(integration_dir, script)
+        neither = "" if asked == BASE_VARIANT else f" (none for variant {asked!r}, nor a base recording)"
+        raise RecordedMockError(f"no mocks recorded by Nango's CLI for {script!r} in {integration_dir}{neither}")
+    loader = _load_unified if layout == UNIFIED else _load_legacy
+    recorded = loader(integration_dir, script, whose)
+    recorded.asked = asked
+    return recorded
+
 
 
 def align(expected: Any, actual: Any) -> Any:

@@ -11,7 +11,8 @@
         mock.assert_saved("GithubIssue", count=1)
 
 The integrations folder is found from the test file's folder upwards (or `--nango-path`). A script whose
-mocks were recorded by Nango's own CLI (its 0.6x files or 0.7x `.test.json`) runs against those the same way.
+mocks were recorded by Nango's own CLI (its 0.6x files or 0.7x `.test.json`) runs against those the same way;
+`variant="eu"` runs a sync as that variant, against the variant's own recording when Nango recorded one.
 """
 
 from __future__ import annotations
@@ -59,29 +60,34 @@ class NangoTesting:
     __call__ = mock
 
     def for_script(self, name: str, *, integration: str | None = None, saved: bool = True,
-                   **overrides: Any) -> NangoMock:
+                   variant: str | None = None, **overrides: Any) -> NangoMock:
         """The mock `run(name)` would use: its saved responses and settings, with `overrides`."""
-        return make_mock(self.folder, resolve(self.folder, name, integration), saved=saved, **overrides)
+        return make_mock(self.folder, resolve(self.folder, name, integration), saved=saved, variant=variant,
+                         **overrides)
 
     def run(self, name: str, *, integration: str | None = None, input: Any = None, payload: Any = None,
-            mock: NangoMock | None = None, **overrides: Any) -> ScriptResult:
-        """Run script `name` of the folder against its saved responses (or `mock`)."""
+            mock: NangoMock | None = None, variant: str | None = None, **overrides: Any) -> ScriptResult:
+        """Run script `name` of the folder against its saved responses (or `mock`); a sync as `variant`."""
         script = resolve(self.folder, name, integration)
-        mock = mock or make_mock(self.folder, script, **overrides)
+        mock = mock or make_mock(self.folder, script, variant=variant, **overrides)
         return run(self.folder, script, mock, input=input, payload=payload)
 
     async def arun(self, name: str, *, integration: str | None = None, input: Any = None, payload: Any = None,
-                   mock: NangoMock | None = None, **overrides: Any) -> ScriptResult:
+                   mock: NangoMock | None = None, variant: str | None = None, **overrides: Any) -> ScriptResult:
         script = resolve(self.folder, name, integration)
-        mock = mock or make_mock(self.folder, script, **overrides)
+        mock = mock or make_mock(self.folder, script, variant=variant, **overrides)
         return await run_async(self.folder, script, mock, input=input, payload=payload)
 
-    def assert_matches_saved(self, name: str, *, integration: str | None = None) -> SavedCheck:
-        """Rerun `name` against its saved responses; fail with a diff unless it produces the saved result."""
-        return _raise_on_mismatch(check_saved(self.folder, resolve(self.folder, name, integration)))
+    def assert_matches_saved(self, name: str, *, integration: str | None = None,
+                             variant: str | None = None) -> SavedCheck:
+        """Rerun `name` (a sync as `variant`) against its saved responses; fail with a diff unless it produces the
+        saved result."""
+        return _raise_on_mismatch(check_saved(self.folder, resolve(self.folder, name, integration), variant))
 
-    async def aassert_matches_saved(self, name: str, *, integration: str | None = None) -> SavedCheck:
-        return _raise_on_mismatch(await check_saved_async(self.folder, resolve(self.folder, name, integration)))
+    async def aassert_matches_saved(self, name: str, *, integration: str | None = None,
+                                    variant: str | None = None) -> SavedCheck:
+        return _raise_on_mismatch(await check_saved_async(self.folder, resolve(self.folder, name, integration),
+                                                          variant))
 
 
 def _raise_on_mismatch(check: SavedCheck) -> SavedCheck:

@@ -144,12 +144,31 @@ def _run_file(directory: Path) -> dict[str, Any]:
     return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
 
 
-def recorded_by_nango(folder: Path, script: ScriptRef) -> bool:
-    """The script's saved run is one Nango's CLI recorded (none of our own files beside it)."""
+def _variant(script: ScriptRef, variant: str | None) -> str:
+    """The variant a script runs as (None: base); only a sync has variants."""
+    try:
+        name = nango_recorded.check_variant(variant)
+    except nango_recorded.RecordedMockError as exc:
+        raise SavedRunError(str(exc)) from None
+    if name != nango_recorded.BASE_VARIANT and script.kind != "sync":
+        raise SavedRunError(f"variants are for syncs; {script.name!r} is an {script.kind}")
+    return name
+
+
+def _as_variant(mock: NangoMock, variant: str) -> NangoMock:
+    """The script sees `nango.variant` as it does in a run of that variant."""
+    mock.context.variant = variant
+    mock.nango.variant = variant
+    return mock
+
+
+def recorded_by_nango(folder: Path, script: ScriptRef, variant: str | None = None) -> bool:
+    """The script's saved run is one Nango's CLI recorded (none of our own files beside it); for a variant, its
+    own recording or the base one."""
     directory = mocks_dir(folder, script.integration, script.name)
     if any((directory / name).is_file() for name in (RUN_FILE, HTTP_FILE, RECORDS_FILE)):
         return False
-    return nango_recorded.detect(folder / script.integration, script.name) is not None
+    return nango_recorded.detect(folder / script.integration, script.name, _variant(script, variant)) is not None
 
 
 def _recorded_mock(recorded: nango_recorded.Recorded, script: ScriptRef, overrides: dict[str, Any]) -> NangoMock:
@@ -160,23 +179,23 @@ def _recorded_mock(recorded: nango_recorded.Recorded, script: ScriptRef, overrid
     }
     kwargs.update(overrides)
     responses = kwargs.pop("responses", None)
-    if responses is not None:
-        return NangoMock(responses, **kwargs)
-    return NangoMock(recorded.book, **kwargs)
+    return _as_variant(NangoMock(recorded.book if responses is None else responses, **kwargs), recorded.asked)
 
 
-def _load_recorded(folder: Path, script: ScriptRef) -> nango_recorded.Recorded:
+def _load_recorded(folder: Path, script: ScriptRef, variant: str) -> nango_recorded.Recorded:
     try:
-        return nango_recorded.load(folder / script.integration, script.name)
+        return nango_recorded.load(folder / script.integration, script.name, variant)
     except nango_recorded.RecordedMockError as exc:
         raise SavedRunError(str(exc)) from None
 
 
-def make_mock(folder: Path, script: ScriptRef, *, saved: bool = True, **overrides: Any) -> NangoMock:
+def make_mock(folder: Path, script: ScriptRef, *, saved: bool = True, variant: str | None = None,
+              **overrides: Any) -> NangoMock:
     """A mock for `script`, with its saved responses and run settings (metadata, dates) when `saved`:
-    ours, or the mocks Nango's CLI recorded."""
-    if saved and recorded_by_nango(folder, script):
-        return _recorded_mock(_load_recorded(folder, script), script, overrides)
+    ours, or the mocks Nango's CLI recorded (for a sync's `variant`: its own recording, else the base one)."""
+    variant = _variant(script, variant)
+    if saved and recorded_by_nango(folder, script, variant):
+        return _recorded_mock(_load_recorded(folder, script, variant), script, overrides)
     directory = mocks_dir(folder, script.integration, script.name)
     run = _run_file(directory) if saved else {}
     last = overrides.pop("last_sync_date", run.get("last_sync_date"))
@@ -193,7 +212,7 @@ def make_mock(folder: Path, script: ScriptRef, *, saved: bool = True, **override
     responses = kwargs.pop("responses", None)
     if responses is None:
         responses = ResponseBook.load(directory) if saved else ResponseBook()
-    return NangoMock(responses, **kwargs)
+    return _as_variant(NangoMock(responses, **kwargs), variant)  # our saved run is the one for every variant
 
 
 def ensure_models(folder: Path) -> None:
@@ -269,10 +288,10 @@ class SavedCheck:
                 "recorded_by": self.recorded_by}
 
 
-def has_saved_run(folder: Path, script: ScriptRef) -> bool:
+def has_saved_run(folder: Path, script: ScriptRef, variant: str | None = None) -> bool:
     directory = mocks_dir(folder, script.integration, script.name)
     return ((directory / RECORDS_FILE).is_file() or (directory / OUTPUT_FILE).is_file()
-            or recorded_by_nango(folder, script))
+            or recorded_by_nango(folder, script, variant))
 
 
 def _pretty(value: Any) -> list[str]:
@@ -324,23 +343,23 @@ def _recorded_records(recorded: nango_recorded.Recorded, produced: dict[str, dic
     return expected, nango_recorded.align(expected, actual), notes
 
 
-async def _check_recorded(folder: Path, script: ScriptRef) -> SavedCheck:
+async def _check_recorded(folder: Path, script: ScriptRef, variant: str) -> SavedCheck:
     """Rerun `script` against what Nango's CLI recorded and compare as Nango's generated tests do."""
-    check = await _check_recorded_run(folder, script)
-    check.recorded_by = nango_recorded.detect(folder / script.integration, script.name)
+    try:
+        recorded = nango_recorded.load(folder / script.integration, script.name, variant)
+    except nango_recorded.RecordedMockError as exc:
+        check = SavedCheck(script, ok=False, error=str(exc))
+        check.recorded_by = nango_recorded.detect(folder / script.integration, script.name, variant)
+        return check
+    check = await _check_recorded_run(folder, script, recorded)
+    check.recorded_by = recorded.label
     return check
 
 
-async def _check_recorded_run(folder: Path, script: ScriptRef) -> SavedCheck:
-    try:
-        recorded = nango_recorded.load(folder / script.integration, script.name)
-    except nango_recorded.RecordedMockError as exc:
-        return SavedCheck(script, ok=False, error=str(exc))
+async def _check_recorded_run(folder: Path, script: ScriptRef, recorded: nango_recorded.Recorded) -> SavedCheck:
     if script.kind == "action" and script.input_model and recorded.input is None:
-        where = (f"'input' in {recorded.where}" if recorded.layout == nango_recorded.UNIFIED
-                 else str(recorded.where / script.name / "input.json"))
         return SavedCheck(script, ok=False, error=f"no recorded input for action {script.name!r} (its input is "
-                                                  f"{script.input_model}): expected {where}")
+                                                  f"{script.input_model}): expected {recorded.place(None, 'input')}")
     mock = _recorded_mock(recorded, script, {})
     result = await run_async(folder, script, mock, input=recorded.input)
     requests = len(mock.book.requests)
@@ -350,7 +369,7 @@ async def _check_recorded_run(folder: Path, script: ScriptRef) -> SavedCheck:
     if script.kind == "action":
         if not recorded.has_output:
             where = (recorded.where if recorded.layout == nango_recorded.UNIFIED
-                     else recorded.where / script.name / "output.json")
+                     else recorded.place(None, "output"))
             return SavedCheck(script, ok=False, requests=requests,
                               error=f"no recorded output for action {script.name!r}: expected it in {where}")
         output = json.loads(json.dumps(result.output, default=str))
@@ -358,8 +377,7 @@ async def _check_recorded_run(folder: Path, script: ScriptRef) -> SavedCheck:
                          source)
     missing = [m for m in script.models if m not in recorded.saves]
     if missing:
-        places = ", ".join(f"nango.batchSave.{m} in {recorded.where}" if recorded.layout == nango_recorded.UNIFIED
-                           else str(recorded.where / script.name / m / "batchSave.json") for m in missing)
+        places = ", ".join(recorded.place(m, "batchSave") for m in missing)
         return SavedCheck(script, ok=False, requests=requests,
                           error=f"no recorded batchSave for output model(s) {', '.join(missing)}: expected {places}")
     produced = json.loads(json.dumps(result.records, default=str))
@@ -367,15 +385,17 @@ async def _check_recorded_run(folder: Path, script: ScriptRef) -> SavedCheck:
     return _compared(script, expected, actual, "records", requests, source, notes)
 
 
-async def check_saved_async(folder: Path, script: ScriptRef) -> SavedCheck:
+async def check_saved_async(folder: Path, script: ScriptRef, variant: str | None = None) -> SavedCheck:
+    """Rerun `script` (as a sync's `variant`) against its saved run and compare what it produces."""
     directory = mocks_dir(folder, script.integration, script.name)
-    if recorded_by_nango(folder, script):
-        return await _check_recorded(folder, script)
+    variant = _variant(script, variant)
+    if recorded_by_nango(folder, script, variant):
+        return await _check_recorded(folder, script, variant)
     if not has_saved_run(folder, script):
         raise SavedRunError(f"no saved run for {script.kind} {script.name!r} in {directory} "
                             f"(record one with `nango dryrun {script.name} <connection-id> --save-responses`)")
     run_info = _run_file(directory)
-    mock = make_mock(folder, script)
+    mock = make_mock(folder, script, variant=variant)
     result = await run_async(folder, script, mock, input=run_info.get("input"))
     requests = len(mock.book.requests)
     if not result.ok:
@@ -391,8 +411,8 @@ async def check_saved_async(folder: Path, script: ScriptRef) -> SavedCheck:
     return _compared(script, expected, actual, label, requests, "saved")
 
 
-def check_saved(folder: Path, script: ScriptRef) -> SavedCheck:
-    return asyncio.run(check_saved_async(folder, script))
+def check_saved(folder: Path, script: ScriptRef, variant: str | None = None) -> SavedCheck:
+    return asyncio.run(check_saved_async(folder, script, variant))
 
 
 def _delegate(name: str) -> Any:
