@@ -274,3 +274,22 @@ def test_a_model_without_a_definition_is_said_once_and_saved_unchecked() -> None
     assert [p.message for p in problems] == [
         "model Ticket has no definition in the deployed nango.yaml: its records are saved unchecked"]
     assert check.check("Ticket", [{"id": 2}]) == ([{"id": 2}], [], [])
+
+
+def test_a_union_keeps_a_value_two_open_alternatives_accept() -> None:
+    """Nango's JSON Schema says `oneOf`, which refuses a value matching two alternatives; we keep it (README)."""
+    schema = RecordSchema(parse_config("""\
+integrations: {}
+models:
+  Person:
+    name: string
+  Company:
+    name: string
+    vat?: string
+  Contact:
+    id: string
+    owner: Person | Company
+"""))
+    assert schema.check("Contact", {"id": "1", "owner": {"name": "Ann"}}) == []  # fits both: kept
+    assert schema.check("Contact", {"id": "1", "owner": {"name": "Ann", "vat": "x"}}) == []
+    assert schema.check("Contact", {"id": "1", "owner": {"vat": "x"}}) != []  # fits neither: named
