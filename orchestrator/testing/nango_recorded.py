@@ -343,6 +343,12 @@ def _legacy_answer(file: Path) -> RecordedAnswer | None:
                           _status(raw.get("status"), file), dict(raw.get("headers") or {}))
 
 
+def _script_parts(script: str, variant: str) -> tuple[str, ...]:
+    """Where 0.6x files a script's recording below a folder: `<script>/`, a variant's `<script>/<variant>/`
+    (its requests below their endpoint's folder, its records, input and output below `mocks/`)."""
+    return (script,) if variant == BASE_VARIANT else (script, variant)
+
+
 class LegacyMocks:
     """The 0.6x files of one script: one file per request under `mocks/nango/<method>/proxy/<endpoint>/<script>/`,
     a variant's under `.../<script>/<variant>/`."""
@@ -351,7 +357,7 @@ class LegacyMocks:
         self.mocks = mocks
         self.script = script
         self.variant = variant
-        self._sub = (script,) if variant == BASE_VARIANT else (script, variant)
+        self._sub = _script_parts(script, variant)
         self._files: dict[Path, RecordedAnswer | None] = {}
 
     def _answer(self, file: Path) -> RecordedAnswer | None:
@@ -565,7 +571,7 @@ def _unified_variants(file: Path) -> set[str] | None:
 
 
 def _legacy_has(mocks: Path, script: str, variant: str) -> bool:
-    own = mocks / script if variant == BASE_VARIANT else mocks / script / variant
+    own = mocks.joinpath(*_script_parts(script, variant))
     if (own / "output.json").is_file() or (own / "input.json").is_file() or any(own.glob("*/batchSave.json")):
         return True
     # a variant's requests alone are its own: replaying the base ones for it would hide what is missing
@@ -606,7 +612,7 @@ def _object(value: Any, where: str) -> dict[str, Any] | None:
 
 def _load_legacy(integration_dir: Path, script: str, variant: str) -> Recorded:
     mocks = integration_dir / "mocks"
-    own = mocks / script if variant == BASE_VARIANT else mocks / script / variant
+    own = mocks.joinpath(*_script_parts(script, variant))
     recorded = Recorded(LEGACY, mocks, RecordedBook(LegacyMocks(mocks, script, variant)), variant=variant, own=own)
     if (own / "input.json").is_file():
         text = (own / "input.json").read_text(encoding="utf-8")
@@ -670,7 +676,6 @@ def load(integration_dir: Path, script: str, variant: str | None = None) -> Reco
     recorded = loader(integration_dir, script, whose)
     recorded.asked = asked
     return recorded
-
 
 
 def align(expected: Any, actual: Any) -> Any:
