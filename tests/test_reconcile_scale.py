@@ -167,6 +167,20 @@ class _CountDescribes(Interceptor):
         return Counting(next)
 
 
+async def _deploy_counting_describes(stack: Stack, env: str, folder: Path) -> int:
+    """Deploy the folder to the environment; how many schedule describes the deploy made."""
+    counter = _CountDescribes()
+    async with open_platform(stack.settings, temporal=Client(**{**stack.client.config(),
+                                                                 "interceptors": [counter]})) as platform:
+        async with platform.pool.acquire() as conn:
+            environment = await environments_repo.by_name(conn, env)
+        assert environment is not None
+        bundles = await asyncio.to_thread(compile_project, folder)
+        await deploy_control.deploy(platform, environment,
+                                    [deploy_control.UploadedBundle.parse(b.data) for b in bundles])
+    return counter.count
+
+
 async def test_redeploy_retimes_from_the_listing_without_describing(stack: Stack, tmp_path: Path) -> None:
     """Running schedules are re-timed from the listing and their PostgreSQL row; a paused one, one edited in the
     Temporal UI and one from before the rows existed are described (as before) and keep what they had."""
@@ -196,16 +210,8 @@ async def test_redeploy_retimes_from_the_listing_without_describing(stack: Stack
     else:
         pytest.fail("the listing never showed the pause, the resumes and the UI edit")
 
-    counter = _CountDescribes()
-    async with open_platform(stack.settings, temporal=Client(**{**stack.client.config(),
-                                                                 "interceptors": [counter]})) as platform:
-        async with platform.pool.acquire() as conn:
-            environment = await environments_repo.by_name(conn, env)
-        assert environment is not None
-        bundles = await asyncio.to_thread(compile_project, _folder(tmp_path, "every 31d"))
-        await deploy_control.deploy(platform, environment,
-                                    [deploy_control.UploadedBundle.parse(b.data) for b in bundles])
-    assert counter.count == 3  # the paused, the UI-edited and the row-less one; the 37 others from the listing
+    describes = await _deploy_counting_describes(stack, env, _folder(tmp_path, "every 31d"))
+    assert describes == 3  # the paused, the UI-edited and the row-less one; the 37 others from the listing
 
     after = await _views(stack, sids)
     assert all(v is not None for v in after.values())
@@ -220,6 +226,42 @@ async def test_redeploy_retimes_from_the_listing_without_describing(stack: Stack
     assert rows[legacy] == schedule_intervals.Written(31 * 86400, "default")
     assert rows[ui_edited] == schedule_intervals.Written(30 * 86400, "default")
     assert all(rows[sid].interval_s == 31 * 86400 for sid in sids if sid != ui_edited)
+
+
+async def test_a_schedule_on_its_interval_s_boundary_is_re_timed_from_the_listing(stack: Stack, tmp_path: Path
+                                                                                 ) -> None:
+    """Temporal leaves a zero offset unset (a schedule created on its interval's boundary, one in `every`):
+    the listing's re-timing keeps it on the boundary, and the other schedule keeps its own phase."""
+    env, key = await stack.new_environment()
+    sids = [names.sync_schedule_id(env, "github", c, "issues") for c in ("b-0", "b-1")]
+    async with stack.api(key) as api:
+        await api.deploy(await asyncio.to_thread(compile_project, _folder(tmp_path, "every 30d")))
+    await _add_connections(stack, env, ["b-0", "b-1"])
+    await _reconcile(stack, env)
+    await asyncio.gather(*(schedules.unpause(stack.client, sid, "started", pool=stack.pool) for sid in sids))
+    boundary, other = sids
+    await ui_retime(stack, boundary, timedelta(days=30))  # the same interval, its offset gone
+    prefix = names.schedule_prefix(env, "github")
+    for _ in range(200):  # the listing shows changes a moment after Temporal made them
+        shown: dict[str, schedules.Listed] = {}
+        async for page in schedules.list_pages(stack.client, prefix):
+            shown.update(page)
+        if not any(shown[s].paused for s in sids) and shown[boundary].offset == timedelta(0):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the listing never showed the resumes and the zero offset")
+    other_offset = shown[other].offset
+    assert other_offset > timedelta(0)
+
+    describes = await _deploy_counting_describes(stack, env, _folder(tmp_path, "every 31d"))
+    assert describes == 0  # both from the listing
+    after = await _views(stack, sids)
+    every = 31 * 86400
+    assert all(v is not None and v.interval_s == every and not v.paused for v in after.values()), after
+    assert after[boundary] and after[boundary].next_run and after[boundary].next_run.timestamp() % every == 0
+    assert after[other] and after[other].next_run
+    assert after[other].next_run.timestamp() % every == other_offset.total_seconds()
 
 
 async def test_a_pause_sent_by_the_platform_survives_a_listing_that_still_shows_it_running(

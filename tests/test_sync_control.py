@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from temporalio.client import ScheduleIntervalSpec, ScheduleSpec, ScheduleUpdate, ScheduleUpdateInput
-
 from orchestrator.temporal import schedules
 from tests.conftest import Stack, eventually, setup_github, wait_for_job
+from tests.test_variants_intervals import ui_retime
 
 
 async def _status(stack: Stack, key: str) -> dict:
@@ -69,6 +68,20 @@ async def test_a_schedule_runs_one_interval_after_its_creation_and_keeps_its_pha
     assert retimed.next_run.timestamp() % 300 == view.next_run.timestamp() % 300, (view.next_run, retimed.next_run)
 
 
+async def test_a_schedule_on_its_interval_s_boundary_is_re_timed_through_the_api(stack: Stack) -> None:
+    """Temporal leaves a zero offset unset: a schedule created on its interval's boundary (one in `every` of
+    them) or re-timed in the Temporal UI has none, and changing its frequency keeps it on the boundary."""
+    gh = await setup_github(stack, issues=1)
+    await ui_retime(stack, gh.schedule_id(), timedelta(minutes=5))  # the same interval, its offset gone
+    async with stack.api(gh.key) as api:
+        assert await api.request("PUT", "/sync/update-connection-frequency", json={
+            "sync_name": "issues", "provider_config_key": "github", "connection_id": "conn-1",
+            "frequency": "every 2h"}) == {"frequency": "every 2h"}
+    view = await schedules.describe(stack.client, gh.schedule_id())
+    assert view is not None and view.interval_s == 7200 and view.next_run is not None
+    assert view.next_run.timestamp() % 7200 == 0, view.next_run
+
+
 async def test_frequency_override_and_reset_to_default(stack: Stack) -> None:
     gh = await setup_github(stack, issues=1)
     async with stack.api(gh.key) as api:
@@ -89,13 +102,7 @@ async def test_frequency_override_and_reset_to_default(stack: Stack) -> None:
 
 async def test_an_interval_edited_in_the_temporal_ui_is_reported(stack: Stack) -> None:
     gh = await setup_github(stack, issues=1)
-
-    def edit(inp: ScheduleUpdateInput) -> ScheduleUpdate:
-        sched = inp.description.schedule
-        sched.spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=45))])
-        return ScheduleUpdate(schedule=sched)
-
-    await stack.client.get_schedule_handle(gh.schedule_id()).update(edit)
+    await ui_retime(stack, gh.schedule_id(), timedelta(minutes=45))
     st = await _status(stack, gh.key)
     assert st["frequency"] == "every 45min"
     assert st["frequency_source"] == "ui"

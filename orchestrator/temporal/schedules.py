@@ -132,8 +132,10 @@ def _spec(interval: timedelta, phase: timedelta) -> ScheduleSpec:
 
 
 def _offset_of(spec: ScheduleSpec | None) -> timedelta:
+    """The first interval's offset; Temporal leaves a zero offset unset, and the SDK reads that as None (a
+    schedule created on its interval's boundary, or whose interval was set in the Temporal UI)."""
     intervals = spec.intervals if spec else []
-    return intervals[0].offset if intervals else timedelta(0)
+    return (intervals[0].offset or timedelta(0)) if intervals else timedelta(0)
 
 
 def _schedule(sync: SyncInput, task_queue: str, interval: timedelta, source: str, *, paused: bool,
