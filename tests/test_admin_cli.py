@@ -44,7 +44,8 @@ async def test_admin_pause_trigger_frequency_status_and_list(stack: Stack) -> No
     status = json.loads(await _admin(stack, "status", "github", "-e", gh.env, "--json"))
     assert status[0]["status"] == "SUCCESS" and status[0]["frequency"] == "every 6 hours" and not status[0]["paused"]
     listed = json.loads(await _admin(stack, "list", "-e", gh.env, "--json"))
-    assert [r["schedule_id"] for r in listed] == [gh.schedule_id()]
+    assert [(r["schedule_id"], r["frequency"]) for r in listed] == [(gh.schedule_id(), "every 6h")]
+    assert f"{gh.schedule_id()}  every 6h  " in await _admin(stack, "list", "-e", gh.env)
 
 
 async def test_admin_errors_are_clear(stack: Stack) -> None:

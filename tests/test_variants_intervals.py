@@ -6,8 +6,16 @@ import asyncio
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from temporalio.client import ScheduleIntervalSpec, ScheduleSpec, ScheduleUpdate, ScheduleUpdateInput
+from temporalio.client import (
+    ScheduleCalendarSpec,
+    ScheduleIntervalSpec,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
 
 from orchestrator.authoring.compile import compile_project
 from orchestrator.temporal import names, schedules
@@ -71,13 +79,17 @@ async def test_variant_has_its_own_schedule_and_records(stack: Stack, tmp_path: 
         assert "not 'base'" in err["error"]["message"]
 
 
-async def ui_retime(stack: Stack, sid: str, every: timedelta) -> None:
-    """Change a schedule's interval as the Temporal UI does: the spec replaced, nothing else touched."""
+async def ui_set_spec(stack: Stack, sid: str, spec: ScheduleSpec) -> None:
+    """Change when a schedule runs as the Temporal UI does: the spec replaced, nothing else touched."""
     def edit(inp: ScheduleUpdateInput) -> ScheduleUpdate:
         sched = inp.description.schedule
-        sched.spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])
+        sched.spec = spec
         return ScheduleUpdate(schedule=sched)
     await stack.client.get_schedule_handle(sid).update(edit)
+
+
+async def ui_retime(stack: Stack, sid: str, every: timedelta) -> None:
+    await ui_set_spec(stack, sid, ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]))
 
 
 async def _interval(stack: Stack, sid: str) -> int | None:
@@ -118,3 +130,35 @@ async def test_which_interval_wins(stack: Stack, tmp_path: Path) -> None:
         await api.request("PUT", "/sync/update-connection-frequency", json={
             "sync_name": "issues", "provider_config_key": "github", "connection_id": other, "frequency": None})
         assert await _interval(stack, sid2) == 600
+
+
+async def test_days_of_the_week_or_a_cron_string_set_in_the_temporal_ui(stack: Stack, tmp_path: Path) -> None:
+    """The UI's other editors (days of the week, a cron string) are said as a cron line, not as the deployed
+    interval; a redeploy keeps them; a frequency set through the API replaces them with its interval."""
+    gh = await setup_github(stack, issues=1, folder=_folder(tmp_path, "every 5 minutes"))
+    sid = gh.schedule_id()
+    await ui_set_spec(stack, sid, ScheduleSpec(calendars=[ScheduleCalendarSpec(
+        minute=[ScheduleRange(30)], hour=[ScheduleRange(9)], day_of_week=[ScheduleRange(1, 5)])],
+        time_zone_name="Europe/Paris"))
+    query = {"syncs": "issues", "provider_config_key": "github", "connection_id": "conn-1"}
+    async with stack.api(gh.key) as api:
+        st = (await api.request("GET", "/sync/status", params=query))["syncs"][0]
+        assert (st["frequency"], st["frequency_source"]) == ("cron 30 9 * * 1-5 in Europe/Paris", "ui"), st
+        view = await schedules.describe(stack.client, sid)
+        assert view is not None and view.next_run is not None
+        at = view.next_run.astimezone(ZoneInfo("Europe/Paris"))
+        assert (at.hour, at.minute, at.isoweekday() <= 5) == (9, 30, True), at
+
+        await api.deploy(await asyncio.to_thread(compile_project, _folder(tmp_path, "every 10 minutes")))
+        view = await schedules.describe(stack.client, sid)
+        assert view is not None and view.interval_s is None and view.frequency == "cron 30 9 * * 1-5 in Europe/Paris"
+
+        await ui_set_spec(stack, sid, ScheduleSpec(cron_expressions=["0 */6 * * *"]))
+        st = (await api.request("GET", "/sync/status", params=query))["syncs"][0]
+        assert (st["frequency"], st["frequency_source"]) == ("cron 0 */6 * * *", "ui"), st
+
+        await api.request("PUT", "/sync/update-connection-frequency", json={
+            "sync_name": "issues", "provider_config_key": "github", "connection_id": "conn-1", "frequency": "every 2h"})
+        st = (await api.request("GET", "/sync/status", params=query))["syncs"][0]
+        assert (st["frequency"], st["frequency_source"]) == ("every 2h", "override"), st
+        assert await _interval(stack, sid) == 7200

@@ -88,7 +88,8 @@ def list_syncs(env_name: EnvOpt = "dev", integration: Annotated[str | None, type
             parts = names.parse_schedule_id(sid) or {}
             rows.append({"schedule_id": sid, "integration": parts.get("integration"),
                          "connection": parts.get("connection_id"), "sync": parts.get("sync"),
-                         "interval_s": view.interval_s, "paused": view.paused, "note": view.note,
+                         "interval_s": view.interval_s, "frequency": view.frequency, "paused": view.paused,
+                         "note": view.note,
                          "next_run": view.next_run.isoformat() if view.next_run else None,
                          "running": len(view.running_workflow_ids)})
         return rows
@@ -99,7 +100,7 @@ def list_syncs(env_name: EnvOpt = "dev", integration: Annotated[str | None, type
         return
     for r in rows:
         state = "paused" if r["paused"] else ("running" if r["running"] else "scheduled")
-        typer.echo(f"{r['schedule_id']}  every {r['interval_s']}s  {state}  next={r['next_run'] or '-'}"
+        typer.echo(f"{r['schedule_id']}  {r['frequency'] or '-'}  {state}  next={r['next_run'] or '-'}"
                    + (f"  note={r['note']!r}" if r["note"] else ""))
 
 

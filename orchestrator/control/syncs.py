@@ -227,11 +227,12 @@ def every_model(counts: dict[str, dict[str, int]], models: Iterable[str]) -> dic
 
 def frequency_text(script: DeployedScript, override: str | None, view: schedules.ScheduleView | None) -> str | None:
     """The interval in force, said as Nango's status says it: the text it was set with (the connection's
-    override, else the deployed `runs`); an interval edited in the Temporal UI has no text and is written out."""
+    override, else the deployed `runs`); a spec set in the Temporal UI has no text and is written out
+    ("every 45min", "cron 30 9 * * 1-5")."""
     if view is None:
         return None
     if view.edited_elsewhere:
-        return format_interval_s(view.interval_s)
+        return view.frequency
     if view.interval_source == "override":
         return override or format_interval_s(view.interval_s)
     return deployed_frequency(script)

@@ -41,6 +41,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from orchestrator.store import schedule_intervals
 from orchestrator.store.schedule_intervals import Written
 from orchestrator.temporal import names
+from orchestrator.temporal.spec_text import spec_text
 from orchestrator.temporal.types import SyncInput
 
 MEMO_INTERVAL = "nango_interval_s"
@@ -60,16 +61,26 @@ class ScheduleView:
     written_interval_s: int | None
     interval_source: str
     running_workflow_ids: list[str]
+    frequency: str | None = None  # the whole spec said in one line (`spec_text`)
 
     @property
     def edited_elsewhere(self) -> bool:
-        return self.interval_s is not None and self.written_interval_s is not None and \
-            self.interval_s != self.written_interval_s
+        """Set by someone else: an interval other than the one we wrote, or a spec we never write (days of the
+        week, a cron string, several rules: `interval_s` is None then)."""
+        if self.interval_s is None:
+            return self.frequency is not None
+        return self.written_interval_s is not None and self.interval_s != self.written_interval_s
+
+
+def _plain_interval_s(spec: ScheduleSpec | None) -> int | None:
+    """The interval of a spec shaped as the platform writes it (one interval, nothing else), else None."""
+    if spec is None or len(spec.intervals) != 1 or spec.calendars or spec.cron_expressions:
+        return None
+    return int(spec.intervals[0].every.total_seconds())
 
 
 def _interval_of(desc: ScheduleDescription) -> int | None:
-    intervals = desc.schedule.spec.intervals
-    return int(intervals[0].every.total_seconds()) if intervals else None
+    return _plain_interval_s(desc.schedule.spec)
 
 
 def _memo(desc: ScheduleDescription) -> dict[str, Any]:
@@ -102,6 +113,7 @@ def view(schedule_id: str, desc: ScheduleDescription) -> ScheduleView:
         written_interval_s=memo.get(MEMO_INTERVAL),
         interval_source=memo.get(MEMO_SOURCE, "default"),
         running_workflow_ids=[getattr(a, "workflow_id", "") for a in info.running_actions],
+        frequency=spec_text(desc.schedule.spec),
     )
 
 
@@ -234,9 +246,8 @@ class Listed:
 
 def _listed(entry: ScheduleListDescription) -> Listed:
     spec = entry.schedule.spec if entry.schedule else None
-    intervals = spec.intervals if spec else []
     state = entry.schedule.state if entry.schedule else None
-    return Listed(interval_s=int(intervals[0].every.total_seconds()) if intervals else None,
+    return Listed(interval_s=_plain_interval_s(spec),
                   paused=bool(state and state.paused), note=(state.note if state else None) or "",
                   offset=_offset_of(spec))
 
