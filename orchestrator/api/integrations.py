@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from temporalio.client import ScheduleSpec
 
 from orchestrator.api import functions
 from orchestrator.api.common import environment, iso, json_body, json_response
@@ -220,18 +221,27 @@ async def patch_integration(request: web.Request) -> web.Response:
 
 
 async def _move_schedules(request: web.Request, old_key: str, integration: Integration) -> None:
-    """Schedule ids carry the integration key: a rename replaces them. Pause state and per-connection
-    frequencies are kept; like any new schedule, an unpaused one runs once when it is created."""
+    """Schedule ids carry the integration key: a rename replaces them. Pause state, per-connection frequencies
+    and a spec edited in the Temporal UI are kept; like any new schedule, an unpaused one runs once when it is
+    created."""
     env = environment(request)
     client = request.app[PLATFORM].temporal
     paused: set[tuple[str, str, str]] = set()
+    edited: dict[tuple[str, str, str], ScheduleSpec] = {}
     for sid in await schedules.list_ids(client, names.schedule_prefix(env.name, old_key)):
         view = await schedules.describe(client, sid)
         parts = names.parse_schedule_id(sid)
-        if view is not None and view.paused and parts:
-            paused.add((parts["connection_id"], parts["sync"], parts["variant"]))
+        if view is not None and parts:
+            key = (parts["connection_id"], parts["sync"], parts["variant"])
+            if view.paused:
+                paused.add(key)
+            if view.edited_elsewhere and view.spec is not None:
+                edited[key] = view.spec
         await schedules.delete(client, sid, pool=request.app[PLATFORM].pool)
     await reconcile_integration(request.app[PLATFORM], integration)
+    for (connection_id, sync, variant), spec in edited.items():
+        await schedules.set_spec(client, names.sync_schedule_id(env.name, integration.unique_key, connection_id,
+                                                                sync, variant), spec)
     for connection_id, sync, variant in paused:
         await schedules.pause(client, names.sync_schedule_id(env.name, integration.unique_key, connection_id, sync,
                                                              variant), "paused before the integration was renamed",

@@ -62,6 +62,7 @@ class ScheduleView:
     interval_source: str
     running_workflow_ids: list[str]
     frequency: str | None = None  # the whole spec said in one line (`spec_text`)
+    spec: ScheduleSpec | None = None
 
     @property
     def edited_elsewhere(self) -> bool:
@@ -114,6 +115,7 @@ def view(schedule_id: str, desc: ScheduleDescription) -> ScheduleView:
         interval_source=memo.get(MEMO_SOURCE, "default"),
         running_workflow_ids=[getattr(a, "workflow_id", "") for a in info.running_actions],
         frequency=spec_text(desc.schedule.spec),
+        spec=desc.schedule.spec,
     )
 
 
@@ -322,6 +324,17 @@ async def retime_listed(client: Client, sync: SyncInput, interval: timedelta, *,
         identity=client.identity, request_id=str(uuid.uuid4())), retry=True)
     await schedule_intervals.record(pool, sid, interval_s, "default")
     return True
+
+
+async def set_spec(client: Client, schedule_id: str, spec: ScheduleSpec) -> None:
+    """Replace when the schedule runs and nothing else, as the Temporal UI does: the memo still holds the interval
+    we wrote, so the spec reads as edited elsewhere and a deploy keeps it (carrying a UI edit to a new id)."""
+    def updater(inp: ScheduleUpdateInput) -> ScheduleUpdate:
+        schedule = inp.description.schedule
+        schedule.spec = spec
+        return ScheduleUpdate(schedule=schedule)
+
+    await client.get_schedule_handle(schedule_id).update(updater)
 
 
 async def pause(client: Client, schedule_id: str, note: str, *, pool: asyncpg.Pool | None = None) -> None:
