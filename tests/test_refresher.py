@@ -18,6 +18,9 @@ from orchestrator.cli.main import app
 from orchestrator.client.api import ApiError
 from orchestrator.control import refresher
 from orchestrator.platform import open_platform
+from orchestrator.store import connections as connections_repo
+from orchestrator.store.connections import refresh_due_at
+from orchestrator.store.types import OAuth2Credentials
 from tests.conftest import GithubSetup, Stack, eventually, setup_github
 
 
@@ -160,3 +163,53 @@ async def test_a_refused_refresh_marks_the_connection_and_stops_its_runs_asking_
         async def synced() -> None:
             assert (await _sync_jobs(stack, gh.env, "revoked"))[-1]["status"] == "success"
         await eventually(synced, timeout=60)
+
+
+def test_when_a_token_is_due() -> None:
+    expires = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+    def due(**raw: Any) -> datetime | None:
+        return refresh_due_at(OAuth2Credentials(access_token="t", expires_at=expires, raw=raw))
+    assert due() == expires - timedelta(minutes=15)  # imported: the lifetime is not said
+    assert due(expires_in=3600) == expires - timedelta(minutes=15)
+    assert due(expires_in=1800) == expires - timedelta(minutes=15)
+    assert due(expires_in=600) == expires - timedelta(minutes=5)
+    assert due(expires_in="600") == expires - timedelta(minutes=5)  # as some providers send it
+    for unusable in (0, -5, "soon", None, [600]):
+        assert due(expires_in=unusable) == expires - timedelta(minutes=15), unusable
+    assert refresh_due_at(OAuth2Credentials(access_token="t")) is None
+
+
+async def test_a_token_that_lives_ten_minutes_is_renewed_halfway_not_on_every_use(
+        stack: Stack, token_calls: list[str]) -> None:
+    """Snowflake's OAuth tokens live 10 minutes. Due 15 minutes before expiry, such a token was due again as soon
+    as it was issued: every proxy call, GET /connection and refresher pass asked the provider for another."""
+    gh, config = await _oauth_github(stack)
+    default_ttl, stack.demo.token_ttl_seconds = stack.demo.token_ttl_seconds, 600
+    try:
+        async with stack.api(gh.key) as api:
+            first = stack.demo.issue_token(ttl_seconds=60)
+            await api.create_connection("github", "short", _oauth(first), connection_config=config,
+                                        metadata={"repo": gh.repo})
+            renewed = (await api.get_connection("github", "short"))["credentials"]  # a minute left: renewed
+            assert renewed["access_token"] != first["access_token"] and token_calls == [first["refresh_token"]]
+            for _ in range(3):
+                again = await api.get_connection("github", "short")
+                assert again["credentials"]["access_token"] == renewed["access_token"]
+                resp = await api.proxy("GET", "/user", integration="github", connection_id="short")
+                assert resp.status == 200
+            async with stack.platform() as platform:
+                assert (await refresher.refresh_due(platform))["refreshed"] == 0
+            assert token_calls == [first["refresh_token"]]
+            async with stack.pool.acquire() as conn:  # due halfway through its life, 5 minutes before expiry
+                row = await conn.fetchrow(
+                    "SELECT c.id, c.credentials_expires_at - c.credentials_refresh_at AS margin FROM connections c"
+                    " JOIN environments e ON e.id = c.environment_id WHERE e.name = $1 AND c.connection_id = 'short'",
+                    gh.env)
+                assert abs(row["margin"] - timedelta(minutes=5)) < timedelta(seconds=2), row
+                assert row["id"] not in await connections_repo.due_for_refresh(conn, 10_000)
+                # a row an older release wrote during a rolling upgrade has no due time: 15 minutes before expiry
+                await conn.execute("UPDATE connections SET credentials_refresh_at = NULL WHERE id = $1", row["id"])
+                assert row["id"] in await connections_repo.due_for_refresh(conn, 10_000)
+    finally:
+        stack.demo.token_ttl_seconds = default_ttl

@@ -124,7 +124,8 @@ class Settings(BaseSettings):
     reconcile_interval_s: int = Field(300, description="How often the API repairs schedules and stuck webhooks "
                                                         "(0 disables).")
     token_refresh_interval_s: float = Field(
-        60, description="How often each API process renews OAuth2 tokens that expire within 15 minutes (0 disables; "
+        60, description="How often each API process renews OAuth2 tokens that are due (15 minutes before expiry, or "
+                        "halfway through a shorter life; 0 disables; "
                         "tokens are then refreshed only when used).")
     reconcile_concurrency: int = Field(
         32, ge=1, le=1000, description="Temporal calls one reconcile keeps in flight (schedule creations, "

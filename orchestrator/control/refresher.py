@@ -2,9 +2,9 @@
 
 Scripts and `/proxy` refresh on use too, but a connection nobody used for an hour would otherwise hand an
 expired token to the first call, and a refresh token that providers let lapse when unused (many do) would die
-quietly. Each pass renews what expires within the refresh margin, soonest first. Replicas may run it at once:
-`credentials.refresh` holds a per-connection advisory lock and re-reads the row, so one token call is made per
-connection and the others see its result. A refusal marks the connection (see credentials.refresh), which takes
+quietly. Each pass renews what is due (`connections_repo.refresh_due_at`), most overdue first. Replicas may run
+it at once: `credentials.refresh` holds a per-connection advisory lock and re-reads the row, so one token call is
+made per connection and the others see its result. A refusal marks the connection (see credentials.refresh), which takes
 it out of later passes until it is reconnected.
 """
 
@@ -31,7 +31,7 @@ async def refresh_due(platform: Platform) -> dict[str, int]:
     """One pass: refresh every connection due; returns how many were renewed, refused and left for later."""
     tally = {"refreshed": 0, "refused": 0, "transient": 0}
     async with platform.pool.acquire() as conn:
-        due = await connections_repo.due_for_refresh(conn, credentials.REFRESH_MARGIN, BATCH)
+        due = await connections_repo.due_for_refresh(conn, BATCH)
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def one(pk: int) -> None:

@@ -5,7 +5,7 @@ when a script forces it."""
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -21,7 +21,7 @@ from orchestrator.providers.catalog import token_url
 from orchestrator.providers.custom import resolve_provider
 from orchestrator.providers.egress import Egress, EgressRefused, strict_egress
 from orchestrator.providers.model import Provider
-from orchestrator.providers.token_endpoint import TokenRefusedError
+from orchestrator.providers.token_endpoint import TokenRefusedError, expiry
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
@@ -38,17 +38,17 @@ from orchestrator.store.types import (
 
 log = structlog.get_logger(__name__)
 
-REFRESH_MARGIN = timedelta(minutes=15)
-
-
 class RefreshError(OrchestratorError):
     code = "refresh_failed"
 
 
-def expires_soon(connection: Connection, margin: timedelta = REFRESH_MARGIN) -> bool:
+def expires_soon(connection: Connection) -> bool:
+    """Due for renewal (`connections_repo.refresh_due_at`): the same time the background refresher goes by."""
     creds = connection.credentials
-    return (isinstance(creds, OAuth2Credentials | OAuth2ClientCredentials | AppCredentials | JwtCredentials)
-            and creds.expires_at is not None and creds.expires_at - datetime.now(UTC) < margin)
+    if not isinstance(creds, OAuth2Credentials | OAuth2ClientCredentials | AppCredentials | JwtCredentials):
+        return False
+    due = connections_repo.refresh_due_at(creds)
+    return due is not None and due <= datetime.now(UTC)
 
 
 async def _mint(platform: Platform, egress: Egress, provider: Provider, url: str,
@@ -178,8 +178,7 @@ async def _refresh(platform: Platform, connection: Connection, creds: Credential
         new = OAuth2Credentials(
             access_token=body["access_token"],
             refresh_token=body.get("refresh_token") or cur_creds.refresh_token.get_secret_value(),
-            expires_at=(datetime.now(UTC) + timedelta(seconds=int(body["expires_in"])))
-            if body.get("expires_in") else None,
+            expires_at=expiry(body),
             raw=body,
         )
         await connections_repo.update_credentials(conn, sealer, connection.id, new)

@@ -25,8 +25,29 @@ _SELECT = (
 )
 
 
+REFRESH_MARGIN = timedelta(minutes=15)
+
+
 def _expiry(creds: Credentials) -> datetime | None:
     return getattr(creds, "expires_at", None)
+
+
+def refresh_due_at(creds: Credentials) -> datetime | None:
+    """When a token is renewed: 15 minutes before it expires, or halfway through the life its token response
+    stated (`expires_in`) when that is shorter, so a short-lived token (Snowflake's live 10 minutes) is not
+    renewed on every use. Credentials that do not say their lifetime (imported ones) get the 15 minutes."""
+    expires = _expiry(creds)
+    if expires is None:
+        return None
+    margin = REFRESH_MARGIN
+    stated = (getattr(creds, "raw", None) or {}).get("expires_in")
+    try:
+        lifetime = timedelta(seconds=float(stated)) if stated is not None else None
+    except (TypeError, ValueError, OverflowError):
+        lifetime = None
+    if lifetime is not None and lifetime > timedelta(0):
+        margin = min(margin, lifetime / 2)
+    return expires - margin
 
 
 def refreshable(creds: Credentials) -> bool:
@@ -55,15 +76,17 @@ async def create(
     tags given replace the stored ones); returns (pk, created)."""
     row = await conn.fetchrow(
         "INSERT INTO connections (environment_id, integration_id, connection_id, credentials,"
-        " credentials_expires_at, connection_config, metadata, refreshable, end_user, tags)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, '{}'::jsonb))"
+        " credentials_expires_at, connection_config, metadata, refreshable, end_user, tags, credentials_refresh_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, '{}'::jsonb), $11)"
         " ON CONFLICT (integration_id, connection_id) DO UPDATE SET credentials = EXCLUDED.credentials,"
         " credentials_expires_at = EXCLUDED.credentials_expires_at, refreshable = EXCLUDED.refreshable,"
+        " credentials_refresh_at = EXCLUDED.credentials_refresh_at,"
         " refresh_error = NULL, end_user = COALESCE($9, connections.end_user),"
         " tags = COALESCE($10, connections.tags), updated_at = now()"
         " RETURNING id, (xmax = 0) AS created",
         environment_id, integration_id, connection_id, sealer.seal(credentials_to_json(credentials)),
-        _expiry(credentials), connection_config or {}, metadata or {}, refreshable(credentials), end_user, tags)
+        _expiry(credentials), connection_config or {}, metadata or {}, refreshable(credentials), end_user, tags,
+        refresh_due_at(credentials))
     return row["id"], row["created"]
 
 
@@ -71,15 +94,20 @@ async def update_credentials(conn: asyncpg.Connection, sealer: Sealer, pk: int, 
     """New credentials (a refresh that worked): whatever refresh failed before is over."""
     await conn.execute(
         "UPDATE connections SET credentials = $2, credentials_expires_at = $3, refreshable = $4,"
-        " refresh_error = NULL, updated_at = now() WHERE id = $1",
-        pk, sealer.seal(credentials_to_json(credentials)), _expiry(credentials), refreshable(credentials))
+        " credentials_refresh_at = $5, refresh_error = NULL, updated_at = now() WHERE id = $1",
+        pk, sealer.seal(credentials_to_json(credentials)), _expiry(credentials), refreshable(credentials),
+        refresh_due_at(credentials))
 
 
-async def due_for_refresh(conn: asyncpg.Connection, within: timedelta, limit: int) -> list[int]:
-    """Connections whose token expires within `within`, can be refreshed and has not been refused: soonest first."""
+async def due_for_refresh(conn: asyncpg.Connection, limit: int) -> list[int]:
+    """Connections whose token is due (`refresh_due_at`), can be refreshed and has not been refused: most
+    overdue first. A row written by a release before migration 0031 has no due time: 15 minutes before expiry."""
     rows = await conn.fetch(
         "SELECT id FROM connections WHERE refreshable AND refresh_error IS NULL"
-        " AND credentials_expires_at < now() + $1 ORDER BY credentials_expires_at LIMIT $2", within, limit)
+        " AND (credentials_refresh_at < now()"
+        "      OR (credentials_refresh_at IS NULL AND credentials_expires_at < now() + $2::interval))"
+        " ORDER BY coalesce(credentials_refresh_at, credentials_expires_at - $2::interval) LIMIT $1",
+        limit, REFRESH_MARGIN)
     return [r["id"] for r in rows]
 
 
