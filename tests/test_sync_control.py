@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from temporalio.client import ScheduleSpec
-
 from orchestrator.temporal import schedules
 from tests.conftest import Stack, eventually, setup_github, wait_for_job
-from tests.test_variants_intervals import ui_retime, ui_set_spec
+from tests.test_variants_intervals import ui_retime
 
 
 async def _status(stack: Stack, key: str) -> dict:
@@ -261,29 +259,3 @@ async def test_the_temporal_cli_sees_and_edits_our_schedules(stack: Stack) -> No
     assert listed.count("SyncWorkflow") == 2
     await cli("schedule", "toggle", "--schedule-id", gh.schedule_id(), "--unpause", "--reason", "back")
     assert (await _status(stack, gh.key))["paused"] is False
-
-
-async def test_renaming_an_integration_moves_its_schedules(stack: Stack) -> None:
-    """Pauses, per-connection frequencies and schedules edited in the Temporal UI move with the rename."""
-    from orchestrator.temporal import names
-
-    gh = await setup_github(stack, issues=1)
-    await wait_for_job(stack, gh)
-    async with stack.api(gh.key) as api:
-        await api.create_connection("github", "conn-2", {"type": "OAUTH2", "access_token": "demo-token"},
-                                    connection_config={"base_url": stack.provider_url}, metadata={"repo": gh.repo})
-        await api.request("POST", "/sync/pause", json={"syncs": ["issues"], "provider_config_key": "github"})
-        await api.request("PUT", "/sync/update-connection-frequency", json={
-            "sync_name": "issues", "provider_config_key": "github", "connection_id": "conn-1", "frequency": "every 2h"})
-        await ui_set_spec(stack, names.sync_schedule_id(gh.env, "github", "conn-2", "issues"),
-                          ScheduleSpec(cron_expressions=["15 3 * * *"]))
-        await api.request("PATCH", "/integrations/github", json={"unique_key": "gh-renamed"})
-        assert await schedules.describe(stack.client, gh.schedule_id()) is None
-        moved = await schedules.describe(stack.client, names.sync_schedule_id(gh.env, "gh-renamed", "conn-1", "issues"))
-        assert moved is not None and moved.paused and moved.interval_s == 7200
-        st = await api.request("GET", "/sync/status", params={"syncs": "issues", "provider_config_key": "gh-renamed"})
-        by_connection = {s["connection_id"]: s for s in st["syncs"]}
-        assert by_connection["conn-1"]["status"] == "PAUSED"
-        edited = by_connection["conn-2"]
-        assert (edited["status"], edited["frequency"], edited["frequency_source"]) == (
-            "PAUSED", "cron 15 3 * * *", "ui"), edited

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from temporalio.client import ScheduleSpec
 
 from orchestrator.api import functions
 from orchestrator.api.common import environment, iso, json_body, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
-from orchestrator.control.reconcile import reconcile_integration
+from orchestrator.control import integration_schedules
+from orchestrator.control.reconcile import reconcile_integration, reconcile_lock
 from orchestrator.errors import InvalidInputError
 from orchestrator.providers import jwt_auth
 from orchestrator.providers.custom import find_provider
@@ -21,7 +22,6 @@ from orchestrator.providers.egress import SETTING as EGRESS_SETTING
 from orchestrator.providers.egress import internal_entries, parse_allow_list
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store.types import Integration
-from orchestrator.temporal import names, schedules
 
 routes = web.RouteTableDef()
 URL_PATTERN = r"^https?://[^\s]+$"
@@ -198,66 +198,41 @@ async def create_integration(request: web.Request) -> web.Response:
 
 @routes.patch("/integrations/{unique_key}")
 async def patch_integration(request: web.Request) -> web.Response:
+    """A rename re-creates the integration's schedules under the new key (their ids carry it) as they stand,
+    holding its reconcile lock from before the rename is committed (`control/integration_schedules.py`)."""
     body = IntegrationBody.model_validate(await json_body(request))
+    platform = request.app[PLATFORM]
+    async with platform.pool.acquire() as conn:
+        before = await _get(request, conn)
+    renaming = bool(body.unique_key and body.unique_key != before.unique_key)
     renamed_from: str | None = None
-    async with request.app[PLATFORM].pool.acquire() as conn, conn.transaction():
-        integration = await _get(request, conn)
-        if body.unique_key and body.unique_key != integration.unique_key:
-            renamed_from = integration.unique_key
-        if body.provider and body.provider != integration.provider:
-            raise_error(400, "invalid_body", "the provider of an integration cannot change; create a new one")
-        if body.unique_key and body.unique_key != integration.unique_key:
-            if await integrations_repo.get(conn, integration.environment_id, body.unique_key):
-                raise_error(409, "duplicate_integration", f"integration '{body.unique_key}' exists")
-            await integrations_repo.rename(conn, integration.id, body.unique_key)
-        await _apply(request, conn, integration, body)
-        integration = await integrations_repo.get(conn, integration.environment_id,
-                                                  body.unique_key or integration.unique_key)
-        assert integration is not None
-        data = await public(conn, integration)
-    if renamed_from is not None:
-        await _move_schedules(request, renamed_from, integration)
+    async with reconcile_lock(platform.pool, before.id) if renaming else contextlib.nullcontext():
+        async with platform.pool.acquire() as conn, conn.transaction():
+            integration = await _get(request, conn)
+            if body.provider and body.provider != integration.provider:
+                raise_error(400, "invalid_body", "the provider of an integration cannot change; create a new one")
+            if body.unique_key and body.unique_key != integration.unique_key:
+                if await integrations_repo.get(conn, integration.environment_id, body.unique_key):
+                    raise_error(409, "duplicate_integration", f"integration '{body.unique_key}' exists")
+                renamed_from = integration.unique_key
+                await integrations_repo.rename(conn, integration.id, body.unique_key)
+            await _apply(request, conn, integration, body)
+            integration = await integrations_repo.get(conn, integration.environment_id,
+                                                      body.unique_key or integration.unique_key)
+            assert integration is not None
+            data = await public(conn, integration)
+        if renamed_from is not None:
+            await integration_schedules.move(platform, environment(request), renamed_from, integration)
+    if renamed_from is not None:  # a connection that had no schedule yet gets one
+        await reconcile_integration(platform, integration)
     return json_response({"data": data})
-
-
-async def _move_schedules(request: web.Request, old_key: str, integration: Integration) -> None:
-    """Schedule ids carry the integration key: a rename replaces them. Pause state, per-connection frequencies
-    and a spec edited in the Temporal UI are kept; like any new schedule, an unpaused one runs once when it is
-    created."""
-    env = environment(request)
-    client = request.app[PLATFORM].temporal
-    paused: set[tuple[str, str, str]] = set()
-    edited: dict[tuple[str, str, str], ScheduleSpec] = {}
-    for sid in await schedules.list_ids(client, names.schedule_prefix(env.name, old_key)):
-        view = await schedules.describe(client, sid)
-        parts = names.parse_schedule_id(sid)
-        if view is not None and parts:
-            key = (parts["connection_id"], parts["sync"], parts["variant"])
-            if view.paused:
-                paused.add(key)
-            if view.edited_elsewhere and view.spec is not None:
-                edited[key] = view.spec
-        await schedules.delete(client, sid, pool=request.app[PLATFORM].pool)
-    await reconcile_integration(request.app[PLATFORM], integration)
-    for (connection_id, sync, variant), spec in edited.items():
-        await schedules.set_spec(client, names.sync_schedule_id(env.name, integration.unique_key, connection_id,
-                                                                sync, variant), spec)
-    for connection_id, sync, variant in paused:
-        await schedules.pause(client, names.sync_schedule_id(env.name, integration.unique_key, connection_id, sync,
-                                                             variant), "paused before the integration was renamed",
-                              pool=request.app[PLATFORM].pool)
 
 
 @routes.delete("/integrations/{unique_key}")
 async def delete_integration(request: web.Request) -> web.Response:
-    env = environment(request)
     async with request.app[PLATFORM].pool.acquire() as conn:
         integration = await _get(request, conn)
-    client = request.app[PLATFORM].temporal
-    for sid in await schedules.list_ids(client, names.schedule_prefix(env.name, integration.unique_key)):
-        await schedules.delete(client, sid, pool=request.app[PLATFORM].pool)
-    async with request.app[PLATFORM].pool.acquire() as conn:
-        await integrations_repo.delete(conn, integration.id)
+    await integration_schedules.delete_integration(request.app[PLATFORM], environment(request), integration)
     return json_response({"success": True})
 
 

@@ -17,7 +17,8 @@ stop the others: every one is tried, then the failures are raised together, each
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -30,6 +31,7 @@ from orchestrator.errors import TransientError
 from orchestrator.platform import Platform
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environments as environments_repo
+from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import locks, schedule_intervals
 from orchestrator.store import scripts as scripts_repo
@@ -94,87 +96,102 @@ async def _bounded(limit: int, items: Iterable[T], work: Callable[[T], Awaitable
     await asyncio.gather(*(worker() for _ in range(max(1, limit))))
 
 
+@asynccontextmanager
+async def reconcile_lock(pool: asyncpg.Pool, integration_id: int) -> AsyncIterator[None]:
+    """One reconciler at a time per integration, across processes; a rename or a delete of the integration
+    holds it too, so no reconcile creates a schedule under a key that is going away."""
+    async with pool.acquire() as lock_conn:
+        await locks.lock(lock_conn, "reconcile", integration_id)
+        try:
+            yield
+        finally:
+            await locks.unlock(lock_conn, "reconcile", integration_id)
+
+
 async def reconcile_integration(platform: Platform, integration: Integration,
                                 only_connections: Collection[int] | None = None) -> ReconcileReport:
     """Create, re-time and delete the integration's schedules (see the module docstring).
 
     With `only_connections` (connection pks: a connection just created or re-authorized), only their
     schedules are looked at, each by id, without listing the namespace and without deleting anything: the
-    cost of adding a connection stays flat however many the integration already has."""
+    cost of adding a connection stays flat however many the integration already has.
+
+    The integration is read again once the lock is held: a rename or a delete that held it meanwhile changed
+    the key its schedule ids carry, or removed it (then there is nothing to do)."""
     pool, client = platform.pool, platform.temporal
     report = ReconcileReport()
-    async with pool.acquire() as lock_conn:
-        await locks.lock(lock_conn, "reconcile", integration.id)
-        try:
-            async with pool.acquire() as conn:
-                env = await environments_repo.by_id(conn, integration.environment_id)
-                assert env is not None
-                syncs = {s.name: s for s in await scripts_repo.list_for_integration(conn, integration.id)
-                         if s.kind == "sync" and s.enabled}
-                conns = await connections_repo.ids_for_integration(conn, integration.id)
-                if only_connections is not None:
-                    wanted = set(only_connections)
-                    conns = {pk: cid for pk, cid in conns.items() if pk in wanted}
-                pairs = [(c_pk, name, "base") for c_pk in conns for name in syncs]
-                pairs += [(r["connection_pk"], r["sync_name"], r["variant"])
-                          for r in await variants_repo.for_integration(conn, integration.id)
-                          if r["sync_name"] in syncs and r["connection_pk"] in conns]
-                overrides = await jobs_repo.frequency_overrides(conn, list(conns))
-            queue = names.queue(platform.task_queue_prefix, names.SYNC_QUEUE)
-            prefix = names.schedule_prefix(env.name, integration.unique_key)
-            plan = {names.sync_schedule_id(env.name, integration.unique_key, conns[c_pk], name, variant):
-                    (c_pk, name, variant) for c_pk, name, variant in pairs}
+    async with reconcile_lock(pool, integration.id):
+        async with pool.acquire() as conn:
+            current = await integrations_repo.by_id(conn, integration.id)
+            if current is None:
+                return report
+            integration = current
+            env = await environments_repo.by_id(conn, integration.environment_id)
+            assert env is not None
+            syncs = {s.name: s for s in await scripts_repo.list_for_integration(conn, integration.id)
+                     if s.kind == "sync" and s.enabled}
+            conns = await connections_repo.ids_for_integration(conn, integration.id)
+            if only_connections is not None:
+                wanted = set(only_connections)
+                conns = {pk: cid for pk, cid in conns.items() if pk in wanted}
+            pairs = [(c_pk, name, "base") for c_pk in conns for name in syncs]
+            pairs += [(r["connection_pk"], r["sync_name"], r["variant"])
+                      for r in await variants_repo.for_integration(conn, integration.id)
+                      if r["sync_name"] in syncs and r["connection_pk"] in conns]
+            overrides = await jobs_repo.frequency_overrides(conn, list(conns))
+        queue = names.queue(platform.task_queue_prefix, names.SYNC_QUEUE)
+        prefix = names.schedule_prefix(env.name, integration.unique_key)
+        plan = {names.sync_schedule_id(env.name, integration.unique_key, conns[c_pk], name, variant):
+                (c_pk, name, variant) for c_pk, name, variant in pairs}
 
-            def failed(sid: str, exc: Exception) -> None:
-                parsed = names.parse_schedule_id(sid) or {}
-                report.failed.append({"schedule_id": sid, "connection_id": parsed.get("connection_id", sid),
-                                      "sync": parsed.get("sync", "?"), "variant": parsed.get("variant", "base"),
-                                      "error": f"{type(exc).__name__}: {exc}"})
+        def failed(sid: str, exc: Exception) -> None:
+            parsed = names.parse_schedule_id(sid) or {}
+            report.failed.append({"schedule_id": sid, "connection_id": parsed.get("connection_id", sid),
+                                  "sync": parsed.get("sync", "?"), "variant": parsed.get("variant", "base"),
+                                  "error": f"{type(exc).__name__}: {exc}"})
 
-            def target(sid: str) -> tuple[SyncInput, DeployedScript, str | None]:
-                c_pk, name, variant = plan[sid]
-                sync = SyncInput(env.id, env.name, integration.unique_key, conns[c_pk], name, variant)
-                return sync, syncs[name], overrides.get((c_pk, name, variant))
+        def target(sid: str) -> tuple[SyncInput, DeployedScript, str | None]:
+            c_pk, name, variant = plan[sid]
+            sync = SyncInput(env.id, env.name, integration.unique_key, conns[c_pk], name, variant)
+            return sync, syncs[name], overrides.get((c_pk, name, variant))
 
-            async def create(sid: str) -> None:
-                try:
-                    if kind := await _create_one(platform, *target(sid), queue):
-                        getattr(report, kind).append(sid)
-                except Exception as exc:  # the other schedules still get their turn; raised together below
-                    failed(sid, exc)
+        async def create(sid: str) -> None:
+            try:
+                if kind := await _create_one(platform, *target(sid), queue):
+                    getattr(report, kind).append(sid)
+            except Exception as exc:  # the other schedules still get their turn; raised together below
+                failed(sid, exc)
 
-            async def drop(sid: str) -> None:
-                try:
-                    if await schedules.delete(client, sid, pool=pool):
-                        report.deleted.append(sid)
-                except Exception as exc:
-                    failed(sid, exc)
+        async def drop(sid: str) -> None:
+            try:
+                if await schedules.delete(client, sid, pool=pool):
+                    report.deleted.append(sid)
+            except Exception as exc:
+                failed(sid, exc)
 
-            async def retime(item: tuple[str, schedules.Listed, Written | None]) -> None:
-                sid, shown, written = item
-                sync, script, _ = target(sid)
-                try:
-                    if await schedules.retime_listed(client, sync, parse_schedule(deployed_frequency(script)),
-                                                     task_queue=queue, pool=pool, listed=shown, written=written):
-                        report.retimed.append(sid)
-                except Exception as exc:
-                    failed(sid, exc)
+        async def retime(item: tuple[str, schedules.Listed, Written | None]) -> None:
+            sid, shown, written = item
+            sync, script, _ = target(sid)
+            try:
+                if await schedules.retime_listed(client, sync, parse_schedule(deployed_frequency(script)),
+                                                 task_queue=queue, pool=pool, listed=shown, written=written):
+                    report.retimed.append(sid)
+            except Exception as exc:
+                failed(sid, exc)
 
-            limit = platform.settings.reconcile_concurrency
-            listed: set[str] = set()
-            if only_connections is None:
-                await _walk_listing(client, pool, prefix, schedules.integration_query(env.name, integration.unique_key),
-                                    limit, listed, lambda sid, shown: sid in plan and
-                                    _needs_retime(target(sid), shown.interval_s), retime)
-            # by id (ensure, then set_interval when it exists): every schedule of a few connections, or those
-            # the listing did not show
-            await _bounded(limit, [sid for sid in plan if sid not in listed], create)
-            if only_connections is None:
-                await _bounded(limit, [sid for sid in listed if sid not in plan], drop)
-                async with pool.acquire() as conn:  # rows of schedules deleted by other paths
-                    await schedule_intervals.delete_unlisted(conn, prefix, listed | plan.keys())
-        finally:
-            await locks.unlock(lock_conn, "reconcile", integration.id)
+        limit = platform.settings.reconcile_concurrency
+        listed: set[str] = set()
+        if only_connections is None:
+            await _walk_listing(client, pool, prefix, schedules.integration_query(env.name, integration.unique_key),
+                                limit, listed, lambda sid, shown: sid in plan and
+                                _needs_retime(target(sid), shown.interval_s), retime)
+        # by id (ensure, then set_interval when it exists): every schedule of a few connections, or those
+        # the listing did not show
+        await _bounded(limit, [sid for sid in plan if sid not in listed], create)
+        if only_connections is None:
+            await _bounded(limit, [sid for sid in listed if sid not in plan], drop)
+            async with pool.acquire() as conn:  # rows of schedules deleted by other paths
+                await schedule_intervals.delete_unlisted(conn, prefix, listed | plan.keys())
     if report.created or report.retimed or report.deleted or report.failed:
         log.info("schedules_reconciled", integration=integration.unique_key, created=len(report.created),
                  retimed=len(report.retimed), deleted=len(report.deleted), failed=len(report.failed))

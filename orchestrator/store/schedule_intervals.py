@@ -45,6 +45,14 @@ async def is_held(conn: asyncpg.Connection | asyncpg.Pool, schedule_id: str) -> 
     return bool(await conn.fetchval("SELECT held FROM schedule_intervals WHERE schedule_id = $1", schedule_id))
 
 
+async def copy(conn: asyncpg.Connection | asyncpg.Pool, from_id: str, to_id: str) -> None:
+    """The row of a schedule re-created under another id (`schedules.move`), pause mark included."""
+    await conn.execute(
+        "INSERT INTO schedule_intervals (schedule_id, interval_s, source, held)"
+        " SELECT $2, interval_s, source, held FROM schedule_intervals WHERE schedule_id = $1"
+        " ON CONFLICT (schedule_id) DO NOTHING", from_id, to_id)
+
+
 async def delete(conn: asyncpg.Connection | asyncpg.Pool, schedule_ids: Collection[str]) -> None:
     await conn.execute("DELETE FROM schedule_intervals WHERE schedule_id = ANY($1::text[])", list(schedule_ids))
 

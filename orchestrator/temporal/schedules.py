@@ -185,14 +185,18 @@ async def ensure(
     return True
 
 
-async def describe(client: Client, schedule_id: str) -> ScheduleView | None:
+async def _description(client: Client, schedule_id: str) -> ScheduleDescription | None:
     try:
-        desc = await client.get_schedule_handle(schedule_id).describe()
+        return await client.get_schedule_handle(schedule_id).describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
-    return view(schedule_id, desc)
+
+
+async def describe(client: Client, schedule_id: str) -> ScheduleView | None:
+    desc = await _description(client, schedule_id)
+    return view(schedule_id, desc) if desc is not None else None
 
 
 async def set_interval(client: Client, schedule_id: str, interval: timedelta, *, source: str, pool: asyncpg.Pool,
@@ -326,15 +330,36 @@ async def retime_listed(client: Client, sync: SyncInput, interval: timedelta, *,
     return True
 
 
-async def set_spec(client: Client, schedule_id: str, spec: ScheduleSpec) -> None:
-    """Replace when the schedule runs and nothing else, as the Temporal UI does: the memo still holds the interval
-    we wrote, so the spec reads as edited elsewhere and a deploy keeps it (carrying a UI edit to a new id)."""
-    def updater(inp: ScheduleUpdateInput) -> ScheduleUpdate:
-        schedule = inp.description.schedule
-        schedule.spec = spec
-        return ScheduleUpdate(schedule=schedule)
+async def move(client: Client, old_id: str, sync: SyncInput, *, task_queue: str, pool: asyncpg.Pool) -> bool:
+    """Re-create a schedule under the id of `sync` (its integration renamed) as it stands, then delete the old one.
 
-    await client.get_schedule_handle(schedule_id).update(updater)
+    Kept: the spec (its phase, an edit made in the Temporal UI), the policy, the pause and its note, the memo
+    and the PostgreSQL row of what we wrote. Nothing runs because of the move (no initial run). False when the
+    old schedule does not exist. Callers hold the integration's reconcile lock, so no reconcile creates the
+    new id meanwhile; if one exists anyway, it is kept as it is and the old one is deleted.
+    """
+    desc = await _description(client, old_id)
+    if desc is None:
+        return False
+    memo = _memo(desc)
+    interval_s = memo.get(MEMO_INTERVAL) if isinstance(memo.get(MEMO_INTERVAL), int) else _interval_of(desc)
+    source = str(memo.get(MEMO_SOURCE, "default"))
+    state = desc.schedule.state
+    schedule = Schedule(action=_action(sync, task_queue, interval_s or 0, source), spec=desc.schedule.spec,
+                        policy=desc.schedule.policy, state=ScheduleState(paused=state.paused, note=state.note))
+    new_id = names.sync_schedule_id(sync.environment, sync.integration, sync.connection_id, sync.sync_name,
+                                    sync.variant)
+    try:
+        await client.create_schedule(
+            new_id, schedule, trigger_immediately=False,
+            search_attributes=names.search_attributes(sync.environment, sync.integration, sync.connection_id,
+                                                      sync.sync_name))
+    except ScheduleAlreadyRunningError:
+        pass
+    else:
+        await schedule_intervals.copy(pool, old_id, new_id)
+    await delete(client, old_id, pool=pool)
+    return True
 
 
 async def pause(client: Client, schedule_id: str, note: str, *, pool: asyncpg.Pool | None = None) -> None:
