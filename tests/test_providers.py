@@ -348,3 +348,30 @@ async def test_an_unreadable_providers_file_stops_the_api_and_the_worker_at_star
     ok = stack.settings.model_copy(update={"providers_file": str(tmp_path / "ok.yaml")})
     async with open_platform(ok, temporal=stack.client) as platform:
         assert platform.settings.providers_file.endswith("ok.yaml")
+
+
+def test_how_long_a_rate_limited_call_waits_whatever_zone_the_provider_writes() -> None:
+    """A reset time or an HTTP date without a zone is read as UTC (it was a TypeError, a 500 from /proxy)."""
+    import time
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from orchestrator.providers.model import RateLimit
+    from orchestrator.providers.proxy import _wait_from_headers
+
+    iso = get_provider("github").model_copy(update={"rate_limit": RateLimit(
+        reset_header="X-Reset", reset_format="iso", remaining_header="X-Remaining")})
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=30)
+    for written in (at.isoformat(), at.replace(tzinfo=None).isoformat(), at.isoformat().replace("+00:00", "Z")):
+        wait = _wait_from_headers({"X-Reset": written, "X-Remaining": "0"}, iso)
+        assert wait is not None and 25 < wait <= 30, (written, wait)
+    assert _wait_from_headers({"X-Reset": "soon", "X-Remaining": "0"}, iso) is None
+    assert _wait_from_headers({"X-Reset": at.isoformat(), "X-Remaining": "7"}, iso) is None  # not exhausted
+
+    github = get_provider("github")
+    http_date = format_datetime(at.replace(tzinfo=None))  # "... -0000": no zone given
+    wait = _wait_from_headers({"Retry-After": http_date}, github)
+    assert wait is not None and 25 < wait <= 30, (http_date, wait)
+    assert _wait_from_headers({"Retry-After": "12"}, github) == 12.0
+    assert _wait_from_headers({"x-ratelimit-reset": str(int(time.time()) - 5), "x-ratelimit-remaining": "0"},
+                              github) == 0.0

@@ -169,6 +169,12 @@ def provider_entry(connection: Connection, provider: Provider) -> str:
         return ""
 
 
+def _seconds_until(at: datetime) -> float:
+    """Seconds from now until `at`; a time without a zone (an HTTP date in -0000, an ISO reset without an
+    offset) is read as UTC, as HTTP dates are."""
+    return max(0.0, (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() - time.time())
+
+
 def _wait_from_headers(headers: dict[str, str], provider: Provider) -> float | None:
     lowered = {k.lower(): v for k, v in headers.items()}
     retry_after = lowered.get(provider.rate_limit.retry_after_header.lower())
@@ -177,7 +183,7 @@ def _wait_from_headers(headers: dict[str, str], provider: Provider) -> float | N
             return float(retry_after)
         except ValueError:
             try:
-                return max(0.0, (parsedate_to_datetime(retry_after) - datetime.now(UTC)).total_seconds())
+                return _seconds_until(parsedate_to_datetime(retry_after))
             except (TypeError, ValueError):
                 pass
     reset_header = provider.rate_limit.reset_header
@@ -191,7 +197,7 @@ def _wait_from_headers(headers: dict[str, str], provider: Provider) -> float | N
                 return max(0.0, float(value) / 1000 - time.time())
             if provider.rate_limit.reset_format == "seconds":
                 return float(value)
-            return max(0.0, (datetime.fromisoformat(value) - datetime.now(UTC)).total_seconds())
+            return _seconds_until(datetime.fromisoformat(value.replace("Z", "+00:00")))
         except ValueError:
             return None
     return None
