@@ -15,6 +15,7 @@ from aiohttp import web
 
 from orchestrator.runs import notify
 from orchestrator.temporal import schedules
+from orchestrator.timestamps import iso
 from tests.conftest import Stack, allow_egress, eventually, serve_post, setup_github, wait_for_job
 
 
@@ -83,6 +84,12 @@ async def _retried_and_recorded(stack: Stack, receiver: Receiver) -> None:
             "syncName": "issues", "model": "GithubIssue", "success": True, "syncType": "INCREMENTAL",
             "responseResults": {"added": 0, "updated": 1, "deleted": 0}}
         assert payload["modifiedAfter"] and payload["queryTimeStamp"]
+        # the job's start in the database's clock, which stamps records: modified_after finds the run's change
+        async with stack.pool.acquire() as conn:
+            started = await conn.fetchval("SELECT started_at FROM jobs WHERE id = $1", jobs[0]["id"])
+        assert payload["modifiedAfter"] == iso(started)
+        changed = await api.list_records("github", "conn-1", "GithubIssue", modified_after=payload["modifiedAfter"])
+        assert [r["title"] for r in changed["records"]] == ["changed"]
 
         # a failed run: success false with the error, when it started and when it failed
         await api.update_metadata("github", "conn-1", {"repo": "nobody/nothing"})

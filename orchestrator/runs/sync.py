@@ -67,6 +67,9 @@ async def prepare(deps: RunDeps, sync: SyncInput, *, workflow_id: str, run_id: s
         job_id = await jobs_repo.open_job(
             conn, environment_id=sync.environment_id, connection_pk=connection.id, script_name=sync.sync_name,
             variant=sync.variant, kind="sync", full_resync=full_resync, workflow_id=workflow_id, run_id=run_id)
+        # in the database's clock, which stamps the records' last_modified_at: the result webhook's
+        # modifiedAfter then misses none of this run's records whatever the worker's clock says
+        started_at = await jobs_repo.started_at(conn, job_id) or datetime.now(UTC)
     if credentials.expires_soon(connection):
         try:
             await credentials.refresh(deps, connection)
@@ -82,7 +85,7 @@ async def prepare(deps: RunDeps, sync: SyncInput, *, workflow_id: str, run_id: s
     return PreparedSync(
         job_id=job_id, connection_pk=connection.id, bundle_key=script.bundle_key,
         bundle_sha256=script.bundle_sha256, module_path=script.module_path,
-        started_at=datetime.now(UTC).isoformat(), timeout_s=deps.settings.runner_sync_timeout_s,
+        started_at=started_at.isoformat(), timeout_s=deps.settings.runner_sync_timeout_s,
         heartbeat_timeout_s=deps.settings.runner_heartbeat_timeout_s,
         last_sync_date=last.isoformat() if last else None, full_resync=full_resync,
         track_deletes=bool(cfg.get("track_deletes")) and cfg.get("sync_type", "full") == "full",
