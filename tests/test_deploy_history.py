@@ -63,3 +63,16 @@ async def test_history_rollback_and_partial_deploys(stack: Stack, tmp_path: Path
     out = await asyncio.to_thread(CliRunner().invoke, app, ["deploy", str(folder), "--history"], env=env)
     assert out.exit_code == 0, out.output
     assert "github v5" in out.output and "rollback to v1" in out.output
+
+
+async def test_deploys_of_one_integration_at_once_each_get_their_own_version(stack: Stack) -> None:
+    """A client that retries a deploy after a timeout while the first is still applying: both are applied and
+    recorded (the second was refused by the history's unique version before)."""
+    gh = await setup_github(stack, issues=1)
+    bundles = await asyncio.to_thread(compile_project, EXAMPLES)
+    async with stack.api(gh.key) as api:
+        results = await asyncio.gather(*(api.deploy(bundles, deployed_by=f"retry-{i}") for i in range(4)))
+        assert all(r["integrations"][0]["integration"] == "github" for r in results)
+        rows = await api.deploy_history("github")
+    assert sorted(r["version"] for r in rows) == [1, 2, 3, 4, 5]
+    assert {r["deployed_by"] for r in rows} >= {f"retry-{i}" for i in range(4)}

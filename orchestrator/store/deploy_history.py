@@ -6,11 +6,15 @@ from typing import Any
 
 import asyncpg
 
+from orchestrator.store import locks
+
 
 async def add(conn: asyncpg.Connection, *, environment_id: int, integration_id: int, deployed_by: str,
               bundle_sha256: str, bundle_key: str, changes: dict[str, Any], only_scripts: list[str] | None,
               rollback_of: int | None) -> int:
-    """Record a deploy as the integration's next version; returns that version."""
+    """Record a deploy as the integration's next version; returns that version. Two deploys of one integration
+    at once (a client retrying after a timeout) take turns here, so each gets its own number."""
+    await locks.lock_for_transaction(conn, "deploy_history", integration_id)  # held to the caller's commit
     version = await conn.fetchval(
         "INSERT INTO deploy_history (environment_id, integration_id, version, deployed_by, bundle_sha256, bundle_key,"
         " changes, only_scripts, rollback_of) SELECT $1, $2, coalesce(max(version), 0) + 1, $3, $4, $5, $6, $7, $8"
