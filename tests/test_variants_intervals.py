@@ -162,3 +162,17 @@ async def test_days_of_the_week_or_a_cron_string_set_in_the_temporal_ui(stack: S
         st = (await api.request("GET", "/sync/status", params=query))["syncs"][0]
         assert (st["frequency"], st["frequency_source"]) == ("every 2h", "override"), st
         assert await _interval(stack, sid) == 7200
+
+
+async def test_deleting_a_connection_deletes_its_variants_schedules(stack: Stack, tmp_path: Path) -> None:
+    """Not only the base schedule of each sync: a variant's schedule left behind would fire for a connection
+    that no longer exists until a full reconcile, and forever with the maintenance loop off."""
+    gh = await setup_github(stack, folder=_folder(tmp_path, sync=VARIANT_SYNC))
+    body = {"provider_config_key": "github", "connection_id": "conn-1"}
+    async with stack.api(gh.key) as api:
+        for variant in ("eu", "us"):
+            await api.request("POST", f"/sync/issues/variant/{variant}", json=body)
+        sids = [names.sync_schedule_id(gh.env, "github", "conn-1", "issues", v) for v in ("base", "eu", "us")]
+        assert all([await schedules.describe(stack.client, sid) is not None for sid in sids])
+        await api.request("DELETE", "/connections/conn-1", params={"provider_config_key": "github"})
+    assert [await schedules.describe(stack.client, sid) for sid in sids] == [None, None, None]

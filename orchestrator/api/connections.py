@@ -22,7 +22,7 @@ from orchestrator.api.end_users import EndUser, Organization
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.control import events
-from orchestrator.control.reconcile import reconcile_integration
+from orchestrator.control.reconcile import reconcile_integration, reconcile_lock
 from orchestrator.errors import InvalidInputError, TransientError
 from orchestrator.providers import auth_webhooks, jwt_auth, minting
 from orchestrator.providers import credentials as credentials_mod
@@ -33,6 +33,7 @@ from orchestrator.store import connections as connections_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
+from orchestrator.store import variants as variants_repo
 from orchestrator.store.types import (
     ApiKeyCredentials,
     BasicCredentials,
@@ -404,16 +405,19 @@ async def delete_connection(request: web.Request) -> web.Response:
     app = request.app
     for failure in [r for r in await events.fire(app[PLATFORM], env, connection, events.PRE_DELETION) if not r.ok]:
         log.warning("pre_deletion_script_failed", connection=connection.connection_id, error=failure.error_message)
-    async with app[PLATFORM].pool.acquire() as conn:
-        syncs = [s for s in await scripts_repo.list_for_integration(conn, connection.integration_id)
-                 if s.kind == "sync"]
-    for s in syncs:
-        await schedules.delete(app[PLATFORM].temporal, names.sync_schedule_id(env.name, integration_key,
-                                                                     connection.connection_id, s.name),
-                               pool=app[PLATFORM].pool)
-    await _stop_runs(app, env, connection)
-    async with app[PLATFORM].pool.acquire() as conn:
-        await connections_repo.delete(conn, connection.id)
+    platform = app[PLATFORM]
+    # under the integration's reconcile lock: a reconcile (a deploy, the maintenance loop) cannot re-create a
+    # schedule of the connection between its deletion and the row's
+    async with reconcile_lock(platform.pool, connection.integration_id):
+        async with platform.pool.acquire() as conn:
+            pairs = [(s.name, "base") for s in await scripts_repo.list_for_integration(conn, connection.integration_id)
+                     if s.kind == "sync"] + await variants_repo.for_connection(conn, connection.id)
+        for sync_name, variant in pairs:
+            await schedules.delete(platform.temporal, names.sync_schedule_id(
+                env.name, integration_key, connection.connection_id, sync_name, variant), pool=platform.pool)
+        await _stop_runs(app, env, connection)
+        async with platform.pool.acquire() as conn:
+            await connections_repo.delete(conn, connection.id)
     await auth_event(app, connection, "deletion")
     return json_response({"success": True})
 
