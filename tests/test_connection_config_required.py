@@ -57,3 +57,34 @@ async def test_the_connect_flow_and_a_minted_mode_refuse_it_before_anything_happ
             "type": "OAUTH2_CC", "client_id": "id", "client_secret": "secret"}})
         assert "munchkinId" in message, message
         assert [c["connection_id"] for c in await api.list_connections()] == ["f1"]
+
+
+async def test_a_value_that_would_change_the_provider_host_is_refused_everywhere(stack: Stack) -> None:
+    """An end user types the subdomain (the Connect UI, `params[...]`): `evil.example#` in
+    `https://${connectionConfig.subdomain}.bamboohr.com/token.php` would have sent the integration's client
+    secret to evil.example at the callback. Refused with its key named, at creation and at the OAuth start."""
+    import aiohttp
+
+    _env, key = await stack.new_environment()
+    async with stack.api(key) as api:
+        await api.create_integration("workable", "workable")
+        body = {"provider_config_key": "workable", "connection_id": "c1", "credentials": KEY}
+        for evil in ("evil.example#", "evil.example/", "x@evil.example", "evil.example?", "..", "a b"):
+            message = await _refused(api, {**body, "connection_config": {"subdomain": evil}})
+            assert "connection_config.subdomain" in message and "letters, digits" in message, message
+        assert await api.list_connections() == []
+        await api.request("POST", "/connections", json={**body, "connection_config": {"subdomain": "acme-eu.1"}})
+
+        await api.create_integration("bamboohr", "bamboohr", client_id="bamboo-client", client_secret="s3cret")
+        session = await api.create_connect_session(allowed_integrations=["bamboohr"])
+        url = f"{stack.api_url}/oauth/connect/bamboohr"
+        async with aiohttp.ClientSession() as browser:
+            async with browser.get(url, allow_redirects=False, params={
+                    "connect_session_token": session["token"], "params[subdomain]": "evil.example#"}) as resp:
+                assert resp.status == 400, (resp.status, resp.headers.get("Location"))
+                err = await resp.json()
+            assert err["error"]["code"] == "invalid_connection_config" and "subdomain" in err["error"]["message"]
+            async with browser.get(url, allow_redirects=False, params={
+                    "connect_session_token": session["token"], "params[subdomain]": "acme"}) as resp:
+                assert resp.status == 302
+                assert resp.headers["Location"].startswith("https://acme.bamboohr.com/authorize.php?")

@@ -375,3 +375,21 @@ def test_how_long_a_rate_limited_call_waits_whatever_zone_the_provider_writes() 
     assert _wait_from_headers({"Retry-After": "12"}, github) == 12.0
     assert _wait_from_headers({"x-ratelimit-reset": str(int(time.time()) - 5), "x-ratelimit-remaining": "0"},
                               github) == 0.0
+
+
+def test_values_filled_into_provider_urls_cannot_change_the_host() -> None:
+    from orchestrator.providers.model import fill, fill_text
+
+    sub = "https://${connectionConfig.subdomain}.bamboohr.com/token.php"
+    assert fill(sub, {"subdomain": "acme-eu.1"}) == "https://acme-eu.1.bamboohr.com/token.php"
+    for evil in ("evil.example#", "evil.example/x", "u@evil.example", "evil.example?", "evil.example\\", "..",
+                 "a b", "%2F", ""):
+        with pytest.raises(InvalidInputError, match=r"connection_config\.subdomain"):
+            fill(sub, {"subdomain": evil})
+    whole = "${connectionConfig.instance_url}/services/data"
+    assert fill(whole, {"instance_url": "https://na1.salesforce.com"}) == "https://na1.salesforce.com/services/data"
+    for evil in ("javascript:alert(1)", "//evil.example", "https://user@evil.example", "ftp://x", "https://"):
+        with pytest.raises(InvalidInputError, match=r"connection_config\.instance_url"):
+            fill(whole, {"instance_url": evil})
+    # a JWT's own fields are not URLs: values go in as given
+    assert fill_text("${connectionConfig.team} / ops", {"team": "a b#c"}) == "a b#c / ops"

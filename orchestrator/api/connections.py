@@ -273,9 +273,16 @@ class ConnectionValidationError(Exception):
 
 def require_connection_config(provider: Provider | None, integration: Integration,
                               connection_config: dict[str, Any]) -> None:
-    """Refuse a connection config without a value the provider's URLs need: named now, not at the first request."""
+    """Refuse a connection config without a value the provider's URLs need, or with one that cannot go into them
+    (`Provider.check_url_values`): named now, not at the first request."""
     missing = provider.missing_connection_config(connection_config) if provider is not None else []
-    if provider is None or not missing:
+    if provider is None:
+        return
+    if not missing:
+        try:
+            provider.check_url_values(connection_config)
+        except InvalidInputError as exc:
+            raise ConnectionValidationError(exc.message, "invalid_connection_config") from None
         return
     described = "; ".join(f"{k}: {provider.connection_config[k]}" for k in missing if k in provider.connection_config)
     raise ConnectionValidationError(

@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from orchestrator.errors import InvalidInputError
 from orchestrator.providers.egress import Egress
-from orchestrator.providers.model import JwtTemplate, Provider, fill
+from orchestrator.providers.model import JwtTemplate, Provider, fill, fill_text
 from orchestrator.providers.token_endpoint import expiry, request_token
 from orchestrator.store.types import Connection, JwtCredentials, credentials_to_json
 
@@ -51,7 +51,7 @@ def _fill(template: str, credentials: dict[str, Any], connection_config: dict[st
                 raise InvalidInputError(f"credentials.{name} must be '<id>:<secret>'")
             text = key_id if part == "id" else secret
         return text
-    return fill(_CREDENTIAL.sub(sub, template), connection_config)
+    return fill_text(_CREDENTIAL.sub(sub, template), connection_config)
 
 
 def _fill_all(value: Any, credentials: dict[str, Any], connection_config: dict[str, Any]) -> Any:

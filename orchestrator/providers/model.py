@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -146,6 +147,13 @@ class Provider(BaseModel):
         needed = dict.fromkeys(key for text in _strings(templates) for key in placeholders(text))
         return [key for key in needed if not str(connection_config.get(key) or "").strip()]
 
+    def check_url_values(self, connection_config: dict[str, Any]) -> None:
+        """InvalidInputError when a value the connection's URLs need would not fit its place in them (`fill`):
+        checked at creation with `missing_connection_config`, which runs first."""
+        self.resolve_base_url(connection_config)
+        if self.auth_mode in REFRESHED_MODES and self.token_url and not connection_config.get("token_url"):
+            fill(self.token_url, connection_config)
+
     def resolve_base_url(self, connection_config: dict[str, Any]) -> str:
         override = connection_config.get("base_url")
         template = str(override) if override else self.base_url
@@ -176,11 +184,45 @@ def placeholders(template: str) -> list[str]:
     return _PLACEHOLDER.findall(template)
 
 
+_URL_PART = re.compile(r"[A-Za-z0-9._~-]+")  # a host label or a path segment: nothing that ends either
+
+
+def _url_value(key: str, value: str, template: str, *, whole: bool) -> str:
+    """A connection_config value as it may go into a provider URL. In the middle of one (a subdomain, an account
+    id) only letters, digits and `._~-`: an end user types these values (the Connect UI, `params[...]`), and
+    `evil.example#` in `https://${connectionConfig.subdomain}.bamboohr.com/token.php` would send the
+    integration's client secret to evil.example. At its start (`${connectionConfig.instance_url}`, which a
+    provider's token response gives) an http(s) URL with a host and no user part."""
+    shown = value if len(value) <= 60 else value[:57] + "..."
+    if whole:
+        parts = urlsplit(value)
+        if parts.scheme in ("http", "https") and parts.hostname and "@" not in parts.netloc \
+                and not any(c.isspace() for c in value):
+            return value
+        raise InvalidInputError(f"connection_config.{key} {shown!r} cannot start the provider URL {template}: "
+                                "it must be an http(s) URL with a host")
+    if _URL_PART.fullmatch(value) and value not in (".", ".."):
+        return value
+    raise InvalidInputError(f"connection_config.{key} {shown!r} cannot go into the provider URL {template}: only "
+                            "letters, digits and . _ ~ - are allowed")
+
+
 def fill(template: str, connection_config: dict[str, Any]) -> str:
+    """A provider URL with the connection's values in its placeholders, each checked (`_url_value`)."""
     def sub(match: re.Match[str]) -> str:
         key = match.group(1)
         if key not in connection_config:
             raise InvalidInputError(f"connection_config lacks '{key}', which the provider URL {template} needs")
+        return _url_value(key, str(connection_config[key]), template, whole=match.start() == 0)
+    return _PLACEHOLDER.sub(sub, template)
+
+
+def fill_text(template: str, connection_config: dict[str, Any]) -> str:
+    """A provider's template that is not a URL (a JWT's header, payload or signing key) with the values as given."""
+    def sub(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in connection_config:
+            raise InvalidInputError(f"connection_config lacks '{key}', which the provider's {template!r} needs")
         return str(connection_config[key])
     return _PLACEHOLDER.sub(sub, template)
 
