@@ -109,3 +109,19 @@ async def test_a_sync_can_trigger_an_action(stack: Stack, tmp_path: Path) -> Non
                                       " WHERE e.name = $1 AND j.kind = 'action' AND j.status = 'success'", gh.env)
     assert any("no action 'nope' is deployed" in m for m in logs), logs
     assert actions == 1
+
+
+async def test_an_input_temporal_refuses_is_a_400_and_its_job_is_closed(stack: Stack) -> None:
+    """Over Temporal's payload limit (2 MB by default) the action cannot start: said with the input's size, and
+    its job is closed as not started rather than left running for ever (retention keeps running jobs)."""
+    gh = await setup_github(stack, issues=1)
+    big = {"title": "x", "body": "y" * (3 * 1024 * 1024)}
+    for headers in ({}, {"X-Async": "true"}):
+        err = await _trigger(stack, gh.key, {"action_name": "create-issue", "input": big}, headers, ok=(400,))
+        assert isinstance(err, dict) and err["error"]["code"] == "action_not_started", err
+        assert "3,145,7" in err["error"]["message"] and "2 MB" in err["error"]["message"], err
+    async with stack.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT status, error_type FROM jobs j JOIN connections c ON c.id = j.connection_pk"
+                                " JOIN environments e ON e.id = c.environment_id WHERE e.name = $1"
+                                " AND j.kind = 'action'", gh.env)
+    assert [tuple(r) for r in rows] == [("failed", "not_started")] * 2

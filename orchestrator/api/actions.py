@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from orchestrator.api.common import (
     connection_headers,
@@ -135,16 +136,33 @@ async def execute_action(request: web.Request, integration: str, connection_id: 
                          connection_id=connection_id, script_name=action_name, kind="action", job_id=job_id,
                          input=action_input)
     if not wait:
-        await start_action(request.app[PLATFORM], job, public_id=public_id, max_retries=max_retries)
+        await _start(request, job, public_id, max_retries)
         return ActionRun(public_id)
     closes = request.app.get(JOB_CLOSES)
     closed = closes.expect(job_id) if closes is not None else None  # before the job can close
     try:
-        handle = await start_action(request.app[PLATFORM], job, public_id=public_id, max_retries=max_retries)
+        handle = await _start(request, job, public_id, max_retries)
         return await _await_action(request, handle.result(), closed, public_id)
     finally:
         if closes is not None:
             closes.forget(job_id)
+
+
+async def _start(request: web.Request, job: ScriptJobInput, public_id: str,
+                 max_retries: int) -> WorkflowHandle[object, ScriptJobResult]:
+    """Start the action's workflow; if it cannot start, its job is closed (never left running) and the caller is
+    told why: an input Temporal refuses (over its payload size limit, 2 MB by default) is the caller's to fix."""
+    try:
+        return await start_action(request.app[PLATFORM], job, public_id=public_id, max_retries=max_retries)
+    except Exception as exc:
+        why = f"the action could not be started: {type(exc).__name__}: {exc}"
+        await jobs_repo.close_unstarted(request.app[PLATFORM].pool, [job.job_id], why)
+        if isinstance(exc, RPCError) and exc.status == RPCStatusCode.INVALID_ARGUMENT:
+            size = len(orjson.dumps(job.input))
+            raise_error(400, "action_not_started", f"Temporal refused to start action '{job.script_name}' "
+                        f"({exc.message}); its input is {size:,} bytes of JSON, and Temporal's payload size "
+                        "limit is 2 MB unless its server sets another")
+        raise
 
 
 async def _await_action(request: web.Request, workflow_result: Awaitable[ScriptJobResult],

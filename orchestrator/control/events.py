@@ -14,7 +14,7 @@ from orchestrator.platform import Platform
 from orchestrator.store import jobs as jobs_repo
 from orchestrator.store import scripts as scripts_repo
 from orchestrator.store.types import Connection, Environment
-from orchestrator.temporal.starter import run_event
+from orchestrator.temporal.starter import start_event
 from orchestrator.temporal.types import EventInput, ScriptJobInput, ScriptJobResult
 
 log = structlog.get_logger(__name__)
@@ -57,12 +57,17 @@ async def fire(platform: Platform, env: Environment, connection: Connection, eve
                                        integration=connection.integration_key, connection_id=connection.connection_id,
                                        script_name=name, kind="event", job_id=job_id, event=event))
     inp = EventInput(env.id, env.name, connection.integration_key, connection.connection_id, event, jobs)
+    try:
+        handle = await start_event(platform, inp)
+    except Exception as exc:
+        await jobs_repo.close_unstarted(platform.pool, [j.job_id for j in jobs],
+                                        f"the {event} scripts could not be started: {type(exc).__name__}: {exc}")
+        raise
     if not wait:
-        await run_event(platform, inp, wait=False)
         return []
     try:
         async with asyncio.timeout(timeout_s + 60):
-            results = await run_event(platform, inp)
+            results = (await handle.result()).results
     except TimeoutError:
         log.warning("event_timed_out", event=event, connection=connection.connection_id)
         return [ScriptJobResult(False, error_type="TimeoutError",

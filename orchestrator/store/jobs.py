@@ -64,6 +64,17 @@ async def open_job(
             environment_id, connection_pk, script_name, variant, kind, full_resync, workflow_id, run_id)
 
 
+NOT_STARTED = "not_started"  # a job whose workflow could not be started: nothing ran
+
+
+async def close_unstarted(conn: asyncpg.Connection | asyncpg.Pool, job_ids: list[int], why: str) -> None:
+    """Close jobs opened for a workflow that could not be started (Temporal refused or was unreachable), so none
+    stays running for ever: retention keeps running jobs, and deleting the connection would wait for them."""
+    await conn.execute(
+        "UPDATE jobs SET status = 'failed', ended_at = now(), error_type = $2, error = $3"
+        " WHERE id = ANY($1::bigint[]) AND status = 'running'", job_ids, NOT_STARTED, text.clean_noted(why))
+
+
 async def close_job(conn: asyncpg.Connection, job_id: int, status: str, *, output: Any = None,
                     error_type: str | None = None, error: str | None = None, error_details: str | None = None,
                     error_payload: Any = None) -> None:

@@ -65,16 +65,13 @@ async def start_webhook(handles: Handles, inp: WebhookInput, *,
         request_eager_start=True)
 
 
-async def run_event(handles: Handles, inp: EventInput, *, wait: bool = True) -> list[ScriptJobResult] | None:
-    """Start an EventWorkflow; with wait, return one result per job of `inp`, in order."""
+async def start_event(handles: Handles, inp: EventInput) -> WorkflowHandle[object, EventWorkflowResult]:
+    """Start an EventWorkflow; its result holds one result per job of `inp`, in order."""
     settings = handles.settings
-    handle = await handles.temporal.start_workflow(
+    return await handles.temporal.start_workflow(
         "EventWorkflow",
         EventWorkflowInput(inp, settings.runner_event_timeout_s, settings.runner_heartbeat_timeout_s),
         id=f"event:{names.escape(inp.environment)}:{uuid.uuid4()}",
         task_queue=names.queue(settings.task_queue_prefix, names.EVENT_QUEUE), result_type=EventWorkflowResult,
         search_attributes=names.search_attributes(inp.environment, inp.integration, inp.connection_id,
                                                   inp.event, "event"), request_eager_start=True)
-    if not wait:
-        return None
-    return (await handle.result()).results
