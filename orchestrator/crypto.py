@@ -81,8 +81,10 @@ class Sealer:
 
 
 def hash_secret_key(key: str) -> str:
-    """Secret keys are stored hashed; a fast hash is right for 256-bit random keys."""
-    return hashlib.sha256(key.encode()).hexdigest()
+    """Secret keys are stored hashed; a fast hash is right for 256-bit random keys. A header's bytes that are not
+    UTF-8 reach here as lone surrogates (aiohttp decodes with surrogateescape): hashed as they came, they match
+    no key."""
+    return hashlib.sha256(key.encode(errors="surrogateescape")).hexdigest()
 
 
 def new_secret_key() -> str:

@@ -37,7 +37,7 @@ def _authorize(request: web.Request) -> None:
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise_error(401, "missing_auth_header", "Authentication failed: send 'Authorization: Bearer <admin key>'")
-    if not hmac.compare_digest(key.strip().encode(), admin_key.encode()):
+    if not hmac.compare_digest(key.strip().encode(errors="surrogateescape"), admin_key.encode()):
         raise_error(401, "unknown_account", "Authentication failed: the admin key is not valid")
 
 

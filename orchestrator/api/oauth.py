@@ -72,7 +72,8 @@ URL_PATTERN = r"^https?://[^\s]+$"
 
 
 def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    """A session token's hash; bytes of a header that are not UTF-8 are hashed as they came (no token matches)."""
+    return hashlib.sha256(token.encode(errors="surrogateescape")).hexdigest()
 
 
 class ConnectSessionBody(BaseModel):

@@ -61,9 +61,9 @@ def load(key: bytes, cookie: str | None) -> Session | None:
     """The session in a cookie, or None when it is missing, forged, malformed or expired."""
     if not cookie or "." not in cookie:
         return None
-    body, _, sig = cookie.partition(".")
-    expected = _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
-    if not hmac.compare_digest(expected.encode(), sig.encode()):
+    body, _, sig = cookie.partition(".")  # a header's bytes that are not UTF-8 come as lone surrogates: no match
+    expected = _b64(hmac.new(key, body.encode(errors="surrogateescape"), hashlib.sha256).digest())
+    if not hmac.compare_digest(expected.encode(), sig.encode(errors="surrogateescape")):
         return None
     try:
         data = orjson.loads(_unb64(body))

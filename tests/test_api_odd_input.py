@@ -1,0 +1,47 @@
+"""Odd bytes and out-of-range numbers in a request get a 4xx that names what was wrong, never a 500, and change
+nothing stored. Through the real stack; raw bytes go over a plain socket, as no HTTP client sends them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+
+from tests.conftest import Stack
+from tests.test_environments import admin_url  # noqa: F401  (the API with the admin routes on)
+
+
+async def _raw(base_url: str, method: str, path: str, headers: bytes) -> tuple[int, dict[str, Any]]:
+    """One request with header bytes as given (invalid UTF-8 included): its status and JSON body (the Location
+    header's value under 'location' for a redirect)."""
+    host, _, port = base_url.removeprefix("http://").partition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n".encode()
+                 + headers + b"\r\n")
+    raw = await reader.read()
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1])
+    if status in (301, 302, 303):
+        lines = head.decode().split("\r\n")
+        return status, {"location": next(x.split(":", 1)[1].strip() for x in lines
+                                         if x.lower().startswith("location:"))}
+    return status, orjson.loads(body)
+
+
+async def test_a_secret_key_that_is_not_utf8_is_an_unknown_key(
+        stack: Stack, admin_url: str) -> None:  # noqa: F811
+    for path in ("/connections", "/environment", "/oauth/connect/github"):
+        for key in (b"sk_\xff\xfe", "sk_é".encode()):
+            status, body = await _raw(stack.api_url, "GET", path, b"Authorization: Bearer " + key + b"\r\n")
+            assert (status, body["error"]["code"]) == (401, "unknown_account"), (path, key, body)
+            assert "secret key is not valid" in body["error"]["message"]
+    status, body = await _raw(stack.api_url, "GET", "/connect/session",
+                              b"Authorization: Bearer nango_connect_session_\xff\r\n")
+    assert (status, body["error"]["code"]) == (401, "invalid_connect_session_token"), body
+    status, body = await _raw(admin_url, "GET", "/admin/environments", b"Authorization: Bearer admin-\xff\r\n")
+    assert (status, body["error"]["code"]) == (401, "unknown_account"), body
+    for cookie in (b"\xff.\xfe", b"a\xff.b"):  # a dashboard session cookie: as no session, to the sign-in page
+        status, body = await _raw(stack.api_url, "GET", "/dashboard/", b"Cookie: nango_dashboard=" + cookie + b"\r\n")
+        assert status == 302 and body["location"].startswith("/dashboard/login"), (status, body)
