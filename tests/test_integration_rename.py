@@ -97,3 +97,27 @@ async def test_deleting_an_integration_deletes_the_schedule_of_a_connection_made
         await api.request("DELETE", "/integrations/github")
     for c in ["conn-1", *(f"late-{i}" for i in range(5))]:
         assert await schedules.describe(stack.client, names.sync_schedule_id(gh.env, "github", c, "issues")) is None
+
+
+async def test_two_requests_for_one_key_at_once_get_one_success_and_one_409(stack: Stack) -> None:
+    """Two creates of one key: the second used to take over the first's integration and overwrite its OAuth
+    client, answering 201; two renames to one key: the second was a 500."""
+    _env, key = await stack.new_environment()
+    async with stack.api(key) as api:
+        async def create(client_id: str) -> bool:
+            answer = await api.request("POST", "/integrations", ok=(201, 409), json={
+                "unique_key": "crm", "provider": "github", "credentials": {
+                    "type": "OAUTH2", "client_id": client_id, "client_secret": f"{client_id}-secret"}})
+            return "error" not in answer
+        made = await asyncio.gather(create("first"), create("second"))
+        assert sorted(made) == [False, True], made
+        stored = await api.request("GET", "/integrations/crm", params={"include": "credentials"})
+        assert stored["data"]["credentials"]["client_id"] == ("first" if made[0] else "second"), stored
+
+        for name in ("a", "b"):
+            await api.request("POST", "/integrations", json={"unique_key": name, "provider": "github"})
+        renames = await asyncio.gather(*(api.request("PATCH", f"/integrations/{name}", ok=(200, 409),
+                                                     json={"unique_key": "renamed"}) for name in ("a", "b")))
+        assert sorted("error" in r for r in renames) == [False, True], renames
+        keys = {i["unique_key"] for i in (await api.request("GET", "/integrations"))["data"]}
+        assert "renamed" in keys and len(keys & {"a", "b"}) == 1, keys

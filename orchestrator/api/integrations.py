@@ -187,9 +187,10 @@ async def create_integration(request: web.Request) -> web.Response:
     async with request.app[PLATFORM].pool.acquire() as conn, conn.transaction():
         if await find_provider(conn, env.id, body.provider) is None:
             raise_error(400, "invalid_body", f"unknown provider '{body.provider}'")
-        if await integrations_repo.get(conn, env.id, body.unique_key):
+        created = await integrations_repo.create(conn, env.id, body.unique_key, body.provider)
+        if created is None:  # never the other integration's settings overwritten, even by a racing create
             raise_error(409, "duplicate_integration", f"integration '{body.unique_key}' exists")
-        integration = await integrations_repo.upsert(conn, env.id, body.unique_key, body.provider)
+        integration = created
         await _apply(request, conn, integration, body)
         integration = await integrations_repo.get(conn, env.id, body.unique_key)
         assert integration is not None
@@ -212,10 +213,9 @@ async def patch_integration(request: web.Request) -> web.Response:
             if body.provider and body.provider != integration.provider:
                 raise_error(400, "invalid_body", "the provider of an integration cannot change; create a new one")
             if body.unique_key and body.unique_key != integration.unique_key:
-                if await integrations_repo.get(conn, integration.environment_id, body.unique_key):
+                if not await integrations_repo.rename(conn, integration.id, body.unique_key):
                     raise_error(409, "duplicate_integration", f"integration '{body.unique_key}' exists")
                 renamed_from = integration.unique_key
-                await integrations_repo.rename(conn, integration.id, body.unique_key)
             await _apply(request, conn, integration, body)
             integration = await integrations_repo.get(conn, integration.environment_id,
                                                       body.unique_key or integration.unique_key)

@@ -20,6 +20,15 @@ async def upsert(conn: asyncpg.Connection, environment_id: int, unique_key: str,
     return Integration(**dict(row))
 
 
+async def create(conn: asyncpg.Connection, environment_id: int, unique_key: str, provider: str) -> Integration | None:
+    """A new integration; None when the key is taken (by a request racing this one, too)."""
+    row = await conn.fetchrow(
+        f"INSERT INTO integrations (environment_id, unique_key, provider) VALUES ($1, $2, $3)"
+        f" ON CONFLICT (environment_id, unique_key) DO NOTHING RETURNING {_COLS}",
+        environment_id, unique_key, provider)
+    return Integration(**dict(row)) if row else None
+
+
 async def get(conn: asyncpg.Connection, environment_id: int, unique_key: str) -> Integration | None:
     row = await conn.fetchrow(
         f"SELECT {_COLS} FROM integrations WHERE environment_id = $1 AND unique_key = $2",
@@ -106,8 +115,14 @@ async def set_egress_allow(conn: asyncpg.Connection, integration_id: int, entrie
                        integration_id, entries)
 
 
-async def rename(conn: asyncpg.Connection, integration_id: int, unique_key: str) -> None:
-    await conn.execute("UPDATE integrations SET unique_key = $2 WHERE id = $1", integration_id, unique_key)
+async def rename(conn: asyncpg.Connection, integration_id: int, unique_key: str) -> bool:
+    """False when the key is taken (by a request racing this one, too); the caller's transaction stays usable."""
+    try:
+        async with conn.transaction():  # a savepoint: the unique violation rolls back only this statement
+            await conn.execute("UPDATE integrations SET unique_key = $2 WHERE id = $1", integration_id, unique_key)
+    except asyncpg.UniqueViolationError:
+        return False
+    return True
 
 
 async def delete(conn: asyncpg.Connection, integration_id: int) -> None:
