@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import aiohttp
 import orjson
 
 from tests.conftest import Stack
+from tests.test_auth_modes import _follow, demo_oauth1
 from tests.test_environments import admin_url  # noqa: F401  (the API with the admin routes on)
 
 
@@ -45,3 +48,33 @@ async def test_a_secret_key_that_is_not_utf8_is_an_unknown_key(
     for cookie in (b"\xff.\xfe", b"a\xff.b"):  # a dashboard session cookie: as no session, to the sign-in page
         status, body = await _raw(stack.api_url, "GET", "/dashboard/", b"Cookie: nango_dashboard=" + cookie + b"\r\n")
         assert status == 302 and body["location"].startswith("/dashboard/login"), (status, body)
+
+
+async def test_a_webhook_signature_that_is_not_ascii_is_a_wrong_signature(stack: Stack) -> None:
+    env, key = await stack.new_environment()
+    async with stack.api(key) as api:
+        await api.create_integration("github", "github", webhook_secret="whsec-odd")
+    path = f"/webhook/{env}/github"
+    for signature in ("sha256=é".encode(), b"sha256=\xff"):
+        status, body = await _raw(stack.api_url, "POST", path, b"X-Hub-Signature-256: " + signature + b"\r\n")
+        assert (status, body["error"]["code"]) == (401, "invalid_signature"), body
+        assert "X-Hub-Signature-256 does not match" in body["error"]["message"]
+    async with stack.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM webhook_payloads w JOIN environments e"
+                                   " ON e.id = w.environment_id WHERE e.name = $1", env) == 0
+
+
+async def test_an_oauth1_callback_token_that_is_not_ascii_is_not_the_flows_token(stack: Stack) -> None:
+    _env, key = await stack.new_environment()
+    async with stack.api(key) as api:
+        await demo_oauth1(stack, api)
+        session = await api.create_connect_session(allowed_integrations=["o1"], connection_id="odd")
+        async with aiohttp.ClientSession() as browser:
+            callback = await _follow(browser, await _follow(browser, session["connect_url"]))
+            parts = urlsplit(callback)
+            query = [(k, "é" if k == "oauth_token" else v) for k, v in parse_qsl(parts.query)]
+            async with browser.get(urlunsplit(parts._replace(query=urlencode(query)))) as resp:
+                assert resp.status == 400, await resp.text()
+                error = (await resp.json())["error"]
+        assert error["code"] == "invalid_callback" and "oauth_token is not the one" in error["message"]
+        assert await api.list_connections() == []

@@ -66,15 +66,21 @@ async def _connections(api: NangoClient, integration: str) -> list[str]:
 
 # ---- OAuth 1.0a ------------------------------------------------------------------------------------
 
+async def demo_oauth1(stack: Stack, api: NangoClient) -> None:
+    """The demo provider's OAuth 1.0a as a custom provider, and integration 'o1' on it with the demo's consumer."""
+    p = stack.provider_url
+    await _provider(api, name="demo-oauth1", display_name="Demo (OAuth 1.0a)", auth_mode="OAUTH1",
+                    request_url=f"{p}/oauth1/request_token", authorization_url=f"{p}/oauth1/authorize",
+                    token_url=f"{p}/oauth1/access_token", signature_method="HMAC-SHA1", base_url=p)
+    await api.create_integration("o1", "demo-oauth1", client_id=stack.demo.client_id,
+                                 client_secret=stack.demo.client_secret)
+
+
 async def test_oauth1_three_legged_flow_signs_every_request(stack: Stack) -> None:
     _env, key = await stack.new_environment()
     p = stack.provider_url
     async with stack.api(key) as api:
-        await _provider(api, name="demo-oauth1", display_name="Demo (OAuth 1.0a)", auth_mode="OAUTH1",
-                        request_url=f"{p}/oauth1/request_token", authorization_url=f"{p}/oauth1/authorize",
-                        token_url=f"{p}/oauth1/access_token", signature_method="HMAC-SHA1", base_url=p)
-        await api.create_integration("o1", "demo-oauth1", client_id=stack.demo.client_id,
-                                     client_secret=stack.demo.client_secret)
+        await demo_oauth1(stack, api)
         session = await api.create_connect_session(allowed_integrations=["o1"], connection_id="tw-user")
         async with aiohttp.ClientSession() as browser:
             to_provider = await _follow(browser, session["connect_url"])

@@ -367,7 +367,8 @@ async def _oauth1_access(request: web.Request, provider: Provider, integration_i
     verifier, token = q.get("oauth_verifier", ""), q.get("oauth_token", "")
     if not verifier or not row["request_token"]:
         raise _Failure(400, "invalid_callback", "the callback has no oauth_verifier")
-    if token and not hmac.compare_digest(token, row["request_token"]):
+    # as bytes: compare_digest refuses str with non-ASCII ("?oauth_token=é" was a TypeError, a 500)
+    if token and not hmac.compare_digest(token.encode(), row["request_token"].encode()):
         raise _Failure(400, "invalid_callback", "the callback's oauth_token is not the one this flow asked for")
     async with request.app[PLATFORM].pool.acquire() as conn:
         settings = await integrations_repo.settings(conn, integration_id)

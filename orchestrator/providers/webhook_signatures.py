@@ -53,5 +53,6 @@ def verify_signature(secret: str | None, headers: dict[str, str], body: bytes,
     base64_encoded = scheme is not None and scheme.encoding == "base64"
     encoded = base64.b64encode(digest.digest()).decode() if base64_encoded else digest.hexdigest()
     expected = prefix + encoded
-    if not hmac.compare_digest(given.strip(), expected):
+    # as bytes: compare_digest refuses str with non-ASCII, and a header's non-UTF-8 bytes come as lone surrogates
+    if not hmac.compare_digest(given.strip().encode(errors="surrogateescape"), expected.encode()):
         raise SignatureError(f"webhook signature in {header_name} does not match the integration's secret")
