@@ -78,3 +78,17 @@ async def test_an_oauth1_callback_token_that_is_not_ascii_is_not_the_flows_token
                 error = (await resp.json())["error"]
         assert error["code"] == "invalid_callback" and "oauth_token is not the one" in error["message"]
         assert await api.list_connections() == []
+
+
+async def test_a_number_written_with_a_superscript_digit_is_refused_by_name(stack: Stack) -> None:
+    _env, key = await stack.new_environment()
+    async with stack.api(key) as api:  # '²'.isdigit() is True, int('²') raises
+        for path, params, headers, named in (
+                ("/logs", {"limit": "²"}, None, "limit must be an integer"),
+                ("/jobs", {"limit": "²"}, None, "limit must be an integer"),
+                ("/jobs/²", None, None, "a job id is a number or a UUID"),
+                ("/integrations/github/functions", {"page": "²"}, None, "page must be an integer"),
+                ("/proxy/user", None, {"Connection-Id": "c", "Provider-Config-Key": "github", "Retry-On": "500,²"},
+                 "Retry-On takes HTTP statuses")):
+            answer = await api.request("GET", path, params=params, headers=headers, ok=(400,))
+            assert named in answer["error"]["message"], (path, answer)

@@ -64,6 +64,11 @@ async def load_connection(request: web.Request, integration: str, connection_id:
     return found
 
 
+def is_number(raw: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes '²', which int() refuses."""
+    return raw.isascii() and raw.isdigit()
+
+
 def int_header(request: web.Request, name: str, maximum: int) -> int:
     """A small non-negative integer header (retry counts); absent means 0, anything else is a 400."""
     raw = request.headers.get(name)

@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from orchestrator.api.common import environment, iso, json_response
+from orchestrator.api.common import environment, is_number, iso, json_response
 from orchestrator.api.errors import error_body, raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.config.nango_yaml import load_config
@@ -92,7 +92,7 @@ def _int(request: web.Request, name: str, default: int, low: int, high: int) -> 
     raw = request.query.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not is_number(raw) or not low <= int(raw) <= high:
         raise_error(400, "invalid_query_params", f"{name} must be an integer from {low} to {high}, got {raw[:20]!r}")
     return int(raw)
 

@@ -24,7 +24,7 @@ from multidict import MultiMapping
 from pydantic import BaseModel
 
 from orchestrator.api import models as m
-from orchestrator.api.common import environment, iso, json_response
+from orchestrator.api.common import environment, is_number, iso, json_response
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.control.syncs import every_model
@@ -95,7 +95,7 @@ def log_search_params(q: MultiMapping[str], *, default_limit: int = 100
     if len(text) > LOG_TEXT_MAX:
         raise LogParamError(f"text is at most {LOG_TEXT_MAX} characters, got {len(text)}")
     raw_limit = q.get("limit", "").strip() or str(default_limit)
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= LOG_LIMIT_MAX:
+    if not is_number(raw_limit) or not 1 <= int(raw_limit) <= LOG_LIMIT_MAX:
         raise LogParamError(f"limit must be an integer from 1 to {LOG_LIMIT_MAX}, got {raw_limit[:20]!r}")
     raw_cursor = q.get("cursor", "").strip()
     try:
@@ -145,7 +145,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     if kind is not None and kind not in KINDS:
         raise_error(400, "invalid_query_params", f"kind must be one of {', '.join(KINDS)}")
     raw_limit = q.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+    if not is_number(raw_limit) or not 1 <= int(raw_limit) <= 1000:
         raise_error(400, "invalid_query_params", f"limit must be an integer from 1 to 1000, got {raw_limit!r}")
     async with request.app[PLATFORM].pool.acquire() as conn:
         rows = await jobs_repo.list_for_environment(
@@ -175,7 +175,7 @@ async def _find(request: web.Request, conn: asyncpg.Connection) -> Job:
     raw = request.match_info["id"]
     env_id = environment(request).id
     row = None
-    if raw.isdigit() and len(raw) < 19:
+    if is_number(raw) and len(raw) < 19:
         row = await jobs_repo.get(conn, int(raw), environment_id=env_id)
     else:
         try:

@@ -44,7 +44,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api import end_users
-from orchestrator.api.common import environment, iso, json_body, json_response
+from orchestrator.api.common import environment, is_number, iso, json_body, json_response
 from orchestrator.api.connections import CONNECTION_ID_PATTERN, ConnectionValidationError, save_connection
 from orchestrator.api.end_users import EndUser, Organization
 from orchestrator.api.errors import error_body, raise_error
@@ -393,7 +393,7 @@ async def _app_installed(request: web.Request, env: Environment, integration: An
                          connection_config: dict[str, Any]) -> AppCredentials:
     """A GitHub-style app was installed: the installation id the provider sent back, and its first token."""
     installation = request.query.get("installation_id", "").strip()
-    if not installation.isdigit() or len(installation) > 20:
+    if not is_number(installation) or len(installation) > 20:
         raise _Failure(400, "invalid_callback", "the callback has no numeric installation_id")
     connection_config["installation_id"] = installation
     async with request.app[PLATFORM].pool.acquire() as conn:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator.api.common import connection_headers, environment, int_header, load_connection
+from orchestrator.api.common import connection_headers, environment, int_header, is_number, load_connection
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.errors import TransientError
@@ -47,7 +47,7 @@ def _retry_on(raw: str | None) -> list[int]:
         part = part.strip()
         if not part:
             continue
-        if not part.isdigit() or not 100 <= int(part) <= 599:
+        if not is_number(part) or not 100 <= int(part) <= 599:
             raise_error(400, "invalid_headers", f"Retry-On takes HTTP statuses separated by commas, got {raw!r}")
         out.append(int(part))
     return out
