@@ -92,3 +92,18 @@ async def test_a_number_written_with_a_superscript_digit_is_refused_by_name(stac
                  "Retry-On takes HTTP statuses")):
             answer = await api.request("GET", path, params=params, headers=headers, ok=(400,))
             assert named in answer["error"]["message"], (path, answer)
+
+
+async def test_a_base_url_override_that_is_no_url_is_refused_by_name(stack: Stack) -> None:
+    _env, key = await stack.new_environment()
+    async with stack.api(key) as api:
+        await api.create_integration("github", "github")
+        await api.create_connection("github", "c", {"type": "API_KEY", "apiKey": "k"})
+        for override, why in (("https://x:99999", "Port out of range"), ("https://[::1", "Invalid IPv6 URL"),
+                              ("https://:8080", "host is required")):
+            answer = await api.request("GET", "/proxy/user", ok=(400,), headers={
+                "Connection-Id": "c", "Provider-Config-Key": "github", "Base-Url-Override": override})
+            error = answer["error"]
+            assert error["code"] == "invalid_headers", error
+            assert f"Base-Url-Override must be an http(s) URL, got {override!r}" in error["message"], error
+            assert why in error["message"], error

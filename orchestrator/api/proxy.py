@@ -17,6 +17,7 @@ refused request answers 403 `egress_refused`, naming the host and the setting th
 from __future__ import annotations
 
 from aiohttp import web
+from yarl import URL
 
 from orchestrator.api.common import connection_headers, environment, int_header, is_number, load_connection
 from orchestrator.api.errors import raise_error
@@ -59,6 +60,10 @@ def _base_url_override(raw: str | None) -> str | None:
         return None
     if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
         raise_error(400, "invalid_headers", f"Base-Url-Override must be an http(s) URL, got {value!r}")
+    try:  # a port out of range or an unclosed IPv6 bracket would raise later, at the request (a 500)
+        URL(value)
+    except ValueError as exc:
+        raise_error(400, "invalid_headers", f"Base-Url-Override must be an http(s) URL, got {value!r}: {exc}")
     return value
 
 
