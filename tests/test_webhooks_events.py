@@ -119,3 +119,66 @@ async def test_connection_events_validate_create_and_delete(stack: Stack, tmp_pa
 
         await api.request("DELETE", "/connections/conn-1", params={"provider_config_key": "github"})
         assert await api.list_connections() == []
+
+
+async def _issue_event(stack: Stack, gh: Any, title: str, **extra: Any) -> tuple[bytes, dict[str, str]]:
+    """The integration set to route GitHub's signed `issues` events by repository; one such event, signed."""
+    from orchestrator.demo_provider.app import sign_webhook
+
+    async with stack.api(gh.key) as api:
+        await api.request("PATCH", "/integrations/github", json={
+            "webhook_secret": stack.demo.webhook_secret,
+            "webhook_routing": {"body_path": "repository.full_name", "metadata_key": "repo"}})
+    issue = {**stack.demo.get_issue(gh.repo, 1), "title": title}
+    body = orjson.dumps({"action": "edited", "issue": issue,
+                         "repository": stack.demo.render_repo(stack.demo.repo(gh.repo)), **extra})
+    return body, {"X-Hub-Signature-256": sign_webhook(stack.demo.webhook_secret, body), "X-GitHub-Event": "issues"}
+
+
+async def _applied(stack: Stack, gh: Any, title: str) -> None:
+    async with stack.api(gh.key) as api:
+        async def check() -> None:
+            recs = await api.list_records("github", "conn-1", "GithubIssue", filter="updated")
+            assert [r["title"] for r in recs["records"]] == [title], recs
+        await eventually(check, timeout=30)
+
+
+async def test_a_payload_holding_a_nul_character_is_routed_and_run(stack: Stack) -> None:
+    """`\\u0000` is valid JSON that jsonb refuses: the webhook job's input could not be stored, so the payload
+    failed on every attempt and was dispatched again by every maintenance pass for ever."""
+    gh = await setup_github(stack, issues=2)
+    await wait_for_job(stack, gh)
+    body, headers = await _issue_event(stack, gh, "from the webhook", sender={"login": "nul\u0000user"})
+    async with stack.api(gh.key) as api:
+        async with api.session.post(f"{stack.api_url}/webhook/{gh.env}/github", data=body, headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+    await _applied(stack, gh, "from the webhook")
+    async with stack.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT j.status, j.input->'payload'->'sender'->>'login' AS login FROM jobs j"
+                                " JOIN connections c ON c.id = j.connection_pk JOIN environments e"
+                                " ON e.id = c.environment_id WHERE e.name = $1 AND j.kind = 'webhook'", gh.env)
+    assert [r["status"] for r in rows] == ["success"] and "\x00" not in rows[0]["login"], rows
+
+
+async def test_a_stored_payload_is_answered_200_when_temporal_refuses_and_runs_later(stack: Stack) -> None:
+    """A 500 after storing made the provider send the payload again, to be run twice (the stored copy is
+    dispatched by the maintenance loop as well). Here the API's Temporal namespace does not exist."""
+    from aiohttp.test_utils import TestClient, TestServer
+    from temporalio.client import Client
+
+    from orchestrator.api.app import create_app
+    from orchestrator.control import maintenance
+
+    gh = await setup_github(stack, issues=2)
+    await wait_for_job(stack, gh)
+    body, headers = await _issue_event(stack, gh, "applied later")
+    nowhere = await Client.connect(stack.settings.temporal_address, namespace="no-such-namespace")
+    async with TestClient(TestServer(create_app(stack.settings, temporal=nowhere))) as lost:
+        resp = await lost.post(f"/webhook/{gh.env}/github", data=body, headers=headers)
+        assert resp.status == 200, await resp.text()
+    async with stack.pool.acquire() as conn:  # a minute on: the maintenance loop finds it stuck
+        await conn.execute("UPDATE webhook_payloads w SET received_at = now() - interval '2 minutes'"
+                           " FROM environments e WHERE e.id = w.environment_id AND e.name = $1", gh.env)
+    async with stack.platform() as platform:
+        assert await maintenance.redispatch_webhooks(platform) >= 1
+    await _applied(stack, gh, "applied later")

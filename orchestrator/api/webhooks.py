@@ -1,7 +1,12 @@
-"""POST /webhook/{environment}/{integration}: provider webhooks, stored before the 200."""
+"""POST /webhook/{environment}/{integration}: provider webhooks, stored before the 200.
+
+Once stored, a payload is answered 200 even when its workflow cannot start yet (Temporal unreachable): the
+maintenance loop starts it (`control/maintenance.redispatch_webhooks`), and an error would make the provider
+send it again, to be run twice."""
 
 from __future__ import annotations
 
+import structlog
 from aiohttp import web
 
 from orchestrator.api.common import json_response
@@ -13,6 +18,7 @@ from orchestrator.store import integrations as integrations_repo
 from orchestrator.temporal.starter import start_webhook
 from orchestrator.temporal.types import WebhookInput
 
+log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 MAX_BODY = 10 * 1024 * 1024
 
@@ -32,6 +38,10 @@ async def receive(request: web.Request) -> web.Response:
             payload_id, public_id = await store(conn, request.app[PLATFORM].sealer, integration, headers, body)
         except SignatureError as exc:
             raise_error(401, exc.code, exc.message)
-    await start_webhook(request.app[PLATFORM], WebhookInput(env.id, env.name, integration.unique_key, payload_id),
-                        public_id=public_id)
+    try:
+        await start_webhook(request.app[PLATFORM], WebhookInput(env.id, env.name, integration.unique_key,
+                                                                payload_id), public_id=public_id)
+    except Exception as exc:  # stored: the maintenance loop starts it; an error would make the provider resend it
+        log.warning("webhook_dispatch_deferred", integration=integration.unique_key, payload=public_id,
+                    error=f"{type(exc).__name__}: {exc}")
     return json_response({"success": True, "id": public_id})

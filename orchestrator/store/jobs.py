@@ -40,8 +40,11 @@ async def open_job(
 
     A sync has at most one running job per (connection, sync, variant): a retried activity of the same
     workflow run gets its job back, and a running job left by another, dead workflow run is closed as
-    failed first. Action, webhook and event jobs are opened by whoever starts their workflow, one per call.
+    failed first. Action, webhook and event jobs are opened by whoever starts their workflow, one per call. The
+    input is stored with NUL and lone surrogates replaced (`text.clean_json`): jsonb refuses them, and a
+    provider's webhook or an action input holding `\u0000` must still run, not fail on every attempt.
     """
+    input, _ = text.clean_json(input)
     if kind != "sync":
         return await conn.fetchval(
             "INSERT INTO jobs (environment_id, connection_pk, script_name, variant, kind, status, public_id, input)"
