@@ -263,3 +263,16 @@ async def test_script_settings_default_change_and_refuse_unknown_values(stack: S
             assert err.value.status == 400 and next(iter(bad)) in str(err.value)
         shown = await api.get_environment()
         assert (shown["script_log_level"], shown["record_validation"]) == ("warn", "reject")
+
+
+async def test_two_replacements_of_the_variables_at_once_leave_one_whole_set(stack: Stack) -> None:
+    """Each POST /environment-variables replaces the set: two at once used to fail on a shared name (a 500) or
+    leave the union of both sets."""
+    _env, key = await stack.new_environment()
+    sets = [[{"name": "SHARED", "value": f"v{i}"}, {"name": f"ONLY_{i}", "value": str(i)}] for i in range(4)]
+    async with stack.api(key) as api:
+        for _ in range(3):
+            await asyncio.gather(*(api.request("POST", "/environment-variables", json=s) for s in sets))
+            stored = await api.request("GET", "/environment-variables")
+            assert sorted(stored, key=lambda v: v["name"]) in [sorted(s, key=lambda v: v["name"]) for s in sets], \
+                stored

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from orchestrator.crypto import Sealer
+from orchestrator.store import environments as environments_repo
 
 
 async def list_all(conn: asyncpg.Connection, sealer: Sealer, environment_id: int) -> list[dict[str, str]]:
@@ -15,7 +16,10 @@ async def list_all(conn: asyncpg.Connection, sealer: Sealer, environment_id: int
 
 async def replace(conn: asyncpg.Connection, sealer: Sealer, environment_id: int,
                   variables: list[tuple[str, str]]) -> None:
-    """Replace the whole set (the caller owns the transaction)."""
+    """Replace the whole set (the caller owns the transaction). The environment's row is locked first: two
+    replacements at once would otherwise both delete, then insert into each other's set (a unique-name error,
+    or the union of both sets)."""
+    await environments_repo.lock(conn, environment_id)
     await conn.execute("DELETE FROM environment_variables WHERE environment_id = $1", environment_id)
     if variables:
         await conn.executemany(
