@@ -107,3 +107,22 @@ async def test_a_base_url_override_that_is_no_url_is_refused_by_name(stack: Stac
             assert error["code"] == "invalid_headers", error
             assert f"Base-Url-Override must be an http(s) URL, got {override!r}" in error["message"], error
             assert why in error["message"], error
+
+
+async def test_an_expiry_out_of_range_is_refused_by_name(stack: Stack) -> None:
+    _env, key = await stack.new_environment()
+    async with stack.api(key) as api:
+        await api.create_integration("github", "github")
+        for at in ("0001-01-01T00:00:00Z", "0001-01-01T00:10:00+01:00", "0001-01-01T00:00:00",
+                   "9999-12-31T23:59:59-01:00", "1969-12-31T23:59:59Z"):
+            for body in ({"credentials": {"type": "OAUTH2", "access_token": "t", "expires_at": at}},
+                         {"access_token": "t", "expires_at": at}):
+                answer = await api.request("POST", "/connections", ok=(400,), json={
+                    "provider_config_key": "github", "connection_id": "c", **body})
+                error = answer["error"]
+                assert error["code"] == "invalid_body" and "expires_at" in error["message"], (at, error)
+                assert "must be a time from 1970 to 9999 in UTC" in error["message"], (at, error)
+        assert await api.list_connections() == []
+        made = await api.create_connection("github", "c", {"type": "OAUTH2", "access_token": "t",
+                                                           "expires_at": "9999-12-31T23:59:59Z"})
+        assert made["credentials"]["expires_at"] == "9999-12-31T23:59:59.000Z"

@@ -178,6 +178,8 @@ def test_when_a_token_is_due() -> None:
     for unusable in (0, -5, "soon", None, [600]):
         assert due(expires_in=unusable) == expires - timedelta(minutes=15), unusable
     assert refresh_due_at(OAuth2Credentials(access_token="t")) is None
+    earliest = datetime.min.replace(tzinfo=UTC)  # a provider's expires_at of 0001-01-01T00:00:00Z
+    assert refresh_due_at(OAuth2Credentials(access_token="t", expires_at=earliest)) == earliest
 
 
 async def test_a_token_that_lives_ten_minutes_is_renewed_halfway_not_on_every_use(

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from temporalio.service import RPCError
 
 from orchestrator.api import end_users
@@ -52,6 +52,7 @@ log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 CONNECTION_ID_PATTERN = r"^[A-Za-z0-9_.@\-:]+$"
+EARLIEST_EXPIRY_YEAR = 1970  # an imported token's expires_at before it is a placeholder, not a time
 
 
 def _flag(value: str | None) -> bool:
@@ -175,6 +176,22 @@ class OAuth2Body(BaseModel):
     expires_at: datetime | None = None
     expires_in: int | None = Field(None, ge=0, le=10 * 365 * 24 * 3600)
     raw: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _plausible_expiry(cls, value: datetime | None) -> datetime | None:
+        """In UTC (a time without a zone is UTC), from 1970: Go's zero time (0001-01-01T00:00:00Z) is what an
+        exporter writes for "no expiry", and the refresh time 15 minutes before it is no datetime (a 500)."""
+        if value is None:
+            return None
+        try:
+            utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        except OverflowError:
+            utc = None
+        if utc is None or utc.year < EARLIEST_EXPIRY_YEAR:
+            raise ValueError(f"must be a time from {EARLIEST_EXPIRY_YEAR} to 9999 in UTC; leave it out for a "
+                             f"token that does not expire, got {value.isoformat()}")
+        return utc
 
 
 class CreateConnectionBody(BaseModel):

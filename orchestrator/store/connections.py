@@ -47,7 +47,10 @@ def refresh_due_at(creds: Credentials) -> datetime | None:
         lifetime = None
     if lifetime is not None and lifetime > timedelta(0):
         margin = min(margin, lifetime / 2)
-    return expires - margin
+    try:
+        return expires - margin
+    except OverflowError:  # a provider's expiry in the first minutes of year 1: long due
+        return expires
 
 
 def refreshable(creds: Credentials) -> bool:
