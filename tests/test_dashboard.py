@@ -441,6 +441,27 @@ def test_login_throttle_counts_failures_in_a_window() -> None:
     assert throttle.blocked_for("1.2.3.4") == 0
 
 
+def test_login_throttle_forgets_old_clients_and_counts_an_ipv6_client_by_its_64() -> None:
+    """A failed login from an address that never comes back was kept for good: memory grew with every one."""
+    from orchestrator.dashboard.throttle import LoginThrottle
+
+    now = [1000.0]
+    throttle = LoginThrottle(limit=3, window_s=60, clock=lambda: now[0])
+    for i in range(5000):
+        throttle.failed(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
+    assert len(throttle) == 5000
+    now[0] += 61
+    throttle.failed("192.0.2.1")
+    assert len(throttle) == 1
+    for host in ("2001:db8::1", "2001:db8::2", "2001:db8:0:0:ffff::3"):  # one /64, three addresses
+        throttle.failed(host)
+    assert throttle.blocked_for("2001:db8::9") > 0 and throttle.blocked_for("2001:db8:0:1::1") == 0
+    throttle.failed("::ffff:192.0.2.1")  # an IPv4-mapped address is its IPv4 address
+    assert throttle.blocked_for("192.0.2.1") == 0
+    throttle.failed("::ffff:192.0.2.1")
+    assert throttle.blocked_for("192.0.2.1") > 0
+
+
 async def test_too_many_failed_logins_are_refused(stack: Stack) -> None:
     # its own app instance, so the throttle it fills does not slow the other dashboard tests
     from aiohttp.test_utils import TestClient, TestServer

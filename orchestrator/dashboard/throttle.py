@@ -14,17 +14,44 @@ from aiohttp import web
 from orchestrator.api.keys import PLATFORM
 
 
+def _key(client: str) -> str:
+    """An IPv6 client counts by its /64, which one host can hand itself addresses from at will; an IPv4 address
+    (or anything that is not an address) as itself."""
+    try:
+        ip = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip)
+
+
 class LoginThrottle:
-    """At most `limit` failed attempts per client address within `window_s`; successes do not count."""
+    """At most `limit` failed attempts per client (`_key`) within `window_s`; successes do not count. Clients
+    whose failures have all left the window are swept once a window, so the map holds only recent ones however
+    many addresses fail once and never come back."""
 
     def __init__(self, limit: int = 10, window_s: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.window_s = window_s
         self.clock = clock
         self._failures: dict[str, deque[float]] = {}
+        self._swept = clock()
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def _sweep(self, now: float) -> None:
+        self._failures = {c: seen for c, seen in self._failures.items() if seen and now - seen[-1] <= self.window_s}
+        self._swept = now
 
     def _recent(self, client: str) -> deque[float]:
         now = self.clock()
+        if now - self._swept > self.window_s:
+            self._sweep(now)
+        client = _key(client)
         seen = self._failures.setdefault(client, deque())
         while seen and now - seen[0] > self.window_s:
             seen.popleft()
@@ -41,7 +68,7 @@ class LoginThrottle:
 
     def failed(self, client: str) -> None:
         self._recent(client)
-        self._failures.setdefault(client, deque()).append(self.clock())
+        self._failures.setdefault(_key(client), deque()).append(self.clock())
 
 
 # ---- who the client is, behind an ingress --------------------------------------------------------------------
