@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiohttp
 import orjson
 
-from tests.conftest import Stack
+from tests.conftest import Stack, setup_github
 from tests.test_auth_modes import _follow, demo_oauth1
 from tests.test_environments import admin_url  # noqa: F401  (the API with the admin routes on)
 
@@ -126,3 +126,16 @@ async def test_an_expiry_out_of_range_is_refused_by_name(stack: Stack) -> None:
         made = await api.create_connection("github", "c", {"type": "OAUTH2", "access_token": "t",
                                                            "expires_at": "9999-12-31T23:59:59Z"})
         assert made["credentials"]["expires_at"] == "9999-12-31T23:59:59.000Z"
+
+
+async def test_a_frequency_of_millions_of_years_is_an_invalid_schedule(stack: Stack) -> None:
+    gh = await setup_github(stack, issues=1)
+    body = {"sync_name": "issues", "provider_config_key": "github", "connection_id": "conn-1"}
+    status_params = {"syncs": "issues", "provider_config_key": "github", "connection_id": "conn-1"}
+    async with stack.api(gh.key) as api:
+        answer = await api.request("PUT", "/sync/update-connection-frequency", ok=(400,),
+                                   json={**body, "frequency": "every 9999999 years"})
+        assert answer["error"]["code"] == "invalid_schedule", answer
+        assert "'every 9999999 years': longer than the 10-year maximum" in answer["error"]["message"]
+        status = await api.request("GET", "/sync/status", params=status_params)
+        assert status["syncs"][0]["frequency"] == "every 5 minutes"

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from orchestrator.config.schedule import MIN_INTERVAL, ScheduleError, format_interval, parse_schedule
+from orchestrator.config.schedule import MAX_INTERVAL, MIN_INTERVAL, ScheduleError, format_interval, parse_schedule
 from orchestrator.errors import OrchestratorError
 
 MIN = timedelta(minutes=1)
@@ -83,6 +83,17 @@ def test_exact_message() -> None:
     with pytest.raises(ScheduleError) as info:
         parse_schedule("every 5 parsecs")
     assert str(info.value).startswith("invalid schedule 'every 5 parsecs': unknown interval; accepted: ")
+
+
+@pytest.mark.parametrize("text", ["every 9999999 years", "every 11 years", "every 3653 days", f"every 1{'0' * 400}s"])
+def test_above_maximum(text: str) -> None:
+    with pytest.raises(ScheduleError) as info:
+        parse_schedule(text)
+    assert str(info.value).startswith(f"invalid schedule {text!r}: longer than the 10-year maximum; accepted: ")
+
+
+def test_max_interval_is_accepted() -> None:
+    assert parse_schedule("every 10 years") == MAX_INTERVAL == parse_schedule(format_interval(MAX_INTERVAL))
 
 
 def test_min_interval_is_accepted() -> None:

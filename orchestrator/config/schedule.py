@@ -13,12 +13,14 @@ from datetime import timedelta
 from orchestrator.errors import InvalidInputError
 
 MIN_INTERVAL = timedelta(seconds=30)
+# Temporal keeps an interval as a Go duration (at most ~292 years); ten years is longer than any sync needs
+MAX_INTERVAL = timedelta(days=10 * 365.25)
 
 ACCEPTED_FORMS = (
     "'every <number> <unit>' with unit s/sec/second, m/min/minute, h/hr/hour, d/day, w/week, "
     "month (30 days) or y/year (e.g. 'every 30min', 'every 2h', 'every 1d', 'every 5 minutes'), "
     "or 'every half hour', 'every quarter hour', 'every half day', 'every hour', 'every day', "
-    "'every week', 'every month'; 'every' is optional and the minimum is 30 seconds"
+    "'every week', 'every month'; 'every' is optional, the minimum is 30 seconds and the maximum 10 years"
 )
 
 _SECOND = 1.0
@@ -86,6 +88,8 @@ def parse_schedule(text: str) -> timedelta:
         num = match["num"]
         count = 1.0 if num is None or num in ("a", "an", "one") else float(num)
         seconds = count * _UNITS[match["unit"]]
+    if seconds > MAX_INTERVAL.total_seconds():  # checked first: 'every 9999999 years' is no timedelta
+        raise ScheduleError(text, "longer than the 10-year maximum")
     interval = timedelta(seconds=round(seconds, 3))
     if interval < MIN_INTERVAL:
         raise ScheduleError(text, f"shorter than the {int(MIN_INTERVAL.total_seconds())}s minimum")
