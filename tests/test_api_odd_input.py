@@ -10,9 +10,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiohttp
 import orjson
 
+from orchestrator.client import NangoClient
 from tests.conftest import Stack, setup_github
 from tests.test_auth_modes import _follow, demo_oauth1
-from tests.test_environments import admin_url  # noqa: F401  (the API with the admin routes on)
+from tests.test_environments import ADMIN_KEY, admin_url  # noqa: F401  (the API with the admin routes on)
 
 
 async def _raw(base_url: str, method: str, path: str, headers: bytes) -> tuple[int, dict[str, Any]]:
@@ -139,3 +140,17 @@ async def test_a_frequency_of_millions_of_years_is_an_invalid_schedule(stack: St
         assert "'every 9999999 years': longer than the 10-year maximum" in answer["error"]["message"]
         status = await api.request("GET", "/sync/status", params=status_params)
         assert status["syncs"][0]["frequency"] == "every 5 minutes"
+
+
+async def test_a_grace_period_of_1e300_seconds_is_refused_and_the_key_kept(
+        stack: Stack, admin_url: str) -> None:  # noqa: F811
+    env, key = await stack.new_environment()
+    async with stack.api(key) as api:
+        answer = await api.request("POST", "/environment/rotate-key", json={"grace_period_s": 1e300}, ok=(400,))
+        assert "grace period must be from 0 to 2592000 seconds (30 days), got 1e+300" in answer["error"]["message"]
+    async with NangoClient(admin_url, ADMIN_KEY) as admin:
+        answer = await admin.request("POST", f"/admin/environments/{env}/rotate-key", json={"grace_period_s": 1e300},
+                                     ok=(400,))
+        assert "grace period must be from 0 to 2592000 seconds" in answer["error"]["message"], answer
+    async with stack.api(key) as api:
+        assert (await api.request("GET", "/environment"))["name"] == env  # the key was not rotated

@@ -76,11 +76,11 @@ def check_variable(name: str, value: str) -> EnvironmentVariable:
 
 
 def check_grace(seconds: float) -> timedelta:
-    grace = timedelta(seconds=seconds)
-    if grace < timedelta(0) or grace > MAX_GRACE:
+    """Checked as a number first: timedelta(seconds=1e300) overflows (it was a 500)."""
+    if not 0 <= seconds <= MAX_GRACE.total_seconds():
         raise InvalidInputError(f"grace period must be from 0 to {int(MAX_GRACE.total_seconds())} seconds "
                                 f"(30 days), got {seconds:g}")
-    return grace
+    return timedelta(seconds=seconds)
 
 
 async def get(conn: asyncpg.Connection, name: str) -> Environment:
