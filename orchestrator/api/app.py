@@ -27,6 +27,7 @@ from orchestrator.api import (
     proxy,
     records,
     scripts,
+    socket_results,
     syncs,
     unified,
     webhooks,
@@ -54,6 +55,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> web.App
 
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(actions.job_closes)  # awaited actions answer once their job row is closed
+    app.cleanup_ctx.append(socket_results.socket_results)  # the frontend SDK's sockets: one poll for all
     for module in (health, records, connections, integrations, deploy, syncs, actions, webhooks, environment,
                    envvars, proxy, oauth, frontend, connect_ui, jobs, openapi):
         app.add_routes(module.routes)

@@ -31,16 +31,15 @@ from orchestrator.api.connections import ConnectionValidationError, mint_first, 
 from orchestrator.api.errors import raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.api.oauth import flow_start, query_config
+from orchestrator.api.socket_results import SOCKETS
 from orchestrator.providers.custom import find_provider
 from orchestrator.store import integrations as integrations_repo
-from orchestrator.store import oauth as oauth_repo
 from orchestrator.store.types import ApiKeyCredentials, BasicCredentials, Credentials, TbaCredentials
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 SOCKET_LIFETIME_S = 15 * 60.0  # an OAuth flow the user has not finished by then is abandoned
-POLL_S = 0.25
 CORS_PREFIXES = ("/api-auth/", "/auth/tba/", "/auth/jwt/", "/oauth2/auth/")
 CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, OPTIONS",
         "Access-Control-Allow-Headers": "Content-Type", "Access-Control-Max-Age": "600"}
@@ -159,25 +158,28 @@ async def client_credentials_auth(request: web.Request) -> web.Response:
 
 
 async def socket(request: web.Request) -> web.StreamResponse:
-    """The SDK's WebSocket: acknowledge with an id, then send how the OAuth flow carrying that id ended."""
+    """The SDK's WebSocket: acknowledge with an id, then send how the OAuth flow carrying that id ended (one
+    poll for every socket of the process, `socket_results`; a process already holding its maximum refuses)."""
+    waiting = request.app[SOCKETS]
+    if waiting.full():
+        raise_error(503, "too_many_sockets", f"this API process already holds {waiting.max_sockets} connect "
+                    "sockets; try again in a moment")
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     client_id = str(uuid.uuid4())
     await ws.send_json({"message_type": "connection_ack", "ws_client_id": client_id})
     reader = asyncio.ensure_future(ws.receive())  # a close from the browser ends the wait
+    outcome = waiting.wait(client_id)
     try:
         async with asyncio.timeout(SOCKET_LIFETIME_S):
-            while not reader.done():
-                async with request.app[PLATFORM].pool.acquire() as conn:
-                    result = await oauth_repo.result_for_socket(conn, client_id)
-                if result is not None:
-                    await ws.send_json(result)
-                    break
-                await asyncio.wait({reader}, timeout=POLL_S)
+            await asyncio.wait({reader, outcome}, return_when=asyncio.FIRST_COMPLETED)
+        if outcome.done() and not outcome.cancelled():
+            await ws.send_json(outcome.result())
     except TimeoutError:
         await ws.send_json({"message_type": "error", "error_type": "timeout",
                             "error_desc": "the authorization was not completed in time"})
     finally:
+        waiting.forget(client_id)
         reader.cancel()
         with contextlib.suppress(Exception):
             await ws.close()

@@ -66,7 +66,10 @@ async def set_result(conn: asyncpg.Connection, state: str, result: dict[str, Any
     await conn.execute("UPDATE oauth_states SET result = $2 WHERE state = $1", state, result)
 
 
-async def result_for_socket(conn: asyncpg.Connection, ws_client_id: str) -> dict[str, Any] | None:
-    value = await conn.fetchval("SELECT result FROM oauth_states WHERE ws_client_id = $1 AND result IS NOT NULL"
-                                " ORDER BY created_at DESC LIMIT 1", ws_client_id)
-    return dict(value) if value else None
+async def results_for_sockets(conn: asyncpg.Connection, ws_client_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """How the flows of these sockets ended, for those that have (the newest flow of each): one query for all."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (ws_client_id) ws_client_id, result FROM oauth_states"
+        " WHERE ws_client_id = ANY($1::text[]) AND result IS NOT NULL ORDER BY ws_client_id, created_at DESC",
+        ws_client_ids)
+    return {r["ws_client_id"]: dict(r["result"]) for r in rows}
