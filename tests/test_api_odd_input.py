@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
+from aiohttp import web
 
 from orchestrator.client import NangoClient
-from tests.conftest import Stack, setup_github
+from tests.conftest import Stack, allow_egress, serve, setup_github
 from tests.test_auth_modes import _follow, demo_oauth1
 from tests.test_environments import ADMIN_KEY, admin_url  # noqa: F401  (the API with the admin routes on)
 
@@ -154,3 +155,29 @@ async def test_a_grace_period_of_1e300_seconds_is_refused_and_the_key_kept(
         assert "grace period must be from 0 to 2592000 seconds" in answer["error"]["message"], answer
     async with stack.api(key) as api:
         assert (await api.request("GET", "/environment"))["name"] == env  # the key was not rotated
+
+
+async def test_a_token_that_expires_after_year_9999_has_no_expiry(stack: Stack) -> None:
+    """A provider answering expires_in 1e13 (past year 9999): the token is kept as one without a usable expiry,
+    from the authorization code and from a refresh alike."""
+    issued: list[str] = []
+
+    async def token(request: web.Request) -> web.Response:
+        issued.append(f"tok-{len(issued)}")
+        return web.json_response({"access_token": issued[-1], "refresh_token": "r", "expires_in": 1e13})
+
+    app = web.Application()
+    app.router.add_post("/token", token)
+    _env, key = await stack.new_environment()
+    async with serve(app) as base, allow_egress(stack, base), stack.api(key) as api:
+        await api.create_integration("gh", "github", client_id="cid", client_secret="cs",
+                                     authorization_url=f"{base}/authorize", token_url=f"{base}/token")
+        session = await api.create_connect_session(allowed_integrations=["gh"], connection_id="far")
+        async with aiohttp.ClientSession() as browser:
+            state = parse_qs(urlsplit(await _follow(browser, session["connect_url"])).query)["state"][0]
+            async with browser.get(f"{stack.api_url}/oauth/callback", params={"code": "c", "state": state}) as resp:
+                assert resp.status == 200, await resp.text()
+        creds = (await api.get_connection("gh", "far"))["credentials"]
+        assert (creds["access_token"], creds["expires_at"]) == ("tok-0", None)
+        creds = (await api.get_connection("gh", "far", force_refresh=True))["credentials"]
+        assert (creds["access_token"], creds["expires_at"]) == ("tok-1", None)

@@ -55,7 +55,7 @@ from orchestrator.providers.catalog import fill
 from orchestrator.providers.custom import find_provider
 from orchestrator.providers.egress import EgressRefused, strict_egress
 from orchestrator.providers.model import Provider
-from orchestrator.providers.token_endpoint import TokenRefusedError
+from orchestrator.providers.token_endpoint import TokenRefusedError, expiry
 from orchestrator.store import connections as connections_repo
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
@@ -447,15 +447,9 @@ async def _exchange(request: web.Request, integration_id: int, code: str, redire
     if status >= 400 or body.get("error") or not body.get("access_token"):
         detail = body.get("error_description") or body.get("error") or f"HTTP {status}"
         raise _Failure(400, "token_exchange_failed", f"the provider refused the authorization code: {detail}")
-    expires_at = None
-    if body.get("expires_in"):
-        try:
-            expires_at = datetime.now(UTC) + timedelta(seconds=int(body["expires_in"]))
-        except (TypeError, ValueError):
-            expires_at = None
     creds = OAuth2Credentials(access_token=str(body["access_token"]),
                               refresh_token=str(body["refresh_token"]) if body.get("refresh_token") else None,
-                              expires_at=expires_at, raw=body)
+                              expires_at=expiry(body), raw=body)  # read as a refresh's answer is
     return creds, token_url if row["oauth_token_url"] else None
 
 

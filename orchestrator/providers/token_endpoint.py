@@ -54,13 +54,14 @@ async def request_token(egress: Egress, url: str, *, what: str, token_field: str
 
 def expiry(body: dict[str, Any]) -> datetime | None:
     """When the token expires: `expires_in` seconds (OAuth2) or an ISO `expires_at` (GitHub's installation
-    tokens); None when the answer says neither in a usable form."""
+    tokens); None when the answer says neither in a usable form (an `expires_in` of 1e13 s ends past year
+    9999: OverflowError)."""
     try:
         if body.get("expires_in"):
             return datetime.now(UTC) + timedelta(seconds=int(body["expires_in"]))
         if isinstance(body.get("expires_at"), str):
             at = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
             return at if at.tzinfo else at.replace(tzinfo=UTC)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return None
