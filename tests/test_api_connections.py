@@ -96,6 +96,9 @@ async def test_connections_with_each_credential_type(stack: Stack) -> None:
                                   "errors", "end_user", "tags"}
         assert listed[1]["metadata"] == {"team": "a"} and listed[1]["provider"] == "github"
         assert [c["connection_id"] for c in await api.list_connections(search="OAUTH")] == ["oauth-1", "oauth-2"]
+        assert [c["connection_id"] for c in await api.list_connections(
+            search="oauth", integration_id=["github", "nope"], limit=1, page=1)] == ["oauth-2"]
+        assert await api.list_connections(search="%") == [] and await api.list_connections(search="_") == []
         assert [c["connection_id"] for c in await api.list_connections(connection_id="key-1")] == ["key-1"]
         assert [c["connection_id"] for c in await api.list_connections(limit=2, page=1)] == ["basic-1", "oauth-1"]
         assert len(await api.list_connections(integration_id=["github", "nope"])) == 5

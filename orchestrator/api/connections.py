@@ -60,16 +60,13 @@ def _flag(value: str | None) -> bool:
 
 
 def errors(c: Connection) -> list[dict[str, Any]]:
+    return _auth_errors(c.refresh_error)
+
+
+def _auth_errors(e: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Nango's `errors` entry for a connection whose token refresh was refused (`log_id`: the refusal's id)."""
-    e = c.refresh_error
     return [{"type": "auth", "log_id": e.get("id", ""), "message": e.get("message", ""),
              "failed_at": iso(e.get("at"))}] if e else []
-
-
-def summary(c: Connection) -> dict[str, Any]:
-    return {"id": c.id, "connection_id": c.connection_id, "provider_config_key": c.integration_key,
-            "provider": c.provider, "created": iso(c.created_at), "metadata": c.metadata or None,
-            "errors": errors(c), "end_user": c.end_user, "tags": c.tags}
 
 
 def public_credentials(creds: Credentials, *, include_refresh_token: bool) -> dict[str, Any]:
@@ -116,21 +113,18 @@ async def list_connections(request: web.Request) -> web.Response:
     tags = {k[5:-1]: v for k, v in q.items() if k.startswith("tags[") and k.endswith("]") and len(k) > 6}
     integrations = [i.strip() for i in (q.get("integrationId") or "").split(",") if i.strip()]
     async with request.app[PLATFORM].pool.acquire() as conn:
-        found = await connections_repo.list_for_environment(
-            conn, request.app[PLATFORM].sealer, env.id,
-            integration_key=integrations[0] if len(integrations) == 1 else None,
-            connection_id=q.get("connectionId") or None, end_user_id=q.get("endUserId") or None,
-            organization_id=q.get("endUserOrganizationId") or None, tags=tags,
-            limit=limit if len(integrations) <= 1 and not q.get("search") else 100_000,
-            offset=page * limit if len(integrations) <= 1 and not q.get("search") else 0)
-    if len(integrations) > 1:
-        found = [c for c in found if c.integration_key in integrations]
-    search = (q.get("search") or "").lower()
-    if search:
-        found = [c for c in found if search in c.connection_id.lower()]
-    if len(integrations) > 1 or search:
-        found = found[page * limit:(page + 1) * limit]
-    return json_response({"connections": [summary(c) for c in found]})
+        rows = await connections_repo.summaries(
+            conn, env.id, integration_keys=integrations, connection_id=q.get("connectionId") or None,
+            search=q.get("search") or None, end_user_id=q.get("endUserId") or None,
+            organization_id=q.get("endUserOrganizationId") or None, tags=tags, limit=limit, offset=page * limit)
+    return json_response({"connections": [_summary_row(r) for r in rows]})
+
+
+def _summary_row(r: dict[str, Any]) -> dict[str, Any]:
+    """`summary`, from a row that carries no credentials (`connections_repo.summaries`)."""
+    return {"id": r["id"], "connection_id": r["connection_id"], "provider_config_key": r["integration_key"],
+            "provider": r["provider"], "created": iso(r["created_at"]), "metadata": r["metadata"] or None,
+            "errors": _auth_errors(r["refresh_error"]), "end_user": r["end_user"], "tags": r["tags"]}
 
 
 def _provider_config_key(request: web.Request) -> str:

@@ -154,6 +154,28 @@ async def list_for_environment(
     return [_row_to_connection(r, sealer) for r in rows]
 
 
+async def summaries(
+    conn: asyncpg.Connection, environment_id: int, *, integration_keys: list[str] | None = None,
+    connection_id: str | None = None, search: str | None = None, end_user_id: str | None = None,
+    organization_id: str | None = None, tags: dict[str, str] | None = None, limit: int = 1000, offset: int = 0,
+) -> list[dict[str, Any]]:
+    """GET /connections' rows (id, connection_id, integration_key, provider, created_at, metadata, refresh_error,
+    end_user, tags), every filter in SQL and no credentials opened: a search over many connections stays one
+    indexed query instead of every credential decrypted to be thrown away."""
+    rows = await conn.fetch(
+        "SELECT c.id, c.connection_id, i.unique_key AS integration_key, i.provider, c.created_at, c.metadata,"
+        " c.refresh_error, c.end_user, c.tags FROM connections c JOIN integrations i ON i.id = c.integration_id"
+        " WHERE c.environment_id = $1 AND ($2::text[] IS NULL OR i.unique_key = ANY($2::text[]))"
+        " AND ($3::text IS NULL OR c.connection_id = $3)"
+        " AND ($4::text IS NULL OR strpos(lower(c.connection_id), lower($4)) > 0)"
+        " AND ($5::text IS NULL OR c.end_user->>'id' = $5)"
+        " AND ($6::text IS NULL OR c.end_user->'organization'->>'id' = $6)"
+        " AND c.tags @> $7::jsonb ORDER BY c.id LIMIT $8 OFFSET $9",
+        environment_id, integration_keys or None, connection_id, search or None, end_user_id, organization_id,
+        tags or {}, limit, offset)
+    return [dict(r) for r in rows]
+
+
 async def set_end_user_and_tags(conn: asyncpg.Connection, pk: int, *, end_user: dict[str, Any] | None,
                                 tags: dict[str, str] | None) -> None:
     """PATCH /connections: what is given replaces the stored end user / tags."""
