@@ -11,8 +11,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from orchestrator.authoring.compile import compile_project
 from orchestrator.client import NangoClient
-from tests.conftest import Stack, allow_egress, serve, setup_github
+from tests.conftest import EXAMPLES, Stack, allow_egress, serve, setup_github
 from tests.test_auth_modes import _follow, demo_oauth1
 from tests.test_environments import ADMIN_KEY, admin_url  # noqa: F401  (the API with the admin routes on)
 
@@ -181,3 +182,20 @@ async def test_a_token_that_expires_after_year_9999_has_no_expiry(stack: Stack) 
         assert (creds["access_token"], creds["expires_at"]) == ("tok-0", None)
         creds = (await api.get_connection("gh", "far", force_refresh=True))["credentials"]
         assert (creds["access_token"], creds["expires_at"]) == ("tok-1", None)
+
+
+async def test_deploy_options_that_are_not_an_object_are_refused_by_name(stack: Stack) -> None:
+    _env, key = await stack.new_environment()
+    bundles = await asyncio.to_thread(compile_project, EXAMPLES)
+    async with stack.api(key) as api:
+        for options in ("0", "[]", "null"):
+            form = aiohttp.FormData()
+            form.add_field("options", options, content_type="application/json")
+            for bundle in bundles:
+                form.add_field("bundle", bundle.data, filename=f"{bundle.integration}.zip",
+                               content_type="application/zip")
+            answer = await api.request("POST", "/deploy", data=form, ok=(400,))
+            assert answer["error"]["code"] == "invalid_body", answer
+            assert "the 'options' part must be a JSON object like" in answer["error"]["message"], answer
+            assert answer["error"]["message"].endswith(f"got {options}"), answer
+        assert await api.deploy_history() == [] and await api.list_integrations() == []

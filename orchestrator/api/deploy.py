@@ -56,6 +56,10 @@ async def post_deploy(request: web.Request) -> web.Response:
                 options = orjson.loads(data)
             except orjson.JSONDecodeError:
                 raise_error(400, "invalid_body", "the 'options' part is not JSON")
+            if not isinstance(options, dict):  # `0`, `[]`, `null`: read with .get below (a 500)
+                shown = data[:40].decode(errors="replace")
+                raise_error(400, "invalid_body", "the 'options' part must be a JSON object like "
+                            f'{{"allow_removal": false, "only": []}}, got {shown}')
     if not bundles and not providers:
         raise_error(400, "invalid_body", "no 'bundle' part in the deploy request")
     app = request.app
