@@ -18,6 +18,7 @@ from orchestrator.client.api import ApiError
 from orchestrator.control import retention
 from orchestrator.platform import open_platform
 from orchestrator.store import jobs as jobs_repo
+from orchestrator.store import notifications as notifications_repo
 from orchestrator.store import records as records_repo
 from orchestrator.store import script_state
 from orchestrator.store import webhooks as webhooks_repo
@@ -234,6 +235,12 @@ async def test_retention_deletes_exactly_what_is_older_in_batches(stack: Stack) 
                 await conn.execute("UPDATE webhook_payloads SET received_at = now() - make_interval(days => $2)"
                                    " WHERE id = $1", p, age)
                 payloads.append(p)
+            for age in (31, 29):  # auth webhooks' attempts follow the jobs' setting
+                await notifications_repo.add_auth_attempt(conn, env_id, integration="github", connection_id="c1",
+                                                          operation=f"age-{age}", success=True, url="https://x",
+                                                          status=200, error=None)
+                await conn.execute("UPDATE auth_webhook_attempts SET attempted_at = now() - make_interval(days => $2)"
+                                   " WHERE environment_id = $1 AND operation = $3", env_id, age, f"age-{age}")
             ids[name] = (env_id, scope, jobs, old_running, payloads)
     async with stack.api(key) as api:
         await api.set_retention(records_retention_days=2, jobs_retention_days=30, webhooks_retention_days=2)
@@ -256,11 +263,14 @@ async def test_retention_deletes_exactly_what_is_older_in_batches(stack: Stack) 
         assert sorted(r["job_id"] for r in lines) == [jobs[4], jobs[5]]
         hooks = await conn.fetch("SELECT id FROM webhook_payloads WHERE environment_id = $1 ORDER BY id", env_id)
         assert [r["id"] for r in hooks] == payloads[2:]
+        auth = await conn.fetch("SELECT operation FROM auth_webhook_attempts WHERE environment_id = $1", env_id)
+        assert [r["operation"] for r in auth] == ["age-29"]
         # the other environment keeps everything
         o_env = ids[other][0]
         assert await conn.fetchval("SELECT count(*) FROM records WHERE environment_id = $1", o_env) == 12
         assert await conn.fetchval("SELECT count(*) FROM jobs WHERE environment_id = $1", o_env) == 7
         assert await conn.fetchval("SELECT count(*) FROM webhook_payloads WHERE environment_id = $1", o_env) == 4
+        assert await conn.fetchval("SELECT count(*) FROM auth_webhook_attempts WHERE environment_id = $1", o_env) == 2
     async with stack.api(key) as api:  # the API reads what is left as before
         recs = await api.all_records("github", "c1", "M")
         assert sorted((r["id"] for r in recs), key=int) == ["7", "8", "9", "10", "11"]

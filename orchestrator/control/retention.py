@@ -1,12 +1,13 @@
 """Retention, run by every API process beside the maintenance loop: what an environment keeps for N days only.
 
 Each environment may set, in days (null keeps forever, the default): records soft-deleted by its syncs, its
-finished jobs with their logs, its stored provider webhook payloads (store/environments.RETENTION); where it sets
-none, the installation's RECORDS_/JOBS_/WEBHOOKS_RETENTION_DAYS apply (0, the default: keep forever). Every pass
-also deletes scripts' locks past their expiry (`nango.try_acquire_lock`), which are free already. A pass deletes
-what is older in batches of at most BATCH rows, each its own short statement and transaction, with a pause between,
-so it never holds a lock a sync needs: records go by their primary keys, skipping rows a writer holds, and no
-record scope is ever locked. One process runs a pass at a time (a session advisory lock); the others skip it.
+finished jobs with their logs (and its auth webhooks' delivery attempts), its stored provider webhook payloads
+(store/environments.RETENTION); where it sets none, the installation's RECORDS_/JOBS_/WEBHOOKS_RETENTION_DAYS
+apply (0, the default: keep forever). Every pass also deletes scripts' locks past their expiry
+(`nango.try_acquire_lock`), which are free already. A pass deletes what is older in batches of at most BATCH
+rows, each its own short statement and transaction, with a pause between, so it never holds a lock a sync needs:
+records go by their primary keys, skipping rows a writer holds, and no record scope is ever locked. One process
+runs a pass at a time (a session advisory lock); the others skip it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from orchestrator.control.maintenance import in_background, periodically
 from orchestrator.platform import Platform
 from orchestrator.store import environments as environments_repo
 from orchestrator.store import jobs as jobs_repo
+from orchestrator.store import notifications as notifications_repo
 from orchestrator.store import records as records_repo
 from orchestrator.store import script_state
 
@@ -72,12 +74,16 @@ async def _expire_jobs(conn: asyncpg.Connection, env_id: int, days: int, batch: 
 async def expire(conn: asyncpg.Connection, env: dict[str, Any], *, batch: int = BATCH,
                  pause_s: float = PAUSE_S) -> dict[str, int]:
     """One environment's pass on `conn` (outside any transaction, so each statement commits on its own)."""
-    done = {"records": 0, "jobs": 0, "webhooks": 0}
+    done = {"records": 0, "jobs": 0, "webhooks": 0, "auth_webhook_attempts": 0}
     if days := env["records_retention_days"]:
         done["records"] = await _drain(
             lambda: records_repo.delete_expired(conn, env["id"], days, limit=batch), batch, pause_s)
     if days := env["jobs_retention_days"]:
         done["jobs"] = await _expire_jobs(conn, env["id"], days, batch, pause_s)
+        # auth webhooks' attempts hang on no job: they follow the jobs' setting, as sync results' attempts do
+        done["auth_webhook_attempts"] = await _drain(
+            lambda: notifications_repo.delete_expired_auth_attempts(conn, env["id"], days, limit=batch), batch,
+            pause_s)
     if days := env["webhooks_retention_days"]:
         done["webhooks"] = await _drain(
             lambda: jobs_repo.delete_expired_webhooks(conn, env["id"], days, limit=batch), batch, pause_s)
@@ -90,7 +96,7 @@ async def run_once(platform: Platform, *, batch: int = BATCH, pause_s: float = P
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
             return None
         try:
-            total = {"records": 0, "jobs": 0, "webhooks": 0}
+            total = {"records": 0, "jobs": 0, "webhooks": 0, "auth_webhook_attempts": 0}
             defaults = {key: getattr(platform.settings, key) for key in environments_repo.RETENTION}
             for env in await environments_repo.with_retention(conn, defaults):
                 done = await expire(conn, env, batch=batch, pause_s=pause_s)

@@ -48,3 +48,13 @@ async def auth_attempts(conn: asyncpg.Connection, environment_id: int, *, limit:
         "SELECT id, integration, connection_id, operation, success, url, status, error, attempted_at"
         " FROM auth_webhook_attempts WHERE environment_id = $1 ORDER BY id DESC LIMIT $2", environment_id, limit)
     return [dict(r) for r in rows]
+
+
+async def delete_expired_auth_attempts(conn: asyncpg.Connection, environment_id: int, days: int, *,
+                                       limit: int) -> int:
+    """Retention (the jobs' setting): delete up to `limit` of the environment's auth webhook attempts made more
+    than `days` ago, oldest first."""
+    status = await conn.execute(
+        "DELETE FROM auth_webhook_attempts WHERE id IN (SELECT id FROM auth_webhook_attempts WHERE environment_id = $1"
+        " AND attempted_at < now() - make_interval(days => $2) ORDER BY id LIMIT $3)", environment_id, days, limit)
+    return int(status.split()[-1])
