@@ -393,3 +393,16 @@ def test_values_filled_into_provider_urls_cannot_change_the_host() -> None:
             fill(whole, {"instance_url": evil})
     # a JWT's own fields are not URLs: values go in as given
     assert fill_text("${connectionConfig.team} / ops", {"team": "a b#c"}) == "a b#c / ops"
+
+
+async def test_a_providers_part_over_its_limit_is_refused_by_size(stack: Stack) -> None:
+    """YAML parses slowly (a 3 MB part took 15 s, on the event loop): a providers file is capped, and named."""
+    from orchestrator.api.deploy import MAX_PROVIDERS_BYTES
+    from orchestrator.client.api import ApiError
+
+    _, key = await stack.new_environment()
+    huge = "# padding\n" * (MAX_PROVIDERS_BYTES // 10 + 1)
+    async with stack.api(key) as api:
+        with pytest.raises(ApiError) as caught:
+            await api.deploy([], providers=huge)
+    assert caught.value.status == 413 and "'providers' part" in caught.value.message, caught.value

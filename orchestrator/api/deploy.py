@@ -19,6 +19,7 @@ from orchestrator.errors import BundleError, BundleLimitError, InvalidInputError
 from orchestrator.providers.catalog import Provider, load_providers_file
 
 routes = web.RouteTableDef()
+MAX_PROVIDERS_BYTES = 2 * 1024 * 1024  # Nango's own catalog of every provider is a fifth of it
 
 
 @routes.post("/deploy")
@@ -47,8 +48,11 @@ async def post_deploy(request: web.Request) -> web.Response:
             except BundleError as exc:  # the upload is not a bundle: the caller's fault, not ours
                 raise_error(400, "invalid_bundle", exc.message)
         elif part.name == "providers":
-            try:
-                providers.update(load_providers_file(bytes(data).decode(errors="replace")))
+            if len(data) > MAX_PROVIDERS_BYTES:  # YAML parses at about 0.2 MB/s: a big part would take minutes
+                raise_error(413, "providers_too_large", f"the 'providers' part is {len(data):,} bytes; a providers "
+                            f"file may hold at most {MAX_PROVIDERS_BYTES:,}")
+            try:  # off the event loop: parsing and validating take a while even within the limit
+                providers.update(await asyncio.to_thread(load_providers_file, bytes(data).decode(errors="replace")))
             except InvalidInputError as exc:
                 raise_error(400, "invalid_providers", exc.message)
         elif part.name == "options":
