@@ -1,6 +1,7 @@
 """Forward webhooks (issue 19): a provider webhook also reaches the customer's app as Nango forwards it, one
-`type: "forward"` POST per matched connection (the raw payload when none matched), with the provider's headers but
-not its credentials, signed like every webhook we send; switched off per integration with `forward_webhooks`."""
+`type: "forward"` POST per matched connection (the raw payload when none matched and it was signed), with the
+provider's headers but not its credentials, signed like every webhook we send; switched off per integration with
+`forward_webhooks`."""
 
 from __future__ import annotations
 
@@ -117,3 +118,23 @@ async def test_provider_webhooks_are_forwarded_per_connection_or_raw(stack: Stac
         await eventually(routed, timeout=30)
         await asyncio.sleep(1.0)  # a forward starts right after routing and takes milliseconds: none may come
     assert len(app.forwards()) == 2
+
+
+async def test_an_unsigned_payload_that_matched_nothing_is_forwarded_in_the_envelope(stack: Stack, app: App) -> None:
+    """With `webhook_accept_unsigned` anybody can post a payload; sent as it came under our signature, a body like
+    `{"from": "nango", "type": "auth", ...}` passed for one of our own webhooks in the customer's app."""
+    gh = await setup_github(stack)
+    async with stack.api(gh.key) as api:
+        await api.request("PATCH", "/integrations/github", json={"webhook_accept_unsigned": True})
+        await api.update_environment(webhook_url=app.url, webhook_secret="whsec-fwd")
+        forged = {"from": "nango", "type": "auth", "operation": "creation", "success": True,
+                  "connectionId": "victim", "providerConfigKey": "github"}
+        async with api.session.post(f"{stack.api_url}/webhook/{gh.env}/github", data=orjson.dumps(forged),
+                                    headers={"X-GitHub-Event": "issues"}) as resp:
+            assert resp.status == 200, await resp.text()
+
+        async def wrapped() -> dict[str, Any]:
+            assert len(app.received) == 1, app.received
+            return orjson.loads(app.received[0][0])
+        body = await eventually(wrapped, timeout=30)
+    assert body == {"from": "github", "type": "forward", "providerConfigKey": "github", "payload": forged}

@@ -1,7 +1,10 @@
 """Forward webhooks: a provider webhook also goes to the environment's webhook URLs, as Nango forwards it.
 
 One `{"from": <provider>, "type": "forward", "providerConfigKey", "connectionId", "payload"}` POST per connection
-the payload was routed to; when it matched none, the provider's payload itself. The provider's headers go along,
+the payload was routed to; when it matched none, the provider's payload itself, as Nango sends it, but only when
+the integration checked the provider's signature: an unsigned payload (`webhook_accept_unsigned`) is anybody's,
+and sent as it came under our signature it could pass for one of our own webhooks (`{"type": "auth", ...}`), so
+it goes in the envelope, without a connectionId. The provider's headers go along,
 but never its credentials or what describes the original request (host, authorization, cookie, content-*,
 user-agent, sec-*, proxy-*, referer, server); the body is signed like every webhook we send (webhooks_out.py).
 Forwarding happens once, when the payload is first routed, in the background (it never delays the webhook
@@ -33,12 +36,12 @@ def forwarded_headers(headers: dict[str, str]) -> dict[str, str]:
             if k.lower() not in DROPPED and not k.lower().startswith(DROPPED_PREFIXES)}
 
 
-def payloads(provider: str, integration: str, body: Any, raw: bytes,
-             connection_ids: list[str]) -> list[tuple[str | None, dict[str, Any] | bytes]]:
+def payloads(provider: str, integration: str, body: Any, raw: bytes, connection_ids: list[str], *,
+             signed: bool) -> list[tuple[str | None, dict[str, Any] | bytes]]:
+    envelope = {"from": provider, "type": "forward", "providerConfigKey": integration}
     if not connection_ids:
-        return [(None, raw)]
-    return [(cid, {"from": provider, "type": "forward", "providerConfigKey": integration, "connectionId": cid,
-                   "payload": body}) for cid in connection_ids]
+        return [(None, raw if signed else {**envelope, "payload": body})]
+    return [(cid, {**envelope, "connectionId": cid, "payload": body}) for cid in connection_ids]
 
 
 def forward(deps: RunDeps, environment_id: int, payload_id: int, row: dict[str, Any], body: Any,
@@ -56,7 +59,8 @@ async def _forward(deps: RunDeps, environment_id: int, payload_id: int, row: dic
         if not urls:
             return
         headers = forwarded_headers(row["headers"] or {})
-        for cid, payload in payloads(row["provider"], row["unique_key"], body, bytes(row["body"]), connection_ids):
+        for cid, payload in payloads(row["provider"], row["unique_key"], body, bytes(row["body"]), connection_ids,
+                                     signed=bool(row.get("signed"))):
             for url in urls:
                 async def record(status: int | None, error: str | None, url: str = url,
                                  cid: str | None = cid) -> None:

@@ -18,10 +18,11 @@ async def add(conn: asyncpg.Connection, *, public_id: str, environment_id: int, 
 
 async def for_routing(conn: asyncpg.Connection, payload_id: int) -> dict[str, Any] | None:
     """What routing needs: the payload (id, event_type, body, headers, status, integration_id) and its
-    integration's `webhook_routing`, `unique_key`, `provider` and `forward_webhooks`."""
+    integration's `webhook_routing`, `unique_key`, `provider`, `forward_webhooks` and whether it checks the
+    provider's signature (`signed`: it has a webhook secret, so every stored payload was verified)."""
     row = await conn.fetchrow(
         "SELECT w.id, w.event_type, w.body, w.headers, w.status, w.integration_id, i.webhook_routing, i.unique_key,"
-        " i.provider, i.forward_webhooks FROM webhook_payloads w"
+        " i.provider, i.forward_webhooks, i.webhook_secret IS NOT NULL AS signed FROM webhook_payloads w"
         " JOIN integrations i ON i.id = w.integration_id WHERE w.id = $1", payload_id)
     return dict(row) if row else None
 
