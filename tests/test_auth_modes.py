@@ -239,6 +239,20 @@ async def test_github_style_app_installs_mints_and_remints_installation_tokens(s
         assert (await api.request("GET", "/proxy/user", headers=headers))["login"]
         assert _last_call(stack, "/user")["auth_scheme"] == "bearer"
 
+        # an end user who names another customer's installation at the callback instead of installing: refused
+        victim = stack.demo.auth.install(app_id)
+        stack.demo.auth.installed_at[victim] -= 3600  # installed an hour ago, by someone else
+        session = await api.create_connect_session(allowed_integrations=["gh-app"], connection_id="thief")
+        async with aiohttp.ClientSession() as browser:
+            install = await _follow(browser, session["connect_url"])
+            state = parse_qs(urlsplit(install).query)["state"][0]
+            async with browser.get(f"{stack.api_url}/oauth/callback", allow_redirects=False,
+                                   params={"state": state, "installation_id": str(victim)}) as resp:
+                assert resp.status == 403, await resp.text()
+                refused = await resp.json()
+        assert refused["error"]["code"] == "installation_not_from_this_flow", refused
+        assert await _connections(api, "gh-app") == ["org"]
+
         # without the browser: an installation id the app already has
         installation = stack.demo.auth.install(app_id)
         made = await api.create_connection("gh-app", "org2", {"type": "APP"},

@@ -51,7 +51,7 @@ from orchestrator.api.errors import error_body, raise_error
 from orchestrator.api.keys import PLATFORM
 from orchestrator.errors import InvalidInputError, TransientError
 from orchestrator.providers import auth_webhooks, jwt_auth, minting, oauth1
-from orchestrator.providers.catalog import fill
+from orchestrator.providers.catalog import fill, token_url
 from orchestrator.providers.custom import find_provider
 from orchestrator.providers.egress import EgressRefused, strict_egress
 from orchestrator.providers.model import Provider
@@ -389,9 +389,39 @@ async def _oauth1_access(request: web.Request, provider: Provider, integration_i
                              raw={k: v for k, v in body.items() if k != "oauth_token_secret"})
 
 
+INSTALL_SKEW = timedelta(minutes=2)  # between the provider's clock and ours
+
+
+async def _installed_during(request: web.Request, provider: Provider, settings: Any, installation: str,
+                            connection_config: dict[str, Any], started: datetime) -> None:
+    """Refuse an installation that was not made or configured during this flow. The callback's installation_id
+    is only a query parameter (GitHub's documentation says it can be spoofed): an end user holding any connect
+    session could name another customer's installation of the same app and get its token. The app itself reads
+    the installation (`jwt_auth.installation`), and its `created_at` or `updated_at` must fall after the flow
+    started, as it does when the user installs the app, or changes its installation, from the flow's link."""
+    url = token_url(provider, connection_config)
+    if not url or settings is None or not settings["oauth_client_id"] or not settings["oauth_client_secret"]:
+        return  # first_credentials says what is missing
+    key = str(request.app[PLATFORM].sealer.open(settings["oauth_client_secret"]))
+    found = await jwt_auth.installation(request.app[PLATFORM].egress or strict_egress(), url,
+                                        settings["oauth_client_id"], key)
+    times = []
+    for field in ("created_at", "updated_at"):
+        try:
+            at = datetime.fromisoformat(str(found.get(field)).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        times.append(at if at.tzinfo else at.replace(tzinfo=UTC))
+    if not times or max(times) < started - INSTALL_SKEW:
+        raise _Failure(403, "installation_not_from_this_flow",
+                       f"installation {installation} was not installed or changed during this connect flow; "
+                       "install the app (or change its installation) from the flow's link")
+
+
 async def _app_installed(request: web.Request, env: Environment, integration: Any, provider: Provider,
-                         connection_config: dict[str, Any]) -> AppCredentials:
-    """A GitHub-style app was installed: the installation id the provider sent back, and its first token."""
+                         connection_config: dict[str, Any], started: datetime) -> AppCredentials:
+    """A GitHub-style app was installed: the installation id the provider sent back, checked with the provider
+    (`_installed_during`), and its first token."""
     installation = request.query.get("installation_id", "").strip()
     if not is_number(installation) or len(installation) > 20:
         raise _Failure(400, "invalid_callback", "the callback has no numeric installation_id")
@@ -399,6 +429,7 @@ async def _app_installed(request: web.Request, env: Environment, integration: An
     async with request.app[PLATFORM].pool.acquire() as conn:
         settings = await integrations_repo.settings(conn, integration.id)
     try:
+        await _installed_during(request, provider, settings, installation, connection_config, started)
         creds = await minting.first_credentials(request.app[PLATFORM], provider, settings, integration.unique_key,
                                                 {"type": "APP"}, connection_config)
     except TokenRefusedError as exc:
@@ -520,7 +551,7 @@ async def callback(request: web.Request) -> web.Response:
         if mode == "OAUTH1":
             creds = await _oauth1_access(request, provider, integration_obj.id, row, connection_config)
         elif mode == "APP":
-            creds = await _app_installed(request, env, integration_obj, provider, connection_config)
+            creds = await _app_installed(request, env, integration_obj, provider, connection_config, row["created_at"])
         else:
             code = q.get("code", "")
             if not code:

@@ -128,6 +128,7 @@ class AuthModes:
         self.nonces: dict[tuple[str, str], set[str]] = {}
         self.apps: dict[str, _App] = {}
         self.installations: dict[int, str] = {}
+        self.installed_at: dict[int, float] = {}  # when each was created (or last configured), on the host's clock
         self.jwt_keys: dict[str, _JwtKey] = {}
         self._next_installation = 40_000_001
 
@@ -174,6 +175,7 @@ class AuthModes:
         installation_id = self._next_installation
         self._next_installation += 1
         self.installations[installation_id] = app_id
+        self.installed_at[installation_id] = self.host.clock()
         return installation_id
 
     def add_jwt_key(self, kid: str, alg: str, key: str, *, issuer: str | None = None,
@@ -593,9 +595,8 @@ async def app_install(request: web.Request) -> web.Response:
     return web.Response(status=302, headers={"Location": add_params_to_uri(app.setup_url, params)})
 
 
-@routes.post("/app/installations/{installation_id}/access_tokens")
-async def app_access_token(request: web.Request) -> web.Response:
-    """An installation token for a JWT signed by the installation's app, answered as GitHub does."""
+def _app_installation(request: web.Request) -> tuple[_App, int] | web.Response:
+    """The app whose JWT signs the request and the installation of it the path names, or GitHub's error."""
     auth = request.app[AUTH]
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer":
@@ -608,6 +609,33 @@ async def app_access_token(request: web.Request) -> web.Response:
     installation = request.match_info["installation_id"]
     if not installation.isdigit() or auth.installations.get(int(installation)) != app.app_id:
         return _github_error(404, "Not Found")
+    return app, int(installation)
+
+
+@routes.get("/app/installations/{installation_id}")
+async def app_installation(request: web.Request) -> web.Response:
+    """One installation of the app whose JWT signs the request, as GitHub answers it (the fields a client checks)."""
+    auth = request.app[AUTH]
+    found = _app_installation(request)
+    if isinstance(found, web.Response):
+        return found
+    app, installation_id = found
+    at = datetime.fromtimestamp(int(auth.installed_at[installation_id]), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return web.json_response({
+        "id": installation_id, "app_id": int(app.app_id) if app.app_id.isdigit() else app.app_id,
+        "app_slug": app.slug, "target_type": "Organization", "account": {"login": auth.login, "type": "Organization"},
+        "repository_selection": "all", "permissions": {"issues": "write", "metadata": "read"},
+        "created_at": at, "updated_at": at, "suspended_at": None,
+    })
+
+
+@routes.post("/app/installations/{installation_id}/access_tokens")
+async def app_access_token(request: web.Request) -> web.Response:
+    """An installation token for a JWT signed by the installation's app, answered as GitHub does."""
+    auth = request.app[AUTH]
+    found = _app_installation(request)
+    if isinstance(found, web.Response):
+        return found
     token, ttl = auth.mint_bearer("ghs_")
     expires_at = datetime.fromtimestamp(int(auth.host.clock()) + ttl, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return web.json_response({

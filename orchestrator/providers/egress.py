@@ -291,14 +291,18 @@ class Egress:
         if ip is not None:
             check_address(self.operator(), host, port, ip)
 
+    def post_outbound(self, url: str, **kwargs: Any) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        return self.outbound("POST", url, **kwargs)
+
     @contextlib.asynccontextmanager
-    async def post_outbound(self, url: str, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
-        """POST on a tenant's say-so (token endpoints, result webhooks): the URL checked, no redirect
-        followed, and a refusal by the session's resolver raised as the EgressRefused itself rather than
-        wrapped in a connector error, so callers tell "refused" from "unreachable" with one except."""
+    async def outbound(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A request on a tenant's say-so (token endpoints, result webhooks, a GitHub app's installation): the
+        URL checked, no redirect followed, and a refusal by the session's resolver raised as the EgressRefused
+        itself rather than wrapped in a connector error, so callers tell "refused" from "unreachable" with one
+        except."""
         self.check_outbound(url)
         try:
-            async with self.session.post(url, allow_redirects=False, **kwargs) as resp:
+            async with self.session.request(method, url, allow_redirects=False, **kwargs) as resp:
                 yield resp
         except aiohttp.ClientError as exc:
             refused = refusal(exc)

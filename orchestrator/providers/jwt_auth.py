@@ -27,7 +27,7 @@ from pydantic import SecretStr
 from orchestrator.errors import InvalidInputError
 from orchestrator.providers.egress import Egress
 from orchestrator.providers.model import JwtTemplate, Provider, fill, fill_text
-from orchestrator.providers.token_endpoint import expiry, request_token
+from orchestrator.providers.token_endpoint import TokenRefusedError, exchange_json, expiry, request_token
 from orchestrator.store.types import Connection, JwtCredentials, credentials_to_json
 
 APP_INSTALL_PATH = "/installations/new"   # a GitHub-style app's installation page, under its public link
@@ -144,6 +144,17 @@ async def installation_token(egress: Egress, token_url: str, app_id: str, privat
                                headers={"Authorization": f"Bearer {app_jwt(app_id, private_key)}",
                                         "Accept": "application/vnd.github+json"})
     return {"access_token": SecretStr(str(body["token"])), "expires_at": expiry(body), "raw": body}
+
+
+async def installation(egress: Egress, token_url: str, app_id: str, private_key: str) -> dict[str, Any]:
+    """The installation the token URL names (`.../app/installations/<id>/access_tokens` without its last part),
+    as the app sees it: GitHub's `created_at`, `updated_at`, `account`. TokenRefusedError when it is not the app's."""
+    url = token_url.removesuffix("/access_tokens")
+    status, _, body = await exchange_json(egress, "GET", url, "installation endpoint", headers={
+        "Authorization": f"Bearer {app_jwt(app_id, private_key)}", "Accept": "application/vnd.github+json"})
+    if status >= 400 or not isinstance(body, dict):
+        raise TokenRefusedError(f"the app cannot read installation {url.rsplit('/', 1)[-1]}: HTTP {status}")
+    return body
 
 
 def with_current_token(connection: Connection, provider: Provider) -> Connection:

@@ -23,25 +23,32 @@ class TokenRefusedError(OrchestratorError):
     code = "token_request_refused"
 
 
+async def exchange_json(egress: Egress, method: str, url: str, what: str,
+                        **kwargs: Any) -> tuple[int, bytes, Any]:
+    """One outbound call to a provider's auth endpoint (`what` names it): (status, raw body, its JSON or None).
+    Refused by egress: TokenRefusedError; unreachable, 5xx or 429: TransientError (retried by the caller)."""
+    try:
+        async with egress.outbound(method, url, timeout=aiohttp.ClientTimeout(total=30), **kwargs) as resp:
+            raw, status = await resp.read(), resp.status
+    except EgressRefused as refused:
+        raise TokenRefusedError(f"cannot reach the {what}: {refused}") from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise TransientError(f"{what} unreachable: {type(exc).__name__}: {exc}") from None
+    if status >= 500 or status == 429:
+        raise TransientError(f"{what} answered HTTP {status}")
+    try:
+        return status, raw, orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return status, raw, None
+
+
 async def request_token(egress: Egress, url: str, *, what: str, token_field: str = "access_token",
                         data: dict[str, str] | None = None, headers: dict[str, str] | None = None
                         ) -> dict[str, Any]:
     """POST to the token endpoint; the answer's JSON object when it carries `token_field`. `what` names the
     request in errors ("the client credentials", "the app's JWT")."""
-    try:
-        async with egress.post_outbound(url, data=data, headers={"Accept": "application/json", **(headers or {})},
-                                        timeout=aiohttp.ClientTimeout(total=30)) as resp:
-            raw, status = await resp.read(), resp.status
-    except EgressRefused as refused:
-        raise TokenRefusedError(f"cannot mint a token: {refused}") from None
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise TransientError(f"token endpoint unreachable: {type(exc).__name__}: {exc}") from None
-    if status >= 500 or status == 429:
-        raise TransientError(f"token endpoint answered HTTP {status}")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        body = None
+    status, raw, body = await exchange_json(egress, "POST", url, "token endpoint", data=data,
+                                            headers={"Accept": "application/json", **(headers or {})})
     if not isinstance(body, dict):
         shown = raw[:120].decode(errors="replace").strip()
         raise TokenRefusedError(f"the token endpoint answered HTTP {status} with no token but {shown!r}")

@@ -52,12 +52,13 @@ async def create_state(conn: asyncpg.Connection, *, state: str, environment_id: 
 
 async def consume_state(conn: asyncpg.Connection, state: str) -> dict[str, Any] | None:
     """Use a state once: its row (environment_id, integration_id, connection_id, connection_config, metadata,
-    redirect_uri, return_url, end_user, tags, the OAuth 1.0a request token and its sealed secret), or None when
+    redirect_uri, return_url, end_user, tags, the OAuth 1.0a request token and its sealed secret, when the flow
+    started), or None when
     it is unknown, expired or already used."""
     row = await conn.fetchrow(
         "UPDATE oauth_states SET used_at = now() WHERE state = $1 AND used_at IS NULL AND expires_at > now()"
         " RETURNING environment_id, integration_id, connection_id, connection_config, metadata, redirect_uri,"
-        " return_url, end_user, tags, ws_client_id, request_token, request_token_secret", state)
+        " return_url, end_user, tags, ws_client_id, request_token, request_token_secret, created_at", state)
     return dict(row) if row else None
 
 
