@@ -474,3 +474,18 @@ async def test_too_many_failed_logins_are_refused(stack: Stack) -> None:
             assert resp.status == 401
         resp = await client.post("/dashboard/login", data={"secret": "not-a-key"}, allow_redirects=False)
         assert resp.status == 429 and "Too many failed sign-ins" in await resp.text()
+
+
+async def test_a_rotated_out_key_cannot_sign_in_to_the_dashboard(stack: Stack) -> None:
+    """The API accepts the previous key until its grace period ends; a dashboard session made with it carried the
+    current key's fingerprint and stayed valid for its own twelve hours after the old key stopped working."""
+    _env, key = await stack.new_environment()
+    async with stack.api(key) as api:
+        rotated = await api.request("POST", "/environment/rotate-key", json={"grace_period_s": 3600})
+        assert (await api.request("GET", "/environment-variables")) == []  # the old key still works on the API
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(f"{stack.api_url}/dashboard/login", data={"secret": key}, allow_redirects=False) as resp:
+            assert resp.status == 401 and "rotated" in await resp.text()
+        async with http.post(f"{stack.api_url}/dashboard/login", allow_redirects=False,
+                             data={"secret": rotated["secret_key"]}) as resp:
+            assert resp.status == 302

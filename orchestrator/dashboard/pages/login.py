@@ -11,6 +11,7 @@ from aiohttp import web
 
 from orchestrator.api import frontend
 from orchestrator.api.keys import PLATFORM
+from orchestrator.crypto import hash_secret_key
 from orchestrator.dashboard import queries
 from orchestrator.dashboard import session as sessions
 from orchestrator.dashboard.forms import post_form, submit
@@ -91,6 +92,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     if env is None or row is None:
         request.app[THROTTLE].failed(client)
         return bare_page("Sign in", _login_form(request, "That key is not valid."), status=401)
+    if not hmac.compare_digest(row["secret_key_hash"], hash_secret_key(secret)):
+        # a rotated-out key still in its grace period: the API takes it until then, but a session made with it
+        # would carry the current key's fingerprint and outlive the grace period by its own twelve hours
+        request.app[THROTTLE].failed(client)
+        return bare_page("Sign in", _login_form(request, "That key has been rotated; sign in with the "
+                                                "environment's current key."), status=401)
     raise redirect(request, target, sessions.Session(environment_id=env.id,
                                                      key_fp=sessions.key_fingerprint(row["secret_key_hash"])))
 
