@@ -268,8 +268,8 @@ async def connect(request: web.Request) -> web.Response:
         raise_error(400, "missing_oauth_client", f"integration '{key}' has no {what}; set them with "
                     "PATCH /integrations/{key}")
     connection_config = query_config(request, provider, session)
-    if provider.auth_mode == "APP":
-        connection_config.setdefault("appPublicLink", jwt_auth.app_link(row) or "")
+    if provider.auth_mode == "APP":  # the integration's own link, whatever the session or the query said
+        connection_config["appPublicLink"] = jwt_auth.app_link(row) or ""
     template = row["oauth_authorization_url"] or provider.authorization_url
     if not template:
         raise_error(400, "missing_authorization_url", f"provider '{provider.name}' has no authorization URL")
