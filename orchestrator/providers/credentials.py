@@ -56,8 +56,12 @@ async def _mint(platform: Platform, egress: Egress, provider: Provider, url: str
                 connection_config: dict[str, Any]) -> dict[str, Any]:
     """A new token for a mode the platform mints itself: the credentials' changed fields."""
     if isinstance(creds, OAuth2ClientCredentials):
-        return await client_credentials.mint(egress, provider, url, creds.client_id,
-                                             creds.client_secret.get_secret_value(),
+        secret = creds.client_secret.get_secret_value()
+        if not secret:  # minted with the integration's OAuth app (`minting.first_credentials`): read it now
+            if row is None or not row["oauth_client_secret"]:
+                raise InvalidInputError("the connection uses its integration's OAuth app, which has no client secret")
+            secret = str(platform.sealer.open(row["oauth_client_secret"]))
+        return await client_credentials.mint(egress, provider, url, creds.client_id, secret,
                                              oauth_scopes=row["oauth_scopes"] if row is not None else None)
     if isinstance(creds, JwtCredentials):
         return await jwt_auth.exchange(egress, provider, url, credentials_to_json(creds), connection_config)

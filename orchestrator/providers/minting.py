@@ -61,4 +61,7 @@ async def first_credentials(platform: Platform, provider: Provider, settings: An
                                 f"OAuth app on integration '{integration_key}'")
     fields = await client_credentials.mint(egress, provider, url, str(client_id), str(client_secret),
                                            oauth_scopes=settings["oauth_scopes"] if settings is not None else None)
-    return OAuth2ClientCredentials(client_id=str(client_id), client_secret=str(client_secret), **fields)
+    # the integration's secret is not copied into the connection (a script's get_connection shows its
+    # credentials): an empty one says "the integration's", read from the integration when minting again
+    own_secret = str(client_secret) if given.get("client_secret") else ""
+    return OAuth2ClientCredentials(client_id=str(client_id), client_secret=own_secret, **fields)
