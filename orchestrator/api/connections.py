@@ -30,10 +30,9 @@ from orchestrator.providers.custom import find_provider
 from orchestrator.providers.model import Provider
 from orchestrator.providers.token_endpoint import TokenRefusedError
 from orchestrator.store import connections as connections_repo
+from orchestrator.store import environments as environments_repo
 from orchestrator.store import integrations as integrations_repo
 from orchestrator.store import jobs as jobs_repo
-from orchestrator.store import scripts as scripts_repo
-from orchestrator.store import variants as variants_repo
 from orchestrator.store.types import (
     ApiKeyCredentials,
     BasicCredentials,
@@ -428,11 +427,10 @@ async def delete_connection(request: web.Request) -> web.Response:
     # schedule of the connection between its deletion and the row's
     async with reconcile_lock(platform.pool, connection.integration_id):
         async with platform.pool.acquire() as conn:
-            pairs = [(s.name, "base") for s in await scripts_repo.list_for_integration(conn, connection.integration_id)
-                     if s.kind == "sync"] + await variants_repo.for_connection(conn, connection.id)
-        for sync_name, variant in pairs:
+            keys = await environments_repo.sync_schedule_keys(conn, env.id, connection_pk=connection.id)
+        for k in keys:
             await schedules.delete(platform.temporal, names.sync_schedule_id(
-                env.name, integration_key, connection.connection_id, sync_name, variant), pool=platform.pool)
+                env.name, integration_key, connection.connection_id, k["name"], k["variant"]), pool=platform.pool)
         await _stop_runs(app, env, connection)
         async with platform.pool.acquire() as conn:
             await connections_repo.delete(conn, connection.id)

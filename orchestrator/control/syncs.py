@@ -21,7 +21,7 @@ import structlog
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from orchestrator.config.schedule import format_interval, parse_schedule
+from orchestrator.config.schedule import parse_schedule
 from orchestrator.control.reconcile import deployed_frequency, reconcile_integration
 from orchestrator.errors import InvalidInputError, NotFoundError
 from orchestrator.platform import Platform
@@ -234,7 +234,7 @@ def frequency_text(script: DeployedScript, override: str | None, view: schedules
     if view.edited_elsewhere:
         return view.frequency
     if view.interval_source == "override":
-        return override or format_interval_s(view.interval_s)
+        return override or view.frequency
     return deployed_frequency(script)
 
 
@@ -288,15 +288,6 @@ async def status(platform: Platform, env: Environment, items: list[Target]) -> l
         })
     return out
 
-
-
-
-def format_interval_s(seconds: int | None) -> str | None:
-    if seconds is None:
-        return None
-    from datetime import timedelta
-
-    return format_interval(timedelta(seconds=seconds))
 
 
 def parse_syncs(raw: Any) -> tuple[list[str], str]:

@@ -207,24 +207,27 @@ def _url_value(key: str, value: str, template: str, *, whole: bool) -> str:
                             "letters, digits and . _ ~ - are allowed")
 
 
-def fill(template: str, connection_config: dict[str, Any]) -> str:
-    """A provider URL with the connection's values in its placeholders, each checked (`_url_value`)."""
+def _substitute(template: str, connection_config: dict[str, Any], *, url: bool) -> str:
+    """The template's placeholders filled from the connection config; in a URL each value checked (`_url_value`)."""
+    needed_by = f"the provider URL {template}" if url else f"the provider's {template!r}"
+
     def sub(match: re.Match[str]) -> str:
         key = match.group(1)
         if key not in connection_config:
-            raise InvalidInputError(f"connection_config lacks '{key}', which the provider URL {template} needs")
-        return _url_value(key, str(connection_config[key]), template, whole=match.start() == 0)
+            raise InvalidInputError(f"connection_config lacks '{key}', which {needed_by} needs")
+        value = str(connection_config[key])
+        return _url_value(key, value, template, whole=match.start() == 0) if url else value
     return _PLACEHOLDER.sub(sub, template)
+
+
+def fill(template: str, connection_config: dict[str, Any]) -> str:
+    """A provider URL with the connection's values in its placeholders, each checked (`_url_value`)."""
+    return _substitute(template, connection_config, url=True)
 
 
 def fill_text(template: str, connection_config: dict[str, Any]) -> str:
     """A provider's template that is not a URL (a JWT's header, payload or signing key) with the values as given."""
-    def sub(match: re.Match[str]) -> str:
-        key = match.group(1)
-        if key not in connection_config:
-            raise InvalidInputError(f"connection_config lacks '{key}', which the provider's {template!r} needs")
-        return str(connection_config[key])
-    return _PLACEHOLDER.sub(sub, template)
+    return _substitute(template, connection_config, url=False)
 
 
 def token_url(provider: Provider, connection_config: dict[str, Any]) -> str | None:

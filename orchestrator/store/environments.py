@@ -139,18 +139,19 @@ async def counts(conn: asyncpg.Connection, env_id: int) -> dict[str, int]:
     return dict(row)
 
 
-async def sync_schedule_keys(conn: asyncpg.Connection, env_id: int,
-                             integration_id: int | None = None) -> list[dict[str, Any]]:
+async def sync_schedule_keys(conn: asyncpg.Connection, env_id: int, integration_id: int | None = None,
+                             connection_pk: int | None = None) -> list[dict[str, Any]]:
     """(unique_key, connection_id, name, variant) of every sync schedule the environment (or one integration of
-    it) should have: each deployed sync of each connection, and each variant."""
+    it, or one connection) should have: each deployed sync of each connection, and each variant."""
     rows = await conn.fetch(
         "SELECT i.unique_key, c.connection_id, s.name, 'base' AS variant FROM connections c"
         " JOIN integrations i ON i.id = c.integration_id"
         " JOIN deployed_scripts s ON s.integration_id = i.id AND s.kind = 'sync'"
-        " WHERE c.environment_id = $1 AND ($2::bigint IS NULL OR i.id = $2)"
+        " WHERE c.environment_id = $1 AND ($2::bigint IS NULL OR i.id = $2) AND ($3::bigint IS NULL OR c.id = $3)"
         " UNION SELECT i.unique_key, c.connection_id, v.sync_name, v.variant FROM sync_variants v"
         " JOIN connections c ON c.id = v.connection_pk JOIN integrations i ON i.id = c.integration_id"
-        " WHERE c.environment_id = $1 AND ($2::bigint IS NULL OR i.id = $2)", env_id, integration_id)
+        " WHERE c.environment_id = $1 AND ($2::bigint IS NULL OR i.id = $2) AND ($3::bigint IS NULL OR c.id = $3)",
+        env_id, integration_id, connection_pk)
     return [dict(r) for r in rows]
 
 

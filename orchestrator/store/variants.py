@@ -30,10 +30,3 @@ async def for_integration(conn: asyncpg.Connection, integration_id: int, sync_na
         " AND ($2::text IS NULL OR v.sync_name = $2) ORDER BY v.connection_pk, v.sync_name, v.variant",
         integration_id, sync_name)
     return [dict(r) for r in rows]
-
-
-async def for_connection(conn: asyncpg.Connection, connection_pk: int) -> list[tuple[str, str]]:
-    """(sync_name, variant) of every variant of one connection."""
-    rows = await conn.fetch("SELECT sync_name, variant FROM sync_variants WHERE connection_pk = $1"
-                            " ORDER BY sync_name, variant", connection_pk)
-    return [(r["sync_name"], r["variant"]) for r in rows]

@@ -62,7 +62,6 @@ class ScheduleView:
     interval_source: str
     running_workflow_ids: list[str]
     frequency: str | None = None  # the whole spec said in one line (`spec_text`)
-    spec: ScheduleSpec | None = None
 
     @property
     def edited_elsewhere(self) -> bool:
@@ -115,7 +114,6 @@ def view(schedule_id: str, desc: ScheduleDescription) -> ScheduleView:
         interval_source=memo.get(MEMO_SOURCE, "default"),
         running_workflow_ids=[getattr(a, "workflow_id", "") for a in info.running_actions],
         frequency=spec_text(desc.schedule.spec),
-        spec=desc.schedule.spec,
     )
 
 
