@@ -43,11 +43,9 @@ class RefreshError(OrchestratorError):
 
 
 def expires_soon(connection: Connection) -> bool:
-    """Due for renewal (`connections_repo.refresh_due_at`): the same time the background refresher goes by."""
-    creds = connection.credentials
-    if not isinstance(creds, OAuth2Credentials | OAuth2ClientCredentials | AppCredentials | JwtCredentials):
-        return False
-    due = connections_repo.refresh_due_at(creds)
+    """Due for renewal (`connections_repo.refresh_due_at`, None for credentials without an expiry): the same
+    time the background refresher goes by."""
+    due = connections_repo.refresh_due_at(connection.credentials)
     return due is not None and due <= datetime.now(UTC)
 
 
